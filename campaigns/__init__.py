@@ -1,0 +1,1 @@
+"""WHETHER / WHAT / HOW: consent, campaigns, send decisions, the outbox and the channels."""

@@ -1,0 +1,1 @@
+"""WHEN: location fixes to enter / dwell / exit events, and the service that wires the engine."""

@@ -1,0 +1,5 @@
+"""CLI: keys commands."""
+
+from __future__ import annotations
+
+from geofence.service.cli.base import app  # noqa: F401

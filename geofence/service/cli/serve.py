@@ -1,0 +1,49 @@
+"""CLI: run the API and the dispatcher/scheduler process."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import typer
+
+from geofence.service.cli.base import app, console, load_runtime
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Bind address."),
+    port: int = typer.Option(8000, help="Port."),
+    workers: int = typer.Option(1, help="uvicorn workers (run the dispatcher as its own process)."),
+    jobs: bool = typer.Option(True, help="Also run the periodic jobs in this process (single-process mode)."),
+) -> None:
+    """Run the HTTP API (OpenAPI at /docs)."""
+    import os
+
+    import uvicorn
+
+    if workers > 1 or not jobs:
+        os.environ["GEOFENCE_SCHEDULER__ENABLED"] = "false"
+    uvicorn.run(
+        "geofence.service.app:create_app", factory=True, host=host, port=port, workers=workers,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the dispatcher and the presence sweeps (one per deployment, next to the API workers)."""
+    from geofence.service.jobs import build_scheduler
+
+    runtime = load_runtime()
+    scheduler = build_scheduler(runtime, ("worker",))
+    scheduler.start()
+    console.print(f"worker running {len(scheduler.get_jobs())} jobs; Ctrl-C to stop")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.shutdown(wait=True)

@@ -1,0 +1,63 @@
+"""The composition root's state: settings, engine, event bus and each domain's singletons.
+
+Each domain contributes a ``setup(runtime)`` hook (listed in ``SETUP_HOOKS``) that registers its
+services, event subscribers and periodic jobs. The API process and the dispatcher process build the
+same runtime; only what they start differs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from geofence.events import EventBus
+from geofence.service.db import create_schema, is_postgres, make_engine
+from geofence.service.settings import Settings
+
+SETUP_HOOKS = (
+    "geofence.service.wiring.geofence:setup",
+    "geofence.service.wiring.campaigns:setup",
+    "geofence.service.wiring.channels:setup",
+    "geofence.service.wiring.ops:setup",
+)
+
+
+@dataclass
+class Job:
+    """A periodic job: ``func(runtime)`` every ``every_s`` seconds. ``role`` says which process runs it."""
+
+    id: str
+    func: Callable[[Runtime], Any]
+    every_s: float
+    role: str = "worker"  # "worker" (dispatcher process) | "api" | "any"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    bus: EventBus = field(default_factory=EventBus)
+    services: dict[str, Any] = field(default_factory=dict)
+    jobs: list[Job] = field(default_factory=list)
+
+    def add_job(self, job: Job) -> None:
+        self.jobs = [j for j in self.jobs if j.id != job.id] + [job]
+
+
+def build_runtime(settings: Settings, engine: Engine | None = None) -> Runtime:
+    engine = engine or make_engine(settings.database_url)
+    if not is_postgres(engine):
+        create_schema(engine)
+    else:
+        # PostgreSQL deployments migrate with Alembic (`geofence db upgrade`); tests and first runs
+        # get the tables created if they are missing so the same code path works everywhere.
+        create_schema(engine)
+    runtime = Runtime(settings=settings, engine=engine)
+    for spec in SETUP_HOOKS:
+        module_name, func_name = spec.split(":")
+        getattr(importlib.import_module(module_name), func_name)(runtime)
+    return runtime

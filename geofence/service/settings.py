@@ -1,0 +1,82 @@
+"""Settings: one object, read from GEOFENCE_* environment variables (nested groups use ``__``).
+
+No module-level instance: ``create_app(settings)`` takes one, and ``get_settings()`` is cached for the
+CLI and the uvicorn factory. Tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FenceDefaults(BaseModel):
+    """Presence policy defaults; a zone's own fence settings override them."""
+
+    dwell_after_s: int = 300
+    silence_exit_after_s: int = 1800
+    enter_confirm_fixes: int = 1
+    exit_after_outside_fixes: int = 2
+    exit_margin_m: float = 25.0
+    max_accuracy_m: float = 200.0
+    max_speed_mps: float = 70.0
+    clock_skew_s: int = 120
+    max_fix_age_s: int = 24 * 3600
+
+
+class IngestSettings(BaseModel):
+    max_batch: int = 1000
+    max_body_bytes: int = 1_000_000
+    fix_retention_s: int = 0  # 0 = raw fixes are not stored
+
+
+class SchedulerSettings(BaseModel):
+    enabled: bool = True
+    dispatch_every_s: float = 2.0
+    sweep_every_s: float = 60.0
+    lease_s: int = 60
+    max_attempts: int = 6
+
+
+class FcmSettings(BaseModel):
+    credentials_file: Path | None = None
+    project_id: str | None = None
+
+
+class TwilioSettings(BaseModel):
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    messaging_service_sid: str | None = None
+    from_number: str | None = None
+    status_callback_url: str | None = None
+    validity_period_s: int = 3600
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
+    )
+
+    env: str = "local"
+    database_url: str = "sqlite:///./var/geofence.db"
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Secret used for keyed hashes (phone suppression list, log masking). Must be set outside env=local.
+    hash_key: SecretStr = SecretStr("local-development-only-key")
+    channels: list[str] = Field(default_factory=lambda: ["outbox"])
+    outbox_dir: Path = Path("var/outbox")
+    export_dir: Path = Path("var/exports")
+    auth_required: bool = True
+
+    fence: FenceDefaults = Field(default_factory=FenceDefaults)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    fcm: FcmSettings = Field(default_factory=FcmSettings)
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,9 @@
+"""SQLModel tables, one module per domain. Importing this package registers all of them."""
+
+from geofence.service.tables import (  # noqa: F401
+    campaigns,
+    customers,
+    keys,
+    presence,
+    zones,
+)

@@ -1,0 +1,63 @@
+"""Tables: campaigns, deliveries (the durable outbox) and cap reservations.
+
+Owner: campaigns & send decision (issue 5). Channels (issue 6) update delivery status from provider
+results and callbacks; consent (issue 4) cancels pending deliveries on opt-out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Field, SQLModel
+
+from geofence.service.tables._types import json_column, new_id, utc_column
+
+# Delivery statuses. "pending" and "deferred" are waiting to be claimed; "sending" is leased to a
+# dispatcher; the rest are terminal except "sent"/"queued" which a provider callback may still update.
+PENDING = "pending"
+DEFERRED = "deferred"
+SENDING = "sending"
+SENT = "sent"
+QUEUED = "queued"
+DELIVERED = "delivered"
+UNDELIVERED = "undelivered"
+FAILED = "failed"
+CANCELLED = "cancelled"
+SKIPPED = "skipped"
+WAITING_STATUSES = (PENDING, DEFERRED)
+
+
+class Delivery(SQLModel, table=True):
+    """One message to one customer on one channel. The row exists before any provider is called."""
+
+    __tablename__ = "deliveries"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    idempotency_key: str = Field(unique=True, index=True)
+    campaign_id: str | None = Field(default=None, index=True)
+    customer_id: str | None = Field(default=None, index=True)
+    device_id: str | None = Field(default=None, index=True)
+    zone_id: str | None = Field(default=None, index=True)
+    event_id: str | None = None
+    visit_id: str | None = None
+    channel: str  # push | sms
+    provider: str | None = None
+    status: str = Field(default=PENDING, index=True)
+    reason: str | None = None  # why skipped / deferred / cancelled
+    locale: str | None = None
+    title: str | None = None
+    body: str | None = None
+    data: dict[str, Any] = json_column()
+    due_at: datetime = utc_column(nullable=False, index=True)
+    expires_at: datetime | None = utc_column()
+    lease_until: datetime | None = utc_column()
+    leased_by: str | None = None
+    attempts: int = 0
+    provider_message_id: str | None = Field(default=None, index=True)
+    error_code: str | None = None
+    last_error: str | None = None
+    created_at: datetime = utc_column(nullable=False)
+    updated_at: datetime | None = utc_column()
+    sent_at: datetime | None = utc_column()
+    delivered_at: datetime | None = utc_column()

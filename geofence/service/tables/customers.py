@@ -1,0 +1,78 @@
+"""Tables: customers, their devices, the append-only consent ledger and the suppression list.
+
+Owner: customers & consent (issue 4). Other domains read these; only that domain writes them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Field, SQLModel
+
+from geofence.service.tables._types import json_column, new_id, utc_column
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customers"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    crm_id: str | None = Field(default=None, index=True, unique=True)
+    phone_e164: str | None = Field(default=None, index=True)
+    phone_hash: str | None = Field(default=None, index=True)  # keyed hash, for suppression matching
+    locale: str = "fr"
+    tz: str = "Europe/Paris"
+    country: str = "FR"
+    subdivision: str | None = None  # e.g. "57" (Moselle) for holiday rules
+    first_name: str | None = None
+    attributes: dict[str, Any] = json_column()
+    max_offers_per_day: int | None = None  # the customer's chosen cadence
+    max_offers_per_week: int | None = None
+    erased_at: datetime | None = utc_column()
+    created_at: datetime | None = utc_column()
+    updated_at: datetime | None = utc_column()
+
+
+class Device(SQLModel, table=True):
+    __tablename__ = "devices"
+
+    id: str = Field(primary_key=True)  # the app's device id, as posted with fixes
+    customer_id: str | None = Field(default=None, foreign_key="customers.id", index=True)
+    platform: str = "android"  # ios | android
+    push_token: str | None = None
+    push_token_active: bool = True
+    app_version: str | None = None
+    credential_hash: str | None = None  # device credential issued at registration (issue 8)
+    created_at: datetime | None = utc_column()
+    updated_at: datetime | None = utc_column()
+
+
+class ConsentEvent(SQLModel, table=True):
+    """Append-only: a grant or a withdrawal, with its proof. Never updated, never deleted (erasure
+    anonymises the customer, not the ledger's existence)."""
+
+    __tablename__ = "consent_events"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    seq: int | None = Field(default=None, index=True)
+    customer_id: str | None = Field(default=None, index=True)
+    purpose: str = Field(index=True)  # location_offers | push_marketing | sms_marketing
+    granted: bool
+    occurred_at: datetime = utc_column(nullable=False)
+    recorded_at: datetime = utc_column(nullable=False)
+    source: str  # app_screen | sms_keyword | api | import | admin
+    wording: str | None = None
+    wording_version: str | None = None
+    recorded_by: str | None = None
+    evidence: dict[str, Any] = json_column()
+
+
+class Suppression(SQLModel, table=True):
+    """Numbers that must never receive marketing, by keyed hash (survives erasure and re-import)."""
+
+    __tablename__ = "suppressions"
+
+    phone_hash: str = Field(primary_key=True)
+    channel: str = Field(default="sms", primary_key=True)
+    reason: str
+    created_at: datetime = utc_column(nullable=False)

@@ -1,0 +1,1 @@
+"""Tables: keys (filled by its owner)."""

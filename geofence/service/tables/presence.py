@@ -1,0 +1,1 @@
+"""Tables: presence (filled by its owner)."""

@@ -1,0 +1,1 @@
+"""Tables: zones (filled by its owner)."""

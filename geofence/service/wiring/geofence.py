@@ -1,0 +1,9 @@
+"""Wiring for the geofence domain: services, subscribers and jobs registered on the runtime."""
+
+from __future__ import annotations
+
+from geofence.service.runtime import Runtime
+
+
+def setup(runtime: Runtime) -> None:
+    """Register this domain's services on the runtime."""

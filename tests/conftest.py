@@ -1,0 +1,107 @@
+"""Shared fixtures: settings, databases (SQLite always, PostgreSQL when reachable — required under CI)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+from geofence.service.db import create_schema, make_engine
+from geofence.service.settings import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "GEOFENCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        eng = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with eng.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        eng.dispose()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database for this test session, with the schema created once."""
+    problem = _postgres_reachable()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI=true but is not reachable: {problem}")
+        pytest.skip(f"PostgreSQL not reachable ({problem})")
+    name = f"geofence_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    eng = make_engine(url)
+    create_schema(eng)
+    eng.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(engine: Engine) -> None:
+    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    if names:
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {names} CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test that takes this runs once on SQLite (a file) and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/test.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    create_schema(eng)
+    yield eng
+    if eng.dialect.name == "postgresql":
+        _truncate_all(eng)
+    eng.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """SQLite only, for tests that have no reason to run twice."""
+    eng = make_engine(f"sqlite:///{tmp_path}/test.db")
+    create_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as s:
+        yield s
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for tests: no scheduler threads, files under tmp_path, auth on."""
+    return Settings(
+        env="test",
+        database_url=f"sqlite:///{tmp_path}/app.db",
+        outbox_dir=tmp_path / "outbox",
+        export_dir=tmp_path / "exports",
+        scheduler={"enabled": False},
+    )
