@@ -57,7 +57,7 @@ class EventBus:
         for subscriber in self._subscribers:
             try:
                 subscriber(events)
-            except Exception as exc:  # noqa: PERF203 - each subscriber is isolated
+            except Exception as exc:
                 errors.append(exc)
         if errors:
             raise errors[0]

@@ -1,0 +1,29 @@
+"""Cancel what is waiting to go to a customer: the step that makes an opt-out effective at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import Session
+
+from geofence.service.tables.campaigns import CANCELLED, WAITING_STATUSES, Delivery
+
+
+def cancel_waiting_deliveries(
+    session: Session, *, customer_id: str, channels: Iterable[str], reason: str, at: datetime
+) -> int:
+    """Mark pending and deferred deliveries cancelled, in the caller's transaction.
+
+    Rows already leased to a dispatcher (``sending``) are not touched here: the dispatcher re-reads
+    consent right before it calls the provider, inside its own transaction.
+    """
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.customer_id == customer_id)  # type: ignore[arg-type]
+        .where(Delivery.channel.in_(list(channels)))  # type: ignore[attr-defined]
+        .where(Delivery.status.in_(WAITING_STATUSES))  # type: ignore[attr-defined]
+        .values(status=CANCELLED, reason=reason, updated_at=at)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
