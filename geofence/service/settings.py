@@ -55,6 +55,24 @@ class TwilioSettings(BaseModel):
     validity_period_s: int = 3600
 
 
+class LimitSettings(BaseModel):
+    """Request-rate limits (token buckets, in memory per API process: N workers allow N x the rate).
+
+    0 disables a limit. An ingest key is usually shared by every install of the app, so its limit is a
+    coarse ceiling; the per-device limit applies to callers bound by an ``X-Device-Token``.
+    """
+
+    key_rate_per_s: float = 100.0
+    key_burst: int = 500
+    device_rate_per_s: float = 2.0
+    device_burst: int = 30
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    json_format: bool = True  # one JSON object per line; False = plain text for a terminal
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -69,12 +87,17 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("var/outbox")
     export_dir: Path = Path("var/exports")
     auth_required: bool = True
+    # PostgreSQL: run `alembic upgrade head` when the app/CLI starts (False = run `geofence db upgrade`
+    # yourself before starting). SQLite always creates its tables directly.
+    migrate_on_start: bool = True
 
     fence: FenceDefaults = Field(default_factory=FenceDefaults)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     fcm: FcmSettings = Field(default_factory=FcmSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
 
 @lru_cache
