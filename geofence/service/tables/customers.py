@@ -76,3 +76,30 @@ class Suppression(SQLModel, table=True):
     channel: str = Field(default="sms", primary_key=True)
     reason: str
     created_at: datetime = utc_column(nullable=False)
+
+
+class InboundMessage(SQLModel, table=True):
+    """One inbound SMS as Twilio posted it, kept once per ``MessageSid`` (Twilio retries the same sid).
+
+    The body is kept only when the message needs a human look (a fuzzy opt-out, or an opt-out word in a
+    longer text); the sender is stored as a keyed hash and a masked form, never in clear.
+    """
+
+    __tablename__ = "inbound_messages"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    message_sid: str = Field(unique=True, index=True)
+    account_sid: str | None = None
+    messaging_service_sid: str | None = None
+    to_number: str | None = None  # our sender number / short code, not personal data
+    from_hash: str = Field(index=True)
+    from_masked: str | None = None
+    customer_ids: list[str] = json_column(list)
+    intent: str  # opt_out | opt_in | help | none
+    keyword: str | None = None
+    needs_review: bool = Field(default=False, index=True)
+    reviewed_at: datetime | None = utc_column()
+    body: str | None = None  # only when needs_review
+    locale: str | None = None  # language of the reply
+    replied: bool = False
+    received_at: datetime = utc_column(nullable=False, index=True)
