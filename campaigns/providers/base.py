@@ -68,9 +68,19 @@ class InvalidRecipient(ProviderError):
     ``unsubscribed`` (21610: opted out for that sender).
     """
 
-    def __init__(self, message: str, *, kind: str, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, kind: str, code: str | None = None, sender: str | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.kind = kind
+        # For ``unsubscribed``: the sender (Messaging Service SID or number) the opt-out applies to;
+        # a STOP sent to one sender does not opt the number out of the others.
+        self.sender = sender
+
+
+TOKEN_UNREGISTERED = "token_unregistered"
+NUMBER_INVALID = "number_invalid"
+UNSUBSCRIBED = "unsubscribed"
 
 
 class NotificationProvider(Protocol):

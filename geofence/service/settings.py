@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,10 @@ class SchedulerSettings(BaseModel):
 class FcmSettings(BaseModel):
     credentials_file: Path | None = None
     project_id: str | None = None
+    # What the apps register: "token" (FirebaseMessaging.getToken(), wire field `token`) or "fid"
+    # (Firebase installation id, apps with FID registration on, wire field `fid`).
+    target_field: Literal["token", "fid"] = "token"
+    batch_size: int = 100  # send_each starts one thread per message; FCM allows at most 500
 
 
 class TwilioSettings(BaseModel):
@@ -53,6 +58,8 @@ class TwilioSettings(BaseModel):
     from_number: str | None = None
     status_callback_url: str | None = None
     validity_period_s: int = 3600
+    stop_number: str | None = None  # the short number customers reply STOP to (FR: a 36xxx code)
+    warn_above_segments: int = 2  # campaign save warns when an SMS needs more segments than this
 
 
 class LimitSettings(BaseModel):
