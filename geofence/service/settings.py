@@ -80,6 +80,15 @@ class LogSettings(BaseModel):
     json_format: bool = True  # one JSON object per line; False = plain text for a terminal
 
 
+class SmsKeywordSettings(BaseModel):
+    """Inbound SMS keyword lists (None = the defaults in campaigns/keywords.py) and the fuzzy budget."""
+
+    opt_out: list[str] | None = None
+    opt_in: list[str] | None = None
+    help: list[str] | None = None
+    max_other_words: int = 3
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -103,6 +112,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     fcm: FcmSettings = Field(default_factory=FcmSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    sms_keywords: SmsKeywordSettings = Field(default_factory=SmsKeywordSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
