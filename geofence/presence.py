@@ -1,0 +1,227 @@
+"""The presence state machine of one device in one zone. Pure: no I/O, no wall clock.
+
+States (visible, persisted): ``outside -> entering (pending) -> inside -> dwelling``, and from inside or
+dwelling ``exiting (pending) -> outside``. Only ENTER, DWELL and EXIT are events.
+
+Every decision is taken on the fix's own time and on the fix's *signed distance* to the zone (metres,
+negative inside, from ``zones.ZoneIndex.signed_distance_m``) combined with its accuracy:
+
+- enter: the centre is at least ``enter_depth_ratio * accuracy`` inside (the accuracy disc is mostly
+  inside), the accuracy is good enough for this zone, the device is not moving faster than the zone's
+  profile allows, and this held for ``enter_confirm_fixes`` fixes (or the fix reports a stop);
+- exit: ``exit_after_outside_fixes`` consecutive fixes with the centre outside, the last of which has its
+  whole accuracy disc clear of the zone by ``exit_margin_m`` (hysteresis). A fix back inside resets;
+- dwell: ``dwell_after`` of fix time since the enter, on a fix or from the sweep (``sweep``);
+- silence: no fix for ``silence_exit_after`` while inside -> EXIT ``inferred_silence`` (``sweep``);
+- a fix at or before the last one processed changes nothing (late and duplicate fixes never rewind);
+- a fix too imprecise for the zone only refreshes ``last_fix_at`` (it keeps a silent device alive but
+  never causes a transition).
+
+A presence adopted silently (``entered_at is None``: the zone was created around a device already
+inside, see ``adopt``) never emits: no enter happened, so there is no visit to dwell in or leave.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from geofence.events import TransitionKind, ZoneEvent, round_position
+from geofence.fixes import LocationFix
+from geofence.policy import FencePolicy
+
+IdFactory = Callable[[], str]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class PresenceState(StrEnum):
+    OUTSIDE = "outside"
+    ENTERING = "entering"
+    INSIDE = "inside"
+    DWELLING = "dwelling"
+    EXITING = "exiting"
+
+
+INSIDE_STATES = frozenset({PresenceState.INSIDE, PresenceState.DWELLING, PresenceState.EXITING})
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Where one device stands with one zone. ``version`` is the optimistic-concurrency counter."""
+
+    device_id: str
+    zone_id: str
+    state: PresenceState = PresenceState.OUTSIDE
+    since_at: datetime | None = None  # fix time the current state began
+    last_fix_at: datetime | None = None  # last fix evaluated against this zone
+    entered_at: datetime | None = None
+    visit_id: str | None = None
+    pending_fixes: int = 0  # qualifying fixes (entering) or consecutive outside fixes (exiting)
+    dwelled: bool = False
+    lat: float | None = None  # rounded (~100 m) position of the enter, for later events
+    lng: float | None = None
+    version: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        """Worth keeping: anything but plain outside."""
+        return self.state is not PresenceState.OUTSIDE
+
+
+StepResult = tuple[Presence, tuple[ZoneEvent, ...]]
+
+
+def _event(p: Presence, kind: TransitionKind, at: datetime, reason: str, ids: IdFactory) -> ZoneEvent:
+    return ZoneEvent(
+        id=ids(), zone_id=p.zone_id, device_id=p.device_id, kind=kind, at=at,
+        visit_id=p.visit_id or "", reason=reason, lat=p.lat, lng=p.lng,
+    )
+
+
+def step(
+    presence: Presence,
+    fix: LocationFix,
+    distance_m: float,
+    policy: FencePolicy,
+    *,
+    speed_mps: float | None = None,
+    ids: IdFactory = new_id,
+) -> StepResult:
+    """Advance one presence with one fix.
+
+    Parameters
+    ----------
+    presence : the current presence (``Presence(device_id, zone_id)`` when none is stored).
+    fix : the fix, already checked by ``geofence.fixes.check_fix`` and found plausible.
+    distance_m : signed distance from the fix centre to the zone, metres (< 0 inside; ``inf`` far away).
+    policy : this zone's policy.
+    speed_mps : the device's speed (reported, or implied by its previous fix), for the enter speed limit.
+    ids : id factory for events and visits (tests pass a deterministic one).
+
+    Returns
+    -------
+    The new presence and the events it fired (empty for most fixes).
+    """
+    at = fix.recorded_at
+    if presence.last_fix_at is not None and at <= presence.last_fix_at:
+        return presence, ()
+    p = replace(presence, last_fix_at=at)
+    if fix.accuracy_m > policy.max_accuracy_m:
+        return p, ()
+    if p.state in INSIDE_STATES:
+        return _step_inside(p, fix, distance_m, policy, ids)
+    return _step_outside(p, fix, distance_m, policy, speed_mps, ids)
+
+
+def _step_outside(
+    p: Presence, fix: LocationFix, d: float, policy: FencePolicy, speed_mps: float | None, ids: IdFactory
+) -> StepResult:
+    at = fix.recorded_at
+    speed = fix.speed_mps if fix.speed_mps is not None else speed_mps
+    too_fast = policy.max_enter_speed_mps is not None and (speed or 0.0) > policy.max_enter_speed_mps
+    if d <= -policy.enter_depth_ratio * fix.accuracy_m and not too_fast:
+        count = (p.pending_fixes if p.state is PresenceState.ENTERING else 0) + 1
+        stopped = fix.speed_mps is not None and fix.speed_mps <= policy.stop_speed_mps
+        if count >= policy.enter_confirm_fixes or stopped:
+            lat, lng = round_position(fix.lat, fix.lng)
+            entered = replace(
+                p, state=PresenceState.INSIDE, since_at=at, entered_at=at, visit_id=ids(),
+                pending_fixes=0, dwelled=False, lat=lat, lng=lng,
+            )
+            reason = "inside" if count == 1 and not stopped else ("stopped" if stopped else "confirmed")
+            events = [_event(entered, TransitionKind.ENTER, at, reason, ids)]
+            if policy.dwell_after.total_seconds() <= 0:
+                entered = replace(entered, state=PresenceState.DWELLING, dwelled=True)
+                events.append(_event(entered, TransitionKind.DWELL, at, "dwell_after_fix", ids))
+            return entered, tuple(events)
+        since = p.since_at if p.state is PresenceState.ENTERING else at
+        return replace(p, state=PresenceState.ENTERING, since_at=since, pending_fixes=count), ()
+    if d > 0 or too_fast:
+        return replace(p, state=PresenceState.OUTSIDE, since_at=None, pending_fixes=0), ()
+    return p, ()  # inside but not deep enough: neither confirms nor cancels a pending enter
+
+
+def _step_inside(p: Presence, fix: LocationFix, d: float, policy: FencePolicy, ids: IdFactory) -> StepResult:
+    at = fix.recorded_at
+    if d > 0:
+        count = (p.pending_fixes if p.state is PresenceState.EXITING else 0) + 1
+        clear = d - fix.accuracy_m >= policy.exit_margin_m
+        if count >= policy.exit_after_outside_fixes and clear:
+            return _exit(p, at, "outside_margin", ids)
+        since = p.since_at if p.state is PresenceState.EXITING else at
+        return replace(p, state=PresenceState.EXITING, since_at=since, pending_fixes=count), ()
+    back = PresenceState.DWELLING if p.dwelled else PresenceState.INSIDE
+    if p.state is not back:
+        p = replace(p, state=back, since_at=at, pending_fixes=0)
+    if not p.dwelled and p.entered_at is not None and at - p.entered_at >= policy.dwell_after:
+        p = replace(p, state=PresenceState.DWELLING, since_at=at, dwelled=True)
+        return p, (_event(p, TransitionKind.DWELL, at, "dwell_after_fix", ids),)
+    return p, ()
+
+
+def _exit(p: Presence, at: datetime, reason: str, ids: IdFactory) -> StepResult:
+    closed = Presence(p.device_id, p.zone_id, PresenceState.OUTSIDE, None, p.last_fix_at, version=p.version)
+    if p.entered_at is None:  # adopted silently: there was no visit to close
+        return closed, ()
+    return closed, (_event(p, TransitionKind.EXIT, at, reason, ids),)
+
+
+def sweep(presence: Presence, at: datetime, policy: FencePolicy, *, ids: IdFactory = new_id) -> StepResult:
+    """Timer transitions for a device that stopped reporting, evaluated at ``at`` (the sweep's time).
+
+    Fires DWELL at ``entered_at + dwell_after`` for a device still inside (no contrary evidence:
+    not exiting), and EXIT ``inferred_silence`` at ``last_fix_at + silence_exit_after``. Both carry the
+    time they became due, not the sweep's time. A pending enter that went silent is dropped.
+    """
+    p, events = presence, []
+    if p.last_fix_at is None:
+        return p, ()
+    silent_at = p.last_fix_at + policy.silence_exit_after
+    if (
+        p.state is PresenceState.INSIDE and not p.dwelled and p.entered_at is not None
+        and at >= p.entered_at + policy.dwell_after
+    ):
+        due = p.entered_at + policy.dwell_after
+        if due <= silent_at:
+            p = replace(p, state=PresenceState.DWELLING, since_at=due, dwelled=True)
+            events.append(_event(p, TransitionKind.DWELL, due, "dwell_timer", ids))
+    if at >= silent_at:
+        if p.state in INSIDE_STATES:
+            p, exit_events = _exit(p, silent_at, "inferred_silence", ids)
+            events.extend(exit_events)
+        elif p.state is PresenceState.ENTERING:
+            p = replace(p, state=PresenceState.OUTSIDE, since_at=None, pending_fixes=0)
+    return p, tuple(events)
+
+
+def close(
+    presence: Presence, at: datetime, reason: str = "zone_removed", *, ids: IdFactory = new_id
+) -> StepResult:
+    """Close a presence because its zone went away: EXIT for an announced visit, nothing otherwise."""
+    if presence.state in INSIDE_STATES:
+        return _exit(presence, at, reason, ids)
+    return replace(presence, state=PresenceState.OUTSIDE, since_at=None, pending_fixes=0), ()
+
+
+def adopt(
+    device_id: str, zone_id: str, fix: LocationFix, distance_m: float, policy: FencePolicy
+) -> Presence | None:
+    """A zone was created around a device: adopt it as silently inside if its last fix is well inside.
+
+    No ENTER fires (the device did not arrive), and the adopted presence never fires DWELL or EXIT.
+    """
+    if fix.accuracy_m > policy.max_accuracy_m or distance_m > -policy.enter_depth_ratio * fix.accuracy_m:
+        return None
+    at = fix.recorded_at
+    return Presence(device_id, zone_id, PresenceState.INSIDE, since_at=at, last_fix_at=at)
+
+
+def open_states() -> Iterable[str]:
+    """State values stored in the database (outside is the absence of a row)."""
+    return [s.value for s in PresenceState if s is not PresenceState.OUTSIDE]
