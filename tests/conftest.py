@@ -97,11 +97,52 @@ def session(engine: Engine) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings for tests: no scheduler threads, files under tmp_path, auth on."""
+    """Settings for tests: no scheduler threads, files under tmp_path, auth OFF (see ``secure_settings``)."""
     return Settings(
         env="test",
         database_url=f"sqlite:///{tmp_path}/app.db",
         outbox_dir=tmp_path / "outbox",
         export_dir=tmp_path / "exports",
         scheduler={"enabled": False},
+        auth_required=False,
     )
+
+
+@pytest.fixture
+def secure_settings(settings: Settings) -> Settings:
+    """Like ``settings`` (same database file) but every route checks its credentials."""
+    return settings.model_copy(update={"auth_required": True})
+
+
+def make_key_headers(engine: Engine, *scopes: str, name: str = "test") -> dict[str, str]:
+    """Create an API key with ``scopes`` in ``engine``'s database; returns the request headers."""
+    from geofence.service import apikeys, clock
+    from geofence.service.db import session_scope
+
+    with session_scope(engine) as s:
+        _info, token = apikeys.create_api_key(s, name=name, scopes=set(scopes), at=clock.now())
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _headers_for(settings: Settings, *scopes: str) -> dict[str, str]:
+    eng = make_engine(settings.database_url)
+    create_schema(eng)
+    try:
+        return make_key_headers(eng, *scopes, name="-".join(scopes))
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def admin_headers(secure_settings: Settings) -> dict[str, str]:
+    """Headers with an ``admin`` key, valid for ``create_app(secure_settings)`` (its database file).
+
+    For an app built on another engine use ``make_key_headers(engine, "admin")``.
+    """
+    return _headers_for(secure_settings, "admin")
+
+
+@pytest.fixture
+def ingest_headers(secure_settings: Settings) -> dict[str, str]:
+    """Headers with an ``ingest`` key, valid for ``create_app(secure_settings)``."""
+    return _headers_for(secure_settings, "ingest")

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from fastapi import Request
+from fastapi import HTTPException, Request
+
+if TYPE_CHECKING:
+    from geofence.service.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,66 @@ def require_scope(scope: str) -> Callable[[Request], Principal]:
         return authenticate(request, scope)  # type: ignore[no-any-return]
 
     return dependency
+
+
+# --- the scheme (registered as runtime.services["authenticate"] by wiring/ops.py) -------------------
+
+_BEARER = "bearer "
+
+
+def presented_api_key(request: Request) -> str | None:
+    """The API key from ``Authorization: Bearer`` or ``X-API-Key`` (the former wins)."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        if authorization[: len(_BEARER)].lower() != _BEARER:
+            return ""  # some other scheme: present but unusable
+        return authorization[len(_BEARER) :].strip()
+    return request.headers.get("x-api-key")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail=detail, headers={"WWW-Authenticate": 'Bearer realm="geofence"'})
+
+
+def make_authenticator(runtime: Runtime) -> Callable[[Request, str], Principal]:
+    """``authenticate(request, scope)``: verify the key (and device token), check scope and rates.
+
+    Raises 401 (no/invalid credential), 403 (valid key without ``scope``) or 429 (rate limit). The
+    principal is also left on ``request.state.principal`` for logging.
+    """
+    from geofence.service import apikeys, clock
+    from geofence.service.db import session_scope
+    from geofence.service.limits_http import RateLimiter
+
+    limiter: RateLimiter = runtime.services.setdefault("rate_limiter", RateLimiter())
+    limits = runtime.settings.limits
+
+    def authenticate(request: Request, scope: str) -> Principal:
+        token = presented_api_key(request)
+        if token is None:
+            raise _unauthorized("missing API key (Authorization: Bearer <key> or X-API-Key)")
+        device_token = request.headers.get("x-device-token")
+        with session_scope(runtime.engine) as session:
+            key = apikeys.verify_api_key(session, token, at=clock.now()) if token else None
+            if key is None:
+                raise _unauthorized("invalid or revoked API key")
+            if scope not in key.scopes:
+                raise HTTPException(403, detail=f"this API key lacks the {scope!r} scope")
+            device_id = None
+            if device_token is not None:
+                device_id = apikeys.verify_device_credential(session, device_token)
+                if device_id is None:
+                    raise _unauthorized("invalid X-Device-Token")
+        limiter.check(
+            f"key:{key.id}", rate_per_s=limits.key_rate_per_s, burst=limits.key_burst, what="API key"
+        )
+        if device_id is not None:
+            limiter.check(
+                f"device:{device_id}", rate_per_s=limits.device_rate_per_s, burst=limits.device_burst,
+                what="device",
+            )
+        principal = Principal(key_id=key.id, scopes=key.scopes, device_id=device_id)
+        request.state.principal = principal
+        return principal
+
+    return authenticate

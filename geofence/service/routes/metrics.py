@@ -1,0 +1,58 @@
+"""Route: Prometheus metrics (unauthenticated like /healthz: bind it to a private network)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from geofence.service import clock, metrics
+from geofence.service.deps import RuntimeDep
+from geofence.service.tables._types import as_utc
+from geofence.service.tables.campaigns import WAITING_STATUSES, Delivery
+
+router = APIRouter(tags=["operations"])
+
+OUTBOX_OLDEST_DUE_AGE = Gauge(
+    "geofence_outbox_oldest_due_age_seconds",
+    "Age of the oldest waiting delivery that is due (0 when none): dispatch lag even when nothing sends.",
+    registry=metrics.REGISTRY,
+)
+
+
+def refresh_outbox_gauges(session: Session, *, at: datetime) -> None:
+    """Scrape-time gauges from the outbox table (the dispatcher may be another process)."""
+    waiting = session.exec(
+        select(func.count()).select_from(Delivery).where(col(Delivery.status).in_(WAITING_STATUSES))
+    ).one()
+    oldest_due = session.exec(
+        select(func.min(Delivery.due_at)).where(
+            col(Delivery.status).in_(WAITING_STATUSES), col(Delivery.due_at) <= at
+        )
+    ).one()
+    metrics.OUTBOX_WAITING.set(int(waiting))
+    oldest = as_utc(oldest_due)
+    OUTBOX_OLDEST_DUE_AGE.set(max(0.0, (at - oldest).total_seconds()) if oldest else 0.0)
+
+
+def _registry() -> CollectorRegistry:
+    """Our registry; with PROMETHEUS_MULTIPROC_DIR set, the sum over every process writing there."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return metrics.REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=False)
+def prometheus_metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus text exposition."""
+    with Session(runtime.engine) as session:
+        refresh_outbox_gauges(session, at=clock.now())
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
