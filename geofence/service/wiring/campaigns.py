@@ -7,3 +7,4 @@ from geofence.service.runtime import Runtime
 
 def setup(runtime: Runtime) -> None:
     """Register this domain's services on the runtime."""
+    __import__("campaigns.consent_wiring", fromlist=["setup_consent"]).setup_consent(runtime)
