@@ -1,0 +1,185 @@
+"""Use case: an inbound SMS (already signature-checked) → opt-out / opt-in / help, and the reply.
+
+- Idempotent on Twilio's ``MessageSid``: Twilio retries the same message; the retry changes nothing
+  and gets no reply (we reply at most once per message).
+- STOP: every customer with that number gets an ``sms_marketing`` withdrawal (source ``sms_keyword``,
+  evidence: the MessageSid), their waiting SMS deliveries are cancelled in the same transaction, and
+  the number's keyed hash is put on the suppression list — also when no customer has the number.
+- START: lifts a STOP suppression (never an erasure one) and grants ``sms_marketing`` back.
+- The reply is in the customer's language; for an unknown number, French for French regions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from campaigns.consent import Purpose, Source
+from campaigns.customers import (
+    SUPPRESSED_BY_ERASURE,
+    SUPPRESSED_BY_KEYWORD,
+    lift_keyword_suppression,
+    record_consent,
+    suppress,
+    suppression_of,
+)
+from campaigns.keywords import DEFAULT_CONFIG, Intent, KeywordConfig, KeywordMatch, match
+from campaigns.phones import canonical, guess_locale, mask_phone, phone_hash
+from campaigns.replies import ReplyKind, reply_text
+from geofence.service.tables.customers import Customer, InboundMessage
+
+log = logging.getLogger(__name__)
+
+KEYWORD_WORDING_VERSION = "sms-keywords-1"
+MAX_BODY = 1600  # Twilio's own limit for a concatenated SMS
+
+
+class MalformedInbound(ValueError):
+    """A signed request without the fields every inbound SMS has."""
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    message_sid: str
+    from_number: str
+    to_number: str | None
+    body: str
+    account_sid: str | None = None
+    messaging_service_sid: str | None = None
+
+    @classmethod
+    def from_form(cls, form: Mapping[str, str]) -> InboundSms:
+        """Read Twilio's form fields (``From``, ``To``, ``Body``, ``MessageSid``, …); others are ignored."""
+        sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
+        sender = (form.get("From") or "").strip()
+        if not sid or not sender:
+            raise MalformedInbound("an inbound SMS needs MessageSid and From")
+        if len(sid) > 64 or len(sender) > 64:
+            raise MalformedInbound("MessageSid or From is too long")
+        return cls(
+            message_sid=sid,
+            from_number=sender,
+            to_number=(form.get("To") or None),
+            body=(form.get("Body") or "")[:MAX_BODY],
+            account_sid=form.get("AccountSid") or None,
+            messaging_service_sid=form.get("MessagingServiceSid") or None,
+        )
+
+
+@dataclass(frozen=True)
+class InboundOutcome:
+    intent: Intent
+    reply: str | None
+    duplicate: bool = False
+    needs_review: bool = False
+    customers: int = 0
+    cancelled: int = 0
+
+
+def _reply_locale(customers: list[Customer], sender: str) -> str:
+    if customers:
+        return customers[0].locale or "en"
+    return guess_locale(sender)
+
+
+def _consent(session: Session, customers: list[Customer], sms: InboundSms, found: KeywordMatch,
+             *, granted: bool, at: datetime) -> int:  # fmt: skip
+    cancelled = 0
+    for customer in customers:
+        _, n = record_consent(
+            session,
+            customer_id=customer.id,
+            purpose=Purpose.SMS_MARKETING,
+            granted=granted,
+            source=Source.SMS_KEYWORD,
+            at=at,
+            wording=f"SMS keyword {found.keyword!r}",
+            wording_version=KEYWORD_WORDING_VERSION,
+            recorded_by="twilio-inbound",
+            evidence={
+                "message_sid": sms.message_sid,
+                "keyword": found.keyword,
+                "fuzzy": found.fuzzy,
+                "to": sms.to_number,
+                "messaging_service_sid": sms.messaging_service_sid,
+            },
+        )
+        cancelled += n
+    return cancelled
+
+
+def handle_inbound_sms(
+    session: Session,
+    sms: InboundSms,
+    *,
+    at: datetime,
+    hash_key: str,
+    config: KeywordConfig = DEFAULT_CONFIG,
+) -> InboundOutcome:
+    """Apply one inbound SMS; returns what happened and the reply text (None = empty TwiML)."""
+    if session.exec(select(InboundMessage.id).where(InboundMessage.message_sid == sms.message_sid)).first():
+        return InboundOutcome(Intent.NONE, None, duplicate=True)
+    sender = canonical(sms.from_number)
+    hashed = phone_hash(sender, hash_key)
+    found = match(sms.body, config)
+    customers = list(
+        session.exec(
+            select(Customer)
+            .where(Customer.phone_hash == hashed)
+            .where(col(Customer.erased_at).is_(None))
+            .order_by(col(Customer.updated_at).desc())
+        ).all()
+    )
+    locale = _reply_locale(customers, sender)
+    row = InboundMessage(
+        message_sid=sms.message_sid,
+        account_sid=sms.account_sid,
+        messaging_service_sid=sms.messaging_service_sid,
+        to_number=sms.to_number,
+        from_hash=hashed,
+        from_masked=mask_phone(sender),
+        customer_ids=[c.id for c in customers],
+        intent=found.intent.value,
+        keyword=found.keyword,
+        needs_review=found.needs_review,
+        body=sms.body if found.needs_review else None,
+        locale=locale,
+        received_at=at,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # the same MessageSid committed concurrently by another worker
+        return InboundOutcome(Intent.NONE, None, duplicate=True)
+
+    cancelled, kind = 0, None
+    if found.intent is Intent.OPT_OUT:
+        suppress(session, hashed, reason=SUPPRESSED_BY_KEYWORD, at=at)
+        cancelled = _consent(session, customers, sms, found, granted=False, at=at)
+        kind = ReplyKind.STOPPED
+    elif found.intent is Intent.OPT_IN:
+        existing = suppression_of(session, hashed)
+        if existing is not None and existing.reason == SUPPRESSED_BY_ERASURE:
+            kind = ReplyKind.START_REFUSED
+        else:
+            lift_keyword_suppression(session, hashed)
+            _consent(session, customers, sms, found, granted=True, at=at)
+            kind = ReplyKind.STARTED
+    elif found.intent is Intent.HELP:
+        kind = ReplyKind.HELP
+    reply = reply_text(kind, locale) if kind is not None else None
+    row.replied = reply is not None
+    session.add(row)
+    session.flush()
+    log.info(
+        "inbound sms %s from %s: %s (customers=%d, cancelled=%d, review=%s)",
+        sms.message_sid, mask_phone(sender), found.intent.value, len(customers), cancelled,
+        found.needs_review,
+    )  # fmt: skip
+    return InboundOutcome(found.intent, reply, needs_review=found.needs_review,
+                          customers=len(customers), cancelled=cancelled)  # fmt: skip
