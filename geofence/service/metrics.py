@@ -23,3 +23,11 @@ DISPATCH_LAG = Histogram(
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900), registry=REGISTRY,
 )
 OUTBOX_WAITING = Gauge("geofence_outbox_waiting", "Deliveries waiting to be sent.", registry=REGISTRY)
+CONSENT_CHANGES = Counter(
+    "geofence_consent_changes_total", "Consent ledger entries by purpose, grant/withdrawal and source.",
+    ["purpose", "granted", "source"], registry=REGISTRY,
+)
+INBOUND_SMS = Counter(
+    "geofence_inbound_sms_total", "Inbound SMS by keyword intent (duplicates = Twilio retries).",
+    ["intent"], registry=REGISTRY,
+)
