@@ -52,10 +52,11 @@ def build_runtime(settings: Settings, engine: Engine | None = None) -> Runtime:
     engine = engine or make_engine(settings.database_url)
     if not is_postgres(engine):
         create_schema(engine)
-    else:
-        # PostgreSQL deployments migrate with Alembic (`geofence db upgrade`); tests and first runs
-        # get the tables created if they are missing so the same code path works everywhere.
-        create_schema(engine)
+    elif settings.migrate_on_start:
+        # PostgreSQL runs the Alembic migrations (advisory-locked, so several workers may start at once).
+        from geofence.service.migrations import migrate
+
+        migrate(engine)
     runtime = Runtime(settings=settings, engine=engine)
     for spec in SETUP_HOOKS:
         module_name, func_name = spec.split(":")

@@ -1,5 +1,61 @@
-"""CLI: keys commands."""
+"""CLI: ``geofence keys create|revoke|list`` — API keys are created and revoked only here."""
 
 from __future__ import annotations
 
-from geofence.service.cli.base import app  # noqa: F401
+import typer
+from rich.table import Column, Table
+
+from geofence.service import apikeys, clock
+from geofence.service.cli.base import app, console, fail, load_runtime
+from geofence.service.db import session_scope
+
+keys_app = typer.Typer(help="API keys (scopes: ingest, admin). The secret is shown once, at creation.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Who or what uses the key, e.g. 'android app' or 'crm sync'."),
+    scope: list[str] = typer.Option(..., "--scope", "-s", help="ingest | admin (repeatable)."),
+) -> None:
+    """Create a key and print its secret ONCE (only a hash is stored)."""
+    runtime = load_runtime()
+    try:
+        with session_scope(runtime.engine) as session:
+            info, token = apikeys.create_api_key(session, name=name, scopes=set(scope), at=clock.now())
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"created key [bold]{info.id}[/bold] ({info.name}; scopes: {' '.join(info.scopes)})")
+    console.print("secret (shown once; store it now, it cannot be recovered):")
+    # plain print so the token is never wrapped or styled when copied or piped
+    print(token)
+
+
+@keys_app.command("revoke")
+def revoke(key_id: str = typer.Argument(..., help="The key id (see `geofence keys list`).")) -> None:
+    """Revoke a key; requests using it are refused from now on."""
+    runtime = load_runtime()
+    with session_scope(runtime.engine) as session:
+        info = apikeys.revoke_api_key(session, key_id, at=clock.now())
+    if info is None:
+        raise fail(f"no key with id {key_id!r}")
+    console.print(f"revoked key {info.id} ({info.name}) at {info.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@keys_app.command("list")
+def list_keys(
+    all_keys: bool = typer.Option(False, "--all", help="Include revoked keys."),
+) -> None:
+    """List keys (ids, names, scopes, dates; never secrets)."""
+    runtime = load_runtime()
+    with session_scope(runtime.engine) as session:
+        keys = apikeys.list_api_keys(session, include_revoked=all_keys)
+    table = Table("name", "scopes", "created", "last used", "revoked")
+    table.columns.insert(0, Column("id", no_wrap=True, min_width=32))
+    for k in keys:
+        table.add_row(
+            k.id, k.name, " ".join(k.scopes), f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
+            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-",
+        )
+    console.print(table)
