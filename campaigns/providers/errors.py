@@ -1,0 +1,142 @@
+"""Map the SDKs' real exceptions onto the engine's taxonomy (retryable / permanent / invalid recipient).
+
+The dispatcher reasons only about :mod:`campaigns.providers.base` errors; this module is the single
+place that knows firebase-admin's and twilio's exception classes and codes. Messages are scrubbed:
+Twilio puts the phone number in its error text, and nothing here may log a recipient in clear.
+
+References: FCM v1 error codes https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode ;
+Twilio error dictionary https://www.twilio.com/docs/api/errors .
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from firebase_admin import exceptions as fb_exceptions
+from firebase_admin import messaging
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+
+from campaigns.providers.base import (
+    NUMBER_INVALID,
+    TOKEN_UNREGISTERED,
+    UNSUBSCRIBED,
+    InvalidRecipient,
+    PermanentError,
+    ProviderError,
+    RetryableError,
+)
+
+# Twilio codes (https://www.twilio.com/docs/api/errors/<code>).
+TWILIO_UNSUBSCRIBED = 21610  # "Attempt to send to unsubscribed recipient": STOP to that sender
+TWILIO_NUMBER_INVALID = frozenset({21211, 21614})  # invalid 'To'; 'To' is not a mobile number
+TWILIO_RATE_LIMITED = frozenset({20429, 14107})  # API concurrency / rate limit
+
+_DIGIT_RUN = re.compile(r"\+?\d[\d \-]{5,}\d")
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9_:\-]{40,}")
+
+
+def mask(value: str | None) -> str:
+    """Keep just enough of a phone number or push token to tell two apart in a log line."""
+    if not value:
+        return "-"
+    if len(value) <= 6:
+        return "***"
+    return f"{value[:3]}***{value[-2:]}"
+
+
+def scrub(text: str) -> str:
+    """Mask phone numbers and token-like strings inside an SDK error message."""
+    text = _DIGIT_RUN.sub(lambda m: mask(m.group(0)), text)
+    return _LONG_TOKEN.sub(lambda m: mask(m.group(0)), text)
+
+
+def parse_retry_after(value: str | None, *, at: Any = None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if at is None:
+        return None
+    return max(0.0, (when - at).total_seconds())
+
+
+# --- FCM --------------------------------------------------------------------------------------
+
+_FCM_RETRYABLE = (
+    fb_exceptions.UnavailableError,  # 503 (after the SDK's own retries) and connection errors
+    fb_exceptions.InternalError,  # 500
+    fb_exceptions.DeadlineExceededError,  # timeouts
+    fb_exceptions.UnknownError,
+    fb_exceptions.AbortedError,
+)
+
+
+def from_fcm(exc: Exception) -> ProviderError:
+    """Map a firebase-admin exception (from ``send`` or a ``send_each`` response)."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if not isinstance(exc, fb_exceptions.FirebaseError):
+        if isinstance(exc, requests.RequestException):
+            return RetryableError(f"FCM transport error: {type(exc).__name__}")
+        return PermanentError(f"FCM: {type(exc).__name__}: {scrub(str(exc))}")
+    message = f"FCM {exc.code}: {scrub(str(exc))}"
+    status = getattr(exc.http_response, "status_code", None)
+    if isinstance(exc, messaging.UnregisteredError):
+        # Only errorCode UNREGISTERED means the token is dead; a bare 404 NOT_FOUND is not that.
+        return InvalidRecipient(message, kind=TOKEN_UNREGISTERED, code="UNREGISTERED")
+    if isinstance(exc, messaging.SenderIdMismatchError):
+        # The token belongs to another Firebase project. One stale token and a service account for
+        # the wrong project look the same, and deactivating every token on a configuration mistake
+        # would be unrecoverable: keep the token, fail this delivery, let operators see the code.
+        return PermanentError(message, code="SENDER_ID_MISMATCH")
+    if isinstance(exc, messaging.QuotaExceededError):
+        headers = getattr(exc.http_response, "headers", None) or {}
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        return RetryableError(message, code="QUOTA_EXCEEDED", retry_after_s=retry_after)
+    if isinstance(exc, messaging.ThirdPartyAuthError):
+        return PermanentError(message, code="THIRD_PARTY_AUTH_ERROR")  # APNs key/certificate: ops
+    if isinstance(exc, _FCM_RETRYABLE) or (status is not None and status >= 500):
+        return RetryableError(message, code=str(exc.code))
+    if isinstance(exc, fb_exceptions.ResourceExhaustedError):
+        return RetryableError(message, code=str(exc.code))
+    # INVALID_ARGUMENT is usually the payload, not the token: never deactivate on it.
+    return PermanentError(message, code=str(exc.code))
+
+
+# --- Twilio -----------------------------------------------------------------------------------
+
+
+def from_twilio(exc: Exception, *, sender: str | None) -> ProviderError:
+    """Map a twilio exception. ``sender`` (Messaging Service SID or number) scopes an opt-out."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, requests.RequestException):
+        return RetryableError(f"Twilio transport error: {type(exc).__name__}")
+    if isinstance(exc, TwilioRestException):
+        status, code, text = exc.status, exc.code, exc.msg
+    elif isinstance(exc, TwilioServiceException):
+        status, code, text = exc.status, exc.code, exc.detail or exc.title
+    elif isinstance(exc, TwilioException):
+        return RetryableError(f"Twilio: {scrub(str(exc))}")
+    else:
+        return PermanentError(f"Twilio: {type(exc).__name__}: {scrub(str(exc))}")
+    code_s = str(code) if code is not None else str(status)
+    message = f"Twilio {status}/{code_s}: {scrub(str(text or ''))}"
+    if code == TWILIO_UNSUBSCRIBED:
+        return InvalidRecipient(message, kind=UNSUBSCRIBED, code=code_s, sender=sender)
+    if code in TWILIO_NUMBER_INVALID:
+        return InvalidRecipient(message, kind=NUMBER_INVALID, code=code_s)
+    if status == 429 or code in TWILIO_RATE_LIMITED:
+        return RetryableError(message, code=code_s)
+    if status is not None and status >= 500:
+        return RetryableError(message, code=code_s)
+    return PermanentError(message, code=code_s)

@@ -1,0 +1,207 @@
+"""A loopback fake of the FCM HTTP v1 endpoint, and the ONE place that touches firebase-admin internals.
+
+``FakeFcmServer`` is a real HTTP server on 127.0.0.1 (``http.server`` in a thread) that answers
+``POST /v1/projects/{project}/messages:send`` like FCM does: ``{"name": ...}`` on success, or a
+google.rpc error body with ``details[].errorCode`` (UNREGISTERED, QUOTA_EXCEEDED, ...). Replies are
+scripted per recipient (token or fid), so concurrent ``send_each`` threads stay deterministic.
+
+The seam (``point_app_at``) is private firebase-admin API, pinned by ``firebase-admin>=7.7,<7.8``:
+
+- ``messaging._get_messaging_service(app)`` returns the app's ``_MessagingService``;
+- its ``_fcm_url`` attribute is the send URL (``FCM_URL.format(project_id)``), replaced by ours;
+- its ``_client.session`` (a google-auth ``AuthorizedSession``) gets an adapter for our base URL with
+  the SDK's own ``DEFAULT_RETRY_CONFIG`` minus the backoff sleeps (same retries, same statuses).
+
+``tests/campaigns/test_providers_fcm_seam.py`` fails loudly when any of these move.
+
+Credentials: ``AnonymousCredential`` yields google-auth ``AnonymousCredentials``: no OAuth token is ever
+fetched and no ``Authorization`` header is sent, so nothing reaches Google.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import google.auth.credentials
+import requests.adapters
+from firebase_admin import _http_client, credentials, messaging
+
+PROJECT = "demo-test"
+_SEND_PATH = re.compile(r"^/v1/projects/(?P<project>[^/]+)/messages:send$")
+
+
+class AnonymousCredential(credentials.Base):
+    """A firebase-admin credential that never fetches a token (google-auth AnonymousCredentials)."""
+
+    def get_credential(self) -> google.auth.credentials.Credentials:
+        return google.auth.credentials.AnonymousCredentials()
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def fcm_error(status: int, rpc_status: str, error_code: str | None, message: str = "") -> dict[str, Any]:
+    """A google.rpc.Status body as FCM v1 returns it."""
+    error: dict[str, Any] = {"code": status, "message": message or rpc_status, "status": rpc_status}
+    if error_code is not None:
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": error_code}
+        ]
+    return {"error": error}
+
+
+def unregistered() -> Reply:
+    return Reply(404, fcm_error(404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found."))
+
+
+def not_found_without_error_code() -> Reply:
+    return Reply(404, fcm_error(404, "NOT_FOUND", None, "Requested entity was not found."))
+
+
+def quota_exceeded(retry_after: str | None = None) -> Reply:
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return Reply(429, fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded."), headers)
+
+
+def unavailable() -> Reply:
+    return Reply(503, fcm_error(503, "UNAVAILABLE", "UNAVAILABLE", "The service is currently unavailable."))
+
+
+def sender_id_mismatch() -> Reply:
+    return Reply(403, fcm_error(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH", "SenderId mismatch"))
+
+
+def invalid_argument() -> Reply:
+    return Reply(400, fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Invalid JSON payload"))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def message(self) -> dict[str, Any]:
+        return self.body["message"]  # type: ignore[no-any-return]
+
+    @property
+    def recipient(self) -> str | None:
+        return self.message.get("token") or self.message.get("fid")
+
+
+class FakeFcmServer:
+    """Start with ``with FakeFcmServer() as fcm:``; script with ``fcm.script(token, reply, ...)``."""
+
+    def __init__(self, *, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s  # hold each reply, so concurrent sends overlap and can be counted
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.requests: list[Recorded] = []
+        self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-fcm", daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def send_url(self, project: str) -> str:
+        return f"{self.base_url}/v1/projects/{project}/messages:send"
+
+    def script(self, recipient: str, *replies: Reply) -> None:
+        """Replies for ``recipient``, in order; afterwards the recipient gets successes."""
+        with self._lock:
+            self._scripts[recipient].extend(replies)
+
+    def requests_for(self, recipient: str) -> list[Recorded]:
+        return [r for r in self.requests if r.recipient == recipient]
+
+    def __enter__(self) -> FakeFcmServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def _reply_for(self, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        match = _SEND_PATH.match(path)
+        if match is None:
+            return Reply(404, fcm_error(404, "NOT_FOUND", None, f"{path} was not found"))
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return invalid_argument()
+        recorded = Recorded(path, headers, body)
+        with self._lock:
+            self.requests.append(recorded)
+            queue = self._scripts.get(recorded.recipient or "")
+            if queue:
+                return queue.popleft()
+            self._counter += 1
+            name = f"projects/{match['project']}/messages/{self._counter}"
+        return Reply(200, {"name": name})
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                if server.delay_s:
+                    time.sleep(server.delay_s)
+                reply = server._reply_for(self.path, dict(self.headers.items()), raw)
+                with server._lock:
+                    server.in_flight -= 1
+                payload = json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+def messaging_service(app: Any) -> Any:
+    """The app's private ``_MessagingService`` (created on first use)."""
+    return messaging._get_messaging_service(app)
+
+
+def point_app_at(app: Any, server: FakeFcmServer, project: str = PROJECT) -> None:
+    """Send this firebase-admin app's FCM traffic to the loopback fake (the whole seam)."""
+    service = messaging_service(app)
+    service._fcm_url = server.send_url(project)
+    # The SDK retries 500/503 (and 429 with Retry-After) with exponential backoff: keep its retry
+    # policy but drop the sleeps so the tests stay fast.
+    retry = _http_client.DEFAULT_RETRY_CONFIG.new(backoff_factor=0)
+    service._client.session.mount(server.base_url, requests.adapters.HTTPAdapter(max_retries=retry))
