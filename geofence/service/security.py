@@ -46,6 +46,7 @@ def require_scope(scope: str) -> Callable[[Request], Principal]:
             return OPEN_PRINCIPAL
         return authenticate(request, scope)  # type: ignore[no-any-return]
 
+    dependency.required_scope = scope  # type: ignore[attr-defined]  # lets tests find each route's scope
     return dependency
 
 

@@ -1,0 +1,76 @@
+"""Every route checks its scope: walk the real app's routes (new routes are covered automatically)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from geofence.service.app import create_app
+from tests.conftest import make_key_headers
+
+# Routes that authenticate differently on purpose: Twilio signs its webhooks; probes and metrics are
+# for the platform (keep them on a private network).
+PUBLIC_PATHS = re.compile(r"^/(healthz|readyz|metrics)$|twilio")
+
+
+def _scopes_of(dependant) -> set[str]:
+    found = set()
+    for sub in dependant.dependencies:
+        scope = getattr(sub.call, "required_scope", None)
+        if scope:
+            found.add(scope)
+        found |= _scopes_of(sub)
+    return found
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}:]+(:int)?[^}]*\}", lambda m: "1" if m.group(1) else "x", path)
+
+
+@pytest.fixture
+def app(secure_settings, sqlite_engine):
+    return create_app(secure_settings, engine=sqlite_engine)
+
+
+def protected_routes(app) -> list[tuple[str, str, APIRoute]]:
+    return [
+        (method, route.path, route)
+        for route in app.routes
+        if isinstance(route, APIRoute) and not PUBLIC_PATHS.search(route.path)
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"})
+    ]
+
+
+def test_every_non_public_route_declares_exactly_one_scope(app):
+    missing = [f"{m} {p}" for m, p, r in protected_routes(app) if len(_scopes_of(r.dependant)) != 1]
+    assert not missing, f"routes without a require_scope(...) dependency: {missing}"
+
+
+def test_every_route_refuses_no_credentials_401_and_the_wrong_scope_403(app, sqlite_engine):
+    keys = {scope: make_key_headers(sqlite_engine, scope) for scope in ("ingest", "admin")}
+    problems = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for method, path, route in protected_routes(app):
+            url = _concrete(path)
+            (scope,) = _scopes_of(route.dependant) or {"?"}
+            anonymous = client.request(method, url)
+            if anonymous.status_code != 401:
+                problems.append(f"{method} {path}: {anonymous.status_code} without credentials")
+            wrong = keys["admin" if scope == "ingest" else "ingest"]
+            forbidden = client.request(method, url, headers=wrong)
+            if forbidden.status_code != 403:
+                problems.append(f"{method} {path}: {forbidden.status_code} with a key lacking {scope!r}")
+            right = client.request(method, url, headers=keys.get(scope, {}))
+            if right.status_code in (401, 403):
+                problems.append(f"{method} {path}: {right.status_code} with a {scope!r} key")
+    assert not problems, "\n".join(problems)
+
+
+def test_public_routes_answer_without_credentials(app):
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/metrics").status_code == 200
