@@ -27,3 +27,38 @@ class ZoneEventRow(SQLModel, table=True):
     lat: float | None = None  # rounded to ~100 m
     lng: float | None = None
     recorded_at: datetime | None = utc_column()
+
+
+class PresenceRow(SQLModel, table=True):
+    """An open presence of one device in one zone (outside = no row). ``version`` is the optimistic
+    concurrency counter: every writer updates ``WHERE version = <the version it read>``."""
+
+    __tablename__ = "presences"
+
+    device_id: str = Field(primary_key=True)
+    zone_id: str = Field(primary_key=True, index=True)
+    state: str  # entering | inside | dwelling | exiting
+    since_at: datetime | None = utc_column()
+    last_fix_at: datetime | None = utc_column(index=True)
+    entered_at: datetime | None = utc_column()
+    visit_id: str | None = None
+    pending_fixes: int = 0
+    dwelled: bool = False
+    lat: float | None = None  # rounded (~100 m) position of the enter
+    lng: float | None = None
+    version: int = 1
+
+
+class LocationFixRow(SQLModel, table=True):
+    """Raw fixes, only when ``settings.ingest.fix_retention_s > 0``, and purged after that time."""
+
+    __tablename__ = "location_fixes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(index=True)
+    lat: float
+    lng: float
+    accuracy_m: float
+    recorded_at: datetime = utc_column(nullable=False)
+    received_at: datetime = utc_column(nullable=False, index=True)
+    client_fix_id: str | None = None

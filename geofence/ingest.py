@@ -1,0 +1,332 @@
+"""Use case: a batch of fixes -> per-fix results, presence changes and zone events (no FastAPI, no SDK).
+
+Order of work for one batch:
+
+1. check each fix (``fixes.check_fix``) and drop those of devices the caller may not post for;
+2. group by device and sort by fix time (a batch may arrive in any order);
+3. per device: drop duplicates (same client fix id, or same fix time) and late fixes (older than the
+   last one processed), and ignore implausible jumps (counted; after two in a row the third fix
+   re-anchors the device: it really did move);
+4. one vectorised ``ZoneIndex.match_many`` over the surviving fixes;
+5. one read of the open presences of the batch's devices (the database is the truth, see
+   ``geofence.service.wiring.geofence``), the pure ``presence.step`` for every (fix, candidate zone),
+   and one optimistic write of the presences that changed, with the events, in one transaction.
+
+The device tracks (last fix time and position, recent client fix ids) are an in-process cache: they make
+the duplicate / late / jump checks cheap. Presence rows carry their own ``last_fix_at`` so a late fix can
+never rewind a presence even when the cache is cold or another worker saw the newer fix.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from geofence.events import ZoneEvent
+from geofence.fixes import FixLimits, LocationFix, check_fix, implied_speed_mps
+from geofence.policy import FencePolicy
+from geofence.presence import Presence, adopt, close, step, sweep
+from geofence.store import ConflictError, UnitOfWork
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+RECENT_FIX_IDS = 32  # client fix ids remembered per device for idempotent retries
+JUMPS_BEFORE_REANCHOR = 3
+MAX_CONFLICT_RETRIES = 3
+
+
+class ZoneLookup(Protocol):
+    """What ingest needs of ``zones.ZoneIndex``."""
+
+    def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> tuple[Any, Any]: ...
+
+    def signed_distance_m(self, zone_id: str, lat: float, lng: float) -> float: ...
+
+    def __contains__(self, zone_id: object) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixResult:
+    status: str  # accepted | duplicate | rejected
+    reason: str | None = None
+
+
+OK = FixResult(ACCEPTED)
+Changes = tuple[list[Presence], list[ZoneEvent]]
+
+
+@dataclass(slots=True)
+class DeviceTrack:
+    """Last accepted fix of a device, as seen by this process (a cache, see the module docstring)."""
+
+    last_fix_at: datetime
+    lat: float
+    lng: float
+    accuracy_m: float
+    fix_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_FIX_IDS))
+    jumps: int = 0
+
+
+@dataclass
+class IngestOutcome:
+    results: list[FixResult]
+    events: list[ZoneEvent]
+    counts: dict[tuple[str, str], int]  # (status, reason) -> number, for metrics
+
+
+class Ingestor:
+    """Holds what outlives a request: the zone index, per-zone policies and the device-track cache."""
+
+    def __init__(
+        self,
+        index: ZoneLookup,
+        *,
+        policy: FencePolicy,
+        limits: FixLimits,
+        zone_policy: Callable[[str], FencePolicy] | None = None,
+    ) -> None:
+        self.index = index
+        self.policy = policy
+        self.limits = limits
+        self._zone_policy = zone_policy or (lambda _zone_id: policy)
+        self._policies: dict[str, FencePolicy] = {}
+        self.tracks: dict[str, DeviceTrack] = {}
+
+    # -- policies -------------------------------------------------------------------------------
+    def policy_for(self, zone_id: str) -> FencePolicy:
+        policy = self._policies.get(zone_id)
+        if policy is None:
+            policy = self._policies[zone_id] = self._zone_policy(zone_id)
+        return policy
+
+    def forget_zone(self, zone_id: str) -> None:
+        """The zone changed or went away: rebuild its policy on next use."""
+        self._policies.pop(zone_id, None)
+
+    # -- the use case ---------------------------------------------------------------------------
+    def ingest(
+        self,
+        fixes: Sequence[LocationFix],
+        *,
+        uow_factory: Callable[[], UnitOfWork],
+        at: datetime,
+        refused: Mapping[int, str] | None = None,
+    ) -> IngestOutcome:
+        """Process a batch.
+
+        Parameters
+        ----------
+        fixes : the batch, any order, any devices.
+        uow_factory : opens a unit of work (one transaction; called again after a version conflict).
+        at : the receiving adapter's "now" (clock-skew and age checks only; presence uses fix time).
+        refused : positions the adapter already refused (auth, consent) with their reason.
+
+        Returns
+        -------
+        Results in the order of ``fixes``, the committed events (in fix-time order per device) and
+        counts by (status, reason).
+        """
+        results: list[FixResult | None] = [None] * len(fixes)
+        by_device: dict[str, list[int]] = {}
+        limits = self.limits
+        for i, fix in enumerate(fixes):
+            reason = refused.get(i) if refused else None
+            if reason is None:
+                reason = check_fix(fix, at=at, limits=limits)
+            if reason is not None:
+                results[i] = FixResult(REJECTED, reason)
+                continue
+            by_device.setdefault(fix.device_id, []).append(i)
+
+        kept = self._screen(fixes, by_device, results)
+        events: list[ZoneEvent] = []
+        if kept:
+            for attempt in range(MAX_CONFLICT_RETRIES + 1):
+                try:
+                    events = self._apply(fixes, kept, uow_factory, at)
+                    break
+                except ConflictError:
+                    if attempt == MAX_CONFLICT_RETRIES:
+                        raise
+        self._remember(fixes, kept)
+        final = [r if r is not None else OK for r in results]
+        counts: dict[tuple[str, str], int] = {}
+        for r in final:
+            key = (r.status, r.reason or "")
+            counts[key] = counts.get(key, 0) + 1
+        return IngestOutcome(final, events, counts)
+
+    def _screen(
+        self, fixes: Sequence[LocationFix], by_device: dict[str, list[int]], results: list[FixResult | None]
+    ) -> dict[str, list[int]]:
+        """Per device, in fix-time order: duplicates, late fixes and implausible jumps."""
+        kept: dict[str, list[int]] = {}
+        max_speed = self.policy.max_speed_mps
+        for device_id, positions in by_device.items():
+            if len(positions) > 1:
+                positions.sort(key=lambda i: fixes[i].recorded_at)
+            track = self.tracks.get(device_id)
+            last_at = track.last_fix_at if track else None
+            prev = (track.lat, track.lng, track.accuracy_m, track.last_fix_at) if track else None
+            seen_ids = set(track.fix_ids) if track and track.fix_ids else set()
+            jumps = track.jumps if track else 0
+            survivors: list[int] = []
+            for i in positions:
+                fix = fixes[i]
+                fid = fix.client_fix_id
+                same_time = last_at is not None and fix.recorded_at == last_at
+                if same_time or (fid is not None and fid in seen_ids):
+                    results[i] = FixResult(DUPLICATE)
+                    continue
+                if last_at is not None and fix.recorded_at < last_at:
+                    results[i] = FixResult(REJECTED, "out_of_order")
+                    continue
+                if prev is not None and jumps < JUMPS_BEFORE_REANCHOR - 1:
+                    if implied_speed_mps(prev[0], prev[1], prev[2], prev[3], fix) > max_speed:
+                        jumps += 1
+                        results[i] = FixResult(REJECTED, "implausible_jump")
+                        if fid is not None:
+                            seen_ids.add(fid)
+                        continue
+                jumps = 0
+                survivors.append(i)
+                last_at = fix.recorded_at
+                prev = (fix.lat, fix.lng, fix.accuracy_m, fix.recorded_at)
+                if fid is not None:
+                    seen_ids.add(fid)
+            if track is not None:
+                track.jumps = jumps
+            if survivors:
+                kept[device_id] = survivors
+        return kept
+
+    def _apply(
+        self,
+        fixes: Sequence[LocationFix],
+        kept: dict[str, list[int]],
+        uow_factory: Callable[[], UnitOfWork],
+        at: datetime,
+    ) -> list[ZoneEvent]:
+        order = [i for positions in kept.values() for i in positions]
+        hits = self._match(fixes, order)
+        uow = uow_factory()
+        try:
+            stored = uow.presence.load(kept.keys())
+            changed: list[Presence] = []
+            events: list[ZoneEvent] = []
+            for device_id, positions in kept.items():
+                current = {p.zone_id: p for p in stored.get(device_id, ())}
+                if not current and not any(i in hits for i in positions):
+                    continue  # the sparse common case: nowhere near any zone
+                before = dict(current)
+                prev = self.tracks.get(device_id)
+                prev_pos = (prev.lat, prev.lng, prev.accuracy_m, prev.last_fix_at) if prev else None
+                for i in positions:
+                    fix = fixes[i]
+                    speed = None
+                    if prev_pos is not None:
+                        speed = implied_speed_mps(*prev_pos, fix)
+                    prev_pos = (fix.lat, fix.lng, fix.accuracy_m, fix.recorded_at)
+                    zone_ids = set(current)
+                    zone_ids.update(hits.get(i, ()))
+                    for zone_id in zone_ids:
+                        if zone_id not in self.index:
+                            continue  # removed: its presences are closed by remove_zone
+                        p = current.get(zone_id) or Presence(device_id, zone_id)
+                        d = self.index.signed_distance_m(zone_id, fix.lat, fix.lng)
+                        new, fired = step(p, fix, d, self.policy_for(zone_id), speed_mps=speed)
+                        if new is not p:
+                            current[zone_id] = new
+                        events.extend(fired)
+                for zone_id, p in current.items():
+                    if before.get(zone_id) is not p and (p.is_open or p.version > 0):
+                        changed.append(p)
+            if changed:
+                uow.presence.save(changed)
+            if events:
+                uow.events.add(events, recorded_at=at)
+            if uow.fixes is not None:
+                uow.fixes.add([fixes[i] for i in order], received_at=at)
+            uow.commit()
+        except BaseException:
+            uow.rollback()
+            raise
+        return events
+
+    def _match(self, fixes: Sequence[LocationFix], order: list[int]) -> dict[int, list[str]]:
+        """Batch index lookup: fix position -> ids of zones that contain the fix centre."""
+        lats = np.fromiter((fixes[i].lat for i in order), dtype=np.float64, count=len(order))
+        lngs = np.fromiter((fixes[i].lng for i in order), dtype=np.float64, count=len(order))
+        positions, zone_ids = self.index.match_many(lats, lngs)
+        hits: dict[int, list[str]] = {}
+        for pos, zone_id in zip(np.asarray(positions).tolist(), list(zone_ids), strict=True):
+            hits.setdefault(order[pos], []).append(str(zone_id))
+        return hits
+
+    def _remember(self, fixes: Sequence[LocationFix], kept: dict[str, list[int]]) -> None:
+        """After commit: the last accepted fix of each device becomes its track."""
+        tracks = self.tracks
+        for device_id, positions in kept.items():
+            last = fixes[positions[-1]]
+            track = tracks.get(device_id)
+            if track is None:
+                track = tracks[device_id] = DeviceTrack(last.recorded_at, last.lat, last.lng, last.accuracy_m)
+            else:
+                track.last_fix_at, track.lat, track.lng = last.recorded_at, last.lat, last.lng
+                track.accuracy_m = last.accuracy_m
+                track.jumps = 0
+            for i in positions:
+                fid = fixes[i].client_fix_id
+                if fid is not None:
+                    track.fix_ids.append(fid)
+
+    # -- timers and zone lifecycle ----------------------------------------------------------------
+    def sweep_presences(self, presences: Iterable[Presence], at: datetime) -> Changes:
+        """Pure core of the periodic sweep: DWELL by timer, EXIT after silence (see ``presence.sweep``)."""
+        changed: list[Presence] = []
+        events: list[ZoneEvent] = []
+        for p in presences:
+            new, fired = sweep(p, at, self.policy_for(p.zone_id))
+            if new is not p:
+                changed.append(new)
+            events.extend(fired)
+        return changed, events
+
+    def close_zone(self, presences: Iterable[Presence], at: datetime) -> Changes:
+        """A zone went away: EXIT ``zone_removed`` for every open visit in it."""
+        changed: list[Presence] = []
+        events: list[ZoneEvent] = []
+        for p in presences:
+            new, fired = close(p, at)
+            changed.append(new)
+            events.extend(fired)
+        return changed, events
+
+    def adopt_in_zone(self, zone_id: str, at: datetime) -> list[Presence]:
+        """A new zone: devices whose recent last fix (this process's cache) is well inside are adopted
+        silently, so the zone's creation does not fire an ENTER for people already there."""
+        policy = self.policy_for(zone_id)
+        fresh_after = at - policy.silence_exit_after
+        recent = [(d, t) for d, t in self.tracks.items() if t.last_fix_at >= fresh_after]
+        if not recent:
+            return []
+        lats = np.fromiter((t.lat for _, t in recent), dtype=np.float64, count=len(recent))
+        lngs = np.fromiter((t.lng for _, t in recent), dtype=np.float64, count=len(recent))
+        positions, zone_ids = self.index.match_many(lats, lngs)  # vectorised: one pass for all devices
+        adopted: list[Presence] = []
+        for pos, hit in zip(np.asarray(positions).tolist(), list(zone_ids), strict=True):
+            if str(hit) != zone_id:
+                continue
+            device_id, track = recent[pos]
+            d = self.index.signed_distance_m(zone_id, track.lat, track.lng)
+            last = LocationFix(device_id, track.lat, track.lng, track.accuracy_m, track.last_fix_at)
+            p = adopt(device_id, zone_id, last, d, policy)
+            if p is not None:
+                adopted.append(p)
+        return adopted
