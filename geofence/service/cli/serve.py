@@ -31,11 +31,21 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: int = typer.Option(
+        0, envvar="GEOFENCE_WORKER_METRICS_PORT", help="Serve this process's /metrics on this port (0 = off)."
+    ),
+) -> None:
     """Run the dispatcher and the presence sweeps (one per deployment, next to the API workers)."""
     from geofence.service.jobs import build_scheduler
 
     runtime = load_runtime()
+    if metrics_port:  # deliveries and dispatch lag are counted here, not in the API processes
+        from prometheus_client import start_http_server
+
+        from geofence.service.metrics import REGISTRY
+
+        start_http_server(metrics_port, registry=REGISTRY)
     scheduler = build_scheduler(runtime, ("worker",))
     scheduler.start()
     console.print(f"worker running {len(scheduler.get_jobs())} jobs; Ctrl-C to stop")
