@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 if TYPE_CHECKING:
     from geofence.service.runtime import Runtime
@@ -33,11 +34,27 @@ class Principal:
 
 OPEN_PRINCIPAL = Principal(key_id=None, scopes=frozenset({"ingest", "admin"}))
 
+# Declared only so OpenAPI shows the schemes (and /docs an "Authorize" button); the values are read
+# from the request by ``authenticate`` itself.
+_BEARER_DOC = HTTPBearer(
+    auto_error=False, scheme_name="apiKeyBearer", description="Authorization: Bearer <API key>"
+)
+_API_KEY_DOC = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKeyHeader")
+_DEVICE_DOC = APIKeyHeader(
+    name="X-Device-Token", auto_error=False, scheme_name="deviceToken",
+    description="Device credential from registration; binds the caller to that device (with an ingest key).",
+)
+
 
 def require_scope(scope: str) -> Callable[[Request], Principal]:
     """Dependency factory: the request must carry a credential with ``scope``."""
 
-    def dependency(request: Request) -> Principal:
+    def dependency(
+        request: Request,
+        _bearer: object = Depends(_BEARER_DOC),
+        _api_key: object = Depends(_API_KEY_DOC),
+        _device: object = Depends(_DEVICE_DOC),
+    ) -> Principal:
         runtime = request.app.state.runtime
         if not runtime.settings.auth_required:
             return OPEN_PRINCIPAL
