@@ -90,6 +90,7 @@ class CampaignStats:
     holdout_conversion_rate: float | None = None
     uplift: float | None = None
     opt_outs_after: int = 0
+    receipt_providers: tuple[str, ...] = ()  # whose offers count from delivery, not from sending
 
 
 def exposure_time(offer: Offer, receipt_providers: frozenset[str]) -> datetime | None:
@@ -234,4 +235,5 @@ def campaign_stats(
         holdout_conversion_rate=holdout_rate,
         uplift=(rate - holdout_rate) if rate is not None and holdout_rate is not None else None,
         opt_outs_after=len(quitters),
+        receipt_providers=tuple(sorted(receipt_providers)),
     )

@@ -45,6 +45,7 @@ class WrittenExport:
     fmt: str
     path: Path
     bytes: int
+    rows: int  # records read from the tables (an NDJSON file may hold more lines)
     next_cursor: str | None
 
 
@@ -60,11 +61,19 @@ def write_export(
     """Write to ``path`` atomically (a temporary file renamed at the end: no half file on a crash)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
+    rows = 0
+
+    def counted(records: Iterator[Any]) -> Iterator[Any]:
+        nonlocal rows
+        for record in wrap(records) if wrap is not None else records:
+            rows += 1
+            yield record
+
     with tmp.open("w", encoding="utf-8", newline="") as out:
-        for chunk in render_plan(engine, plan, fmt, batch_size=batch_size, wrap=wrap):
+        for chunk in render_plan(engine, plan, fmt, batch_size=batch_size, wrap=counted):
             out.write(chunk)
     os.replace(tmp, path)
-    return WrittenExport(plan.kind.name, fmt, path, path.stat().st_size, plan.next_cursor)
+    return WrittenExport(plan.kind.name, fmt, path, path.stat().st_size, rows, plan.next_cursor)
 
 
 def export_file_name(kind: str, fmt: str, at: datetime) -> str:

@@ -23,6 +23,7 @@ SETUP_HOOKS = (
     "geofence.service.wiring.campaigns:setup",
     "geofence.service.wiring.channels:setup",
     "geofence.service.wiring.ops:setup",
+    "geofence.service.wiring.exports:setup",
 )
 
 

@@ -3,6 +3,7 @@
 from geofence.service.tables import (  # noqa: F401
     campaigns,
     customers,
+    exports,
     keys,
     presence,
     zones,

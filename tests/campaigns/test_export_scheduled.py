@@ -1,0 +1,61 @@
+"""The daily export job: incremental files per kind and format, cursor remembered in the table."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session
+
+from campaigns.export.scheduled import run_scheduled_export
+from geofence.service.runtime import Runtime
+from geofence.service.tables.customers import Customer
+from geofence.service.tables.exports import ExportCursorRow
+from geofence.service.tables.presence import ZoneEventRow
+from geofence.service.wiring.exports import daily_export, setup
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def _event(eid: str, at: datetime) -> ZoneEventRow:
+    return ZoneEventRow(id=eid, zone_id="z1", customer_id="c1", kind="enter", at=at, visit_id=eid,
+                        reason="inside", recorded_at=at)  # fmt: skip
+
+
+def test_daily_runs_write_only_what_changed_and_remember_the_cursor(engine, tmp_path):
+    with Session(engine) as s:
+        s.add(Customer(id="c1", created_at=T0))
+        s.add(_event("e1", T0))
+        s.commit()
+    first = run_scheduled_export(engine, tmp_path, at=T0 + DAY)
+    assert {(w.kind, w.fmt) for w in first} == {
+        ("customers", "csv"), ("customers", "ndjson"), ("zone_events", "csv"), ("zone_events", "ndjson"),
+    }  # fmt: skip
+    assert all(w.path.parent.name == "2026-03-03" and w.bytes > 0 for w in first)
+
+    assert run_scheduled_export(engine, tmp_path, at=T0 + DAY + timedelta(hours=1)) == []  # nothing new
+
+    with Session(engine) as s:
+        s.add(_event("e2", T0 + DAY + timedelta(hours=2)))
+        s.commit()
+    second = run_scheduled_export(engine, tmp_path, at=T0 + 2 * DAY)
+    assert {(w.kind, w.fmt) for w in second} == {("zone_events", "csv"), ("zone_events", "ndjson")}
+    ndjson = next(w for w in second if w.fmt == "ndjson").path.read_text()
+    assert [json.loads(x)["messageId"] for x in ndjson.splitlines()]  # one record, e2 only
+    assert len(ndjson.splitlines()) == 1
+    with Session(engine) as s:
+        state = s.get(ExportCursorRow, ("zone_events", "csv"))
+        assert state.rows_total == 2 and state.cursor == second[0].next_cursor
+
+
+def test_daily_export_job_is_registered_for_the_worker_and_writes_to_export_dir(settings, engine):
+    runtime = Runtime(settings=settings, engine=engine)
+    setup(runtime)
+    (job,) = [j for j in runtime.jobs if j.id == "daily_export"]
+    assert (job.every_s, job.role) == (86_400, "worker")
+    with Session(engine) as s:
+        s.add(Customer(id="c1", created_at=T0))
+        s.commit()
+    daily_export(runtime)
+    assert list(settings.export_dir.glob("*/customers-*.csv"))
