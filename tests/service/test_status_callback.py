@@ -1,0 +1,226 @@
+"""Twilio status callbacks (signed with the SDK's RequestValidator) and the admin delivery list.
+
+Runs on SQLite and PostgreSQL (``engine`` / ``session`` fixtures). The app is the deliveries router on
+a bare runtime, so these tests depend on nothing but this domain.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+from twilio.request_validator import RequestValidator
+
+from campaigns.providers.twilio_sms import STATUS_CALLBACK_PATH
+from geofence.service.routes import deliveries
+from geofence.service.runtime import Runtime
+from geofence.service.settings import Settings
+from geofence.service.tables.campaigns import Delivery
+
+TOKEN = "twilio-test-auth-token"
+BASE = "https://geo.example.com"
+AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def app_settings(tmp_path) -> Settings:
+    return Settings(
+        env="test", public_base_url=BASE, auth_required=False, outbox_dir=tmp_path,
+        scheduler={"enabled": False}, twilio={"auth_token": TOKEN},
+    )
+
+
+@pytest.fixture
+def client(engine, app_settings):
+    app = FastAPI()
+    app.state.runtime = Runtime(settings=app_settings, engine=engine)
+    app.include_router(deliveries.router)
+    with TestClient(app) as c:
+        yield c
+
+
+def add(session: Session, n: int, **kw) -> Delivery:
+    fields = {
+        "id": f"del-{n}", "idempotency_key": f"key-{n}", "channel": "sms", "status": "queued",
+        "provider": "twilio", "provider_message_id": f"SM{n:032d}", "campaign_id": "camp-1",
+        "customer_id": f"cust-{n}", "due_at": AT, "created_at": AT + timedelta(seconds=n),
+    }
+    row = Delivery(**(fields | kw))
+    session.add(row)
+    session.commit()
+    return row
+
+
+def post_status(client, params: dict[str, str], *, query: str = "", token: str = TOKEN, tamper=None):
+    path = STATUS_CALLBACK_PATH + (f"?{query}" if query else "")
+    signature = RequestValidator(token).compute_signature(BASE + path, params)
+    body = dict(params) | (tamper or {})
+    return client.post(path, data=body, headers={"X-Twilio-Signature": signature})
+
+
+def reload(session: Session, delivery_id: str) -> Delivery:
+    session.expire_all()
+    row = session.get(Delivery, delivery_id)
+    assert row is not None
+    return row
+
+
+def callback(n: int, status: str, **extra: str) -> dict[str, str]:
+    return {"MessageSid": f"SM{n:032d}", "MessageStatus": status, "AccountSid": "AC" + "0" * 32,
+            "From": "36123", "To": "+33612345678"} | extra
+
+
+def test_sent_then_delivered(client, session):
+    add(session, 1)
+    assert post_status(client, callback(1, "sent")).json() == {"result": "sent"}
+    assert reload(session, "del-1").status == "sent"
+    assert post_status(client, callback(1, "delivered")).json() == {"result": "delivered"}
+    row = reload(session, "del-1")
+    assert row.status == "delivered"
+    assert row.delivered_at is not None
+
+
+def test_delivered_is_never_moved_backwards(client, session):
+    add(session, 1, status="delivered")
+    for late in ("sent", "queued", "failed", "undelivered"):
+        response = post_status(client, callback(1, late, ErrorCode="30003"))
+        assert response.status_code == 200
+        assert response.json()["result"].startswith("ignored")
+    row = reload(session, "del-1")
+    assert row.status == "delivered"
+    assert row.error_code is None
+
+
+@pytest.mark.parametrize(("status", "code"), [("undelivered", "30003"), ("failed", "30007")])
+def test_failures_record_the_error_code(client, session, status, code):
+    add(session, 1, status="sent")
+    post_status(client, callback(1, status, ErrorCode=code, ErrorMessage="Unreachable +33612345678"))
+    row = reload(session, "del-1")
+    assert (row.status, row.error_code) == (status, code)
+    assert "+33612345678" not in (row.last_error or "")
+
+
+def test_unknown_message_is_acknowledged_and_ignored(client, session):
+    add(session, 1)
+    response = post_status(client, callback(999, "delivered"))
+    assert response.status_code == 200
+    assert response.json() == {"result": "ignored: unknown message"}
+    assert reload(session, "del-1").status == "queued"
+
+
+def test_callback_before_the_dispatcher_recorded_the_sid_finds_the_row_by_its_url(client, session):
+    add(session, 2, status="sending", provider=None, provider_message_id=None)
+    response = post_status(client, callback(2, "sent"), query="delivery=del-2")
+    assert response.json() == {"result": "sent"}
+    row = reload(session, "del-2")
+    assert (row.status, row.provider_message_id, row.provider) == ("sent", f"SM{2:032d}", "twilio")
+
+
+def test_a_hint_naming_another_message_is_not_trusted(client, session):
+    add(session, 3, provider_message_id="SM-other")
+    response = post_status(client, callback(3, "delivered"), query="delivery=del-3")
+    assert response.json() == {"result": "ignored: unknown message"}
+    assert reload(session, "del-3").status == "queued"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"token": "not-the-token"},  # forged
+        {"tamper": {"MessageStatus": "delivered"}},  # one parameter changed after signing
+    ],
+)
+def test_forged_or_tampered_callbacks_are_refused(client, session, kwargs):
+    add(session, 1)
+    response = post_status(client, callback(1, "failed"), **kwargs)
+    assert response.status_code == 403
+    assert reload(session, "del-1").status == "queued"
+
+
+def test_a_signature_for_another_url_is_refused(client, session):
+    add(session, 1)
+    signature = RequestValidator(TOKEN).compute_signature(BASE + STATUS_CALLBACK_PATH, callback(1, "failed"))
+    response = client.post(STATUS_CALLBACK_PATH + "?delivery=del-1", data=callback(1, "failed"),
+                           headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 403
+    assert reload(session, "del-1").status == "queued"
+
+
+def test_missing_signature_is_refused(client):
+    assert client.post(STATUS_CALLBACK_PATH, data=callback(1, "sent")).status_code == 403
+
+
+def test_signed_callback_without_status_is_a_400(client):
+    response = post_status(client, {"MessageSid": "SM1"})
+    assert response.status_code == 400
+    assert "MessageStatus" in response.json()["detail"]
+
+
+def test_racing_callbacks_end_on_the_furthest_status(engine, session):
+    """``sent`` and ``delivered`` arriving together: the compare-and-set keeps ``delivered``."""
+    for n in range(10):
+        add(session, 100 + n)
+    barrier = threading.Barrier(2)
+
+    def apply(n: int, status: str) -> None:
+        barrier.wait()
+        deliveries.apply_twilio_status(engine, callback(n, status), delivery_hint=None, at=AT)
+
+    for n in range(100, 110):
+        threads = [threading.Thread(target=apply, args=(n, s)) for s in ("delivered", "sent")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert reload(session, f"del-{n}").status == "delivered"
+
+
+# --- admin list ---------------------------------------------------------------------------------
+
+
+def test_admin_list_filters_and_pages(client, session):
+    for n in range(1, 6):
+        add(session, n, status="delivered" if n % 2 else "failed", channel="sms" if n < 5 else "push")
+    first = client.get("/v1/deliveries", params={"limit": 2}).json()
+    assert [d["id"] for d in first["items"]] == ["del-5", "del-4"]  # newest first
+    second = client.get("/v1/deliveries", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [d["id"] for d in second["items"]] == ["del-3", "del-2"]
+    third = client.get("/v1/deliveries", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+    assert [d["id"] for d in third["items"]] == ["del-1"]
+    assert third["next_cursor"] is None
+
+    delivered_sms = client.get("/v1/deliveries", params={"status": "delivered", "channel": "sms"}).json()
+    assert [d["id"] for d in delivered_sms["items"]] == ["del-3", "del-1"]
+    window = client.get("/v1/deliveries", params={
+        "created_from": (AT + timedelta(seconds=2)).isoformat(),
+        "created_to": (AT + timedelta(seconds=4)).isoformat(),
+    }).json()
+    assert [d["id"] for d in window["items"]] == ["del-3", "del-2"]
+    one = client.get("/v1/deliveries", params={"provider_message_id": f"SM{4:032d}"}).json()
+    assert [d["id"] for d in one["items"]] == ["del-4"]
+    assert one["items"][0]["created_at"] in ("2026-11-23T10:00:04Z", "2026-11-23T10:00:04+00:00")
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"channel": "fax"}, 422),
+        ({"limit": 0}, 422),
+        ({"cursor": "not-a-cursor"}, 400),
+        ({"created_from": "2026-11-23T10:00:00"}, 400),  # naive datetime: which zone?
+        ({"created_from": "yesterday"}, 422),
+    ],
+)
+def test_admin_list_rejects_bad_input_with_4xx(client, params, status):
+    response = client.get("/v1/deliveries", params=params)
+    assert response.status_code == status
+
+
+def test_admin_list_requires_the_admin_scope():
+    route = next(r for r in deliveries.router.routes if getattr(r, "path", "") == "/v1/deliveries")
+    scopes = {getattr(d.call, "required_scope", None) for d in route.dependant.dependencies}
+    assert "admin" in scopes
