@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.routing import APIRoute
+from fastapi import APIRouter
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from geofence.service.app import create_app
@@ -35,18 +36,30 @@ def app(secure_settings, sqlite_engine):
     return create_app(secure_settings, engine=sqlite_engine)
 
 
-def protected_routes(app) -> list[tuple[str, str, APIRoute]]:
+def api_routes(app) -> list[tuple[str, str, RouteContext]]:
+    """(method, full path, route) for every API route. FastAPI >= 0.16x includes routers lazily, so
+    ``app.routes`` holds router objects; ``iter_route_contexts`` yields the effective routes (with the
+    prefixes and the dependencies added by ``include_router``)."""
     return [
-        (method, route.path, route)
-        for route in app.routes
-        if isinstance(route, APIRoute) and not PUBLIC_PATHS.search(route.path)
-        for method in sorted(route.methods - {"HEAD", "OPTIONS"})
+        (method, ctx.path, ctx)
+        for ctx in iter_route_contexts(app.routes)
+        if isinstance(ctx.original_route, APIRoute)
+        for method in sorted(ctx.methods - {"HEAD", "OPTIONS"})
     ]
+
+
+def protected_routes(app) -> list[tuple[str, str, RouteContext]]:
+    return [(m, p, r) for m, p, r in api_routes(app) if not PUBLIC_PATHS.search(p)]
+
+
+def test_the_walk_sees_the_included_routers(app):
+    paths = {p for _, p, _ in api_routes(app)}
+    assert {"/healthz", "/readyz"} <= paths
 
 
 def test_every_non_public_route_declares_exactly_one_scope(app):
     missing = [f"{m} {p}" for m, p, r in protected_routes(app) if len(_scopes_of(r.dependant)) != 1]
-    assert not missing, f"routes without a require_scope(...) dependency: {missing}"
+    assert not missing, f"routes without exactly one require_scope(...) dependency: {missing}"
 
 
 def test_every_route_refuses_no_credentials_401_and_the_wrong_scope_403(app, sqlite_engine):
@@ -74,3 +87,15 @@ def test_public_routes_answer_without_credentials(app):
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 200
         assert client.get("/metrics").status_code == 200
+
+
+def test_the_walk_flags_a_route_that_forgot_its_scope(app):
+    oops = APIRouter(prefix="/v1")
+
+    @oops.get("/oops/{item_id}")
+    def _oops(item_id: str) -> dict[str, str]:
+        return {"item": item_id}
+
+    app.include_router(oops)
+    flagged = [f"{m} {p}" for m, p, r in protected_routes(app) if len(_scopes_of(r.dependant)) != 1]
+    assert flagged == ["GET /v1/oops/{item_id}"] or "GET /v1/oops/{item_id}" in flagged
