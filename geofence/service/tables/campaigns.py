@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from geofence.service.tables._types import json_column, new_id, utc_column
@@ -61,3 +62,41 @@ class Delivery(SQLModel, table=True):
     updated_at: datetime | None = utc_column()
     sent_at: datetime | None = utc_column()
     delivered_at: datetime | None = utc_column()
+
+
+class CampaignRow(SQLModel, table=True):
+    """A campaign: the validated JSON definition (``campaigns.model.Campaign``) plus indexed copies."""
+
+    __tablename__ = "campaigns"
+
+    id: str = Field(primary_key=True)
+    name: str = Field(index=True)
+    status: str = Field(default="draft", index=True)
+    priority: int = 0
+    definition: dict[str, Any] = json_column()
+    starts_at: datetime | None = utc_column()
+    ends_at: datetime | None = utc_column()
+    version: int = 1
+    created_at: datetime = utc_column(nullable=False)
+    updated_at: datetime = utc_column(nullable=False)
+
+
+class CapReservation(SQLModel, table=True):
+    """One taken slot of a frequency cap, inserted in the same transaction as its delivery.
+
+    The UNIQUE (customer, bucket, slot) constraint is what makes caps atomic: two concurrent events
+    that both read "0 of 1 used" both try slot 0, and only one insert can commit.
+    """
+
+    __tablename__ = "cap_reservations"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "bucket", "slot", name="uq_cap_reservation_slot"),
+        Index("ix_cap_reservation_bucket", "customer_id", "bucket"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    customer_id: str
+    bucket: str  # e.g. "day:2026-11-23", "visit:<visit id>", "campaign:<id>:<slice>"
+    slot: int
+    delivery_id: str = Field(index=True)
+    created_at: datetime = utc_column(nullable=False)

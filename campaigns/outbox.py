@@ -1,0 +1,514 @@
+"""The durable outbox: enqueue, claim with a lease, re-check, send, record, retry, recipient hygiene.
+
+A delivery row exists (with a unique idempotency key) before any provider is called. Dispatchers
+claim due rows with a lease: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so two dispatchers never take
+the same row, a single guarded ``UPDATE ... RETURNING`` on SQLite (one writer at a time). A claim
+whose lease lapsed (the dispatcher died mid-send, no result recorded) is claimable again. Results
+are recorded only by the lease holder (``leased_by`` is a per-claim token).
+
+This is an adapter (it touches the database and calls providers); the decisions it makes on a
+result (retry or not, backoff) are small pure functions at the top.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from campaigns.model import CHANNEL_PURPOSE, LOCATION_PURPOSE
+from campaigns.providers.base import (
+    Channel,
+    InvalidRecipient,
+    OutboundMessage,
+    PermanentError,
+    RetryableError,
+    SendResult,
+)
+from campaigns.render import distance_m
+from geofence.service.tables._types import as_utc
+from geofence.service.tables.campaigns import (
+    DEFERRED,
+    FAILED,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    CapReservation,
+    Delivery,
+)
+from geofence.service.tables.customers import ConsentEvent, Customer, Device, Suppression
+from geofence.service.tables.presence import ZoneEventRow
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=1)
+# Keys of ``Delivery.data`` that are for the dispatcher's re-check, not for the provider payload.
+CONTEXT_PREFIX = "_"
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+def backoff(attempts: int, *, base: timedelta = BACKOFF_BASE, cap: timedelta = BACKOFF_CAP) -> timedelta:
+    """Exponential backoff after the ``attempts``-th failed attempt: base, 2*base, 4*base ... <= cap."""
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+def mask(value: str | None) -> str:
+    """A recipient for logs: last 3 characters only."""
+    if not value:
+        return "-"
+    return "…" + value[-3:]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    delivery_id: str
+    status: str
+    reason: str | None = None
+    lag_s: float | None = None
+
+
+# -- enqueue --------------------------------------------------------------------------------------
+def enqueue(session: Session, delivery: Delivery) -> bool:
+    """Insert a delivery unless its idempotency key exists; False when it was a duplicate.
+
+    Runs in a SAVEPOINT so a duplicate does not abort the caller's transaction.
+    """
+    exists = session.execute(
+        select(Delivery.id).where(Delivery.idempotency_key == delivery.idempotency_key)
+    ).first()
+    if exists is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(delivery)
+    except IntegrityError:
+        return False
+    return True
+
+
+# -- claim ----------------------------------------------------------------------------------------
+def _claimable(at: datetime) -> Any:
+    return or_(
+        and_(Delivery.status.in_((PENDING, DEFERRED)), Delivery.due_at <= at),  # type: ignore[attr-defined]
+        and_(Delivery.status == SENDING, Delivery.lease_until < at),  # type: ignore[operator]
+    )
+
+
+def claim_due(engine: Engine, *, at: datetime, lease: timedelta, limit: int, worker: str) -> list[Delivery]:
+    """Lease up to ``limit`` due rows (oldest due first) to a fresh claim token and return them.
+
+    Each claim counts as an attempt, so a row whose dispatcher keeps dying ends ``failed`` after
+    ``max_attempts`` instead of looping.
+    """
+    token = f"{worker}:{uuid.uuid4().hex[:12]}"
+    values = {
+        "status": SENDING,
+        "lease_until": at + lease,
+        "leased_by": token,
+        "attempts": Delivery.attempts + 1,
+        "updated_at": at,
+    }
+    with Session(engine, expire_on_commit=False) as session:
+        if engine.dialect.name == "postgresql":
+            due = (
+                select(Delivery.id)
+                .where(_claimable(at))
+                .order_by(Delivery.due_at)  # type: ignore[arg-type]
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .cte("due")
+            )
+            stmt = update(Delivery).where(Delivery.id == due.c.id).values(**values)
+        else:
+            due_ids = (
+                select(Delivery.id).where(_claimable(at)).order_by(Delivery.due_at).limit(limit)  # type: ignore[arg-type]
+            )
+            stmt = (
+                update(Delivery)
+                .where(Delivery.id.in_(due_ids.scalar_subquery()))  # type: ignore[attr-defined]
+                .where(_claimable(at))
+                .values(**values)
+            )
+        ids = [row[0] for row in session.execute(stmt.returning(Delivery.id))]
+        session.commit()
+        if not ids:
+            return []
+        rows = (
+            session.execute(
+                select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.due_at)  # type: ignore[attr-defined]
+            )
+            .scalars()
+            .all()
+        )
+        return list(rows)
+
+
+# -- re-check at send time ------------------------------------------------------------------------
+def consent_now(session: Session, customer_id: str, at: datetime) -> dict[str, bool]:
+    """Latest ledger entry per purpose wins (the consent domain's projection when available)."""
+    rows = (
+        session.execute(select(ConsentEvent).where(ConsentEvent.customer_id == customer_id)).scalars().all()
+    )
+    try:
+        from campaigns.consent import consent_state
+    except ImportError:  # pragma: no cover - the consent module ships with the engine
+        consent_state = None
+    if consent_state is not None:
+        return {str(k): v for k, v in consent_state(rows, at).items()}
+    state: dict[str, tuple[datetime, bool]] = {}
+    for row in rows:
+        when = as_utc(row.occurred_at)
+        assert when is not None
+        if when <= at and (row.purpose not in state or state[row.purpose][0] <= when):
+            state[row.purpose] = (when, row.granted)
+    return {purpose: granted for purpose, (_, granted) in state.items()}
+
+
+def is_suppressed(session: Session, phone_hash: str | None, channel: str = "sms") -> bool:
+    if not phone_hash:
+        return False
+    return session.get(Suppression, (phone_hash, channel)) is not None
+
+
+def still_near_zone(session: Session, delivery: Delivery, at: datetime) -> str | None:
+    """For a deferred offer: is the customer still in the zone, or did they leave only just now and
+    close by? Reads the device's latest zone event for that zone."""
+    latest = (
+        session.execute(
+            select(ZoneEventRow)
+            .where(ZoneEventRow.device_id == delivery.device_id, ZoneEventRow.zone_id == delivery.zone_id)
+            .order_by(ZoneEventRow.at.desc(), ZoneEventRow.seq.desc())  # type: ignore[attr-defined]
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+    if latest is None:
+        return "presence_unknown"
+    if latest.kind != "exit":
+        return None
+    data = delivery.data or {}
+    near_exit_s = float(data.get("_near_exit_s", 900))
+    exited_at = as_utc(latest.at)
+    assert exited_at is not None
+    if (at - exited_at).total_seconds() > near_exit_s:
+        return "left_zone"
+    near_m = float(data.get("_near_m", 500))
+    zone_lat, zone_lng = data.get("_zone_lat"), data.get("_zone_lng")
+    if latest.lat is not None and latest.lng is not None and zone_lat and zone_lng:
+        if distance_m(latest.lat, latest.lng, float(zone_lat), float(zone_lng)) > near_m:
+            return "left_zone"
+    return None
+
+
+def recheck(session: Session, delivery: Delivery, at: datetime) -> tuple[str | None, str | None]:
+    """(reason to skip, recipient address) right before sending. Consent and suppression are re-read;
+    a deferred offer also re-checks presence; an expired offer is not sent."""
+    expires_at = as_utc(delivery.expires_at)
+    if expires_at is not None and at >= expires_at:
+        return "expired", None
+    customer = session.get(Customer, delivery.customer_id) if delivery.customer_id else None
+    if customer is None or customer.erased_at is not None:
+        return "unknown_customer", None
+    consents = consent_now(session, customer.id, at)
+    if delivery.zone_id and not consents.get(LOCATION_PURPOSE, False):
+        return f"no_consent:{LOCATION_PURPOSE}", None
+    purpose = CHANNEL_PURPOSE.get(delivery.channel)
+    if purpose is None or not consents.get(purpose, False):
+        return f"no_consent:{purpose}", None
+    address: str | None
+    if delivery.channel == "sms":
+        if is_suppressed(session, customer.phone_hash):
+            return "suppressed", None
+        address = customer.phone_e164
+        if not address:
+            return "no_phone", None
+    else:
+        device = session.get(Device, delivery.device_id) if delivery.device_id else None
+        if device is None or not device.push_token or not device.push_token_active:
+            return "no_push_token", None
+        address = device.push_token
+    if (delivery.data or {}).get("_deferred") == "1":
+        away = still_near_zone(session, delivery, at)
+        if away:
+            return away, None
+    return None, address
+
+
+def to_message(delivery: Delivery, address: str, platform: str | None = None) -> OutboundMessage:
+    payload = {k: str(v) for k, v in (delivery.data or {}).items() if not str(k).startswith(CONTEXT_PREFIX)}
+    return OutboundMessage(
+        delivery_id=delivery.id,
+        idempotency_key=delivery.idempotency_key,
+        channel=Channel(delivery.channel),
+        to=address,
+        body=delivery.body or "",
+        title=delivery.title,
+        data=payload,
+        expires_at=as_utc(delivery.expires_at),
+        platform=platform,
+        locale=delivery.locale,
+    )
+
+
+# -- record ---------------------------------------------------------------------------------------
+def _finish(session: Session, delivery: Delivery, token: str, **values: Any) -> bool:
+    """Update the row only if this claim still holds it (a lapsed lease may have been re-claimed)."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery.id, Delivery.leased_by == token, Delivery.status == SENDING)
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_caps(session: Session, delivery_id: str) -> None:
+    """A delivery that will never be sent gives its cap slots back."""
+    session.execute(delete(CapReservation).where(CapReservation.delivery_id == delivery_id))  # type: ignore[arg-type]
+
+
+def withdraw_sms_consent(
+    session: Session, customer_id: str, *, at: datetime, code: str | None, sender: str | None
+) -> None:
+    """Twilio 21610: the number replied STOP to that sender. Append a withdrawal to the ledger
+    (source "provider") and cancel what is still waiting for SMS."""
+    from campaigns.cancellation import cancel_waiting_deliveries
+
+    top = session.execute(
+        select(func.max(ConsentEvent.seq)).where(ConsentEvent.customer_id == customer_id)
+    ).scalar()
+    session.add(
+        ConsentEvent(
+            seq=int(top or 0) + 1,
+            customer_id=customer_id,
+            purpose=CHANNEL_PURPOSE["sms"],
+            granted=False,
+            occurred_at=at,
+            recorded_at=at,
+            source="provider",
+            evidence={"code": code or "21610", "sender": sender},
+        )
+    )
+    cancel_waiting_deliveries(
+        session, customer_id=customer_id, channels=["sms"], reason="unsubscribed", at=at
+    )
+
+
+def apply_hygiene(session: Session, delivery: Delivery, error: InvalidRecipient, at: datetime) -> None:
+    if error.kind == "token_unregistered" and delivery.device_id:
+        session.execute(
+            update(Device)
+            .where(Device.id == delivery.device_id)
+            .values(push_token_active=False, updated_at=at)  # type: ignore[arg-type]
+        )
+    elif error.kind == "unsubscribed" and delivery.customer_id:
+        withdraw_sms_consent(
+            session, delivery.customer_id, at=at, code=error.code, sender=getattr(error, "sender", None)
+        )
+
+
+def record_result(
+    session: Session,
+    delivery: Delivery,
+    *,
+    token: str,
+    at: datetime,
+    result: SendResult | None = None,
+    error: Exception | None = None,
+    provider_name: str | None = None,
+    max_attempts: int = 6,
+) -> str:
+    """Write the outcome of one provider call; returns the new status."""
+    if result is not None:
+        status = result.status or SENT
+        _finish(
+            session,
+            delivery,
+            token,
+            status=status,
+            provider=provider_name,
+            provider_message_id=result.provider_message_id,
+            sent_at=as_utc(result.accepted_at) or at,
+            lease_until=None,
+            updated_at=at,
+            reason=delivery.reason,
+            last_error=None,
+            error_code=None,
+        )
+        return status
+    assert error is not None
+    message = str(error)[:500]
+    code = getattr(error, "code", None)
+    if isinstance(error, RetryableError) and delivery.attempts < max_attempts:
+        wait = backoff(delivery.attempts)
+        if error.retry_after_s:
+            wait = max(wait, timedelta(seconds=error.retry_after_s))
+        _finish(
+            session,
+            delivery,
+            token,
+            status=PENDING,
+            due_at=at + wait,
+            lease_until=None,
+            last_error=message,
+            error_code=code,
+            provider=provider_name,
+            updated_at=at,
+        )
+        return PENDING
+    if isinstance(error, InvalidRecipient):
+        reason = error.kind
+        apply_hygiene(session, delivery, error, at)
+    elif isinstance(error, RetryableError):
+        reason = "max_attempts"
+    elif isinstance(error, PermanentError):
+        reason = "permanent_error"
+    else:
+        reason = f"unexpected:{type(error).__name__}"
+    _finish(
+        session,
+        delivery,
+        token,
+        status=FAILED,
+        reason=reason,
+        lease_until=None,
+        last_error=message,
+        error_code=code or reason,
+        provider=provider_name,
+        updated_at=at,
+    )
+    release_caps(session, delivery.id)
+    return FAILED
+
+
+def skip_claimed(session: Session, delivery: Delivery, *, token: str, reason: str, at: datetime) -> None:
+    _finish(session, delivery, token, status=SKIPPED, reason=reason, lease_until=None, updated_at=at)
+    release_caps(session, delivery.id)
+
+
+def postpone_claimed(
+    session: Session, delivery: Delivery, *, token: str, until: datetime, at: datetime
+) -> None:
+    """Give a claimed row back without counting an attempt (e.g. the sender's throughput is used up)."""
+    _finish(
+        session,
+        delivery,
+        token,
+        status=PENDING,
+        due_at=until,
+        lease_until=None,
+        attempts=max(0, delivery.attempts - 1),
+        updated_at=at,
+    )
+
+
+def _still_ours(session: Session, delivery_id: str, token: str, at: datetime) -> bool:
+    row = session.execute(
+        select(Delivery.status, Delivery.leased_by, Delivery.lease_until).where(Delivery.id == delivery_id)
+    ).first()
+    if row is None or row.status != SENDING or row.leased_by != token:
+        return False
+    lease_until = as_utc(row.lease_until)
+    return lease_until is not None and lease_until > at
+
+
+# -- one delivery, end to end ---------------------------------------------------------------------
+def send_claimed(
+    engine: Engine,
+    delivery: Delivery,
+    *,
+    providers: Mapping[str, Any],
+    now: Callable[[], datetime],
+    max_attempts: int,
+    pace: Callable[[str, datetime], timedelta] | None = None,
+) -> Outcome:
+    """Re-check, call the provider outside any transaction, record. ``now`` is the adapter's clock."""
+    token = delivery.leased_by or ""
+    at = now()
+    with Session(engine, expire_on_commit=False) as session:
+        if not _still_ours(session, delivery.id, token, at):
+            # A slow dispatcher whose lease lapsed: another one may hold the row now. Never send twice.
+            session.rollback()
+            return Outcome(delivery.id, "lease_lost", "lease_lost")
+        if delivery.attempts > max_attempts:
+            _finish(
+                session,
+                delivery,
+                token,
+                status=FAILED,
+                reason="max_attempts",
+                lease_until=None,
+                updated_at=at,
+            )
+            release_caps(session, delivery.id)
+            session.commit()
+            return Outcome(delivery.id, FAILED, "max_attempts")
+        reason, address = recheck(session, delivery, at)
+        if reason is not None or address is None:
+            skip_claimed(session, delivery, token=token, reason=reason or "no_address", at=at)
+            session.commit()
+            return Outcome(delivery.id, SKIPPED, reason)
+        provider = providers.get(delivery.channel)
+        sender = f"{delivery.channel}:{getattr(provider, 'name', '-')}"
+        wait = pace(sender, at) if pace is not None else timedelta(0)
+        if wait > timedelta(0):
+            postpone_claimed(session, delivery, token=token, until=at + wait, at=at)
+            session.commit()
+            return Outcome(delivery.id, PENDING, "throughput")
+        platform = None
+        if delivery.channel == "push" and delivery.device_id:
+            device = session.get(Device, delivery.device_id)
+            platform = device.platform if device else None
+        session.rollback()  # end the read transaction: never hold one open across a network call
+    message = to_message(delivery, address, platform)
+    result: SendResult | None = None
+    error: Exception | None = None
+    if provider is None:
+        error = RetryableError(f"no provider registered for channel {delivery.channel!r}", code="no_provider")
+    else:
+        try:
+            result = provider.send(message)
+        except Exception as exc:  # the taxonomy decides; anything else is recorded, not raised
+            error = exc
+    done_at = now()
+    with Session(engine, expire_on_commit=False) as session:
+        status = record_result(
+            session,
+            delivery,
+            token=token,
+            at=done_at,
+            result=result,
+            error=error,
+            provider_name=getattr(provider, "name", None),
+            max_attempts=max_attempts,
+        )
+        session.commit()
+    due = as_utc(delivery.due_at)
+    lag = (at - due).total_seconds() if due is not None else None
+    if error is not None:
+        log.info("delivery %s %s: %s (to %s)", delivery.id, status, type(error).__name__, mask(address))
+    return Outcome(delivery.id, status, None if error is None else type(error).__name__, lag)
+
+
+def waiting_count(session: Session) -> int:
+    return int(
+        session.execute(
+            select(func.count()).select_from(Delivery).where(Delivery.status.in_((PENDING, DEFERRED)))  # type: ignore[attr-defined]
+        ).scalar()
+        or 0
+    )
+
+
+def deliveries_by_status(session: Session, ids: Sequence[str]) -> dict[str, str]:
+    rows = session.execute(select(Delivery.id, Delivery.status).where(Delivery.id.in_(list(ids))))  # type: ignore[attr-defined]
+    return {r[0]: r[1] for r in rows}
