@@ -1,0 +1,357 @@
+"""The Twilio inbound SMS webhook, driven exactly as Twilio posts it and signed with the real SDK."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+from twilio.request_validator import RequestValidator
+
+from campaigns import customers as uc
+from campaigns.consent import Purpose, Source
+from campaigns.phones import phone_hash
+from campaigns.privacy import erase_customer
+from geofence.service.app import create_app
+from geofence.service.db import session_scope
+from geofence.service.settings import Settings
+from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
+from geofence.service.tables.customers import ConsentEvent, InboundMessage, Suppression
+
+TOKEN = "twilio-test-auth-token"
+KEY = "test-hash-key"
+BASE = "https://engine.example.test"
+PATH = "/v1/twilio/sms/inbound"
+AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+FR_PHONE = "+33612345678"
+US_PHONE = "+14155552671"
+
+_sid = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def client(engine, tmp_path):
+    settings = Settings(
+        env="test",
+        database_url=str(engine.url),
+        outbox_dir=tmp_path / "outbox",
+        export_dir=tmp_path / "exports",
+        scheduler={"enabled": False},
+        auth_required=True,  # the webhook needs no API key: its signature is the credential
+        migrate_on_start=False,
+        hash_key=KEY,
+        twilio={"auth_token": TOKEN},
+        public_base_url=BASE,
+    )
+    with TestClient(create_app(settings, engine=engine, run_jobs=False)) as c:
+        yield c
+
+
+def twilio_params(body: str, sender: str = FR_PHONE, sid: str | None = None) -> dict[str, str]:
+    """The fields Twilio posts for an incoming SMS (a subset of the real set, same names)."""
+    return {
+        "ToCountry": "FR",
+        "ToState": "",
+        "SmsMessageSid": sid or f"SM{next(_sid):032d}",
+        "NumMedia": "0",
+        "ToCity": "",
+        "FromZip": "",
+        "SmsSid": sid or "",
+        "FromState": "",
+        "SmsStatus": "received",
+        "FromCity": "",
+        "Body": body,
+        "FromCountry": "FR" if sender.startswith("+33") else "US",
+        "To": "+33757000000",
+        "MessagingServiceSid": "MG" + "0" * 32,
+        "ToZip": "",
+        "NumSegments": "1",
+        "MessageSid": sid or f"SM{next(_sid):032d}",
+        "AccountSid": "AC" + "1" * 32,
+        "From": sender,
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def post(client, params, *, signature: str | None = "compute", url: str = BASE + PATH):
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if signature == "compute":
+        signature = RequestValidator(TOKEN).compute_signature(url, params)
+    if signature is not None:
+        headers["X-Twilio-Signature"] = signature
+    return client.post(PATH, content=urlencode(params), headers=headers)
+
+
+def reply_of(response) -> str:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/xml")
+    return response.text
+
+
+def customer_with_sms(engine, phone=FR_PHONE, locale="fr", crm_id="crm-1"):
+    with session_scope(engine) as s:
+        customer, _ = uc.upsert_customer(
+            s, uc.CustomerInput(crm_id=crm_id, phone=phone, locale=locale, country=None), at=AT, hash_key=KEY
+        )
+        for purpose in Purpose:
+            uc.record_consent(
+                s, customer_id=customer.id, purpose=purpose, granted=True, source=Source.IMPORT, at=AT
+            )
+        return customer.id
+
+
+def add_deliveries(engine, customer_id):
+    with session_scope(engine) as s:
+        for channel in ("sms", "push"):
+            for status in (PENDING, DEFERRED, SENT):
+                s.add(
+                    Delivery(
+                        idempotency_key=f"{channel}-{status}",
+                        customer_id=customer_id,
+                        channel=channel,
+                        status=status,
+                        due_at=AT,
+                        created_at=AT,
+                    )
+                )
+
+
+def delivery_statuses(engine):
+    with Session(engine) as s:
+        return {d.idempotency_key: d.status for d in s.exec(select(Delivery))}
+
+
+def count(engine, table):
+    with Session(engine) as s:
+        return len(s.exec(select(table)).all())
+
+
+# --- signature -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        "missing",
+        "garbage",
+        "tampered_body",
+        "other_token",
+        "internal_url",
+        "extra_param",
+    ],
+)
+def test_missing_or_forged_signature_is_403_and_nothing_is_recorded(client, engine, forge):
+    customer_id = customer_with_sms(engine)
+    add_deliveries(engine, customer_id)
+    params = twilio_params("STOP")
+    signature = RequestValidator(TOKEN).compute_signature(BASE + PATH, params)
+    if forge == "missing":
+        response = post(client, params, signature=None)
+    elif forge == "garbage":
+        response = post(client, params, signature="bm90IGEgc2lnbmF0dXJl")
+    elif forge == "tampered_body":
+        response = post(client, {**params, "Body": "START"}, signature=signature)
+    elif forge == "other_token":
+        response = post(
+            client, params, signature=RequestValidator("x").compute_signature(BASE + PATH, params)
+        )
+    elif forge == "internal_url":  # signed for what the app sees behind the proxy, not the public URL
+        response = post(client, params, url="http://testserver" + PATH)
+    else:
+        response = post(client, {**params, "Extra": "1"}, signature=signature)
+    assert response.status_code == 403
+    assert count(engine, InboundMessage) == 0
+    assert count(engine, Suppression) == 0
+    assert count(engine, ConsentEvent) == 3
+    assert set(delivery_statuses(engine).values()) == {PENDING, DEFERRED, SENT}
+
+
+def test_webhook_is_refused_when_no_auth_token_is_configured(engine, tmp_path):
+    settings = Settings(
+        env="test",
+        database_url=str(engine.url),
+        scheduler={"enabled": False},
+        migrate_on_start=False,
+        public_base_url=BASE,
+        outbox_dir=tmp_path / "o",
+        export_dir=tmp_path / "e",
+    )
+    with TestClient(create_app(settings, engine=engine, run_jobs=False)) as c:
+        assert post(c, twilio_params("STOP")).status_code == 403
+    assert count(engine, InboundMessage) == 0
+
+
+def test_signed_request_without_from_or_sid_is_a_400_not_a_500(client, engine):
+    params = {"Body": "STOP", "AccountSid": "AC1"}
+    assert post(client, params).status_code == 400
+    assert count(engine, InboundMessage) == 0
+
+
+# --- opt-out -------------------------------------------------------------------------------------
+
+
+def test_stop_withdraws_sms_consent_cancels_queued_sms_and_replies_once_in_french(client, engine):
+    customer_id = customer_with_sms(engine)
+    add_deliveries(engine, customer_id)
+    params = twilio_params("Stop")
+    xml = reply_of(post(client, params))
+    assert xml.count("<Message>") == 1
+    assert "désinscrit" in xml and "START" in xml
+    assert delivery_statuses(engine) == {
+        "sms-pending": CANCELLED,
+        "sms-deferred": CANCELLED,
+        "sms-sent": SENT,
+        "push-pending": PENDING,
+        "push-deferred": DEFERRED,
+        "push-sent": SENT,
+    }
+    with Session(engine) as s:
+        state = uc.current_consent(s, customer_id, at=datetime.now(UTC))
+        assert state == {
+            Purpose.SMS_MARKETING: False,
+            Purpose.PUSH_MARKETING: True,
+            Purpose.LOCATION_OFFERS: True,
+        }
+        withdrawal = s.exec(select(ConsentEvent).where(ConsentEvent.granted == False)).one()  # noqa: E712
+        assert withdrawal.source == "sms_keyword" and withdrawal.purpose == "sms_marketing"
+        assert withdrawal.evidence["message_sid"] == params["MessageSid"]
+        assert withdrawal.evidence["keyword"] == "stop" and withdrawal.recorded_at is not None
+        suppression = s.get(Suppression, (phone_hash(FR_PHONE, KEY), "sms"))
+        assert suppression is not None and suppression.reason == uc.SUPPRESSED_BY_KEYWORD
+        inbound = s.exec(select(InboundMessage)).one()
+        assert inbound.intent == "opt_out" and inbound.body is None  # body kept only for review
+        assert FR_PHONE not in inbound.model_dump_json()
+
+
+def test_twilio_retry_of_the_same_message_sid_changes_nothing_and_does_not_reply_again(client, engine):
+    customer_with_sms(engine)
+    params = twilio_params("STOP")
+    assert "<Message>" in reply_of(post(client, params))
+    again = reply_of(post(client, params))
+    assert "<Message>" not in again
+    assert count(engine, InboundMessage) == 1
+    assert count(engine, ConsentEvent) == 4  # 3 grants + one withdrawal, not two
+
+
+OPT_OUT_BODIES = [
+    "STOP",
+    "stop",
+    "Arrêt",
+    "ARRET",
+    "arrete",
+    "STOP SMS",
+    "Désabonner",
+    "desinscrire",
+    "OPT-OUT",
+    "opt out",
+    "optout",
+    "STOPALL",
+    "Stop all",
+    "UNSUBSCRIBE",
+    "cancel",
+    "end",
+    "quit",
+    "revoke",
+    "remove",
+    "  stop.  ",
+]
+
+
+def test_every_opt_out_keyword_opts_out_over_the_webhook(client, engine):
+    customer_id = customer_with_sms(engine)
+    for body in OPT_OUT_BODIES:
+        assert "nouveau inscrit" in reply_of(post(client, twilio_params("START")))
+        assert "désinscrit" in reply_of(post(client, twilio_params(body))), body
+        with Session(engine) as s:
+            assert not uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING], body
+
+
+def test_fuzzy_opt_out_is_acted_on_and_stored_for_review(client, engine):
+    customer_id = customer_with_sms(engine)
+    xml = reply_of(post(client, twilio_params("stop merci")))
+    assert "désinscrit" in xml
+    with Session(engine) as s:
+        assert not uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
+        inbound = s.exec(select(InboundMessage)).one()
+        assert inbound.needs_review and inbound.body == "stop merci" and inbound.intent == "opt_out"
+        event = s.exec(select(ConsentEvent).where(ConsentEvent.granted == False)).one()  # noqa: E712
+        assert event.evidence["fuzzy"] is True
+
+
+def test_stop_from_an_unknown_number_is_recorded_as_a_suppression_and_answered(client, engine):
+    xml = reply_of(post(client, twilio_params("STOP", sender=US_PHONE)))
+    assert "unsubscribed" in xml  # English for a US number
+    with Session(engine) as s:
+        assert s.get(Suppression, (phone_hash(US_PHONE, KEY), "sms")).reason == uc.SUPPRESSED_BY_KEYWORD
+    xml_fr = reply_of(post(client, twilio_params("ARRET", sender="+33699999999")))
+    assert "désinscrit" in xml_fr  # French for a French number
+
+
+def test_stop_then_import_cannot_regrant_sms(client, engine):
+    post(client, twilio_params("STOP", sender=FR_PHONE))
+    with session_scope(engine) as s:
+        customer, _ = uc.upsert_customer(
+            s, uc.CustomerInput(crm_id="late", phone=FR_PHONE), at=AT, hash_key=KEY
+        )
+        with pytest.raises(uc.Suppressed):
+            uc.record_consent(
+                s, customer_id=customer.id, purpose="sms_marketing", granted=True, source="import", at=AT
+            )
+
+
+# --- opt-in and help -----------------------------------------------------------------------------
+
+
+def test_start_lifts_the_keyword_suppression_and_regrants_sms(client, engine):
+    customer_id = customer_with_sms(engine)
+    post(client, twilio_params("STOP"))
+    xml = reply_of(post(client, twilio_params("start")))
+    assert "nouveau inscrit" in xml
+    with Session(engine) as s:
+        assert s.get(Suppression, (phone_hash(FR_PHONE, KEY), "sms")) is None
+        assert uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
+        last = uc.ledger(s, customer_id)[-1]
+        assert last.granted and last.source == "sms_keyword"
+
+
+def test_every_opt_in_keyword_resubscribes(client, engine):
+    customer_id = customer_with_sms(engine, locale="en")
+    for body in ["START", "yes", "Unstop", "SUBSCRIBE", "Oui", "reprendre", " Start! "]:
+        post(client, twilio_params("STOP"))
+        xml = reply_of(post(client, twilio_params(body)))
+        assert "subscribed again" in xml, body  # the customer's own locale beats the country code
+        with Session(engine) as s:
+            assert uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING], body
+
+
+def test_start_after_erasure_is_refused_and_the_number_stays_suppressed(client, engine):
+    customer_id = customer_with_sms(engine)
+    with session_scope(engine) as s:
+        erase_customer(s, customer_id, at=AT)
+    xml = reply_of(post(client, twilio_params("START")))
+    assert "effacé" in xml
+    with Session(engine) as s:
+        assert s.get(Suppression, (phone_hash(FR_PHONE, KEY), "sms")).reason == uc.SUPPRESSED_BY_ERASURE
+
+
+@pytest.mark.parametrize(
+    ("body", "text"), [("HELP", "Reply STOP"), ("info", "Reply STOP"), ("Aide", "Reply STOP")]
+)
+def test_help_keywords_get_the_help_text_without_changing_consent(client, engine, body, text):
+    customer_id = customer_with_sms(engine, locale="en-GB")
+    assert text in reply_of(post(client, twilio_params(body)))
+    with Session(engine) as s:
+        assert uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
+
+
+@pytest.mark.parametrize("body", ["stopwatch", "unstoppable", "See you tomorrow", "", "🙂"])
+def test_other_messages_get_an_empty_reply_and_no_change(client, engine, body):
+    customer_id = customer_with_sms(engine)
+    xml = reply_of(post(client, twilio_params(body)))
+    assert "<Message>" not in xml
+    with Session(engine) as s:
+        assert uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
+        inbound = s.exec(select(InboundMessage)).one()
+        assert inbound.intent == "none" and inbound.body is None and not inbound.needs_review
