@@ -204,4 +204,5 @@ def point_app_at(app: Any, server: FakeFcmServer, project: str = PROJECT) -> Non
     # The SDK retries 500/503 (and 429 with Retry-After) with exponential backoff: keep its retry
     # policy but drop the sleeps so the tests stay fast.
     retry = _http_client.DEFAULT_RETRY_CONFIG.new(backoff_factor=0)
-    service._client.session.mount(server.base_url, requests.adapters.HTTPAdapter(max_retries=retry))
+    adapter = requests.adapters.HTTPAdapter(pool_connections=100, pool_maxsize=100, max_retries=retry)
+    service._client.session.mount(server.base_url, adapter)  # same pool size as the SDK's FCM adapter
