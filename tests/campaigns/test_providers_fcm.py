@@ -248,3 +248,24 @@ def test_from_settings_reads_project_and_target(fcm):
         p.close()
     assert fcm.requests[0].path == "/v1/projects/p-1/messages:send"
     assert fcm.requests[0].message["fid"] == "token-1"
+
+
+def test_from_settings_loads_the_service_account_file_without_any_network(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    path = tmp_path / "service-account.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "shop-prod", "private_key_id": "k1", "private_key": pem,
+        "client_email": "fcm@shop-prod.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }))
+    p = FcmProvider.from_settings(Settings(fcm={"credentials_file": str(path)}))
+    try:
+        assert p.app.project_id == "shop-prod"  # from the file; no token is fetched until a send
+    finally:
+        p.close()
