@@ -15,9 +15,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from firebase_admin import exceptions as fb_exceptions
-from firebase_admin import messaging
-from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 
 from campaigns.providers.base import (
     NUMBER_INVALID,
@@ -71,17 +68,20 @@ def parse_retry_after(value: str | None, *, at: Any = None) -> float | None:
 
 # --- FCM --------------------------------------------------------------------------------------
 
-_FCM_RETRYABLE = (
-    fb_exceptions.UnavailableError,  # 503 (after the SDK's own retries) and connection errors
-    fb_exceptions.InternalError,  # 500
-    fb_exceptions.DeadlineExceededError,  # timeouts
-    fb_exceptions.UnknownError,
-    fb_exceptions.AbortedError,
-)
-
 
 def from_fcm(exc: Exception) -> ProviderError:
     """Map a firebase-admin exception (from ``send`` or a ``send_each`` response)."""
+    # SDKs are imported here, not at module level: the default outbox channel never loads them.
+    from firebase_admin import exceptions as fb_exceptions
+    from firebase_admin import messaging
+
+    retryable = (
+        fb_exceptions.UnavailableError,  # 503 (after the SDK's own retries) and connection errors
+        fb_exceptions.InternalError,  # 500
+        fb_exceptions.DeadlineExceededError,  # timeouts
+        fb_exceptions.UnknownError,
+        fb_exceptions.AbortedError,
+    )
     if isinstance(exc, ProviderError):
         return exc
     if not isinstance(exc, fb_exceptions.FirebaseError):
@@ -104,7 +104,7 @@ def from_fcm(exc: Exception) -> ProviderError:
         return RetryableError(message, code="QUOTA_EXCEEDED", retry_after_s=retry_after)
     if isinstance(exc, messaging.ThirdPartyAuthError):
         return PermanentError(message, code="THIRD_PARTY_AUTH_ERROR")  # APNs key/certificate: ops
-    if isinstance(exc, _FCM_RETRYABLE) or (status is not None and status >= 500):
+    if isinstance(exc, retryable) or (status is not None and status >= 500):
         return RetryableError(message, code=str(exc.code))
     if isinstance(exc, fb_exceptions.ResourceExhaustedError):
         return RetryableError(message, code=str(exc.code))
@@ -117,6 +117,8 @@ def from_fcm(exc: Exception) -> ProviderError:
 
 def from_twilio(exc: Exception, *, sender: str | None) -> ProviderError:
     """Map a twilio exception. ``sender`` (Messaging Service SID or number) scopes an opt-out."""
+    from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, requests.RequestException):

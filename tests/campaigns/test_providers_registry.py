@@ -116,3 +116,18 @@ def test_send_batch_falls_back_to_one_by_one_and_keeps_errors_in_place(tmp_path)
     results = send_batch(provider, batch)
     assert [type(r) for r in results] == [SendResult, PermanentError, SendResult]
     assert [r["delivery_id"] for r in provider.read()] == ["d1", "d3"]
+
+
+def test_the_default_channel_never_loads_the_sdks(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from campaigns.providers import build_providers\n"
+        "from geofence.service.settings import Settings\n"
+        f"build_providers(Settings(outbox_dir={str(tmp_path)!r}))\n"
+        "print('firebase_admin' in sys.modules, 'twilio' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
