@@ -147,3 +147,31 @@ def append_legal_mentions(body: str, *, advertiser: str, locale: str, sender: st
     if mention.casefold() not in " ".join(text.split()).casefold():
         text = f"{text} {mention}"
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSms:
+    """What a campaign save returns for an SMS template: the final text and what it will cost."""
+
+    text: str
+    analysis: SmsAnalysis
+    warning: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "encoding": self.analysis.encoding,
+            "segments": self.analysis.segments,
+            "length": self.analysis.length,
+            "non_gsm": list(self.analysis.non_gsm),
+            "warning": self.warning,
+        }
+
+
+def prepare_marketing_sms(
+    body: str, *, advertiser: str, locale: str, sender: str | None, max_segments: int
+) -> PreparedSms:
+    """Legal mentions first, then the analysis of the text that will really be sent."""
+    text = append_legal_mentions(body, advertiser=advertiser, locale=locale, sender=sender)
+    analysis = analyse(text)
+    return PreparedSms(text, analysis, analysis.warning(max_segments))

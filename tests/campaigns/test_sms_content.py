@@ -16,6 +16,7 @@ from campaigns.sms_content import (
     analyse,
     append_legal_mentions,
     opt_out_mention,
+    prepare_marketing_sms,
 )
 
 
@@ -146,3 +147,13 @@ def test_alphanumeric_sender_is_refused_for_marketing():
 def test_advertiser_is_required():
     with pytest.raises(ValueError, match="advertiser"):
         append_legal_mentions("Promo", advertiser="  ", locale="fr", sender="36123")
+
+
+def test_prepare_marketing_sms_analyses_the_text_with_its_mentions():
+    body = "a" * 140
+    prepared = prepare_marketing_sms(body, advertiser="Paul", locale="fr", sender="36123", max_segments=1)
+    assert prepared.text == f"Paul: {body} STOP au 36123"
+    assert prepared.analysis.segments == 2  # the mentions pushed it past 160 septets
+    assert prepared.warning is not None
+    assert prepared.as_dict()["segments"] == 2
+    assert prepared.as_dict()["encoding"] == GSM7
