@@ -150,7 +150,7 @@ def test_advertiser_is_required():
 
 
 def test_prepare_marketing_sms_analyses_the_text_with_its_mentions():
-    body = "a" * 140
+    body = "a" * 150
     prepared = prepare_marketing_sms(body, advertiser="Paul", locale="fr", sender="36123", max_segments=1)
     assert prepared.text == f"Paul: {body} STOP au 36123"
     assert prepared.analysis.segments == 2  # the mentions pushed it past 160 septets
