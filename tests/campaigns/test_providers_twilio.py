@@ -246,3 +246,13 @@ def test_masking_keeps_numbers_and_tokens_out_of_messages():
     assert mask("+33612345678") == "+33***78"
     assert "+33612345678" not in scrub("The 'To' number +33612345678 is not valid")
     assert "x" * 50 not in scrub("token " + "x" * 50)
+
+
+def test_rfc9457_problem_bodies_are_mapped_too(fake):
+    # Newer Twilio APIs answer with RFC 9457 problem details; the SDK raises TwilioServiceException.
+    problem = {"type": "https://www.twilio.com/docs/errors/21610", "title": "Unsubscribed recipient",
+               "status": 400, "code": 21610, "detail": "Attempt to send to unsubscribed recipient"}
+    fake.queue(Response(400, json.dumps(problem)))
+    with pytest.raises(InvalidRecipient) as info:
+        make_provider(fake).send(sms())
+    assert (info.value.kind, info.value.sender) == (UNSUBSCRIBED, MESSAGING_SERVICE_SID)
