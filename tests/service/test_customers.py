@@ -85,20 +85,20 @@ def test_upsert_validates_the_phone_and_stores_e164_with_its_keyed_hash(session)
     assert again.phone_e164 == PHONE  # None leaves a field unchanged
 
 
-@pytest.mark.parametrize(
-    ("data", "reason"),
-    [
-        (uc.CustomerInput(phone="12"), "not a valid"),
-        (uc.CustomerInput(tz="Mars/Olympus"), "time zone"),
-        (uc.CustomerInput(country="XX"), "country"),
-        (uc.CustomerInput(locale="french!"), "locale"),
-        (uc.CustomerInput(attributes={"a": [1]}), "attribute"),
-        (uc.CustomerInput(first_name="x" * 101), "first_name"),
-    ],
-)
-def test_bad_customer_fields_are_refused_with_a_reason(session, data, reason):
-    with pytest.raises(uc.CustomerError, match=reason):
-        uc.upsert_customer(session, data, at=AT, hash_key=KEY)
+BAD_FIELDS = [
+    (uc.CustomerInput(phone="12"), "not a valid"),
+    (uc.CustomerInput(tz="Mars/Olympus"), "time zone"),
+    (uc.CustomerInput(country="XX"), "country"),
+    (uc.CustomerInput(locale="french!"), "locale"),
+    (uc.CustomerInput(attributes={"a": [1]}), "attribute"),
+    (uc.CustomerInput(first_name="x" * 101), "first_name"),
+]
+
+
+def test_bad_customer_fields_are_refused_with_a_reason(session):
+    for data, reason in BAD_FIELDS:
+        with pytest.raises(uc.CustomerError, match=reason):
+            uc.upsert_customer(session, data, at=AT, hash_key=KEY)
 
 
 def test_crm_id_cannot_be_taken_from_another_customer(session):

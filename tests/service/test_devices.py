@@ -204,43 +204,43 @@ def test_token_refresh_and_cadence(client, engine):
         assert (customer.max_offers_per_day, customer.max_offers_per_week) == (1, 3)
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body", "status"),
-    [
-        ("post", "/v1/devices", {"device_id": "d", "platform": "windows"}, 422),
-        ("post", "/v1/devices", {"device_id": "bad id/../", "platform": "ios"}, 422),
-        ("post", "/v1/devices", {"device_id": "d", "platform": "ios", "customer_id": "nobody"}, 404),
-        ("post", "/v1/devices", {"device_id": "d", "platform": "ios", "tz": "Moon/Base"}, 422),
-        ("put", "/v1/devices/unknown/push-token", {"push_token": "t"}, 404),
-        (
-            "post",
-            "/v1/devices/unknown/consents",
-            {"purpose": "location_offers", "granted": True, **WORDING},
-            404,
-        ),
-        ("post", "/v1/devices/dev-1/consents", {"purpose": "newsletter", "granted": True, **WORDING}, 422),
-        ("post", "/v1/devices/dev-1/consents", {"purpose": "location_offers", "granted": True}, 422),
-        (
-            "post",
-            "/v1/devices/dev-1/consents",
-            {"purpose": "push_marketing", "granted": True, "occurred_at": "2026-01-01T10:00:00", **WORDING},
-            422,
-        ),
-        (
-            "post",
-            "/v1/devices/dev-1/consents",
-            {"purpose": "push_marketing", "granted": True, "occurred_at": "2999-01-01T10:00:00Z", **WORDING},
-            422,
-        ),
-        ("put", "/v1/devices/dev-1/cadence", {"max_offers_per_day": -1}, 422),
-        ("put", "/v1/devices/dev-1/cadence", {"max_offers_per_day": 5, "max_offers_per_week": 2}, 422),
-    ],
-)
-def test_bad_input_is_a_4xx_with_a_reason(client, engine, method, path, body, status):
+BAD_INPUTS = [
+    ("post", "/v1/devices", {"device_id": "d", "platform": "windows"}, 422),
+    ("post", "/v1/devices", {"device_id": "bad id/../", "platform": "ios"}, 422),
+    ("post", "/v1/devices", {"device_id": "d", "platform": "ios", "customer_id": "nobody"}, 404),
+    ("post", "/v1/devices", {"device_id": "d", "platform": "ios", "tz": "Moon/Base"}, 422),
+    ("put", "/v1/devices/unknown/push-token", {"push_token": "t"}, 404),
+    (
+        "post",
+        "/v1/devices/unknown/consents",
+        {"purpose": "location_offers", "granted": True, **WORDING},
+        404,
+    ),
+    ("post", "/v1/devices/dev-1/consents", {"purpose": "newsletter", "granted": True, **WORDING}, 422),
+    ("post", "/v1/devices/dev-1/consents", {"purpose": "location_offers", "granted": True}, 422),
+    (
+        "post",
+        "/v1/devices/dev-1/consents",
+        {"purpose": "push_marketing", "granted": True, "occurred_at": "2026-01-01T10:00:00", **WORDING},
+        422,
+    ),
+    (
+        "post",
+        "/v1/devices/dev-1/consents",
+        {"purpose": "push_marketing", "granted": True, "occurred_at": "2999-01-01T10:00:00Z", **WORDING},
+        422,
+    ),
+    ("put", "/v1/devices/dev-1/cadence", {"max_offers_per_day": -1}, 422),
+    ("put", "/v1/devices/dev-1/cadence", {"max_offers_per_day": 5, "max_offers_per_week": 2}, 422),
+]
+
+
+def test_bad_input_is_a_4xx_with_a_reason(client, engine):
     register(client)
-    response = getattr(client, method)(path, json=body)
-    assert response.status_code == status, response.text
-    assert response.json()["detail"]
+    for method, path, body, status in BAD_INPUTS:
+        response = getattr(client, method)(path, json=body)
+        assert response.status_code == status, (path, body, response.text)
+        assert response.json()["detail"]
     with Session(engine) as s:
         assert s.get(Device, "d") is None
 

@@ -131,41 +131,29 @@ def count(engine, table):
 # --- signature -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "forge",
-    [
-        "missing",
-        "garbage",
-        "tampered_body",
-        "other_token",
-        "internal_url",
-        "extra_param",
-    ],
-)
-def test_missing_or_forged_signature_is_403_and_nothing_is_recorded(client, engine, forge):
+def test_missing_or_forged_signature_is_403_and_nothing_is_recorded(client, engine):
     customer_id = customer_with_sms(engine)
     add_deliveries(engine, customer_id)
     params = twilio_params("STOP")
     signature = RequestValidator(TOKEN).compute_signature(BASE + PATH, params)
-    if forge == "missing":
-        response = post(client, params, signature=None)
-    elif forge == "garbage":
-        response = post(client, params, signature="bm90IGEgc2lnbmF0dXJl")
-    elif forge == "tampered_body":
-        response = post(client, {**params, "Body": "START"}, signature=signature)
-    elif forge == "other_token":
-        response = post(
+    attempts = {
+        "missing": post(client, params, signature=None),
+        "garbage": post(client, params, signature="bm90IGEgc2lnbmF0dXJl"),
+        "tampered body": post(client, {**params, "Body": "START"}, signature=signature),
+        "tampered sender": post(client, {**params, "From": "+33600000000"}, signature=signature),
+        "other token": post(
             client, params, signature=RequestValidator("x").compute_signature(BASE + PATH, params)
-        )
-    elif forge == "internal_url":  # signed for what the app sees behind the proxy, not the public URL
-        response = post(client, params, url="http://testserver" + PATH)
-    else:
-        response = post(client, {**params, "Extra": "1"}, signature=signature)
-    assert response.status_code == 403
+        ),
+        # signed for what the app sees behind the proxy, not the configured public URL
+        "internal url": post(client, params, url="http://testserver" + PATH),
+        "extra param": post(client, {**params, "Extra": "1"}, signature=signature),
+    }
+    assert {name: r.status_code for name, r in attempts.items()} == dict.fromkeys(attempts, 403)
     assert count(engine, InboundMessage) == 0
     assert count(engine, Suppression) == 0
     assert count(engine, ConsentEvent) == 3
     assert set(delivery_statuses(engine).values()) == {PENDING, DEFERRED, SENT}
+    assert "<Message>" in reply_of(post(client, params))  # the same request, correctly signed, works
 
 
 def test_webhook_is_refused_when_no_auth_token_is_configured(engine, tmp_path):
@@ -336,22 +324,21 @@ def test_start_after_erasure_is_refused_and_the_number_stays_suppressed(client, 
         assert s.get(Suppression, (phone_hash(FR_PHONE, KEY), "sms")).reason == uc.SUPPRESSED_BY_ERASURE
 
 
-@pytest.mark.parametrize(
-    ("body", "text"), [("HELP", "Reply STOP"), ("info", "Reply STOP"), ("Aide", "Reply STOP")]
-)
-def test_help_keywords_get_the_help_text_without_changing_consent(client, engine, body, text):
+def test_help_keywords_get_the_help_text_without_changing_consent(client, engine):
     customer_id = customer_with_sms(engine, locale="en-GB")
-    assert text in reply_of(post(client, twilio_params(body)))
+    for body in ("HELP", "info", "Aide", "help!"):
+        assert "Reply STOP" in reply_of(post(client, twilio_params(body))), body
     with Session(engine) as s:
         assert uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
 
 
-@pytest.mark.parametrize("body", ["stopwatch", "unstoppable", "See you tomorrow", "", "🙂"])
-def test_other_messages_get_an_empty_reply_and_no_change(client, engine, body):
+def test_other_messages_get_an_empty_reply_and_no_change(client, engine):
     customer_id = customer_with_sms(engine)
-    xml = reply_of(post(client, twilio_params(body)))
-    assert "<Message>" not in xml
+    bodies = ["stopwatch", "unstoppable", "See you tomorrow", "", "🙂"]
+    for body in bodies:
+        assert "<Message>" not in reply_of(post(client, twilio_params(body))), body
     with Session(engine) as s:
         assert uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
-        inbound = s.exec(select(InboundMessage)).one()
-        assert inbound.intent == "none" and inbound.body is None and not inbound.needs_review
+        inbound = s.exec(select(InboundMessage)).all()
+        assert len(inbound) == len(bodies)
+        assert all(m.intent == "none" and m.body is None and not m.needs_review for m in inbound)
