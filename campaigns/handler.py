@@ -66,6 +66,24 @@ def _first(data: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+def _area_centre(geometry: Any) -> tuple[float | None, float | None]:
+    """A rough centre (mean of the outer ring's vertices) of a GeoJSON Point/Polygon/MultiPolygon."""
+    if isinstance(geometry, dict) and "geojson" in geometry:
+        geometry = geometry["geojson"]
+    if not isinstance(geometry, dict):
+        return None, None
+    kind, coords = geometry.get("type"), geometry.get("coordinates")
+    try:
+        if kind == "Point":
+            return float(coords[1]), float(coords[0])
+        ring = coords[0] if kind == "Polygon" else coords[0][0] if kind == "MultiPolygon" else None
+        if not ring:
+            return None, None
+        return (sum(float(p[1]) for p in ring) / len(ring), sum(float(p[0]) for p in ring) / len(ring))
+    except (TypeError, IndexError, ValueError):
+        return None, None
+
+
 def zone_info_from_row(row: ZoneRow) -> ZoneInfo:
     """A ``ZoneInfo`` from the zones table (its JSON is ``zones.Zone.to_dict()``)."""
     data = dict(row.data or {})
@@ -76,9 +94,11 @@ def zone_info_from_row(row: ZoneRow) -> ZoneInfo:
         lat, lng = center.get("lat", lat), center.get("lng", center.get("lon", lng))
     elif isinstance(center, list | tuple) and len(center) == 2:
         lng, lat = center  # GeoJSON order (lng, lat), as the zones package stores positions
-    geometry = data.get("geometry")
-    if lat is None and isinstance(geometry, dict) and geometry.get("type") == "Point":
-        lng, lat = geometry["coordinates"][:2]
+    circle = data.get("circle")
+    if lat is None and isinstance(circle, dict):
+        lat, lng = circle.get("lat"), circle.get("lng")
+    if lat is None:
+        lat, lng = _area_centre(data.get("area") or data.get("geometry"))
     return ZoneInfo(
         id=row.id,
         name=row.name or str(data.get("name", "")),
