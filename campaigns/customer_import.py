@@ -84,7 +84,10 @@ def _when(value: str, tz: str, at: datetime) -> datetime:
         raise CustomerError(f"consent_at: {text[:40]!r} is not an ISO 8601 date or time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(valid_tz(tz)))
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        raise CustomerError(f"consent_at: {text[:40]!r} is out of range") from None
     if parsed > at:
         raise CustomerError("consent_at is in the future")
     return parsed

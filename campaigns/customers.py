@@ -14,7 +14,7 @@ import re
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import phonenumbers
@@ -34,6 +34,7 @@ PLATFORMS = frozenset({"ios", "android"})
 MAX_ATTRIBUTES = 50
 MAX_TEXT = 200
 MAX_FUTURE_SKEW = timedelta(minutes=5)  # a phone's clock may run a little ahead
+EARLIEST_CONSENT = datetime(2000, 1, 1, tzinfo=UTC)  # older dates are typos (and overflow some drivers)
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
 
 
@@ -66,10 +67,21 @@ class CustomerInput:
 # --- validation ----------------------------------------------------------------------------------
 
 
+def storable(value: str, what: str) -> str:
+    """Refuse text a database cannot store (NUL is rejected by PostgreSQL; lone surrogates by UTF-8)."""
+    if "\x00" in value:
+        raise CustomerError(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CustomerError(f"{what} is not valid Unicode text") from None
+    return value
+
+
 def _text(value: str | None, what: str, max_len: int = MAX_TEXT) -> str | None:
     if value is None:
         return None
-    value = value.strip()
+    value = storable(value, what).strip()
     if len(value) > max_len:
         raise CustomerError(f"{what} is longer than {max_len} characters")
     return value or None
@@ -103,10 +115,13 @@ def valid_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in attributes.items():
         if not isinstance(key, str) or not key or len(key) > 64:
             raise CustomerError("attribute names are 1..64 characters")
+        storable(key, "an attribute name")
         if value is not None and not isinstance(value, str | int | float | bool):
             raise CustomerError(f"attribute {key!r} must be a string, number, boolean or null")
         if isinstance(value, str) and len(value) > MAX_TEXT:
             raise CustomerError(f"attribute {key!r} is longer than {MAX_TEXT} characters")
+        if isinstance(value, str):
+            storable(value, f"attribute {key!r}")
         clean[key] = value
     return clean
 
@@ -115,7 +130,7 @@ def valid_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def get_customer(session: Session, customer_id: str, *, allow_erased: bool = False) -> Customer:
-    customer = session.get(Customer, customer_id)
+    customer = session.get(Customer, storable(customer_id, "customer id"))
     if customer is None or (customer.erased_at is not None and not allow_erased):
         raise NotFound(f"unknown customer {customer_id[:64]!r}")
     return customer
@@ -214,6 +229,9 @@ def register_device(
     """
     if platform not in PLATFORMS:
         raise CustomerError(f"platform must be one of {sorted(PLATFORMS)}")
+    storable(device_id, "device_id")
+    if push_token is not None:
+        push_token = _text(push_token, "push_token", 4096) or ""
     device = session.get(Device, device_id)
     created = device is None
     if customer_id is not None:
@@ -241,7 +259,7 @@ def register_device(
 
 
 def get_device(session: Session, device_id: str) -> Device:
-    device = session.get(Device, device_id)
+    device = session.get(Device, storable(device_id, "device id"))
     if device is None:
         raise NotFound(f"unknown device {device_id[:64]!r}")
     return device
@@ -249,6 +267,9 @@ def get_device(session: Session, device_id: str) -> Device:
 
 def refresh_push_token(session: Session, device_id: str, push_token: str, *, at: datetime) -> Device:
     """FCM rotates tokens: store the new one and mark it live again."""
+    push_token = _text(push_token, "push_token", 4096) or ""
+    if not push_token:
+        raise CustomerError("push_token is empty")
     device = get_device(session, device_id)
     device.push_token, device.push_token_active = push_token, True
     device.updated_at = at
@@ -352,6 +373,8 @@ def record_consent(
         raise CustomerError("occurred_at needs a time zone offset")
     if occurred_at > at + MAX_FUTURE_SKEW:
         raise CustomerError("occurred_at is in the future")
+    if occurred_at < EARLIEST_CONSENT:
+        raise CustomerError("occurred_at is implausibly old")
     customer = get_customer(session, customer_id)
     if granted and purpose is Purpose.SMS_MARKETING and source is not Source.SMS_KEYWORD:
         row = suppression_of(session, customer.phone_hash)
@@ -372,7 +395,7 @@ def record_consent(
         wording=_text(wording, "wording", 2000),
         wording_version=_text(wording_version, "wording_version", 64),
         recorded_by=_text(recorded_by, "recorded_by", 128),
-        evidence=dict(evidence or {}),
+        evidence=valid_attributes(evidence or {}),
     )
     session.add(event)
     session.flush()

@@ -55,8 +55,9 @@ class InboundSms:
     @classmethod
     def from_form(cls, form: Mapping[str, str]) -> InboundSms:
         """Read Twilio's form fields (``From``, ``To``, ``Body``, ``MessageSid``, …); others are ignored."""
-        sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
-        sender = (form.get("From") or "").strip()
+        clean = {k: v.replace("\x00", "") for k, v in form.items()}  # PostgreSQL refuses NUL in text
+        sid = (clean.get("MessageSid") or clean.get("SmsSid") or "").strip()
+        sender = (clean.get("From") or "").strip()
         if not sid or not sender:
             raise MalformedInbound("an inbound SMS needs MessageSid and From")
         if len(sid) > 64 or len(sender) > 64:
@@ -64,10 +65,10 @@ class InboundSms:
         return cls(
             message_sid=sid,
             from_number=sender,
-            to_number=(form.get("To") or None),
-            body=(form.get("Body") or "")[:MAX_BODY],
-            account_sid=form.get("AccountSid") or None,
-            messaging_service_sid=form.get("MessagingServiceSid") or None,
+            to_number=(clean.get("To") or None),
+            body=(clean.get("Body") or "")[:MAX_BODY],
+            account_sid=(clean.get("AccountSid") or None),
+            messaging_service_sid=(clean.get("MessagingServiceSid") or None),
         )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -92,6 +94,8 @@ BAD_FIELDS = [
     (uc.CustomerInput(locale="french!"), "locale"),
     (uc.CustomerInput(attributes={"a": [1]}), "attribute"),
     (uc.CustomerInput(first_name="x" * 101), "first_name"),
+    (uc.CustomerInput(first_name="\ud800"), "Unicode"),
+    (uc.CustomerInput(crm_id="a\x00"), "NUL"),
 ]
 
 
@@ -473,3 +477,37 @@ def test_admin_routes_need_an_admin_key(engine, tmp_path):
             _, admin = apikeys.create_api_key(s, name="crm", scopes={"admin"}, at=AT)
         assert client.get("/v1/customers", headers={"X-API-Key": ingest}).status_code == 403
         assert client.get("/v1/customers", headers={"X-API-Key": admin}).status_code == 200
+
+
+ODD = ["\x00", "a\x00b", "😀" * 70, " ", "%00", "../../etc/passwd", "' OR 1=1 --", "x" * 5000]
+
+
+def send(client, method, url, payload):
+    """JSON with ASCII escapes, so lone surrogates reach the server as a real client could send them."""
+    content = json.dumps(payload, ensure_ascii=True)
+    return client.request(method, url, content=content, headers={"Content-Type": "application/json"})
+
+
+def test_odd_text_anywhere_is_a_4xx_never_a_500(api):
+    cid = api.post("/v1/customers", json={"crm_id": "base"}).json()["id"]
+    for odd in ODD:
+        for field in ("crm_id", "phone", "first_name", "locale", "tz", "country", "subdivision"):
+            r = send(api, "post", "/v1/customers", {field: odd})
+            assert r.status_code in (201, 422), (field, odd, r.text)
+        r = send(api, "patch", f"/v1/customers/{cid}", {"attributes": {odd[:64] or "k": odd}})
+        assert r.status_code in (200, 422), (odd, r.text)
+        r = send(
+            api,
+            "post",
+            f"/v1/customers/{cid}/consents",
+            {"purpose": "push_marketing", "granted": True, "wording": odd, "evidence": {"k": odd}},
+        )
+        assert r.status_code in (201, 422), (odd, r.text)
+        assert api.get(f"/v1/customers/{quote(odd[:60], safe='')}").status_code in (404, 422)
+        r = send(api, "post", "/v1/devices", {"device_id": "d1", "platform": "ios", "push_token": odd})
+        assert r.status_code in (200, 422), (odd, r.text)
+    r = api.post(
+        f"/v1/customers/{cid}/consents",
+        json={"purpose": "push_marketing", "granted": True, "occurred_at": "0001-01-01T00:00:00+14:00"},
+    )
+    assert r.status_code == 422
