@@ -49,6 +49,10 @@ def cell(value: Any) -> str:
     """
     if value is None:
         return ""
+    if type(value) is str:  # the common case, first
+        if value and value[0] in "=+-@\t\r" and not _NUMBER.match(value):
+            return "'" + value
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):

@@ -32,7 +32,6 @@ from campaigns.export.records import (
     Party,
     ZoneEventRecord,
 )
-from geofence.service.tables._types import as_utc
 from geofence.service.tables.campaigns import Delivery
 from geofence.service.tables.customers import ConsentEvent, Customer
 from geofence.service.tables.presence import ZoneEventRow
@@ -43,8 +42,10 @@ VISIT_KINDS = ("enter", "dwell")
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    value = as_utc(value)
-    return value.astimezone(UTC) if value is not None else None
+    # SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones in the session zone.
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _bind(value: datetime) -> datetime:
@@ -96,43 +97,69 @@ class ExportKind:
     to_records: Callable[[Session, Sequence[Any], datetime], list[Any]]  # (session, rows, at)
 
 
-def _consent_records(session: Session, rows: Sequence[ConsentEvent], _at: datetime) -> list[Any]:
-    lookup = parties(session, (r.customer_id for r in rows))
+def _consent_records(session: Session, rows: Sequence[dict[str, Any]], _at: datetime) -> list[Any]:
+    lookup = parties(session, (r["customer_id"] for r in rows))
     return [
         ConsentRecord(
-            id=r.id, party=_party(lookup, r.customer_id), purpose=r.purpose, granted=r.granted,
-            occurred_at=_utc(r.occurred_at) or EPOCH, recorded_at=_utc(r.recorded_at) or EPOCH,
-            source=r.source, wording=r.wording, wording_version=r.wording_version,
-            recorded_by=r.recorded_by, evidence=dict(r.evidence or {}),
+            id=r["id"],
+            party=_party(lookup, r["customer_id"]),
+            purpose=r["purpose"],
+            granted=r["granted"],
+            occurred_at=_utc(r["occurred_at"]) or EPOCH,
+            recorded_at=_utc(r["recorded_at"]) or EPOCH,
+            source=r["source"],
+            wording=r["wording"],
+            wording_version=r["wording_version"],
+            recorded_by=r["recorded_by"],
+            evidence=dict(r["evidence"] or {}),
         )
         for r in rows
     ]
 
 
-def _zone_event_records(session: Session, rows: Sequence[ZoneEventRow], _at: datetime) -> list[Any]:
-    lookup = parties(session, (r.customer_id for r in rows))
-    stores = zone_store_ids(session, (r.zone_id for r in rows))
+def _zone_event_records(session: Session, rows: Sequence[dict[str, Any]], _at: datetime) -> list[Any]:
+    lookup = parties(session, (r["customer_id"] for r in rows))
+    stores = zone_store_ids(session, (r["zone_id"] for r in rows))
     return [
         ZoneEventRecord(
-            id=r.id, party=_party(lookup, r.customer_id), zone_id=r.zone_id,
-            store_id=stores.get(r.zone_id), kind=r.kind, at=_utc(r.at) or EPOCH, visit_id=r.visit_id,
-            reason=r.reason, lat=r.lat, lng=r.lng, recorded_at=_utc(r.recorded_at),
+            id=r["id"],
+            party=_party(lookup, r["customer_id"]),
+            zone_id=r["zone_id"],
+            store_id=stores.get(r["zone_id"]),
+            kind=r["kind"],
+            at=_utc(r["at"]) or EPOCH,
+            visit_id=r["visit_id"],
+            reason=r["reason"],
+            lat=r["lat"],
+            lng=r["lng"],
+            recorded_at=_utc(r["recorded_at"]),
         )
         for r in rows
     ]
 
 
-def _delivery_records(session: Session, rows: Sequence[Delivery], _at: datetime) -> list[Any]:
-    lookup = parties(session, (r.customer_id for r in rows))
-    stores = zone_store_ids(session, (r.zone_id for r in rows))
+def _delivery_records(session: Session, rows: Sequence[dict[str, Any]], _at: datetime) -> list[Any]:
+    lookup = parties(session, (r["customer_id"] for r in rows))
+    stores = zone_store_ids(session, (r["zone_id"] for r in rows))
     return [
         DeliveryRecord(
-            id=r.id, party=_party(lookup, r.customer_id), campaign_id=r.campaign_id, zone_id=r.zone_id,
-            store_id=stores.get(r.zone_id) if r.zone_id else None, visit_id=r.visit_id,
-            channel=r.channel, provider=r.provider, status=r.status, reason=r.reason,
-            attempts=r.attempts, error_code=r.error_code, created_at=_utc(r.created_at) or EPOCH,
-            due_at=_utc(r.due_at), sent_at=_utc(r.sent_at), delivered_at=_utc(r.delivered_at),
-            changed_at=_utc(r.updated_at) or _utc(r.created_at) or EPOCH,
+            id=r["id"],
+            party=_party(lookup, r["customer_id"]),
+            campaign_id=r["campaign_id"],
+            zone_id=r["zone_id"],
+            store_id=stores.get(r["zone_id"]) if r["zone_id"] else None,
+            visit_id=r["visit_id"],
+            channel=r["channel"],
+            provider=r["provider"],
+            status=r["status"],
+            reason=r["reason"],
+            attempts=r["attempts"],
+            error_code=r["error_code"],
+            created_at=_utc(r["created_at"]) or EPOCH,
+            due_at=_utc(r["due_at"]),
+            sent_at=_utc(r["sent_at"]),
+            delivered_at=_utc(r["delivered_at"]),
+            changed_at=_utc(r["updated_at"]) or _utc(r["created_at"]) or EPOCH,
         )
         for r in rows
     ]
@@ -174,8 +201,8 @@ def last_visits(session: Session, customer_ids: Sequence[str]) -> dict[str, Last
     }
 
 
-def _customer_records(session: Session, rows: Sequence[Customer], at: datetime) -> list[Any]:
-    ids = [r.id for r in rows]
+def _customer_records(session: Session, rows: Sequence[dict[str, Any]], at: datetime) -> list[Any]:
+    ids = [r["id"] for r in rows]
     ledger: dict[str, list[ConsentEvent]] = {i: [] for i in ids}
     consent_rows = session.execute(
         select(ConsentEvent).where(ConsentEvent.customer_id.in_(ids))  # type: ignore[union-attr]
@@ -185,15 +212,22 @@ def _customer_records(session: Session, rows: Sequence[Customer], at: datetime) 
     visits = last_visits(session, ids)
     out = []
     for r in rows:
-        state = consent_state(ledger[r.id], at)
-        erased = r.erased_at is not None
+        state = consent_state(ledger[r["id"]], at)
+        erased = r["erased_at"] is not None
         out.append(
             CustomerRecord(
-                id=r.id, crm_id=None if erased else r.crm_id, phone_e164=r.phone_e164,
-                first_name=r.first_name, locale=r.locale, tz=r.tz, country=r.country,
+                id=r["id"],
+                crm_id=None if erased else r["crm_id"],
+                phone_e164=r["phone_e164"],
+                first_name=r["first_name"],
+                locale=r["locale"],
+                tz=r["tz"],
+                country=r["country"],
                 consent={p.value: granted for p, granted in state.items()},
-                last_visit=visits.get(r.id), created_at=_utc(r.created_at),
-                changed_at=_utc(r.updated_at) or _utc(r.created_at) or EPOCH, erased=erased,
+                last_visit=visits.get(r["id"]),
+                created_at=_utc(r["created_at"]),
+                changed_at=_utc(r["updated_at"]) or _utc(r["created_at"]) or EPOCH,
+                erased=erased,
             )
         )
     return out
@@ -201,22 +235,38 @@ def _customer_records(session: Session, rows: Sequence[Customer], at: datetime) 
 
 KINDS: dict[str, ExportKind] = {
     "customers": ExportKind(
-        "customers", Customer, func.coalesce(Customer.updated_at, Customer.created_at, _EPOCH_SQL),
-        Customer.id, (), _customer_records,
+        "customers",
+        Customer,
+        func.coalesce(Customer.updated_at, Customer.created_at, _EPOCH_SQL),
+        Customer.id,
+        (),
+        _customer_records,
     ),
     "consents": ExportKind(
         "consents", ConsentEvent, ConsentEvent.recorded_at, ConsentEvent.id, (), _consent_records
     ),
     "opt_outs": ExportKind(
-        "opt_outs", ConsentEvent, ConsentEvent.recorded_at, ConsentEvent.id,
-        (ConsentEvent.granted == false(),), _consent_records,
+        "opt_outs",
+        ConsentEvent,
+        ConsentEvent.recorded_at,
+        ConsentEvent.id,
+        (ConsentEvent.granted == false(),),
+        _consent_records,
     ),
     "zone_events": ExportKind(
-        "zone_events", ZoneEventRow, func.coalesce(ZoneEventRow.recorded_at, ZoneEventRow.at),
-        ZoneEventRow.id, (), _zone_event_records,
+        "zone_events",
+        ZoneEventRow,
+        func.coalesce(ZoneEventRow.recorded_at, ZoneEventRow.at),
+        ZoneEventRow.id,
+        (),
+        _zone_event_records,
     ),
     "deliveries": ExportKind(
-        "deliveries", Delivery, func.coalesce(Delivery.updated_at, Delivery.created_at), Delivery.id, (),
+        "deliveries",
+        Delivery,
+        func.coalesce(Delivery.updated_at, Delivery.created_at),
+        Delivery.id,
+        (),
         _delivery_records,
     ),
 }
@@ -293,30 +343,34 @@ def count_rows(engine: Engine, plan: ExportPlan) -> int:
         return 0
     with Session(engine) as session:
         return int(
-            session.execute(select(func.count()).select_from(plan.kind.table).where(*plan.bounds())).scalar_one()
+            session.execute(
+                select(func.count()).select_from(plan.kind.table).where(*plan.bounds())
+            ).scalar_one()
         )
 
 
 def iter_records(engine: Engine, plan: ExportPlan, *, batch_size: int = 1000) -> Iterator[Any]:
-    """Yield the plan's records in key order, ``batch_size`` rows per query and session."""
+    """Yield the plan's records in key order: one streamed, bounded read, enriched batch by batch.
+
+    The rows come from ONE query over the snapshot's bounds, read through a server-side cursor on
+    PostgreSQL (``stream_results``) and SQLite's lazy cursor, ``batch_size`` rows at a time: a single
+    sort instead of one per page (a keyset query per page re-sorts the whole table when the change-time
+    expression has no index). Lookups for each batch (customers' CRM ids, zones' stores) use their
+    own short session.
+    """
     if plan.upto is None:
         return
     kind = plan.kind
-    position = plan.since
-    while True:
-        stmt = select(kind.table, kind.changed_at).where(*kind.filters).where(_upto(kind, plan.upto))
-        if position is not None:
-            stmt = stmt.where(_after(kind, position))
-        stmt = stmt.order_by(kind.changed_at, kind.row_id).limit(batch_size)
-        with Session(engine, expire_on_commit=False) as session:
-            result = session.execute(stmt).all()
-            if not result:
-                return
-            rows = [r[0] for r in result]
-            records = kind.to_records(session, rows, plan.at)
-            session.expunge_all()
-        last_row, last_changed = result[-1]
-        position = Cursor(_utc(last_changed) or EPOCH, str(getattr(last_row, "id")))  # noqa: B009
-        yield from records
-        if len(result) < batch_size:
-            return
+    stmt = (
+        select(kind.table, kind.changed_at.label("_changed_at"))
+        .where(*plan.bounds())
+        .order_by(kind.changed_at, kind.row_id)
+    )
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt)
+        names = list(result.keys())
+        for partition in result.partitions(batch_size):
+            rows = [dict(zip(names, row, strict=True)) for row in partition]  # C-speed; Row.attr is not
+            with Session(engine) as session:
+                records = kind.to_records(session, rows, plan.at)
+            yield from records

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import msgspec
+
+# msgspec (already a dependency, for the ingest hot path) encodes ~5x faster than json.dumps; compact,
+# UTF-8 kept as is; anything unexpected (a Decimal, a date) is written as its str().
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
 FORMATS = ("csv", "ndjson")
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 
@@ -40,7 +44,7 @@ def ndjson_chunks(records: Iterable[dict[str, Any]], *, chunk_rows: int = 500) -
     """One compact JSON object per line (``\\n``), UTF-8 kept as is."""
     lines: list[str] = []
     for record in records:
-        lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str))
+        lines.append(_ENCODER.encode(record).decode())
         if len(lines) >= chunk_rows:
             yield "\n".join(lines) + "\n"
             lines.clear()
