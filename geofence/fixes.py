@@ -53,6 +53,10 @@ def check_fix(fix: LocationFix, *, at: datetime, limits: FixLimits) -> str | Non
     ``accuracy_absurd``, ``recorded_at_naive``, ``recorded_at_in_future``, ``recorded_at_too_old``,
     ``speed_invalid``, ``heading_invalid``, ``device_id_invalid``) or ``None``.
     """
+    return _problem(fix, at - limits.max_age, at + limits.clock_skew, limits.max_accuracy_m)
+
+
+def _problem(fix: LocationFix, earliest: datetime, latest: datetime, max_accuracy_m: float) -> str | None:
     if not fix.device_id or len(fix.device_id) > 128:
         return "device_id_invalid"
     lat, lng, acc = fix.lat, fix.lng, fix.accuracy_m
@@ -64,14 +68,14 @@ def check_fix(fix: LocationFix, *, at: datetime, limits: FixLimits) -> str | Non
         return "lng_out_of_range"
     if acc <= 0.0:
         return "accuracy_invalid"
-    if acc > limits.max_accuracy_m:
+    if acc > max_accuracy_m:
         return "accuracy_absurd"
     recorded_at = fix.recorded_at
     if recorded_at.tzinfo is None or recorded_at.utcoffset() is None:
         return "recorded_at_naive"
-    if recorded_at > at + limits.clock_skew:
+    if recorded_at > latest:
         return "recorded_at_in_future"
-    if recorded_at < at - limits.max_age:
+    if recorded_at < earliest:
         return "recorded_at_too_old"
     speed = fix.speed_mps
     if speed is not None and not (math.isfinite(speed) and 0.0 <= speed <= 400.0):
@@ -80,6 +84,29 @@ def check_fix(fix: LocationFix, *, at: datetime, limits: FixLimits) -> str | Non
     if heading is not None and not (math.isfinite(heading) and 0.0 <= heading <= 360.0):
         return "heading_invalid"
     return None
+
+
+def fix_problem(fix: LocationFix, earliest: datetime, latest: datetime, max_accuracy_m: float) -> str | None:
+    """``check_fix`` for the hot path: the window is precomputed (``at - max_age``, ``at + clock_skew``).
+
+    The common, valid fix passes with a handful of comparisons (NaN fails every comparison, so it
+    falls through to ``check_fix`` for its precise reason).
+    """
+    lat, lng, acc = fix.lat, fix.lng, fix.accuracy_m
+    if -90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0 and 0.0 < acc <= max_accuracy_m:
+        t = fix.recorded_at
+        if t.tzinfo is None:
+            return "recorded_at_naive"
+        if t > latest:
+            return "recorded_at_in_future"
+        if t < earliest:
+            return "recorded_at_too_old"
+        device_id = fix.device_id
+        if not device_id or len(device_id) > 128:
+            return "device_id_invalid"
+        if fix.speed_mps is None and fix.heading_deg is None:
+            return None
+    return _problem(fix, earliest, latest, max_accuracy_m)
 
 
 def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:

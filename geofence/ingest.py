@@ -19,16 +19,16 @@ never rewind a presence even when the cache is cold or another worker saw the ne
 
 from __future__ import annotations
 
-from collections import deque
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
 
 from geofence.events import ZoneEvent
-from geofence.fixes import FixLimits, LocationFix, check_fix, implied_speed_mps
+from geofence.fixes import FixLimits, LocationFix, distance_m, fix_problem
 from geofence.policy import FencePolicy
 from geofence.presence import Presence, adopt, close, step, sweep
 from geofence.store import ConflictError, UnitOfWork
@@ -58,18 +58,40 @@ class FixResult:
 
 
 OK = FixResult(ACCEPTED)
+DUPLICATE_RESULT = FixResult(DUPLICATE)
+_REJECTIONS: dict[str, FixResult] = {}
+
+
+def _rejected(reason: str) -> FixResult:
+    result = _REJECTIONS.get(reason)
+    if result is None:
+        result = FixResult(REJECTED, reason)
+        if len(_REJECTIONS) < 1000:  # decoder messages vary; keep the cache bounded
+            _REJECTIONS[reason] = result
+    return result
+
+
+def _fast_speed_mps(lat1: float, lng1: float, acc1_m: float, at1: datetime, fix: LocationFix) -> float:
+    """``fixes.implied_speed_mps`` with an equirectangular distance (plenty for a plausibility check)."""
+    dy = (fix.lat - lat1) * 111_195.0
+    dx = (fix.lng - lng1) * 111_195.0 * math.cos(math.radians(lat1))
+    gap_m = math.sqrt(dx * dx + dy * dy) - acc1_m - fix.accuracy_m
+    if gap_m <= 0.0:
+        return 0.0
+    dt_s = (fix.recorded_at - at1).total_seconds()
+    return gap_m / dt_s if dt_s > 0 else math.inf
 Changes = tuple[list[Presence], list[ZoneEvent]]
 
 
 @dataclass(slots=True)
-class DeviceTrack:
+class DeviceTrack:  # slots: 100,000s of them live in memory
     """Last accepted fix of a device, as seen by this process (a cache, see the module docstring)."""
 
     last_fix_at: datetime
     lat: float
     lng: float
     accuracy_m: float
-    fix_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_FIX_IDS))
+    fix_ids: tuple[str, ...] = ()
     jumps: int = 0
 
 
@@ -97,6 +119,9 @@ class Ingestor:
         self._zone_policy = zone_policy or (lambda _zone_id: policy)
         self._policies: dict[str, FencePolicy] = {}
         self.tracks: dict[str, DeviceTrack] = {}
+        # devices with an open presence (any worker's, as of the last refresh, plus this process's own)
+        self.open_devices: set[str] = set()
+        self.fix_store_wanted = False  # True when raw fixes are retained: every batch opens a transaction
 
     # -- policies -------------------------------------------------------------------------------
     def policy_for(self, zone_id: str) -> FencePolicy:
@@ -132,17 +157,23 @@ class Ingestor:
         Results in the order of ``fixes``, the committed events (in fix-time order per device) and
         counts by (status, reason).
         """
-        results: list[FixResult | None] = [None] * len(fixes)
+        results: list[FixResult] = [OK] * len(fixes)
         by_device: dict[str, list[int]] = {}
         limits = self.limits
+        earliest, latest = at - limits.max_age, at + limits.clock_skew
+        max_accuracy_m = limits.max_accuracy_m
         for i, fix in enumerate(fixes):
             reason = refused.get(i) if refused else None
             if reason is None:
-                reason = check_fix(fix, at=at, limits=limits)
+                reason = fix_problem(fix, earliest, latest, max_accuracy_m)
             if reason is not None:
-                results[i] = FixResult(REJECTED, reason)
+                results[i] = _rejected(reason)
                 continue
-            by_device.setdefault(fix.device_id, []).append(i)
+            positions = by_device.get(fix.device_id)
+            if positions is None:
+                by_device[fix.device_id] = [i]
+            else:
+                positions.append(i)
 
         kept = self._screen(fixes, by_device, results)
         events: list[ZoneEvent] = []
@@ -155,51 +186,61 @@ class Ingestor:
                     if attempt == MAX_CONFLICT_RETRIES:
                         raise
         self._remember(fixes, kept)
-        final = [r if r is not None else OK for r in results]
         counts: dict[tuple[str, str], int] = {}
-        for r in final:
+        for r in results:
             key = (r.status, r.reason or "")
             counts[key] = counts.get(key, 0) + 1
-        return IngestOutcome(final, events, counts)
+        return IngestOutcome(results, events, counts)
 
     def _screen(
-        self, fixes: Sequence[LocationFix], by_device: dict[str, list[int]], results: list[FixResult | None]
+        self, fixes: Sequence[LocationFix], by_device: dict[str, list[int]], results: list[FixResult]
     ) -> dict[str, list[int]]:
         """Per device, in fix-time order: duplicates, late fixes and implausible jumps."""
         kept: dict[str, list[int]] = {}
         max_speed = self.policy.max_speed_mps
+        tracks = self.tracks
         for device_id, positions in by_device.items():
+            track = tracks.get(device_id)
+            if track is None and len(positions) == 1:
+                kept[device_id] = positions  # the first fix of a device this process sees
+                continue
             if len(positions) > 1:
                 positions.sort(key=lambda i: fixes[i].recorded_at)
-            track = self.tracks.get(device_id)
-            last_at = track.last_fix_at if track else None
-            prev = (track.lat, track.lng, track.accuracy_m, track.last_fix_at) if track else None
-            seen_ids = set(track.fix_ids) if track and track.fix_ids else set()
-            jumps = track.jumps if track else 0
+            if track is not None:
+                last_at = track.last_fix_at
+                plat, plng, pacc, pat = track.lat, track.lng, track.accuracy_m, track.last_fix_at
+                jumps = track.jumps
+                remembered = track.fix_ids
+            else:
+                last_at = pat = None
+                plat = plng = pacc = 0.0
+                jumps = 0
+                remembered = ()
+            batch_ids: set[str] = set()
             survivors: list[int] = []
             for i in positions:
                 fix = fixes[i]
+                t = fix.recorded_at
                 fid = fix.client_fix_id
-                same_time = last_at is not None and fix.recorded_at == last_at
-                if same_time or (fid is not None and fid in seen_ids):
-                    results[i] = FixResult(DUPLICATE)
+                if fid is not None and (fid in batch_ids or (remembered and fid in remembered)):
+                    results[i] = DUPLICATE_RESULT
                     continue
-                if last_at is not None and fix.recorded_at < last_at:
-                    results[i] = FixResult(REJECTED, "out_of_order")
+                if last_at is not None and t <= last_at:
+                    results[i] = DUPLICATE_RESULT if t == last_at else _rejected("out_of_order")
                     continue
-                if prev is not None and jumps < JUMPS_BEFORE_REANCHOR - 1:
-                    if implied_speed_mps(prev[0], prev[1], prev[2], prev[3], fix) > max_speed:
+                if pat is not None and jumps < JUMPS_BEFORE_REANCHOR - 1:
+                    if _fast_speed_mps(plat, plng, pacc, pat, fix) > max_speed:
                         jumps += 1
-                        results[i] = FixResult(REJECTED, "implausible_jump")
+                        results[i] = _rejected("implausible_jump")
                         if fid is not None:
-                            seen_ids.add(fid)
+                            batch_ids.add(fid)
                         continue
                 jumps = 0
                 survivors.append(i)
-                last_at = fix.recorded_at
-                prev = (fix.lat, fix.lng, fix.accuracy_m, fix.recorded_at)
+                last_at = pat = t
+                plat, plng, pacc = fix.lat, fix.lng, fix.accuracy_m
                 if fid is not None:
-                    seen_ids.add(fid)
+                    batch_ids.add(fid)
             if track is not None:
                 track.jumps = jumps
             if survivors:
@@ -215,38 +256,26 @@ class Ingestor:
     ) -> list[ZoneEvent]:
         order = [i for positions in kept.values() for i in positions]
         hits = self._match(fixes, order)
+        busy_set = self.open_devices.intersection(kept)
+        busy_set.update(fixes[i].device_id for i in hits)
+        busy = [d for d in kept if d in busy_set]  # kept order: deterministic event order
+        if not busy and self.fix_store_wanted is False:
+            return []  # the sparse common case: nowhere near any zone, no visit open: no database work
         uow = uow_factory()
         try:
-            stored = uow.presence.load(kept.keys())
+            stored = uow.presence.load(busy) if busy else {}
             changed: list[Presence] = []
             events: list[ZoneEvent] = []
-            for device_id, positions in kept.items():
+            open_now: set[str] = set()
+            for device_id in busy:
                 current = {p.zone_id: p for p in stored.get(device_id, ())}
-                if not current and not any(i in hits for i in positions):
-                    continue  # the sparse common case: nowhere near any zone
                 before = dict(current)
-                prev = self.tracks.get(device_id)
-                prev_pos = (prev.lat, prev.lng, prev.accuracy_m, prev.last_fix_at) if prev else None
-                for i in positions:
-                    fix = fixes[i]
-                    speed = None
-                    if prev_pos is not None:
-                        speed = implied_speed_mps(*prev_pos, fix)
-                    prev_pos = (fix.lat, fix.lng, fix.accuracy_m, fix.recorded_at)
-                    zone_ids = set(current)
-                    zone_ids.update(hits.get(i, ()))
-                    for zone_id in zone_ids:
-                        if zone_id not in self.index:
-                            continue  # removed: its presences are closed by remove_zone
-                        p = current.get(zone_id) or Presence(device_id, zone_id)
-                        d = self.index.signed_distance_m(zone_id, fix.lat, fix.lng)
-                        new, fired = step(p, fix, d, self.policy_for(zone_id), speed_mps=speed)
-                        if new is not p:
-                            current[zone_id] = new
-                        events.extend(fired)
+                self._step_device(fixes, kept[device_id], hits, current, events)
                 for zone_id, p in current.items():
                     if before.get(zone_id) is not p and (p.is_open or p.version > 0):
                         changed.append(p)
+                    if p.is_open:
+                        open_now.add(device_id)
             if changed:
                 uow.presence.save(changed)
             if events:
@@ -257,7 +286,40 @@ class Ingestor:
         except BaseException:
             uow.rollback()
             raise
+        for device_id in busy:  # after commit: the cache that lets most batches skip the database
+            if device_id in open_now:
+                self.open_devices.add(device_id)
+            else:
+                self.open_devices.discard(device_id)
         return events
+
+    def _step_device(
+        self, fixes: Sequence[LocationFix], positions: list[int], hits: dict[int, list[str]],
+        current: dict[str, Presence], events: list[ZoneEvent],
+    ) -> None:
+        """Step every candidate zone of one device with each of its fixes, in time order."""
+        prev = self.tracks.get(positions and fixes[positions[0]].device_id or "")
+        prev_pos = (prev.lat, prev.lng, prev.last_fix_at) if prev else None
+        index = self.index
+        for i in positions:
+            fix = fixes[i]
+            speed = None  # best estimate (centre to centre) for the zones' enter speed limit
+            if prev_pos is not None:
+                dt_s = (fix.recorded_at - prev_pos[2]).total_seconds()
+                if dt_s > 0:
+                    speed = distance_m(prev_pos[0], prev_pos[1], fix.lat, fix.lng) / dt_s
+            prev_pos = (fix.lat, fix.lng, fix.recorded_at)
+            zone_ids = set(current)
+            zone_ids.update(hits.get(i, ()))
+            for zone_id in zone_ids:
+                if zone_id not in index:
+                    continue  # removed: its presences are closed by the zone's removal
+                p = current.get(zone_id) or Presence(fix.device_id, zone_id)
+                d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
+                new, fired = step(p, fix, d, self.policy_for(zone_id), speed_mps=speed)
+                if new is not p:
+                    current[zone_id] = new
+                events.extend(fired)
 
     def _match(self, fixes: Sequence[LocationFix], order: list[int]) -> dict[int, list[str]]:
         """Batch index lookup: fix position -> ids of zones that contain the fix centre."""
@@ -281,10 +343,13 @@ class Ingestor:
                 track.last_fix_at, track.lat, track.lng = last.recorded_at, last.lat, last.lng
                 track.accuracy_m = last.accuracy_m
                 track.jumps = 0
-            for i in positions:
-                fid = fixes[i].client_fix_id
-                if fid is not None:
-                    track.fix_ids.append(fid)
+            if len(positions) == 1:
+                if last.client_fix_id is not None:
+                    track.fix_ids = (*track.fix_ids[-(RECENT_FIX_IDS - 1) :], last.client_fix_id)
+                continue
+            ids = tuple(fid for i in positions if (fid := fixes[i].client_fix_id) is not None)
+            if ids:
+                track.fix_ids = (track.fix_ids + ids)[-RECENT_FIX_IDS:]
 
     # -- timers and zone lifecycle ----------------------------------------------------------------
     def sweep_presences(self, presences: Iterable[Presence], at: datetime) -> Changes:

@@ -57,17 +57,28 @@ def read_trace_csv(
     text: str, *, device_id: str = "replay", default_accuracy_m: float = 10.0
 ) -> tuple[list[LocationFix], list[TraceError]]:
     """Parse a CSV trace. Returns the fixes (file order) and the rejected lines."""
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        return [], [TraceError(1, f"unreadable header: {exc}")]
+    if header is None:
         return [], [TraceError(1, "empty file: expected a header row")]
-    names = [ALIASES.get(n.strip().lower(), n.strip().lower()) for n in reader.fieldnames]
+    names = [ALIASES.get(n.strip().lower(), n.strip().lower()) for n in header]
     missing = {"lat", "lng", "recorded_at"} - set(names)
     if missing:
         return [], [TraceError(1, f"header lacks column(s): {', '.join(sorted(missing))}")]
     reader.fieldnames = names
     fixes: list[LocationFix] = []
     errors: list[TraceError] = []
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(TraceError(reader.line_num, f"unreadable line: {exc}"))
+            break
         line = reader.line_num
         try:
             lat, lng = _number(row.get("lat")), _number(row.get("lng"))

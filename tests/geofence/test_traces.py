@@ -1,0 +1,70 @@
+"""Trace parsing (CSV, GPX) and fix checks: bad lines are reported by number, good ones kept."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from geofence.fixes import FixLimits, LocationFix, check_fix, fix_problem
+from geofence.traces import read_trace, read_trace_csv, read_trace_gpx, thin
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+AT = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
+
+
+def test_real_gpx_trace_parses_completely():
+    fixes, errors = read_trace((DATA / "senart-2019-07-12.gpx").read_text(), name="senart.gpx", device_id="r")
+    assert errors == [] and len(fixes) == 830
+    assert fixes[0].recorded_at == datetime(2019, 7, 12, 15, 26, 41, tzinfo=UTC)
+    assert all(48.6 < f.lat < 48.7 and 2.5 < f.lng < 2.6 for f in fixes)
+    sparse = thin(fixes, timedelta(seconds=60))
+    assert 80 <= len(sparse) <= 100
+    gaps = [b.recorded_at - a.recorded_at for a, b in zip(sparse, sparse[1:], strict=False)]
+    assert min(gaps) >= timedelta(seconds=60)
+
+
+def test_gpx_points_without_time_are_reported_and_hdop_sets_accuracy():
+    gpx = """<gpx xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>
+      <trkpt lat="48.1" lon="2.1"><time>2019-07-12T15:00:00Z</time><hdop>3</hdop></trkpt>
+      <trkpt lat="48.1" lon="2.1"></trkpt>
+      <trkpt lat="x" lon="2.1"><time>2019-07-12T15:00:05Z</time></trkpt>
+    </trkseg></trk></gpx>"""
+    fixes, errors = read_trace_gpx(gpx)
+    assert [f.accuracy_m for f in fixes] == [15.0]
+    assert [e.line for e in errors] == [2, 3]
+    assert read_trace_gpx("<gpx")[1][0].reason.startswith("not valid XML")
+
+
+def test_csv_header_aliases_and_per_line_errors():
+    text = ("lon,lat,time,accuracy\n2.1,48.1,2019-07-12T15:00:00Z,12\n2.1,48.1,2019-07-12T15:00:00,12\n"
+            "2.1,,2019-07-12T15:00:00Z,\n")
+    fixes, errors = read_trace_csv(text, device_id="d")
+    assert len(fixes) == 1 and fixes[0].accuracy_m == 12 and fixes[0].device_id == "d"
+    assert [e.line for e in errors] == [3, 4]
+    assert "time zone" in errors[0].reason
+    assert read_trace_csv("a,b\n1,2\n")[1][0].reason.startswith("header lacks")
+
+
+@given(st.text(max_size=300))
+def test_csv_parser_never_raises(text):
+    fixes, errors = read_trace_csv(text)
+    assert isinstance(fixes, list) and isinstance(errors, list)
+
+
+finite = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@given(lat=finite, lng=finite, acc=finite, dt_s=st.integers(-10**6, 10**6), naive=st.booleans())
+def test_fast_check_agrees_with_the_full_check(lat, lng, acc, dt_s, naive):
+    t = AT + timedelta(seconds=dt_s)
+    fix = LocationFix("d", lat, lng, acc, t.replace(tzinfo=None) if naive else t)
+    limits = FixLimits()
+    full = check_fix(fix, at=AT, limits=limits)
+    fast = fix_problem(fix, AT - limits.max_age, AT + limits.clock_skew, limits.max_accuracy_m)
+    assert (full is None) == (fast is None)
+    if full is None:
+        assert math.isfinite(lat) and -90 <= lat <= 90 and 0 < acc <= 5000
