@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from fastapi import APIRouter, Depends, Request
 from fastapi.testclient import TestClient
-from freezegun import freeze_time
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -112,18 +109,24 @@ def test_limiter_disabled_by_zero_rate_and_buckets_are_bounded():
     assert len(limiter._buckets) == 2
 
 
+# No freezegun over HTTP here: FastAPI >= 0.16x builds route models lazily at the first request, and
+# under freeze_time a `datetime` annotation resolves to FakeDatetime. Refill is covered by the pure
+# bucket tests above; these use rates slow enough that no token comes back during the test.
+
+
 def test_per_key_rate_limit_answers_429_with_retry_after(secure_settings):
-    app = _app(secure_settings, key_rate_per_s=0.5, key_burst=2)
+    app = _app(secure_settings, key_rate_per_s=0.01, key_burst=2)
     with session_scope(app.state.runtime.engine) as s:
         _, token = apikeys.create_api_key(s, name="app", scopes={"ingest"}, at=clock.now())
+        _, other = apikeys.create_api_key(s, name="other", scopes={"ingest"}, at=clock.now())
     headers = {"X-API-Key": token}
-    with freeze_time("2026-03-01 12:00:00+00:00") as frozen, TestClient(app) as client:
+    with TestClient(app) as client:
         assert [client.get("/probe/ingest", headers=headers).status_code for _ in range(2)] == [200, 200]
         r = client.get("/probe/ingest", headers=headers)
         assert r.status_code == 429
-        assert r.headers["retry-after"] == "2"
-        frozen.tick(timedelta(seconds=2))
-        assert client.get("/probe/ingest", headers=headers).status_code == 200
+        assert 90 <= int(r.headers["retry-after"]) <= 100  # (1 token) / (0.01 per s), rounded up
+        assert "API key" in r.json()["detail"]
+        assert client.get("/probe/ingest", headers={"X-API-Key": other}).status_code == 200
 
 
 def test_per_device_rate_limit_is_separate_for_each_device(secure_settings):
@@ -133,12 +136,12 @@ def test_per_device_rate_limit_is_separate_for_each_device(secure_settings):
         s.add_all([Device(id="a"), Device(id="b")])
         s.flush()
         tokens = {d: apikeys.issue_device_credential(s, d) for d in ("a", "b")}
-    with freeze_time("2026-03-01 12:00:00+00:00"), TestClient(app) as client:
+    with TestClient(app) as client:
         def get(device):
             return client.get("/probe/ingest", headers={"X-API-Key": token, "X-Device-Token": tokens[device]})
 
         assert get("a").status_code == 200
         limited = get("a")
-        assert limited.status_code == 429 and limited.headers["retry-after"] == "10"
+        assert limited.status_code == 429 and 9 <= int(limited.headers["retry-after"]) <= 10
         assert "device" in limited.json()["detail"]
         assert get("b").status_code == 200

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import typer
-from rich.table import Column, Table
 
 from geofence.service import apikeys, clock
 from geofence.service.cli.base import app, console, fail, load_runtime
@@ -11,6 +12,10 @@ from geofence.service.db import session_scope
 
 keys_app = typer.Typer(help="API keys (scopes: ingest, admin). The secret is shown once, at creation.")
 app.add_typer(keys_app, name="keys")
+
+
+def _when(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%dT%H:%MZ}" if at else "-"
 
 
 @keys_app.command("create")
@@ -50,12 +55,14 @@ def list_keys(
     runtime = load_runtime()
     with session_scope(runtime.engine) as session:
         keys = apikeys.list_api_keys(session, include_revoked=all_keys)
-    table = Table("name", "scopes", "created", "last used", "revoked")
-    table.columns.insert(0, Column("id", no_wrap=True, min_width=32))
+    # one tab-separated line per key: never truncated by the terminal width, easy to grep/cut
+    typer.echo("id\tscopes\tcreated\tlast_used\trevoked\tname")
     for k in keys:
-        table.add_row(
-            k.id, k.name, " ".join(k.scopes), f"{k.created_at:%Y-%m-%d %H:%M}",
-            f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
-            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-",
+        typer.echo(
+            "\t".join(
+                [
+                    k.id, ",".join(k.scopes), _when(k.created_at), _when(k.last_used_at),
+                    _when(k.revoked_at), k.name,
+                ]
+            )
         )
-    console.print(table)
