@@ -22,6 +22,9 @@ class Purpose(StrEnum):
     SMS_MARKETING = "sms_marketing"
 
 
+_PURPOSES = {p.value: p for p in Purpose}  # str -> Purpose without the Enum constructor (hot path)
+
+
 class Source(StrEnum):
     """How a grant or withdrawal reached us (the "how" of GDPR art. 7(1) proof)."""
 
@@ -93,16 +96,15 @@ def consent_state(events: Iterable[LedgerEntry], at: datetime) -> dict[Purpose, 
     at = _utc(at)
     latest: dict[Purpose, Any] = {}
     for entry in events:
-        try:
-            purpose = Purpose(entry.purpose)
-        except ValueError:
+        purpose = _PURPOSES.get(entry.purpose)
+        if purpose is None:
             continue
         if _utc(entry.occurred_at) > at:
             continue
         current = latest.get(purpose)
         if current is None or _order_key(entry) > _order_key(current):
             latest[purpose] = entry
-    return {p: bool(latest[p].granted) if p in latest else False for p in Purpose}
+    return {p: bool(latest[p].granted) if p in latest else False for p in _PURPOSES.values()}
 
 
 def refusal_reason(

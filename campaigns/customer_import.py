@@ -114,7 +114,8 @@ def _apply_row(
         subdivision=row.get("subdivision") or None,
         attributes=attributes,
     )
-    customer, created = upsert_customer(session, data, at=at, hash_key=hash_key)
+    customer_id = existing.id if existing is not None else None
+    customer, created = upsert_customer(session, data, at=at, hash_key=hash_key, customer_id=customer_id)
     wanted = {p: v for p, v in flags.items() if v is not None}
     if not wanted:
         report.created += created

@@ -162,7 +162,7 @@ def upsert_customer(
     if customer is None:
         customer = Customer(created_at=at)
     if crm_id is not None and crm_id != customer.crm_id:
-        other = find_by_crm_id(session, crm_id)
+        other = find_by_crm_id(session, crm_id) if not created else None
         if other is not None and other.id != customer.id:
             raise CustomerError(f"crm_id {crm_id!r} belongs to another customer")
         customer.crm_id = crm_id
@@ -412,31 +412,30 @@ def record_consent(
 
 
 def location_consented_devices(session: Session, device_ids: Iterable[str], *, at: datetime) -> set[str]:
-    """The devices among ``device_ids`` whose (not erased) customer holds ``location_offers`` now."""
+    """The devices among ``device_ids`` whose (not erased) customer holds ``location_offers`` now.
+
+    On the ingest hot path: one query returning plain rows (no ORM objects), projected in Python.
+    """
     ids = set(device_ids)
     if not ids:
         return set()
-    pairs = session.exec(
-        select(Device.id, Device.customer_id)
+    rows = session.execute(
+        select(
+            col(Device.id).label("device_id"),
+            col(ConsentEvent.purpose),
+            col(ConsentEvent.granted),
+            col(ConsentEvent.occurred_at),
+            col(ConsentEvent.recorded_at),
+            col(ConsentEvent.seq),
+        )
         .join(Customer, col(Customer.id) == col(Device.customer_id))
+        .join(ConsentEvent, col(ConsentEvent.customer_id) == col(Customer.id))
         .where(col(Device.id).in_(ids))
         .where(col(Customer.erased_at).is_(None))
+        # No SQL filter on purpose: with one, planners drive the join from the (unselective) purpose
+        # index and read the whole ledger; consent_state ignores the other purposes anyway.
     ).all()
-    by_customer: dict[str, list[str]] = {}
-    for device_id, customer_id in pairs:
-        by_customer.setdefault(customer_id, []).append(device_id)
-    if not by_customer:
-        return set()
-    events = session.exec(
-        select(ConsentEvent)
-        .where(col(ConsentEvent.customer_id).in_(list(by_customer)))
-        .where(ConsentEvent.purpose == Purpose.LOCATION_OFFERS.value)
-    ).all()
-    ledgers: dict[str, list[ConsentEvent]] = {}
-    for event in events:
-        ledgers.setdefault(event.customer_id or "", []).append(event)
-    allowed: set[str] = set()
-    for customer_id, devices in by_customer.items():
-        if consent_state(ledgers.get(customer_id, ()), at)[Purpose.LOCATION_OFFERS]:
-            allowed.update(devices)
-    return allowed
+    ledgers: dict[str, list[Any]] = {}
+    for row in rows:
+        ledgers.setdefault(row.device_id, []).append(row)
+    return {d for d, entries in ledgers.items() if consent_state(entries, at)[Purpose.LOCATION_OFFERS]}
