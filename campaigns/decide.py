@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from campaigns.legal_hours import DEFAULT_TABLE, LegalTable, legal_schedule, phone_region, recipient_zones
@@ -30,6 +31,7 @@ from campaigns.model import (
     AudienceCondition,
     Campaign,
     OutOfWindowPolicy,
+    WeeklyWindow,
     ZoneInfo,
 )
 from campaigns.windows import Schedule, Span, closed_gates, next_common_opening, weekly
@@ -158,14 +160,18 @@ def choose_channel(campaign: Campaign, recipient: Recipient) -> tuple[str | None
     return None, reasons[-1] if len(reasons) == 1 else "+".join(reasons)
 
 
+@lru_cache(maxsize=4096)
+def _window_gate(windows: tuple[WeeklyWindow, ...], tz: str) -> Schedule:
+    return weekly("campaign_window", tz, [Span(w.days, w.start, w.end) for w in windows])
+
+
 def schedules_for(
     campaign: Campaign, zone: ZoneInfo, recipient: Recipient, channel: str, policy: DecisionPolicy
 ) -> list[Schedule]:
     """The time gates of a send: campaign windows in store time, legal/quiet hours in recipient time."""
     gates: list[Schedule] = []
     if campaign.windows:
-        spans = [Span(w.days, w.start, w.end) for w in campaign.windows]
-        gates.append(weekly("campaign_window", zone.tz, spans))
+        gates.append(_window_gate(campaign.windows, zone.tz))
     country, subdivision = recipient.country, recipient.subdivision
     if not country and recipient.phone_e164:
         country, subdivision = phone_region(recipient.phone_e164)

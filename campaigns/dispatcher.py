@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from campaigns.limits import TokenBucket
-from campaigns.outbox import Outcome, claim_due, send_claimed, waiting_count
+from campaigns.outbox import Outcome, claim_due, send_batch, waiting_count
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,10 @@ def dispatch_due(
         if not claimed:
             break
         stats.claimed += len(claimed)
-        for delivery in claimed:
-            outcome = send_claimed(
-                engine, delivery, providers=providers, now=now, max_attempts=max_attempts, pace=pace
-            )
+        outcomes = send_batch(
+            engine, claimed, providers=providers, now=now, max_attempts=max_attempts, pace=pace
+        )
+        for delivery, outcome in zip(claimed, outcomes, strict=True):
             stats.add(outcome)
             DELIVERIES.labels(outcome.status, delivery.channel).inc()
             if outcome.lag_s is not None:

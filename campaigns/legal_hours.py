@@ -71,7 +71,7 @@ class LegalRule:
     source: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity hash: a key of the schedule cache
 class LegalTable:
     rules: Mapping[tuple[str, str], LegalRule]
 
@@ -143,8 +143,19 @@ def is_public_holiday(day: date, country: str, subdivision: str | None = None) -
     return day in _holiday_dates(country.upper(), subdivision, day.year)
 
 
+@dataclass(frozen=True)
+class HolidayClosure:
+    """Closed on the public holidays of a country and subdivision (hashable: schedules are cached)."""
+
+    country: str
+    subdivision: str | None = None
+
+    def __call__(self, day: date) -> bool:
+        return is_public_holiday(day, self.country, self.subdivision)
+
+
 def holiday_closure(country: str, subdivision: str | None) -> Callable[[date], bool]:
-    return lambda day: is_public_holiday(day, country, subdivision)
+    return HolidayClosure(country.upper(), subdivision)
 
 
 @lru_cache(maxsize=4096)
@@ -190,6 +201,7 @@ def recipient_zones(tz: str | None, phone_e164: str | None, fallback: str) -> tu
     return (fallback,)
 
 
+@lru_cache(maxsize=4096)
 def legal_schedule(
     channel: str,
     *,
@@ -199,7 +211,7 @@ def legal_schedule(
     table: LegalTable = DEFAULT_TABLE,
     quiet_override: tuple[time, time] | None = None,
 ) -> Schedule | None:
-    """When ``channel`` may carry marketing to this recipient, in all of ``zones`` at once.
+    """When ``channel`` may carry marketing to this recipient, in all of ``zones`` at once (cached).
 
     ``quiet_override`` (a campaign's own push quiet period) replaces the table's quiet period.
     Returns None when no rule applies (always open).

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -211,16 +211,60 @@ def still_near_zone(session: Session, delivery: Delivery, at: datetime) -> str |
     return None
 
 
-def recheck(session: Session, delivery: Delivery, at: datetime) -> tuple[str | None, str | None]:
+@dataclass
+class Prefetched:
+    """What the re-check of a claimed batch needs, read with a few IN queries instead of per row."""
+
+    customers: dict[str, Customer]
+    consents: dict[str, dict[str, bool]]
+    devices: dict[str, Device]
+    suppressed: set[str]
+
+    @classmethod
+    def load(cls, session: Session, deliveries: Sequence[Delivery], at: datetime) -> Prefetched:
+        from campaigns.consent import consent_state
+
+        customer_ids = sorted({d.customer_id for d in deliveries if d.customer_id})
+        device_ids = sorted({d.device_id for d in deliveries if d.device_id})
+        customers = {
+            c.id: c
+            for c in session.execute(select(Customer).where(Customer.id.in_(customer_ids))).scalars()  # type: ignore[attr-defined]
+        }
+        ledgers: dict[str, list[ConsentEvent]] = {cid: [] for cid in customer_ids}
+        for row in session.execute(
+            select(ConsentEvent).where(ConsentEvent.customer_id.in_(customer_ids))  # type: ignore[union-attr]
+        ).scalars():
+            ledgers.setdefault(row.customer_id or "", []).append(row)
+        consents = {
+            cid: {str(k): v for k, v in consent_state(rows, at).items()} for cid, rows in ledgers.items()
+        }
+        devices = {
+            d.id: d for d in session.execute(select(Device).where(Device.id.in_(device_ids))).scalars()
+        }  # type: ignore[attr-defined]
+        hashes = sorted({c.phone_hash for c in customers.values() if c.phone_hash})
+        suppressed = set(
+            session.execute(
+                select(Suppression.phone_hash).where(
+                    Suppression.phone_hash.in_(hashes), Suppression.channel == "sms"
+                )  # type: ignore[attr-defined]
+            ).scalars()
+        )
+        return cls(customers, consents, devices, suppressed)
+
+
+def recheck(
+    session: Session, delivery: Delivery, at: datetime, pre: Prefetched | None = None
+) -> tuple[str | None, str | None]:
     """(reason to skip, recipient address) right before sending. Consent and suppression are re-read;
     a deferred offer also re-checks presence; an expired offer is not sent."""
+    pre = pre or Prefetched.load(session, [delivery], at)
     expires_at = as_utc(delivery.expires_at)
     if expires_at is not None and at >= expires_at:
         return "expired", None
-    customer = session.get(Customer, delivery.customer_id) if delivery.customer_id else None
+    customer = pre.customers.get(delivery.customer_id or "")
     if customer is None or customer.erased_at is not None:
         return "unknown_customer", None
-    consents = consent_now(session, customer.id, at)
+    consents = pre.consents.get(customer.id, {})
     if delivery.zone_id and not consents.get(LOCATION_PURPOSE, False):
         return f"no_consent:{LOCATION_PURPOSE}", None
     purpose = CHANNEL_PURPOSE.get(delivery.channel)
@@ -228,13 +272,13 @@ def recheck(session: Session, delivery: Delivery, at: datetime) -> tuple[str | N
         return f"no_consent:{purpose}", None
     address: str | None
     if delivery.channel == "sms":
-        if is_suppressed(session, customer.phone_hash):
+        if customer.phone_hash and customer.phone_hash in pre.suppressed:
             return "suppressed", None
         address = customer.phone_e164
         if not address:
             return "no_phone", None
     else:
-        device = session.get(Device, delivery.device_id) if delivery.device_id else None
+        device = pre.devices.get(delivery.device_id or "")
         if device is None or not device.push_token or not device.push_token_active:
             return "no_push_token", None
         address = device.push_token
@@ -262,14 +306,29 @@ def to_message(delivery: Delivery, address: str, platform: str | None = None) ->
 
 
 # -- record ---------------------------------------------------------------------------------------
+_FINISH_STATEMENTS: dict[tuple[str, ...], Any] = {}
+
+
+def _finish_statement(keys: tuple[str, ...]) -> Any:
+    """One compiled-once UPDATE per set of columns (statement building dominated the per-message cost)."""
+    stmt = _FINISH_STATEMENTS.get(keys)
+    if stmt is None:
+        table = Delivery.__table__
+        c = table.c  # type: ignore[attr-defined]
+        stmt = (
+            table.update()  # type: ignore[attr-defined]
+            .where(c.id == bindparam("w_id"), c.leased_by == bindparam("w_token"), c.status == SENDING)
+            .values({key: bindparam(f"v_{key}") for key in keys})
+        )
+        _FINISH_STATEMENTS[keys] = stmt
+    return stmt
+
+
 def _finish(session: Session, delivery: Delivery, token: str, **values: Any) -> bool:
     """Update the row only if this claim still holds it (a lapsed lease may have been re-claimed)."""
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery.id, Delivery.leased_by == token, Delivery.status == SENDING)
-        .values(**values)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    keys = tuple(sorted(values))
+    params = {f"v_{k}": values[k] for k in keys} | {"w_id": delivery.id, "w_token": token}
+    return bool(session.connection().execute(_finish_statement(keys), params).rowcount)
 
 
 def release_caps(session: Session, delivery_id: str) -> None:
@@ -372,7 +431,7 @@ def record_result(
     elif isinstance(error, RetryableError):
         reason = "max_attempts"
     elif isinstance(error, PermanentError):
-        reason = "permanent_error"
+        reason = "no_provider" if code == "no_provider" else "permanent_error"
     else:
         reason = f"unexpected:{type(error).__name__}"
     _finish(
@@ -412,17 +471,116 @@ def postpone_claimed(
     )
 
 
-def _still_ours(session: Session, delivery_id: str, token: str, at: datetime) -> bool:
-    row = session.execute(
-        select(Delivery.status, Delivery.leased_by, Delivery.lease_until).where(Delivery.id == delivery_id)
-    ).first()
-    if row is None or row.status != SENDING or row.leased_by != token:
-        return False
-    lease_until = as_utc(row.lease_until)
-    return lease_until is not None and lease_until > at
+def _ours(session: Session, deliveries: Sequence[Delivery], at: datetime) -> set[str]:
+    """Ids of the rows this claim still holds with a live lease (a slow dispatcher may have lost some)."""
+    tokens = {d.leased_by for d in deliveries}
+    rows = session.execute(
+        select(Delivery.id, Delivery.leased_by, Delivery.lease_until)
+        .where(Delivery.id.in_([d.id for d in deliveries]))  # type: ignore[attr-defined]
+        .where(Delivery.status == SENDING)
+    )
+    return {r.id for r in rows if r.leased_by in tokens and (as_utc(r.lease_until) or at) > at}
 
 
-# -- one delivery, end to end ---------------------------------------------------------------------
+def send_batch(
+    engine: Engine,
+    deliveries: Sequence[Delivery],
+    *,
+    providers: Mapping[str, Any],
+    now: Callable[[], datetime],
+    max_attempts: int,
+    pace: Callable[[str, datetime], timedelta] | None = None,
+) -> list[Outcome]:
+    """Re-check a claimed batch in one read, then call the provider for each row outside any
+    transaction and record each result at once (a crash loses at most the rows in flight, which the
+    lease hands to another dispatcher). ``now`` is the adapter's clock."""
+    at = now()
+    outcomes: dict[str, Outcome] = {}
+    ready: list[tuple[Delivery, str, str | None, Any]] = []
+    with Session(engine, expire_on_commit=False) as session:
+        ours = _ours(session, deliveries, at)
+        pre = Prefetched.load(session, [d for d in deliveries if d.id in ours], at)
+        for delivery in deliveries:
+            token = delivery.leased_by or ""
+            if delivery.id not in ours:
+                # A slow dispatcher whose lease lapsed: another one may hold the row now. Never send twice.
+                outcomes[delivery.id] = Outcome(delivery.id, "lease_lost", "lease_lost")
+                continue
+            if delivery.attempts > max_attempts:
+                _finish(
+                    session,
+                    delivery,
+                    token,
+                    status=FAILED,
+                    reason="max_attempts",
+                    lease_until=None,
+                    updated_at=at,
+                )
+                release_caps(session, delivery.id)
+                outcomes[delivery.id] = Outcome(delivery.id, FAILED, "max_attempts")
+                continue
+            reason, address = recheck(session, delivery, at, pre)
+            if reason is not None or address is None:
+                skip_claimed(session, delivery, token=token, reason=reason or "no_address", at=at)
+                outcomes[delivery.id] = Outcome(delivery.id, SKIPPED, reason)
+                continue
+            provider = providers.get(delivery.channel)
+            wait = pace(f"{delivery.channel}:{getattr(provider, 'name', '-')}", at) if pace else timedelta(0)
+            if wait > timedelta(0):
+                postpone_claimed(session, delivery, token=token, until=at + wait, at=at)
+                outcomes[delivery.id] = Outcome(delivery.id, PENDING, "throughput")
+                continue
+            device = pre.devices.get(delivery.device_id or "")
+            platform = device.platform if device is not None and delivery.channel == "push" else None
+            ready.append((delivery, address, platform, provider))
+        session.commit()  # skips and postponements; never hold a transaction across a network call
+    for delivery, address, platform, provider in ready:
+        outcomes[delivery.id] = _send_one(
+            engine, delivery, address, platform, provider, now=now, max_attempts=max_attempts
+        )
+    return [outcomes[d.id] for d in deliveries]
+
+
+def _send_one(
+    engine: Engine,
+    delivery: Delivery,
+    address: str,
+    platform: str | None,
+    provider: Any,
+    *,
+    now: Callable[[], datetime],
+    max_attempts: int,
+) -> Outcome:
+    result: SendResult | None = None
+    error: Exception | None = None
+    if provider is None:
+        # No configured provider serves this channel: fail it with a reason, never print it somewhere.
+        error = PermanentError(f"no provider registered for channel {delivery.channel!r}", code="no_provider")
+    else:
+        try:
+            result = provider.send(to_message(delivery, address, platform))
+        except Exception as exc:  # the taxonomy decides; anything else is recorded, not raised
+            error = exc
+    done_at = now()
+    with Session(engine, expire_on_commit=False) as session:
+        status = record_result(
+            session,
+            delivery,
+            token=delivery.leased_by or "",
+            at=done_at,
+            result=result,
+            error=error,
+            provider_name=getattr(provider, "name", None),
+            max_attempts=max_attempts,
+        )
+        session.commit()
+    due = as_utc(delivery.due_at)
+    lag = (done_at - due).total_seconds() if due is not None else None
+    if error is not None:
+        log.info("delivery %s %s: %s (to %s)", delivery.id, status, type(error).__name__, mask(address))
+    return Outcome(delivery.id, status, None if error is None else type(error).__name__, lag)
+
+
 def send_claimed(
     engine: Engine,
     delivery: Delivery,
@@ -432,72 +590,10 @@ def send_claimed(
     max_attempts: int,
     pace: Callable[[str, datetime], timedelta] | None = None,
 ) -> Outcome:
-    """Re-check, call the provider outside any transaction, record. ``now`` is the adapter's clock."""
-    token = delivery.leased_by or ""
-    at = now()
-    with Session(engine, expire_on_commit=False) as session:
-        if not _still_ours(session, delivery.id, token, at):
-            # A slow dispatcher whose lease lapsed: another one may hold the row now. Never send twice.
-            session.rollback()
-            return Outcome(delivery.id, "lease_lost", "lease_lost")
-        if delivery.attempts > max_attempts:
-            _finish(
-                session,
-                delivery,
-                token,
-                status=FAILED,
-                reason="max_attempts",
-                lease_until=None,
-                updated_at=at,
-            )
-            release_caps(session, delivery.id)
-            session.commit()
-            return Outcome(delivery.id, FAILED, "max_attempts")
-        reason, address = recheck(session, delivery, at)
-        if reason is not None or address is None:
-            skip_claimed(session, delivery, token=token, reason=reason or "no_address", at=at)
-            session.commit()
-            return Outcome(delivery.id, SKIPPED, reason)
-        provider = providers.get(delivery.channel)
-        sender = f"{delivery.channel}:{getattr(provider, 'name', '-')}"
-        wait = pace(sender, at) if pace is not None else timedelta(0)
-        if wait > timedelta(0):
-            postpone_claimed(session, delivery, token=token, until=at + wait, at=at)
-            session.commit()
-            return Outcome(delivery.id, PENDING, "throughput")
-        platform = None
-        if delivery.channel == "push" and delivery.device_id:
-            device = session.get(Device, delivery.device_id)
-            platform = device.platform if device else None
-        session.rollback()  # end the read transaction: never hold one open across a network call
-    message = to_message(delivery, address, platform)
-    result: SendResult | None = None
-    error: Exception | None = None
-    if provider is None:
-        error = RetryableError(f"no provider registered for channel {delivery.channel!r}", code="no_provider")
-    else:
-        try:
-            result = provider.send(message)
-        except Exception as exc:  # the taxonomy decides; anything else is recorded, not raised
-            error = exc
-    done_at = now()
-    with Session(engine, expire_on_commit=False) as session:
-        status = record_result(
-            session,
-            delivery,
-            token=token,
-            at=done_at,
-            result=result,
-            error=error,
-            provider_name=getattr(provider, "name", None),
-            max_attempts=max_attempts,
-        )
-        session.commit()
-    due = as_utc(delivery.due_at)
-    lag = (at - due).total_seconds() if due is not None else None
-    if error is not None:
-        log.info("delivery %s %s: %s (to %s)", delivery.id, status, type(error).__name__, mask(address))
-    return Outcome(delivery.id, status, None if error is None else type(error).__name__, lag)
+    """``send_batch`` for one claimed row."""
+    return send_batch(engine, [delivery], providers=providers, now=now, max_attempts=max_attempts, pace=pace)[
+        0
+    ]
 
 
 def waiting_count(session: Session) -> int:

@@ -14,7 +14,7 @@ one of them, so ``next_common_opening`` only has to test those candidates.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Protocol
@@ -57,7 +57,7 @@ def _local_instant(day: date, wall: time, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, wall, tzinfo=tz).astimezone(UTC)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity hash: schedules are cached and reused, hashing stays cheap
 class WeeklySchedule:
     """Weekly spans in a zone, minus closed days (e.g. public holidays), as a ``Schedule``.
 
@@ -67,7 +67,7 @@ class WeeklySchedule:
     name: str
     tz_name: str
     spans: tuple[Span, ...]
-    closed: Callable[[date], bool] | None = field(default=None, compare=False)
+    closed: Callable[[date], bool] | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -78,18 +78,9 @@ class WeeklySchedule:
 
     def intervals(self, first_day: date, last_day: date) -> Iterator[tuple[datetime, datetime]]:
         """UTC [open, close) intervals of spans opening between two local days (inclusive)."""
-        tz = self.tz
         day = first_day
         while day <= last_day:
-            if self._day_open(day):
-                for span in self.spans:
-                    if day.weekday() not in span.days:
-                        continue
-                    opens = _local_instant(day, span.start, tz)
-                    end_day = day + timedelta(days=1) if span.end <= span.start else day
-                    closes = _local_instant(end_day, span.end, tz)
-                    if closes > opens:
-                        yield opens, closes
+            yield from _day_intervals(self, day)
             day += timedelta(days=1)
 
     def is_open(self, at: datetime) -> bool:
@@ -105,7 +96,25 @@ class WeeklySchedule:
                 yield opens
 
 
-@dataclass(frozen=True)
+@lru_cache(maxsize=65536)
+def _day_intervals(schedule: WeeklySchedule, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    """The UTC intervals of the spans opening on one local day (cached: the decision's hot path)."""
+    if not schedule._day_open(day):
+        return ()
+    tz = schedule.tz
+    found = []
+    for span in schedule.spans:
+        if day.weekday() not in span.days:
+            continue
+        opens = _local_instant(day, span.start, tz)
+        end_day = day + timedelta(days=1) if span.end <= span.start else day
+        closes = _local_instant(end_day, span.end, tz)
+        if closes > opens:
+            found.append((opens, closes))
+    return tuple(found)
+
+
+@dataclass(frozen=True, eq=False)
 class AllOf:
     """Open only where every member schedule is open (e.g. a rule checked in every candidate zone)."""
 
