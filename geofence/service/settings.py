@@ -80,6 +80,16 @@ class LogSettings(BaseModel):
     json_format: bool = True  # one JSON object per line; False = plain text for a terminal
 
 
+class CampaignSettings(BaseModel):
+    """Operator-wide send rules (issue 5). Campaigns add their own windows, cooldowns and policy."""
+
+    max_offers_per_day: int = 2  # per customer, all campaigns, calendar day in the recipient's zone
+    max_offers_per_week: int = 5
+    max_event_age_s: int = 1800  # older zone events (late batches, replays) trigger nothing
+    legal_hours_file: Path | None = None  # JSON shaped like campaigns.legal_hours.DEFAULT_LEGAL_TABLE
+    channel_rates: dict[str, float] = Field(default_factory=dict)  # msg/s per sender: "sms", "push:fcm"
+
+
 class SmsKeywordSettings(BaseModel):
     """Inbound SMS keyword lists (None = the defaults in campaigns/keywords.py) and the fuzzy budget."""
 
@@ -115,6 +125,7 @@ class Settings(BaseSettings):
     sms_keywords: SmsKeywordSettings = Field(default_factory=SmsKeywordSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
 
 
 @lru_cache
