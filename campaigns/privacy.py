@@ -7,7 +7,8 @@ hashes):
   phone hash, first name, CRM id or attributes. Its id is an opaque random id.
 - The consent ledger is kept (proof that past sends were lawful) and still references that opaque id;
   a withdrawal of every granted purpose is appended (source ``admin``) so the state ends "no".
-- Devices are deleted (push tokens with them); zone events lose their device and customer ids;
+- Devices are deleted (push tokens with them), with their open presences and any retained raw fixes;
+  zone events lose their device and customer ids;
   deliveries lose customer, device, title, body and data; inbound SMS rows from the number are deleted.
 - The number's keyed hash goes on the suppression list with reason ``erased``: a later import or API
   grant cannot re-enable SMS marketing, and START by SMS is refused.
@@ -34,7 +35,7 @@ from campaigns.customers import (
 from campaigns.phones import mask_token
 from geofence.service.tables.campaigns import Delivery
 from geofence.service.tables.customers import Customer, Device, InboundMessage
-from geofence.service.tables.presence import ZoneEventRow
+from geofence.service.tables.presence import LocationFixRow, PresenceRow, ZoneEventRow
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -65,6 +66,14 @@ def export_customer(session: Session, customer_id: str, *, at: datetime) -> dict
     deliveries = session.exec(
         select(Delivery).where(Delivery.customer_id == customer_id).order_by(col(Delivery.created_at))
     ).all()
+    presences, fixes = [], []
+    if device_ids:
+        presences = session.exec(select(PresenceRow).where(col(PresenceRow.device_id).in_(device_ids))).all()
+        fixes = session.exec(
+            select(LocationFixRow)
+            .where(col(LocationFixRow.device_id).in_(device_ids))
+            .order_by(col(LocationFixRow.recorded_at))
+        ).all()
     inbound = []
     if customer.phone_hash:
         inbound = list(
@@ -80,6 +89,8 @@ def export_customer(session: Session, customer_id: str, *, at: datetime) -> dict
             for d in devices
         ],
         "zone_events": [_row(e) for e in zone_events],
+        "presences": [_row(p) for p in presences],
+        "location_fixes": [_row(f) for f in fixes],
         "deliveries": [_row(d) for d in deliveries],
         "inbound_sms": [_row(m, skip=("from_hash",)) for m in inbound],
     }
@@ -123,6 +134,13 @@ def erase_customer(
             .values(customer_id=None, device_id=None, title=None, body=None, data={}, updated_at=at)
         )
     )
+    if device_ids:
+        counts["presences"] = _count(
+            session.execute(delete(PresenceRow).where(col(PresenceRow.device_id).in_(device_ids)))
+        )
+        counts["location_fixes"] = _count(
+            session.execute(delete(LocationFixRow).where(col(LocationFixRow.device_id).in_(device_ids)))
+        )
     counts["devices"] = _count(session.execute(delete(Device).where(col(Device.customer_id) == customer_id)))
     customer.crm_id = customer.phone_e164 = customer.phone_hash = customer.first_name = None
     customer.subdivision = None

@@ -21,7 +21,7 @@ from geofence.service.runtime import Runtime
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, Customer, Device, Suppression
-from geofence.service.tables.presence import ZoneEventRow
+from geofence.service.tables.presence import LocationFixRow, PresenceRow, ZoneEventRow
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 KEY = "test-hash-key"
@@ -298,6 +298,14 @@ def _populate(session):
         )
     )
     session.add(
+        PresenceRow(device_id="dev-1", zone_id="z1", state="inside", visit_id="v9", lat=48.857, lng=2.35)
+    )
+    session.add(
+        LocationFixRow(
+            device_id="dev-1", lat=48.85712, lng=2.35234, accuracy_m=12.0, recorded_at=AT, received_at=AT
+        )
+    )
+    session.add(
         ZoneEventRow(
             id="ev-3",
             zone_id="z1",
@@ -323,6 +331,8 @@ def test_access_export_holds_everything_with_tokens_masked(session):
     assert data["devices"][0]["push_token"].startswith("fcm-se")
     assert sorted(e["id"] for e in data["zone_events"]) == ["ev-1", "ev-2"]
     assert len(data["deliveries"]) == 2
+    assert [p["zone_id"] for p in data["presences"]] == ["z1"]
+    assert [f["lat"] for f in data["location_fixes"]] == [48.85712]
     assert "credential_hash" not in data["devices"][0] and "phone_hash" not in data["customer"]
 
 
@@ -342,6 +352,8 @@ def test_erasure_removes_personal_data_keeps_the_ledger_and_suppresses_the_numbe
         {},
     )
     assert session.exec(select(Device)).all() == []
+    assert session.exec(select(PresenceRow)).all() == []
+    assert session.exec(select(LocationFixRow)).all() == []
     events = {e.id: e for e in session.exec(select(ZoneEventRow))}
     assert (events["ev-1"].device_id, events["ev-1"].customer_id) == (None, None)
     assert (events["ev-2"].device_id, events["ev-2"].customer_id) == (None, None)
