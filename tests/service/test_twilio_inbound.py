@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -342,3 +343,14 @@ def test_other_messages_get_an_empty_reply_and_no_change(client, engine):
         inbound = s.exec(select(InboundMessage)).all()
         assert len(inbound) == len(bodies)
         assert all(m.intent == "none" and m.body is None and not m.needs_review for m in inbound)
+
+
+def test_phone_numbers_never_reach_the_logs_in_clear(client, engine, caplog):
+    caplog.set_level(logging.DEBUG)
+    customer_with_sms(engine)
+    for body in ("STOP", "START", "HELP", "stop merci", "hello"):
+        reply_of(post(client, twilio_params(body)))
+    reply_of(post(client, twilio_params("STOP", sender=US_PHONE)))
+    assert "inbound sms" in caplog.text
+    assert FR_PHONE not in caplog.text and US_PHONE not in caplog.text
+    assert FR_PHONE[1:] not in caplog.text and US_PHONE[1:] not in caplog.text
