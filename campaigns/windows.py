@@ -21,6 +21,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 MAX_HORIZON = timedelta(days=15)
+_ONE_DAY = timedelta(days=1)
 
 
 @lru_cache(maxsize=512)
@@ -85,7 +86,11 @@ class WeeklySchedule:
 
     def is_open(self, at: datetime) -> bool:
         local_day = at.astimezone(self.tz).date()
-        return any(o <= at < c for o, c in self.intervals(local_day - timedelta(days=1), local_day))
+        for day in (local_day - _ONE_DAY, local_day):  # a span crossing midnight opened the day before
+            for opens, closes in _day_intervals(self, day):
+                if opens <= at < closes:
+                    return True
+        return False
 
     def openings(self, after: datetime, until: datetime) -> Iterator[datetime]:
         tz = self.tz
