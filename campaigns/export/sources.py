@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import DateTime, and_, false, func, literal, or_, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, SQLModel
 
 from campaigns.consent import consent_state
@@ -226,18 +228,59 @@ def _customer_records(session: Session, rows: Sequence[dict[str, Any]], at: date
                 consent={p.value: granted for p, granted in state.items()},
                 last_visit=visits.get(r["id"]),
                 created_at=_utc(r["created_at"]),
-                changed_at=_utc(r["updated_at"]) or _utc(r["created_at"]) or EPOCH,
+                changed_at=_utc(r.get("_changed_at")) or _utc(r["updated_at"]) or EPOCH,
                 erased=erased,
             )
         )
     return out
 
 
+class greatest(FunctionElement[datetime]):  # lower case: an SQL function name
+    """``GREATEST(a, b, …)``; SQLite spells it ``max(a, b, …)`` (arguments must not be NULL there)."""
+
+    type = DateTime(timezone=True)
+    name = "greatest"
+    inherit_cache = True
+
+
+@compiles(greatest)
+def _greatest(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"greatest({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"max({compiler.process(element.clauses, **kw)})"
+
+
+def _customer_changed_at() -> Any:
+    """A contact row changes with the customer, a consent entry or a new visit: its consent flags and
+    last-visit summary must reach the CRM on the next incremental export (e.g. right after a STOP)."""
+    consent_at = (
+        select(func.max(ConsentEvent.recorded_at))
+        .where(ConsentEvent.customer_id == Customer.id)
+        .correlate(Customer)
+        .scalar_subquery()
+    )
+    visit_at = (
+        select(func.max(func.coalesce(ZoneEventRow.recorded_at, ZoneEventRow.at)))
+        .where(ZoneEventRow.customer_id == Customer.id)
+        .where(ZoneEventRow.kind.in_(VISIT_KINDS))  # type: ignore[attr-defined]
+        .correlate(Customer)
+        .scalar_subquery()
+    )
+    return greatest(
+        func.coalesce(Customer.updated_at, Customer.created_at, _EPOCH_SQL),
+        func.coalesce(consent_at, _EPOCH_SQL),
+        func.coalesce(visit_at, _EPOCH_SQL),
+    )
+
+
 KINDS: dict[str, ExportKind] = {
     "customers": ExportKind(
         "customers",
         Customer,
-        func.coalesce(Customer.updated_at, Customer.created_at, _EPOCH_SQL),
+        _customer_changed_at(),
         Customer.id,
         (),
         _customer_records,

@@ -194,3 +194,25 @@ def test_unknown_kind_and_bad_cursor_are_clear_errors(engine):
         plan_export(engine, "passwords", None, at=NOW)
     with pytest.raises(CursorError):
         plan_export(engine, "customers", "garbage!", at=NOW)
+
+
+def test_a_consent_change_re_exports_the_contact_with_its_new_flags(engine):
+    with Session(engine) as s:
+        _add_customer(s, "c1", crm_id="HS-1")
+        _add_consent(s, "c1", "sms_marketing", True, T0, "k1")
+        s.commit()
+    first = plan_export(engine, "customers", None, at=NOW)
+    assert [r.consent["sms_marketing"] for r in iter_records(engine, first)] == [True]
+    assert list(iter_records(engine, plan_export(engine, "customers", first.next_cursor, at=NOW))) == []
+    with Session(engine) as s:
+        _add_consent(s, "c1", "sms_marketing", False, T0 + timedelta(hours=1), "k2")  # a STOP
+        s.commit()
+    second = plan_export(engine, "customers", first.next_cursor, at=NOW)
+    (again,) = iter_records(engine, second)
+    assert again.consent["sms_marketing"] is False
+    assert again.changed_at == T0 + timedelta(hours=1)
+    with Session(engine) as s:
+        _add_event(s, "e9", T0 + timedelta(hours=2))  # a new visit refreshes the last-visit summary
+        s.commit()
+    (third,) = iter_records(engine, plan_export(engine, "customers", second.next_cursor, at=NOW))
+    assert third.last_visit.at == T0 + timedelta(hours=2)
