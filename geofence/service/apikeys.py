@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +32,8 @@ SCOPES = frozenset({"ingest", "admin"})
 API_KEY_PREFIX = "gfk_"
 DEVICE_TOKEN_PREFIX = "gfd_"
 MAX_TOKEN_CHARS = 512  # anything longer is not ours; refuse before hashing
-LAST_USED_PRECISION = timedelta(minutes=1)  # write last_used_at at most this often per key
+LAST_USED_PRECISION = timedelta(minutes=1)
+_KEY_ID = re.compile(r"[0-9a-f]{32}")  # write last_used_at at most this often per key
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def verify_api_key(session: Session, token: str, *, at: datetime) -> VerifiedKey
     if not token.startswith(API_KEY_PREFIX) or len(token) > MAX_TOKEN_CHARS:
         return None
     key_id, sep, _secret = token[len(API_KEY_PREFIX) :].partition("_")
-    if not sep or not key_id:
+    if not sep or not _KEY_ID.fullmatch(key_id):
         return None
     row = session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None:
@@ -150,9 +152,11 @@ def device_id_of_token(token: str) -> str | None:
     if not sep or not encoded or not secret:
         return None
     try:
-        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+        device_id = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
+    # PostgreSQL text cannot hold NUL and no device id holds control characters: refuse, don't query
+    return device_id if device_id and device_id.isprintable() else None
 
 
 def verify_device_credential(session: Session, token: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +34,7 @@ def test_key_is_stored_hashed_and_verifies_only_with_its_secret(session):
     assert apikeys.verify_api_key(session, "gfk_" + info.id, at=AT) is None
     assert apikeys.verify_api_key(session, "gfk_nosuchkey_00", at=AT) is None
     assert apikeys.verify_api_key(session, "x" * 10_000, at=AT) is None
+    assert apikeys.verify_api_key(session, "gfk_\x00_00", at=AT) is None
 
 
 def test_revoked_key_no_longer_verifies_and_list_never_shows_secrets(session):
@@ -81,7 +83,9 @@ def test_device_credential_proves_its_device_and_rotation_invalidates_the_old_on
     assert apikeys.verify_device_credential(session, first) is None
     assert apikeys.verify_device_credential(session, second) == "dev.1/ü"
     assert session.get(Device, "dev.1/ü").credential_hash == hashlib.sha256(second.encode()).hexdigest()
-    for junk in ["", "gfd_", "gfd_!!!.00", "gfd_" + "A" * 600, second.replace("gfd_", "gfk_"), "gfd_ZGV2.00"]:
+    nul = "gfd_" + base64.urlsafe_b64encode(b"dev\x00").decode() + ".00"  # PostgreSQL refuses NUL
+    junks = ["", "gfd_", "gfd_!!!.00", "gfd_" + "A" * 600, second.replace("gfd_", "gfk_"), "gfd_ZGV2.00", nul]
+    for junk in junks:
         assert apikeys.verify_device_credential(session, junk) is None
     with pytest.raises(LookupError):
         apikeys.issue_device_credential(session, "never-registered")
