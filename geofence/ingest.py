@@ -309,7 +309,7 @@ class Ingestor:
                 if dt_s > 0:
                     speed = distance_m(prev_pos[0], prev_pos[1], fix.lat, fix.lng) / dt_s
             prev_pos = (fix.lat, fix.lng, fix.recorded_at)
-            zone_ids = set(current)
+            zone_ids = {z for z, p in current.items() if p.is_open}
             zone_ids.update(hits.get(i, ()))
             for zone_id in zone_ids:
                 if zone_id not in index:

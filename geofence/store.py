@@ -17,16 +17,21 @@ class ConflictError(Exception):
 
 class PresenceStore(Protocol):
     def load(self, device_ids: Collection[str]) -> dict[str, list[Presence]]:
-        """Open presences (any state but outside) of these devices, by device id."""
+        """Stored presences of these devices, by device id (open ones, and "outside" rows kept after an
+        exit as a guard against late fixes)."""
         ...
 
     def save(self, changed: Iterable[Presence]) -> None:
-        """Write changed presences: insert new ones (``version == 0``), update or delete (outside) the
-        others only if their stored version is still the one read; raise ``ConflictError`` otherwise."""
+        """Write changed presences: insert new ones (``version == 0``), update the others only if their
+        stored version is still the one read; raise ``ConflictError`` otherwise."""
         ...
 
     def for_zone(self, zone_id: str) -> list[Presence]:
         """Open presences in one zone (zone removal)."""
+        ...
+
+    def purge_outside(self, *, before: datetime) -> int:
+        """Delete "outside" rows whose last fix is older than ``before``; returns how many."""
         ...
 
     def due_for_sweep(self, at: datetime, *, silent_since: datetime, limit: int) -> list[Presence]:

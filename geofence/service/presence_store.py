@@ -11,7 +11,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -53,6 +53,14 @@ def _values(p: Presence) -> dict[str, Any]:
     }
 
 
+_VERSIONED = and_(
+    PRESENCES.c.device_id == bindparam("b_device_id"),
+    PRESENCES.c.zone_id == bindparam("b_zone_id"),
+    PRESENCES.c.version == bindparam("b_version"),
+)
+_UPDATE = update(PRESENCES).where(_VERSIONED)
+
+
 class SqlPresenceStore:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -65,34 +73,48 @@ class SqlPresenceStore:
         return found
 
     def save(self, changed: Iterable[Presence]) -> None:
-        conn = self.session
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         for p in changed:
-            key = and_(PRESENCES.c.device_id == p.device_id, PRESENCES.c.zone_id == p.zone_id)
+            key = {"b_device_id": p.device_id, "b_zone_id": p.zone_id, "b_version": p.version}
             if p.version == 0:
-                if not p.is_open:
-                    continue
-                try:  # the transaction is rolled back and the batch retried on conflict
-                    row = {"device_id": p.device_id, "zone_id": p.zone_id, "version": 1, **_values(p)}
-                    conn.execute(insert(PRESENCES).values(**row))
-                except IntegrityError as exc:
-                    raise ConflictError(f"presence {p.device_id}/{p.zone_id} created concurrently") from exc
-                continue
-            versioned = and_(key, PRESENCES.c.version == p.version)
-            if p.is_open:
-                stmt: Any = update(PRESENCES).where(versioned).values(version=p.version + 1, **_values(p))
-            else:
-                stmt = delete(PRESENCES).where(versioned)
-            if conn.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
-                raise ConflictError(f"presence {p.device_id}/{p.zone_id} changed concurrently")
+                if p.is_open:
+                    row = {"device_id": p.device_id, "zone_id": p.zone_id, "version": 1}
+                    inserts.append({**row, **_values(p)})
+            else:  # an exited presence stays as an "outside" row: its last_fix_at stops late fixes
+                updates.append({**key, "version": p.version + 1, **_values(p)})
+        # executemany, one statement each: the rowcount of a versioned UPDATE/DELETE is the number of rows
+        # that still had the version we read; anything less means another writer got there first
+        if updates and self.session.execute(_UPDATE, updates).rowcount != len(updates):  # type: ignore[attr-defined]
+            raise ConflictError("a presence changed concurrently")
+        if inserts:
+            try:  # the transaction is rolled back and the batch retried on conflict
+                self.session.execute(insert(PRESENCES), inserts)
+            except IntegrityError as exc:
+                raise ConflictError("a presence was created concurrently") from exc
 
     def for_zone(self, zone_id: str) -> list[Presence]:
-        rows = self.session.execute(select(PRESENCES).where(PRESENCES.c.zone_id == zone_id))
+        rows = self.session.execute(
+            select(PRESENCES)
+            .where(PRESENCES.c.zone_id == zone_id)
+            .where(PRESENCES.c.state != PresenceState.OUTSIDE.value)
+        )
         return [to_presence(r) for r in rows]
+
+    def purge_outside(self, *, before: datetime) -> int:
+        """Drop "outside" rows whose last fix is older than any fix still accepted (they guard nothing)."""
+        result = self.session.execute(
+            delete(PRESENCES)
+            .where(PRESENCES.c.state == PresenceState.OUTSIDE.value)
+            .where(PRESENCES.c.last_fix_at < before)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     def due_for_sweep(self, at: datetime, *, silent_since: datetime, limit: int) -> list[Presence]:
         c = PRESENCES.c
         stmt = (
             select(PRESENCES)
+            .where(c.state != PresenceState.OUTSIDE.value)
             .where(or_(and_(c.state == PresenceState.INSIDE.value, c.dwelled.is_(False),
                             c.entered_at.is_not(None), c.entered_at <= at),
                        c.last_fix_at <= silent_since))

@@ -30,14 +30,16 @@ class ZoneEventRow(SQLModel, table=True):
 
 
 class PresenceRow(SQLModel, table=True):
-    """An open presence of one device in one zone (outside = no row). ``version`` is the optimistic
-    concurrency counter: every writer updates ``WHERE version = <the version it read>``."""
+    """The presence of one device in one zone, once it has been more than plain outside. After an exit
+    the row stays (state ``outside``) until the fixes it has seen are too old to be accepted: its
+    ``last_fix_at`` keeps a late fix from re-opening the visit on any worker. ``version`` is the
+    optimistic concurrency counter: every writer updates ``WHERE version = <the version it read>``."""
 
     __tablename__ = "presences"
 
     device_id: str = Field(primary_key=True)
     zone_id: str = Field(primary_key=True, index=True)
-    state: str  # entering | inside | dwelling | exiting
+    state: str = Field(index=True)  # outside | entering | inside | dwelling | exiting
     since_at: datetime | None = utc_column()
     last_fix_at: datetime | None = utc_column(index=True)
     entered_at: datetime | None = utc_column()
