@@ -7,6 +7,10 @@
   the number's keyed hash is put on the suppression list — also when no customer has the number.
 - START: lifts a STOP suppression (never an erasure one) and grants ``sms_marketing`` back.
 - The reply is in the customer's language; for an unknown number, French for French regions.
+- Twilio's Advanced Opt-Out adds ``OptOutType`` (STOP / START / HELP) when *it* recognised a keyword
+  (support article "Track Opt-Out, Opt-In and Help Messages Using the OptOutType Parameter"). Twilio has
+  then already blocked/unblocked the number and sent its own confirmation, so we follow its
+  classification (our ledger must agree with the carrier-side block) and send no second reply.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class InboundSms:
     body: str
     account_sid: str | None = None
     messaging_service_sid: str | None = None
+    opt_out_type: str | None = None  # STOP | START | HELP when Twilio's Advanced Opt-Out handled it
 
     @classmethod
     def from_form(cls, form: Mapping[str, str]) -> InboundSms:
@@ -69,6 +74,7 @@ class InboundSms:
             body=(clean.get("Body") or "")[:MAX_BODY],
             account_sid=(clean.get("AccountSid") or None),
             messaging_service_sid=(clean.get("MessagingServiceSid") or None),
+            opt_out_type=(clean.get("OptOutType") or "").strip().upper() or None,
         )
 
 
@@ -80,6 +86,21 @@ class InboundOutcome:
     needs_review: bool = False
     customers: int = 0
     cancelled: int = 0
+
+
+_TWILIO_INTENTS = {"STOP": Intent.OPT_OUT, "START": Intent.OPT_IN, "HELP": Intent.HELP}
+
+
+def classify(sms: InboundSms, config: KeywordConfig) -> KeywordMatch:
+    """Our keyword match, overridden by Twilio's ``OptOutType`` when Twilio already acted on it."""
+    found = match(sms.body, config)
+    twilio_intent = _TWILIO_INTENTS.get(sms.opt_out_type or "")
+    if twilio_intent is None or found.intent is twilio_intent:
+        return found
+    if found.is_opt_out and twilio_intent is not Intent.OPT_OUT:
+        return found  # never let anything weaken an opt-out we recognised
+    keyword = f"twilio:{sms.opt_out_type}".lower()
+    return KeywordMatch(twilio_intent, keyword=keyword, needs_review=found.needs_review)
 
 
 def _reply_locale(customers: list[Customer], sender: str) -> str:
@@ -127,7 +148,7 @@ def handle_inbound_sms(
         return InboundOutcome(Intent.NONE, None, duplicate=True)
     sender = canonical(sms.from_number)
     hashed = phone_hash(sender, hash_key)
-    found = match(sms.body, config)
+    found = classify(sms, config)
     customers = list(
         session.exec(
             select(Customer)
@@ -173,7 +194,8 @@ def handle_inbound_sms(
             kind = ReplyKind.STARTED
     elif found.intent is Intent.HELP:
         kind = ReplyKind.HELP
-    reply = reply_text(kind, locale) if kind is not None else None
+    # With OptOutType, Twilio has already sent its own confirmation: reply once means not again.
+    reply = reply_text(kind, locale) if kind is not None and sms.opt_out_type is None else None
     row.replied = reply is not None
     session.add(row)
     session.flush()

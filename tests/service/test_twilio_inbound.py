@@ -354,3 +354,21 @@ def test_phone_numbers_never_reach_the_logs_in_clear(client, engine, caplog):
     assert "inbound sms" in caplog.text
     assert FR_PHONE not in caplog.text and US_PHONE not in caplog.text
     assert FR_PHONE[1:] not in caplog.text and US_PHONE[1:] not in caplog.text
+
+
+def test_twilio_advanced_opt_out_type_is_followed_and_not_answered_twice(client, engine):
+    customer_id = customer_with_sms(engine)
+    # A keyword configured only in Twilio's console ("ARRETT"): Twilio blocked the number and replied.
+    xml = reply_of(post(client, {**twilio_params("ARRETT"), "OptOutType": "STOP"}))
+    assert "<Message>" not in xml
+    with Session(engine) as s:
+        assert not uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
+        assert s.get(Suppression, (phone_hash(FR_PHONE, KEY), "sms")) is not None
+        assert uc.ledger(s, customer_id)[-1].evidence["keyword"] == "twilio:stop"
+    assert "<Message>" not in reply_of(post(client, {**twilio_params("GO"), "OptOutType": "START"}))
+    with Session(engine) as s:
+        assert uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
+    # our own opt-out recognition is never weakened by a different OptOutType
+    post(client, {**twilio_params("STOP"), "OptOutType": "HELP"})
+    with Session(engine) as s:
+        assert not uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
