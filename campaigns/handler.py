@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -204,19 +204,37 @@ def idempotency_key(campaign_id: str, event_id: str) -> str:
     return f"{campaign_id}:{event_id}"
 
 
+def _free_slots(session: Session, customer_id: str, bucket: CapBucket) -> list[int]:
+    taken = set(
+        session.execute(
+            select(CapReservation.slot).where(
+                CapReservation.customer_id == customer_id, CapReservation.bucket == bucket.key
+            )
+        ).scalars()
+    )
+    return [slot for slot in range(bucket.limit) if slot not in taken]
+
+
+def _release_dead(session: Session, customer_id: str, bucket_key: str) -> None:
+    dead = select(Delivery.id).where(Delivery.status.in_(NOT_COUNTING))  # type: ignore[attr-defined]
+    session.execute(
+        delete(CapReservation)
+        .where(CapReservation.customer_id == customer_id, CapReservation.bucket == bucket_key)  # type: ignore[arg-type]
+        .where(CapReservation.delivery_id.in_(dead))  # type: ignore[attr-defined]
+    )
+
+
 def reserve(
     session: Session, customer_id: str, buckets: Sequence[CapBucket], delivery_id: str, at: datetime
 ) -> None:
     """Take the lowest free slot of every bucket (raises ``CapTaken`` when one is full)."""
     for bucket in buckets:
-        taken = set(
-            session.execute(
-                select(CapReservation.slot).where(
-                    CapReservation.customer_id == customer_id, CapReservation.bucket == bucket.key
-                )
-            ).scalars()
-        )
-        free = [slot for slot in range(bucket.limit) if slot not in taken]
+        free = _free_slots(session, customer_id, bucket)
+        if not free:
+            # Slots held by deliveries that will never be sent (cancelled by an opt-out, skipped at send
+            # time, failed) are given back lazily, here, when they are needed.
+            _release_dead(session, customer_id, bucket.key)
+            free = _free_slots(session, customer_id, bucket)
         if not free:
             raise CapTaken(bucket.key)
         session.add(

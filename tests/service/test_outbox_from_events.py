@@ -237,3 +237,21 @@ def test_deferred_offer_goes_out_at_the_opening_not_at_night(engine: Engine, ses
     sent_at = row.sent_at.replace(tzinfo=UTC)
     assert datetime(2026, 10, 25, 7, 0, tzinfo=UTC) <= sent_at < datetime(2026, 10, 25, 7, 31, tzinfo=UTC)
     assert len(provider.sent) == 1
+
+
+def test_cap_slot_of_a_cancelled_delivery_is_given_back(engine: Engine, session: Session) -> None:
+    from campaigns.cancellation import cancel_waiting_deliveries
+
+    setup_world(
+        session, MONDAY_1145, lunch(caps={"cooldown_s": 0, "zone_cooldown_s": 0}), max_offers_per_day=1
+    )
+    handler = CampaignHandler(engine, now=clock.now)
+    with freeze_time(MONDAY_1145):
+        handler([event(MONDAY_1145, eid="e1", visit="v1")])
+        cancel_waiting_deliveries(
+            session, customer_id="cust1", channels=["push"], reason="opt-out", at=MONDAY_1145
+        )
+        session.commit()
+        handler([event(MONDAY_1145, eid="e2", visit="v2")])
+    outcome = {r.event_id: r.status for r in rows(session)}
+    assert outcome == {"e1": "cancelled", "e2": "pending"}
