@@ -85,6 +85,8 @@ def test_registration_creates_a_customer_and_issues_a_device_credential_once(cli
     ).json()
     assert again["created"] is False and again["customer_id"] == first["customer_id"]
     assert again["device_token"] is None  # a device-bound caller keeps its credential
+    takeover = client.post("/v1/devices", json={"device_id": "dev-1", "platform": "ios"})
+    assert takeover.status_code == 409  # the shared app key alone cannot re-register a known device
     assert TOKEN not in caplog.text
 
 

@@ -19,6 +19,7 @@ from geofence.service import apikeys, clock
 from geofence.service.deps import SessionDep, SettingsDep
 from geofence.service.metrics import CONSENT_CHANGES
 from geofence.service.security import Principal, require_scope
+from geofence.service.tables.customers import Device
 
 router = APIRouter(tags=["devices"])
 
@@ -86,6 +87,13 @@ def register_device(
 ) -> DeviceRegistered:
     """Register (or re-register) the app on a phone; creates its customer when none is given."""
     _own(principal, body.device_id)
+    known = session.get(Device, body.device_id)
+    if known is not None and known.credential_hash and principal.key_id is not None and (
+        principal.device_id != body.device_id
+    ):
+        # Otherwise anyone holding the app's shared ingest key could take over a device (and its consent)
+        # by re-registering its id and receiving a fresh credential.
+        raise HTTPException(409, "this device is already registered: call with its X-Device-Token")
     at = clock.now()
     try:
         device, created = uc.register_device(
