@@ -150,3 +150,48 @@ def test_pacer_gives_rows_back_over_the_sender_rate(sqlite_engine: Engine) -> No
     )
     assert last.by_status == {SENT: 1}
     assert len(provider.sent) == 5
+
+
+KILLED_DISPATCHER = """
+import os, signal, sys
+from datetime import timedelta
+from campaigns.dispatcher import dispatch_due
+from geofence.service import clock
+from geofence.service.db import make_engine
+
+class DiesMidSend:
+    name = "dies"
+    def send(self, msg):
+        os.kill(os.getpid(), signal.SIGKILL)  # the process dies with the lease taken, nothing recorded
+
+dispatch_due(make_engine(sys.argv[1]), providers={"push": DiesMidSend()}, now=clock.now,
+             lease=timedelta(seconds=2), batch=10)
+"""
+
+
+def test_rows_of_a_dispatcher_killed_mid_send_are_sent_after_the_lease(
+    engine: Engine, session: Session
+) -> None:
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    add_customer(session, clock.now())
+    _fill(engine, 5, clock.now())
+    url = engine.url.render_as_string(hide_password=False)
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_DISPATCHER, url], cwd=root, timeout=60, capture_output=True, text=True
+    )
+    assert child.returncode == -9, child.stderr
+    with Session(engine) as s:
+        assert set(s.execute(select(Delivery.status)).scalars()) == {"sending"}
+    provider = RecordingProvider()
+    assert dispatch_due(engine, providers={"push": provider}, now=clock.now).claimed == 0  # lease held
+    time.sleep(2.2)
+    stats = dispatch_due(engine, providers={"push": provider}, now=clock.now)
+    assert stats.by_status == {SENT: 5}
+    assert len({m.delivery_id for m in provider.sent}) == 5 == len(provider.sent)
+    with Session(engine) as s:
+        assert set(s.execute(select(Delivery.attempts)).scalars()) == {2}
