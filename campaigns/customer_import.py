@@ -23,12 +23,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from campaigns.consent import Purpose, Source, changed
+from campaigns.consent import Purpose, Source, changed, consent_state
 from campaigns.customers import (
     CustomerError,
     CustomerInput,
-    current_consent,
     find_by_crm_id,
+    ledger,
     record_consent,
     suppression_of,
     upsert_customer,
@@ -124,19 +124,23 @@ def _apply_row(
     if not (row.get("consent_at") or "").strip():
         raise CustomerError("consent_at is required when a consent column is filled (proof of when)")
     occurred_at = _when(row["consent_at"], customer.tz, at)
-    state = current_consent(session, customer.id, at=at)
+    entries = ledger(session, customer.id)
+    state = consent_state(entries, at)  # the ledger itself: a withdrawal is recorded even if suppressed
+    seq = max((e.seq or 0 for e in entries), default=0)
+    suppressed = wanted.get(Purpose.SMS_MARKETING) and suppression_of(session, customer.phone_hash)
     recorded, refused = 0, []
     for purpose, granted in wanted.items():
-        if not changed(state, purpose, granted):
-            continue
-        if granted and purpose is Purpose.SMS_MARKETING and suppression_of(session, customer.phone_hash):
+        if granted and purpose is Purpose.SMS_MARKETING and suppressed:
             refused.append(LineProblem(line, "number is suppressed: sms_marketing not granted"))
             continue
+        if not changed(state, purpose, granted):
+            continue
+        seq += 1
         record_consent(
             session, customer_id=customer.id, purpose=purpose, granted=granted, source=Source.IMPORT, at=at,
             occurred_at=occurred_at, wording=row.get("consent_wording") or None,
             wording_version=row.get("consent_version") or None, recorded_by=recorded_by,
-            evidence={"import_line": line},
+            evidence={"import_line": line}, seq=seq,
         )  # fmt: skip
         recorded += 1
     report.created += created

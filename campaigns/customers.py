@@ -358,11 +358,13 @@ def record_consent(
     wording_version: str | None = None,
     recorded_by: str | None = None,
     evidence: Mapping[str, Any] | None = None,
+    seq: int | None = None,
 ) -> tuple[ConsentEvent, int]:
     """Append a grant or withdrawal; a withdrawal cancels the waiting deliveries it concerns.
 
     Returns the ledger row and the number of deliveries cancelled (same transaction as the row).
     Raises ``Suppressed`` for an SMS grant to a suppressed number (only START by SMS lifts a STOP).
+    ``seq`` lets a caller that already read the ledger skip the next-sequence query.
     """
     try:
         purpose, source = Purpose(purpose), Source(source)
@@ -385,7 +387,7 @@ def record_consent(
                 else "this number opted out by SMS: the customer must text START to resume"
             )
     event = ConsentEvent(
-        seq=_next_seq(session, customer_id),
+        seq=seq if seq is not None else _next_seq(session, customer_id),
         customer_id=customer_id,
         purpose=purpose.value,
         granted=granted,
