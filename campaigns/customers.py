@@ -10,6 +10,7 @@ Errors are ``CustomerError`` subclasses whose message is safe to show (no phone 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -122,6 +123,8 @@ def valid_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
             raise CustomerError(f"attribute {key!r} is longer than {MAX_TEXT} characters")
         if isinstance(value, str):
             storable(value, f"attribute {key!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CustomerError(f"attribute {key!r} must be a finite number")
         clean[key] = value
     return clean
 

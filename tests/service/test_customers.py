@@ -96,6 +96,7 @@ BAD_FIELDS = [
     (uc.CustomerInput(first_name="x" * 101), "first_name"),
     (uc.CustomerInput(first_name="\ud800"), "Unicode"),
     (uc.CustomerInput(crm_id="a\x00"), "NUL"),
+    (uc.CustomerInput(attributes={"score": float("nan")}), "finite"),
 ]
 
 
