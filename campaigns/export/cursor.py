@@ -68,4 +68,7 @@ def decode_cursor(kind: str, token: str | None) -> Cursor | None:
         raise CursorError("malformed cursor timestamp") from exc
     if changed_at.tzinfo is None:
         raise CursorError("cursor timestamp has no time zone")
-    return Cursor(changed_at.astimezone(UTC), row_id)
+    try:
+        return Cursor(changed_at.astimezone(UTC), row_id)
+    except OverflowError as exc:  # e.g. year 1 with a positive offset
+        raise CursorError("cursor timestamp out of range") from exc

@@ -113,7 +113,7 @@ def _consent_records(session: Session, rows: Sequence[dict[str, Any]], _at: date
             wording=r["wording"],
             wording_version=r["wording_version"],
             recorded_by=r["recorded_by"],
-            evidence=dict(r["evidence"] or {}),
+            evidence=r["evidence"] if isinstance(r["evidence"], dict) else {},
         )
         for r in rows
     ]

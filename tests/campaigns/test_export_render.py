@@ -129,6 +129,27 @@ def test_decode_cursor_never_raises_anything_but_cursor_error(token):
         pass
 
 
+def _token(payload: dict) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"v": 1, "k": "customers", "t": "0001-01-01T00:00:00+05:00", "id": "x"},
+        {"v": 1, "k": "customers", "t": "2026-01-01T00:00:00", "id": "x"},
+        {"v": 1, "k": "customers", "t": "yesterday", "id": "x"},
+        {"v": 1, "k": "customers", "t": "2026-01-01T00:00:00Z", "id": 7},
+        {"v": 2, "k": "customers", "t": "2026-01-01T00:00:00Z", "id": "x"},
+    ],
+)
+def test_forged_cursors_are_refused_with_a_reason(payload):
+    with pytest.raises(CursorError):
+        decode_cursor("customers", _token(payload))
+
+
 def test_empty_cursor_means_full_export():
     assert decode_cursor("customers", None) is None
     assert decode_cursor("customers", "  ") is None
