@@ -11,9 +11,20 @@ from geofence.fixes import distance_m
 
 try:
     from zones.index import ZoneIndex
-    from zones.model import Circle, Zone
+    from zones.model import Circle, FenceSettings, Zone
+
+    ZONES_READY = True
 except ImportError:  # pragma: no cover - removed once zones/ is in the tree
     from dataclasses import dataclass, field
+
+    ZONES_READY = False
+
+    @dataclass(frozen=True)
+    class FenceSettings:  # type: ignore[no-redef]
+        dwell_after_s: int | None = None
+        accuracy_tolerance_m: float | None = None
+        exit_margin_m: float | None = None
+        enter_confirm_fixes: int | None = None
 
     @dataclass(frozen=True)
     class Circle:  # type: ignore[no-redef]

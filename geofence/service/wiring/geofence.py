@@ -1,9 +1,318 @@
-"""Wiring for the geofence domain: services, subscribers and jobs registered on the runtime."""
+"""Wiring for the geofence domain: the zone index, the presence service and its periodic jobs.
+
+How presence stays consistent across several API workers (uvicorn ``--workers N``, or N replicas):
+
+- **The database is the truth for presence.** Every open presence (entering / inside / dwelling /
+  exiting) is a ``presences`` row keyed by (device, zone) with a ``version`` column. A batch reads the
+  open presences of its devices in one query, steps the pure state machine, and writes back only the rows
+  that changed, each with ``UPDATE ... WHERE version = <read version>`` (a new row is an INSERT on the
+  primary key). If another worker got there first, the write affects 0 rows (or violates the key), the
+  whole transaction rolls back (events included: nothing was published) and the batch is re-read and
+  re-stepped (up to 3 times). Two workers can therefore never both fire the ENTER of one visit, and a
+  late fix cannot rewind a presence because each row carries its own ``last_fix_at``.
+- **Events are persisted in the same transaction** as the presence rows and handed to ``runtime.bus``
+  subscribers only after the commit.
+- **In-process state is only a cache.** Each process keeps the zone index (built from the ``zones`` table
+  at startup, kept current by the admin routes in this process and by the ``geofence.zones_sync`` job
+  polling ``zones.updated_at`` in the others) and a per-device track (last fix time/position, recent
+  client fix ids) used for duplicate / late / jump checks. Losing it (restart, a fix routed to another
+  worker) costs at most one duplicate fix being re-evaluated, which the presence rows' ``last_fix_at``
+  turns into a no-op. The track is not written to the database: raw positions are not stored by default.
+- **Timers** (dwell for silent devices, silence exits) run in the dispatcher process (``role="worker"``)
+  as ``geofence.sweep``; they use the same versioned writes, so an ingest racing a sweep is safe.
+
+See ``docs/presence.md``.
+"""
 
 from __future__ import annotations
 
-from geofence.service.runtime import Runtime
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+try:
+    from zones.geometry import validate_zone
+    from zones.index import ZoneIndex
+    from zones.model import Zone
+    from zones.sizing import zone_size_m
+except ImportError:  # pragma: no cover - TEMPORARY until the zones package lands in the shared tree
+    ZONES_READY = False
+else:
+    ZONES_READY = True
+
+from geofence.events import ZoneEvent
+from geofence.fixes import LocationFix
+from geofence.ingest import Ingestor, IngestOutcome
+from geofence.policy import FencePolicy, limits_from_defaults, policy_for_zone, policy_from_defaults
+from geofence.presence import Presence, PresenceState
+from geofence.service import clock
+from geofence.service.metrics import FIXES, ZONE_EVENTS
+from geofence.service.presence_store import SqlUnitOfWork
+from geofence.service.runtime import Job, Runtime
+from geofence.service.tables.presence import PresenceRow
+from geofence.service.tables.zones import ZoneRow
+from geofence.store import ConflictError
+
+log = logging.getLogger(__name__)
+SWEEP_CHUNK = 500
+ZONES_SYNC_EVERY_S = 5.0
+PURGE_EVERY_S = 3600.0
+
+
+def zone_from_row(row: ZoneRow) -> Zone:
+    return Zone.from_dict(row.data)
+
+
+class GeofenceService:
+    """The presence service of one process (``runtime.services["geofence"]``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.engine = runtime.engine
+        settings = runtime.settings
+        self.retain_fixes = settings.ingest.fix_retention_s > 0
+        self.fix_retention = timedelta(seconds=settings.ingest.fix_retention_s)
+        self.policy: FencePolicy = policy_from_defaults(settings.fence)
+        self._lock = threading.RLock()  # index and track cache are shared by the API's worker threads
+        self.index = ZoneIndex()
+        self.zones_synced_at: datetime | None = None
+        self.ingestor = Ingestor(
+            self.index, policy=self.policy, limits=limits_from_defaults(settings.fence),
+            zone_policy=self._zone_policy,
+        )
+        self.ingestor.fix_store_wanted = self.retain_fixes
+        self.sync_zones()
+        self.sync_open_devices()
+
+    def _zone_policy(self, zone_id: str) -> FencePolicy:
+        zone = self.index.get(zone_id)
+        return policy_for_zone(self.policy, zone.fence, size_m=zone_size_m(zone), profile=zone.profile)
+
+    def _uow(self, session: Session) -> SqlUnitOfWork:
+        return SqlUnitOfWork(session, retain_fixes=self.retain_fixes)
+
+    # -- ingest -----------------------------------------------------------------------------------
+    def ingest(
+        self, fixes: Sequence[LocationFix], *, at: datetime, refused: Mapping[int, str] | None = None
+    ) -> IngestOutcome:
+        """The ingest path shared by ``POST /v1/locations``, ``geofence replay`` and the demo.
+
+        ``refused`` holds positions the adapter already rejected (decoding, device not allowed). Fixes
+        of devices without location consent (the consent domain's ``location_consent_filter``) are
+        dropped unstored with ``no_location_consent``. Events are published after the commit.
+        """
+        refused = dict(refused or {})
+        with Session(self.engine, expire_on_commit=False) as session:
+            consent_filter = self.runtime.services.get("location_consent_filter")
+            if consent_filter is not None and fixes:
+                candidates = {f.device_id for i, f in enumerate(fixes) if i not in refused}
+                allowed = consent_filter(session, candidates) if candidates else set()
+                for i, f in enumerate(fixes):
+                    if i not in refused and f.device_id not in allowed:
+                        refused[i] = "no_location_consent"
+                session.rollback()  # end the read transaction before the write one
+            with self._lock:
+                outcome = self.ingestor.ingest(
+                    fixes, uow_factory=lambda: self._uow(session), at=at, refused=refused
+                )
+        for (status, reason), n in outcome.counts.items():
+            FIXES.labels(status, reason).inc(n)
+        self._publish(outcome.events)
+        return outcome
+
+    def _publish(self, events: Sequence[ZoneEvent]) -> None:
+        if not events:
+            return
+        for event in events:
+            ZONE_EVENTS.labels(event.kind.value).inc()
+        try:
+            self.runtime.bus.publish(events)
+        except Exception:  # committed already: a subscriber's failure must not fail the ingest
+            log.exception("zone event subscriber failed")
+
+    # -- timers -----------------------------------------------------------------------------------
+    def sweep(self, at: datetime) -> list[ZoneEvent]:
+        """Dwell for silent devices and silence exits, due at ``at``. Safe to run in several processes."""
+        silent_since = at - self.policy.silence_exit_after
+        published: list[ZoneEvent] = []
+        with Session(self.engine, expire_on_commit=False) as session:
+            uow = self._uow(session)
+            due = uow.presence.due_for_sweep(at, silent_since=silent_since, limit=100_000)
+            session.rollback()
+            for start in range(0, len(due), SWEEP_CHUNK):
+                chunk = due[start : start + SWEEP_CHUNK]
+                with self._lock:
+                    changed, events = self.ingestor.sweep_presences(
+                        [p for p in chunk if p.zone_id in self.index], at
+                    )
+                if not changed:
+                    continue
+                try:
+                    uow.presence.save(changed)
+                    uow.events.add(events, recorded_at=at)
+                    uow.commit()
+                except ConflictError:
+                    uow.rollback()  # an ingest moved these on; the next sweep sees the new rows
+                    continue
+                published.extend(events)
+            uow.presence.purge_outside(before=at - self.ingestor.limits.max_age)
+            uow.commit()
+        self._publish(published)
+        return published
+
+    def purge_fixes(self, at: datetime) -> int:
+        if not self.retain_fixes:
+            return 0
+        with Session(self.engine) as session:
+            uow = self._uow(session)
+            assert uow.fixes is not None
+            n = uow.fixes.purge(before=at - self.fix_retention)
+            uow.commit()
+        return n
+
+    # -- zones ------------------------------------------------------------------------------------
+    def sync_zones(self) -> int:
+        """Apply zone rows changed since the last sync to this process's index (all at startup)."""
+        with Session(self.engine) as session:
+            stmt = select(ZoneRow)
+            if self.zones_synced_at is not None:
+                # re-read a small overlap: rows committed late with an earlier updated_at
+                stmt = stmt.where(ZoneRow.updated_at >= self.zones_synced_at - timedelta(seconds=30))
+            else:
+                stmt = stmt.where(ZoneRow.deleted_at.is_(None))
+            rows = list(session.execute(stmt).scalars())
+        applied = 0
+        new_ids: list[str] = []
+        with self._lock:
+            for row in rows:
+                if row.deleted_at is not None:
+                    if row.id in self.index:
+                        self.index.remove(row.id)
+                        self.ingestor.forget_zone(row.id)
+                        applied += 1
+                    continue
+                zone = zone_from_row(row)
+                if row.id in self.index and self.index.get(row.id) == zone:
+                    continue
+                if row.id not in self.index:
+                    new_ids.append(row.id)
+                self.index.add(zone)
+                self.ingestor.forget_zone(row.id)
+                applied += 1
+            latest = max((r.updated_at for r in rows), default=None)
+            if latest is not None:
+                latest = latest if latest.tzinfo else latest.replace(tzinfo=clock.now().tzinfo)
+                if self.zones_synced_at is None or latest > self.zones_synced_at:
+                    self.zones_synced_at = latest
+            elif self.zones_synced_at is None:
+                self.zones_synced_at = clock.now()
+            at = clock.now()  # devices this process saw inside a zone another process created
+            adopted = [p for zid in new_ids for p in self.ingestor.adopt_in_zone(zid, at)]
+        if adopted:
+            self._insert_adopted(adopted)
+        return applied
+
+    def sync_open_devices(self) -> None:
+        """Refresh which devices have an open presence in the database (any worker's): their fixes are
+        stepped even when they hit no zone, so that exits are seen by every worker."""
+        with self._lock, Session(self.engine) as session:  # under the lock: no ingest commits meanwhile
+            stmt = select(PresenceRow.device_id).where(PresenceRow.state != PresenceState.OUTSIDE.value)
+            ids = set(session.execute(stmt.distinct()).scalars())
+            self.ingestor.open_devices = ids
+
+    def save_zones(self, zones: Iterable[Zone], *, at: datetime) -> list[Zone]:
+        """Create or replace zones (validated), index them, adopt devices already inside new ones."""
+        saved = [validate_zone(z) for z in zones]
+        new_ids: list[str] = []
+        stamp = clock.now()  # row times are wall clock (the other workers' sync watermark), not ``at``
+        with Session(self.engine, expire_on_commit=False) as session:
+            for zone in saved:
+                row = session.get(ZoneRow, zone.id)
+                if row is None or row.deleted_at is not None:
+                    new_ids.append(zone.id)
+                if row is None:
+                    row = ZoneRow(id=zone.id, name=zone.name, created_at=stamp, updated_at=stamp)
+                row.name, row.store_id, row.data = zone.name, zone.store_id, zone.to_dict()
+                row.updated_at, row.deleted_at = stamp, None
+                session.add(row)
+            session.commit()
+        with self._lock:
+            for zone in saved:
+                self.index.add(zone)
+                self.ingestor.forget_zone(zone.id)
+            adopted = [p for zid in new_ids for p in self.ingestor.adopt_in_zone(zid, at)]
+        if adopted:
+            self._insert_adopted(adopted)
+        return saved
+
+    def _insert_adopted(self, adopted: list[Presence]) -> None:
+        for p in adopted:  # one by one: a device another worker already placed keeps its row
+            with Session(self.engine) as session:
+                uow = self._uow(session)
+                try:
+                    uow.presence.save([p])
+                    uow.commit()
+                except ConflictError:
+                    uow.rollback()
+
+    def delete_zone(self, zone_id: str, *, at: datetime) -> bool:
+        """Soft-delete a zone and close its open visits with EXIT ``zone_removed``."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            row = session.get(ZoneRow, zone_id)
+            if row is None or row.deleted_at is not None:
+                return False
+            row.deleted_at, row.updated_at = at, clock.now()
+            session.add(row)
+            uow = self._uow(session)
+            with self._lock:
+                changed, events = self.ingestor.close_zone(uow.presence.for_zone(zone_id), at)
+            uow.presence.save(changed)
+            uow.events.add(events, recorded_at=at)
+            uow.commit()
+        with self._lock:
+            if zone_id in self.index:
+                self.index.remove(zone_id)
+            self.ingestor.forget_zone(zone_id)
+        self._publish(events)
+        return True
+
+
+def _service(runtime: Runtime) -> GeofenceService:
+    return runtime.services["geofence"]  # type: ignore[no-any-return]
+
+
+def sweep_job(runtime: Runtime) -> None:
+    events = _service(runtime).sweep(clock.now())
+    if events:
+        log.info("presence sweep fired %d events", len(events))
+
+
+def zones_sync_job(runtime: Runtime) -> None:
+    service = _service(runtime)
+    service.sync_zones()
+    service.sync_open_devices()
+
+
+def purge_fixes_job(runtime: Runtime) -> None:
+    n = _service(runtime).purge_fixes(clock.now())
+    if n:
+        log.info("purged %d raw fixes past retention", n)
 
 
 def setup(runtime: Runtime) -> None:
-    """Register this domain's services on the runtime."""
+    """Register the presence service, the zone index and the sweep / sync / purge jobs."""
+    if not ZONES_READY:  # pragma: no cover - TEMPORARY
+        log.warning("zones package not available yet: presence service not registered")
+        return
+    service = GeofenceService(runtime)
+    runtime.services["geofence"] = service
+    runtime.services["zone_index"] = service.index
+    runtime.add_job(Job("geofence.sweep", sweep_job, runtime.settings.scheduler.sweep_every_s, role="worker"))
+    runtime.add_job(Job("geofence.zones_sync", zones_sync_job, ZONES_SYNC_EVERY_S, role="any"))
+    if runtime.settings.ingest.fix_retention_s > 0:
+        runtime.add_job(Job("geofence.purge_fixes", purge_fixes_job, PURGE_EVERY_S, role="worker"))
+
