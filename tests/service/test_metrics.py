@@ -50,3 +50,14 @@ def test_metrics_expose_counters_and_outbox_gauges_without_credentials(secure_se
 def test_metrics_not_in_the_openapi_schema(settings):
     app = create_app(settings)
     assert "/metrics" not in app.openapi()["paths"]
+
+
+def test_metrics_still_served_when_the_database_is_gone(settings, tmp_path):
+    from sqlalchemy import text
+
+    app = create_app(settings)
+    with app.state.runtime.engine.begin() as conn:
+        conn.execute(text("DROP TABLE deliveries"))
+    with TestClient(app) as client:
+        r = client.get("/metrics")
+    assert r.status_code == 200 and "geofence_fixes_total" in r.text

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import func
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from geofence.service import clock, metrics
@@ -16,6 +18,7 @@ from geofence.service.tables._types import as_utc
 from geofence.service.tables.campaigns import WAITING_STATUSES, Delivery
 
 router = APIRouter(tags=["operations"])
+log = logging.getLogger(__name__)
 
 OUTBOX_OLDEST_DUE_AGE = Gauge(
     "geofence_outbox_oldest_due_age_seconds",
@@ -53,6 +56,9 @@ def _registry() -> CollectorRegistry:
 @router.get("/metrics", response_class=Response, include_in_schema=False)
 def prometheus_metrics(runtime: RuntimeDep) -> Response:
     """Prometheus text exposition."""
-    with Session(runtime.engine) as session:
-        refresh_outbox_gauges(session, at=clock.now())
+    try:
+        with Session(runtime.engine) as session:
+            refresh_outbox_gauges(session, at=clock.now())
+    except SQLAlchemyError as exc:  # the counters are still worth serving; /readyz reports the database
+        log.warning("outbox gauges not refreshed: %s", type(exc).__name__)
     return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
