@@ -120,7 +120,7 @@ class GeofenceService:
                     fixes, uow_factory=lambda: self._uow(session), at=at, refused=refused
                 )
         for (status, reason), n in outcome.counts.items():
-            FIXES.labels(status, reason).inc(n)
+            FIXES.labels(status, reason.split(":", 1)[0]).inc(n)  # "invalid: <decoder message>" -> bounded
         self._publish(outcome.events)
         return outcome
 
