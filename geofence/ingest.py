@@ -222,24 +222,25 @@ class Ingestor:
                 fix = fixes[i]
                 t = fix.recorded_at
                 fid = fix.client_fix_id
-                if fid is not None and (fid in batch_ids or (remembered and fid in remembered)):
+                if fid is not None and fid in batch_ids:  # same client fix id twice in one batch
                     results[i] = DUPLICATE_RESULT
                     continue
                 if last_at is not None and t <= last_at:
-                    results[i] = DUPLICATE_RESULT if t == last_at else _rejected("out_of_order")
+                    # a retried fix is never newer than what was processed: only then look at the ids
+                    # remembered from earlier batches (an id reused with a newer time is a new fix)
+                    repeated = t == last_at or (fid is not None and fid in remembered)
+                    results[i] = DUPLICATE_RESULT if repeated else _rejected("out_of_order")
                     continue
                 if pat is not None and jumps < JUMPS_BEFORE_REANCHOR - 1:
                     if _fast_speed_mps(plat, plng, pacc, pat, fix) > max_speed:
                         jumps += 1
                         results[i] = _rejected("implausible_jump")
-                        if fid is not None:
-                            batch_ids.add(fid)
                         continue
                 jumps = 0
                 survivors.append(i)
                 last_at = pat = t
                 plat, plng, pacc = fix.lat, fix.lng, fix.accuracy_m
-                if fid is not None:
+                if fid is not None and len(positions) > 1:
                     batch_ids.add(fid)
             if track is not None:
                 track.jumps = jumps
