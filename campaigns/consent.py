@@ -107,6 +107,21 @@ def consent_state(events: Iterable[LedgerEntry], at: datetime) -> dict[Purpose, 
     return {p: bool(latest[p].granted) if p in latest else False for p in _PURPOSES.values()}
 
 
+def is_granted(events: Iterable[LedgerEntry], purpose: Purpose, at: datetime) -> bool:
+    """``consent_state(events, at)[purpose]`` for one purpose, without building the whole state
+    (the location gate calls it once per device on every ingest batch)."""
+    at = _utc(at)
+    best: Any = None
+    best_key: tuple[datetime, datetime, int, bool] | None = None
+    for entry in events:
+        if entry.purpose != purpose.value or _utc(entry.occurred_at) > at:
+            continue
+        key = _order_key(entry)
+        if best_key is None or key > best_key:
+            best, best_key = entry, key
+    return bool(best.granted) if best is not None else False
+
+
 def refusal_reason(
     state: Mapping[Purpose, bool],
     *,

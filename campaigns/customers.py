@@ -19,11 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import func
+from sqlalchemy import String, any_, bindparam, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from campaigns.cancellation import cancel_waiting_deliveries
-from campaigns.consent import WITHDRAWAL_CHANNELS, Purpose, Source, consent_state
+from campaigns.consent import WITHDRAWAL_CHANNELS, Purpose, Source, consent_state, is_granted
 from campaigns.phones import InvalidPhone, mask_token, phone_hash, to_e164
 from geofence.service.tables.customers import ConsentEvent, Customer, Device, Suppression
 
@@ -416,8 +417,17 @@ def record_consent(
     return event, cancelled
 
 
+def _member_of(column: Any, values: set[str], session: Session) -> Any:
+    """``column IN values``; on PostgreSQL one array parameter (``= ANY(:ids)``) instead of one bind
+    per value, which costs more to build and plan than the query itself for 1,000 device ids."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        return column == any_(bindparam("member_ids", list(values), type_=ARRAY(String)))
+    return column.in_(values)
+
+
 def location_consented_devices(session: Session, device_ids: Iterable[str], *, at: datetime) -> set[str]:
-    """The devices among ``device_ids`` whose (not erased) customer holds ``location_offers`` now.
+    """The devices among ``device_ids`` whose customer holds ``location_offers`` now.
 
     On the ingest hot path: one query returning plain rows (no ORM objects), projected in Python.
     """
@@ -433,14 +443,13 @@ def location_consented_devices(session: Session, device_ids: Iterable[str], *, a
             col(ConsentEvent.recorded_at),
             col(ConsentEvent.seq),
         )
-        .join(Customer, col(Customer.id) == col(Device.customer_id))
-        .join(ConsentEvent, col(ConsentEvent.customer_id) == col(Customer.id))
-        .where(col(Device.id).in_(ids))
-        .where(col(Customer.erased_at).is_(None))
+        .join(ConsentEvent, col(ConsentEvent.customer_id) == col(Device.customer_id))
+        .where(_member_of(col(Device.id), ids, session))
+        # No join on customers: erasure deletes the devices and appends withdrawals to the ledger.
         # No SQL filter on purpose: with one, planners drive the join from the (unselective) purpose
         # index and read the whole ledger; consent_state ignores the other purposes anyway.
     ).all()
     ledgers: dict[str, list[Any]] = {}
     for row in rows:
         ledgers.setdefault(row.device_id, []).append(row)
-    return {d for d, entries in ledgers.items() if consent_state(entries, at)[Purpose.LOCATION_OFFERS]}
+    return {d for d, entries in ledgers.items() if is_granted(entries, Purpose.LOCATION_OFFERS, at)}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from campaigns.consent import Purpose, consent_state, may_contact, refusal_reason
+from campaigns.consent import Purpose, consent_state, is_granted, may_contact, refusal_reason
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -98,3 +98,17 @@ def test_may_contact_needs_location_consent_only_for_location_triggered_messages
     assert may_contact(entries, channel="push", at=T0) is False
     assert may_contact(entries, channel="push", at=T0, location_triggered=False) is True
     assert may_contact(entries + [Entry("location_offers", True, T0)], channel="push", at=T0) is True
+
+
+def test_is_granted_agrees_with_the_full_projection():
+    entries = [
+        Entry("location_offers", True, T0, recorded_at=T0, seq=1),
+        Entry("location_offers", False, T0 + timedelta(hours=1), recorded_at=T0, seq=2),
+        Entry("push_marketing", True, T0 + timedelta(hours=2)),
+        Entry("location_offers", True, T0 + timedelta(hours=3), recorded_at=T0, seq=3),
+    ]
+    for minutes in range(-30, 300, 15):
+        at = T0 + timedelta(minutes=minutes)
+        state = consent_state(entries, at)
+        for purpose in Purpose:
+            assert is_granted(entries, purpose, at) is state[purpose], (purpose, minutes)
