@@ -12,6 +12,7 @@ New revision after changing a table (against an up-to-date PostgreSQL database):
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,14 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return config
 
 
+@lru_cache(maxsize=1)
+def _heads() -> tuple[str, ...]:
+    """The head revision(s) of the scripts shipped with this code (read once per process)."""
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
 def has_revisions() -> bool:
-    return bool(ScriptDirectory.from_config(alembic_config()).get_heads())
+    return bool(_heads())
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -58,6 +65,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         if not has_revisions():  # no revision written yet: nothing to run, create the tables
             SQLModel.metadata.create_all(conn)
             return
+        if revision == "head" and MigrationContext.configure(conn).get_current_heads() == _heads():
+            return  # already there (every process start on an up-to-date database)
         existing = set(inspect(conn).get_table_names())
         ours = set(SQLModel.metadata.tables)
         config = alembic_config(connection=conn)
