@@ -182,6 +182,7 @@ def recorded_events(
     until: datetime | None,
     limit: int,
     zone_ids: Iterable[str] | None = None,
+    kinds: Iterable[str] | None = None,
 ) -> list[ZoneEvent]:
     """Zone events from the ``zone_events`` table (oldest first), as the bus would have carried them."""
     from sqlalchemy import select
@@ -195,6 +196,8 @@ def recorded_events(
         stmt = stmt.where(ZoneEventRow.at >= since)  # type: ignore[operator]
     if until is not None:
         stmt = stmt.where(ZoneEventRow.at < until)  # type: ignore[operator]
+    if kinds is not None:
+        stmt = stmt.where(ZoneEventRow.kind.in_([str(k) for k in kinds]))  # type: ignore[attr-defined]
     if zone_ids is not None:
         stmt = stmt.where(ZoneEventRow.zone_id.in_(list(zone_ids)))  # type: ignore[attr-defined]
     return [
@@ -246,3 +249,18 @@ def dry_run_in_db(
         history_for=history_for if with_history else None,
         policy=policy,
     )
+
+
+def campaign_zone_ids(session: Any, campaign: Campaign) -> list[str]:
+    """The zones a campaign can trigger in: its zone ids plus every zone carrying one of its tags."""
+    from sqlalchemy import select
+
+    from campaigns.handler import zone_info_from_row
+    from geofence.service.tables.zones import ZoneRow
+
+    ids = set(campaign.trigger.zone_ids)
+    if campaign.trigger.zone_tags:
+        for row in session.execute(select(ZoneRow)).scalars():
+            if zone_info_from_row(row).tags & campaign.trigger.zone_tags:
+                ids.add(row.id)
+    return sorted(ids)

@@ -142,6 +142,8 @@ def test_dry_run_over_recorded_events(client: TestClient, session: Session) -> N
         session, event_id="e3", at=MONDAY_1145 + timedelta(minutes=3), device_id="d-ana", visit_id="v3"
     )  # cooldown
     add_zone_event(session, event_id="e4", at=MONDAY_1145 + timedelta(hours=9), device_id="d-stranger")
+    add_zone_event(session, event_id="other-zone", at=MONDAY_1145, device_id="d-ana", zone_id="z9")
+    add_zone_event(session, event_id="exit", at=MONDAY_1145, device_id="d-ana", kind="exit")
     client.post("/v1/campaigns", json=definition())  # a draft can be dry-run
     r = client.post("/v1/campaigns/lunch/dry-run", json={"since": "2026-11-23T00:00:00Z"})
     assert r.status_code == 200, r.text
@@ -153,6 +155,7 @@ def test_dry_run_over_recorded_events(client: TestClient, session: Session) -> N
     assert by_event["e3"]["reason"].startswith("cap:")
     assert by_event["e4"]["reason"] == "unknown_customer"
     assert report["recipients"] == 1 and report["outcomes"] == {"send": 1, "skip": 3}
+    assert "other-zone" not in by_event and "exit" not in by_event  # not this campaign's trigger
     assert session.execute(select(Delivery)).scalars().all() == []  # nothing written
 
 

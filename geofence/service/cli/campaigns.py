@@ -98,7 +98,7 @@ def dry_run_command(
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
 ) -> None:
     """Who would have received what and when, and why the others would not (writes nothing)."""
-    from campaigns.dry_run import dry_run_in_db, recorded_events
+    from campaigns.dry_run import campaign_zone_ids, dry_run_in_db, recorded_events
     from campaigns.model import CampaignInvalid, parse_campaign
     from geofence.service.tables.campaigns import CampaignRow
 
@@ -119,7 +119,12 @@ def dry_run_command(
             events = events_from_trace(settings, engine, trace, device_id=device_id)
         else:
             events = recorded_events(
-                session, since=_instant(since, "since"), until=_instant(until, "until"), limit=limit
+                session,
+                since=_instant(since, "since"),
+                until=_instant(until, "until"),
+                limit=limit,
+                zone_ids=campaign_zone_ids(session, campaign),
+                kinds=campaign.trigger.kinds,
             )
         report = dry_run_in_db(session, campaign, events)
         session.rollback()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from campaigns.decide import DecisionPolicy
-from campaigns.dry_run import dry_run_in_db, recorded_events
+from campaigns.dry_run import campaign_zone_ids, dry_run_in_db, recorded_events
 from campaigns.model import (
     STATUS_TRANSITIONS,
     Campaign,
@@ -283,7 +283,14 @@ def dry_run_campaign(
             for e in body.events
         ]
     else:
-        events = recorded_events(session, since=body.since, until=body.until, limit=body.limit)
+        events = recorded_events(
+            session,
+            since=body.since,
+            until=body.until,
+            limit=body.limit,
+            zone_ids=campaign_zone_ids(session, campaign),
+            kinds=campaign.trigger.kinds,
+        )
     policy = runtime.services.get("decision_policy") or DecisionPolicy()
     report = dry_run_in_db(session, campaign, events, policy=policy, with_history=body.with_history)
     session.rollback()
