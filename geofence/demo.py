@@ -1,0 +1,538 @@
+"""The demo use case: the whole engine, on the embedded default, on a simulated clock.
+
+``run_demo(workdir)`` resets a SQLite database under ``workdir``, loads fictitious demo stores placed
+along two REAL GPS traces (IGN / LASTIG, CeCILL-C — see ``geofence/demo_data/ATTRIBUTION.md``),
+defines two campaigns, creates three customers with explicit, proven consents, registers their
+devices and replays the traces through the real ingest path (``runtime.services["geofence"].ingest``,
+the code ``POST /v1/locations`` calls). Zone events go through the real event bus to the campaign
+handler (decisions, caps, outbox rows); the real dispatcher sends through the local outbox channel.
+A STOP reply goes through the same use case as the Twilio webhook. It ends with a CRM export.
+
+Why a simulated clock: the traces were recorded in 2018 and 2019, and every adapter reads the time
+through ``geofence.service.clock.now``. For the demo's duration that function is replaced by the
+replay's clock (each batch of fixes sets it to the batch's last fix time), so fix-age checks, send
+windows, legal hours and expiry are evaluated at the time the trace was recorded.
+
+- Lunch offer (push) on **walking** zones, Mon–Fri 12:00–14:00 store time: the Vincennes trace was
+  recorded on Wednesday 2018-01-31 from 12:17 to 14:21 Paris time, a lunch-time walk, so it is replayed
+  at its own time (no shift needed).
+- After-work offer (SMS) on **driving** zones, Mon–Fri 17:30–18:30: the Sénart trace runs on Friday
+  2019-07-12 from 17:26 to 19:03 Paris time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from geofence.fixes import LocationFix
+
+STORE_TZ = "Europe/Paris"
+PARIS = ZoneInfo(STORE_TZ)
+BATCH = timedelta(seconds=60)  # fixes are ingested one simulated minute at a time
+STOP_SENDER = "36111"  # a French marketing short code (36xxx)
+APP_VERSION = "demo-1.0"
+CONSENT_EVIDENCE = {"screen": "onboarding/offers", "app_version": APP_VERSION}
+
+Emit = Callable[[str], None]
+Wrap = Callable[[Sequence[Any], str], Iterable[Any]]
+
+
+class DemoUnavailable(RuntimeError):
+    """Something the demo needs is missing from this installation."""
+
+
+# --- the simulated clock ---------------------------------------------------------------------------
+
+
+class SimulatedClock:
+    """Monotonic replay time: ``set`` never goes backwards."""
+
+    def __init__(self, start: datetime) -> None:
+        self.at = start
+
+    def now(self) -> datetime:
+        return self.at
+
+    def set(self, at: datetime) -> None:
+        self.at = max(self.at, at)
+
+
+@contextmanager
+def simulated_clock(start: datetime) -> Iterator[SimulatedClock]:
+    """Route ``geofence.service.clock.now`` to a simulated clock for the block (restored after)."""
+    from geofence.service import clock
+
+    sim = SimulatedClock(start)
+    original = clock.now
+    clock.now = sim.now  # type: ignore[assignment]
+    try:
+        yield sim
+    finally:
+        clock.now = original  # type: ignore[assignment]
+
+
+# --- demo data -----------------------------------------------------------------------------------
+
+
+def data_file(name: str) -> Path:
+    return Path(str(resources.files("geofence") / "demo_data" / name))
+
+
+def load_stores() -> list[dict[str, Any]]:
+    return list(json.loads(data_file("stores.json").read_text(encoding="utf-8"))["stores"])
+
+
+def load_trace(name: str, device_id: str) -> list[LocationFix]:
+    from geofence.traces import read_trace
+
+    fixes, _errors = read_trace(data_file(name).read_text(encoding="utf-8"), name=name, device_id=device_id)
+    return sorted(fixes, key=lambda f: f.recorded_at)
+
+
+@dataclass(frozen=True)
+class DemoCustomer:
+    key: str
+    first_name: str
+    crm_id: str
+    phone: str  # made up; the demo never leaves the machine (local outbox channel)
+    device_id: str
+    platform: str
+    push_token: str | None
+    purposes: tuple[str, ...]  # consents granted (with proof)
+
+
+CUSTOMERS = (
+    DemoCustomer("camille", "Camille", "CRM-1001", "+33612345601", "demo-phone-camille", "android",
+                 "demo-fcm-token-camille", ("location_offers", "push_marketing")),
+    DemoCustomer("karim", "Karim", "CRM-1002", "+33612345642", "demo-phone-karim", "ios", None,
+                 ("location_offers", "sms_marketing")),
+    DemoCustomer("ines", "Inès", "CRM-1003", "+33612345677", "demo-phone-ines", "android", None,
+                 ("location_offers",)),  # no SMS consent: her offers are skipped, with the reason
+)  # fmt: skip
+
+CONSENT_WORDING = {
+    "location_offers": "Utiliser ma position pour me proposer des offres des magasins proches (v2).",
+    "push_marketing": "Recevoir des offres par notification.",
+    "sms_marketing": "Recevoir des offres par SMS. STOP au 36111 pour ne plus en recevoir.",
+}
+
+
+def campaign_definitions() -> list[dict[str, Any]]:
+    return [
+        {
+            "id": "lunch-walk", "name": "Lunch offer (walking zones)", "status": "active", "priority": 1,
+            "trigger": {"kinds": ["enter", "dwell"], "zone_tags": ["walking"]},
+            "channel": "push",
+            "templates": {
+                "fr": {"title": "Pause déjeuner ?", "body": "{first_name}, -20 % sur la formule midi chez "
+                       "{store_name} aujourd'hui (jusqu'à {offer_expiry})."},
+                "en": {"title": "Lunch break?", "body": "{first_name}, 20% off the lunch menu at "
+                       "{store_name} today (until {offer_expiry})."},
+            },
+            "windows": [{"days": "mon-fri", "start": "12:00", "end": "14:00"}],
+            "offer_ttl_s": 3600,
+        },
+        {
+            "id": "after-work-drive", "name": "After-work offer (driving zones)", "status": "active",
+            "priority": 1,
+            "trigger": {"kinds": ["enter"], "zone_tags": ["driving"]},
+            "channel": "sms",
+            "templates": {
+                "fr": {"body": "{first_name}, ce soir -10 % chez {store_name} jusqu'à {offer_expiry}."},
+            },
+            "windows": [{"days": "mon-fri", "start": "17:30", "end": "18:30"}],
+            "caps": {"cooldown_s": 0},  # one offer per store visit, several stores per evening
+            "offer_ttl_s": 5400,
+            "advertiser": "Demo Retail",
+            "sender": STOP_SENDER,
+        },
+    ]  # fmt: skip
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoReport:
+    workdir: Path
+    fixes: int = 0
+    zone_events: list[str] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    stop_cancelled: int = 0
+    stop_line: str = ""
+    export_files: list[Path] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def _local(at: datetime) -> str:
+    return at.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _mask(phone: str | None) -> str:
+    from campaigns.providers.errors import mask
+
+    return str(mask(phone))
+
+
+def _no_wrap(items: Sequence[Any], _label: str) -> Iterable[Any]:
+    return items
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+def demo_settings(workdir: Path) -> Any:
+    from geofence.service.settings import Settings
+
+    return Settings(
+        env="local",
+        database_url=f"sqlite:///{workdir}/demo.db",
+        outbox_dir=workdir / "outbox",
+        export_dir=workdir / "exports",
+        channels=["outbox"],
+        auth_required=False,
+        migrate_on_start=False,
+        scheduler={"enabled": False},  # the demo drives every job itself, on the simulated clock
+        log={"level": "WARNING", "json_format": False},  # the demo narrates; job logs would repeat it
+    )
+
+
+def reset_workdir(workdir: Path) -> None:
+    """Start from nothing: the demo database, outbox files and exports are removed."""
+    for name in ("demo.db", "demo.db-wal", "demo.db-shm"):
+        (workdir / name).unlink(missing_ok=True)
+    for name in ("outbox", "exports"):
+        shutil.rmtree(workdir / name, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+
+def save_stores(runtime: Any, stores: list[dict[str, Any]], at: datetime) -> int:
+    from zones.io import read_zones_csv
+
+    lines = ["id,name,lat,lng,radius_m,store_id,tags,tz"]
+    lines += [
+        f'{z["id"]},"{s["name"]}",{z["lat"]},{z["lng"]},{z["radius_m"]},{s["id"]},{z["kind"]},{STORE_TZ}'
+        for s in stores
+        for z in s["zones"]
+    ]
+    zones, errors = read_zones_csv("\n".join(lines) + "\n")
+    if errors:
+        raise RuntimeError(f"demo stores: {errors}")
+    runtime.services["geofence"].save_zones(zones, at=at)
+    return len(zones)
+
+
+def save_campaigns(runtime: Any, at: datetime) -> None:
+    from campaigns.model import parse_campaign
+    from geofence.service.db import session_scope
+    from geofence.service.tables.campaigns import CampaignRow
+
+    with session_scope(runtime.engine) as session:
+        for definition in campaign_definitions():
+            campaign = parse_campaign(definition)
+            session.add(
+                CampaignRow(
+                    id=campaign.id,
+                    name=campaign.name,
+                    status=campaign.status.value,
+                    priority=campaign.priority,
+                    definition=campaign.definition(),
+                    starts_at=campaign.starts_at,
+                    ends_at=campaign.ends_at,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+
+
+def save_customers(runtime: Any, at: datetime) -> dict[str, str]:
+    """Customers, devices and consents with proof; returns customer id -> first name."""
+    from campaigns.customers import CustomerInput, record_consent, register_device, upsert_customer
+    from geofence.service.db import session_scope
+
+    hash_key = runtime.settings.hash_key.get_secret_value()
+    names: dict[str, str] = {}
+    with session_scope(runtime.engine) as session:
+        for c in CUSTOMERS:
+            customer, _ = upsert_customer(
+                session,
+                CustomerInput(crm_id=c.crm_id, phone=c.phone, first_name=c.first_name, locale="fr",
+                              tz=STORE_TZ, country="FR"),
+                at=at, hash_key=hash_key,
+            )  # fmt: skip
+            register_device(session, device_id=c.device_id, platform=c.platform, at=at,
+                            customer_id=customer.id, push_token=c.push_token,
+                            app_version=APP_VERSION)  # fmt: skip
+            for purpose in c.purposes:
+                record_consent(
+                    session, customer_id=customer.id, purpose=purpose, granted=True, source="app_screen",
+                    at=at, wording=CONSENT_WORDING[purpose], wording_version="2026-01",
+                    recorded_by="geofence demo", evidence=CONSENT_EVIDENCE,
+                )  # fmt: skip
+            names[customer.id] = c.first_name
+    return names
+
+
+def batches(fixes: Sequence[LocationFix], every: timedelta = BATCH) -> list[list[LocationFix]]:
+    """Consecutive fixes grouped by simulated minute (what a phone's batched upload looks like)."""
+    out: list[list[LocationFix]] = []
+    start: datetime | None = None
+    for fix in fixes:
+        if start is None or fix.recorded_at >= start + every:
+            out.append([])
+            start = fix.recorded_at
+        out[-1].append(fix)
+    return out
+
+
+class _Observer:
+    """Reads what the engine did since the last look (zone events, decisions, sends) and narrates it."""
+
+    def __init__(self, runtime: Any, names: dict[str, str], zone_names: dict[str, str], emit: Emit,
+                 report: DemoReport) -> None:  # fmt: skip
+        self.runtime, self.names, self.zone_names, self.emit, self.report = (
+            runtime,
+            names,
+            zone_names,
+            emit,
+            report,
+        )
+        self.seen_events: set[str] = set()
+        self.statuses: dict[str, str] = {}
+
+    def _who(self, customer_id: str | None) -> str:
+        return self.names.get(customer_id or "", "unknown device")
+
+    def look(self) -> None:
+        from geofence.service.tables.campaigns import Delivery
+        from geofence.service.tables.presence import ZoneEventRow
+
+        with Session(self.runtime.engine) as session:
+            events = (
+                session.execute(
+                    select(ZoneEventRow).order_by(ZoneEventRow.at, ZoneEventRow.id)  # type: ignore[arg-type]
+                )
+                .scalars()
+                .all()
+            )
+            deliveries = (
+                session.execute(
+                    select(Delivery).order_by(Delivery.created_at, Delivery.id)  # type: ignore[arg-type]
+                )
+                .scalars()
+                .all()
+            )
+            phones = self._phones(session)
+        for e in events:
+            if e.id in self.seen_events:
+                continue
+            self.seen_events.add(e.id)
+            line = (f"{_local(e.at)}  {e.kind.upper():<5} {self.zone_names.get(e.zone_id, e.zone_id):<36} "
+                    f"{self._who(e.customer_id)}")  # fmt: skip
+            self.report.zone_events.append(line)
+            self.emit(f"  zone   {line}")
+        for d in deliveries:
+            before = self.statuses.get(d.id)
+            if before == d.status:
+                continue
+            self.statuses[d.id] = d.status
+            who = self._who(d.customer_id)
+            if before is None:
+                verdict = {"pending": "SEND", "deferred": "DEFER", "skipped": "SKIP"}.get(d.status, d.status)
+                line = f"{d.campaign_id:<17} -> {who:<8} {verdict:<5} ({d.reason or 'ok'}) via {d.channel}"
+                self.report.decisions.append(line)
+                self.emit(f"  decide {line}")
+            if d.status in ("sent", "delivered") and before not in ("sent", "delivered"):
+                to = _mask(phones.get(d.customer_id or "")) if d.channel == "sms" else f"{who}'s phone (push)"
+                line = f"{d.channel.upper():<4} to {to}: {(d.title + ' — ') if d.title else ''}{d.body}"
+                self.report.sent.append(line)
+                self.emit(f"  sent   {line}")
+            elif d.status == "cancelled":
+                self.emit(f"  cancel {d.campaign_id} -> {who}: {d.reason}")
+
+    @staticmethod
+    def _phones(session: Session) -> dict[str, str | None]:
+        from geofence.service.tables.customers import Customer
+
+        return {c.id: c.phone_e164 for c in session.execute(select(Customer)).scalars()}
+
+
+def status_counts(runtime: Any, customer_id: str) -> dict[str, int]:
+    from sqlalchemy import func
+
+    from geofence.service.tables.campaigns import Delivery
+
+    with Session(runtime.engine) as session:
+        rows = session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.customer_id == customer_id)
+            .group_by(Delivery.status)
+        ).all()
+    return {str(status): int(n) for status, n in rows}
+
+
+def simulate_stop(runtime: Any, phone: str, at: datetime) -> tuple[int, str]:
+    """A "STOP" reply through the use case the Twilio webhook calls; returns (cancelled, reply)."""
+    from campaigns.inbound_sms import InboundSms, handle_inbound_sms
+    from geofence.service.db import session_scope
+    from geofence.service.routes.twilio import _config
+
+    sms = InboundSms(message_sid=f"SMdemo{int(at.timestamp())}", from_number=phone, to_number=STOP_SENDER,
+                     body="STOP")  # fmt: skip
+    with session_scope(runtime.engine) as session:
+        outcome = handle_inbound_sms(
+            session,
+            sms,
+            at=at,
+            hash_key=runtime.settings.hash_key.get_secret_value(),
+            config=_config(runtime),
+        )
+    return outcome.cancelled, outcome.reply or ""
+
+
+def _replay(runtime: Any, sim: SimulatedClock, fixes: list[LocationFix], *, label: str, wrap: Wrap,
+            observer: _Observer, after_batch: Callable[[datetime], None] | None = None) -> None:  # fmt: skip
+    from campaigns.dispatcher import dispatch_job
+
+    service = runtime.services["geofence"]
+    for chunk in wrap(batches(fixes), label):
+        at = chunk[-1].recorded_at
+        sim.set(at)
+        service.ingest(chunk, at=at)  # events -> bus -> campaign handler (decisions, outbox rows)
+        service.sweep(at)  # dwell timers and silence exits due now
+        observer.look()
+        if after_batch is not None:
+            after_batch(at)
+        dispatch_job(runtime)  # the worker's job body: claim due rows, send through the outbox channel
+        observer.look()
+    end = fixes[-1].recorded_at + timedelta(hours=1)  # let the trace's timers run out (silence exit)
+    sim.set(end)
+    service.sweep(end)
+    observer.look()
+
+
+def write_crm_export(runtime: Any, directory: Path, at: datetime) -> list[Path]:
+    from campaigns.export import KIND_NAMES, plan_export
+    from campaigns.export.pipeline import write_export
+
+    plans = [plan_export(runtime.engine, kind, None, at=at, settle_s=0) for kind in KIND_NAMES]
+    return [
+        write_export(runtime.engine, plan, fmt, directory / f"{plan.kind.name}.{fmt}").path
+        for plan in plans
+        for fmt in ("csv", "ndjson")
+    ]
+
+
+def campaign_stats(runtime: Any, campaign_id: str) -> Any:
+    from campaigns.export.stats_source import load_campaign_stats
+
+    with Session(runtime.engine) as session:
+        return load_campaign_stats(
+            session, campaign_id, window=timedelta(hours=24), receipt_providers=frozenset()
+        )
+
+
+def run_demo(workdir: Path, *, emit: Emit = print, wrap: Wrap = _no_wrap) -> DemoReport:
+    """Run the whole demo in ``workdir`` (reset first) and narrate it through ``emit``."""
+    from geofence.service.runtime import build_runtime
+
+    started = time.perf_counter()
+    workdir = workdir.resolve()
+    reset_workdir(workdir)
+    report = DemoReport(workdir=workdir)
+    vincennes = load_trace("vincennes-2018-01-31-thinned.gpx", "demo-phone-camille")
+    senart = load_trace("senart-2019-07-12.gpx", "demo-phone-karim")
+    # Inès drives the same road 20 s behind Karim (a copy of the trace on her own device).
+    senart_ines = [replace(f, device_id="demo-phone-ines", recorded_at=f.recorded_at + timedelta(seconds=20))
+                   for f in senart]  # fmt: skip
+    setup_at = vincennes[0].recorded_at - timedelta(minutes=30)
+    with simulated_clock(setup_at) as sim:
+        runtime = build_runtime(demo_settings(workdir))
+        if "geofence" not in runtime.services:
+            raise DemoUnavailable("the presence service is not registered (is the zones package installed?)")
+        for provider in runtime.services.get("providers", {}).values():
+            if hasattr(provider, "echo"):
+                provider.echo = False  # the demo prints what was sent itself (masked)
+        stores = load_stores()
+        n_zones = save_stores(runtime, stores, setup_at)
+        zone_names = {z["id"]: f"{s['name']} ({z['kind']})" for s in stores for z in s["zones"]}
+        save_campaigns(runtime, setup_at)
+        names = save_customers(runtime, setup_at)
+        by_key = {v: k for k, v in names.items()}
+        emit(f"Database {workdir / 'demo.db'} (reset). {n_zones} demo stores along the traces, 2 campaigns, "
+             f"{len(names)} customers with recorded consents, devices registered.")  # fmt: skip
+        for store in stores:
+            for z in store["zones"]:
+                emit(f"  store  {store['name']:<36} {z['kind']:<8} zone {z['id']} "
+                     f"({z['lat']:.5f}, {z['lng']:.5f}, r={z['radius_m']} m)")  # fmt: skip
+        emit("  (fictitious stores placed on the real traces; see geofence/demo_data/ATTRIBUTION.md)")
+        emit("Lunch offer: push, walking zones, Mon-Fri 12:00-14:00. After-work offer: SMS, driving zones, "
+             "Mon-Fri 17:30-18:30 (store time, Europe/Paris).")  # fmt: skip
+        emit("Clock: simulated. The traces were recorded in 2018 and 2019; every component reads the time "
+             "through geofence.service.clock, which the demo sets to each batch's last fix time, so send "
+             "windows and legal hours apply at the time of day the trace was recorded.")  # fmt: skip
+        observer = _Observer(runtime, names, zone_names, emit, report)
+
+        emit(f"\n1) Camille walks in Vincennes on {_local(vincennes[0].recorded_at)} (Paris time): the real "
+             f"trace, {len(vincennes)} fixes, replayed at its own time of day (lunch time).")  # fmt: skip
+        _replay(runtime, sim, vincennes, label="Vincennes (walking)", wrap=wrap, observer=observer)
+
+        karim_id = by_key["Karim"]
+        stopped = False
+
+        def maybe_stop(at: datetime) -> None:
+            nonlocal stopped
+            counts = status_counts(runtime, karim_id)
+            if stopped or not counts.get("delivered", 0) + counts.get("sent", 0):
+                return
+            if not counts.get("pending", 0) + counts.get("deferred", 0):
+                return
+            stopped = True
+            cancelled, reply = simulate_stop(runtime, CUSTOMERS[1].phone, at)
+            report.stop_cancelled = cancelled
+            report.stop_line = (f"{_local(at)}  Karim replies STOP to {STOP_SENDER}: consent withdrawn, "
+                                f"{cancelled} waiting message(s) cancelled; reply: {reply!r}")  # fmt: skip
+            emit(f"  STOP   {report.stop_line}")
+
+        fixes = sorted([*senart, *senart_ines], key=lambda f: f.recorded_at)
+        emit(f"\n2) Karim and Inès drive around Sénart on {_local(senart[0].recorded_at)} (Paris time): "
+             f"the real trace, {len(senart)} fixes each. Karim will reply STOP while his second offer "
+             "waits.")  # fmt: skip
+        _replay(runtime, sim, fixes, label="Sénart (driving)", wrap=wrap, observer=observer,
+                after_batch=maybe_stop)  # fmt: skip
+        report.fixes = len(vincennes) + len(fixes)
+
+        end = sim.now() + timedelta(hours=1)
+        sim.set(end)
+        export_dir = workdir / "exports" / "crm"
+        report.export_files = write_crm_export(runtime, export_dir, end)
+        for cid in ("lunch-walk", "after-work-drive"):
+            report.stats[cid] = campaign_stats(runtime, cid)
+        runtime.engine.dispose()
+    report.wall_s = time.perf_counter() - started
+    emit("\nCampaign stats (visit window 24 h):")
+    for cid, st in report.stats.items():
+        rate = "-" if st.conversion_rate is None else f"{st.conversion_rate:.0%}"
+        emit(f"  {cid:<17} eligible={st.eligible} sent={st.sent} delivered={st.delivered} "
+             f"skipped={st.skipped} visits={st.visits} conversion={rate} "
+             f"opt-outs after={st.opt_outs_after}")  # fmt: skip
+    emit(f"\nCRM export (HubSpot-ready CSV + Segment NDJSON) written to {export_dir}/:")
+    for path in report.export_files:
+        emit(f"  {path.name:<20} {path.stat().st_size:>8} bytes")
+    emit(f"Outbox channel files: {workdir / 'outbox'}/  —  done in {report.wall_s:.1f} s")
+    return report
