@@ -358,7 +358,7 @@ class _Observer:
                 self.report.decisions.append(line)
                 self.emit(f"  decide {line}")
             if d.status in ("sent", "delivered") and before not in ("sent", "delivered"):
-                to = _mask(phones.get(d.customer_id or "")) if d.channel == "sms" else f"{who}'s phone (push)"
+                to = _mask(phones.get(d.customer_id or "")) if d.channel == "sms" else f"{who}'s phone"
                 line = f"{d.channel.upper():<4} to {to}: {(d.title + ' — ') if d.title else ''}{d.body}"
                 self.report.sent.append(line)
                 self.emit(f"  sent   {line}")
