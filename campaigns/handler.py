@@ -391,7 +391,11 @@ class CampaignHandler:
             ).scalars()
         )  # type: ignore[attr-defined]
         recipient = load_recipient(session, event.device_id, at)
-        history = load_history(session, recipient.customer_id, at) if recipient else []
+        longest = max(
+            [HISTORY_SPAN]
+            + [timedelta(seconds=max(c.caps.cooldown_s, c.caps.zone_cooldown_s)) for c in candidates]
+        )
+        history = load_history(session, recipient.customer_id, at, longest) if recipient else []
         customer_id = recipient.customer_id if recipient else None
         handled: list[Handled] = []
         winner: str | None = None
