@@ -15,13 +15,13 @@ from campaigns.consent import Purpose, Source
 from campaigns.consent_wiring import setup_consent
 from campaigns.privacy import erase_customer, export_customer
 from geofence.service import apikeys
-from geofence.service.app import create_app
 from geofence.service.db import session_scope
 from geofence.service.runtime import Runtime
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, Customer, Device, Suppression
 from geofence.service.tables.presence import LocationFixRow, PresenceRow, ZoneEventRow
+from tests.service.consent_helpers import build_app
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 KEY = "test-hash-key"
@@ -404,7 +404,7 @@ def make_client(engine, tmp_path, *, auth=False):
         twilio={"auth_token": "twilio-test-token"},
         public_base_url="https://engine.example.test",
     )
-    return TestClient(create_app(settings, engine=engine, run_jobs=False))
+    return TestClient(build_app(settings, engine))
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from campaigns import customers as uc
 from campaigns.consent import Purpose
 from campaigns.customer_import import import_customers
 from campaigns.privacy import erase_customer
-from geofence.service.app import create_app
 from geofence.service.settings import Settings, get_settings
 from geofence.service.tables.customers import ConsentEvent, Customer
+from tests.service.consent_helpers import build_app, import_cli_app
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 KEY = "test-hash-key"
@@ -149,7 +149,7 @@ def test_import_endpoint_reports_lines(engine, tmp_path):
         outbox_dir=tmp_path / "o",
         export_dir=tmp_path / "e",
     )
-    with TestClient(create_app(settings, engine=engine, run_jobs=False)) as client:
+    with TestClient(build_app(settings, engine)) as client:
         response = client.post(
             "/v1/customers/import",
             content=(GOOD + "c4,not-a-phone,,,,,,,,,,,,\n").encode(),
@@ -165,7 +165,7 @@ def test_import_endpoint_reports_lines(engine, tmp_path):
 
 
 def test_cli_import_keeps_good_lines_and_names_bad_ones(sqlite_engine, tmp_path, monkeypatch):
-    from geofence.service.cli import app
+    app = import_cli_app()
 
     url = str(sqlite_engine.url)
     monkeypatch.setenv("GEOFENCE_DATABASE_URL", url)

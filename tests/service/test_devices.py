@@ -11,11 +11,11 @@ from sqlmodel import Session, select
 
 from campaigns import customers as uc
 from geofence.service import apikeys
-from geofence.service.app import create_app
 from geofence.service.db import session_scope
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, Customer, Device
+from tests.service.consent_helpers import build_app
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 TOKEN = "fcm-registration-token-" + "Q" * 140
@@ -37,7 +37,7 @@ def app_and_key(engine, tmp_path):
         migrate_on_start=False,
         limits={"device_rate_per_s": 0, "key_rate_per_s": 0},
     )
-    app = create_app(settings, engine=engine, run_jobs=False)
+    app = build_app(settings, engine)
     with session_scope(engine) as s:
         _, key = apikeys.create_api_key(s, name="android app", scopes={"ingest"}, at=AT)
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:

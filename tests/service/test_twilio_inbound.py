@@ -15,11 +15,11 @@ from campaigns import customers as uc
 from campaigns.consent import Purpose, Source
 from campaigns.phones import phone_hash
 from campaigns.privacy import erase_customer
-from geofence.service.app import create_app
 from geofence.service.db import session_scope
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, InboundMessage, Suppression
+from tests.service.consent_helpers import build_app
 
 TOKEN = "twilio-test-auth-token"
 KEY = "test-hash-key"
@@ -46,7 +46,7 @@ def client(engine, tmp_path):
         twilio={"auth_token": TOKEN},
         public_base_url=BASE,
     )
-    with TestClient(create_app(settings, engine=engine, run_jobs=False)) as c:
+    with TestClient(build_app(settings, engine)) as c:
         yield c
 
 
@@ -167,7 +167,7 @@ def test_webhook_is_refused_when_no_auth_token_is_configured(engine, tmp_path):
         outbox_dir=tmp_path / "o",
         export_dir=tmp_path / "e",
     )
-    with TestClient(create_app(settings, engine=engine, run_jobs=False)) as c:
+    with TestClient(build_app(settings, engine)) as c:
         assert post(c, twilio_params("STOP")).status_code == 403
     assert count(engine, InboundMessage) == 0
 
