@@ -1,7 +1,256 @@
-"""Routes: zones."""
+"""Routes: zones (admin). CRUD, sizing by store position + travel profile + minutes, CSV / GeoJSON import
+with per-line errors, GeoJSON export. Every change goes through the presence service so this process's
+index is current at once (other processes pick it up with their zone sync job) and a deleted zone closes
+its open visits."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field, model_validator
+from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
+
+from geofence.service import clock
+from geofence.service.deps import RuntimeDep, SessionDep
+from geofence.service.pagination import PageDep, Paginated
+from geofence.service.security import Principal, require_scope
+from geofence.service.tables._types import as_utc, new_id
+from geofence.service.tables.zones import ZoneRow
+from geofence.service.wiring.geofence import GeofenceService, zone_from_row
+
+try:
+    from zones.errors import ZoneError
+    from zones.io import read_zones_csv, read_zones_geojson, write_zones_geojson
+    from zones.model import Area, Circle, FenceSettings, Zone
+    from zones.sizing import PROFILES, size_zone
+
+    ZONES_READY = True
+except ImportError:  # pragma: no cover - TEMPORARY until the zones package lands in the shared tree
+    ZONES_READY = False
+    ZoneError = ValueError  # type: ignore[misc,assignment]
+    PROFILES = {}  # type: ignore[assignment]
+
+AdminDep = Annotated[Principal, Depends(require_scope("admin"))]
+router = APIRouter(prefix="/v1/zones", tags=["zones"])
+MAX_IMPORT_BYTES = 5_000_000
+
+
+class CircleIn(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    radius_m: float = Field(gt=0, le=50_000)
+
+
+class SizingIn(BaseModel):
+    """Size a circle around a store from how far people travel in ``minutes`` with ``profile``."""
+
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    profile: str = Field(description="travel profile: " + ", ".join(sorted(PROFILES)))
+    minutes: float = Field(5, gt=0, le=120)
+    radius_m: float | None = Field(None, gt=0, le=50_000, description="explicit radius (overrides sizing)")
+
+
+class FenceIn(BaseModel):
+    dwell_after_s: int | None = Field(None, ge=0, le=7 * 86400)
+    accuracy_tolerance_m: float | None = Field(None, gt=0, le=5000)
+    exit_margin_m: float | None = Field(None, ge=0, le=5000)
+    enter_confirm_fixes: int | None = Field(None, ge=1, le=20)
+
+
+class ZoneIn(BaseModel):
+    """A zone: exactly one of ``circle``, ``area`` (GeoJSON Polygon/MultiPolygon) or ``sizing``."""
+
+    id: str | None = Field(None, min_length=1, max_length=128, description="defaults to a new id")
+    name: str = Field(min_length=1, max_length=200)
+    store_id: str | None = Field(None, max_length=128)
+    circle: CircleIn | None = None
+    area: dict[str, Any] | None = None
+    sizing: SizingIn | None = None
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    tz: str = "Europe/Paris"
+    country: str = Field("FR", min_length=2, max_length=2)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    fence: FenceIn | None = None
+
+    @model_validator(mode="after")
+    def one_geometry(self) -> ZoneIn:
+        given = [g for g in (self.circle, self.area, self.sizing) if g is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of circle, area or sizing")
+        return self
+
+
+class ZonePublic(BaseModel):
+    id: str
+    name: str
+    store_id: str | None
+    zone: dict[str, Any] = Field(description="the zone as stored (Zone.to_dict())")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ImportError_(BaseModel):
+    line: int
+    reason: str
+
+
+class ImportOut(BaseModel):
+    imported: int
+    errors: list[ImportError_]
+
+
+def to_zone(body: ZoneIn, zone_id: str) -> Zone:
+    """Request -> domain zone. Raises ``ZoneError`` with a clear reason."""
+    geometry: Circle | Area
+    profile = minutes = None
+    if body.circle is not None:
+        geometry = Circle(body.circle.lat, body.circle.lng, body.circle.radius_m)
+    elif body.area is not None:
+        geometry = Area(body.area)
+    else:
+        assert body.sizing is not None
+        s = body.sizing
+        if s.profile not in PROFILES:
+            raise ZoneError(f"unknown travel profile {s.profile!r}; use one of {', '.join(sorted(PROFILES))}")
+        geometry = size_zone(s.lat, s.lng, s.profile, s.minutes, s.radius_m)
+        profile, minutes = s.profile, s.minutes
+    fence = FenceSettings(**body.fence.model_dump()) if body.fence is not None else None
+    return Zone(
+        id=zone_id, name=body.name, geometry=geometry, store_id=body.store_id, tags=frozenset(body.tags),
+        tz=body.tz, country=body.country.upper(), metadata=body.metadata, fence=fence, profile=profile,
+        minutes=minutes,
+    )
+
+
+def to_public(row: ZoneRow) -> ZonePublic:
+    return ZonePublic(
+        id=row.id, name=row.name, store_id=row.store_id, zone=row.data,
+        created_at=as_utc(row.created_at) or row.created_at,
+        updated_at=as_utc(row.updated_at) or row.updated_at,
+    )
+
+
+def _service(runtime: RuntimeDep) -> GeofenceService:
+    return runtime.services["geofence"]  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[GeofenceService, Depends(_service)]
+
+
+def _save(service: GeofenceService, zones: list[Zone], session: SessionDep) -> list[ZonePublic]:
+    try:
+        saved = service.save_zones(zones, at=clock.now())
+    except ZoneError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    rows = [session.get(ZoneRow, z.id) for z in saved]
+    return [to_public(r) for r in rows if r is not None]
+
+
+@router.get("", response_model=Paginated[ZonePublic])
+def list_zones(
+    session: SessionDep, page: PageDep, _p: AdminDep,
+    store_id: Annotated[str | None, Query(max_length=128)] = None,
+) -> Paginated[ZonePublic]:
+    stmt = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
+    if store_id is not None:
+        stmt = stmt.where(ZoneRow.store_id == store_id)
+    rows = session.exec(stmt.order_by(ZoneRow.id).offset(page.offset).limit(page.limit + 1)).all()
+    return page.build(rows, to_public)
+
+
+@router.post("", response_model=ZonePublic, status_code=201)
+def create_zone(body: ZoneIn, service: ServiceDep, session: SessionDep, _p: AdminDep) -> ZonePublic:
+    zone_id = body.id or new_id()
+    existing = session.get(ZoneRow, zone_id)
+    if existing is not None and existing.deleted_at is None:
+        raise HTTPException(409, detail=f"zone {zone_id!r} exists; PUT /v1/zones/{zone_id} replaces it")
+    try:
+        zone = to_zone(body, zone_id)
+    except (ZoneError, ValueError, TypeError) as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    return _save(service, [zone], session)[0]
+
+
+@router.get("/export", summary="All zones as a GeoJSON FeatureCollection")
+def export_zones(session: SessionDep, _p: AdminDep) -> dict[str, Any]:
+    live = ZoneRow.deleted_at.is_(None)  # type: ignore[union-attr]
+    rows = session.exec(select(ZoneRow).where(live).order_by(ZoneRow.id)).all()
+    return write_zones_geojson(zone_from_row(r) for r in rows)
+
+
+@router.post(
+    "/import",
+    response_model=ImportOut,
+    summary="Import zones from CSV or GeoJSON (request body: the file's text)",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/geo+json": {"schema": {"type": "object"}},
+    }}},
+)
+async def import_zones(
+    request: Request, service: ServiceDep, _p: AdminDep,
+    format: Annotated[Literal["csv", "geojson"], Query()] = "csv",
+) -> ImportOut:
+    """Every valid line is imported (created or replaced); each bad line is reported with its number."""
+    raw = await request.body()
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise HTTPException(413, detail=f"import larger than {MAX_IMPORT_BYTES} bytes")
+    try:
+        body = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(422, detail=f"body is not UTF-8 (byte {exc.start})") from None
+    return await run_in_threadpool(_import, service, body, format)
+
+
+def _import(service: GeofenceService, body: str, format: str) -> ImportOut:
+    reader = read_zones_csv if format == "csv" else read_zones_geojson
+    try:
+        zones, errors = reader(body)
+    except (ZoneError, ValueError) as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    out = [ImportError_(line=e.line, reason=e.reason) for e in errors]
+    saved = 0
+    for zone in zones:  # one by one so that a zone failing validation does not drop the others
+        try:
+            service.save_zones([zone], at=clock.now())
+            saved += 1
+        except ZoneError as exc:
+            out.append(ImportError_(line=0, reason=f"zone {zone.id!r}: {exc}"))
+    return ImportOut(imported=saved, errors=out)
+
+
+@router.get("/{zone_id}", response_model=ZonePublic)
+def get_zone(zone_id: str, session: SessionDep, _p: AdminDep) -> ZonePublic:
+    row = session.get(ZoneRow, zone_id)
+    if row is None or row.deleted_at is not None:
+        raise HTTPException(404, detail=f"no zone {zone_id!r}")
+    return to_public(row)
+
+
+@router.put("/{zone_id}", response_model=ZonePublic)
+def replace_zone(
+    zone_id: str, body: ZoneIn, service: ServiceDep, session: SessionDep, _p: AdminDep
+) -> ZonePublic:
+    if body.id is not None and body.id != zone_id:
+        raise HTTPException(422, detail="the body's id differs from the path's")
+    try:
+        zone = to_zone(body, zone_id)
+    except (ZoneError, ValueError, TypeError) as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    return _save(service, [zone], session)[0]
+
+
+@router.delete("/{zone_id}", status_code=204)
+def delete_zone(zone_id: str, service: ServiceDep, _p: AdminDep) -> Response:
+    """Delete a zone; devices inside get an EXIT with reason ``zone_removed``."""
+    if not service.delete_zone(zone_id, at=clock.now()):
+        raise HTTPException(404, detail=f"no zone {zone_id!r}")
+    return Response(status_code=204)
+
+
+if not ZONES_READY:  # pragma: no cover - TEMPORARY: no zone routes without the zones package
+    router = APIRouter(prefix="/v1/zones", tags=["zones"])
