@@ -22,6 +22,7 @@ PLACEHOLDERS = frozenset(
     {"first_name", "store_name", "distance", "directions_url", "offer_expiry", "campaign_name"}
 )
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NIGHT_FLOOR_END = time(6, 0)
 
 
 class CampaignStatus(StrEnum):
@@ -219,6 +220,15 @@ class QuietHours(_Frozen):
     end: time
 
     _times = field_validator("start", "end", mode="before")(parse_hhmm)
+
+    @model_validator(mode="after")
+    def _keeps_the_night(self) -> QuietHours:
+        # A campaign may narrow the default 21:00-08:00, never open the small hours: whatever it says,
+        # 00:00-06:00 stays quiet ("never at 3 a.m.").
+        covers_midnight = self.end < self.start or self.start == time(0, 0)
+        if not covers_midnight or self.end < NIGHT_FLOOR_END:
+            raise ValueError("a push quiet period must keep at least 00:00-06:00 quiet (e.g. 22:00-07:00)")
+        return self
 
 
 class Campaign(_Frozen):

@@ -11,7 +11,7 @@ from freezegun import freeze_time
 
 from campaigns.decide import Defer, Recipient, Send, Skip, decide
 from campaigns.limits import PastDelivery
-from campaigns.model import Campaign, ZoneInfo, parse_campaign
+from campaigns.model import Campaign, CampaignInvalid, ZoneInfo, parse_campaign
 from geofence.events import TransitionKind, ZoneEvent
 from geofence.service import clock
 
@@ -133,14 +133,29 @@ def test_never_sent_at_three_in_the_morning() -> None:
 
 def test_after_work_window_across_midnight_in_store_time() -> None:
     c = campaign(
-        windows=[{"days": "fri", "start": "22:00", "end": "01:00"}],
+        windows=[{"days": "fri", "start": "21:30", "end": "01:00"}],
         channel="push",
-        push_quiet_hours={"start": "01:00", "end": "07:00"},
+        push_quiet_hours={"start": "22:30", "end": "07:00"},  # narrowed from 21:00-08:00
     )
-    with freeze_time("2026-11-27 23:30:00+00:00"):  # Saturday 00:30 Paris, Friday's window
+    with freeze_time("2026-11-27 20:45:00+00:00"):  # Friday 21:45 Paris: window open, not yet quiet
         assert isinstance(decide_now(c), Send)
-    with freeze_time("2026-11-28 23:30:00+00:00"):  # Sunday 00:30: Saturday has no window
-        assert decide_now(c).outcome == "skip"
+    with freeze_time("2026-11-27 23:30:00+00:00"):  # Saturday 00:30, still Friday's window: quiet
+        assert decide_now(c) == Skip("out_of_window:dropped:quiet_hours", "push")
+    with freeze_time("2026-11-28 20:45:00+00:00"):  # Saturday 21:45: Saturday has no window
+        assert decide_now(c) == Skip("out_of_window:dropped:campaign_window", "push")
+
+
+@pytest.mark.parametrize(
+    "quiet",
+    [
+        {"start": "01:00", "end": "07:00"},
+        {"start": "22:00", "end": "05:00"},
+        {"start": "08:00", "end": "21:00"},
+    ],
+)
+def test_a_campaign_cannot_open_the_small_hours(quiet: dict[str, str]) -> None:
+    with pytest.raises(CampaignInvalid, match="00:00-06:00"):
+        campaign(push_quiet_hours=quiet)
 
 
 def test_store_and_recipient_in_different_zones() -> None:
