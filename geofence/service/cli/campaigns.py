@@ -66,7 +66,9 @@ def events_from_trace(settings: Settings, engine: Any, trace: Path, *, device_id
     scratch = build_runtime(scratch_settings, scratch_engine)
     scratch.bus = EventBus()  # nothing subscribed: the scratch run writes no deliveries anywhere
     scratch.services.pop("location_consent_filter", None)  # consent is judged by the dry run itself
-    service = scratch.services["geofence"]
+    service = scratch.services.get("geofence")
+    if service is None:
+        raise fail("the presence engine is not available in this installation: --trace cannot run")
     service.sync_zones()
     events: list[ZoneEvent] = []
     for start in range(0, len(fixes), 100):
