@@ -36,7 +36,6 @@ from geofence.store import ConflictError, UnitOfWork
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
-RECENT_FIX_IDS = 32  # client fix ids remembered per device for idempotent retries
 JUMPS_BEFORE_REANCHOR = 3
 MAX_CONFLICT_RETRIES = 3
 
@@ -91,7 +90,7 @@ class DeviceTrack:  # slots: 100,000s of them live in memory
     lat: float
     lng: float
     accuracy_m: float
-    fix_ids: tuple[str, ...] = ()
+    fix_ids: tuple[str, ...] = ()  # client fix ids of its last accepted batch
     jumps: int = 0
 
 
@@ -344,13 +343,11 @@ class Ingestor:
                 track.last_fix_at, track.lat, track.lng = last.recorded_at, last.lat, last.lng
                 track.accuracy_m = last.accuracy_m
                 track.jumps = 0
+            # the client fix ids of the device's last batch: a retried request is recognised as such
             if len(positions) == 1:
-                if last.client_fix_id is not None:
-                    track.fix_ids = (*track.fix_ids[-(RECENT_FIX_IDS - 1) :], last.client_fix_id)
-                continue
-            ids = tuple(fid for i in positions if (fid := fixes[i].client_fix_id) is not None)
-            if ids:
-                track.fix_ids = (track.fix_ids + ids)[-RECENT_FIX_IDS:]
+                track.fix_ids = () if last.client_fix_id is None else (last.client_fix_id,)
+            else:
+                track.fix_ids = tuple(f for i in positions if (f := fixes[i].client_fix_id) is not None)
 
     # -- timers and zone lifecycle ----------------------------------------------------------------
     def sweep_presences(self, presences: Iterable[Presence], at: datetime) -> Changes:
