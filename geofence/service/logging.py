@@ -18,19 +18,22 @@ from geofence.service.settings import Settings
 
 # E.164: "+" then 7..15 digits (no leading 0), optionally written with spaces/dots/dashes between
 # groups as humans and some SDK errors do. Not preceded by a digit/word char so ids are left alone.
-_PHONE = re.compile(r"(?<![\w+])\+[1-9](?:[\s.\-]?\d){6,14}(?!\d)")
+_PHONE = re.compile(r"(?<![\w+])(?:\+|%2[Bb])[1-9](?:[\s.\-]?\d){6,14}(?!\d)")  # %2B: URL-encoded "+"
 # FCM registration tokens: "<instance id>:<APA91b…>" (~150+ chars), or the long bare APA91b part.
 _FCM = re.compile(r"[A-Za-z0-9_\-]{10,}:APA91[A-Za-z0-9_\-]{20,}|APA91[A-Za-z0-9_\-]{20,}|"
                   r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{20,}:[A-Za-z0-9_\-]{100,}")
 # Our own credentials must never reach a log line either.
 _CREDENTIAL = re.compile(r"gf[kd]_[A-Za-z0-9_\-]+(?:\.[0-9a-f]+)?")
 
-_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# uvicorn's color_message duplicates msg with ANSI escapes: not for JSON lines
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "color_message",
+}
 _HANDLER_NAME = "geofence"
 
 
 def _mask_phone(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
+    digits = re.sub(r"\D", "", match.group(0).replace("%2B", "+").replace("%2b", "+"))
     return f"+{digits[:2]}{'*' * max(0, len(digits) - 4)}{digits[-2:]}"
 
 

@@ -27,6 +27,7 @@ def log_lines(settings):
     ("text", "leaked"),
     [
         ("sms to +33612345678 failed", "612345678"),
+        ('"GET /v1/customers?phone=%2B33612345678 HTTP/1.1" 200', "612345678"),
         ("sms to +33 6 12 34 56 78 failed", "6 12 34 56"),
         ("twilio: 'To' +1-415-555-0123 is not a mobile number", "415-555-01"),
         (f"fcm unregistered token {FCM_TOKEN}", FCM_TOKEN[10:60]),
