@@ -83,3 +83,25 @@ def test_migrate_adopts_a_database_made_by_create_all(fresh_pg):
 def test_migrate_on_start_off_leaves_the_database_alone(fresh_pg, settings):
     build_runtime(settings.model_copy(update={"migrate_on_start": False}), fresh_pg)
     assert inspect(fresh_pg).get_table_names() == []
+
+
+def test_db_cli_upgrades_then_reports_no_drift(fresh_pg, monkeypatch):
+    from typer.testing import CliRunner
+
+    from geofence.service.cli import app
+    from geofence.service.settings import get_settings
+
+    monkeypatch.setenv("GEOFENCE_DATABASE_URL", fresh_pg.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        upgraded = runner.invoke(app, ["db", "upgrade"])
+        assert upgraded.exit_code == 0, upgraded.output
+        checked = runner.invoke(app, ["db", "check"])
+        assert checked.exit_code == 0 and "matches" in checked.output
+        with fresh_pg.begin() as conn:
+            conn.execute(text("ALTER TABLE api_keys ADD COLUMN surprise integer"))
+        drift = runner.invoke(app, ["db", "check"])
+        assert drift.exit_code == 1 and "surprise" in drift.output
+    finally:
+        get_settings.cache_clear()
