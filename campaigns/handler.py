@@ -79,6 +79,8 @@ def _area_centre(geometry: Any) -> tuple[float | None, float | None]:
         ring = coords[0] if kind == "Polygon" else coords[0][0] if kind == "MultiPolygon" else None
         if not ring:
             return None, None
+        if len(ring) > 1 and list(ring[0]) == list(ring[-1]):
+            ring = ring[:-1]  # GeoJSON repeats the first vertex to close the ring
         return (sum(float(p[1]) for p in ring) / len(ring), sum(float(p[0]) for p in ring) / len(ring))
     except (TypeError, IndexError, ValueError):
         return None, None
@@ -94,7 +96,10 @@ def zone_info_from_row(row: ZoneRow) -> ZoneInfo:
         lat, lng = center.get("lat", lat), center.get("lng", center.get("lon", lng))
     elif isinstance(center, list | tuple) and len(center) == 2:
         lng, lat = center  # GeoJSON order (lng, lat), as the zones package stores positions
-    circle = data.get("circle")
+    geometry = data.get("geometry")
+    circle = data.get("circle") or (
+        geometry if isinstance(geometry, dict) and geometry.get("type") == "circle" else None
+    )
     if lat is None and isinstance(circle, dict):
         lat, lng = circle.get("lat"), circle.get("lng")
     if lat is None:

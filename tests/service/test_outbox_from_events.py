@@ -255,3 +255,36 @@ def test_cap_slot_of_a_cancelled_delivery_is_given_back(engine: Engine, session:
         handler([event(MONDAY_1145, eid="e2", visit="v2")])
     outcome = {r.event_id: r.status for r in rows(session)}
     assert outcome == {"e1": "cancelled", "e2": "pending"}
+
+
+def test_zone_info_reads_the_zones_package_format() -> None:
+    from campaigns.handler import zone_info_from_row
+
+    zones_model = pytest.importorskip("zones.model")
+    at = MONDAY_1145
+    circle = zones_model.Zone(
+        id="z1",
+        name="Café",
+        geometry=zones_model.Circle(48.85, 2.35, 120.0),
+        tags=frozenset({"restaurant"}),
+        tz="America/Montreal",
+        country="CA",
+    )
+    square = [[2.0, 48.0], [2.2, 48.0], [2.2, 48.2], [2.0, 48.2], [2.0, 48.0]]
+    area = zones_model.Zone(
+        id="z2", name="Mall", geometry=zones_model.Area({"type": "Polygon", "coordinates": [square]})
+    )
+    info = zone_info_from_row(
+        ZoneRow(id="z1", name="Café", data=circle.to_dict(), created_at=at, updated_at=at)
+    )
+    assert (info.tz, info.country, info.tags, info.lat, info.lng) == (
+        "America/Montreal",
+        "CA",
+        frozenset({"restaurant"}),
+        48.85,
+        2.35,
+    )
+    info = zone_info_from_row(
+        ZoneRow(id="z2", name="Mall", data=area.to_dict(), created_at=at, updated_at=at)
+    )
+    assert info.lat == pytest.approx(48.1) and info.lng == pytest.approx(2.1)  # mean of the ring's vertices
