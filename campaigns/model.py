@@ -128,8 +128,8 @@ class Trigger(_Frozen):
     """Which zone transitions start the campaign: zones by id or by tag (either matches)."""
 
     kinds: frozenset[TransitionKind] = frozenset({TransitionKind.ENTER})
-    zone_ids: frozenset[str] = frozenset()
-    zone_tags: frozenset[str] = frozenset()
+    zone_ids: frozenset[str] = Field(default=frozenset(), max_length=10_000)
+    zone_tags: frozenset[str] = Field(default=frozenset(), max_length=100)
 
     @model_validator(mode="after")
     def _needs_zones(self) -> Trigger:
@@ -166,7 +166,7 @@ class AudienceCondition(_Frozen):
 class Audience(_Frozen):
     """All conditions must hold (an empty audience is everyone with the required consents)."""
 
-    all: tuple[AudienceCondition, ...] = ()
+    all: tuple[AudienceCondition, ...] = Field(default=(), max_length=50)
 
 
 class Template(_Frozen):
@@ -239,9 +239,11 @@ class Campaign(_Frozen):
     trigger: Trigger
     audience: Audience = Audience()
     channel: ChannelChoice = ChannelChoice.PUSH
-    templates: dict[str, Template]
+    templates: dict[str, Template] = Field(min_length=1, max_length=50)
     default_locale: str = "fr"
-    windows: tuple[WeeklyWindow, ...] = ()  # empty = any time (legal hours still apply)
+    windows: tuple[WeeklyWindow, ...] = Field(
+        default=(), max_length=50
+    )  # empty = any time (legal hours apply)
     out_of_window: OutOfWindowPolicy = OutOfWindowPolicy()
     caps: CampaignCaps = CampaignCaps()
     offer_ttl_s: int = Field(default=3 * 3600, gt=0)
