@@ -73,3 +73,39 @@ def test_dry_run_errors_are_clear(db: Session) -> None:
     assert missing.exit_code == 2 and "not found" in missing.output
     bad = runner.invoke(app, ["campaigns", "dry-run", "nope", "--since", "last tuesday"])
     assert bad.exit_code == 2
+
+
+TRACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces" / "senart-2019-07-12.gpx"
+
+
+def test_dry_run_of_a_trace_writes_nothing(db: Session) -> None:
+    pytest.importorskip("zones.index", reason="the zone index (issue 2) has not landed yet")
+    if not TRACE.exists():
+        pytest.skip(f"shared trace data not found at {TRACE}")
+    from geofence.service.tables.zones import ZoneRow
+    from zones.model import Circle, Zone
+
+    at = datetime(2019, 7, 1, tzinfo=UTC)
+    zone = Zone(
+        id="z1", name="Sénart store", geometry=Circle(48.66748, 2.52754, 150.0), tags=frozenset({"store"})
+    )
+    db.add(ZoneRow(id="z1", name=zone.name, data=zone.to_dict(), created_at=at, updated_at=at))
+    db.commit()
+    add_customer(db, at, cid="walker", device_id="replay")
+    add_campaign(
+        db,
+        at,
+        {
+            "id": "walk",
+            "name": "Walk-by",
+            "trigger": {"zone_tags": ["store"], "kinds": ["enter", "dwell", "exit"]},
+            "templates": {"fr": {"body": "Bonjour {first_name}"}},
+        },
+    )
+    result = CliRunner().invoke(app, ["campaigns", "dry-run", "walk", "--trace", str(TRACE), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["events"] >= 1
+    assert report["rows"][0]["zone_id"] == "z1"
+    assert "send" in report["outcomes"]  # the walker consents and the trace is on a Friday at 19:00 Paris
+    assert db.execute(select(Delivery)).scalars().all() == []
