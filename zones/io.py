@@ -1,0 +1,216 @@
+"""Import zones from CSV and GeoJSON, export GeoJSON. Bad rows are reported, good rows kept.
+
+CSV columns (header row required, order free; only ``name, lat, lng`` and one of ``profile``/``radius_m``
+are needed): ``id, name, lat, lng, profile, minutes, radius_m, tags, tz, country, store_id,
+dwell_after_s, accuracy_tolerance_m, exit_margin_m, enter_confirm_fixes``; ``tags`` are separated by ``;``
+or ``|``; any other column goes to ``metadata``. Without an ``id`` the zone id is the ``store_id``, else a
+stable UUID5 of name and position.
+
+GeoJSON: a FeatureCollection whose features are ``Point`` (with ``radius_m`` or ``profile``/``minutes``
+properties) or ``Polygon``/``MultiPolygon``; other properties as in CSV (``tags`` may be a list,
+``metadata`` and ``fence`` objects). For GeoJSON, :class:`RowError.line` is the 1-based feature number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from zones.errors import ZoneError
+from zones.geometry import validate_zone
+from zones.model import Area, Circle, FenceSettings, Zone
+from zones.sizing import size_zone
+
+_FENCE = ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes")
+_KNOWN = {"id", "name", "lat", "lng", "profile", "minutes", "radius_m", "tags", "tz", "country", "store_id"}
+_KNOWN |= set(_FENCE)
+_NS = uuid.UUID("6f1d6c43-2b1e-4d7e-9d6c-0a7c1f1e5a10")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A rejected row: ``line`` (CSV line number, header = 1; GeoJSON feature number) and the reason."""
+
+    line: int
+    reason: str
+
+
+def read_zones_csv(text: str) -> tuple[list[Zone], list[RowError]]:
+    """Parse CSV text into validated zones; every bad row becomes a RowError, the good rows are kept."""
+    zones: list[Zone] = []
+    errors: list[RowError] = []
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    if not reader.fieldnames:
+        return [], [RowError(1, "empty file: a header row is required")]
+    header = [(h or "").strip().lower() for h in reader.fieldnames]
+    missing = {"name", "lat", "lng"} - set(header)
+    if missing:
+        return [], [RowError(1, f"missing column(s): {', '.join(sorted(missing))}")]
+    reader.fieldnames = header
+    seen: dict[str, int] = {}
+    while True:
+        try:
+            raw = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(RowError(reader.line_num, f"unreadable CSV: {exc}"))
+            break
+        line = reader.line_num
+        if None in raw:
+            errors.append(RowError(line, "more fields than columns in the header"))
+            continue
+        row = {k: (v or "").strip() for k, v in raw.items()}
+        if not any(row.values()):
+            continue
+        try:
+            zone = _zone_from_props(row, None)
+            if zone.id in seen:
+                raise ZoneError(f"duplicate id {zone.id!r} (first on line {seen[zone.id]})")
+            seen[zone.id] = line
+            zones.append(zone)
+        except ZoneError as exc:
+            errors.append(RowError(line, str(exc)))
+    return zones, errors
+
+
+def read_zones_geojson(obj_or_text: Any) -> tuple[list[Zone], list[RowError]]:
+    """Parse a GeoJSON FeatureCollection (dict or JSON text); bad features become RowError(n, why)."""
+    obj = obj_or_text
+    if isinstance(obj, str | bytes):
+        try:
+            obj = json.loads(obj)
+        except ValueError as exc:
+            return [], [RowError(0, f"not JSON: {exc}")]
+    if not isinstance(obj, Mapping) or obj.get("type") != "FeatureCollection":
+        return [], [RowError(0, "expected a GeoJSON FeatureCollection")]
+    features = obj.get("features")
+    if not isinstance(features, list):
+        return [], [RowError(0, "FeatureCollection needs a 'features' list")]
+    zones: list[Zone] = []
+    errors: list[RowError] = []
+    seen: set[str] = set()
+    for n, feat in enumerate(features, start=1):
+        try:
+            if not isinstance(feat, Mapping) or feat.get("type") != "Feature":
+                raise ZoneError("not a GeoJSON Feature")
+            props = feat.get("properties") or {}
+            if not isinstance(props, Mapping):
+                raise ZoneError("properties must be an object")
+            props = dict(props)
+            if feat.get("id") is not None and props.get("id") is None:
+                props["id"] = str(feat["id"])
+            geom = feat.get("geometry")
+            if not isinstance(geom, Mapping):
+                raise ZoneError("feature has no geometry")
+            zone = _zone_from_props(props, geom)
+            if zone.id in seen:
+                raise ZoneError(f"duplicate id {zone.id!r}")
+            seen.add(zone.id)
+            zones.append(zone)
+        except ZoneError as exc:
+            errors.append(RowError(n, str(exc)))
+    return zones, errors
+
+
+def write_zones_geojson(zones: Iterable[Zone]) -> dict[str, Any]:
+    """FeatureCollection: circles as a Point with a ``radius_m`` property, areas as their polygon."""
+    features = []
+    for z in zones:
+        d = z.to_dict()
+        g = z.geometry
+        props = {k: v for k, v in d.items() if k != "geometry"}
+        if isinstance(g, Circle):
+            geometry: Any = {"type": "Point", "coordinates": [g.lng, g.lat]}
+            props["radius_m"] = g.radius_m
+        else:
+            geometry = d["geometry"]["geojson"]
+        features.append({"type": "Feature", "id": z.id, "geometry": geometry, "properties": props})
+    return {"type": "FeatureCollection", "features": features}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _zone_from_props(props: Mapping[str, Any], geom: Mapping[str, Any] | None) -> Zone:
+    name = _s(props.get("name"))
+    if not name:
+        raise ZoneError("name is required")
+    profile = _s(props.get("profile")) or None
+    minutes = _num(props.get("minutes"), "minutes")
+    radius = _num(props.get("radius_m"), "radius_m")
+    geometry: Circle | Area
+    if geom is None or geom.get("type") == "Point":
+        if geom is None:
+            lat, lng = _num(props.get("lat"), "lat"), _num(props.get("lng"), "lng")
+        else:
+            c = geom.get("coordinates")
+            if not isinstance(c, list | tuple) or len(c) < 2:
+                raise ZoneError("Point needs [lng, lat] coordinates")
+            lng, lat = _num(c[0], "lng"), _num(c[1], "lat")
+        if lat is None or lng is None:
+            raise ZoneError("lat and lng are required")
+        if radius is None and profile is None:
+            raise ZoneError("give a profile (walk, bike, transit, drive_urban, drive_rural) or radius_m")
+        geometry = size_zone(lat, lng, profile or "walk", 5 if minutes is None else minutes, radius)
+    elif geom.get("type") in ("Polygon", "MultiPolygon"):
+        geometry = Area(geojson=dict(geom))
+    else:
+        raise ZoneError(f"unsupported geometry type {geom.get('type')!r}")
+    tags_v = props.get("tags")
+    if isinstance(tags_v, list):
+        tags = frozenset(str(t).strip() for t in tags_v if str(t).strip())
+    else:
+        tags = frozenset(t.strip() for t in _s(tags_v).replace("|", ";").split(";") if t.strip())
+    fence_v: dict[str, Any] = {}
+    src = props.get("fence") if isinstance(props.get("fence"), Mapping) else props
+    for f in _FENCE:
+        v = _num(src.get(f), f)
+        if v is not None:
+            fence_v[f] = int(v) if f in ("dwell_after_s", "enter_confirm_fixes") else v
+    metadata: dict[str, Any] = {}
+    if isinstance(props.get("metadata"), Mapping):
+        metadata.update(props["metadata"])
+    skip = _KNOWN | {"metadata", "fence"}
+    metadata.update({k: v for k, v in props.items() if k not in skip and v not in ("", None)})
+    store_id = _s(props.get("store_id")) or None
+    lat0, lng0 = (geometry.lat, geometry.lng) if isinstance(geometry, Circle) else (0.0, 0.0)
+    zid = _s(props.get("id")) or store_id
+    if not zid:
+        zid = str(uuid.uuid5(_NS, json.dumps([name, lat0, lng0, geometry.__class__.__name__])))
+    zone = Zone(
+        id=zid,
+        name=name,
+        geometry=geometry,
+        store_id=store_id,
+        tags=tags,
+        tz=_s(props.get("tz")) or "Europe/Paris",
+        country=(_s(props.get("country")) or "FR").upper(),
+        metadata=metadata,
+        fence=FenceSettings(**fence_v) if fence_v else None,
+        profile=profile,
+        minutes=minutes if minutes is not None or profile is None else 5.0,
+    )
+    return validate_zone(zone)
+
+
+def _s(v: Any) -> str:
+    return "" if v is None else str(v).strip()
+
+
+def _num(v: Any, what: str) -> float | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool):
+        raise ZoneError(f"{what} must be a number")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ZoneError(f"{what} must be a number, got {v!r}") from None
+    if not math.isfinite(x):
+        raise ZoneError(f"{what} must be finite, got {v!r}")
+    return x
