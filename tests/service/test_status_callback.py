@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 
@@ -224,3 +225,23 @@ def test_admin_list_requires_the_admin_scope():
     route = next(r for r in deliveries.router.routes if getattr(r, "path", "") == "/v1/deliveries")
     scopes = {getattr(d.call, "required_scope", None) for d in route.dependant.dependencies}
     assert "admin" in scopes
+
+
+def test_the_real_app_serves_the_callback_without_an_api_key_and_the_list_with_one(
+    secure_settings, sqlite_engine
+):
+    """Through ``create_app`` (every domain wired, auth on): Twilio's signature is the credential."""
+    from geofence.service.app import create_app
+    from tests.conftest import make_key_headers
+
+    app_settings = secure_settings.model_copy(
+        update={"public_base_url": BASE, "twilio": secure_settings.twilio.model_copy(
+            update={"auth_token": SecretStr(TOKEN)})}
+    )
+    with Session(sqlite_engine, expire_on_commit=False) as s:
+        add(s, 7)
+    with TestClient(create_app(app_settings, engine=sqlite_engine)) as real:
+        assert post_status(real, callback(7, "delivered")).json() == {"result": "delivered"}
+        assert real.get("/v1/deliveries").status_code == 401
+        listed = real.get("/v1/deliveries", headers=make_key_headers(sqlite_engine, "admin")).json()
+    assert [(d["id"], d["status"]) for d in listed["items"]] == [("del-7", "delivered")]
