@@ -14,9 +14,7 @@ from sqlmodel import Session
 from geofence.service.app import create_app
 from geofence.service.tables.presence import PresenceRow, ZoneEventRow
 from tests.geofence.tracks import STORE, offset
-from tests.geofence.zone_index import ZONES_READY, Circle, Zone
-
-pytestmark = pytest.mark.skipif(not ZONES_READY, reason="the zones package has not landed yet")
+from zones.model import Circle, Zone
 
 NOW = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
 

@@ -12,9 +12,7 @@ from typer.testing import CliRunner
 
 from geofence.service.runtime import build_runtime
 from geofence.traces import read_trace_gpx, thin
-from tests.geofence.zone_index import ZONES_READY, Circle, FenceSettings, Zone
-
-pytestmark = pytest.mark.skipif(not ZONES_READY, reason="the zones package has not landed yet")
+from zones.model import Circle, FenceSettings, Zone
 
 TRACE = Path(__file__).resolve().parents[1] / "data" / "senart-2019-07-12.gpx"
 # zones along the ride: its start/end car park, a short pause, a fast stretch (as a pedestrian zone and as a

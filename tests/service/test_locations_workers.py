@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from geofence.service.runtime import build_runtime
 from tests.geofence.tracks import STORE, T0, fix
-from tests.geofence.zone_index import ZONES_READY, Circle, Zone
-
-pytestmark = pytest.mark.skipif(not ZONES_READY, reason="the zones package has not landed yet")
+from zones.model import Circle, Zone
 
 AT = T0 + timedelta(minutes=30)
 

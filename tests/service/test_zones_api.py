@@ -8,9 +8,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from geofence.service.app import create_app
-from tests.geofence.zone_index import ZONES_READY
-
-pytestmark = pytest.mark.skipif(not ZONES_READY, reason="the zones package has not landed yet")
 
 CIRCLE = {"lat": 48.8566, "lng": 2.3522, "radius_m": 60}
 

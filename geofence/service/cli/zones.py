@@ -9,18 +9,11 @@ import typer
 
 from geofence.service import clock
 from geofence.service.cli.base import app, console, err_console, fail, load_runtime, progress
-
-try:
-    from zones.errors import ZoneError
-    from zones.io import read_zones_csv, read_zones_geojson, write_zones_geojson
-
-    ZONES_READY = True
-except ImportError:  # pragma: no cover - TEMPORARY until the zones package lands in the shared tree
-    ZONES_READY = False
+from zones.errors import ZoneError
+from zones.io import read_zones_csv, read_zones_geojson, write_zones_geojson
 
 zones_app = typer.Typer(help="Zones: import from CSV / GeoJSON, export to GeoJSON.")
-if ZONES_READY:
-    app.add_typer(zones_app, name="zones")
+app.add_typer(zones_app, name="zones")
 
 
 @zones_app.command("import")

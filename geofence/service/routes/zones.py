@@ -20,18 +20,10 @@ from geofence.service.security import Principal, require_scope
 from geofence.service.tables._types import as_utc, new_id
 from geofence.service.tables.zones import ZoneRow
 from geofence.service.wiring.geofence import GeofenceService, zone_from_row
-
-try:
-    from zones.errors import ZoneError
-    from zones.io import read_zones_csv, read_zones_geojson, write_zones_geojson
-    from zones.model import Area, Circle, FenceSettings, Zone
-    from zones.sizing import PROFILES, size_zone
-
-    ZONES_READY = True
-except ImportError:  # pragma: no cover - TEMPORARY until the zones package lands in the shared tree
-    ZONES_READY = False
-    ZoneError = ValueError  # type: ignore[misc,assignment]
-    PROFILES = {}  # type: ignore[assignment]
+from zones.errors import ZoneError
+from zones.io import read_zones_csv, read_zones_geojson, write_zones_geojson
+from zones.model import Area, Circle, FenceSettings, Zone
+from zones.sizing import PROFILES, size_zone
 
 AdminDep = Annotated[Principal, Depends(require_scope("admin"))]
 router = APIRouter(prefix="/v1/zones", tags=["zones"])
@@ -250,7 +242,3 @@ def delete_zone(zone_id: str, service: ServiceDep, _p: AdminDep) -> Response:
     if not service.delete_zone(zone_id, at=clock.now()):
         raise HTTPException(404, detail=f"no zone {zone_id!r}")
     return Response(status_code=204)
-
-
-if not ZONES_READY:  # pragma: no cover - TEMPORARY: no zone routes without the zones package
-    router = APIRouter(prefix="/v1/zones", tags=["zones"])

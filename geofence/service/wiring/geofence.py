@@ -34,16 +34,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlmodel import Session
 
-try:
-    from zones.geometry import validate_zone
-    from zones.index import ZoneIndex
-    from zones.model import Zone
-    from zones.sizing import zone_size_m
-except ImportError:  # pragma: no cover - TEMPORARY until the zones package lands in the shared tree
-    ZONES_READY = False
-else:
-    ZONES_READY = True
-
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.ingest import Ingestor, IngestOutcome
@@ -56,6 +46,10 @@ from geofence.service.runtime import Job, Runtime
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
 from geofence.store import ConflictError
+from zones.geometry import validate_zone
+from zones.index import ZoneIndex
+from zones.model import Zone
+from zones.sizing import zone_size_m
 
 log = logging.getLogger(__name__)
 SWEEP_CHUNK = 500
@@ -305,9 +299,6 @@ def purge_fixes_job(runtime: Runtime) -> None:
 
 def setup(runtime: Runtime) -> None:
     """Register the presence service, the zone index and the sweep / sync / purge jobs."""
-    if not ZONES_READY:  # pragma: no cover - TEMPORARY
-        log.warning("zones package not available yet: presence service not registered")
-        return
     service = GeofenceService(runtime)
     runtime.services["geofence"] = service
     runtime.services["zone_index"] = service.index
