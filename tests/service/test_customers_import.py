@@ -164,11 +164,11 @@ def test_import_endpoint_reports_lines(engine, tmp_path):
         assert uc.find_by_crm_id(s, "c1") is not None
 
 
-def test_cli_import_keeps_good_lines_and_names_bad_ones(sqlite_engine, tmp_path, monkeypatch):
+def test_cli_import_keeps_good_lines_and_names_bad_ones(engine, tmp_path, monkeypatch):
     app = import_cli_app()
 
-    url = str(sqlite_engine.url)
-    monkeypatch.setenv("GEOFENCE_DATABASE_URL", url)
+    monkeypatch.setenv("GEOFENCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("GEOFENCE_MIGRATE_ON_START", "false")
     monkeypatch.setenv("GEOFENCE_HASH_KEY", KEY)
     get_settings.cache_clear()
     path = tmp_path / "customers.csv"
@@ -180,5 +180,5 @@ def test_cli_import_keeps_good_lines_and_names_bad_ones(sqlite_engine, tmp_path,
     assert result.exit_code == 1, result.output
     assert "line 5" in result.output and "phone" in result.output
     assert "3 created" in result.output
-    with Session(sqlite_engine) as s:
+    with Session(engine) as s:
         assert {c.crm_id for c in s.exec(select(Customer))} == {"c1", "c2", "c3"}

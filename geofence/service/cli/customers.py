@@ -8,12 +8,13 @@ from pathlib import Path
 import typer
 from sqlmodel import Session
 
-from campaigns.customer_import import import_customers
+from campaigns.customer_import import ImportReport, import_customers
 from campaigns.customers import CustomerError
 from campaigns.privacy import erase_customer, export_customer
 from geofence.service import clock
 from geofence.service.cli.base import app, console, err_console, fail, load_runtime, progress
 from geofence.service.db import session_scope
+from geofence.service.runtime import Runtime
 
 customers_app = typer.Typer(help="Customers and their consents: CSV import, access export, erasure.")
 app.add_typer(customers_app, name="customers")
@@ -26,20 +27,17 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in fh)
 
 
-@customers_app.command("import")
-def import_file(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="UTF-8 CSV file."),
-    recorded_by: str = typer.Option("cli-import", help="Who recorded these consents (kept in the ledger)."),
-) -> None:
-    """Import customers and their consents; bad lines are reported by number, good lines are kept."""
-    runtime = load_runtime()
+def _import(runtime: Runtime, file: Path, recorded_by: str) -> ImportReport:
     total = _count_lines(file)
     hash_key = runtime.settings.hash_key.get_secret_value()
     with Session(runtime.engine, expire_on_commit=False) as session, file.open(
         encoding="utf-8-sig", newline=""
     ) as fh:
-        def checkpoint(line: int) -> None:
-            if line % COMMIT_EVERY_LINES == 0:
+        done = [0]
+
+        def checkpoint(_line: int) -> None:
+            done[0] += 1
+            if done[0] % COMMIT_EVERY_LINES == 0:
                 session.commit()
 
         try:
@@ -54,6 +52,20 @@ def import_file(
             session.commit()
             raise fail(f"{file}: not UTF-8 (byte {exc.start}); lines before it were imported") from None
         session.commit()
+    return report
+
+
+@customers_app.command("import")
+def import_file(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="UTF-8 CSV file."),
+    recorded_by: str = typer.Option("cli-import", help="Who recorded these consents (kept in the ledger)."),
+) -> None:
+    """Import customers and their consents; bad lines are reported by number, good lines are kept."""
+    runtime = load_runtime()
+    try:
+        report = _import(runtime, file, recorded_by)
+    finally:
+        runtime.engine.dispose()
     for problem in report.errors:
         err_console.print(f"[red]line {problem.line}:[/red] {problem.reason}")
     for problem in report.suppressed:
@@ -78,6 +90,8 @@ def export(customer_id: str = typer.Argument(..., help="Customer id.")) -> None:
             data = export_customer(session, customer_id, at=clock.now())
     except CustomerError as exc:
         raise fail(str(exc)) from None
+    finally:
+        runtime.engine.dispose()
     print(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True))
 
 
@@ -95,4 +109,6 @@ def erase(
             counts = erase_customer(session, customer_id, at=clock.now(), recorded_by="cli")
     except CustomerError as exc:
         raise fail(str(exc)) from None
+    finally:
+        runtime.engine.dispose()
     console.print(f"erased {customer_id}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
