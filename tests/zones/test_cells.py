@@ -1,0 +1,72 @@
+"""The covering is proven by brute force: every point inside a zone lies in one of its cells (interior or
+boundary), every point in an interior cell is inside, and the cover contains h3's own ``overlap`` cover."""
+
+from __future__ import annotations
+
+import h3
+import numpy as np
+import pytest
+import shapely
+from h3.api import basic_int as h3i
+
+from tests.zones.shapes import SIZES_M, circle, multipolygon, points_near, polygon
+from zones.cells import CIRCUMRADIUS_FACTOR, cover, h3_cover_experimental
+from zones.geometry import reference_latlng, zone_shape
+from zones.sizing import choose_resolution, zone_size_m
+
+
+def _zones():
+    rng = np.random.default_rng(11)
+    out = []
+    for size in SIZES_M:
+        out.append(circle(f"c{size}", 48.85, 2.35, size))
+        out.append(polygon(f"h{size}", 60.0, 10.0, size, rng, hole=True))
+        out.append(multipolygon(f"m{size}", -33.9, 151.2, size, rng))
+    out.append(circle("am", 10.0, 179.99, 3000))
+    return out
+
+
+@pytest.mark.parametrize("zone", _zones(), ids=lambda z: z.id)
+def test_cover_is_complete_and_interior_is_sound_by_brute_force(zone):
+    shape = zone_shape(zone)
+    res = choose_resolution(zone_size_m(zone))
+    interior, boundary = cover(zone, shape, res, reference_latlng(zone))
+    inter, bound = set(interior.tolist()), set(boundary.tolist())
+    assert not inter & bound
+    lats, lngs = points_near(zone, np.random.default_rng(5), 6000, 6000)
+    inside = shapely.contains_xy(shape, lngs, lats)
+    cells = np.array(
+        [h3i.latlng_to_cell(a, b, res) for a, b in zip(lats, lngs, strict=False)], dtype=np.uint64
+    ).view(np.int64)
+    for c, ok in zip(cells.tolist(), inside.tolist(), strict=False):
+        if ok:
+            assert c in inter or c in bound
+        elif c in inter:
+            pytest.fail("a point outside the zone fell in an interior cell")
+    overlap = {c - (1 << 64) if c >= 1 << 63 else c for c in h3_cover_experimental(shape, res, "overlap")}
+    assert overlap <= inter | bound
+
+
+def test_circumradius_bound_holds_on_cells_around_the_globe():
+    rng = np.random.default_rng(2)
+    lat = np.degrees(np.arcsin(rng.uniform(-1, 1, 3000)))
+    lng = rng.uniform(-180, 180, 3000)
+    for res in (7, 9, 12):
+        edge = h3.average_hexagon_edge_length(res, "m")
+        worst = max(
+            h3.great_circle_distance(h3i.cell_to_latlng(c), v, "m") / edge
+            for c in {h3i.latlng_to_cell(a, b, res) for a, b in zip(lat, lng, strict=False)}
+            for v in h3i.cell_to_boundary(c)
+        )
+        assert worst < CIRCUMRADIUS_FACTOR
+
+
+def test_parent_cell_is_not_the_containing_cell():
+    """Why the index computes latlng_to_cell per resolution: cell_to_parent disagrees near cell edges."""
+    rng = np.random.default_rng(1)
+    lats, lngs = rng.uniform(48.8, 48.9, 5000), rng.uniform(2.3, 2.4, 5000)
+    differ = sum(
+        h3i.cell_to_parent(h3i.latlng_to_cell(a, b, 11), 9) != h3i.latlng_to_cell(a, b, 9)
+        for a, b in zip(lats, lngs, strict=False)
+    )
+    assert differ > 0

@@ -1,0 +1,124 @@
+"""ZoneIndex agrees EXACTLY with shapely on ``zone_shape`` (the ground truth), on random points and on points
+within 1 m of the boundary: circles and polygons, holes, multipolygons, the antimeridian, every resolution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.zones.shapes import SIZES_M, circle, multipolygon, points_near, polygon, truth_pairs
+from zones.index import ZoneIndex
+from zones.sizing import choose_resolution
+
+KINDS = ("circle", "polygon", "holed", "multi")
+
+
+def make_zone(kind: str, zid: str, lat: float, lng: float, size: float, rng: np.random.Generator):
+    if kind == "circle":
+        return circle(zid, lat, lng, size)
+    if kind == "polygon":
+        return polygon(zid, lat, lng, size, rng, hole=False)
+    if kind == "holed":
+        return polygon(zid, lat, lng, size, rng, hole=True)
+    return multipolygon(zid, lat, lng, min(size, 12_000.0), rng)  # two parts must fit in 100 km
+
+
+def assert_exact(index: ZoneIndex, zones, lats, lngs, n_single: int = 100) -> None:
+    pos, ids = index.match_many(lats, lngs)
+    got = set(zip(pos.tolist(), ids.tolist(), strict=True))
+    assert len(got) == len(pos), "a (fix, zone) pair was reported twice"
+    truth = truth_pairs(zones, lats, lngs)
+    assert got == truth, f"missed {sorted(truth - got)[:5]}, extra {sorted(got - truth)[:5]}"
+    for i in range(min(n_single, len(lats))):
+        assert sorted(index.match(float(lats[i]), float(lngs[i]))) == sorted(z for j, z in truth if j == i)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(KINDS),
+    size=st.sampled_from(SIZES_M),
+    lat=st.floats(-70, 70),
+    lng=st.one_of(st.floats(-179.0, 179.0), st.floats(179.5, 180.0), st.floats(-180.0, -179.5)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_index_matches_shapely_on_random_and_boundary_points(kind, size, lat, lng, seed):
+    rng = np.random.default_rng(seed)
+    zones = [make_zone(kind, "z", lat, lng, size, rng), circle("c", lat, lng, size * 0.7)]
+    index = ZoneIndex(zones)
+    lats, lngs = points_near(zones[0], rng, 800, 800)
+    assert_exact(index, zones, lats, lngs)
+
+
+@pytest.mark.parametrize("size", SIZES_M)
+def test_every_resolution_of_the_table_is_exercised_and_exact(size):
+    rng = np.random.default_rng(int(size))
+    zones = [circle("c", 48.85, 2.35, size), polygon("p", 48.85, 2.36, size, rng, hole=True)]
+    index = ZoneIndex(zones)
+    assert index.resolution("c") == choose_resolution(size)
+    for z in zones:
+        lats, lngs = points_near(z, rng, 4000, 4000)
+        assert_exact(index, zones, lats, lngs)
+
+
+@pytest.mark.parametrize("lng", [179.999, -179.999, 180.0, -180.0])
+def test_antimeridian_circle_and_polygon_are_indexed_on_both_sides(lng):
+    rng = np.random.default_rng(7)
+    ring = [[179.99, -16.0], [-179.98, -16.0], [-179.98, -16.02], [179.99, -16.02], [179.99, -16.0]]
+    zones = [circle("c", -16.01, lng, 3000), make_zone("circle", "small", -16.01, lng, 120, rng)]
+    from zones.model import Area, Zone
+
+    zones.append(Zone(id="p", name="p", geometry=Area({"type": "Polygon", "coordinates": [ring]})))
+    index = ZoneIndex(zones)
+    assert index.match(-16.01, 179.995) and index.match(-16.01, -179.995)
+    assert "p" in index.match(-16.01, 179.995) and "p" in index.match(-16.01, -179.985)
+    for z in zones:
+        lats, lngs = points_near(z, rng, 3000, 3000)
+        assert_exact(index, zones, lats, lngs)
+
+
+def test_add_replace_remove_without_rebuild_stay_exact():
+    rng = np.random.default_rng(3)
+    base = [circle(f"w{i}", 48.85 + i * 0.003, 2.35, 400) for i in range(10)]
+    index = ZoneIndex(base)
+    moved = circle("w3", 48.86, 2.36, 900)
+    index.replace(moved)
+    index.remove("w5")
+    index.add(polygon("poly", 48.855, 2.35, 600, rng, hole=True))
+    current = {z.id: z for z in base}
+    current["w3"] = moved
+    del current["w5"]
+    current["poly"] = index.get("poly")
+    assert len(index) == len(current) and "w5" not in index and index.get("w3") == moved
+    lats = rng.uniform(48.83, 48.9, 20000)
+    lngs = rng.uniform(2.32, 2.39, 20000)
+    assert_exact(index, list(current.values()), lats, lngs)
+    for i in range(40):  # force the snapshot to be rebuilt; still exact
+        index.add(circle(f"x{i}", 48.84 + i * 0.001, 2.34, 200))
+        current[f"x{i}"] = index.get(f"x{i}")
+    assert_exact(index, list(current.values()), lats, lngs)
+    with pytest.raises(KeyError):
+        index.remove("nope")
+
+
+def test_bad_fixes_match_nothing_and_keep_positions():
+    index = ZoneIndex([circle("c", 48.85, 2.35, 400)])
+    lats = np.array([np.nan, 48.85, 95.0, 48.85, np.inf])
+    lngs = np.array([2.35, 2.35, 2.35, np.nan, 2.35])
+    pos, ids = index.match_many(lats, lngs)
+    assert pos.tolist() == [1] and ids.tolist() == ["c"]
+    assert index.match(float("nan"), 2.35) == []
+    empty = ZoneIndex()
+    p, i = empty.match_many(lats, lngs)
+    assert len(p) == 0 and len(i) == 0
+
+
+def test_near_and_signed_distance():
+    index = ZoneIndex([circle("c", 48.85, 2.35, 400), circle("far", 48.95, 2.35, 400)])
+    lat_out = 48.85 + 420 / 111_195
+    d = index.signed_distance_m("c", lat_out, 2.35)
+    assert 19 < d < 21
+    assert index.signed_distance_m("c", 48.85, 2.35) == pytest.approx(-400, abs=0.5)
+    assert [z for z, _ in index.near(lat_out, 2.35, 25)] == ["c"]
+    assert index.near(lat_out, 2.35, 10) == []
