@@ -53,8 +53,17 @@ def haversine_many(lat0: float, lng0: float, lats: np.ndarray, lngs: np.ndarray)
     return 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
 
 
-def _centres(cells: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    ll = np.array([h3i.cell_to_latlng(c) for c in cells], dtype=float).reshape(-1, 2)
+try:  # vectorised cell centres (build time); optional
+    from h3ronpy.vector import cells_to_coordinates as _h3ronpy_centres
+except ImportError:  # pragma: no cover
+    _h3ronpy_centres = None
+
+
+def _centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if _h3ronpy_centres is not None and len(cells) > 32:
+        rb = _h3ronpy_centres(cells.view(np.uint64))
+        return np.asarray(rb.column("lat")), np.asarray(rb.column("lng"))
+    ll = np.array([h3i.cell_to_latlng(c) for c in cells.view(np.uint64).tolist()], dtype=float).reshape(-1, 2)
     return ll[:, 0], ll[:, 1]
 
 
@@ -85,7 +94,8 @@ def cover(
     k = int(math.ceil((extent + bound) / (1.4 * _EDGE_M[res]))) + 1
     while True:
         cells = h3i.grid_disk(origin, k)
-        clat, clng = _centres(cells)
+        arr = np.asarray(cells, dtype=np.uint64).view(np.int64)
+        clat, clng = _centres(arr)
         if local is None:
             d = haversine_many(lat0, lng0, clat, clng)
             interior = d + bound < inner
@@ -98,7 +108,6 @@ def cover(
             inside = shapely.contains_xy(local, x, y)
             interior = inside & (dist > bound * slack)
             boundary = ~interior & (dist <= bound * slack)
-        arr = np.asarray(cells, dtype=np.uint64).view(np.int64)
         rim = set(h3i.grid_ring(origin, k))
         rim_mask = np.fromiter((c in rim for c in cells), dtype=bool, count=len(cells))
         if not (interior | boundary)[rim_mask].any():

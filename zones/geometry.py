@@ -49,6 +49,12 @@ def validate_zone(zone: Zone) -> Zone:
     circle centre finite and in range, radius in [10 m, 50 km]; area GeoJSON well formed, finite, valid
     (not self-intersecting), not degenerate, equivalent radius in [10 m, 50 km]; nothing beyond ±85° lat.
     """
+    checked_shape(zone)
+    return zone
+
+
+def checked_shape(zone: Zone) -> BaseGeometry:
+    """:func:`validate_zone`, returning the zone's shape (computed once)."""
     if not isinstance(zone.id, str) or not zone.id.strip():
         raise ZoneError("id must be a non-empty string")
     if not isinstance(zone.name, str) or not zone.name.strip():
@@ -77,11 +83,11 @@ def validate_zone(zone: Zone) -> Zone:
             raise ZoneError(f"area is too small: equivalent radius {size:.1f} m is below {MIN_RADIUS_M:g} m")
         if size > MAX_RADIUS_M:
             raise ZoneError(f"area is too large: equivalent radius {size:.0f} m is above {MAX_RADIUS_M:g} m")
-        lat0, lng0 = reference_latlng(zone)
+        lat0, lng0 = reference_latlng(zone, shape)
         far = max(haversine_m(lat0, lng0, la, ln) for ln, la in _vertices(shape))
         if far > MAX_EXTENT_M:
             raise ZoneError(f"area is too spread out: a vertex is {far / 1000:.0f} km from its centre")
-    return zone
+    return shape
 
 
 def _check_latlng(lat: Any, lng: Any, what: str) -> None:
@@ -250,12 +256,12 @@ def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
-def reference_latlng(zone: Zone) -> tuple[float, float]:
+def reference_latlng(zone: Zone, shape: BaseGeometry | None = None) -> tuple[float, float]:
     """A representative (lat, lng): a circle's centre, an area's bbox centre (antimeridian-aware)."""
     g = zone.geometry
     if isinstance(g, Circle):
         return g.lat, g.lng
-    shape = zone_shape(zone)
+    shape = zone_shape(zone) if shape is None else shape
     xs = np.concatenate([np.asarray(p.exterior.coords)[:, 0] for p in polygons(shape)])
     ys = np.concatenate([np.asarray(p.exterior.coords)[:, 1] for p in polygons(shape)])
     ref = xs[0]

@@ -21,7 +21,7 @@ from shapely.geometry.base import BaseGeometry
 
 from zones.cells import circle_margins_m, cover, haversine_many
 from zones.errors import ZoneError
-from zones.geometry import haversine_m, reference_latlng, signed_distance_m, validate_zone, zone_shape
+from zones.geometry import checked_shape, haversine_m, reference_latlng, signed_distance_m
 from zones.model import Circle, Zone
 from zones.sizing import choose_resolution, zone_size_m
 
@@ -102,11 +102,10 @@ class ZoneIndex:
             new[: len(o)] = o
 
     def _add(self, zone: Zone) -> int:
-        validate_zone(zone)
-        shape = zone_shape(zone)
+        shape = checked_shape(zone)
         shapely.prepare(shape)
         res = choose_resolution(zone_size_m(zone))
-        ref = reference_latlng(zone)
+        ref = reference_latlng(zone, shape)
         interior, boundary = cover(zone, shape, res, ref)
         if isinstance(zone.geometry, Circle):
             reach = zone.geometry.radius_m

@@ -41,12 +41,12 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
 )
 
 # (upper bound of the zone size in metres, H3 resolution), first match wins. Edge lengths (h3 4.x averages):
-# res 12 ≈ 10.8 m, 11 ≈ 28.7 m, 10 ≈ 75.9 m, 9 ≈ 200.8 m, 8 ≈ 531 m, 7 ≈ 1 406 m. The rule is edge ≈ size/5
-# to size/25: fine enough that most fixes near a zone fall in an interior cell (no exact test) while the
-# cover stays at a few hundred to ~2 000 cells per zone (build time and memory).
+# res 11 ≈ 28.7 m, 10 ≈ 75.9 m, 9 ≈ 200.8 m, 8 ≈ 531 m, 7 ≈ 1 406 m. The rule is edge ≈ size/4 to size/35:
+# fine enough that most fixes near a zone fall in an interior cell (no exact test), coarse enough that a
+# zone has at most ~2 000 cells (build time, memory) and that store-sized zones share few resolutions:
+# every resolution in use costs one latlng_to_cell per fix, the dominant lookup cost.
 RESOLUTION_TABLE: tuple[tuple[float, int], ...] = (
-    (60.0, 12),
-    (250.0, 11),
+    (100.0, 11),
     (1_000.0, 10),
     (8_000.0, 9),
     (25_000.0, 8),

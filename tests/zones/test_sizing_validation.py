@@ -55,10 +55,9 @@ def test_size_zone_rejects_with_a_clear_message(kwargs, message):
 @pytest.mark.parametrize(
     ("size", "res"),
     [
-        (10, 12),
-        (59, 12),
-        (60, 11),
-        (249, 11),
+        (10, 11),
+        (99, 11),
+        (100, 10),
         (250, 10),
         (400, 10),
         (999, 10),
