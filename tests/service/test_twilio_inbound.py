@@ -15,6 +15,7 @@ from campaigns import customers as uc
 from campaigns.consent import Purpose, Source
 from campaigns.phones import phone_hash
 from campaigns.privacy import erase_customer
+from geofence.service import apikeys
 from geofence.service.db import session_scope
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
@@ -372,3 +373,44 @@ def test_twilio_advanced_opt_out_type_is_followed_and_not_answered_twice(client,
     post(client, {**twilio_params("STOP"), "OptOutType": "HELP"})
     with Session(engine) as s:
         assert not uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
+
+
+def test_review_queue_lists_fuzzy_opt_outs_until_marked_reviewed(client, engine):
+    customer_with_sms(engine)
+    params = twilio_params("please stop it")
+    post(client, params)
+    post(client, twilio_params("STOP"))
+    with session_scope(engine) as s:
+        _, key = apikeys.create_api_key(s, name="crm", scopes={"admin"}, at=AT)
+    client.headers["X-API-Key"] = key
+    queue = client.get("/v1/inbound-sms", params={"needs_review": True}).json()["items"]
+    assert [m["message_sid"] for m in queue] == [params["MessageSid"]]
+    assert queue[0]["body"] == "please stop it" and FR_PHONE not in str(queue)
+    done = client.post(f"/v1/inbound-sms/{params['MessageSid']}/reviewed")
+    assert done.status_code == 200 and done.json()["needs_review"] is False
+    assert client.get("/v1/inbound-sms", params={"needs_review": True}).json()["items"] == []
+    assert client.post("/v1/inbound-sms/SMnope/reviewed").status_code == 404
+
+
+def test_keyword_lists_come_from_settings(engine, tmp_path):
+    settings = Settings(
+        env="test",
+        database_url=str(engine.url),
+        outbox_dir=tmp_path / "outbox",
+        export_dir=tmp_path / "exports",
+        scheduler={"enabled": False},
+        auth_required=False,
+        migrate_on_start=False,
+        hash_key=KEY,
+        twilio={"auth_token": TOKEN},
+        public_base_url=BASE,
+        sms_keywords={"opt_out": ["BASTA"], "max_other_words": 0},
+    )
+    customer_id = customer_with_sms(engine)
+    with TestClient(build_app(settings, engine)) as c:
+        assert "<Message>" not in reply_of(post(c, twilio_params("stop please")))  # no fuzzy budget
+        assert "<Message>" not in reply_of(post(c, twilio_params("STOP")))  # not in the configured list
+        assert "désinscrit" in reply_of(post(c, twilio_params("Basta!")))
+    with Session(engine) as s:
+        assert not uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
+        assert len([e for e in uc.ledger(s, customer_id) if not e.granted]) == 1

@@ -306,3 +306,21 @@ def list_inbound(
     ).all()  # fmt: skip
     return page.build(rows, lambda r: InboundPublic.model_validate(
         {**r.model_dump(), "received_at": as_utc(r.received_at)}))  # fmt: skip
+
+
+@router.post("/v1/inbound-sms/{message_sid}/reviewed")
+def mark_reviewed(
+    message_sid: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]+$")],
+    session: SessionDep,
+    _: AdminPrincipal,
+) -> InboundPublic:
+    """Take a message off the review queue (the opt-out it caused, if any, stays: only START undoes it)."""
+    row = session.exec(select(InboundMessage).where(InboundMessage.message_sid == message_sid)).first()
+    if row is None:
+        raise HTTPException(404, f"unknown message {message_sid!r}")
+    if row.reviewed_at is None:
+        row.reviewed_at = clock.now()
+        row.needs_review = False
+        session.add(row)
+        session.commit()
+    return InboundPublic.model_validate({**row.model_dump(), "received_at": as_utc(row.received_at)})
