@@ -1,21 +1,25 @@
 """H3 covering of a zone: interior cells (entirely inside) and boundary cells (need an exact test).
 
 Why not ``polygon_to_cells`` (centre containment)? It misses parts of the zone and claims cells outside.
-``h3shape_to_cells_experimental(contain='full'|'overlap')`` is exact in planar lng/lat but misses cells
-(its edges are not the cells' spherical edges) and costs ~3–8 ms per zone. We classify cells by a
-*distance bound* instead, which is conservative by construction and ~10× faster:
+``h3shape_to_cells_experimental(contain='full'|'overlap')`` is exact in planar lng/lat but misses cells (its
+edges are not the cells' spherical edges) and costs ~3–8 ms per zone. We classify cells by a *distance
+bound* instead, which is conservative by construction and ~10× faster:
 
-* every point of an H3 cell lies within ``CIRCUMRADIUS_FACTOR × average edge`` of its centre (measured
-  max over the globe: 1.10×; we use 1.25×; ``tests/zones/test_cells.py`` re-measures it);
+* every point of an H3 cell lies within ``CIRCUMRADIUS_FACTOR × average edge`` of its centre (measured max
+  over the globe: 1.10×), and so does every point of its *hierarchical* region, the union of its
+  descendants at finer resolutions, which the index uses (measured 1.14× up to 4 levels down); we use
+  1.25×; ``tests/zones/test_cells.py`` re-measures both;
 * a cell whose centre is deeper inside the zone than that bound is **interior**; one whose centre is
-  within the bound of the zone (inside or out) is **boundary**; any other cell cannot contain a zone point;
+  within the bound of the zone (inside or out) is **boundary**; any other cell cannot contain a zone
+  point;
 * candidates are a ``grid_disk`` around the zone centre, grown until its outer ring is entirely outside.
 
 Distances for circles are great-circle distances to the centre, compared with the inscribed radius of the
 128-gon minus a margin; for areas they are planar distances in a local metric projection, inflated by the
-projection's worst scale error over the zone. Lookups compute ``latlng_to_cell`` at the zone's own
-resolution (never ``cell_to_parent``). Interior cells are not compacted: with the resolution table a zone
-has at most ~2 000 cells, and a compacted set would cost one extra probe per level on every lookup.
+projection's worst scale error over the zone. Lookups compute ``latlng_to_cell`` once at the finest
+resolution and take ancestors: exact only because the bound covers the hierarchical region (a parent's
+hexagon alone is NOT where its descendants are). Interior cells are not compacted: with the resolution table
+a zone has at most ~2 000 cells, and a compacted set would cost one extra probe per level on every lookup.
 """
 
 from __future__ import annotations

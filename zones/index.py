@@ -1,11 +1,15 @@
 """ZoneIndex: exact point-in-zone lookup through H3 cells, in memory, incrementally updatable.
 
-Layout: for each H3 resolution used by some zone, a sorted array of cell ids with a CSR table of
-(zone slot, interior?) entries. A fix is looked up by computing ``latlng_to_cell`` at every resolution in
-use; an interior hit is a match, a boundary hit is confirmed exactly: circles by a vectorised great-circle
-distance (only fixes in the sub-metre band between the 128-gon and the true circle reach shapely), areas
-by ``shapely.contains_xy`` batched per zone. Zones added since the last snapshot are checked directly
-(bounding box + shapely) until ``REBUILD_AFTER`` changes accumulate; removed zones are masked out.
+Layout: for each H3 resolution used by some zone, a sorted array of cell ids with a CSR table of (zone slot,
+interior?) entries. A fix is looked up by computing ``latlng_to_cell`` ONCE, at ``FINE_RES`` (the finest
+resolution of the table), then its ancestors at each resolution in use by bit arithmetic. That is exact
+because covers are built for the *hierarchical* region of a cell (the union of its descendants at FINE_RES,
+which differs from the cell's own hexagon near its edges — the parent trap), see ``zones.cells``: the
+distance bound used to classify cells holds for both. An interior hit is a match, a boundary hit is
+confirmed exactly: circles by a vectorised great-circle distance (only fixes in the sub-metre band between
+the 128-gon and the true circle reach shapely), areas by ``shapely.contains_xy`` batched per zone. Zones
+added since the last snapshot are checked directly (bounding box + shapely) until ``REBUILD_AFTER`` changes
+accumulate; removed zones are masked out.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from zones.cells import circle_margins_m, cover, haversine_many
 from zones.errors import ZoneError
 from zones.geometry import checked_shape, haversine_m, reference_latlng, signed_distance_m
 from zones.model import Circle, Zone
-from zones.sizing import choose_resolution, zone_size_m
+from zones.sizing import RESOLUTION_TABLE, choose_resolution, zone_size_m
 
 try:  # vectorised latlng_to_cell (~2x the h3 Python loop); optional
     from h3ronpy.vector import coordinates_to_cells as _h3ronpy_cells
@@ -31,6 +35,15 @@ except ImportError:  # pragma: no cover
     _h3ronpy_cells = None
 
 REBUILD_AFTER = 32
+FINE_RES = max(res for _, res in RESOLUTION_TABLE)
+_RES_SHIFT = 52
+
+
+def ancestors_at(cells: np.ndarray, res: int) -> np.ndarray:
+    """Vectorised ``cell_to_parent`` of int64 cells (all at a finer or equal resolution) to ``res``."""
+    low = (1 << ((15 - res) * 3)) - 1  # digits res+1..15 set to 7 (unused)
+    keep = ~np.int64((0xF << _RES_SHIFT) | low)
+    return (cells & keep) | np.int64((res << _RES_SHIFT) | low)
 
 
 @dataclass
@@ -238,10 +251,9 @@ class ZoneIndex:
         if not (math.isfinite(lat) and math.isfinite(lng) and -90.0 <= lat <= 90.0):
             return []
         out: list[str] = []
+        fine = h3i.latlng_to_cell(lat, lng, FINE_RES)
         for res, t in self._tables.items():
-            cell = h3i.latlng_to_cell(lat, lng, res)
-            if cell >= 1 << 63:
-                cell -= 1 << 64
+            cell = h3i.cell_to_parent(fine, res) if res != FINE_RES else fine
             i = int(t.keys.searchsorted(cell))
             if i == len(t.keys) or t.keys[i] != cell:
                 continue
@@ -295,11 +307,13 @@ class ZoneIndex:
         check_pos: list[np.ndarray] = []
         check_slot: list[np.ndarray] = []
         n = len(lats)
+        if n and self._tables:
+            fine = cells_at(lats, lngs, FINE_RES)
         if n:
             for res, t in self._tables.items():
                 if not len(t.keys):
                     continue
-                q = cells_at(lats, lngs, res)
+                q = ancestors_at(fine, res) if res != FINE_RES else fine
                 i = np.searchsorted(t.keys, q)
                 np.minimum(i, len(t.keys) - 1, out=i)
                 fix = np.flatnonzero(t.keys[i] == q)

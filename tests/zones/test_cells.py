@@ -70,3 +70,36 @@ def test_parent_cell_is_not_the_containing_cell():
         for a, b in zip(lats, lngs, strict=False)
     )
     assert differ > 0
+
+
+def test_circumradius_bound_holds_for_the_hierarchical_region_used_by_lookups():
+    """The index keys a coarse zone by the ancestor of the fix's res-11 cell: the descendants of a cell
+    must stay within the same bound of its centre."""
+    rng = np.random.default_rng(4)
+    lat = np.degrees(np.arcsin(rng.uniform(-1, 1, 40)))
+    lng = rng.uniform(-180, 180, 40)
+    for res, fine in ((7, 10), (9, 11), (10, 11)):
+        edge = h3.average_hexagon_edge_length(res, "m")
+        for a, b in zip(lat, lng, strict=True):
+            parent = h3i.latlng_to_cell(a, b, res)
+            centre = h3i.cell_to_latlng(parent)
+            worst = max(
+                h3.great_circle_distance(centre, v, "m") / edge
+                for child in h3i.cell_to_children(parent, fine)
+                for v in h3i.cell_to_boundary(child)
+            )
+            assert worst < CIRCUMRADIUS_FACTOR
+
+
+def test_vectorised_ancestors_equal_cell_to_parent():
+    from zones.index import FINE_RES, ancestors_at
+
+    rng = np.random.default_rng(9)
+    cells = [
+        h3i.latlng_to_cell(a, b, FINE_RES)
+        for a, b in zip(rng.uniform(-80, 80, 500), rng.uniform(-180, 180, 500), strict=True)
+    ]
+    arr = np.array(cells, dtype=np.uint64).view(np.int64)
+    for res in range(0, FINE_RES + 1):
+        got = ancestors_at(arr, res).view(np.uint64).tolist()
+        assert got == [h3i.cell_to_parent(c, res) for c in cells]
