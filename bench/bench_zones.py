@@ -110,7 +110,8 @@ def run(
     res_used = sorted({index.resolution(z.id) for z in zones})
     print(f"build            {build_s:8.2f} s   cells {n_cells:,}   resolutions {res_used}")
     print(
-        f"index memory     {cur / 1e6:8.1f} MB held (tracemalloc), peak {peak / 1e6:.1f} MB, RSS delta {rss:.1f} MB"
+        f"index memory     {cur / 1e6:8.1f} MB held (tracemalloc), peak {peak / 1e6:.1f} MB,"
+        f" RSS delta {rss:.1f} MB"
     )
 
     batch = 100_000
@@ -123,7 +124,8 @@ def run(
     mm_s = time.perf_counter() - t
     mm_rate = n_fixes / mm_s
     print(
-        f"match_many       {mm_rate:12,.0f} fixes/s   ({pairs / n_fixes:.1f} zones per fix, {pairs / mm_s:,.0f} pairs/s)"
+        f"match_many       {mm_rate:12,.0f} fixes/s   ({pairs / n_fixes:.1f} zones per fix,"
+        f" {pairs / mm_s:,.0f} pairs/s)"
     )
 
     sl, sg = lats[:n_single].tolist(), lngs[:n_single].tolist()
@@ -141,7 +143,8 @@ def run(
     h3s_rate = n_single / (time.perf_counter() - t)
     print(f"match            {m_rate:12,.0f} fixes/s   (Python loop over {n_single:,} fixes)")
     print(
-        f"h3 loop (int)    {h3_rate:12,.0f} fixes/s   -> match is {h3_rate / m_rate:.1f}x slower than bare latlng_to_cell"
+        f"h3 loop (int)    {h3_rate:12,.0f} fixes/s   -> match is {h3_rate / m_rate:.1f}x slower than"
+        " bare latlng_to_cell"
     )
     print(f"h3 loop (str)    {h3s_rate:12,.0f} fixes/s   -> {h3s_rate / m_rate:.1f}x")
 
@@ -158,7 +161,8 @@ def run(
     mism = len(truth ^ got) + (len(pos) - len(got))
     print(f"STRtree          {st_rate:12,.0f} fixes/s   -> match_many is {mm_rate / st_rate:.1f}x STRtree")
     print(
-        f"mismatches       {mism:12,d}   on {n_sample:,} fixes ({len(truth):,} true pairs; missed {len(truth - got)}, extra {len(got - truth)})"
+        f"mismatches       {mism:12,d}   on {n_sample:,} fixes ({len(truth):,} true pairs;"
+        f" missed {len(truth - got)}, extra {len(got - truth)})"
     )
 
 
