@@ -77,6 +77,7 @@ def events_from_trace(settings: Settings, engine: Any, trace: Path, *, device_id
         events.extend(service.ingest(chunk, at=at).events)
         events.extend(service.sweep(at))
     events.extend(service.sweep(fixes[-1].recorded_at + timedelta(hours=1)))
+    scratch_engine.dispose()
     return events
 
 
