@@ -22,9 +22,17 @@ from schemathesis import GenerationMode
 from geofence.service.app import create_app
 from tests.conftest import make_key_headers
 
-EXAMPLES_PER_OPERATION = 6  # per operation and generation mode; generation dominates the run time
+# Per operation and generation mode. Generating the inputs dominates the run time (~0.1 s per example
+# for a rich body), and the schema has ~40 operations: these keep the whole file under a minute.
+# SQLite: valid and schema-violating inputs. PostgreSQL: valid inputs only — it is there for what
+# PostgreSQL refuses and SQLite stores (NUL in text, integers beyond BIGINT), which valid inputs carry.
+MODES = {
+    "sqlite": (GenerationMode.POSITIVE, GenerationMode.NEGATIVE),
+    "postgresql": (GenerationMode.POSITIVE,),
+}
+EXAMPLES_PER_OPERATION = 4
+ANONYMOUS_EXAMPLES = 2
 FUZZ = settings(
-    max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
     derandomize=True,  # same inputs every run: a failure is reproducible, not flaky
     phases=[Phase.explicit, Phase.generate],
@@ -86,7 +94,7 @@ def _runner(operation, mode, headers: dict[str, str], examples: int):
     return run
 
 
-def _fuzz(app, headers: dict[str, str], modes, examples: int = EXAMPLES_PER_OPERATION) -> list[str]:
+def _fuzz(app, headers: dict[str, str], modes, examples: int) -> list[str]:
     """Run every operation; return one line per operation and mode that answered 5xx (or raised)."""
     operations = _operations(app)
     assert operations, "the schema has no operation"
@@ -104,11 +112,12 @@ def _fuzz(app, headers: dict[str, str], modes, examples: int = EXAMPLES_PER_OPER
 
 def test_no_5xx_without_credentials(anonymous_app):
     # the auth layer answers before any parameter is used: a few valid-looking requests suffice
-    failures = _fuzz(anonymous_app, {}, (GenerationMode.POSITIVE,), examples=3)
+    failures = _fuzz(anonymous_app, {}, (GenerationMode.POSITIVE,), examples=ANONYMOUS_EXAMPLES)
     assert not failures, "\n".join(failures)
 
 
 def test_no_5xx_with_credentials(fuzz_app):
     headers = make_key_headers(fuzz_app.state.runtime.engine, "admin", "ingest", name="fuzz")
-    failures = _fuzz(fuzz_app, headers, (GenerationMode.POSITIVE, GenerationMode.NEGATIVE))
+    modes = MODES[fuzz_app.state.runtime.engine.dialect.name]
+    failures = _fuzz(fuzz_app, headers, modes, EXAMPLES_PER_OPERATION)
     assert not failures, "\n".join(failures)
