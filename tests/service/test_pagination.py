@@ -52,3 +52,31 @@ def test_exact_multiple_of_limit_ends_without_an_empty_page():
 @given(st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=20), max_size=5))
 def test_cursor_round_trips(position):
     assert decode_cursor(encode_cursor(position)) == position
+
+
+def test_every_list_endpoint_of_the_app_is_paginated(settings):
+    """A GET that returns a bare list, or a page without the shared limit/cursor parameters, fails."""
+    import typing
+
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    from geofence.service.app import create_app
+    from geofence.service.pagination import page_params
+
+    def uses_page(dependant) -> bool:
+        return any(d.call is page_params or uses_page(d) for d in dependant.dependencies)
+
+    app = create_app(settings)
+    problems, pages = [], 0
+    for ctx in iter_route_contexts(app.routes):
+        if not isinstance(ctx.original_route, APIRoute) or "GET" not in ctx.methods:
+            continue
+        model = ctx.response_model
+        if typing.get_origin(model) is list:
+            problems.append(f"GET {ctx.path} returns a bare list: use PageDep + Paginated")
+        elif getattr(model, "__name__", "").startswith("Paginated["):
+            pages += 1
+            if not uses_page(ctx.dependant):
+                problems.append(f"GET {ctx.path} returns a page without PageDep (limit/cursor)")
+    assert not problems, problems
+    assert pages >= 1  # the walk does see the list endpoints
