@@ -50,6 +50,58 @@ def circle_margins_m(radius_m: float) -> tuple[float, float]:
     return radius_m * math.cos(math.pi / CIRCLE_VERTICES) - slack, radius_m + slack
 
 
+def disk_k(extent_m: float, res: int) -> int:
+    """First guess of the grid_disk radius reaching past a zone of this extent (grown if needed)."""
+    return int(math.ceil((extent_m + cell_radius_m(res)) / (1.4 * _EDGE_M[res]))) + 1
+
+
+def circle_covers(circles: list[Circle], res: int) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """:func:`cover` of many circles of the same resolution and disk size at once (vectorised with h3ronpy).
+
+    Same classification as :func:`cover`. Returns None for a circle whose disk was too small or touched a
+    pentagon (the caller falls back to :func:`cover`), or for all of them without h3ronpy.
+    """
+    try:
+        import h3ronpy
+        from h3ronpy.vector import coordinates_to_cells
+    except ImportError:  # pragma: no cover
+        return [None] * len(circles)
+    n = len(circles)
+    lat = np.array([c.lat for c in circles])
+    lng = np.array([c.lng for c in circles])
+    radius = np.array([c.radius_m for c in circles])
+    k = max(disk_k(r, res) for r in radius.tolist())
+    size = 3 * k * (k + 1) + 1
+    origins = np.asarray(coordinates_to_cells(lat, lng, res))
+    rb = h3ronpy.grid_disk_distances(origins, k, flatten=True)
+    cells = np.asarray(rb.column("cell"))
+    if len(cells) != n * size:  # a pentagon in some disk: let the caller do them one by one
+        return [None] * n
+    ring = np.asarray(rb.column("k")) == k
+    owner = np.repeat(np.arange(n), size)
+    clat, clng = _centres(cells.view(np.int64))
+    p1, p2 = np.radians(lat)[owner], np.radians(clat)
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(clng - lng[owner]) / 2) ** 2
+    d = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    inner = radius * math.cos(math.pi / CIRCLE_VERTICES) - (1.0 + 1e-4 * radius)
+    outer = radius + (1.0 + 1e-4 * radius)
+    bound = cell_radius_m(res)
+    interior = d + bound < inner[owner]
+    boundary = ~interior & (d - bound <= outer[owner])
+    bad = np.zeros(n, dtype=bool)
+    bad[owner[ring & (interior | boundary)]] = True
+    cells = cells.view(np.int64)
+    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for j in range(n):
+        if bad[j]:
+            out.append(None)
+            continue
+        sl = slice(j * size, (j + 1) * size)
+        c = cells[sl]
+        out.append((c[interior[sl]], c[boundary[sl]]))
+    return out
+
+
 def haversine_many(lat0: float, lng0: float, lats: np.ndarray, lngs: np.ndarray) -> np.ndarray:
     p1 = math.radians(lat0)
     p2 = np.radians(lats)
@@ -95,7 +147,7 @@ def cover(
         local_b = local.boundary
         shapely.prepare(local)
     origin = h3i.latlng_to_cell(lat0, lng0, res)
-    k = int(math.ceil((extent + bound) / (1.4 * _EDGE_M[res]))) + 1
+    k = disk_k(extent, res)
     while True:
         cells = h3i.grid_disk(origin, k)
         arr = np.asarray(cells, dtype=np.uint64).view(np.int64)

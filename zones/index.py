@@ -23,7 +23,7 @@ import shapely
 from h3.api import basic_int as h3i
 from shapely.geometry.base import BaseGeometry
 
-from zones.cells import circle_margins_m, cover, haversine_many
+from zones.cells import circle_covers, circle_margins_m, cover, disk_k, haversine_many
 from zones.errors import ZoneError
 from zones.geometry import checked_shape, haversine_m, reference_latlng, signed_distance_m
 from zones.model import Circle, Zone
@@ -87,8 +87,7 @@ class ZoneIndex:
         self._pending: list[int] = []
         self._dead_since_build = 0
         self._grow(0)
-        for z in zones:
-            self._add(z)
+        self._add_bulk(list(zones))
         self._rebuild()
 
     # ------------------------------------------------------------------ maintenance
@@ -114,12 +113,33 @@ class ZoneIndex:
         ):
             new[: len(o)] = o
 
-    def _add(self, zone: Zone) -> int:
+    def _add_bulk(self, zones: list[Zone]) -> None:
+        """Initial build: circle covers are computed in vectorised groups (same resolution and disk)."""
+        groups: dict[tuple[int, int], list[Zone]] = {}
+        for z in zones:
+            g = z.geometry
+            if isinstance(g, Circle) and isinstance(g.radius_m, int | float) and math.isfinite(g.radius_m):
+                res = choose_resolution(g.radius_m)
+                groups.setdefault((res, disk_k(g.radius_m, res)), []).append(z)
+        covers: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+        for (res, _), members in groups.items():
+            try:
+                for z, c in zip(members, circle_covers([z.geometry for z in members], res), strict=True):
+                    covers[id(z)] = c
+            except (ValueError, TypeError):  # an invalid centre: _add reports it zone by zone
+                pass
+        for z in zones:
+            self._add(z, covers.get(id(z)))
+
+    def _add(self, zone: Zone, precomputed: tuple[np.ndarray, np.ndarray] | None = None) -> int:
         shape = checked_shape(zone)
         shapely.prepare(shape)
         res = choose_resolution(zone_size_m(zone))
         ref = reference_latlng(zone, shape)
-        interior, boundary = cover(zone, shape, res, ref)
+        if precomputed is not None:
+            interior, boundary = precomputed
+        else:
+            interior, boundary = cover(zone, shape, res, ref)
         if isinstance(zone.geometry, Circle):
             reach = zone.geometry.radius_m
         else:
