@@ -277,11 +277,14 @@ class ZoneIndex:
             i = int(t.keys.searchsorted(cell))
             if i == len(t.keys) or t.keys[i] != cell:
                 continue
-            for j in range(t.starts[i], t.starts[i + 1]):
-                slot = int(t.slot[j])
-                if not self._alive[slot]:
-                    continue
-                if t.interior[j] or self._check_one(slot, lat, lng):
+            lo, hi = t.starts[i : i + 2].tolist()
+            slots, inter = t.slot[lo:hi], t.interior[lo:hi]
+            if self._dead_since_build:
+                live = self._alive[slots]
+                slots, inter = slots[live], inter[live]
+            out += self._ids[slots[inter]].tolist()
+            for slot in slots[~inter].tolist():
+                if self._check_one(slot, lat, lng):
                     out.append(self._ids[slot])
         for slot in self._pending:
             e = self._entries[slot]
