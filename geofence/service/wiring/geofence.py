@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -72,14 +72,15 @@ class GeofenceService:
         self.fix_retention = timedelta(seconds=settings.ingest.fix_retention_s)
         self.policy: FencePolicy = policy_from_defaults(settings.fence)
         self._lock = threading.RLock()  # index and track cache are shared by the API's worker threads
-        self.index = ZoneIndex()
-        self.zones_synced_at: datetime | None = None
+        self.zones_synced_at = clock.now()
+        with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
+            live = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
+            self.index = ZoneIndex([zone_from_row(r) for r in session.execute(live).scalars()])
         self.ingestor = Ingestor(
             self.index, policy=self.policy, limits=limits_from_defaults(settings.fence),
             zone_policy=self._zone_policy,
         )
         self.ingestor.fix_store_wanted = self.retain_fixes
-        self.sync_zones()
         self.sync_open_devices()
 
     def _zone_policy(self, zone_id: str) -> FencePolicy:
@@ -172,12 +173,8 @@ class GeofenceService:
     def sync_zones(self) -> int:
         """Apply zone rows changed since the last sync to this process's index (all at startup)."""
         with Session(self.engine) as session:
-            stmt = select(ZoneRow)
-            if self.zones_synced_at is not None:
-                # re-read a small overlap: rows committed late with an earlier updated_at
-                stmt = stmt.where(ZoneRow.updated_at >= self.zones_synced_at - timedelta(seconds=30))
-            else:
-                stmt = stmt.where(ZoneRow.deleted_at.is_(None))
+            # re-read a small overlap: rows committed late with an earlier updated_at, clock skew
+            stmt = select(ZoneRow).where(ZoneRow.updated_at >= self.zones_synced_at - timedelta(seconds=30))
             rows = list(session.execute(stmt).scalars())
         applied = 0
         new_ids: list[str] = []
@@ -199,11 +196,8 @@ class GeofenceService:
                 applied += 1
             latest = max((r.updated_at for r in rows), default=None)
             if latest is not None:
-                latest = latest if latest.tzinfo else latest.replace(tzinfo=clock.now().tzinfo)
-                if self.zones_synced_at is None or latest > self.zones_synced_at:
-                    self.zones_synced_at = latest
-            elif self.zones_synced_at is None:
-                self.zones_synced_at = clock.now()
+                latest = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
+                self.zones_synced_at = max(self.zones_synced_at, latest)
             at = clock.now()  # devices this process saw inside a zone another process created
             adopted = [p for zid in new_ids for p in self.ingestor.adopt_in_zone(zid, at)]
         if adopted:
