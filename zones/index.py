@@ -270,6 +270,8 @@ class ZoneIndex:
         """Ids of the zones containing ``lat, lng`` (degrees), exactly as ``zone_shape(zone)`` says."""
         if not (math.isfinite(lat) and math.isfinite(lng) and -90.0 <= lat <= 90.0):
             return []
+        if abs(lng) > 180.0:  # same normalisation as match_many
+            lng = (lng + 180.0) % 360.0 - 180.0
         out: list[str] = []
         fine = h3i.latlng_to_cell(lat, lng, FINE_RES)
         for res, t in self._tables.items():

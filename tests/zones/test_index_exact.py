@@ -122,3 +122,23 @@ def test_near_and_signed_distance():
     assert index.signed_distance_m("c", 48.85, 2.35) == pytest.approx(-400, abs=0.5)
     assert [z for z, _ in index.near(lat_out, 2.35, 25)] == ["c"]
     assert index.near(lat_out, 2.35, 10) == []
+
+
+def test_near_reports_polygons_with_holes_by_signed_distance():
+    rng = np.random.default_rng(12)
+    square = [[2.30, 48.80], [2.31, 48.80], [2.31, 48.81], [2.30, 48.81], [2.30, 48.80]]
+    hole = [[2.302, 48.802], [2.305, 48.802], [2.305, 48.805], [2.302, 48.805], [2.302, 48.802]]
+    from zones.model import Area, Zone
+
+    index = ZoneIndex(
+        [Zone(id="p", name="p", geometry=Area({"type": "Polygon", "coordinates": [square, hole]}))]
+    )
+    in_hole = index.near(48.8035, 2.3035, 200)
+    assert in_hole[0][0] == "p" and 50 < in_hole[0][1] < 150
+    assert index.match(48.8035, 2.3035) == [] and index.match(48.8065, 2.3075) == ["p"]
+    assert index.near(48.8065, 2.3075, 0)[0][1] < 0
+    lats, lngs = rng.uniform(48.79, 48.82, 3000), rng.uniform(2.29, 2.32, 3000)
+    assert [index.match(a, b) == ["p"] for a, b in zip(lats, lngs, strict=True)] == [
+        index.signed_distance_m("p", a, b) < 0 for a, b in zip(lats, lngs, strict=True)
+    ]
+    assert index.match(48.8065, 2.3075 + 360.0) == index.match(48.8065, 2.3075) == ["p"]
