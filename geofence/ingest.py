@@ -80,6 +80,7 @@ def _fast_speed_mps(lat1: float, lng1: float, acc1_m: float, at1: datetime, fix:
     dt_s = (fix.recorded_at - at1).total_seconds()
     return gap_m / dt_s if dt_s > 0 else math.inf
 Changes = tuple[list[Presence], list[ZoneEvent]]
+Undo = tuple[float, float, float, datetime, tuple[str, ...]] | None  # a track before the batch (None: new)
 
 
 @dataclass(slots=True)
@@ -174,17 +175,21 @@ class Ingestor:
             else:
                 positions.append(i)
 
-        kept = self._screen(fixes, by_device, results)
+        kept, undo = self._screen(fixes, by_device, results)
         events: list[ZoneEvent] = []
-        if kept:
+        try:
             for attempt in range(MAX_CONFLICT_RETRIES + 1):
+                if not kept:
+                    break
                 try:
-                    events = self._apply(fixes, kept, uow_factory, at)
+                    events = self._apply(fixes, kept, undo, uow_factory, at)
                     break
                 except ConflictError:
                     if attempt == MAX_CONFLICT_RETRIES:
                         raise
-        self._remember(fixes, kept)
+        except BaseException:
+            self._restore(undo)  # nothing was committed: the device tracks go back as they were
+            raise
         counts: dict[tuple[str, str], int] = {}
         for r in results:
             key = (r.status, r.reason or "")
@@ -193,15 +198,26 @@ class Ingestor:
 
     def _screen(
         self, fixes: Sequence[LocationFix], by_device: dict[str, list[int]], results: list[FixResult]
-    ) -> dict[str, list[int]]:
-        """Per device, in fix-time order: duplicates, late fixes and implausible jumps."""
+    ) -> tuple[dict[str, list[int]], dict[str, Undo]]:
+        """Per device, in fix-time order: duplicates, late fixes and implausible jumps.
+
+        The device tracks are moved on to each device's last kept fix here (one pass); ``undo`` holds
+        what they were, for the speed estimate and in case the batch cannot be committed.
+        """
         kept: dict[str, list[int]] = {}
+        undo: dict[str, Undo] = {}
         max_speed = self.policy.max_speed_mps
         tracks = self.tracks
         for device_id, positions in by_device.items():
             track = tracks.get(device_id)
             if track is None and len(positions) == 1:
                 kept[device_id] = positions  # the first fix of a device this process sees
+                f = fixes[positions[0]]
+                fid = f.client_fix_id
+                tracks[device_id] = DeviceTrack(
+                    f.recorded_at, f.lat, f.lng, f.accuracy_m, () if fid is None else (fid,)
+                )
+                undo[device_id] = None
                 continue
             if len(positions) > 1:
                 positions.sort(key=lambda i: fixes[i].recorded_at)
@@ -243,14 +259,33 @@ class Ingestor:
                     batch_ids.add(fid)
             if track is not None:
                 track.jumps = jumps
-            if survivors:
-                kept[device_id] = survivors
-        return kept
+            if not survivors:
+                continue
+            kept[device_id] = survivors
+            last = fixes[survivors[-1]]
+            ids = tuple(f for i in survivors if (f := fixes[i].client_fix_id) is not None)
+            if track is None:
+                tracks[device_id] = DeviceTrack(last.recorded_at, last.lat, last.lng, last.accuracy_m, ids)
+                undo[device_id] = None
+            else:
+                undo[device_id] = (track.lat, track.lng, track.accuracy_m, track.last_fix_at, track.fix_ids)
+                track.last_fix_at, track.lat, track.lng = last.recorded_at, last.lat, last.lng
+                track.accuracy_m, track.fix_ids = last.accuracy_m, ids
+        return kept, undo
+
+    def _restore(self, undo: dict[str, Undo]) -> None:
+        for device_id, old in undo.items():
+            if old is None:
+                self.tracks.pop(device_id, None)
+            else:
+                track = self.tracks[device_id]
+                track.lat, track.lng, track.accuracy_m, track.last_fix_at, track.fix_ids = old
 
     def _apply(
         self,
         fixes: Sequence[LocationFix],
         kept: dict[str, list[int]],
+        undo: dict[str, Undo],
         uow_factory: Callable[[], UnitOfWork],
         at: datetime,
     ) -> list[ZoneEvent]:
@@ -270,7 +305,7 @@ class Ingestor:
             for device_id in busy:
                 current = {p.zone_id: p for p in stored.get(device_id, ())}
                 before = dict(current)
-                self._step_device(fixes, kept[device_id], hits, current, events)
+                self._step_device(fixes, kept[device_id], undo.get(device_id), hits, current, events)
                 for zone_id, p in current.items():
                     if before.get(zone_id) is not p and (p.is_open or p.version > 0):
                         changed.append(p)
@@ -294,12 +329,11 @@ class Ingestor:
         return events
 
     def _step_device(
-        self, fixes: Sequence[LocationFix], positions: list[int], hits: dict[int, list[str]],
-        current: dict[str, Presence], events: list[ZoneEvent],
+        self, fixes: Sequence[LocationFix], positions: list[int], before: Undo,
+        hits: dict[int, list[str]], current: dict[str, Presence], events: list[ZoneEvent],
     ) -> None:
         """Step every candidate zone of one device with each of its fixes, in time order."""
-        prev = self.tracks.get(positions and fixes[positions[0]].device_id or "")
-        prev_pos = (prev.lat, prev.lng, prev.last_fix_at) if prev else None
+        prev_pos = (before[0], before[1], before[3]) if before else None
         index = self.index
         for i in positions:
             fix = fixes[i]
@@ -330,24 +364,6 @@ class Ingestor:
         for pos, zone_id in zip(np.asarray(positions).tolist(), list(zone_ids), strict=True):
             hits.setdefault(order[pos], []).append(str(zone_id))
         return hits
-
-    def _remember(self, fixes: Sequence[LocationFix], kept: dict[str, list[int]]) -> None:
-        """After commit: the last accepted fix of each device becomes its track."""
-        tracks = self.tracks
-        for device_id, positions in kept.items():
-            last = fixes[positions[-1]]
-            track = tracks.get(device_id)
-            if track is None:
-                track = tracks[device_id] = DeviceTrack(last.recorded_at, last.lat, last.lng, last.accuracy_m)
-            else:
-                track.last_fix_at, track.lat, track.lng = last.recorded_at, last.lat, last.lng
-                track.accuracy_m = last.accuracy_m
-                track.jumps = 0
-            # the client fix ids of the device's last batch: a retried request is recognised as such
-            if len(positions) == 1:
-                track.fix_ids = () if last.client_fix_id is None else (last.client_fix_id,)
-            else:
-                track.fix_ids = tuple(f for i in positions if (f := fixes[i].client_fix_id) is not None)
 
     # -- timers and zone lifecycle ----------------------------------------------------------------
     def sweep_presences(self, presences: Iterable[Presence], at: datetime) -> Changes:
