@@ -276,18 +276,15 @@ class ZoneIndex:
         fine = h3i.latlng_to_cell(lat, lng, FINE_RES)
         for res, t in self._tables.items():
             cell = h3i.cell_to_parent(fine, res) if res != FINE_RES else fine
-            i = int(t.keys.searchsorted(cell))
-            if i == len(t.keys) or t.keys[i] != cell:
+            keys = t.keys
+            i = int(keys.searchsorted(cell))
+            if i == len(keys) or keys[i] != cell:
                 continue
             lo, hi = t.starts[i : i + 2].tolist()
-            slots, inter = t.slot[lo:hi], t.interior[lo:hi]
-            if self._dead_since_build:
-                live = self._alive[slots]
-                slots, inter = slots[live], inter[live]
-            out += self._ids[slots[inter]].tolist()
-            for slot in slots[~inter].tolist():
-                if self._check_one(slot, lat, lng):
-                    out.append(self._ids[slot])
+            alive, ids = self._alive, self._ids
+            for slot, inside in zip(t.slot[lo:hi].tolist(), t.interior[lo:hi].tolist(), strict=True):
+                if alive[slot] and (inside or self._check_one(slot, lat, lng)):
+                    out.append(ids[slot])
         for slot in self._pending:
             e = self._entries[slot]
             if e is not None and shapely.contains_xy(e.shape, lng, lat):
@@ -296,7 +293,7 @@ class ZoneIndex:
 
     def _check_one(self, slot: int, lat: float, lng: float) -> bool:
         if self._is_circle[slot]:
-            d = haversine_m(self._clat[slot], self._clng[slot], lat, lng)
+            d = haversine_m(float(self._clat[slot]), float(self._clng[slot]), lat, lng)
             if d < self._inner[slot]:
                 return True
             if d > self._outer[slot]:

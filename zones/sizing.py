@@ -41,13 +41,13 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
 )
 
 # (upper bound of the zone size in metres, H3 resolution), first match wins. Edge lengths (h3 4.x averages):
-# res 11 ≈ 28.7 m, 10 ≈ 75.9 m, 9 ≈ 200.8 m, 8 ≈ 531 m, 7 ≈ 1 406 m. The rule is edge ≈ size/4 to size/35:
-# fine enough that most fixes near a zone fall in an interior cell (no exact test), coarse enough that a
-# zone has at most ~2 000 cells (build time, memory) and that store-sized zones share few resolutions:
-# every resolution in use costs one latlng_to_cell per fix, the dominant lookup cost.
+# res 11 ≈ 28.7 m, 10 ≈ 75.9 m, 9 ≈ 200.8 m, 8 ≈ 531 m, 7 ≈ 1 406 m. Rule: edge ≈ size/7 to size/35, so
+# that most fixes near a zone fall in an interior cell (no exact test; the boundary band is ±1.25 edges)
+# while a zone keeps ≤ ~3 000 cells (build time, memory). The lookup cost does not depend on the zone's
+# resolution: the index computes one res-11 cell per fix and takes its ancestors.
 RESOLUTION_TABLE: tuple[tuple[float, int], ...] = (
-    (100.0, 11),
-    (1_000.0, 10),
+    (600.0, 11),
+    (2_000.0, 10),
     (8_000.0, 9),
     (25_000.0, 8),
     (math.inf, 7),

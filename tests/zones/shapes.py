@@ -11,7 +11,7 @@ from zones.geometry import M_PER_DEG, zone_shape
 from zones.model import Area, Circle, Zone
 
 # one size per row of the resolution table: 11, 10, 9, 8, 7
-SIZES_M = (20.0, 400.0, 3_000.0, 12_000.0, 40_000.0)
+SIZES_M = (20.0, 1_000.0, 3_000.0, 12_000.0, 40_000.0)
 
 
 def circle(zid: str, lat: float, lng: float, radius_m: float) -> Zone:

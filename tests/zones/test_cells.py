@@ -111,8 +111,8 @@ def test_bulk_circle_covers_equal_the_per_zone_cover():
     rng = np.random.default_rng(8)
     zones = [circle(f"c{i}", 48.6 + rng.uniform(0, 0.5), 2 + rng.uniform(0, 0.7), 397) for i in range(30)]
     zones.append(circle("am", -16.0, 179.999, 397))
-    bulk = circle_covers([z.geometry for z in zones], 10)
+    bulk = circle_covers([z.geometry for z in zones], 11)
     for z, got in zip(zones, bulk, strict=True):
-        want = cover(z, zone_shape(z), 10, reference_latlng(z))
+        want = cover(z, zone_shape(z), 11, reference_latlng(z))
         assert got is not None
         assert set(got[0].tolist()) == set(want[0].tolist()) and set(got[1].tolist()) == set(want[1].tolist())

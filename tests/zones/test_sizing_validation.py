@@ -56,12 +56,12 @@ def test_size_zone_rejects_with_a_clear_message(kwargs, message):
     ("size", "res"),
     [
         (10, 11),
-        (99, 11),
-        (100, 10),
-        (250, 10),
-        (400, 10),
-        (999, 10),
-        (1000, 9),
+        (400, 11),
+        (599, 11),
+        (600, 10),
+        (1000, 10),
+        (1999, 10),
+        (2000, 9),
         (4861, 9),
         (8000, 8),
         (24_999, 8),
@@ -75,10 +75,10 @@ def test_resolution_table(size, res):
 
 def test_every_profile_at_five_minutes_gets_a_documented_resolution():
     assert {p: choose_resolution(size_zone(48.85, 2.35, p).radius_m) for p in PROFILES} == {
-        "walk": 10,
-        "bike": 9,
-        "transit": 9,
-        "drive_urban": 9,
+        "walk": 11,
+        "bike": 10,
+        "transit": 10,
+        "drive_urban": 10,
         "drive_rural": 9,
     }
 
