@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from geofence.events import ZoneEvent
@@ -73,15 +74,23 @@ class GeofenceService:
         self.policy: FencePolicy = policy_from_defaults(settings.fence)
         self._lock = threading.RLock()  # index and track cache are shared by the API's worker threads
         self.zones_synced_at = clock.now()
-        with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
-            live = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
-            self.index = ZoneIndex([zone_from_row(r) for r in session.execute(live).scalars()])
+        try:
+            with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
+                live = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
+                self.index = ZoneIndex([zone_from_row(r) for r in session.execute(live).scalars()])
+        except DBAPIError:  # no schema yet (migrations not run): start empty, the sync job catches up
+            log.warning("zones table unreadable at startup; the zone index starts empty")
+            self.index = ZoneIndex()
+            self.zones_synced_at = datetime(1970, 1, 1, tzinfo=UTC)
         self.ingestor = Ingestor(
             self.index, policy=self.policy, limits=limits_from_defaults(settings.fence),
             zone_policy=self._zone_policy,
         )
         self.ingestor.fix_store_wanted = self.retain_fixes
-        self.sync_open_devices()
+        try:
+            self.sync_open_devices()
+        except DBAPIError:
+            log.warning("presences table unreadable at startup")
 
     def _zone_policy(self, zone_id: str) -> FencePolicy:
         zone = self.index.get(zone_id)
