@@ -329,8 +329,12 @@ class ZoneIndex:
         check_pos: list[np.ndarray] = []
         check_slot: list[np.ndarray] = []
         n = len(lats)
+        by_cell = None
         if n and self._tables:
             fine = cells_at(lats, lngs, FINE_RES)
+            # sorted queries make every searchsorted below cache-friendly (ancestors keep the order)
+            by_cell = np.argsort(fine, kind="stable")
+            fine, lats, lngs = fine[by_cell], lats[by_cell], lngs[by_cell]
         if n:
             for res, t in self._tables.items():
                 if not len(t.keys):
@@ -391,6 +395,8 @@ class ZoneIndex:
             return np.zeros(0, dtype=np.int64), np.empty(0, dtype=object)
         pos = np.concatenate(pos_parts).astype(np.int64, copy=False)
         slots = np.concatenate(slot_parts)
+        if by_cell is not None:
+            pos = by_cell[pos]
         if base is not None:
             pos = base[pos]
         return pos, self._ids[slots]
