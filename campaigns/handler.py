@@ -21,7 +21,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from campaigns.attribution import HOLDOUT_REASON
 from campaigns.decide import Decision, DecisionPolicy, Defer, Recipient, Send, Skip, decide
+from campaigns.holdout import in_holdout
 from campaigns.limits import CapBucket, PastDelivery
 from campaigns.model import Campaign, CampaignInvalid, CampaignStatus, ZoneInfo, parse_campaign
 from campaigns.outbox import consent_now, is_suppressed
@@ -416,6 +418,13 @@ class CampaignHandler:
                 reason = decision.reason
                 session.add(skipped_row(event, campaign, customer_id, reason, at, decision.channel))
                 handled.append(Handled(campaign.id, "skip", reason))
+                continue
+            if in_holdout(campaign.id, recipient.customer_id, campaign.holdout_share):
+                # Qualified but held back (the control group of the stats); it also wins over lower
+                # priority campaigns so the control group receives nothing from this trigger.
+                session.add(skipped_row(event, campaign, customer_id, HOLDOUT_REASON, at, decision.channel))
+                handled.append(Handled(campaign.id, "skip", HOLDOUT_REASON))
+                winner = campaign.id
                 continue
             try:
                 row = delivery_row(event, campaign, zone, recipient, decision, at)

@@ -255,6 +255,9 @@ class Campaign(_Frozen):
     # Presence re-check for deferred offers: still inside, or left less than this long / this far ago.
     near_exit_s: int = Field(default=15 * 60, ge=0)
     near_m: float = Field(default=500.0, ge=0)
+    # Share of qualifying customers held back (recorded as skipped "holdout", deterministic per
+    # customer: campaigns.holdout) so campaigns.attribution can measure the uplift. 0 = nobody.
+    holdout_share: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @field_validator("starts_at", "ends_at")
     @classmethod
