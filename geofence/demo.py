@@ -346,6 +346,8 @@ class _Observer:
                     f"{self._who(e.customer_id)}")  # fmt: skip
             self.report.zone_events.append(line)
             self.emit(f"  zone   {line}")
+        # same batch, same instant: order by who, so every run prints the same story
+        deliveries = sorted(deliveries, key=lambda d: (d.created_at, self._who(d.customer_id), d.id))
         for d in deliveries:
             before = self.statuses.get(d.id)
             if before == d.status:
