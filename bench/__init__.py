@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [--quick]` runs them all and prints the figures."""
