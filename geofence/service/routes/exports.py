@@ -36,8 +36,9 @@ class ExportFormat(StrEnum):
 
 
 def receipt_providers(runtime: Any) -> frozenset[str]:
-    """Providers whose delivery receipts reach us: Twilio, when its status callback is configured."""
-    return frozenset({"twilio"}) if runtime.settings.twilio.status_callback_url else frozenset()
+    """Providers whose delivery receipts reach us: Twilio, whose sends always carry a status callback
+    (the configured URL, or ``public_base_url`` + ``/v1/deliveries/twilio/status``)."""
+    return frozenset({"twilio"}) if "twilio" in runtime.settings.channels else frozenset()
 
 
 @router.get("/v1/exports", summary="List the export kinds and formats")
