@@ -17,7 +17,7 @@ from typing import Any
 from campaigns.decide import DecisionPolicy, Defer, Recipient, Send, decide
 from campaigns.limits import PastDelivery
 from campaigns.model import Campaign, CampaignStatus, ZoneInfo
-from campaigns.render import render
+from campaigns.render import render_for_event
 from geofence.events import ZoneEvent
 
 
@@ -119,16 +119,16 @@ def dry_run(
             simulated.setdefault(recipient.customer_id, []).append(
                 PastDelivery(campaign.id, zone.id, event.visit_id, decision.channel, decision.at)
             )
-            position = (event.lat, event.lng) if event.lat is not None and event.lng is not None else None
             try:
-                message = render(
+                message = render_for_event(
                     as_active,
                     zone,
                     channel=decision.channel,
                     locale=recipient.locale,
                     first_name=recipient.first_name,
                     expires_at=decision.expires_at,
-                    position=position,
+                    event_lat=event.lat,
+                    event_lng=event.lng,
                 )
             except ValueError as exc:
                 report.rows.append(

@@ -27,7 +27,7 @@ from campaigns.holdout import in_holdout
 from campaigns.limits import CapBucket, PastDelivery
 from campaigns.model import Campaign, CampaignInvalid, CampaignStatus, ZoneInfo, parse_campaign
 from campaigns.outbox import consent_now, is_suppressed
-from campaigns.render import render
+from campaigns.render import render_for_event
 from geofence.events import ZoneEvent
 from geofence.service.tables._types import as_utc, new_id
 from geofence.service.tables.campaigns import (
@@ -301,15 +301,15 @@ def delivery_row(
     decision: Send | Defer,
     at: datetime,
 ) -> Delivery:
-    position = (event.lat, event.lng) if event.lat is not None and event.lng is not None else None
-    message = render(
+    message = render_for_event(
         campaign,
         zone,
         channel=decision.channel,
         locale=recipient.locale,
         first_name=recipient.first_name,
         expires_at=decision.expires_at,
-        position=position,
+        event_lat=event.lat,
+        event_lng=event.lng,
     )
     data: dict[str, Any] = dict(message.data)
     data.update({"_near_exit_s": str(campaign.near_exit_s), "_near_m": str(campaign.near_m)})

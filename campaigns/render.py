@@ -110,3 +110,30 @@ def render(
     if values["directions_url"]:
         data["directions_url"] = values["directions_url"]
     return Rendered(locale=chosen, title=title, body=body, data=data)
+
+
+def render_for_event(
+    campaign: Campaign,
+    zone: ZoneInfo,
+    *,
+    channel: str,
+    locale: str | None,
+    first_name: str | None,
+    expires_at: datetime,
+    event_lat: float | None,
+    event_lng: float | None,
+) -> Rendered:
+    """``render`` for a zone event: the event's rounded position feeds ``{distance}`` when it has one.
+
+    The live path (handler) and the dry run both call this, so a dry run shows exactly what would go out.
+    """
+    position = (event_lat, event_lng) if event_lat is not None and event_lng is not None else None
+    return render(
+        campaign,
+        zone,
+        channel=channel,
+        locale=locale,
+        first_name=first_name,
+        expires_at=expires_at,
+        position=position,
+    )
