@@ -12,9 +12,6 @@ from sqlalchemy import select
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-# Importing any CLI module imports every command module, the zones ones included.
-pytest.importorskip("zones.errors", reason="the zones package (issue 2) has not landed yet")
-
 import geofence.service.cli.campaigns  # noqa: F401  (registers the command group)
 from geofence.service.cli.base import app
 from geofence.service.db import create_schema, make_engine
@@ -75,13 +72,12 @@ def test_dry_run_errors_are_clear(db: Session) -> None:
     assert bad.exit_code == 2
 
 
-TRACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces" / "senart-2019-07-12.gpx"
+# The real Sénart trace (IGN / LASTIG, CeCILL-C) as shipped inside the package for the demo.
+TRACE = Path(__file__).resolve().parents[2] / "geofence" / "demo_data" / "senart-2019-07-12.gpx"
 
 
 def test_dry_run_of_a_trace_writes_nothing(db: Session) -> None:
-    pytest.importorskip("zones.index", reason="the zone index (issue 2) has not landed yet")
-    if not TRACE.exists():
-        pytest.skip(f"shared trace data not found at {TRACE}")
+    assert TRACE.exists(), TRACE
     from geofence.service.tables.zones import ZoneRow
     from zones.model import Circle, Zone
 

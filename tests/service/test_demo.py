@@ -15,7 +15,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    pytest.importorskip("zones.index", reason="the zones package is not in the tree yet")
     from geofence.demo import run_demo
 
     lines: list[str] = []

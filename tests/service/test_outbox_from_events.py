@@ -258,9 +258,9 @@ def test_cap_slot_of_a_cancelled_delivery_is_given_back(engine: Engine, session:
 
 
 def test_zone_info_reads_the_zones_package_format() -> None:
+    import zones.model as zones_model
     from campaigns.handler import zone_info_from_row
 
-    zones_model = pytest.importorskip("zones.model")
     at = MONDAY_1145
     circle = zones_model.Zone(
         id="z1",
