@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from campaigns.decide import DecisionPolicy, Defer, Recipient, Send, decide
@@ -99,11 +100,11 @@ def dry_run(
     report = DryRunReport(campaign.id)
     simulated: dict[str, list[PastDelivery]] = {}
     for event in sorted(events, key=lambda e: (e.at, e.id)):
+        # Every row of this event starts the same way (the zone is looked up by the event's zone id).
+        row = partial(DryRunRow, event.id, event.at, event.zone_id, event.device_id)
         zone = zone_for(event.zone_id)
         if zone is None:
-            report.rows.append(
-                DryRunRow(event.id, event.at, event.zone_id, event.device_id, None, "skip", "unknown_zone")
-            )
+            report.rows.append(row(None, "skip", "unknown_zone"))
             continue
         if not as_active.trigger.matches(event.kind, zone.id, zone.tags):
             continue  # not this campaign's trigger: not part of its audience at all
@@ -131,25 +132,10 @@ def dry_run(
                     event_lng=event.lng,
                 )
             except ValueError as exc:
-                report.rows.append(
-                    DryRunRow(
-                        event.id,
-                        event.at,
-                        zone.id,
-                        event.device_id,
-                        customer_id,
-                        "skip",
-                        f"render_error:{exc}",
-                        decision.channel,
-                    )
-                )
+                report.rows.append(row(customer_id, "skip", f"render_error:{exc}", decision.channel))
                 continue
             report.rows.append(
-                DryRunRow(
-                    event.id,
-                    event.at,
-                    zone.id,
-                    event.device_id,
+                row(
                     customer_id,
                     decision.outcome,
                     decision.reason,
@@ -160,18 +146,7 @@ def dry_run(
                 )
             )
         else:
-            report.rows.append(
-                DryRunRow(
-                    event.id,
-                    event.at,
-                    zone.id,
-                    event.device_id,
-                    customer_id,
-                    "skip",
-                    decision.reason,
-                    getattr(decision, "channel", None),
-                )
-            )
+            report.rows.append(row(customer_id, "skip", decision.reason, getattr(decision, "channel", None)))
     return report
 
 
