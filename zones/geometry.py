@@ -190,7 +190,7 @@ def _polygon_from_rings(rings: Any, where: str) -> BaseGeometry:
     shell = arrays[0]
     holes = []
     for hole in arrays[1:]:  # put each hole on the same side of the antimeridian as the shell
-        hole = hole + 360.0 * round((shell[0, 0] - hole[0, 0]) / 360.0)
+        hole[:, 0] += 360.0 * round((shell[0, 0] - hole[0, 0]) / 360.0)  # longitudes only
         holes.append(hole)
     poly = Polygon(shell, holes)
     if not poly.is_valid:

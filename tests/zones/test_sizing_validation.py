@@ -144,6 +144,18 @@ def test_antimeridian_polygon_is_split_and_holes_and_multipolygons_are_kept():
     assert 470 < zone_size_m(z) < 500  # (733 m x 1112 m - 220 m x 333 m) = pi r^2
 
 
+def test_a_hole_written_across_the_antimeridian_from_its_shell_moves_in_longitude_only():
+    # shell written from the west side, hole from the east side: the hole is shifted by -360 deg of
+    # longitude to sit in the shell; its latitudes must not move (found by hypothesis)
+    shell = [[-179.95, -0.2], [-179.8, 0.0], [-179.95, 0.2], [179.8, 0.2], [179.8, -0.2], [-179.95, -0.2]]
+    hole = [[179.95, -0.05], [-179.95, -0.05], [-179.95, 0.05], [179.95, 0.05], [179.95, -0.05]]
+    z = _area([shell, hole])
+    shape = zone_shape(z)
+    assert shape.bounds[1] == pytest.approx(-0.2) and shape.bounds[3] == pytest.approx(0.2)
+    assert signed_distance_m(z, 0.0, 180.0) > 0  # in the hole
+    assert signed_distance_m(z, 0.1, 179.85) < 0 and signed_distance_m(z, 0.1, -179.9) < 0
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.floats(10, 50_000), st.floats(-80, 80), st.floats(-180, 180))
 def test_signed_distance_sign_agrees_with_the_shape(r, lat, lng):
