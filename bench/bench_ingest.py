@@ -1,20 +1,35 @@
 """Ingest benchmark: fixes/s in-process and over HTTP (uvicorn on 127.0.0.1), with p50/p99 latency.
 
-    .venv/bin/python bench/bench_ingest.py                     # both parts, defaults below
-    .venv/bin/python bench/bench_ingest.py --zones 10000 --devices 100000 --http-seconds 15 --workers 2
+    .venv/bin/python bench/bench_ingest.py                     # sparse workload, both parts
+    .venv/bin/python bench/bench_ingest.py --workload both     # sparse, then spread
+    .venv/bin/python bench/bench_ingest.py --workload spread --zones 10000 --devices 100000 --workers 2
 
-Workload ("sparse", like the foundation benchmark): 10,000 circle zones (40-200 m) spread over
-Ile-de-France (~20,000 km2), 100,000 devices at random positions moving a few metres between fixes;
-about 2 % of fixes fall in a zone. The database is a SQLite file (WAL); PostgreSQL with
-``--database-url``. The consent gate is not registered (no customers exist in the benchmark database:
-every fix would be dropped unprocessed), nor are the campaign subscribers unless --with-subscribers.
+Workloads (``--workload``):
+
+* ``sparse`` (default; the issue's goal workload): the zones of the foundation benchmark's sparse
+  workload (``bench.bench_zones.workload``: 8,000 walking zones, 200 rural driving zones, 500 polygons,
+  stores clustered in towns over Ile-de-France, ~8,700 zones) and 100,000 devices, each placed near a
+  random store (Gaussian, sigma 300 m, as ``bench.bench_zones.fixes``) and then moving a few metres between
+  fixes, one fix every ``--fix-interval-s`` (5 s) of fix time: ~10 zones per fix. The first fix of each
+  device enters its ~10 zones (the *cold round*, reported apart); the following rounds are the steady
+  state (devices staying where they are).
+* ``spread`` (the earlier, easier one): ``--zones`` (10,000) circle zones (40-200 m) spread uniformly over
+  Ile-de-France (~20,000 km2), devices at uniform random positions moving a few metres between fixes;
+  about 2 % of fixes fall in a zone.
+
+The database is a SQLite file (WAL); PostgreSQL with ``--database-url``. The consent gate is not
+registered (no customers exist in the benchmark database: every fix would be dropped unprocessed), nor
+are the campaign subscribers unless --with-subscribers.
 
 In-process: ``GeofenceService.ingest`` (checks, per-device screening, ``match_many``, one presence read per
 batch, versioned writes of changed rows, events) on pre-built fixes, batches of ``--batch`` (1,000), and
-the same including msgspec decoding of the JSON body as the route does.
+the same including msgspec decoding of the JSON body as the route does. Rates are given per second of
+wall time and per second of CPU time of the process (``*_cpu``: less sensitive to other jobs on the box).
 
 HTTP: ``uvicorn --workers N`` with ``POST /v1/locations`` of 100-fix JSON bodies from ``--clients``
-processes (persistent connections) for ``--http-seconds``; latency is per request, client side.
+processes (persistent connections) for ``--http-seconds``; latency is per request, client side. In the
+sparse workload each client first posts one untimed round (its devices' cold round), then the timed
+steady rounds.
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,6 +55,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BOX = (48.10, 49.30, 1.40, 3.60)  # lat min/max, lng min/max: Ile-de-France, ~130 x 160 km
+SPARSE_INTERVAL_S = 5.0  # walking pace: a few metres between fixes
+
+
+@dataclass
+class Workload:
+    name: str
+    zones: list
+    homes: list[tuple[float, float]]  # (lat, lng) of each device's first fix
+    interval_s: float | None  # fix time between two fixes of a device (None: 10 ms per fix overall)
+    cold_round: bool  # report the first fix of every device apart (it enters the zones around it)
 
 
 def make_zones(n: int, seed: int = 1) -> list:
@@ -52,6 +78,25 @@ def make_zones(n: int, seed: int = 1) -> list:
         )
         for i in range(n)
     ]
+
+
+def device_positions(n: int, seed: int = 2) -> list[tuple[float, float]]:
+    rng = random.Random(seed)
+    return [(rng.uniform(BOX[0], BOX[1]), rng.uniform(BOX[2], BOX[3])) for _ in range(n)]
+
+
+def make_workload(name: str, n_zones: int, n_devices: int, interval_s: float) -> Workload:
+    if name == "spread":
+        return Workload(name, make_zones(n_zones), device_positions(n_devices), None, False)
+    import numpy as np
+
+    from bench.bench_zones import fixes as near_stores
+    from bench.bench_zones import workload
+
+    rng = np.random.default_rng(1)
+    zones, stores = workload(rng, 8000, 200, 500)
+    lats, lngs = near_stores(rng, stores, n_devices)
+    return Workload(name, zones, list(zip(lats.tolist(), lngs.tolist(), strict=True)), interval_s, True)
 
 
 def seed_database(url: str, zones: list) -> None:
@@ -70,18 +115,36 @@ def seed_database(url: str, zones: list) -> None:
     engine.dispose()
 
 
-def device_positions(n: int, seed: int = 2) -> list[tuple[float, float]]:
-    rng = random.Random(seed)
-    return [(rng.uniform(BOX[0], BOX[1]), rng.uniform(BOX[2], BOX[3])) for _ in range(n)]
+def fix_stream(w: Workload, positions: list, start: datetime, first: int, n: int, rng: random.Random) -> list:
+    """Fixes ``first .. first + n`` of the workload's stream: device ``k % devices`` moves a few metres."""
+    from geofence.fixes import LocationFix
+
+    n_devices = len(positions)
+    out = []
+    for k in range(first, first + n):
+        d = k % n_devices
+        lat, lng = positions[d]
+        lat += rng.uniform(-3e-5, 3e-5)
+        lng += rng.uniform(-4e-5, 4e-5)
+        positions[d] = (lat, lng)
+        if w.interval_s is None:
+            t = start + timedelta(milliseconds=10 * k)
+        else:
+            t = start + timedelta(seconds=w.interval_s * (k // n_devices), microseconds=d)
+        out.append(LocationFix(f"dev{d}", lat, lng, rng.uniform(5, 40), t, client_fix_id=f"f{k}"))
+    return out
 
 
-def bench_in_process(
-    url: str, n_devices: int, n_fixes: int, batch: int, subscribers: bool
-) -> dict[str, float]:
+def _timed(fn) -> tuple[float, float]:
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def bench_in_process(url: str, w: Workload, n_fixes: int, batch: int, subscribers: bool) -> dict[str, float]:
     import msgspec
 
     from geofence.events import EventBus
-    from geofence.fixes import LocationFix
     from geofence.service.routes.locations import decode_fixes
     from geofence.service.runtime import build_runtime
     from geofence.service.settings import Settings
@@ -94,46 +157,54 @@ def bench_in_process(
         runtime.bus = EventBus()
     service = runtime.services["geofence"]
     build_s = time.perf_counter() - t0
-    positions = device_positions(n_devices)
+    positions = list(w.homes)
     rng = random.Random(3)
     start = datetime.now(UTC) - timedelta(hours=2)
-    fixes = []
-    for k in range(n_fixes):
-        d = k % n_devices
-        lat, lng = positions[d]
-        lat += rng.uniform(-3e-5, 3e-5)
-        lng += rng.uniform(-4e-5, 4e-5)
-        positions[d] = (lat, lng)
-        t = start + timedelta(milliseconds=10 * k)
-        fixes.append(LocationFix(f"dev{d}", lat, lng, rng.uniform(5, 40), t, client_fix_id=f"f{k}"))
-    batches = [fixes[i : i + batch] for i in range(0, len(fixes), batch)]
     at = datetime.now(UTC)
     events = 0
-    t0 = time.perf_counter()
-    for b in batches:
-        events += len(service.ingest(b, at=at).events)
-    ingest_s = time.perf_counter() - t0
+    out: dict[str, float] = {"zones": len(service.index), "index_build_s": build_s}
 
-    # the same again (new times) from JSON bodies, decoding included
+    def run(batches: list) -> None:
+        nonlocal events
+        for b in batches:
+            events += len(service.ingest(b, at=at).events)
+
+    k = 0
+    if w.cold_round:  # the first fix of every device: ~10 ENTERs each in the sparse workload
+        cold = fix_stream(w, positions, start, 0, len(positions), rng)
+        k = len(cold)
+        wall, cpu = _timed(lambda: run([cold[i : i + batch] for i in range(0, len(cold), batch)]))
+        out.update(cold_fixes=len(cold), cold_events=events, cold_fixes_per_s=len(cold) / wall,
+                   cold_fixes_per_cpu_s=len(cold) / cpu)
+        events = 0
+    fixes = fix_stream(w, positions, start, k, n_fixes, rng)
+    wall, cpu = _timed(lambda: run([fixes[i : i + batch] for i in range(0, len(fixes), batch)]))
+    out.update(fixes=n_fixes, events=events, ingest_fixes_per_s=n_fixes / wall,
+               ingest_fixes_per_cpu_s=n_fixes / cpu)
+
+    # the stream goes on, now from JSON bodies, decoding included
     enc = msgspec.json.Encoder()
-    later = timedelta(minutes=60)
+    more = fix_stream(w, positions, start, k + n_fixes, n_fixes, rng)
     bodies = [
         enc.encode({"fixes": [
             {"device_id": f.device_id, "lat": f.lat, "lng": f.lng, "accuracy_m": f.accuracy_m,
-             "recorded_at": f.recorded_at + later, "client_fix_id": f"j{f.client_fix_id}"}
-            for f in b
+             "recorded_at": f.recorded_at, "client_fix_id": f.client_fix_id}
+            for f in more[i : i + batch]
         ]})
-        for b in batches
+        for i in range(0, len(more), batch)
     ]
-    t0 = time.perf_counter()
-    for body in bodies:
-        decoded, refused = decode_fixes(body, 1000)
-        events += len(service.ingest(decoded, at=at, refused=refused).events)
-    json_s = time.perf_counter() - t0
-    return {
-        "zones": len(service.index), "index_build_s": build_s, "fixes": n_fixes, "events": events,
-        "ingest_fixes_per_s": n_fixes / ingest_s, "json_ingest_fixes_per_s": n_fixes / json_s,
-    }
+    events = 0
+
+    def run_json() -> None:
+        nonlocal events
+        for body in bodies:
+            decoded, refused = decode_fixes(body, 1000)
+            events += len(service.ingest(decoded, at=at, refused=refused).events)
+
+    wall, cpu = _timed(run_json)
+    out.update(json_events=events, json_ingest_fixes_per_s=n_fixes / wall,
+               json_ingest_fixes_per_cpu_s=n_fixes / cpu)
+    return out
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
@@ -151,27 +222,32 @@ def bench_app():  # uvicorn --factory bench.bench_ingest:bench_app
     return app
 
 
-def _client(port: int, seconds: float, client_no: int, n_devices: int, out: mp.Queue) -> None:
+def _client(
+    port: int, seconds: float, client_no: int, pos: list, interval_s: float | None, warm_up: bool,
+    barrier, out: mp.Queue,
+) -> None:
     rng = random.Random(100 + client_no)
+    n_devices = len(pos)
     devices = [f"c{client_no}d{i}" for i in range(n_devices)]
-    pos = device_positions(n_devices, seed=10 + client_no)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies: list[float] = []
-    fixes_sent = 0
-    errors = 0
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     base = datetime.now(UTC) - timedelta(hours=1)
     k = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
+
+    def post() -> tuple[bool, float]:
+        nonlocal k, conn
         parts = []
-        stamp = (base + timedelta(milliseconds=k)).isoformat()
+        if interval_s is None:
+            stamp = (base + timedelta(milliseconds=k)).isoformat()
+        else:
+            stamp = (base + timedelta(seconds=interval_s * (k * 100 // n_devices))).isoformat()
         for j in range(100):
             d = (k * 100 + j) % n_devices
             lat, lng = pos[d]
+            lat, lng = lat + rng.uniform(-3e-5, 3e-5), lng + rng.uniform(-4e-5, 4e-5)
+            pos[d] = (lat, lng)
             parts.append(
-                f'{{"device_id":"{devices[d]}","lat":{lat + rng.uniform(-3e-5, 3e-5):.6f},'
-                f'"lng":{lng + rng.uniform(-4e-5, 4e-5):.6f},"accuracy_m":{rng.randint(5, 40)},'
-                f'"recorded_at":"{stamp}","client_fix_id":"{k}-{j}"}}'
+                f'{{"device_id":"{devices[d]}","lat":{lat:.6f},"lng":{lng:.6f},'
+                f'"accuracy_m":{rng.randint(5, 40)},"recorded_at":"{stamp}","client_fix_id":"{k}-{j}"}}'
             )
         body = ('{"fixes":[' + ",".join(parts) + "]}").encode()
         k += 1
@@ -184,16 +260,30 @@ def _client(port: int, seconds: float, client_no: int, n_devices: int, out: mp.Q
         except (OSError, http.client.HTTPException):
             ok = False
             conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        latencies.append(time.perf_counter() - t0)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        return ok, time.perf_counter() - t0
+
+    t_warm = time.perf_counter()
+    if warm_up:  # one untimed round: every device's first fix (its ENTERs)
+        while k * 100 < n_devices:
+            post()
+    warm_s = time.perf_counter() - t_warm
+    barrier.wait()
+    latencies: list[float] = []
+    fixes_sent = errors = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        ok, latency = post()
+        latencies.append(latency)
         if ok:
             fixes_sent += 100
         else:
             errors += 1
-    out.put((fixes_sent, errors, latencies))
+    out.put((fixes_sent, errors, latencies, time.perf_counter() - t0, warm_s))
 
 
-def bench_http(url: str, *, seconds: float, workers: int, clients: int, n_devices: int) -> dict[str, float]:
+def bench_http(url: str, w: Workload, *, seconds: float, workers: int, clients: int) -> dict[str, float]:
     port = 18765
     env = dict(os.environ, PYTHONPATH=str(ROOT), GEOFENCE_DATABASE_URL=url, GEOFENCE_AUTH_REQUIRED="false",
                GEOFENCE_SCHEDULER__ENABLED="false", GEOFENCE_LOG__LEVEL="WARNING")
@@ -204,7 +294,7 @@ def bench_http(url: str, *, seconds: float, workers: int, clients: int, n_device
         env=env, cwd=ROOT, start_new_session=True,
     )
     try:
-        for _ in range(3000):  # each worker builds its zone index first (minutes for 10,000 zones)
+        for _ in range(3000):  # each worker builds its zone index first
             try:
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
                 c.request("GET", "/openapi.json")
@@ -216,13 +306,16 @@ def bench_http(url: str, *, seconds: float, workers: int, clients: int, n_device
             raise RuntimeError("uvicorn did not start")
         time.sleep(5.0 * workers)  # the first answer came from one worker; let the others finish too
         queue: mp.Queue = mp.Queue()
-        procs = [mp.Process(target=_client, args=(port, seconds, i, n_devices // clients, queue))
-                 for i in range(clients)]
-        t0 = time.perf_counter()
+        barrier = mp.Barrier(clients)
+        share = len(w.homes) // clients
+        procs = [
+            mp.Process(target=_client, args=(port, seconds, i, list(w.homes[i * share : (i + 1) * share]),
+                                             w.interval_s, w.cold_round, barrier, queue))
+            for i in range(clients)
+        ]
         for p in procs:
             p.start()
         results = [queue.get() for _ in procs]
-        elapsed = time.perf_counter() - t0
         for p in procs:
             p.join()
     finally:
@@ -234,44 +327,57 @@ def bench_http(url: str, *, seconds: float, workers: int, clients: int, n_device
             server.wait()
     fixes = sum(r[0] for r in results)
     errors = sum(r[1] for r in results)
+    elapsed = max(r[3] for r in results)
     lat = sorted(x for r in results for x in r[2])
-    return {
+    out = {
         "workers": workers, "clients": clients, "seconds": elapsed, "fixes": fixes, "errors": errors,
         "fixes_per_s": fixes / elapsed, "requests": len(lat),
         "p50_ms": 1000 * statistics.median(lat) if lat else math.nan,
         "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else math.nan,
     }
+    if w.cold_round:
+        out["cold_round_s"] = max(r[4] for r in results)
+        out["cold_round_fixes_per_s"] = share * clients / out["cold_round_s"]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--zones", type=int, default=10_000)
+    parser.add_argument("--workload", choices=["sparse", "spread", "both"], default="sparse")
+    parser.add_argument("--zones", type=int, default=10_000, help="spread workload only")
     parser.add_argument("--devices", type=int, default=100_000)
-    parser.add_argument("--fixes", type=int, default=300_000)
+    parser.add_argument("--fixes", type=int, default=300_000,
+                        help="timed fixes in-process (and as many again from JSON)")
+    parser.add_argument("--fix-interval-s", type=float, default=SPARSE_INTERVAL_S,
+                        help="sparse workload only")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--http-seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--with-subscribers", action="store_true",
                         help="keep the campaign subscribers on the event bus (measures them too)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.database_url or f"sqlite:///{tmp}/bench.db"
-        zones = make_zones(args.zones)
-        seed_database(url, zones)
-        print(f"cpus={os.cpu_count()} zones={args.zones} devices={args.devices} db={url.split(':')[0]}")
-        if args.with_subscribers:
-            os.environ["BENCH_SUBSCRIBERS"] = "1"
-        r = bench_in_process(url, args.devices, args.fixes, args.batch, args.with_subscribers)
-        print(json.dumps({"in_process": {k: round(v, 2) for k, v in r.items()}}, indent=1))
-        if not args.skip_http:
-            h = bench_http(url, seconds=args.http_seconds, workers=args.workers,
-                           clients=args.clients, n_devices=args.devices)
-            print(json.dumps({"http": {k: round(v, 2) for k, v in h.items()}}, indent=1))
+    if args.with_subscribers:
+        os.environ["BENCH_SUBSCRIBERS"] = "1"
+    for name in ("sparse", "spread") if args.workload == "both" else (args.workload,):
+        w = make_workload(name, args.zones, args.devices, args.fix_interval_s)
+        with tempfile.TemporaryDirectory() as tmp:
+            url = args.database_url or f"sqlite:///{tmp}/bench.db"
+            seed_database(url, w.zones)
+            print(f"workload={name} cpus={os.cpu_count()} zones={len(w.zones)} devices={args.devices}"
+                  f" db={url.split(':')[0]}", flush=True)
+            if not args.skip_in_process:
+                r = bench_in_process(url, w, args.fixes, args.batch, args.with_subscribers)
+                r = {k: round(v, 2) for k, v in r.items()}
+                print(json.dumps({"in_process": r}, indent=1), flush=True)
+            if not args.skip_http:
+                h = bench_http(url, w, seconds=args.http_seconds, workers=args.workers, clients=args.clients)
+                print(json.dumps({"http": {k: round(v, 2) for k, v in h.items()}}, indent=1), flush=True)
 
 
 if __name__ == "__main__":
