@@ -30,7 +30,7 @@ import numpy as np
 from geofence.events import ZoneEvent
 from geofence.fixes import FixLimits, LocationFix, distance_m, fix_problem
 from geofence.policy import FencePolicy
-from geofence.presence import Presence, adopt, close, step, sweep
+from geofence.presence import INSIDE_STATES, Presence, adopt, close, step, sweep
 from geofence.store import ConflictError, UnitOfWork
 
 ACCEPTED = "accepted"
@@ -38,6 +38,7 @@ DUPLICATE = "duplicate"
 REJECTED = "rejected"
 JUMPS_BEFORE_REANCHOR = 3
 MAX_CONFLICT_RETRIES = 3
+CENTRE_INSIDE = -1e-3  # a signed distance standing for "the index found the centre inside"
 
 
 class ZoneLookup(Protocol):
@@ -343,13 +344,19 @@ class Ingestor:
                 if dt_s > 0:
                     speed = distance_m(prev_pos[0], prev_pos[1], fix.lat, fix.lng) / dt_s
             prev_pos = (fix.lat, fix.lng, fix.recorded_at)
+            inside = hits.get(i, ())
             zone_ids = {z for z, p in current.items() if p.is_open}
-            zone_ids.update(hits.get(i, ()))
+            zone_ids.update(inside)
             for zone_id in zone_ids:
                 if zone_id not in index:
                     continue  # removed: its presences are closed by the zone's removal
                 p = current.get(zone_id) or Presence(fix.device_id, zone_id)
-                d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
+                if p.state in INSIDE_STATES and zone_id in inside:
+                    # an open visit only asks whether the centre is inside (the sign of the distance),
+                    # and the index just said it is (it agrees with signed_distance_m's sign exactly)
+                    d = CENTRE_INSIDE
+                else:
+                    d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
                 new, fired = step(p, fix, d, self.policy_for(zone_id), speed_mps=speed)
                 if new is not p:
                     current[zone_id] = new

@@ -77,6 +77,15 @@ class Presence:
 StepResult = tuple[Presence, tuple[ZoneEvent, ...]]
 
 
+def _seen_at(p: Presence, at: datetime) -> Presence:
+    """``replace(p, last_fix_at=at)``, spelled out: it runs for every (fix, zone) pair and
+    ``dataclasses.replace`` costs several times a direct construction."""
+    return Presence(
+        p.device_id, p.zone_id, p.state, p.since_at, at, p.entered_at, p.visit_id, p.pending_fixes,
+        p.dwelled, p.lat, p.lng, p.version,
+    )
+
+
 def _event(p: Presence, kind: TransitionKind, at: datetime, reason: str, ids: IdFactory) -> ZoneEvent:
     return ZoneEvent(
         id=ids(), zone_id=p.zone_id, device_id=p.device_id, kind=kind, at=at,
@@ -111,7 +120,7 @@ def step(
     at = fix.recorded_at
     if presence.last_fix_at is not None and at <= presence.last_fix_at:
         return presence, ()
-    p = replace(presence, last_fix_at=at)
+    p = _seen_at(presence, at)
     if fix.accuracy_m > policy.max_accuracy_m:
         return p, ()
     if p.state in INSIDE_STATES:
