@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,7 +30,7 @@ import numpy as np
 from geofence.events import ZoneEvent
 from geofence.fixes import FixLimits, LocationFix, distance_m, fix_problem
 from geofence.policy import FencePolicy
-from geofence.presence import INSIDE_STATES, Presence, adopt, close, step, sweep
+from geofence.presence import INSIDE_STATES, Presence, adopt, close, only_seen_later, step, sweep
 from geofence.store import ConflictError, UnitOfWork
 
 ACCEPTED = "accepted"
@@ -39,6 +39,10 @@ REJECTED = "rejected"
 JUMPS_BEFORE_REANCHOR = 3
 MAX_CONFLICT_RETRIES = 3
 CENTRE_INSIDE = -1e-3  # a signed distance standing for "the index found the centre inside"
+# A stored presence whose only change is a newer ``last_fix_at`` is re-written only once the stored one is
+# this old (write coalescing: a device standing in 10 zones would otherwise re-write 10 rows per fix).
+# Far below ``silence_exit_after``; see docs/presence.md for what it costs.
+HEARTBEAT = timedelta(seconds=60)
 
 
 class ZoneLookup(Protocol):
@@ -113,8 +117,10 @@ class Ingestor:
         policy: FencePolicy,
         limits: FixLimits,
         zone_policy: Callable[[str], FencePolicy] | None = None,
+        heartbeat: timedelta = HEARTBEAT,
     ) -> None:
         self.index = index
+        self.heartbeat = heartbeat
         self.policy = policy
         self.limits = limits
         self._zone_policy = zone_policy or (lambda _zone_id: policy)
@@ -303,15 +309,23 @@ class Ingestor:
             changed: list[Presence] = []
             events: list[ZoneEvent] = []
             open_now: set[str] = set()
+            heartbeat = self.heartbeat
             for device_id in busy:
                 current = {p.zone_id: p for p in stored.get(device_id, ())}
                 before = dict(current)
                 self._step_device(fixes, kept[device_id], undo.get(device_id), hits, current, events)
                 for zone_id, p in current.items():
-                    if before.get(zone_id) is not p and (p.is_open or p.version > 0):
-                        changed.append(p)
                     if p.is_open:
                         open_now.add(device_id)
+                    old = before.get(zone_id)
+                    if old is p or not (p.is_open or p.version > 0):
+                        continue
+                    if (
+                        old is not None and old.last_fix_at is not None and p.last_fix_at is not None
+                        and p.last_fix_at - old.last_fix_at < heartbeat and only_seen_later(old, p)
+                    ):
+                        continue  # coalesced: the stored row is recent enough
+                    changed.append(p)
             if changed:
                 uow.presence.save(changed)
             if events:

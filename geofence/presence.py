@@ -77,6 +77,15 @@ class Presence:
 StepResult = tuple[Presence, tuple[ZoneEvent, ...]]
 
 
+def only_seen_later(old: Presence, new: Presence) -> bool:
+    """True when ``new`` differs from ``old`` by its ``last_fix_at`` alone (no transition, no count)."""
+    return (
+        new.state is old.state and new.since_at == old.since_at and new.pending_fixes == old.pending_fixes
+        and new.entered_at == old.entered_at and new.visit_id == old.visit_id and new.dwelled == old.dwelled
+        and new.version == old.version and new.lat == old.lat and new.lng == old.lng
+    )
+
+
 def _seen_at(p: Presence, at: datetime) -> Presence:
     """``replace(p, last_fix_at=at)``, spelled out: it runs for every (fix, zone) pair and
     ``dataclasses.replace`` costs several times a direct construction."""

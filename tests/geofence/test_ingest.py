@@ -169,3 +169,50 @@ def test_version_conflict_is_retried_on_fresh_rows(engine, index):
     out = a.ingest([fix(0, 2000, 100), fix(0, 2100, 130)], uow_factory=factory, at=AT)
     assert calls["n"] == 2
     assert [e.kind.value for e in out.events] == ["exit"]
+
+
+def stored(engine):
+    with Session(engine) as s:
+        p = SqlPresenceStore(s).load(["dev-1"])["dev-1"][0]
+    return p.state, p.last_fix_at, p.version
+
+
+def test_a_presence_seen_again_is_rewritten_only_once_its_stored_fix_is_a_heartbeat_old(engine, index):
+    ing = make(index)
+    assert ing.heartbeat == timedelta(seconds=60)
+    run(ing, engine, [fix(0, 0, 0)])
+    run(ing, engine, [fix(0, 0, 30)])
+    run(ing, engine, [fix(0, 0, 59)])
+    assert stored(engine) == (PresenceState.INSIDE, T0, 1)  # nothing but last_fix_at moved: coalesced
+    run(ing, engine, [fix(0, 0, 60)])
+    assert stored(engine) == (PresenceState.INSIDE, T0 + timedelta(seconds=60), 2)
+
+
+def test_a_transition_within_the_heartbeat_is_written_at_once(engine, index):
+    ing = make(index)
+    run(ing, engine, [fix(0, 0, 0)])
+    run(ing, engine, [fix(0, 100, 10)])  # first fix outside: exiting (a pending count) is stored
+    assert stored(engine) == (PresenceState.EXITING, T0 + timedelta(seconds=10), 2)
+    run(ing, engine, [fix(0, 0, 20)])  # back inside
+    assert stored(engine) == (PresenceState.INSIDE, T0 + timedelta(seconds=20), 3)
+
+
+def test_a_zero_heartbeat_writes_every_fix(engine, index):
+    ing = Ingestor(index, policy=FencePolicy(), limits=FixLimits(), heartbeat=timedelta(0))
+    run(ing, engine, [fix(0, 0, 0)])
+    run(ing, engine, [fix(0, 0, 5)])
+    assert stored(engine) == (PresenceState.INSIDE, T0 + timedelta(seconds=5), 2)
+
+
+def test_a_late_fix_within_the_heartbeat_on_another_worker_fires_nothing(engine, index):
+    # documented limit of coalescing: the row still says 0 s, so a cold worker steps a late fix at 20 s;
+    # one outside fix is only a pending exit, and the next fix inside cancels it
+    a = make(index)
+    run(a, engine, [fix(0, 0, 0)])
+    run(a, engine, [fix(0, 0, 30)])
+    cold = make(index)
+    late = run(cold, engine, [fix(0, 2000, 20)])
+    assert late.events == []
+    after = run(a, engine, [fix(0, 0, 40)])
+    assert after.events == []
+    assert stored(engine)[0] is PresenceState.INSIDE
