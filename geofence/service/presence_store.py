@@ -2,16 +2,24 @@
 
 Core SQL (not ORM objects) on the hot path: a batch reads its devices' open presences in one query and
 writes only the rows that changed.
+
+``PresenceCache`` (one per process) keeps the decoded rows this process last read or committed, each with a
+*fingerprint* of its stored values (version, state, pending count, visit id and the two fix times as the
+driver returns them, undecoded). A batch still reads every row of its devices from the database, but only
+those cheap columns; a row whose fingerprint matches is taken from the cache, the others are read and
+decoded in full. The database stays the truth: a row another worker (or the sweep, or an erasure)
+changed, deleted or re-created has another fingerprint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import String, and_, bindparam, delete, insert, or_, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -61,18 +69,78 @@ _VERSIONED = and_(
 _UPDATE = update(PRESENCES).where(_VERSIONED)
 
 
+_C = PRESENCES.c
+# undecoded by SQLAlchemy (SQLite: the stored text; PostgreSQL: the driver's datetime): compared, never parsed
+_RAW_TIMES = (
+    type_coerce(_C.last_fix_at, String).label("raw_last"), type_coerce(_C.since_at, String).label("raw_since")
+)
+_FINGERPRINTS = select(
+    _C.device_id, _C.zone_id, _C.version, _C.state, _C.pending_fixes, _C.visit_id, *_RAW_TIMES
+)
+_FULL = select(PRESENCES, *_RAW_TIMES)
+Fingerprint = tuple[Any, ...]
+
+
+class PresenceCache:
+    """Decoded presence rows of one process, by device then zone, each with its row fingerprint."""
+
+    def __init__(self, max_devices: int = 250_000) -> None:
+        self.max_devices = max_devices
+        self.rows: dict[str, dict[str, tuple[Fingerprint, Presence]]] = {}
+
+    def put(self, device_id: str, zone_id: str, fingerprint: Fingerprint, p: Presence) -> None:
+        zones = self.rows.get(device_id)
+        if zones is None:
+            if len(self.rows) >= self.max_devices:  # oldest device first (insertion order)
+                del self.rows[next(iter(self.rows))]
+            zones = self.rows[device_id] = {}
+        zones[zone_id] = (fingerprint, p)
+
+    def clear(self) -> None:
+        self.rows.clear()
+
+
 class SqlPresenceStore:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cache: PresenceCache | None = None) -> None:
         self.session = session
+        self.cache = cache
+        self.written: list[tuple[Presence, int]] = []  # (presence, stored version) for the cache
 
     def load(self, device_ids: Collection[str]) -> dict[str, list[Presence]]:
         found: dict[str, list[Presence]] = {}
+        cache = self.cache
+        if cache is None:
+            for chunk in _chunks(device_ids):
+                for row in self.session.execute(select(PRESENCES).where(_C.device_id.in_(chunk))):
+                    found.setdefault(row.device_id, []).append(to_presence(row))
+            return found
+        cached = cache.rows
+        stale: list[str] = []
         for chunk in _chunks(device_ids):
-            for row in self.session.execute(select(PRESENCES).where(PRESENCES.c.device_id.in_(chunk))):
-                found.setdefault(row.device_id, []).append(to_presence(row))
+            for d, z, *fingerprint in self.session.execute(_FINGERPRINTS.where(_C.device_id.in_(chunk))):
+                entry = cached.get(d, {}).get(z)
+                if entry is not None and entry[0] == tuple(fingerprint):
+                    found.setdefault(d, []).append(entry[1])
+                elif not stale or stale[-1] != d:
+                    stale.append(d)
+        for chunk in _chunks(dict.fromkeys(stale)):
+            fresh: dict[str, list[Presence]] = {}
+            for row in self.session.execute(_FULL.where(_C.device_id.in_(chunk))):
+                p = to_presence(row)
+                fresh.setdefault(p.device_id, []).append(p)
+                cache.put(p.device_id, p.zone_id, self._fingerprint(row), p)
+            for d in chunk:
+                found.pop(d, None)
+                if d in fresh:
+                    found[d] = fresh[d]
         return found
 
+    @staticmethod
+    def _fingerprint(row: Any) -> Fingerprint:
+        return (row.version, row.state, row.pending_fixes, row.visit_id, row.raw_last, row.raw_since)
+
     def save(self, changed: Iterable[Presence]) -> None:
+        changed = list(changed)
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         for p in changed:
@@ -83,6 +151,8 @@ class SqlPresenceStore:
                     inserts.append({**row, **_values(p)})
             else:  # an exited presence stays as an "outside" row: its last_fix_at stops late fixes
                 updates.append({**key, "version": p.version + 1, **_values(p)})
+        if self.cache is not None:
+            self.written.extend((p, p.version + 1) for p in changed if p.version > 0 or p.is_open)
         # executemany, one statement each: the rowcount of a versioned UPDATE/DELETE is the number of rows
         # that still had the version we read; anything less means another writer got there first
         if updates and self.session.execute(_UPDATE, updates).rowcount != len(updates):  # type: ignore[attr-defined]
@@ -175,14 +245,33 @@ class SqlFixStore:
 class SqlUnitOfWork:
     """One transaction over the presence stores (``geofence.store.UnitOfWork``)."""
 
-    def __init__(self, session: Session, *, retain_fixes: bool = False) -> None:
+    def __init__(
+        self, session: Session, *, retain_fixes: bool = False, cache: PresenceCache | None = None
+    ) -> None:
         self.session = session
-        self.presence = SqlPresenceStore(session)
+        self.presence = SqlPresenceStore(session, cache)
         self.events = SqlEventStore(session)
         self.fixes = SqlFixStore(session) if retain_fixes else None
 
     def commit(self) -> None:
         self.session.commit()
+        store = self.presence
+        if store.cache is not None and store.written:
+            self._remember(store.cache, store.written)
+        store.written = []
 
     def rollback(self) -> None:
         self.session.rollback()
+        self.presence.written = []
+
+    def _remember(self, cache: PresenceCache, written: list[tuple[Presence, int]]) -> None:
+        """Committed rows go into the cache with the fingerprint a read would give (the stored text of
+        the times is what the dialect's bind processor made of them)."""
+        dialect = self.session.get_bind().dialect
+        bind = _C.last_fix_at.type._cached_bind_processor(dialect) or (lambda v: v)
+        for p, version in written:
+            stored = replace(p, version=version)
+            raw_last = None if p.last_fix_at is None else bind(p.last_fix_at)
+            raw_since = None if p.since_at is None else bind(p.since_at)
+            fingerprint = (version, p.state.value, p.pending_fixes, p.visit_id, raw_last, raw_since)
+            cache.put(p.device_id, p.zone_id, fingerprint, stored)

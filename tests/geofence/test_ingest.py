@@ -216,3 +216,43 @@ def test_a_late_fix_within_the_heartbeat_on_another_worker_fires_nothing(engine,
     after = run(a, engine, [fix(0, 0, 40)])
     assert after.events == []
     assert stored(engine)[0] is PresenceState.INSIDE
+
+
+def test_a_process_presence_cache_never_hides_what_another_worker_wrote(engine, index):
+    from geofence.service.presence_store import PresenceCache
+
+    caches = {"a": PresenceCache(), "b": PresenceCache()}
+
+    def run_on(worker, ingestor, fixes):
+        with Session(engine, expire_on_commit=False) as s:
+            return ingestor.ingest(fixes, uow_factory=lambda: SqlUnitOfWork(s, cache=caches[worker]), at=AT)
+
+    a, b = make(index), make(index)
+    assert [e.kind.value for e in run_on("a", a, [fix(0, 0, 0)]).events] == ["enter"]
+    assert run_on("a", a, [fix(0, 0, 5)]).events == []  # served from a's cache
+    mine = caches["a"].rows["dev-1"]["store"][1]
+    assert mine.state is PresenceState.INSIDE
+    with Session(engine) as s:  # the row's fingerprint matches: the decoded copy is reused
+        assert SqlPresenceStore(s, caches["a"]).load(["dev-1"])["dev-1"] == [mine]
+        assert SqlPresenceStore(s, caches["a"]).load(["dev-1"])["dev-1"][0] is mine
+    b.open_devices.add("dev-1")  # as b's sync of open devices would
+    gone = run_on("b", b, [fix(0, 100, 10), fix(0, 220, 20)])  # b sees the device leave
+    assert [e.kind.value for e in gone.events] == ["exit"]
+    back = run_on("a", a, [fix(0, 0, 80)])  # a's cached copy is stale: the row's fingerprint says so
+    assert [e.kind.value for e in back.events] == ["enter"]
+    assert stored(engine)[0] is PresenceState.INSIDE
+
+
+def test_a_cached_presence_is_dropped_with_its_row(engine, index):
+    from geofence.service.presence_store import PresenceCache
+
+    cache = PresenceCache()
+    ing = make(index)
+    with Session(engine, expire_on_commit=False) as s:
+        ing.ingest([fix(0, 0, 0)], uow_factory=lambda: SqlUnitOfWork(s, cache=cache), at=AT)
+    with Session(engine) as s:  # an erasure deletes the device's rows behind the process's back
+        s.exec(PresenceRow.__table__.delete())
+        s.commit()
+    with Session(engine, expire_on_commit=False) as s:
+        out = ing.ingest([fix(0, 0, 30)], uow_factory=lambda: SqlUnitOfWork(s, cache=cache), at=AT)
+    assert [e.kind.value for e in out.events] == ["enter"]

@@ -42,7 +42,7 @@ from geofence.policy import FencePolicy, limits_from_defaults, policy_for_zone, 
 from geofence.presence import Presence, PresenceState
 from geofence.service import clock
 from geofence.service.metrics import FIXES, ZONE_EVENTS
-from geofence.service.presence_store import SqlUnitOfWork
+from geofence.service.presence_store import PresenceCache, SqlUnitOfWork
 from geofence.service.runtime import Job, Runtime
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
@@ -73,6 +73,7 @@ class GeofenceService:
         self.fix_retention = timedelta(seconds=settings.ingest.fix_retention_s)
         self.policy: FencePolicy = policy_from_defaults(settings.fence)
         self._lock = threading.RLock()  # index and track cache are shared by the API's worker threads
+        self.presence_cache = PresenceCache()  # decoded rows, validated against the database every batch
         self.zones_synced_at = clock.now()
         try:
             with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
@@ -97,7 +98,7 @@ class GeofenceService:
         return policy_for_zone(self.policy, zone.fence, size_m=zone_size_m(zone), profile=zone.profile)
 
     def _uow(self, session: Session) -> SqlUnitOfWork:
-        return SqlUnitOfWork(session, retain_fixes=self.retain_fixes)
+        return SqlUnitOfWork(session, retain_fixes=self.retain_fixes, cache=self.presence_cache)
 
     # -- ingest -----------------------------------------------------------------------------------
     def ingest(
