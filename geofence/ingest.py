@@ -14,7 +14,9 @@ Order of work for one batch:
 
 The device tracks (last fix time and position, recent client fix ids) are an in-process cache: they make
 the duplicate / late / jump checks cheap. Presence rows carry their own ``last_fix_at`` so a late fix can
-never rewind a presence even when the cache is cold or another worker saw the newer fix.
+never rewind a presence even when the cache is cold or another worker saw the newer fix — to within one
+``HEARTBEAT``: a row whose only change is a newer ``last_fix_at`` is re-written once its stored one is a
+heartbeat old, not on every fix (docs/presence.md says what that costs).
 """
 
 from __future__ import annotations

@@ -9,7 +9,11 @@ How presence stays consistent across several API workers (uvicorn ``--workers N`
   primary key). If another worker got there first, the write affects 0 rows (or violates the key), the
   whole transaction rolls back (events included: nothing was published) and the batch is re-read and
   re-stepped (up to 3 times). Two workers can therefore never both fire the ENTER of one visit, and a
-  late fix cannot rewind a presence because each row carries its own ``last_fix_at``.
+  late fix cannot rewind a presence because each row carries its own ``last_fix_at`` — written lazily: a
+  row whose only change is ``last_fix_at`` is re-written once a heartbeat (``geofence.ingest.HEARTBEAT``,
+  60 s), so across workers the late-fix guard holds to within one heartbeat (docs/presence.md).
+- **Rows are read every batch** but decoded only when they changed: ``PresenceCache`` keeps this
+  process's decoded copies and a batch compares a cheap fingerprint of each stored row against them.
 - **Events are persisted in the same transaction** as the presence rows and handed to ``runtime.bus``
   subscribers only after the commit.
 - **In-process state is only a cache.** Each process keeps the zone index (built from the ``zones`` table
