@@ -18,16 +18,21 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import h3
 import numpy as np
 import shapely
 from h3.api import basic_int as h3i
 from shapely.geometry.base import BaseGeometry
 
+from zones import kernel
 from zones.cells import circle_covers, circle_margins_m, cover, disk_k, haversine_many
 from zones.errors import ZoneError
-from zones.geometry import checked_shape, haversine_m, reference_latlng, signed_distance_m
+from zones.geometry import EARTH_RADIUS_M, checked_shape, haversine_m, reference_latlng, signed_distance_m
 from zones.model import Circle, Zone
 from zones.sizing import RESOLUTION_TABLE, choose_resolution, zone_size_m
+
+# h3's own compiled function, without the API module's Python wrapper around it (a tenth of match()'s time)
+_latlng_to_cell = getattr(getattr(h3, "_cy", None), "latlng_to_cell", h3i.latlng_to_cell)
 
 try:  # vectorised latlng_to_cell (~2x the h3 Python loop); optional
     from h3ronpy.vector import coordinates_to_cells as _h3ronpy_cells
@@ -60,10 +65,58 @@ class _Entry:
 
 @dataclass
 class _Table:
+    """One resolution: sorted unique cells, and two CSR tables (interior and boundary zone slots)."""
+
     keys: np.ndarray  # sorted unique int64 cells
-    starts: np.ndarray  # CSR offsets, len(keys) + 1
-    slot: np.ndarray  # int32 zone slot per entry
-    interior: np.ndarray  # bool per entry
+    istart: np.ndarray  # int32 offsets into islot, len(keys) + 1
+    islot: np.ndarray  # int32 zone slots for which the cell is interior
+    bstart: np.ndarray  # int32 offsets into bslot
+    bslot: np.ndarray  # int32 zone slots for which the cell is boundary
+
+
+_NO_INT = np.zeros(0, dtype=np.int32)
+_NO_INT64 = np.zeros(0, dtype=np.int64)
+
+
+def _csr(inv: np.ndarray, n_keys: int, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and values of a CSR table from entries sorted by key index ``inv``."""
+    return np.searchsorted(inv, np.arange(n_keys + 1)).astype(np.int32), slots.astype(np.int32)
+
+
+@dataclass
+class _Flat:
+    """All resolutions' tables in one layout for ``zones.kernel.lookup`` (see its docstring)."""
+
+    room: int  # the most (fix, zone) entries one fix can produce
+    keep: np.ndarray
+    setb: np.ndarray
+    kstart: np.ndarray
+    head: np.ndarray
+    islots: np.ndarray
+    bslots: np.ndarray
+    bdata: np.ndarray
+
+
+def _flatten(tables: dict[int, _Table], circ: np.ndarray) -> _Flat:
+    res = np.array(sorted(tables), dtype=np.int64)
+    ts = [tables[int(r)] for r in res]
+    keep, setb = kernel.res_masks(res)
+    kstart = np.cumsum([0] + [len(t.keys) for t in ts]).astype(np.int64)
+    n_keys = int(kstart[-1])
+
+    def offsets(starts: list[np.ndarray]) -> np.ndarray:
+        shift = np.cumsum([0] + [int(s[-1]) for s in starts])
+        return np.concatenate([s[:-1] + d for s, d in zip(starts, shift, strict=False)] + [shift[-1:]])
+
+    head = np.empty((n_keys + 1, 3), dtype=np.int64)
+    head[:n_keys, 0] = np.concatenate([t.keys for t in ts]) if ts else np.zeros(0, np.int64)
+    head[n_keys, 0] = np.iinfo(np.int64).max
+    head[:, 1] = offsets([t.istart.astype(np.int64) for t in ts])
+    head[:, 2] = offsets([t.bstart.astype(np.int64) for t in ts])
+    islots = np.concatenate([_NO_INT] + [t.islot for t in ts])
+    bslots = np.concatenate([_NO_INT] + [t.bslot for t in ts])
+    room = sum(int(np.diff(t.istart).max(initial=0)) + int(np.diff(t.bstart).max(initial=0)) for t in ts)
+    return _Flat(room, keep, setb, kstart, head, islots, bslots, circ[bslots])
 
 
 def cells_at(lats: np.ndarray, lngs: np.ndarray, res: int) -> np.ndarray:
@@ -86,6 +139,10 @@ class ZoneIndex:
         self._tables: dict[int, _Table] = {}
         self._pending: list[int] = []
         self._dead_since_build = 0
+        self._n_built = 0
+        self._dead_ids: set[str] = set()  # zones whose table entries went stale since the last rebuild
+        self._scalar: list[tuple[int, int, dict[int, tuple[tuple, tuple]]]] | None = None
+        self._pairs_per_fix = 16.0
         self._grow(0)
         self._add_bulk(list(zones))
         self._rebuild()
@@ -95,22 +152,17 @@ class ZoneIndex:
         cap = max(16, n)
         self._alive = np.zeros(cap, dtype=bool)
         self._ids = np.empty(cap, dtype=object)
-        self._is_circle = np.zeros(cap, dtype=bool)
-        self._clat = np.zeros(cap)
-        self._clng = np.zeros(cap)
-        self._inner = np.zeros(cap)
-        self._outer = np.zeros(cap)
+        # per slot: unit vector of a circle's centre and its squared chord margins (see _set_circle);
+        # an area has chord margins (-1, inf): every boundary hit goes to shapely
+        self._circ = np.zeros((cap, 5))
+        self._circ[:, 3], self._circ[:, 4] = -1.0, np.inf
 
     def _ensure(self, slot: int) -> None:
         if slot < len(self._alive):
             return
-        old = (self._alive, self._ids, self._is_circle, self._clat, self._clng, self._inner, self._outer)
+        old = (self._alive, self._ids, self._circ)
         self._grow(2 * slot + 16)
-        for new, o in zip(
-            (self._alive, self._ids, self._is_circle, self._clat, self._clng, self._inner, self._outer),
-            old,
-            strict=True,
-        ):
+        for new, o in zip((self._alive, self._ids, self._circ), old, strict=True):
             new[: len(o)] = o
 
     def _add_bulk(self, zones: list[Zone]) -> None:
@@ -134,7 +186,7 @@ class ZoneIndex:
     def _add(self, zone: Zone, precomputed: tuple[np.ndarray, np.ndarray] | None = None) -> int:
         shape = checked_shape(zone)
         shapely.prepare(shape)
-        res = choose_resolution(zone_size_m(zone))
+        res = choose_resolution(zone_size_m(zone), area=not isinstance(zone.geometry, Circle))
         ref = reference_latlng(zone, shape)
         if precomputed is not None:
             interior, boundary = precomputed
@@ -156,15 +208,23 @@ class ZoneIndex:
         self._ensure(slot)
         self._alive[slot] = True
         self._ids[slot] = zone.id
+        self._set_circle(slot, zone)
+        return slot
+
+    def _set_circle(self, slot: int, zone: Zone) -> None:
+        """Great-circle distance is monotonic in the chord between unit vectors: comparing squared chords
+        with the margins' squared chords decides inside/outside with no trigonometry per (fix, zone)."""
         g = zone.geometry
         if isinstance(g, Circle):
-            self._is_circle[slot] = True
-            self._clat[slot], self._clng[slot] = g.lat, g.lng
-            self._inner[slot], self._outer[slot] = circle_margins_m(g.radius_m)
-        return slot
+            inner, outer = circle_margins_m(g.radius_m)
+            chord_in = 2.0 * math.sin(max(inner, 0.0) / (2.0 * EARTH_RADIUS_M))
+            chord_out = 2.0 * math.sin(min(outer / (2.0 * EARTH_RADIUS_M), math.pi / 2))
+            self._circ[slot] = (*_unit(g.lat, g.lng), chord_in * chord_in, chord_out * chord_out)
 
     def _kill(self, slot: int) -> None:
         self._alive[slot] = False
+        if slot < self._n_built:  # its table entries are stale until the next rebuild
+            self._dead_ids.add(self._ids[slot])
         self._entries[slot] = None
         self._dead_since_build += 1
         if slot in self._pending:
@@ -180,44 +240,33 @@ class ZoneIndex:
         for i, e in enumerate(self._entries):
             self._alive[i] = True
             self._ids[i] = e.zone.id
-            g = e.zone.geometry
-            if isinstance(g, Circle):
-                self._is_circle[i] = True
-                self._clat[i], self._clng[i] = g.lat, g.lng
-                self._inner[i], self._outer[i] = circle_margins_m(g.radius_m)
+            self._set_circle(i, e.zone)
         by_res: dict[int, list[int]] = {}
         for i, e in enumerate(self._entries):
             by_res.setdefault(e.res, []).append(i)
         tables = {}
         for res, slots in by_res.items():
-            cells = np.concatenate(
-                [np.concatenate([self._entries[s].interior, self._entries[s].boundary]) for s in slots]
-            )
-            slot_arr = np.concatenate(
-                [
-                    np.full(
-                        len(self._entries[s].interior) + len(self._entries[s].boundary), s, dtype=np.int32
-                    )
-                    for s in slots
-                ]
+            ents = [self._entries[s] for s in slots]
+            cells = np.concatenate([c for e in ents for c in (e.interior, e.boundary)])  # type: ignore[union-attr]
+            slot_arr = np.repeat(
+                np.array(slots, dtype=np.int32), [len(e.interior) + len(e.boundary) for e in ents]  # type: ignore[union-attr]
             )
             inter = np.concatenate(
-                [
-                    np.r_[
-                        np.ones(len(self._entries[s].interior), bool),
-                        np.zeros(len(self._entries[s].boundary), bool),
-                    ]
-                    for s in slots
-                ]
+                [np.arange(len(e.interior) + len(e.boundary)) < len(e.interior) for e in ents]  # type: ignore[union-attr]
             )
-            order = np.argsort(cells, kind="stable")
+            order = np.lexsort((slot_arr, cells))
             cells, slot_arr, inter = cells[order], slot_arr[order], inter[order]
-            keys, first = np.unique(cells, return_index=True)
-            starts = np.append(first, len(cells)).astype(np.int64)
-            tables[res] = _Table(keys, starts, slot_arr, inter)
+            keys, inv = np.unique(cells, return_inverse=True)
+            istart, islot = _csr(inv[inter], len(keys), slot_arr[inter])
+            bstart, bslot = _csr(inv[~inter], len(keys), slot_arr[~inter])
+            tables[res] = _Table(keys, istart, islot, bstart, bslot)
+        self._flat = _flatten(tables, self._circ)
         self._tables = tables
         self._pending = []
         self._dead_since_build = 0
+        self._n_built = len(self._entries)
+        self._dead_ids = set()
+        self._scalar = None
 
     def _maybe_rebuild(self) -> None:
         if len(self._pending) + self._dead_since_build >= REBUILD_AFTER:
@@ -267,40 +316,81 @@ class ZoneIndex:
 
     # ------------------------------------------------------------------ lookups
     def match(self, lat: float, lng: float) -> list[str]:
-        """Ids of the zones containing ``lat, lng`` (degrees), exactly as ``zone_shape(zone)`` says."""
-        if not (math.isfinite(lat) and math.isfinite(lng) and -90.0 <= lat <= 90.0):
+        """Ids of the zones containing ``lat, lng`` (degrees), exactly as ``zone_shape(zone)`` says.
+
+        The scalar twin of :meth:`match_many`, in plain Python (numpy's per-call overhead would dominate):
+        one ``latlng_to_cell``, an ancestor by bit arithmetic and a dict probe per resolution in use; only
+        boundary hits are tested. The dicts are built on the first call after a rebuild (see ``_scalar``).
+        """
+        if not (-90.0 <= lat <= 90.0 and math.isfinite(lng)):  # NaN fails the comparison too
             return []
-        if abs(lng) > 180.0:  # same normalisation as match_many
+        if not -180.0 <= lng <= 180.0:  # same normalisation as match_many
             lng = (lng + 180.0) % 360.0 - 180.0
         out: list[str] = []
-        fine = h3i.latlng_to_cell(lat, lng, FINE_RES)
-        for res, t in self._tables.items():
-            cell = h3i.cell_to_parent(fine, res) if res != FINE_RES else fine
-            keys = t.keys
-            i = int(keys.searchsorted(cell))
-            if i == len(keys) or keys[i] != cell:
-                continue
-            lo, hi = t.starts[i : i + 2].tolist()
-            alive, ids = self._alive, self._ids
-            for slot, inside in zip(t.slot[lo:hi].tolist(), t.interior[lo:hi].tolist(), strict=True):
-                if alive[slot] and (inside or self._check_one(slot, lat, lng)):
-                    out.append(ids[slot])
+        if self._n_built:
+            fine = _latlng_to_cell(lat, lng, FINE_RES)
+            dead = self._dead_ids
+            fx = fy = fz = 2.0  # the fix's unit vector, computed at the first circle boundary hit
+            for keep, setb, table in self._scalar or self._build_scalar():
+                found = table.get((fine & keep) | setb)
+                if found is None:
+                    continue
+                inside, boundary = found
+                if dead:
+                    out += [z for z in inside if z not in dead]
+                    boundary = [row for row in boundary if row[5] not in dead]
+                else:
+                    out += inside
+                for ux, uy, uz, cin2, cout2, zid, slot in boundary:
+                    if cin2 >= 0.0:  # a circle: the chord test, as in zones.kernel
+                        if fx == 2.0:
+                            p, g = lat * _RAD, lng * _RAD
+                            cp = math.cos(p)
+                            fx, fy, fz = cp * math.cos(g), cp * math.sin(g), math.sin(p)
+                        ux -= fx
+                        uy -= fy
+                        uz -= fz
+                        c2 = ux * ux + uy * uy + uz * uz
+                        if c2 < cin2:
+                            out.append(zid)
+                            continue
+                        if c2 > cout2:
+                            continue
+                    e = self._entries[slot]
+                    if e is not None and shapely.contains_xy(e.shape, lng, lat):
+                        out.append(zid)
         for slot in self._pending:
             e = self._entries[slot]
             if e is not None and shapely.contains_xy(e.shape, lng, lat):
                 out.append(e.zone.id)
         return out
 
-    def _check_one(self, slot: int, lat: float, lng: float) -> bool:
-        if self._is_circle[slot]:
-            d = haversine_m(float(self._clat[slot]), float(self._clng[slot]), lat, lng)
-            if d < self._inner[slot]:
-                return True
-            if d > self._outer[slot]:
-                return False
-        e = self._entries[slot]
-        assert e is not None
-        return bool(shapely.contains_xy(e.shape, lng, lat))
+    def _build_scalar(self) -> list[tuple[int, int, dict[int, tuple[tuple, tuple]]]]:
+        """Per resolution: (keep mask, set mask, cell -> (ids it is interior to, boundary rows)).
+
+        A boundary row is (circle unit vector, squared chord margins, zone id, slot), one shared tuple
+        per zone. Equal tuples are shared too (a zone's interior cells all hold the same few ids), which
+        keeps the dicts to about the size of the arrays they mirror.
+        """
+        n = self._n_built
+        circ, ids_ = self._circ[:n].tolist(), self._ids[:n].tolist()
+        rows = [(*circ[s], ids_[s], s) for s in range(n)]
+        shared: dict[tuple, tuple] = {}
+        scalar = []
+        for res, t in sorted(self._tables.items()):
+            ids = self._ids[t.islot].tolist()
+            brow = [rows[s] for s in t.bslot.tolist()]
+            ist, bst = t.istart.tolist(), t.bstart.tolist()
+            table = {}
+            for j, key in enumerate(t.keys.tolist()):
+                inside = tuple(ids[ist[j] : ist[j + 1]])
+                inside = shared.setdefault(inside, inside)
+                edge = tuple(brow[bst[j] : bst[j + 1]])
+                value = (inside, shared.setdefault(edge, edge))
+                table[key] = shared.setdefault(value, value)
+            scalar.append((_KEEP[res], _SET[res], table))
+        self._scalar = scalar
+        return scalar
 
     def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All (fix, zone) containment pairs of a batch, exact and vectorised.
@@ -314,6 +404,11 @@ class ZoneIndex:
         (positions, zone_ids): ``positions`` int64 indices into the inputs, ``zone_ids`` an object array of
         zone id strings, one row per pair, in no particular order.
         """
+        pos, slots = self.match_slots(lats, lngs)
+        return pos, self._ids[slots]
+
+    def match_slots(self, lats: np.ndarray, lngs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`match_many` with zone *slots* (int64, see :meth:`zone_ids_of`) instead of id strings."""
         lats = np.ascontiguousarray(lats, dtype=np.float64).ravel()
         lngs = np.ascontiguousarray(lngs, dtype=np.float64).ravel()
         if lats.shape != lngs.shape:
@@ -323,65 +418,16 @@ class ZoneIndex:
         if not ok.all():
             base = np.flatnonzero(ok)
             lats, lngs = lats[base], lngs[base]
-        lngs = np.where(np.abs(lngs) > 180.0, (lngs + 180.0) % 360.0 - 180.0, lngs)
-        pos_parts: list[np.ndarray] = []
-        slot_parts: list[np.ndarray] = []
-        check_pos: list[np.ndarray] = []
-        check_slot: list[np.ndarray] = []
+        far = np.abs(lngs) > 180.0
+        if far.any():
+            lngs = np.where(far, (lngs + 180.0) % 360.0 - 180.0, lngs)
         n = len(lats)
-        by_cell = None
         if n and self._tables:
-            fine = cells_at(lats, lngs, FINE_RES)
-            # sorted queries make every searchsorted below cache-friendly (ancestors keep the order)
-            by_cell = np.argsort(fine, kind="stable")
-            fine, lats, lngs = fine[by_cell], lats[by_cell], lngs[by_cell]
-        if n:
-            for res, t in self._tables.items():
-                if not len(t.keys):
-                    continue
-                q = ancestors_at(fine, res) if res != FINE_RES else fine
-                i = np.searchsorted(t.keys, q)
-                np.minimum(i, len(t.keys) - 1, out=i)
-                fix = np.flatnonzero(t.keys[i] == q)
-                if not len(fix):
-                    continue
-                k = i[fix]
-                lo = t.starts[k]
-                cnt = t.starts[k + 1] - lo
-                total = int(cnt.sum())
-                pos = np.repeat(fix, cnt)
-                ent = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(total)
-                slot = t.slot[ent]
-                inter = t.interior[ent]
-                if self._dead_since_build:
-                    live = self._alive[slot]
-                    pos, slot, inter = pos[live], slot[live], inter[live]
-                pos_parts.append(pos[inter])
-                slot_parts.append(slot[inter])
-                b = ~inter
-                bpos, bslot = pos[b], slot[b]
-                circ = self._is_circle[bslot]
-                cpos, cslot = bpos[circ], bslot[circ]
-                d = _haversine_pairs(self._clat[cslot], self._clng[cslot], lats[cpos], lngs[cpos])
-                yes = d < self._inner[cslot]
-                pos_parts.append(cpos[yes])
-                slot_parts.append(cslot[yes])
-                band = ~yes & (d <= self._outer[cslot])
-                check_pos += [cpos[band], bpos[~circ]]
-                check_slot += [cslot[band], bslot[~circ]]
-            if check_pos:
-                cp = np.concatenate(check_pos)
-                cs = np.concatenate(check_slot)
-                if len(cp):
-                    order = np.argsort(cs, kind="stable")
-                    cp, cs = cp[order], cs[order]
-                    bounds = np.flatnonzero(np.diff(cs)) + 1
-                    for a, z in zip(np.r_[0, bounds], np.r_[bounds, len(cs)], strict=True):
-                        p = cp[a:z]
-                        e = self._entries[int(cs[a])]
-                        hit = shapely.contains_xy(e.shape, lngs[p], lats[p])
-                        pos_parts.append(p[hit])
-                        slot_parts.append(cs[a:z][hit])
+            pos, slots = self._lookup(lats, lngs)
+        else:
+            pos, slots = _NO_INT64, _NO_INT64
+        if n and self._pending:
+            pos_parts, slot_parts = [pos], [slots]
             for slot in self._pending:
                 e = self._entries[slot]
                 if e is None:
@@ -390,16 +436,72 @@ class ZoneIndex:
                 p = np.flatnonzero((lngs >= minx) & (lngs <= maxx) & (lats >= miny) & (lats <= maxy))
                 hit = shapely.contains_xy(e.shape, lngs[p], lats[p])
                 pos_parts.append(p[hit])
-                slot_parts.append(np.full(int(hit.sum()), slot, dtype=np.int32))
-        if not pos_parts:
-            return np.zeros(0, dtype=np.int64), np.empty(0, dtype=object)
-        pos = np.concatenate(pos_parts).astype(np.int64, copy=False)
-        slots = np.concatenate(slot_parts)
-        if by_cell is not None:
-            pos = by_cell[pos]
+                slot_parts.append(np.full(int(hit.sum()), slot, dtype=np.int64))
+            pos, slots = np.concatenate(pos_parts), np.concatenate(slot_parts)
         if base is not None:
             pos = base[pos]
-        return pos, self._ids[slots]
+        return pos, slots
+
+    def zone_ids_of(self, slots: np.ndarray) -> np.ndarray:
+        """Zone ids (object array) of slots returned by :meth:`match_slots` (valid until the next change)."""
+        return self._ids[slots]
+
+    def _lookup(self, lats: np.ndarray, lngs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The table part of :meth:`match_slots`: one H3 cell per fix, then the compiled kernel.
+
+        The outputs are allocated once, with room for the pairs shapely confirms afterwards: at tens of
+        millions of pairs per call, every extra copy of them shows in the throughput."""
+        fine = cells_at(lats, lngs, FINE_RES)
+        f = self._flat
+        order = np.argsort(fine)
+        fine = fine[order]  # the kernel reads fixes in cell order: sequential, cache-friendly
+        p, g = np.radians(lats[order]), np.radians(lngs[order])
+        cos_p = np.cos(p)
+        ux, uy, uz = cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p)
+        cursor = f.kstart[:-1].copy()
+        n = len(order)
+        begin, chunks = 0, []
+        per_fix = self._pairs_per_fix  # sizes the outputs; a low guess only costs another round
+        while begin < n:
+            size = int((n - begin) * per_fix * 1.25) + 4 * f.room
+            small = size // 8 + 2 * f.room
+            pos, slot = np.empty(size + small, np.int64), np.empty(size + small, np.int64)
+            cp, cs = np.empty(small, np.int64), np.empty(small, np.int64)
+            start = begin
+            m, c, begin = kernel.lookup(
+                fine, order, begin, cursor, ux, uy, uz, f.keep, f.setb, f.kstart, f.head, f.islots,
+                f.bslots, f.bdata, self._alive, self._dead_since_build > 0, f.room,
+                pos, slot, cp, cs,
+            )
+            per_fix = max(per_fix, m / max(1, begin - start))
+            chunks.append((pos, slot, m, cp[:c], cs[:c]))
+        if n >= 1000:
+            self._pairs_per_fix = per_fix
+        cp = np.concatenate([ch[3] for ch in chunks])
+        cs = np.concatenate([ch[4] for ch in chunks])
+        hit_p, hit_s = [], []
+        if len(cs):  # exact tests, batched per zone
+            by_zone = np.argsort(cs, kind="stable")
+            cp, cs = cp[by_zone], cs[by_zone]
+            bounds = np.flatnonzero(np.diff(cs)) + 1
+            for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(cs)], strict=True):
+                e = self._entries[int(cs[a])]
+                assert e is not None
+                pa = cp[a:b]
+                hit = shapely.contains_xy(e.shape, lngs[pa], lats[pa])
+                hit_p.append(pa[hit])
+                hit_s.append(cs[a:b][hit])
+        k = sum(len(h) for h in hit_p)
+        pos, slot, m = chunks[0][:3]
+        if len(chunks) == 1 and m + k <= len(pos):  # the common case: no copy of the pairs
+            if k:
+                pos[m : m + k] = np.concatenate(hit_p)
+                slot[m : m + k] = np.concatenate(hit_s)
+            return pos[: m + k], slot[: m + k]
+        return (
+            np.concatenate([ch[0][: ch[2]] for ch in chunks] + hit_p),
+            np.concatenate([ch[1][: ch[2]] for ch in chunks] + hit_s),
+        )
 
     def near(self, lat: float, lng: float, distance_m: float) -> list[tuple[str, float]]:
         """Zones containing ``lat, lng`` or within ``distance_m`` of it: (id, signed m), nearest first."""
@@ -427,10 +529,16 @@ class ZoneIndex:
         return signed_distance_m(e.zone, lat, lng, shape=e.shape)
 
 
-def _haversine_pairs(lat1: np.ndarray, lng1: np.ndarray, lat2: np.ndarray, lng2: np.ndarray) -> np.ndarray:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lng2 - lng1) / 2) ** 2
-    return 12_742_017.6 * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+_RAD = math.pi / 180.0
+
+
+def _unit(lat: float, lng: float) -> tuple[float, float, float]:
+    p, g = lat * _RAD, lng * _RAD
+    return math.cos(p) * math.cos(g), math.cos(p) * math.sin(g), math.sin(p)
+
+
+_KEEP = {r: ~((0xF << _RES_SHIFT) | ((1 << ((15 - r) * 3)) - 1)) & 0xFFFFFFFFFFFFFFFF for r in range(16)}
+_SET = {r: (r << _RES_SHIFT) | ((1 << ((15 - r) * 3)) - 1) for r in range(16)}
 
 
 __all__ = ["ZoneError", "ZoneIndex"]

@@ -54,6 +54,9 @@ RESOLUTION_TABLE: tuple[tuple[float, int], ...] = (
 )
 
 
+FINEST_RES = max(res for _, res in RESOLUTION_TABLE)
+
+
 def size_zone(
     lat: float, lng: float, profile: str, minutes: float = 5, radius_m: float | None = None
 ) -> Circle:
@@ -86,12 +89,18 @@ def check_radius(radius_m: float) -> None:
         raise ZoneError(f"radius {radius_m:g} m is above the maximum of {MAX_RADIUS_M:g} m")
 
 
-def choose_resolution(size_m: float) -> int:
-    """H3 resolution for a zone of size ``size_m`` (radius or equivalent radius, m): RESOLUTION_TABLE."""
-    for bound, res in RESOLUTION_TABLE:
+def choose_resolution(size_m: float, *, area: bool = False) -> int:
+    """H3 resolution for a zone of size ``size_m`` (radius or equivalent radius, m): RESOLUTION_TABLE.
+
+    An ``area`` (polygon) gets the next finer level, up to the finest of the table: its exact test
+    (shapely) costs ~20x a circle's, so a thinner boundary band pays for its extra cells.
+    """
+    res = RESOLUTION_TABLE[-1][1]
+    for bound, r in RESOLUTION_TABLE:
         if size_m < bound:
-            return res
-    return RESOLUTION_TABLE[-1][1]
+            res = r
+            break
+    return min(res + 1, FINEST_RES) if area else res
 
 
 def zone_size_m(zone: Zone) -> float:

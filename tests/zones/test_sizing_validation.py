@@ -71,6 +71,7 @@ def test_size_zone_rejects_with_a_clear_message(kwargs, message):
 )
 def test_resolution_table(size, res):
     assert choose_resolution(size) == res
+    assert choose_resolution(size, area=True) == min(res + 1, 11)  # polygons: one level finer
 
 
 def test_every_profile_at_five_minutes_gets_a_documented_resolution():
