@@ -142,3 +142,27 @@ def test_near_reports_polygons_with_holes_by_signed_distance():
         index.signed_distance_m("p", a, b) < 0 for a, b in zip(lats, lngs, strict=True)
     ]
     assert index.match(48.8065, 2.3075 + 360.0) == index.match(48.8065, 2.3075) == ["p"]
+
+
+def test_many_overlapping_zones_fill_the_kernel_outputs_in_several_rounds_and_stay_exact():
+    """~60 zones per fix: the first guess of the output size is too small, the lookup resumes in rounds."""
+    rng = np.random.default_rng(21)
+    lat, lng = 48.85 + rng.normal(0, 0.01, 66), 2.35 + rng.normal(0, 0.015, 66)
+    zones = [circle(f"d{i}", lat[i], lng[i], 5000) for i in range(60)]
+    zones += [polygon(f"p{i}", lat[i], 2.35, 900, rng, hole=i % 2 == 0) for i in range(60, 66)]
+    index = ZoneIndex(zones)
+    index._pairs_per_fix = 0.5  # force several rounds
+    lats = rng.normal(48.85, 0.01, 3000)
+    lngs = rng.normal(2.35, 0.015, 3000)
+    assert_exact(index, zones, lats, lngs, n_single=50)
+
+
+def test_match_slots_are_match_many_before_the_ids():
+    rng = np.random.default_rng(4)
+    zones = [circle(f"w{i}", 48.85 + i * 0.002, 2.35, 400) for i in range(8)]
+    index = ZoneIndex(zones)
+    lats, lngs = rng.uniform(48.84, 48.87, 5000), rng.uniform(2.34, 2.36, 5000)
+    pos, slots = index.match_slots(lats, lngs)
+    pos2, ids = index.match_many(lats, lngs)
+    assert pos.tolist() == pos2.tolist() and index.zone_ids_of(slots).tolist() == ids.tolist()
+    assert len(pos) > 1000
