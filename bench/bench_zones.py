@@ -10,8 +10,11 @@ Workloads over the Île-de-France box (48.6–49.1 N, 2.0–2.7 E), stores clust
 Fixes: 1,000,000 clustered near stores (Gaussian, σ = 300 m, around a random store).
 
 Printed per workload: build time, index memory (tracemalloc peak/current of the build, and RSS delta),
-match_many fixes/s (batches of 100,000), match fixes/s (Python loop), mismatches against shapely on a
-100,000-fix sample, STRtree ``query(points, predicate="within")`` fixes/s, bare ``latlng_to_cell`` loop.
+match_many fixes/s (batches of 100,000; wall and CPU time; pairs as zone indices, like STRtree's), the
+same with every pair's zone-id string materialised, the scalar dicts ``match`` builds on its first call
+(time, memory), match fixes/s (Python loop), mismatches against shapely on a 100,000-fix sample, STRtree
+``query(points, predicate="within")`` fixes/s, bare ``latlng_to_cell`` loop. The numba kernel is
+compiled (or loaded from its cache) by the warm-up.
 """
 
 from __future__ import annotations
@@ -122,8 +125,8 @@ def run(
     t, c = time.perf_counter(), time.process_time()
     pairs = 0
     for a in range(0, n_fixes, batch):
-        pos, _ids = index.match_many(lats[a : a + batch], lngs[a : a + batch])
-        pairs += len(pos)
+        found = index.match_many(lats[a : a + batch], lngs[a : a + batch])
+        pairs += len(found.positions)
     mm_s, mm_cpu = time.perf_counter() - t, time.process_time() - c
     mm_rate = n_fixes / mm_s
     print(
@@ -134,7 +137,24 @@ def run(
         f" {pairs / mm_s:,.0f} pairs/s)"
     )
 
+    t, c = time.perf_counter(), time.process_time()
+    for a in range(0, n_fixes, batch):
+        index.match_many(lats[a : a + batch], lngs[a : a + batch]).zone_ids()
+    ids_s, ids_cpu = time.perf_counter() - t, time.process_time() - c
+    print(
+        f"  + zone_ids()   {n_fixes / ids_s:12,.0f} fixes/s   ({n_fixes / ids_cpu:,.0f} of CPU time)"
+        " with every pair's zone-id string materialised too"
+    )
+
     sl, sg = lats[:n_single].tolist(), lngs[:n_single].tolist()
+    gc.collect()
+    r0 = rss_mb()
+    t = time.perf_counter()
+    index.match(sl[0], sg[0])  # builds the scalar lookup dicts (first match() after a build)
+    print(
+        f"match dicts      {time.perf_counter() - t:8.2f} s to build on the first match(),"
+        f" RSS +{rss_mb() - r0:.1f} MB"
+    )
     t = time.perf_counter()
     for a, b in zip(sl, sg, strict=True):
         index.match(a, b)
@@ -162,8 +182,9 @@ def run(
     p_idx, z_idx = tree.query(pts, predicate="within")
     st_rate = n_sample / (time.perf_counter() - t)
     truth = set(zip(p_idx.tolist(), ids[z_idx].tolist(), strict=True))
-    pos, got_ids = index.match_many(lats[:n_sample], lngs[:n_sample])
-    got = set(zip(pos.tolist(), got_ids.tolist(), strict=True))
+    found = index.match_many(lats[:n_sample], lngs[:n_sample])
+    pos = found.positions
+    got = set(zip(pos.tolist(), found.zone_ids().tolist(), strict=True))
     mism = len(truth ^ got) + (len(pos) - len(got))
     print(f"STRtree          {st_rate:12,.0f} fixes/s   -> match_many is {mm_rate / st_rate:.1f}x STRtree")
     print(

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from geofence.fixes import FixLimits, LocationFix, distance_m, fix_problem
 from geofence.policy import FencePolicy
 from geofence.presence import INSIDE_STATES, Presence, adopt, close, only_seen_later, step, sweep
 from geofence.store import ConflictError, UnitOfWork
+from zones.index import ZoneMatches
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -50,7 +51,7 @@ HEARTBEAT = timedelta(seconds=60)
 class ZoneLookup(Protocol):
     """What ingest needs of ``zones.ZoneIndex``."""
 
-    def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> tuple[Any, Any]: ...
+    def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> ZoneMatches: ...
 
     def signed_distance_m(self, zone_id: str, lat: float, lng: float) -> float: ...
 
@@ -382,10 +383,11 @@ class Ingestor:
         """Batch index lookup: fix position -> ids of zones that contain the fix centre."""
         lats = np.fromiter((fixes[i].lat for i in order), dtype=np.float64, count=len(order))
         lngs = np.fromiter((fixes[i].lng for i in order), dtype=np.float64, count=len(order))
-        positions, zone_ids = self.index.match_many(lats, lngs)
+        found = self.index.match_many(lats, lngs)
         hits: dict[int, list[str]] = {}
-        for pos, zone_id in zip(np.asarray(positions).tolist(), list(zone_ids), strict=True):
-            hits.setdefault(order[pos], []).append(str(zone_id))
+        ids = found.ids.tolist()
+        for pos, zone in zip(found.positions.tolist(), found.zones.tolist(), strict=True):
+            hits.setdefault(order[pos], []).append(ids[zone])
         return hits
 
     # -- timers and zone lifecycle ----------------------------------------------------------------
@@ -420,11 +422,10 @@ class Ingestor:
             return []
         lats = np.fromiter((t.lat for _, t in recent), dtype=np.float64, count=len(recent))
         lngs = np.fromiter((t.lng for _, t in recent), dtype=np.float64, count=len(recent))
-        positions, zone_ids = self.index.match_many(lats, lngs)  # vectorised: one pass for all devices
+        found = self.index.match_many(lats, lngs)  # vectorised: one pass for all devices
         adopted: list[Presence] = []
-        for pos, hit in zip(np.asarray(positions).tolist(), list(zone_ids), strict=True):
-            if str(hit) != zone_id:
-                continue
+        in_zone = found.positions[found.zone_ids() == zone_id]
+        for pos in in_zone.tolist():
             device_id, track = recent[pos]
             d = self.index.signed_distance_m(zone_id, track.lat, track.lng)
             last = LocationFix(device_id, track.lat, track.lng, track.accuracy_m, track.last_fix_at)

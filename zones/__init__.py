@@ -2,7 +2,7 @@
 
 from zones.errors import ZoneError
 from zones.geometry import signed_distance_m, validate_zone, zone_shape
-from zones.index import ZoneIndex
+from zones.index import ZoneIndex, ZoneMatches
 from zones.model import Area, Circle, FenceSettings, Zone
 from zones.sizing import PROFILES, Profile, choose_resolution, size_zone, zone_size_m
 
@@ -15,6 +15,7 @@ __all__ = [
     "Zone",
     "ZoneError",
     "ZoneIndex",
+    "ZoneMatches",
     "choose_resolution",
     "signed_distance_m",
     "size_zone",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import h3
 import numpy as np
@@ -49,6 +50,22 @@ def ancestors_at(cells: np.ndarray, res: int) -> np.ndarray:
     low = (1 << ((15 - res) * 3)) - 1  # digits res+1..15 set to 7 (unused)
     keep = ~np.int64((0xF << _RES_SHIFT) | low)
     return (cells & keep) | np.int64((res << _RES_SHIFT) | low)
+
+
+class ZoneMatches(NamedTuple):
+    """Result of :meth:`ZoneIndex.match_many`: pairs as (fix position, zone index into ``ids``).
+
+    Indices rather than one id string per pair: at ~70 zones per fix, creating and freeing a Python
+    reference per pair costs more than the whole lookup (bench/bench_zones.py prints both).
+    """
+
+    positions: np.ndarray  # int64, into the caller's arrays
+    zones: np.ndarray  # int64, into ids
+    ids: np.ndarray  # object array: zone id of each index
+
+    def zone_ids(self) -> np.ndarray:
+        """The zone id of every pair (an object array aligned with ``positions``)."""
+        return self.ids[self.zones]
 
 
 @dataclass
@@ -392,7 +409,7 @@ class ZoneIndex:
         self._scalar = scalar
         return scalar
 
-    def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> ZoneMatches:
         """All (fix, zone) containment pairs of a batch, exact and vectorised.
 
         Parameters
@@ -401,14 +418,10 @@ class ZoneIndex:
 
         Returns
         -------
-        (positions, zone_ids): ``positions`` int64 indices into the inputs, ``zone_ids`` an object array of
-        zone id strings, one row per pair, in no particular order.
+        ``ZoneMatches(positions, zones, ids)``, one row per pair in no particular order: ``positions`` int64
+        indices into the inputs, ``zones`` int64 indices into ``ids``, the zone-id table of this result
+        (like ``STRtree.query``'s indices into its geometries). ``.zone_ids()`` gives the id of every pair.
         """
-        pos, slots = self.match_slots(lats, lngs)
-        return pos, self._ids[slots]
-
-    def match_slots(self, lats: np.ndarray, lngs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`match_many` with zone *slots* (int64, see :meth:`zone_ids_of`) instead of id strings."""
         lats = np.ascontiguousarray(lats, dtype=np.float64).ravel()
         lngs = np.ascontiguousarray(lngs, dtype=np.float64).ravel()
         if lats.shape != lngs.shape:
@@ -440,14 +453,11 @@ class ZoneIndex:
             pos, slots = np.concatenate(pos_parts), np.concatenate(slot_parts)
         if base is not None:
             pos = base[pos]
-        return pos, slots
-
-    def zone_ids_of(self, slots: np.ndarray) -> np.ndarray:
-        """Zone ids (object array) of slots returned by :meth:`match_slots` (valid until the next change)."""
-        return self._ids[slots]
+        # the table is not copied: a slot's id never changes in place (a rebuild makes a new table)
+        return ZoneMatches(pos, slots, self._ids)
 
     def _lookup(self, lats: np.ndarray, lngs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The table part of :meth:`match_slots`: one H3 cell per fix, then the compiled kernel.
+        """The table part of :meth:`match_many`: one H3 cell per fix, then the compiled kernel.
 
         The outputs are allocated once, with room for the pairs shapely confirms afterwards: at tens of
         millions of pairs per call, every extra copy of them shows in the throughput."""
@@ -541,4 +551,4 @@ _KEEP = {r: ~((0xF << _RES_SHIFT) | ((1 << ((15 - r) * 3)) - 1)) & 0xFFFFFFFFFFF
 _SET = {r: (r << _RES_SHIFT) | ((1 << ((15 - r) * 3)) - 1) for r in range(16)}
 
 
-__all__ = ["ZoneError", "ZoneIndex"]
+__all__ = ["ZoneError", "ZoneIndex", "ZoneMatches"]

@@ -26,8 +26,8 @@ def make_zone(kind: str, zid: str, lat: float, lng: float, size: float, rng: np.
 
 
 def assert_exact(index: ZoneIndex, zones, lats, lngs, n_single: int = 100) -> None:
-    pos, ids = index.match_many(lats, lngs)
-    got = set(zip(pos.tolist(), ids.tolist(), strict=True))
+    pos, _, _ = found = index.match_many(lats, lngs)
+    got = set(zip(pos.tolist(), found.zone_ids().tolist(), strict=True))
     assert len(got) == len(pos), "a (fix, zone) pair was reported twice"
     truth = truth_pairs(zones, lats, lngs)
     assert got == truth, f"missed {sorted(truth - got)[:5]}, extra {sorted(got - truth)[:5]}"
@@ -106,12 +106,12 @@ def test_bad_fixes_match_nothing_and_keep_positions():
     index = ZoneIndex([circle("c", 48.85, 2.35, 400)])
     lats = np.array([np.nan, 48.85, 95.0, 48.85, np.inf])
     lngs = np.array([2.35, 2.35, 2.35, np.nan, 2.35])
-    pos, ids = index.match_many(lats, lngs)
-    assert pos.tolist() == [1] and ids.tolist() == ["c"]
+    found = index.match_many(lats, lngs)
+    assert found.positions.tolist() == [1] and found.zone_ids().tolist() == ["c"]
     assert index.match(float("nan"), 2.35) == []
     empty = ZoneIndex()
-    p, i = empty.match_many(lats, lngs)
-    assert len(p) == 0 and len(i) == 0
+    p, z, _ = empty.match_many(lats, lngs)
+    assert len(p) == 0 and len(z) == 0
 
 
 def test_near_and_signed_distance():
@@ -157,12 +157,15 @@ def test_many_overlapping_zones_fill_the_kernel_outputs_in_several_rounds_and_st
     assert_exact(index, zones, lats, lngs, n_single=50)
 
 
-def test_match_slots_are_match_many_before_the_ids():
+def test_match_many_gives_zone_indices_into_its_id_table_which_later_changes_do_not_alter():
     rng = np.random.default_rng(4)
     zones = [circle(f"w{i}", 48.85 + i * 0.002, 2.35, 400) for i in range(8)]
     index = ZoneIndex(zones)
     lats, lngs = rng.uniform(48.84, 48.87, 5000), rng.uniform(2.34, 2.36, 5000)
-    pos, slots = index.match_slots(lats, lngs)
-    pos2, ids = index.match_many(lats, lngs)
-    assert pos.tolist() == pos2.tolist() and index.zone_ids_of(slots).tolist() == ids.tolist()
-    assert len(pos) > 1000
+    found = index.match_many(lats, lngs)
+    assert found.positions.dtype == found.zones.dtype == np.int64 and len(found.positions) > 1000
+    before = found.zone_ids().tolist()
+    assert before == [found.ids[z] for z in found.zones.tolist()]
+    for i in range(40):  # replacements, removals and a rebuild renumber the zones of later results
+        index.remove(f"w{i % 8}") if i < 8 else index.add(circle(f"x{i}", 48.85, 2.35 + i * 1e-4, 300))
+    assert found.zone_ids().tolist() == before
