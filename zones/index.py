@@ -52,6 +52,15 @@ def ancestors_at(cells: np.ndarray, res: int) -> np.ndarray:
     return (cells & keep) | np.int64((res << _RES_SHIFT) | low)
 
 
+class _Scalar(NamedTuple):
+    """What :meth:`ZoneIndex.match` probes (see ``_build_scalar``)."""
+
+    keep: int  # masks turning a FINE_RES cell into the finest resolution in use
+    setb: int
+    finest: dict[int, tuple[tuple, tuple]]  # ancestors merged in
+    coarser: list[tuple[int, int, dict[int, tuple[tuple, tuple]]]]  # (keep, set, dict) per resolution
+
+
 class ZoneMatches(NamedTuple):
     """Result of :meth:`ZoneIndex.match_many`: pairs as (fix position, zone index into ``ids``).
 
@@ -158,7 +167,7 @@ class ZoneIndex:
         self._dead_since_build = 0
         self._n_built = 0
         self._dead_ids: set[str] = set()  # zones whose table entries went stale since the last rebuild
-        self._scalar: list[tuple[int, int, dict[int, tuple[tuple, tuple]]]] | None = None
+        self._scalar: _Scalar | None = None
         self._pairs_per_fix = 16.0
         self._grow(0)
         self._add_bulk(list(zones))
@@ -336,10 +345,10 @@ class ZoneIndex:
         """Ids of the zones containing ``lat, lng`` (degrees), exactly as ``zone_shape(zone)`` says.
 
         The scalar twin of :meth:`match_many`, in plain Python (numpy's per-call overhead would dominate):
-        one ``latlng_to_cell``, an ancestor by bit arithmetic and a dict probe per resolution in use; only
-        boundary hits are tested. The dicts are built on the first call after a rebuild (see ``_scalar``).
+        one ``latlng_to_cell`` and, usually, one dict probe (see ``_build_scalar``); only boundary hits are
+        tested. The dicts are built on the first call after a rebuild.
         """
-        if not (-90.0 <= lat <= 90.0 and math.isfinite(lng)):  # NaN fails the comparison too
+        if not (-90.0 <= lat <= 90.0 and lng - lng == 0.0):  # NaN fails both tests, inf the second
             return []
         if not -180.0 <= lng <= 180.0:  # same normalisation as match_many
             lng = (lng + 180.0) % 360.0 - 180.0
@@ -348,11 +357,13 @@ class ZoneIndex:
             fine = _latlng_to_cell(lat, lng, FINE_RES)
             dead = self._dead_ids
             fx = fy = fz = 2.0  # the fix's unit vector, computed at the first circle boundary hit
-            for keep, setb, table in self._scalar or self._build_scalar():
-                found = table.get((fine & keep) | setb)
-                if found is None:
-                    continue
-                inside, boundary = found
+            sc = self._scalar or self._build_scalar()
+            found = sc.finest.get((fine & sc.keep) | sc.setb)
+            if found is not None:  # the common case: one probe (ancestors merged in)
+                founds: Iterable[tuple[tuple, tuple]] = (found,)
+            else:
+                founds = [v for keep, setb, t in sc.coarser if (v := t.get((fine & keep) | setb)) is not None]
+            for inside, boundary in founds:
                 if dead:
                     out += [z for z in inside if z not in dead]
                     boundary = [row for row in boundary if row[5] not in dead]
@@ -376,24 +387,26 @@ class ZoneIndex:
                     e = self._entries[slot]
                     if e is not None and shapely.contains_xy(e.shape, lng, lat):
                         out.append(zid)
-        for slot in self._pending:
-            e = self._entries[slot]
-            if e is not None and shapely.contains_xy(e.shape, lng, lat):
-                out.append(e.zone.id)
+        if self._pending:
+            for slot in self._pending:
+                e = self._entries[slot]
+                if e is not None and shapely.contains_xy(e.shape, lng, lat):
+                    out.append(e.zone.id)
         return out
 
-    def _build_scalar(self) -> list[tuple[int, int, dict[int, tuple[tuple, tuple]]]]:
-        """Per resolution: (keep mask, set mask, cell -> (ids it is interior to, boundary rows)).
+    def _build_scalar(self) -> _Scalar:
+        """The dicts of :meth:`match`: cell -> (ids it is interior to, boundary rows), per resolution.
 
+        The finest resolution's dict is *merged*: each of its cells also holds what its ancestors hold,
+        so most fixes need one probe; a fix whose finest cell is not a key probes the coarser dicts.
         A boundary row is (circle unit vector, squared chord margins, zone id, slot), one shared tuple
-        per zone. Equal tuples are shared too (a zone's interior cells all hold the same few ids), which
-        keeps the dicts to about the size of the arrays they mirror.
+        per zone. Equal tuples are shared too (a zone's interior cells all hold the same few ids).
         """
         n = self._n_built
         circ, ids_ = self._circ[:n].tolist(), self._ids[:n].tolist()
         rows = [(*circ[s], ids_[s], s) for s in range(n)]
         shared: dict[tuple, tuple] = {}
-        scalar = []
+        per_res: list[tuple[int, dict[int, tuple[tuple, tuple]]]] = []
         for res, t in sorted(self._tables.items()):
             ids = self._ids[t.islot].tolist()
             brow = [rows[s] for s in t.bslot.tolist()]
@@ -401,12 +414,21 @@ class ZoneIndex:
             table = {}
             for j, key in enumerate(t.keys.tolist()):
                 inside = tuple(ids[ist[j] : ist[j + 1]])
-                inside = shared.setdefault(inside, inside)
                 edge = tuple(brow[bst[j] : bst[j + 1]])
-                value = (inside, shared.setdefault(edge, edge))
+                value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
                 table[key] = shared.setdefault(value, value)
-            scalar.append((_KEEP[res], _SET[res], table))
-        self._scalar = scalar
+            per_res.append((res, table))
+        finest_res, finest = per_res[-1]
+        coarser = [(_KEEP[r], _SET[r], table) for r, table in per_res[:-1]]
+        merged = {}
+        for key, (inside, edge) in finest.items():
+            for keep, setb, table in coarser:
+                up = table.get((key & keep) | setb)
+                if up is not None:
+                    inside, edge = inside + up[0], edge + up[1]
+            value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
+            merged[key] = shared.setdefault(value, value)
+        self._scalar = scalar = _Scalar(_KEEP[finest_res], _SET[finest_res], merged, coarser)
         return scalar
 
     def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> ZoneMatches:
