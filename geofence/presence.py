@@ -26,7 +26,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from geofence.events import TransitionKind, ZoneEvent, round_position
@@ -75,6 +75,17 @@ class Presence:
 
 
 StepResult = tuple[Presence, tuple[ZoneEvent, ...]]
+
+
+def stays_inside(p: Presence, at: datetime, dwell_after: timedelta) -> bool:
+    """True when a fix at ``at`` with its centre inside the zone changes nothing of ``p`` but its
+    ``last_fix_at``: inside with no dwell due yet, or already dwelling (see ``_step_inside``)."""
+    if p.state is PresenceState.DWELLING:
+        return p.dwelled
+    return (
+        p.state is PresenceState.INSIDE and not p.dwelled
+        and (p.entered_at is None or at - p.entered_at < dwell_after)
+    )
 
 
 def only_seen_later(old: Presence, new: Presence) -> bool:

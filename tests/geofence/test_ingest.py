@@ -256,3 +256,52 @@ def test_a_cached_presence_is_dropped_with_its_row(engine, index):
     with Session(engine, expire_on_commit=False) as s:
         out = ing.ingest([fix(0, 0, 30)], uow_factory=lambda: SqlUnitOfWork(s, cache=cache), at=AT)
     assert [e.kind.value for e in out.events] == ["enter"]
+
+
+def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_stepping(
+    engine, index, tmp_path, monkeypatch
+):
+    """The fast path of ``_step_device`` (a steady visit is not stepped) changes no decision: the same
+    random walk in and out of the store, in batches, gives the same events and stored rows with it off."""
+    import random
+
+    from geofence import ingest as ingest_module
+    from geofence.service.db import create_schema, make_engine
+
+    rng = random.Random(8)
+    track, t = [], 0
+    for _ in range(8):  # visits: a stay in the store with jitter, then a walk away of a few fixes
+        for _ in range(rng.randint(5, 60)):
+            t += rng.choice([2, 3, 5, 8, 20, 61])
+            r, acc = rng.choice([0, 5, 10, 20, 30, 45]), rng.choice([5, 15, 40])
+            track.append(fix(r * rng.uniform(-1, 1), r * rng.uniform(-1, 1), t, accuracy_m=acc))
+        for _ in range(rng.randint(1, 5)):
+            t += rng.choice([5, 30])
+            track.append(fix(rng.choice([60, 150, 400]), 0, t, accuracy_m=rng.choice([5, 15])))
+    batches = [track[i : i + rng.randint(1, 9)] for i in range(0, len(track), 9)]
+
+    def replay(eng):
+        ing = make(index, dwell_after=timedelta(seconds=90))
+        events = []
+        for b in batches:
+            out = run(ing, eng, b, at=T0 + timedelta(seconds=t + 10))
+            events += [(e.zone_id, e.kind.value, e.at, e.reason) for e in out.events]
+        with Session(eng) as s:
+            rows = SqlPresenceStore(s).load(["dev-1"]).get("dev-1", [])
+        return events, sorted((p.zone_id, p.state, p.last_fix_at, p.version, p.dwelled) for p in rows)
+
+    skipped, real = [], ingest_module.stays_inside
+
+    def counting(*args):
+        skipped.append(real(*args))
+        return skipped[-1]
+
+    monkeypatch.setattr(ingest_module, "stays_inside", counting)
+    fast = replay(engine)
+    assert sum(skipped) >= 20  # the fast path did run
+    monkeypatch.setattr(ingest_module, "stays_inside", lambda *a: False)
+    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_schema(reference_engine)
+    assert replay(reference_engine) == fast
+    kinds = [k for _, k, _, _ in fast[0]]
+    assert kinds.count("enter") >= 3 and "dwell" in kinds and "exit" in kinds
