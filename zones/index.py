@@ -1,15 +1,16 @@
 """ZoneIndex: exact point-in-zone lookup through H3 cells, in memory, incrementally updatable.
 
-Layout: for each H3 resolution used by some zone, a sorted array of cell ids with a CSR table of (zone slot,
-interior?) entries. A fix is looked up by computing ``latlng_to_cell`` ONCE, at ``FINE_RES`` (the finest
+Layout: for each H3 resolution used by some zone, a sorted array of cells with CSR tables of the zones each
+cell is interior to and the zones it is a boundary cell of, flattened for the compiled lookup
+(``zones.kernel``). A fix is looked up by computing ``latlng_to_cell`` ONCE, at ``FINE_RES`` (the finest
 resolution of the table), then its ancestors at each resolution in use by bit arithmetic. That is exact
 because covers are built for the *hierarchical* region of a cell (the union of its descendants at FINE_RES,
 which differs from the cell's own hexagon near its edges — the parent trap), see ``zones.cells``: the
 distance bound used to classify cells holds for both. An interior hit is a match, a boundary hit is
-confirmed exactly: circles by a vectorised great-circle distance (only fixes in the sub-metre band between
-the 128-gon and the true circle reach shapely), areas by ``shapely.contains_xy`` batched per zone. Zones
-added since the last snapshot are checked directly (bounding box + shapely) until ``REBUILD_AFTER`` changes
-accumulate; removed zones are masked out.
+confirmed exactly: circles by a chord test (only fixes in the sub-metre band between the 128-gon and the
+true circle reach shapely), areas by ``shapely.contains_xy`` batched per zone. Zones added since the last
+snapshot are checked directly (bounding box + shapely) until ``REBUILD_AFTER`` changes accumulate; removed
+zones are masked out. ``match`` (one fix) runs the same logic in plain Python over dicts.
 """
 
 from __future__ import annotations
@@ -42,14 +43,16 @@ except ImportError:  # pragma: no cover
 
 REBUILD_AFTER = 32
 FINE_RES = max(res for _, res in RESOLUTION_TABLE)
-_RES_SHIFT = 52
+
+
+_KEEP_ARR, _SET_ARR = kernel.res_masks(np.arange(16))
+_KEEP = [int(k) & 0xFFFFFFFFFFFFFFFF for k in _KEEP_ARR]  # the same masks as Python ints, for match()
+_SET = [int(v) for v in _SET_ARR]
 
 
 def ancestors_at(cells: np.ndarray, res: int) -> np.ndarray:
     """Vectorised ``cell_to_parent`` of int64 cells (all at a finer or equal resolution) to ``res``."""
-    low = (1 << ((15 - res) * 3)) - 1  # digits res+1..15 set to 7 (unused)
-    keep = ~np.int64((0xF << _RES_SHIFT) | low)
-    return (cells & keep) | np.int64((res << _RES_SHIFT) | low)
+    return (cells & _KEEP_ARR[res]) | _SET_ARR[res]
 
 
 class _Scalar(NamedTuple):
@@ -567,10 +570,6 @@ _RAD = math.pi / 180.0
 def _unit(lat: float, lng: float) -> tuple[float, float, float]:
     p, g = lat * _RAD, lng * _RAD
     return math.cos(p) * math.cos(g), math.cos(p) * math.sin(g), math.sin(p)
-
-
-_KEEP = {r: ~((0xF << _RES_SHIFT) | ((1 << ((15 - r) * 3)) - 1)) & 0xFFFFFFFFFFFFFFFF for r in range(16)}
-_SET = {r: (r << _RES_SHIFT) | ((1 << ((15 - r) * 3)) - 1) for r in range(16)}
 
 
 __all__ = ["ZoneError", "ZoneIndex", "ZoneMatches"]
