@@ -257,8 +257,11 @@ def _client(
             resp = conn.getresponse()
             resp.read()
             ok = resp.status == 200
-        except (OSError, http.client.HTTPException):
+            if not ok:
+                print(f"client {client_no}: HTTP {resp.status}", file=sys.stderr)
+        except (OSError, http.client.HTTPException) as exc:
             ok = False
+            print(f"client {client_no}: {type(exc).__name__}: {exc}", file=sys.stderr)
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         return ok, time.perf_counter() - t0
