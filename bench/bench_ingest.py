@@ -272,6 +272,8 @@ def _client(
             post()
     warm_s = time.perf_counter() - t_warm
     barrier.wait()
+    conn.close()  # idle at the barrier longer than uvicorn's keep-alive: the server may have closed it
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     latencies: list[float] = []
     fixes_sent = errors = 0
     t0 = time.perf_counter()
