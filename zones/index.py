@@ -117,6 +117,7 @@ class _Flat:
     """All resolutions' tables in one layout for ``zones.kernel.lookup`` (see its docstring)."""
 
     room: int  # the most (fix, zone) entries one fix can produce
+    res: np.ndarray  # the resolutions in use, ascending (row block r of head is res[r])
     keep: np.ndarray
     setb: np.ndarray
     kstart: np.ndarray
@@ -145,7 +146,7 @@ def _flatten(tables: dict[int, _Table], circ: np.ndarray) -> _Flat:
     islots = np.concatenate([_NO_INT] + [t.islot for t in ts])
     bslots = np.concatenate([_NO_INT] + [t.bslot for t in ts])
     room = sum(int(np.diff(t.istart).max(initial=0)) + int(np.diff(t.bstart).max(initial=0)) for t in ts)
-    return _Flat(room, keep, setb, kstart, head, islots, bslots, circ[bslots])
+    return _Flat(room, res, keep, setb, kstart, head, islots, bslots, circ[bslots])
 
 
 def cells_at(lats: np.ndarray, lngs: np.ndarray, res: int) -> np.ndarray:
@@ -165,7 +166,6 @@ class ZoneIndex:
     def __init__(self, zones: Iterable[Zone] = ()) -> None:
         self._entries: list[_Entry | None] = []
         self._slot_of: dict[str, int] = {}
-        self._tables: dict[int, _Table] = {}
         self._pending: list[int] = []
         self._dead_since_build = 0
         self._n_built = 0
@@ -289,8 +289,7 @@ class ZoneIndex:
             istart, islot = _csr(inv[inter], len(keys), slot_arr[inter])
             bstart, bslot = _csr(inv[~inter], len(keys), slot_arr[~inter])
             tables[res] = _Table(keys, istart, islot, bstart, bslot)
-        self._flat = _flatten(tables, self._circ)
-        self._tables = tables
+        self._flat = _flatten(tables, self._circ)  # the per-resolution tables are not kept: one copy
         self._pending = []
         self._dead_since_build = 0
         self._n_built = len(self._entries)
@@ -413,12 +412,14 @@ class ZoneIndex:
         ]
         shared: dict[tuple, tuple] = {}
         per_res: list[tuple[int, dict[int, tuple[tuple, tuple]]]] = []
-        for res, t in sorted(self._tables.items()):
-            ids = self._ids[t.islot].tolist()
-            brow = [rows[s] for s in t.bslot.tolist()]
-            ist, bst = t.istart.tolist(), t.bstart.tolist()
+        f = self._flat
+        ids = self._ids[f.islots].tolist()
+        brow = [rows[s] for s in f.bslots.tolist()]
+        ist, bst = f.head[:, 1].tolist(), f.head[:, 2].tolist()  # global offsets, one row past each block
+        for r, res in enumerate(f.res.tolist()):
+            first, last = int(f.kstart[r]), int(f.kstart[r + 1])
             table = {}
-            for j, key in enumerate(t.keys.tolist()):
+            for j, key in enumerate(f.head[first:last, 0].tolist(), start=first):
                 inside = tuple(ids[ist[j] : ist[j + 1]])
                 edge = tuple(brow[bst[j] : bst[j + 1]])
                 value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
@@ -464,7 +465,7 @@ class ZoneIndex:
         if far.any():
             lngs = np.where(far, (lngs + 180.0) % 360.0 - 180.0, lngs)
         n = len(lats)
-        if n and self._tables:
+        if n and self._n_built:
             pos, slots = self._lookup(lats, lngs)
         else:
             pos, slots = _NO_INT64, _NO_INT64
