@@ -35,7 +35,7 @@ from campaigns.customers import (
 from campaigns.phones import mask_token
 from geofence.service.tables.campaigns import Delivery
 from geofence.service.tables.customers import Customer, Device, InboundMessage
-from geofence.service.tables.presence import LocationFixRow, PresenceRow, ZoneEventRow
+from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -138,6 +138,7 @@ def erase_customer(
         counts["presences"] = _count(
             session.execute(delete(PresenceRow).where(col(PresenceRow.device_id).in_(device_ids)))
         )
+        session.execute(delete(PresenceHeadRow).where(col(PresenceHeadRow.device_id).in_(device_ids)))
         counts["location_fixes"] = _count(
             session.execute(delete(LocationFixRow).where(col(LocationFixRow.device_id).in_(device_ids)))
         )

@@ -21,10 +21,11 @@ heartbeat old, not on every fix (docs/presence.md says what that costs).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import numpy as np
@@ -35,6 +36,7 @@ from geofence.policy import FencePolicy
 from geofence.presence import (
     INSIDE_STATES,
     Presence,
+    PresenceState,
     adopt,
     close,
     only_seen_later,
@@ -42,7 +44,7 @@ from geofence.presence import (
     step,
     sweep,
 )
-from geofence.store import ConflictError, UnitOfWork
+from geofence.store import ConflictError, StoredDevice, UnitOfWork
 from zones.index import ZoneMatches
 
 ACCEPTED = "accepted"
@@ -100,6 +102,59 @@ Changes = tuple[list[Presence], list[ZoneEvent]]
 Undo = tuple[float, float, float, datetime, tuple[str, ...]] | None  # a track before the batch (None: new)
 
 
+class _Hits:
+    """One batch's index matches, by row of the kept fixes (``order``): per-row counts and hash sums for
+    the steady test, and the zone ids of a row only when a device has to be stepped."""
+
+    def __init__(
+        self, found: ZoneMatches, n: int, hashes: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        self.found, self.n, self._hashes = found, n, hashes
+        self.counts = np.bincount(found.positions, minlength=n)
+        self._lists: tuple[list[int], list[float], list[float]] | None = None
+        self._sorted: tuple[np.ndarray, list[int]] | None = None
+
+    def lists(self) -> tuple[list[int], list[float], list[float]]:
+        if self._lists is None:
+            h1, h2 = self._hashes(self.found.ids)
+            pos, zones = self.found.positions, self.found.zones
+            s1 = np.bincount(pos, weights=h1[zones], minlength=self.n)
+            s2 = np.bincount(pos, weights=h2[zones], minlength=self.n)
+            self._lists = (self.counts.tolist(), s1.tolist(), s2.tolist())
+        return self._lists
+
+    def ids_by_fix(self, rows: list[tuple[int, int]]) -> dict[int, list[str]]:
+        """Fix position -> ids of the zones that contain its centre, for these (row, position) pairs."""
+        if self._sorted is None:
+            by_row = np.argsort(self.found.positions, kind="stable")
+            ends = np.cumsum(self.counts).tolist()
+            self._sorted = (self.found.zones[by_row], ends)
+        zones, ends = self._sorted
+        ids = self.found.ids
+        out: dict[int, list[str]] = {}
+        for j, i in rows:
+            start = ends[j - 1] if j else 0
+            if ends[j] > start:
+                out[i] = ids[zones[start : ends[j]]].tolist()
+        return out
+
+
+def _zone_hash(zone_id: str) -> tuple[float, float]:
+    """Two independent 44-bit hashes of a zone id, as floats: sums of up to ``MAX_SUMMED_ZONES`` of them
+    are exact in float64 whatever the order of addition (numpy's per-fix sums, Python's per device)."""
+    h = _ZONE_HASHES.get(zone_id)
+    if h is None:
+        v = int.from_bytes(hashlib.blake2b(zone_id.encode(), digest_size=11).digest(), "big")
+        h = _ZONE_HASHES[zone_id] = (float(v & _MASK44), float((v >> 44) & _MASK44))
+    return h
+
+
+_MASK44 = (1 << 44) - 1
+MAX_SUMMED_ZONES = 500  # 500 * 2**44 < 2**53
+_ZONE_HASHES: dict[str, tuple[float, float]] = {}
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
 @dataclass(slots=True)
 class DeviceTrack:  # slots: 100,000s of them live in memory
     """Last accepted fix of a device, as seen by this process (a cache, see the module docstring)."""
@@ -141,6 +196,10 @@ class Ingestor:
         # devices with an open presence (any worker's, as of the last refresh, plus this process's own)
         self.open_devices: set[str] = set()
         self.fix_store_wanted = False  # True when raw fixes are retained: every batch opens a transaction
+        self.skip_steady = True  # off only to check that skipping changes nothing (tests)
+        self._policy_epoch = object()  # renewed when a zone's policy may have changed (steady summaries)
+        self._hashed_ids: np.ndarray | None = None
+        self._id_hash_arrays: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
 
     # -- policies -------------------------------------------------------------------------------
     def policy_for(self, zone_id: str) -> FencePolicy:
@@ -152,6 +211,7 @@ class Ingestor:
     def forget_zone(self, zone_id: str) -> None:
         """The zone changed or went away: rebuild its policy on next use."""
         self._policies.pop(zone_id, None)
+        self._policy_epoch = object()
 
     # -- the use case ---------------------------------------------------------------------------
     def ingest(
@@ -308,10 +368,15 @@ class Ingestor:
         uow_factory: Callable[[], UnitOfWork],
         at: datetime,
     ) -> list[ZoneEvent]:
-        order = [i for positions in kept.values() for i in positions]
-        hits = self._match(fixes, order)
+        order: list[int] = []  # the kept fixes, device after device (row j of the match arrays)
+        first: dict[str, int] = {}
+        for device_id, positions in kept.items():
+            first[device_id] = len(order)
+            order.extend(positions)
+        hits = _Hits(self._match(fixes, order), len(order), self._id_hashes)
+        counts = hits.counts
         busy_set = self.open_devices.intersection(kept)
-        busy_set.update(fixes[i].device_id for i in hits)
+        busy_set.update(fixes[order[j]].device_id for j in np.flatnonzero(counts).tolist())
         busy = [d for d in kept if d in busy_set]  # kept order: deterministic event order
         if not busy and self.fix_store_wanted is False:
             return []  # the sparse common case: nowhere near any zone, no visit open: no database work
@@ -320,26 +385,48 @@ class Ingestor:
             stored = uow.presence.load(busy) if busy else {}
             changed: list[Presence] = []
             events: list[ZoneEvent] = []
+            seen: dict[str, datetime] = {}  # device -> last fix, for the heads written
             open_now: set[str] = set()
             heartbeat = self.heartbeat
             for device_id in busy:
-                current = {p.zone_id: p for p in stored.get(device_id, ())}
-                before = dict(current)
-                self._step_device(fixes, kept[device_id], undo.get(device_id), hits, current, before, events)
+                device = stored.get(device_id)
+                last_seen = device.last_fix_at if device is not None else None
+                rows = [
+                    (j, i) for j, i in enumerate(kept[device_id], first[device_id])
+                    if last_seen is None or fixes[i].recorded_at > last_seen  # late for the stored head
+                ]
+                if not rows:
+                    if device is not None and any(p.is_open for p in device.presences.values()):
+                        open_now.add(device_id)
+                    continue
+                t = fixes[rows[-1][1]].recorded_at
+                due = last_seen is None or t - last_seen >= heartbeat
+                if device is not None and device.version > 0 and self._steady(device, fixes, rows, hits):
+                    if device.presences:  # steady: every zone it is in still holds it, nothing to step
+                        open_now.add(device_id)
+                    if due:
+                        seen[device_id] = t
+                    continue
+                before = device.presences if device is not None else {}
+                current = dict(before)
+                positions = [i for _, i in rows]
+                self._step_device(fixes, positions, undo.get(device_id), hits.ids_by_fix(rows),
+                                  current, before, events)
+                moved = False
                 for zone_id, p in current.items():
                     if p.is_open:
                         open_now.add(device_id)
                     old = before.get(zone_id)
-                    if old is p or not (p.is_open or p.version > 0):
+                    if old is p or (old is None and not p.is_open):
                         continue
-                    if (
-                        old is not None and old.last_fix_at is not None and p.last_fix_at is not None
-                        and p.last_fix_at - old.last_fix_at < heartbeat and only_seen_later(old, p)
-                    ):
-                        continue  # coalesced: the stored row is recent enough
+                    if old is not None and only_seen_later(old, p):
+                        continue  # the head carries the last fix (see ``geofence.store.StoredDevice``)
                     changed.append(p)
-            if changed:
-                uow.presence.save(changed)
+                    moved = True
+                if moved or (due and (device is not None and device.version > 0 or device_id in open_now)):
+                    seen[device_id] = t
+            if changed or seen:
+                uow.presence.save(changed, seen=seen)
             if events:
                 uow.events.add(events, recorded_at=at)
             if uow.fixes is not None:
@@ -355,21 +442,65 @@ class Ingestor:
                 self.open_devices.discard(device_id)
         return events
 
+    def _steady(
+        self, device: StoredDevice, fixes: Sequence[LocationFix], rows: list[tuple[int, int]], hits: _Hits
+    ) -> bool:
+        """True when stepping these fixes would change nothing stored but the device's last fix: every
+        fix is in exactly the zones the device is steadily in (inside with no dwell due yet, or dwelling:
+        ``presence.stays_inside``) — compared as a count and two sums of 44-bit hashes of the zone ids."""
+        if not self.skip_steady:
+            return False
+        memo = device.memo
+        if memo is None or memo[0] is not self._policy_epoch:
+            memo = device.memo = (self._policy_epoch, self._summary(device))
+        summary = memo[1]
+        if summary is None:
+            return False
+        count, h1, h2, until = summary
+        counts, s1, s2 = hits.lists()
+        for j, i in rows:
+            if counts[j] != count or s1[j] != h1 or s2[j] != h2 or fixes[i].recorded_at >= until:
+                return False
+        return True
+
+    def _summary(self, device: StoredDevice) -> tuple[int, float, float, datetime] | None:
+        count, h1, h2, until = 0, 0.0, 0.0, _NEVER
+        for zone_id, p in device.presences.items():
+            if zone_id not in self.index or not (
+                p.state is PresenceState.DWELLING and p.dwelled
+                or p.state is PresenceState.INSIDE and not p.dwelled
+            ):
+                return None
+            if p.state is PresenceState.INSIDE and p.entered_at is not None:
+                until = min(until, p.entered_at + self.policy_for(zone_id).dwell_after)
+            a, b = _zone_hash(zone_id)
+            count, h1, h2 = count + 1, h1 + a, h2 + b
+        return (count, h1, h2, until) if count <= MAX_SUMMED_ZONES else None
+
+    def _id_hashes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The zone-id hashes of an index id table (computed once per table: it changes with the zones)."""
+        if self._hashed_ids is not ids:
+            pairs = np.array(  # a removed zone's slot (None) is never matched
+                [_zone_hash(z) if z is not None else (0.0, 0.0) for z in ids.tolist()], dtype=np.float64
+            ).reshape(-1, 2)
+            self._hashed_ids, self._id_hash_arrays = ids, (pairs[:, 0].copy(), pairs[:, 1].copy())
+        return self._id_hash_arrays
+
     def _step_device(
         self, fixes: Sequence[LocationFix], positions: list[int], before: Undo,
-        hits: dict[int, list[str]], current: dict[str, Presence], stored: dict[str, Presence],
+        hits: Mapping[int, list[str]], current: dict[str, Presence], stored: Mapping[str, Presence],
         events: list[ZoneEvent],
     ) -> None:
         """Step every candidate zone of one device with each of its fixes, in time order.
 
         Steady visits are skipped: a stored, unchanged presence inside (not dwelling yet and not due
         to) or dwelling, whose zone contains the fix centre, would only get a newer ``last_fix_at``,
-        and that write is coalesced while the stored one is less than a heartbeat old (see ``_apply``).
-        Skipping gives the same rows and events as stepping (``test_steady_visits_skip_the_machine...``).
+        which the device's head carries (see ``_apply``). Skipping gives the same rows and events as
+        stepping (``test_steady_visits_skip_the_machine...``).
         """
         prev_pos = (before[0], before[1], before[3]) if before else None
         index = self.index
-        heartbeat = self.heartbeat
+        skip = self.skip_steady
         for i in positions:
             fix = fixes[i]
             speed = None  # best estimate (centre to centre) for the zones' enter speed limit
@@ -387,11 +518,10 @@ class Ingestor:
                     continue  # removed: its presences are closed by the zone's removal
                 p = current.get(zone_id) or Presence(fix.device_id, zone_id)
                 if (
-                    p is stored.get(zone_id) and zone_id in inside and p.last_fix_at is not None
-                    and at - p.last_fix_at < heartbeat
+                    skip and p is stored.get(zone_id) and zone_id in inside
                     and stays_inside(p, at, self.policy_for(zone_id).dwell_after)
                 ):
-                    continue  # a steady visit: nothing but a coalesced last_fix_at would change
+                    continue  # a steady visit: nothing but the device's last fix would change
                 if p.state in INSIDE_STATES and zone_id in inside:
                     # an open visit only asks whether the centre is inside (the sign of the distance),
                     # and the index just said it is (it agrees with signed_distance_m's sign exactly)
@@ -403,16 +533,10 @@ class Ingestor:
                     current[zone_id] = new
                 events.extend(fired)
 
-    def _match(self, fixes: Sequence[LocationFix], order: list[int]) -> dict[int, list[str]]:
-        """Batch index lookup: fix position -> ids of zones that contain the fix centre."""
+    def _match(self, fixes: Sequence[LocationFix], order: list[int]) -> ZoneMatches:
         lats = np.fromiter((fixes[i].lat for i in order), dtype=np.float64, count=len(order))
         lngs = np.fromiter((fixes[i].lng for i in order), dtype=np.float64, count=len(order))
-        found = self.index.match_many(lats, lngs)
-        hits: dict[int, list[str]] = {}
-        ids = found.ids.tolist()
-        for pos, zone in zip(found.positions.tolist(), found.zones.tolist(), strict=True):
-            hits.setdefault(order[pos], []).append(ids[zone])
-        return hits
+        return self.index.match_many(lats, lngs)
 
     # -- timers and zone lifecycle ----------------------------------------------------------------
     def sweep_presences(self, presences: Iterable[Presence], at: datetime) -> Changes:

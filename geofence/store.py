@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
@@ -15,27 +16,44 @@ class ConflictError(Exception):
     """Another writer changed a presence since it was read (optimistic version check failed)."""
 
 
+@dataclass(slots=True, eq=False)
+class StoredDevice:
+    """What is stored for one device: its presences by zone, and its *head* — a version that every write
+    of any of its presences bumps (so one row per device tells whether a copy is current), and the last
+    fix processed for it (re-written once a heartbeat when nothing else changes: the late-fix guard and
+    the sweep's silence clock for all its zones)."""
+
+    presences: dict[str, Presence] = field(default_factory=dict)
+    version: int = 0  # of the head; 0: no head stored
+    last_fix_at: datetime | None = None
+    memo: Any = None  # the ingest's summary of ``presences`` (valid as long as this object is)
+
+
 class PresenceStore(Protocol):
-    def load(self, device_ids: Collection[str]) -> dict[str, list[Presence]]:
-        """Stored presences of these devices, by device id (open ones, and "outside" rows kept after an
-        exit as a guard against late fixes)."""
+    def load(self, device_ids: Collection[str]) -> dict[str, StoredDevice]:
+        """What is stored for these devices, by device id (devices with nothing stored are absent)."""
         ...
 
-    def save(self, changed: Iterable[Presence]) -> None:
-        """Write changed presences: insert new ones (``version == 0``), update the others only if their
-        stored version is still the one read; raise ``ConflictError`` otherwise."""
+    def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
+        """Write changed presences (insert ``version == 0``, delete those back outside, update the others)
+        and the heads of their devices and of the devices in ``seen`` (device -> last fix processed).
+
+        Every row and head is written only if its stored version is still the one read (a head not read
+        in this unit of work is bumped); raise ``ConflictError`` otherwise."""
         ...
 
     def for_zone(self, zone_id: str) -> list[Presence]:
         """Open presences in one zone (zone removal)."""
         ...
 
-    def purge_outside(self, *, before: datetime) -> int:
-        """Delete "outside" rows whose last fix is older than ``before``; returns how many."""
+    def purge_idle(self, *, before: datetime) -> int:
+        """Delete the heads of devices with no presence and no fix since ``before`` (and any "outside" row
+        left by an older version); returns how many rows."""
         ...
 
     def due_for_sweep(self, at: datetime, *, silent_since: datetime, limit: int) -> list[Presence]:
-        """Open presences that a sweep at ``at`` may change (inside without dwell, or silent)."""
+        """Open presences that a sweep at ``at`` may change (inside without dwell, or silent), each with
+        the ``last_fix_at`` of its device's head when that is later."""
         ...
 
 

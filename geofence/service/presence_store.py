@@ -1,25 +1,23 @@
 """SQL implementations of ``geofence.store``: presences (optimistic versions), zone events, raw fixes.
 
-Core SQL (not ORM objects) on the hot path: a batch reads its devices' open presences in one query and
-writes only the rows that changed.
-
-``PresenceCache`` (one per process) keeps the decoded rows this process last read or committed, each with a
-*fingerprint* of its stored values (version, state, pending count, visit id and the two fix times as the
-driver returns them, undecoded). A batch still reads every row of its devices from the database, but only
-those cheap columns; a row whose fingerprint matches is taken from the cache, the others are read and
-decoded in full. The database stays the truth: a row another worker (or the sweep, or an erasure)
-changed, deleted or re-created has another fingerprint.
+Core SQL (not ORM objects) on the hot path. A batch reads one *head* row per busy device
+(``presence_heads``: a version every write of the device's presences bumps) and takes the device's
+presences from ``PresenceCache`` when the version matches what this process last read or committed; the
+presences of any other device (changed by another worker, the sweep, an erasure, or not cached) are read
+and decoded in full. Writes are versioned twice: each presence row (``UPDATE``/``DELETE … WHERE version``,
+``INSERT`` on the primary key) and its device's head (``WHERE version = <read>``), so a cached copy is
+exactly the stored one and a concurrent writer makes the batch roll back and retry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, delete, insert, or_, select, type_coerce, update
+from sqlalchemy import and_, bindparam, case, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -28,14 +26,16 @@ from geofence.fixes import LocationFix
 from geofence.presence import Presence, PresenceState
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.customers import Device
-from geofence.service.tables.presence import LocationFixRow, PresenceRow, ZoneEventRow
-from geofence.store import ConflictError
+from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
+from geofence.store import ConflictError, StoredDevice
 
 PRESENCES = PresenceRow.__table__  # type: ignore[attr-defined]
+HEADS = PresenceHeadRow.__table__  # type: ignore[attr-defined]
 EVENTS = ZoneEventRow.__table__  # type: ignore[attr-defined]
 FIXES = LocationFixRow.__table__  # type: ignore[attr-defined]
 DEVICES = Device.__table__  # type: ignore[attr-defined]
 CHUNK = 900  # bound parameters per IN (...) list
+OUTSIDE = PresenceState.OUTSIDE.value
 
 
 def _chunks(items: Iterable[str], size: int = CHUNK) -> Iterable[list[str]]:
@@ -61,137 +61,215 @@ def _values(p: Presence) -> dict[str, Any]:
     }
 
 
-_VERSIONED = and_(
-    PRESENCES.c.device_id == bindparam("b_device_id"),
-    PRESENCES.c.zone_id == bindparam("b_zone_id"),
-    PRESENCES.c.version == bindparam("b_version"),
+_C, _H = PRESENCES.c, HEADS.c
+_ROW = and_(_C.device_id == bindparam("b_device_id"), _C.zone_id == bindparam("b_zone_id"),
+            _C.version == bindparam("b_version"))
+_UPDATE = update(PRESENCES).where(_ROW)
+_DELETE = delete(PRESENCES).where(_ROW)
+_HEAD_CAS = (
+    update(HEADS)
+    .where(and_(_H.device_id == bindparam("b_device_id"), _H.version == bindparam("b_version")))
+    .values(version=bindparam("new_version"), last_fix_at=bindparam("new_last"))
 )
-_UPDATE = update(PRESENCES).where(_VERSIONED)
-
-
-_C = PRESENCES.c
-# undecoded by SQLAlchemy (SQLite: the stored text; PostgreSQL: the driver's datetime): compared, never parsed
-_RAW_TIMES = (
-    type_coerce(_C.last_fix_at, String).label("raw_last"), type_coerce(_C.since_at, String).label("raw_since")
+_HEAD_BUMP = update(HEADS).where(_H.device_id == bindparam("b_device_id")).values(version=_H.version + 1)
+_VERSIONS = select(_H.device_id, _H.version)
+_HEADS_FULL = select(_H.device_id, _H.version, _H.last_fix_at)
+# the device's last fix when it is later than the row's (the row keeps the fix of its last change)
+_LAST_FIX = case(
+    (and_(_H.last_fix_at.is_not(None), or_(_C.last_fix_at.is_(None), _H.last_fix_at > _C.last_fix_at)),
+     _H.last_fix_at),
+    else_=_C.last_fix_at,
 )
-_FINGERPRINTS = select(
-    _C.device_id, _C.zone_id, _C.version, _C.state, _C.pending_fixes, _C.visit_id, *_RAW_TIMES
-)
-_FULL = select(PRESENCES, *_RAW_TIMES)
-Fingerprint = tuple[Any, ...]
+_WITH_HEAD = select(
+    PRESENCES, _H.version.label("head_version"), _LAST_FIX.label("device_last_fix_at")
+).select_from(PRESENCES.outerjoin(HEADS, _H.device_id == _C.device_id))
 
 
 class PresenceCache:
-    """Decoded presence rows of one process, by device then zone, each with its row fingerprint."""
+    """``StoredDevice`` copies of one process, valid while their head version is the stored one."""
 
     def __init__(self, max_devices: int = 250_000) -> None:
         self.max_devices = max_devices
-        self.rows: dict[str, dict[str, tuple[Fingerprint, Presence]]] = {}
+        self.devices: dict[str, StoredDevice] = {}
 
-    def put(self, device_id: str, zone_id: str, fingerprint: Fingerprint, p: Presence) -> None:
-        zones = self.rows.get(device_id)
-        if zones is None:
-            if len(self.rows) >= self.max_devices:  # oldest device first (insertion order)
-                del self.rows[next(iter(self.rows))]
-            zones = self.rows[device_id] = {}
-        zones[zone_id] = (fingerprint, p)
+    def put(self, device_id: str, stored: StoredDevice) -> None:
+        devices = self.devices
+        if device_id not in devices and len(devices) >= self.max_devices:
+            del devices[next(iter(devices))]  # oldest device first (insertion order)
+        devices[device_id] = stored
 
     def clear(self) -> None:
-        self.rows.clear()
+        self.devices.clear()
 
 
 class SqlPresenceStore:
     def __init__(self, session: Session, cache: PresenceCache | None = None) -> None:
         self.session = session
         self.cache = cache
-        self.written: list[tuple[Presence, int]] = []  # (presence, stored version) for the cache
+        self.read: dict[str, int] = {}  # head versions read in this unit of work (0: no head)
+        self.loaded: dict[str, StoredDevice] = {}
+        self.complete: set[str] = set()  # devices read whole (``load``), not just some of their rows
+        self.pending: dict[str, tuple[int, StoredDevice]] = {}  # written, until commit
 
-    def load(self, device_ids: Collection[str]) -> dict[str, list[Presence]]:
-        found: dict[str, list[Presence]] = {}
-        cache = self.cache
-        if cache is None:
-            for chunk in _chunks(device_ids):
-                for row in self.session.execute(select(PRESENCES).where(_C.device_id.in_(chunk))):
-                    found.setdefault(row.device_id, []).append(to_presence(row))
-            return found
-        cached = cache.rows
+    def load(self, device_ids: Collection[str]) -> dict[str, StoredDevice]:
+        found: dict[str, StoredDevice] = {}
+        cached = self.cache.devices if self.cache is not None else {}
         stale: list[str] = []
-        for chunk in _chunks(device_ids):
-            for d, z, *fingerprint in self.session.execute(_FINGERPRINTS.where(_C.device_id.in_(chunk))):
-                entry = cached.get(d, {}).get(z)
-                if entry is not None and entry[0] == tuple(fingerprint):
-                    found.setdefault(d, []).append(entry[1])
-                elif not stale or stale[-1] != d:
-                    stale.append(d)
-        for chunk in _chunks(dict.fromkeys(stale)):
-            fresh: dict[str, list[Presence]] = {}
-            for row in self.session.execute(_FULL.where(_C.device_id.in_(chunk))):
-                p = to_presence(row)
-                fresh.setdefault(p.device_id, []).append(p)
-                cache.put(p.device_id, p.zone_id, self._fingerprint(row), p)
-            for d in chunk:
-                found.pop(d, None)
-                if d in fresh:
-                    found[d] = fresh[d]
+        if cached:
+            execute = self.session.execute
+            for chunk in _chunks(device_ids):
+                for d, version in execute(_VERSIONS.where(_H.device_id.in_(chunk))):
+                    copy = cached.get(d)
+                    if copy is not None and copy.version == version:
+                        found[d] = copy
+            stale = [d for d in device_ids if d not in found]
+        else:
+            stale = list(device_ids)
+        for chunk in _chunks(stale):
+            fresh: dict[str, StoredDevice] = {}
+            for d, version, last in self.session.execute(_HEADS_FULL.where(_H.device_id.in_(chunk))):
+                fresh[d] = StoredDevice({}, version, as_utc(last))
+            for row in self.session.execute(select(PRESENCES).where(_C.device_id.in_(chunk))):
+                stored = fresh.get(row.device_id)
+                if stored is None:  # a row without a head (written before heads existed)
+                    stored = fresh[row.device_id] = StoredDevice()
+                stored.presences[row.zone_id] = to_presence(row)
+            for d, stored in fresh.items():
+                found[d] = stored
+                if self.cache is not None and stored.version > 0:
+                    self.cache.put(d, stored)
+        self.complete.update(device_ids)
+        for d in device_ids:
+            stored = found.get(d)
+            self.read[d] = stored.version if stored is not None else 0
+            if stored is not None:
+                self.loaded[d] = stored
         return found
 
-    @staticmethod
-    def _fingerprint(row: Any) -> Fingerprint:
-        return (row.version, row.state, row.pending_fixes, row.visit_id, row.raw_last, row.raw_since)
-
-    def save(self, changed: Iterable[Presence]) -> None:
-        changed = list(changed)
+    def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
+        seen = seen or {}
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
+        deletes: list[dict[str, Any]] = []
+        by_device: dict[str, list[Presence]] = {d: [] for d in seen}
         for p in changed:
+            by_device.setdefault(p.device_id, []).append(p)
             key = {"b_device_id": p.device_id, "b_zone_id": p.zone_id, "b_version": p.version}
             if p.version == 0:
                 if p.is_open:
                     row = {"device_id": p.device_id, "zone_id": p.zone_id, "version": 1}
                     inserts.append({**row, **_values(p)})
-            else:  # an exited presence stays as an "outside" row: its last_fix_at stops late fixes
+            elif p.is_open:
                 updates.append({**key, "version": p.version + 1, **_values(p)})
-        if self.cache is not None:
-            self.written.extend((p, p.version + 1) for p in changed if p.version > 0 or p.is_open)
+            else:  # back outside: the head's last_fix_at is the late-fix guard from now on
+                deletes.append(key)
+        execute = self.session.execute
         # executemany, one statement each: the rowcount of a versioned UPDATE/DELETE is the number of rows
         # that still had the version we read; anything less means another writer got there first
-        if updates and self.session.execute(_UPDATE, updates).rowcount != len(updates):  # type: ignore[attr-defined]
-            raise ConflictError("a presence changed concurrently")
+        for stmt, params in ((_UPDATE, updates), (_DELETE, deletes)):
+            if params and execute(stmt, params).rowcount != len(params):  # type: ignore[attr-defined]
+                raise ConflictError("a presence changed concurrently")
         if inserts:
             try:  # the transaction is rolled back and the batch retried on conflict
-                self.session.execute(insert(PRESENCES), inserts)
+                execute(insert(PRESENCES), inserts)
             except IntegrityError as exc:
                 raise ConflictError("a presence was created concurrently") from exc
+        self._write_heads(by_device, seen)
+
+    def _write_heads(self, by_device: dict[str, list[Presence]], seen: Mapping[str, datetime]) -> None:
+        cas: list[dict[str, Any]] = []
+        new: list[dict[str, Any]] = []
+        bump: list[str] = []
+        for d, written in by_device.items():
+            read = self.read.get(d)
+            if read is None:  # not read here (zone removal, adoption): invalidate every cached copy
+                bump.append(d)
+                continue
+            version, stored = self.pending.get(d) or (read, self.loaded.get(d) or StoredDevice())
+            last = seen.get(d) or stored.last_fix_at
+            if last is None:
+                last = max((p.last_fix_at for p in written if p.last_fix_at is not None), default=None)
+            if version == 0:
+                new.append({"device_id": d, "version": 1, "last_fix_at": last})
+            else:
+                cas.append(
+                    {"b_device_id": d, "b_version": version, "new_version": version + 1, "new_last": last}
+                )
+            self.pending[d] = (version + 1, self._after(stored, written, version + 1, last))
+        execute = self.session.execute
+        if cas and execute(_HEAD_CAS, cas).rowcount != len(cas):  # type: ignore[attr-defined]
+            raise ConflictError("a device's presences changed concurrently")
+        for d in bump:
+            if execute(_HEAD_BUMP, {"b_device_id": d}).rowcount == 0:  # type: ignore[attr-defined]
+                last = max((p.last_fix_at for p in by_device[d] if p.last_fix_at is not None), default=None)
+                new.append({"device_id": d, "version": 1, "last_fix_at": last})
+        if new:
+            try:
+                execute(insert(HEADS), new)
+            except IntegrityError as exc:
+                raise ConflictError("a device's presences were created concurrently") from exc
+
+    @staticmethod
+    def _after(
+        stored: StoredDevice, written: list[Presence], version: int, last: datetime | None
+    ) -> StoredDevice:
+        """The device as stored once this write commits (what the cache keeps)."""
+        presences = dict(stored.presences)
+        for p in written:
+            if p.is_open:
+                presences[p.zone_id] = replace(p, version=p.version + 1)
+            else:
+                presences.pop(p.zone_id, None)
+        return StoredDevice(presences, version, last)
+
+    def committed(self) -> None:
+        for d, (version, stored) in self.pending.items():
+            self.read[d] = version
+            if d in self.complete:  # read whole by ``load``: the cache may keep it
+                self.loaded[d] = stored
+                if self.cache is not None:
+                    self.cache.put(d, stored)
+        self.pending.clear()
 
     def for_zone(self, zone_id: str) -> list[Presence]:
         rows = self.session.execute(
-            select(PRESENCES)
-            .where(PRESENCES.c.zone_id == zone_id)
-            .where(PRESENCES.c.state != PresenceState.OUTSIDE.value)
+            _WITH_HEAD.where(_C.zone_id == zone_id).where(_C.state != OUTSIDE)
         )
-        return [to_presence(r) for r in rows]
+        return self._with_heads(rows)
 
-    def purge_outside(self, *, before: datetime) -> int:
-        """Drop "outside" rows whose last fix is older than any fix still accepted (they guard nothing)."""
-        result = self.session.execute(
-            delete(PRESENCES)
-            .where(PRESENCES.c.state == PresenceState.OUTSIDE.value)
-            .where(PRESENCES.c.last_fix_at < before)
+    def _with_heads(self, rows: Iterable[Any]) -> list[Presence]:
+        out: list[Presence] = []
+        for r in rows:
+            p = to_presence(r)
+            if r.head_version is not None:
+                self.read[p.device_id] = r.head_version
+            last = as_utc(r.device_last_fix_at)
+            out.append(p if last == p.last_fix_at else replace(p, last_fix_at=last))
+        return out
+
+    def purge_idle(self, *, before: datetime) -> int:
+        outside = self.session.execute(
+            delete(PRESENCES).where(_C.state == OUTSIDE).where(_C.last_fix_at < before)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        heads = self.session.execute(
+            delete(HEADS)
+            .where(_H.last_fix_at < before)
+            .where(~exists().where(_C.device_id == _H.device_id))
+        )
+        return int(outside.rowcount) + int(heads.rowcount)  # type: ignore[attr-defined]
 
     def due_for_sweep(self, at: datetime, *, silent_since: datetime, limit: int) -> list[Presence]:
-        c = PRESENCES.c
+        c = _C
         stmt = (
-            select(PRESENCES)
-            .where(c.state != PresenceState.OUTSIDE.value)
+            _WITH_HEAD
+            .where(c.state != OUTSIDE)
             .where(or_(and_(c.state == PresenceState.INSIDE.value, c.dwelled.is_(False),
                             c.entered_at.is_not(None), c.entered_at <= at),
-                       c.last_fix_at <= silent_since))
-            .order_by(c.last_fix_at)
+                       _LAST_FIX <= silent_since))
+            .order_by(_LAST_FIX, c.device_id)
             .limit(limit)
         )
-        return [to_presence(r) for r in self.session.execute(stmt)]
+        return self._with_heads(self.session.execute(stmt))
 
 
 class SqlEventStore:
@@ -255,23 +333,8 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         self.session.commit()
-        store = self.presence
-        if store.cache is not None and store.written:
-            self._remember(store.cache, store.written)
-        store.written = []
+        self.presence.committed()
 
     def rollback(self) -> None:
         self.session.rollback()
-        self.presence.written = []
-
-    def _remember(self, cache: PresenceCache, written: list[tuple[Presence, int]]) -> None:
-        """Committed rows go into the cache with the fingerprint a read would give (the stored text of
-        the times is what the dialect's bind processor made of them)."""
-        dialect = self.session.get_bind().dialect
-        bind = _C.last_fix_at.type._cached_bind_processor(dialect) or (lambda v: v)
-        for p, version in written:
-            stored = replace(p, version=version)
-            raw_last = None if p.last_fix_at is None else bind(p.last_fix_at)
-            raw_since = None if p.since_at is None else bind(p.since_at)
-            fingerprint = (version, p.state.value, p.pending_fixes, p.visit_id, raw_last, raw_since)
-            cache.put(p.device_id, p.zone_id, fingerprint, stored)
+        self.presence.pending.clear()

@@ -13,8 +13,9 @@ from geofence.ingest import Ingestor
 from geofence.policy import FencePolicy
 from geofence.presence import PresenceState
 from geofence.service.presence_store import SqlPresenceStore, SqlUnitOfWork
+from geofence.service.tables._types import as_utc
 from geofence.service.tables.customers import Customer, Device
-from geofence.service.tables.presence import LocationFixRow, PresenceRow, ZoneEventRow
+from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
 from tests.geofence.tracks import STORE, T0, fix, offset
 from tests.geofence.zone_index import circle_index
 
@@ -98,7 +99,7 @@ def test_late_fix_with_a_cold_cache_never_rewinds_presence(engine, index):
     out = run(cold, engine, [fix(0, 900, 30), fix(0, 950, 45)])
     assert out.events == []
     with Session(engine) as s:
-        assert SqlPresenceStore(s).load(["dev-1"])["dev-1"][0].state is PresenceState.INSIDE
+        assert SqlPresenceStore(s).load(["dev-1"])["dev-1"].presences["store"].state is PresenceState.INSIDE
 
 
 def test_implausible_jump_is_ignored_and_counted(engine, index):
@@ -172,36 +173,51 @@ def test_version_conflict_is_retried_on_fresh_rows(engine, index):
 
 
 def stored(engine):
+    """(state of the store presence, the device's last fix, presence row version, head version)."""
     with Session(engine) as s:
-        p = SqlPresenceStore(s).load(["dev-1"])["dev-1"][0]
-    return p.state, p.last_fix_at, p.version
+        device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
+    p = device.presences.get("store")
+    return (p.state if p else None), device.last_fix_at, (p.version if p else None), device.version
 
 
-def test_a_presence_seen_again_is_rewritten_only_once_its_stored_fix_is_a_heartbeat_old(engine, index):
+def test_a_device_seen_again_rewrites_its_head_once_a_heartbeat_and_its_presences_never(engine, index):
     ing = make(index)
     assert ing.heartbeat == timedelta(seconds=60)
     run(ing, engine, [fix(0, 0, 0)])
     run(ing, engine, [fix(0, 0, 30)])
     run(ing, engine, [fix(0, 0, 59)])
-    assert stored(engine) == (PresenceState.INSIDE, T0, 1)  # nothing but last_fix_at moved: coalesced
+    assert stored(engine) == (PresenceState.INSIDE, T0, 1, 1)  # nothing but the last fix moved: coalesced
     run(ing, engine, [fix(0, 0, 60)])
-    assert stored(engine) == (PresenceState.INSIDE, T0 + timedelta(seconds=60), 2)
+    assert stored(engine) == (PresenceState.INSIDE, T0 + timedelta(seconds=60), 1, 2)
+    with Session(engine) as s:
+        row = s.exec(select(PresenceRow.last_fix_at)).scalars().one()
+        assert as_utc(row) == T0  # the fix of the row's last change
 
 
 def test_a_transition_within_the_heartbeat_is_written_at_once(engine, index):
     ing = make(index)
     run(ing, engine, [fix(0, 0, 0)])
     run(ing, engine, [fix(0, 100, 10)])  # first fix outside: exiting (a pending count) is stored
-    assert stored(engine) == (PresenceState.EXITING, T0 + timedelta(seconds=10), 2)
+    assert stored(engine) == (PresenceState.EXITING, T0 + timedelta(seconds=10), 2, 2)
     run(ing, engine, [fix(0, 0, 20)])  # back inside
-    assert stored(engine) == (PresenceState.INSIDE, T0 + timedelta(seconds=20), 3)
+    assert stored(engine) == (PresenceState.INSIDE, T0 + timedelta(seconds=20), 3, 3)
+
+
+def test_an_exit_deletes_the_presence_and_the_head_still_stops_late_fixes(engine, index):
+    ing = make(index)
+    run(ing, engine, [fix(0, 0, 0)])
+    out = run(ing, engine, [fix(0, 200, 10), fix(0, 300, 20)])
+    assert [e.kind.value for e in out.events] == ["exit"]
+    assert stored(engine) == (None, T0 + timedelta(seconds=20), None, 2)
+    late = run(make(index), engine, [fix(0, 0, 15)])  # a cold worker: inside, but older than the head
+    assert late.events == [] and stored(engine)[0] is None
 
 
 def test_a_zero_heartbeat_writes_every_fix(engine, index):
     ing = Ingestor(index, policy=FencePolicy(), limits=FixLimits(), heartbeat=timedelta(0))
     run(ing, engine, [fix(0, 0, 0)])
     run(ing, engine, [fix(0, 0, 5)])
-    assert stored(engine) == (PresenceState.INSIDE, T0 + timedelta(seconds=5), 2)
+    assert stored(engine) == (PresenceState.INSIDE, T0 + timedelta(seconds=5), 1, 2)
 
 
 def test_a_late_fix_within_the_heartbeat_on_another_worker_fires_nothing(engine, index):
@@ -230,15 +246,14 @@ def test_a_process_presence_cache_never_hides_what_another_worker_wrote(engine, 
     a, b = make(index), make(index)
     assert [e.kind.value for e in run_on("a", a, [fix(0, 0, 0)]).events] == ["enter"]
     assert run_on("a", a, [fix(0, 0, 5)]).events == []  # served from a's cache
-    mine = caches["a"].rows["dev-1"]["store"][1]
-    assert mine.state is PresenceState.INSIDE
-    with Session(engine) as s:  # the row's fingerprint matches: the decoded copy is reused
-        assert SqlPresenceStore(s, caches["a"]).load(["dev-1"])["dev-1"] == [mine]
-        assert SqlPresenceStore(s, caches["a"]).load(["dev-1"])["dev-1"][0] is mine
+    mine = caches["a"].devices["dev-1"]
+    assert mine.presences["store"].state is PresenceState.INSIDE
+    with Session(engine) as s:  # the head's version matches: the decoded copy is reused
+        assert SqlPresenceStore(s, caches["a"]).load(["dev-1"])["dev-1"] is mine
     b.open_devices.add("dev-1")  # as b's sync of open devices would
     gone = run_on("b", b, [fix(0, 100, 10), fix(0, 220, 20)])  # b sees the device leave
     assert [e.kind.value for e in gone.events] == ["exit"]
-    back = run_on("a", a, [fix(0, 0, 80)])  # a's cached copy is stale: the row's fingerprint says so
+    back = run_on("a", a, [fix(0, 0, 80)])  # a's cached copy is stale: the head's version says so
     assert [e.kind.value for e in back.events] == ["enter"]
     assert stored(engine)[0] is PresenceState.INSIDE
 
@@ -252,20 +267,20 @@ def test_a_cached_presence_is_dropped_with_its_row(engine, index):
         ing.ingest([fix(0, 0, 0)], uow_factory=lambda: SqlUnitOfWork(s, cache=cache), at=AT)
     with Session(engine) as s:  # an erasure deletes the device's rows behind the process's back
         s.exec(PresenceRow.__table__.delete())
+        s.exec(PresenceHeadRow.__table__.delete())
         s.commit()
     with Session(engine, expire_on_commit=False) as s:
         out = ing.ingest([fix(0, 0, 30)], uow_factory=lambda: SqlUnitOfWork(s, cache=cache), at=AT)
     assert [e.kind.value for e in out.events] == ["enter"]
 
 
-def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_stepping(
-    engine, index, tmp_path, monkeypatch
-):
-    """The fast path of ``_step_device`` (a steady visit is not stepped) changes no decision: the same
-    random walk in and out of the store, in batches, gives the same events and stored rows with it off."""
+def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_stepping(engine, index, tmp_path):
+    """The fast paths (a steady device is not stepped; a steady visit of a device that is, neither)
+    change no decision: the same random walk in and out of the store, in batches, gives the same events
+    and stored rows with them off."""
     import random
 
-    from geofence import ingest as ingest_module
+    from geofence.ingest import Ingestor as Real
     from geofence.service.db import create_schema, make_engine
 
     rng = random.Random(8)
@@ -279,29 +294,33 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
             t += rng.choice([5, 30])
             track.append(fix(rng.choice([60, 150, 400]), 0, t, accuracy_m=rng.choice([5, 15])))
     batches = [track[i : i + rng.randint(1, 9)] for i in range(0, len(track), 9)]
+    steady_devices = []
 
-    def replay(eng):
-        ing = make(index, dwell_after=timedelta(seconds=90))
+    class Counting(Real):
+        def _steady(self, *args):
+            steady_devices.append(super()._steady(*args))
+            return steady_devices[-1]
+
+    def replay(eng, skip):
+        ing = Counting(index, policy=FencePolicy(dwell_after=timedelta(seconds=90)), limits=FixLimits())
+        ing.skip_steady = skip
         events = []
         for b in batches:
             out = run(ing, eng, b, at=T0 + timedelta(seconds=t + 10))
             events += [(e.zone_id, e.kind.value, e.at, e.reason) for e in out.events]
         with Session(eng) as s:
-            rows = SqlPresenceStore(s).load(["dev-1"]).get("dev-1", [])
-        return events, sorted((p.zone_id, p.state, p.last_fix_at, p.version, p.dwelled) for p in rows)
+            device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
+        rows = sorted(
+            (p.zone_id, p.state, p.last_fix_at, p.version, p.dwelled) for p in device.presences.values()
+        )
+        return events, rows, device.version, device.last_fix_at
 
-    skipped, real = [], ingest_module.stays_inside
-
-    def counting(*args):
-        skipped.append(real(*args))
-        return skipped[-1]
-
-    monkeypatch.setattr(ingest_module, "stays_inside", counting)
-    fast = replay(engine)
-    assert sum(skipped) >= 20  # the fast path did run
-    monkeypatch.setattr(ingest_module, "stays_inside", lambda *a: False)
+    fast = replay(engine, True)
+    assert sum(steady_devices) >= 10  # the fast path did run (batches of 1-9 fixes, all steady)
     reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
     create_schema(reference_engine)
-    assert replay(reference_engine) == fast
+    steady_devices.clear()
+    assert replay(reference_engine, False) == fast
+    assert not any(steady_devices)
     kinds = [k for _, k, _, _ in fast[0]]
     assert kinds.count("enter") >= 3 and "dwell" in kinds and "exit" in kinds

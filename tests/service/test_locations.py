@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from geofence.service.app import create_app
-from geofence.service.tables.presence import PresenceRow, ZoneEventRow
+from geofence.service.tables.presence import PresenceHeadRow, PresenceRow, ZoneEventRow
 from tests.geofence.tracks import STORE, offset
 from zones.model import Circle, Zone
 
@@ -127,7 +127,9 @@ def test_deleting_a_zone_closes_open_visits(client, engine):
     with Session(engine) as s:
         kinds = [(e.kind, e.reason) for e in s.exec(select(ZoneEventRow).order_by(ZoneEventRow.at)).scalars()]
         assert kinds == [("enter", "inside"), ("exit", "zone_removed")]
-        assert [p.state for p in s.exec(select(PresenceRow)).scalars()] == ["outside"]
+        assert s.exec(select(PresenceRow)).scalars().all() == []  # closed: deleted
+        head = s.exec(select(PresenceHeadRow)).scalars().one()  # bumped: every cached copy is stale
+        assert head.version == 2
 
 
 def test_zone_created_around_a_device_already_inside_fires_no_enter(client):

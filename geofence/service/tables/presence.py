@@ -29,11 +29,26 @@ class ZoneEventRow(SQLModel, table=True):
     recorded_at: datetime | None = utc_column()
 
 
+class PresenceHeadRow(SQLModel, table=True):
+    """One per device with presences (or recent ones): every write of any of its ``presences`` rows also
+    bumps ``version`` here, so a worker validates its cached copy of a device with one row. ``last_fix_at``
+    is the last fix processed for the device (written with every change, else once a heartbeat): it
+    keeps a late fix from rewinding any of its presences on any worker, and it is the sweep's silence
+    clock. Deleted once the device has no presence and its last fix is too old to be followed by a
+    late one."""
+
+    __tablename__ = "presence_heads"
+
+    device_id: str = Field(primary_key=True)
+    version: int = 1
+    last_fix_at: datetime | None = utc_column(index=True)
+
+
 class PresenceRow(SQLModel, table=True):
-    """The presence of one device in one zone, once it has been more than plain outside. After an exit
-    the row stays (state ``outside``) until the fixes it has seen are too old to be accepted: its
-    ``last_fix_at`` keeps a late fix from re-opening the visit on any worker. ``version`` is the
-    optimistic concurrency counter: every writer updates ``WHERE version = <the version it read>``."""
+    """The presence of one device in one zone, while it is more than plain outside (an exit deletes it;
+    the device's ``presence_heads`` row keeps the late-fix guard). ``version`` is the optimistic
+    concurrency counter: every writer updates ``WHERE version = <the version it read>``; ``last_fix_at``
+    is the fix of the row's last change (the device's head has the latest fix)."""
 
     __tablename__ = "presences"
 

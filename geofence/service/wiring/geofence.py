@@ -168,7 +168,7 @@ class GeofenceService:
                     uow.rollback()  # an ingest moved these on; the next sweep sees the new rows
                     continue
                 published.extend(events)
-            uow.presence.purge_outside(before=at - self.ingestor.limits.max_age)
+            uow.presence.purge_idle(before=at - self.ingestor.limits.max_age)
             uow.commit()
         self._publish(published)
         return published
