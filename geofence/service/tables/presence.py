@@ -41,7 +41,7 @@ class PresenceHeadRow(SQLModel, table=True):
 
     device_id: str = Field(primary_key=True)
     version: int = 1
-    last_fix_at: datetime | None = utc_column(index=True)
+    last_fix_at: datetime | None = utc_column()  # no index: the hourly purge scans, heartbeats stay cheap
 
 
 class PresenceRow(SQLModel, table=True):
@@ -54,9 +54,10 @@ class PresenceRow(SQLModel, table=True):
 
     device_id: str = Field(primary_key=True)
     zone_id: str = Field(primary_key=True, index=True)
-    state: str = Field(index=True)  # outside | entering | inside | dwelling | exiting
+    # no index on state or times: every write would dirty their pages too, and the sweep scans anyway
+    state: str  # entering | inside | dwelling | exiting ("outside" only in rows older than the heads)
     since_at: datetime | None = utc_column()
-    last_fix_at: datetime | None = utc_column(index=True)
+    last_fix_at: datetime | None = utc_column()
     entered_at: datetime | None = utc_column()
     visit_id: str | None = None
     pending_fixes: int = 0

@@ -1,4 +1,4 @@
-"""presence heads: one versioned row per device; exits delete their presence row
+"""presence heads: one versioned row per device; exits delete their presence row; fewer indexes
 
 Revision ID: 0002
 Revises: 0001
@@ -27,14 +27,16 @@ def upgrade() -> None:
     sa.Column('last_fix_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('device_id')
     )
-    op.create_index(op.f('ix_presence_heads_last_fix_at'), 'presence_heads', ['last_fix_at'], unique=False)
     op.execute(
         "INSERT INTO presence_heads (device_id, version, last_fix_at) "
         "SELECT device_id, 1, MAX(last_fix_at) FROM presences GROUP BY device_id"
     )
     op.execute("DELETE FROM presences WHERE state = 'outside'")
+    op.drop_index(op.f('ix_presences_last_fix_at'), table_name='presences')
+    op.drop_index(op.f('ix_presences_state'), table_name='presences')
 
 
 def downgrade() -> None:
-    op.drop_index(op.f('ix_presence_heads_last_fix_at'), table_name='presence_heads')
+    op.create_index(op.f('ix_presences_state'), 'presences', ['state'], unique=False)
+    op.create_index(op.f('ix_presences_last_fix_at'), 'presences', ['last_fix_at'], unique=False)
     op.drop_table('presence_heads')
