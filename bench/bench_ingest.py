@@ -35,6 +35,7 @@ steady rounds.
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import json
 import math
@@ -157,6 +158,7 @@ def bench_in_process(url: str, w: Workload, n_fixes: int, batch: int, subscriber
         runtime.bus = EventBus()
     service = runtime.services["geofence"]
     build_s = time.perf_counter() - t0
+    gc.freeze()  # as the app's lifespan does once started
     positions = list(w.homes)
     rng = random.Random(3)
     start = datetime.now(UTC) - timedelta(hours=2)

@@ -23,7 +23,7 @@ inside, see ``adopt``) never emits: no enter happened, so there is no visit to d
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -37,7 +37,8 @@ IdFactory = Callable[[], str]
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits (the shape of ``uuid4().hex``, at a fraction of its cost: two per enter)."""
+    return os.urandom(16).hex()
 
 
 class PresenceState(StrEnum):
@@ -159,9 +160,10 @@ def _step_outside(
         stopped = fix.speed_mps is not None and fix.speed_mps <= policy.stop_speed_mps
         if count >= policy.enter_confirm_fixes or stopped:
             lat, lng = round_position(fix.lat, fix.lng)
-            entered = replace(
-                p, state=PresenceState.INSIDE, since_at=at, entered_at=at, visit_id=ids(),
-                pending_fixes=0, dwelled=False, lat=lat, lng=lng,
+            entered = Presence(  # spelled out: ``dataclasses.replace`` costs several times this
+                p.device_id, p.zone_id, PresenceState.INSIDE, since_at=at, last_fix_at=p.last_fix_at,
+                entered_at=at, visit_id=ids(), pending_fixes=0, dwelled=False, lat=lat, lng=lng,
+                version=p.version,
             )
             reason = "inside" if count == 1 and not stopped else ("stopped" if stopped else "confirmed")
             events = [_event(entered, TransitionKind.ENTER, at, reason, ids)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,6 +29,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the zone index and the rest of start-up live as long as the process: keep their objects out
+        # of the collector's passes (measured: GC fell from ~3.4 to ~0.3 us per ingested fix)
+        gc.freeze()
         scheduler = build_scheduler(runtime, ("api", "worker")) if start_jobs else None
         if scheduler:
             scheduler.start()
