@@ -8,14 +8,16 @@ Order of work for one batch:
    last one processed), and ignore implausible jumps (counted; after two in a row the third fix
    re-anchors the device: it really did move);
 4. one vectorised ``ZoneIndex.match_many`` over the surviving fixes;
-5. one read of the open presences of the batch's devices (the database is the truth, see
-   ``geofence.service.wiring.geofence``), the pure ``presence.step`` for every (fix, candidate zone),
-   and one optimistic write of the presences that changed, with the events, in one transaction.
+5. one read of the busy devices' heads (one row each: a version and the last fix processed; the
+   database is the truth, see ``geofence.service.wiring.geofence``): a device whose fixes are all in
+   exactly the zones it is steadily inside of is not stepped (``_steady``); the others get the pure
+   ``presence.step`` for every (fix, candidate zone); one optimistic write of the presences that changed
+   and of the heads, with the events, in one transaction.
 
 The device tracks (last fix time and position, recent client fix ids) are an in-process cache: they make
-the duplicate / late / jump checks cheap. Presence rows carry their own ``last_fix_at`` so a late fix can
-never rewind a presence even when the cache is cold or another worker saw the newer fix — to within one
-``HEARTBEAT``: a row whose only change is a newer ``last_fix_at`` is re-written once its stored one is a
+the duplicate / late / jump checks cheap. Each device's head carries its last processed fix so a late fix
+never rewinds a presence even when the cache is cold or another worker saw the newer fix — to within one
+``HEARTBEAT``: a head whose only change is a newer last fix is re-written once the stored one is a
 heartbeat old, not on every fix (docs/presence.md says what that costs).
 """
 

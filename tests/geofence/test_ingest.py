@@ -213,6 +213,18 @@ def test_an_exit_deletes_the_presence_and_the_head_still_stops_late_fixes(engine
     assert late.events == [] and stored(engine)[0] is None
 
 
+def test_purge_drops_heads_of_devices_gone_quiet_and_keeps_the_others(engine, index):
+    ing = make(index)
+    run(ing, engine, [fix(0, 0, 0)])  # dev-1: inside (a presence)
+    run(ing, engine, [fix(0, 0, 0, device_id="dev-2")])
+    run(ing, engine, [fix(0, 200, 10, device_id="dev-2"), fix(0, 300, 20, device_id="dev-2")])  # exited
+    with Session(engine) as s:
+        purged = SqlPresenceStore(s).purge_idle(before=T0 + timedelta(seconds=21))
+        s.commit()
+        heads = s.exec(select(PresenceHeadRow.device_id)).scalars().all()
+    assert purged == 1 and heads == ["dev-1"]  # dev-2 has no presence and no fix since: its guard expired
+
+
 def test_a_zero_heartbeat_writes_every_fix(engine, index):
     ing = Ingestor(index, policy=FencePolicy(), limits=FixLimits(), heartbeat=timedelta(0))
     run(ing, engine, [fix(0, 0, 0)])

@@ -20,7 +20,7 @@ from geofence.service.runtime import Runtime
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, Customer, Device, Suppression
-from geofence.service.tables.presence import LocationFixRow, PresenceRow, ZoneEventRow
+from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
 from tests.service.consent_helpers import build_app
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -296,6 +296,7 @@ def _populate(session):
     session.add(
         PresenceRow(device_id="dev-1", zone_id="z1", state="inside", visit_id="v9", lat=48.857, lng=2.35)
     )
+    session.add(PresenceHeadRow(device_id="dev-1", version=4, last_fix_at=AT))
     session.add(
         LocationFixRow(
             device_id="dev-1", lat=48.85712, lng=2.35234, accuracy_m=12.0, recorded_at=AT, received_at=AT
@@ -349,6 +350,7 @@ def test_erasure_removes_personal_data_keeps_the_ledger_and_suppresses_the_numbe
     )
     assert session.exec(select(Device)).all() == []
     assert session.exec(select(PresenceRow)).all() == []
+    assert session.exec(select(PresenceHeadRow)).all() == []
     assert session.exec(select(LocationFixRow)).all() == []
     events = {e.id: e for e in session.exec(select(ZoneEventRow))}
     assert (events["ev-1"].device_id, events["ev-1"].customer_id) == (None, None)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from geofence.service.app import create_app
+from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import PresenceHeadRow, PresenceRow, ZoneEventRow
 from tests.geofence.tracks import STORE, offset
 from zones.model import Circle, Zone
@@ -155,6 +156,25 @@ def test_sweep_job_fires_dwell_and_silence_exit_on_the_clock(client, app, engine
     with Session(engine) as s:
         kinds = [(e.kind, e.reason) for e in s.exec(select(ZoneEventRow).order_by(ZoneEventRow.at)).scalars()]
     assert kinds == [("enter", "inside"), ("dwell", "dwell_timer"), ("exit", "inferred_silence")]
+
+
+def test_the_silence_exit_counts_from_the_heads_last_fix_not_the_rows(client, app, engine):
+    """A device standing still writes no presence row after its enter, only its head once a heartbeat:
+    the sweep must not take the row's time for its last fix."""
+    from geofence.service.wiring.geofence import sweep_job
+
+    with freeze_time(NOW) as frozen:
+        for s in range(0, 121, 20):
+            post(client, body_fix(t=NOW + timedelta(seconds=s)))
+        frozen.tick(timedelta(seconds=1800 + 30))  # 30 min after the enter, but not after the last fix
+        sweep_job(app.state.runtime)
+        frozen.tick(timedelta(seconds=120))
+        sweep_job(app.state.runtime)
+    with Session(engine) as s:
+        rows = s.exec(select(ZoneEventRow).order_by(ZoneEventRow.at)).scalars()
+        events = [(e.kind, e.reason, as_utc(e.at)) for e in rows]
+    assert [k for k, _, _ in events] == ["enter", "dwell", "exit"]
+    assert events[-1][1:] == ("inferred_silence", NOW + timedelta(seconds=120 + 1800))  # head written at 120 s
 
 
 def test_device_bound_caller_may_post_only_for_its_device(settings, engine):

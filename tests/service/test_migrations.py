@@ -105,3 +105,24 @@ def test_db_cli_upgrades_then_reports_no_drift(fresh_pg, monkeypatch):
         assert drift.exit_code == 1 and "surprise" in drift.output
     finally:
         get_settings.cache_clear()
+
+
+@needs_revisions
+def test_0002_gives_every_device_with_presences_a_head_and_folds_outside_rows_into_it(fresh_pg):
+    with fresh_pg.begin() as conn:
+        config = alembic_config(connection=conn)
+        command.upgrade(config, "0001")
+        conn.execute(text(
+            "INSERT INTO presences (device_id, zone_id, state, last_fix_at, pending_fixes, dwelled, version) "
+            "VALUES ('d1', 'z1', 'inside', '2026-03-14 10:00:00+00', 0, false, 3), "
+            "       ('d1', 'z2', 'outside', '2026-03-14 10:05:00+00', 0, false, 2), "
+            "       ('d2', 'z1', 'outside', '2026-03-14 09:00:00+00', 0, false, 1)"
+        ))
+        command.upgrade(config, "head")
+        heads = conn.execute(text(
+            "SELECT device_id, version, extract(epoch from last_fix_at)::bigint FROM presence_heads "
+            "ORDER BY device_id"
+        )).all()
+        rows = conn.execute(text("SELECT device_id, zone_id, state FROM presences")).all()
+    assert [tuple(h) for h in heads] == [("d1", 1, 1773482700), ("d2", 1, 1773478800)]  # the latest fix
+    assert [tuple(r) for r in rows] == [("d1", "z1", "inside")]

@@ -3,25 +3,31 @@
 How presence stays consistent across several API workers (uvicorn ``--workers N``, or N replicas):
 
 - **The database is the truth for presence.** Every open presence (entering / inside / dwelling /
-  exiting) is a ``presences`` row keyed by (device, zone) with a ``version`` column. A batch reads the
-  open presences of its devices in one query, steps the pure state machine, and writes back only the rows
-  that changed, each with ``UPDATE ... WHERE version = <read version>`` (a new row is an INSERT on the
-  primary key). If another worker got there first, the write affects 0 rows (or violates the key), the
-  whole transaction rolls back (events included: nothing was published) and the batch is re-read and
-  re-stepped (up to 3 times). Two workers can therefore never both fire the ENTER of one visit, and a
-  late fix cannot rewind a presence because each row carries its own ``last_fix_at`` — written lazily: a
-  row whose only change is ``last_fix_at`` is re-written once a heartbeat (``geofence.ingest.HEARTBEAT``,
-  60 s), so across workers the late-fix guard holds to within one heartbeat (docs/presence.md).
-- **Rows are read every batch** but decoded only when they changed: ``PresenceCache`` keeps this
-  process's decoded copies and a batch compares a cheap fingerprint of each stored row against them.
+  exiting) is a ``presences`` row keyed by (device, zone) with a ``version`` column, and every device
+  with presences has a ``presence_heads`` row: a version that every write of any of the device's rows
+  bumps, and the device's last processed fix. A batch reads the heads of its busy devices in one
+  statement, steps the pure state machine, and writes back only the rows that changed, each with
+  ``UPDATE/DELETE ... WHERE version = <read version>`` (a new row is an INSERT on the primary key), and
+  the device's head with ``WHERE version = <read version>``. If another worker got there first, a write
+  affects 0 rows (or violates a key), the whole transaction rolls back (events included: nothing was
+  published) and the batch is re-read and re-stepped (up to 3 times). Two workers can therefore never
+  both fire the ENTER of one visit, and a late fix cannot rewind a presence: a fix no newer than the
+  head's last fix is not stepped. The head's last fix is written with every change and otherwise once a
+  heartbeat (``geofence.ingest.HEARTBEAT``, 60 s), so across workers the late-fix guard holds to within
+  one heartbeat (docs/presence.md).
+- **One row per device is read every batch**: ``PresenceCache`` keeps this process's decoded copy of
+  each device's presences with its head version; a batch takes the copy when the stored version is the
+  same and reads the device's rows in full otherwise. Commits put the written state into the cache, so
+  the copy is exactly what is stored. A steady device (in exactly the zones it is steadily inside of)
+  is not stepped at all.
 - **Events are persisted in the same transaction** as the presence rows and handed to ``runtime.bus``
   subscribers only after the commit.
 - **In-process state is only a cache.** Each process keeps the zone index (built from the ``zones`` table
   at startup, kept current by the admin routes in this process and by the ``geofence.zones_sync`` job
   polling ``zones.updated_at`` in the others) and a per-device track (last fix time/position, recent
   client fix ids) used for duplicate / late / jump checks. Losing it (restart, a fix routed to another
-  worker) costs at most one duplicate fix being re-evaluated, which the presence rows' ``last_fix_at``
-  turns into a no-op. The track is not written to the database: raw positions are not stored by default.
+  worker) costs at most one duplicate fix being re-evaluated, which the device's head turns into a
+  no-op. The track is not written to the database: raw positions are not stored by default.
 - **Timers** (dwell for silent devices, silence exits) run in the dispatcher process (``role="worker"``)
   as ``geofence.sweep``; they use the same versioned writes, so an ingest racing a sweep is safe.
 
