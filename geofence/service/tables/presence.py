@@ -38,6 +38,7 @@ class PresenceHeadRow(SQLModel, table=True):
     late one."""
 
     __tablename__ = "presence_heads"
+    __table_args__ = {"sqlite_with_rowid": False}  # one B-tree: a head is one lookup, not two
 
     device_id: str = Field(primary_key=True)
     version: int = 1

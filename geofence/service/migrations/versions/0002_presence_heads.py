@@ -25,7 +25,8 @@ def upgrade() -> None:
     sa.Column('device_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('last_fix_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('device_id')
+    sa.PrimaryKeyConstraint('device_id'),
+    sqlite_with_rowid=False,
     )
     op.execute(
         "INSERT INTO presence_heads (device_id, version, last_fix_at) "
