@@ -174,7 +174,8 @@ def test_the_silence_exit_counts_from_the_heads_last_fix_not_the_rows(client, ap
         rows = s.exec(select(ZoneEventRow).order_by(ZoneEventRow.at)).scalars()
         events = [(e.kind, e.reason, as_utc(e.at)) for e in rows]
     assert [k for k, _, _ in events] == ["enter", "dwell", "exit"]
-    assert events[-1][1:] == ("inferred_silence", NOW + timedelta(seconds=120 + 1800))  # head written at 120 s
+    # the head was written at 120 s: the silence exit is due 1,800 s after that
+    assert events[-1][1:] == ("inferred_silence", NOW + timedelta(seconds=120 + 1800))
 
 
 def test_device_bound_caller_may_post_only_for_its_device(settings, engine):
