@@ -10,7 +10,7 @@ Order of work for one batch:
 4. one vectorised ``ZoneIndex.match_many`` over the surviving fixes;
 5. one read of the busy devices' heads (one row each: a version and the last fix processed; the
    database is the truth, see ``geofence.service.wiring.geofence``): a device whose fixes are all in
-   exactly the zones it is steadily inside of is not stepped (``_steady``); the others get the pure
+   exactly the zones it is steadily inside of is not stepped (``_summary``); the others get the pure
    ``presence.step`` for every (fix, candidate zone); one optimistic write of the presences that changed
    and of the heads, with the events, in one transaction.
 
@@ -105,7 +105,7 @@ Undo = tuple[float, float, float, datetime, tuple[str, ...]] | None  # a track b
 
 
 class _Summary(NamedTuple):
-    """A stored device's presences for the steady tests (see ``Ingestor._steady``)."""
+    """A stored device's presences for the steady tests (see ``Ingestor._summary``)."""
 
     count: int  # steady presences, and the sums of their zone-id hashes
     h1: float
@@ -210,6 +210,7 @@ class Ingestor:
         self.open_devices: set[str] = set()
         self.fix_store_wanted = False  # True when raw fixes are retained: every batch opens a transaction
         self.skip_steady = True  # off only to check that skipping changes nothing (tests)
+        self.steady_skips = 0  # devices not stepped because steady (since start)
         self._policy_epoch = object()  # renewed when a zone's policy may have changed (steady summaries)
         self._hashed_ids: np.ndarray | None = None
         self._id_hash_arrays: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
@@ -419,21 +420,47 @@ class Ingestor:
             seen: dict[str, datetime] = {}  # device -> last fix, for the heads written
             open_now: set[str] = set()
             heartbeat = self.heartbeat
+            epoch = self._policy_epoch
+            counts, s1, s2 = hits.lists()
             for device_id in busy:
                 device = stored.get(device_id)
-                last_seen = device.last_fix_at if device is not None else None
-                rows = [
-                    (j, i) for j, i in enumerate(kept[device_id], first[device_id])
-                    if last_seen is None or fixes[i].recorded_at > last_seen  # late for the stored head
-                ]
+                summary = last_seen = None
+                if device is not None:
+                    last_seen = device.last_fix_at
+                    memo = device.memo
+                    summary = memo[1] if memo is not None and memo[0] is epoch else self._summary(device)
+                positions = kept[device_id]
+                if len(positions) == 1:  # the common case, without the generic loop
+                    j, i = first[device_id], positions[0]
+                    t = fixes[i].recorded_at
+                    rows = [(j, i)] if last_seen is None or t > last_seen else []  # late for the head
+                else:
+                    rows = [
+                        (j, i) for j, i in enumerate(positions, first[device_id])
+                        if last_seen is None or fixes[i].recorded_at > last_seen
+                    ]
                 if not rows:
                     if device is not None and any(p.is_open for p in device.presences.values()):
                         open_now.add(device_id)
                     continue
                 t = fixes[rows[-1][1]].recorded_at
                 due = last_seen is None or t - last_seen >= heartbeat
-                if device is not None and device.version > 0 and self._steady(device, fixes, rows, hits):
-                    if device.presences:  # steady: every zone it is in still holds it, nothing to step
+                steady = (
+                    summary is not None and not summary.other and summary.count <= MAX_SUMMED_ZONES
+                    and device.version > 0  # type: ignore[union-attr]
+                )
+                if steady:  # every fix in exactly the device's steady zones: a count and two hash sums
+                    for j, i in rows:
+                        if (
+                            counts[j] != summary.count or s1[j] != summary.h1  # type: ignore[union-attr]
+                            or s2[j] != summary.h2 or fixes[i].recorded_at >= summary.until  # type: ignore[union-attr]
+                        ):
+                            steady = False
+                            break
+                if steady:
+                    # stepping would change nothing stored but the device's last fix (see ``_summary``)
+                    self.steady_skips += 1
+                    if summary.count:  # type: ignore[union-attr]
                         open_now.add(device_id)
                     if due:
                         seen[device_id] = t
@@ -441,7 +468,6 @@ class Ingestor:
                 before = device.presences if device is not None else {}
                 current = dict(before)
                 positions = [i for _, i in rows]
-                summary = self._summary(device) if device is not None else None
                 self._step_device(fixes, positions, undo.get(device_id), hits.ids_by_fix(rows),
                                   current, before, events, summary)
                 moved = False
@@ -474,25 +500,14 @@ class Ingestor:
                 self.open_devices.discard(device_id)
         return events
 
-    def _steady(
-        self, device: StoredDevice, fixes: Sequence[LocationFix], rows: list[tuple[int, int]], hits: _Hits
-    ) -> bool:
-        """True when stepping these fixes would change nothing stored but the device's last fix: every
-        fix is in exactly the zones the device is steadily in (inside with no dwell due yet, or dwelling:
-        ``presence.stays_inside``) — compared as a count and two sums of 44-bit hashes of the zone ids."""
-        summary = self._summary(device)
-        if summary is None or summary.other or summary.count > MAX_SUMMED_ZONES:
-            return False
-        count, h1, h2, until = summary.count, summary.h1, summary.h2, summary.until
-        counts, s1, s2 = hits.lists()
-        for j, i in rows:
-            if counts[j] != count or s1[j] != h1 or s2[j] != h2 or fixes[i].recorded_at >= until:
-                return False
-        return True
-
     def _summary(self, device: StoredDevice) -> _Summary | None:
         """The device's presences sorted into steady ones and the others (kept on the stored copy until
-        it or a zone's policy changes)."""
+        it or a zone's policy changes).
+
+        A device with no other presence is *steady* for a fix in exactly its steady zones (inside with no
+        dwell due yet, or dwelling: ``presence.stays_inside``), compared as a count and two sums of
+        44-bit hashes of the zone ids (per fix, vectorised over the batch: ``_Hits.lists``): stepping it
+        would change nothing stored but its last fix, so it is not stepped (``_apply``)."""
         if not self.skip_steady:
             return None
         memo = device.memo
