@@ -327,3 +327,23 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
     assert replay(reference_engine, False) == (fast, 0)
     kinds = [k for _, k, _, _ in fast[0]]
     assert kinds.count("enter") >= 3 and "dwell" in kinds and "exit" in kinds
+
+
+def test_a_fix_with_a_non_utc_offset_is_stored_at_its_instant(engine, index):
+    """SQLite has no time zone type: a fix at 12:00+02:00 must be stored as 10:00 UTC, not 12:00."""
+    from datetime import timezone
+
+    paris = timezone(timedelta(hours=2))
+    local = fix(0, 0, 0)
+    local = LocationFix(local.device_id, local.lat, local.lng, local.accuracy_m, T0.astimezone(paris))
+    ing = make(index)
+    assert [e.kind.value for e in run(ing, engine, [local]).events] == ["enter"]
+    with Session(engine) as s:
+        assert as_utc(s.exec(select(ZoneEventRow.at)).scalars().one()) == T0
+        device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
+    assert device.last_fix_at == T0 and device.presences["store"].entered_at == T0
+    # a cold worker's fix in UTC 30 s later is newer, not two hours late
+    cold = make(index)
+    cold.open_devices.add("dev-1")  # as its sync of open devices would
+    out = run(cold, engine, [fix(0, 200, 30), fix(0, 300, 45)])
+    assert [e.kind.value for e in out.events] == ["exit"]
