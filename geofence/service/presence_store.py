@@ -78,6 +78,20 @@ _SQLITE_VERSIONS = (
     "SELECT device_id, version FROM presence_heads WHERE device_id IN (SELECT value FROM json_each(?))"
 )
 _PG_VERSIONS = "SELECT device_id, version FROM presence_heads WHERE device_id = ANY(%s)"
+_SQLITE_HEADS = (
+    "SELECT device_id, version, last_fix_at FROM presence_heads"
+    " WHERE device_id IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_PRESENCES = (
+    "SELECT device_id, zone_id, state, since_at, last_fix_at, entered_at, visit_id, pending_fixes, dwelled,"
+    " lat, lng, version FROM presences WHERE device_id IN (SELECT value FROM json_each(?))"
+)
+_STATES = {s.value: s for s in PresenceState}
+
+
+def _sqlite_time(text: str | None) -> datetime | None:
+    """A time as SQLAlchemy stores it in SQLite (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC: see ``UtcDateTime``)."""
+    return None if text is None else datetime.fromisoformat(text + "+00:00")  # aware: UTC itself
 _HEADS_FULL = select(_H.device_id, _H.version, _H.last_fix_at)
 # the device's last fix when it is later than the row's (the row keeps the fix of its last change)
 _LAST_FIX = case(
@@ -130,13 +144,14 @@ class SqlPresenceStore:
             stale = list(device_ids)
         for chunk in _chunks(stale):
             fresh: dict[str, StoredDevice] = {}
-            for d, version, last in self.session.execute(_HEADS_FULL.where(_H.device_id.in_(chunk))):
-                fresh[d] = StoredDevice({}, version, as_utc(last))
-            for row in self.session.execute(select(PRESENCES).where(_C.device_id.in_(chunk))):
-                stored = fresh.get(row.device_id)
+            heads, rows = self._read_whole(chunk)
+            for d, version, last in heads:
+                fresh[d] = StoredDevice({}, version, last)
+            for p in rows:
+                stored = fresh.get(p.device_id)
                 if stored is None:  # a row without a head (written before heads existed)
-                    stored = fresh[row.device_id] = StoredDevice()
-                stored.presences[row.zone_id] = to_presence(row)
+                    stored = fresh[p.device_id] = StoredDevice()
+                stored.presences[p.zone_id] = p
             for d, stored in fresh.items():
                 found[d] = stored
                 if self.cache is not None and stored.version > 0:
@@ -148,6 +163,28 @@ class SqlPresenceStore:
             if stored is not None:
                 self.loaded[d] = stored
         return found
+
+    def _read_whole(
+        self, chunk: list[str]
+    ) -> tuple[list[tuple[str, int, datetime | None]], list[Presence]]:
+        """Heads and presence rows of these devices. On SQLite, raw rows whose times are parsed here:
+        SQLAlchemy's SQLite datetime parsing is most of the cost of a device read in full (measured:
+        ~480 us per device of ~10 rows through it, 55 us for the SQL alone)."""
+        conn = self.session.connection()
+        if conn.dialect.name != "sqlite":
+            stmt = _HEADS_FULL.where(_H.device_id.in_(chunk))
+            heads = [(d, v, as_utc(t)) for d, v, t in conn.execute(stmt)]
+            rows = [to_presence(r) for r in conn.execute(select(PRESENCES).where(_C.device_id.in_(chunk)))]
+            return heads, rows
+        ids = (json.dumps(chunk),)
+        heads = [(d, v, _sqlite_time(t)) for d, v, t in conn.exec_driver_sql(_SQLITE_HEADS, ids)]
+        rows = [
+            Presence(d, z, _STATES[state], _sqlite_time(since), _sqlite_time(last), _sqlite_time(entered),
+                     visit, pending, bool(dwelled), lat, lng, version)
+            for d, z, state, since, last, entered, visit, pending, dwelled, lat, lng, version
+            in conn.exec_driver_sql(_SQLITE_PRESENCES, ids)
+        ]
+        return heads, rows
 
     def _versions(self, device_ids: Collection[str]) -> Iterable[tuple[str, int]]:
         """(device, head version) of these devices: one statement with one parameter on the hot path
