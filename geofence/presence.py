@@ -60,7 +60,7 @@ class Presence:
     zone_id: str
     state: PresenceState = PresenceState.OUTSIDE
     since_at: datetime | None = None  # fix time the current state began
-    last_fix_at: datetime | None = None  # last fix evaluated against this zone
+    last_fix_at: datetime | None = None  # last fix stepped against this zone (as stored: of the last change)
     entered_at: datetime | None = None
     visit_id: str | None = None
     pending_fixes: int = 0  # qualifying fixes (entering) or consecutive outside fixes (exiting)
