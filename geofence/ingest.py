@@ -309,18 +309,13 @@ class Ingestor:
                 fix = fixes[i]
                 t = fix.recorded_at
                 pat = track.last_fix_at
-                if t > pat:
-                    plat = track.lat
-                    dy = (fix.lat - plat) * 111_195.0
-                    dx = (fix.lng - track.lng) * 111_195.0 * math.cos(math.radians(plat))
-                    gap_m = math.sqrt(dx * dx + dy * dy) - track.accuracy_m - fix.accuracy_m
-                    if gap_m <= 0.0 or gap_m <= max_speed * (t - pat).total_seconds():
-                        kept[device_id] = positions
-                        undo[device_id] = (plat, track.lng, track.accuracy_m, pat, track.fix_ids)
-                        fid = fix.client_fix_id
-                        track.last_fix_at, track.lat, track.lng = t, fix.lat, fix.lng
-                        track.accuracy_m, track.fix_ids = fix.accuracy_m, () if fid is None else (fid,)
-                        continue
+                if t > pat and _fast_speed_mps(track.lat, track.lng, track.accuracy_m, pat, fix) <= max_speed:
+                    kept[device_id] = positions
+                    undo[device_id] = (track.lat, track.lng, track.accuracy_m, pat, track.fix_ids)
+                    fid = fix.client_fix_id
+                    track.last_fix_at, track.lat, track.lng = t, fix.lat, fix.lng
+                    track.accuracy_m, track.fix_ids = fix.accuracy_m, () if fid is None else (fid,)
+                    continue
             if track is None and len(positions) == 1:
                 kept[device_id] = positions  # the first fix of a device this process sees
                 f = fixes[positions[0]]
@@ -507,12 +502,10 @@ class Ingestor:
         A device with no other presence is *steady* for a fix in exactly its steady zones (inside with no
         dwell due yet, or dwelling: ``presence.stays_inside``), compared as a count and two sums of
         44-bit hashes of the zone ids (per fix, vectorised over the batch: ``_Hits.lists``): stepping it
-        would change nothing stored but its last fix, so it is not stepped (``_apply``)."""
+        would change nothing stored but its last fix, so it is not stepped (``_apply``, which reads the
+        memo first and calls this only when it is missing or stale)."""
         if not self.skip_steady:
             return None
-        memo = device.memo
-        if memo is not None and memo[0] is self._policy_epoch:
-            return memo[1]  # type: ignore[no-any-return]
         count, h1, h2, until = 0, 0.0, 0.0, _NEVER
         steady: list[str] = []
         other: list[str] = []
