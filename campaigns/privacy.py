@@ -33,6 +33,7 @@ from campaigns.customers import (
     suppress,
 )
 from campaigns.phones import mask_token
+from geofence.service.presence_store import drop_presence_caches
 from geofence.service.tables.campaigns import Delivery
 from geofence.service.tables.customers import Customer, Device, InboundMessage
 from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
@@ -139,6 +140,7 @@ def erase_customer(
             session.execute(delete(PresenceRow).where(col(PresenceRow.device_id).in_(device_ids)))
         )
         session.execute(delete(PresenceHeadRow).where(col(PresenceHeadRow.device_id).in_(device_ids)))
+        drop_presence_caches(session)  # every worker's cached copy of these devices goes too
         counts["location_fixes"] = _count(
             session.execute(delete(LocationFixRow).where(col(LocationFixRow.device_id).in_(device_ids)))
         )

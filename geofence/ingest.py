@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -41,6 +42,7 @@ from geofence.presence import (
     PresenceState,
     adopt,
     close,
+    leaves_outside_alone,
     only_seen_later,
     stays_inside,
     step,
@@ -113,6 +115,7 @@ class _Summary(NamedTuple):
     until: datetime  # the first dwell due among them
     steady: frozenset[str]  # zones (indexed) the device is inside of with no dwell due yet, or dwelling in
     other: tuple[str, ...]  # zones of its other presences
+    ok: bool  # no other presence, few enough zones for exact sums, and a stored head: may be skipped
 
 
 class _Hits:
@@ -187,6 +190,38 @@ class IngestOutcome:
     counts: dict[tuple[str, str], int]  # (status, reason) -> number, for metrics
 
 
+class _Lane:
+    """The fixes of one batch accepted by ``Ingestor._fast_lane`` (one per device), and the rest."""
+
+    __slots__ = ("positions", "devices", "others", "tracks", "old")
+
+    def __init__(
+        self, positions: list[int], devices: list[str], others: list[int], tracks: list[DeviceTrack],
+        old: list[tuple[float, float, float, datetime, tuple[str, ...]]],
+    ) -> None:
+        self.positions, self.devices, self.others = positions, devices, others
+        self.tracks, self.old = tracks, old  # the devices' tracks, and what they were before the batch
+
+    def restore(self) -> None:
+        for track, old in zip(self.tracks, self.old, strict=True):
+            track.lat, track.lng, track.accuracy_m, track.last_fix_at, track.fix_ids = old
+
+
+def _positions_of_none(values: list[object]) -> list[int]:
+    return [i for i, v in enumerate(values) if v is None] if None in values else []
+
+
+def _positions_of_not_none(values: list[object]) -> list[int]:
+    return [] if values.count(None) == len(values) else [i for i, v in enumerate(values) if v is not None]
+
+
+_DEVICE, _RECORDED_AT, _TZINFO = attrgetter("device_id"), attrgetter("recorded_at"), attrgetter("tzinfo")
+_LAT, _LNG, _ACC = attrgetter("lat"), attrgetter("lng"), attrgetter("accuracy_m")
+_SPEED, _HEADING = attrgetter("speed_mps"), attrgetter("heading_deg")
+_LAST_FIX_AT, _JUMPS = attrgetter("last_fix_at"), attrgetter("jumps")
+_NO_TRACK = DeviceTrack(datetime.max.replace(tzinfo=UTC) - timedelta(days=1), 0.0, 0.0, 1.0, jumps=1)
+
+
 class Ingestor:
     """Holds what outlives a request: the zone index, per-zone policies and the device-track cache."""
 
@@ -251,11 +286,13 @@ class Ingestor:
         counts by (status, reason).
         """
         results: list[FixResult] = [OK] * len(fixes)
+        lane = self._fast_lane(fixes, at, refused)
         by_device: dict[str, list[int]] = {}
         limits = self.limits
         earliest, latest = at - limits.max_age, at + limits.clock_skew
         max_accuracy_m = limits.max_accuracy_m
-        for i, fix in enumerate(fixes):
+        for i in range(len(fixes)) if lane is None else lane.others:
+            fix = fixes[i]
             reason = refused.get(i) if refused else None
             if reason is None:
                 reason = fix_problem(fix, earliest, latest, max_accuracy_m)
@@ -272,22 +309,96 @@ class Ingestor:
         events: list[ZoneEvent] = []
         try:
             for attempt in range(MAX_CONFLICT_RETRIES + 1):
-                if not kept:
+                if not kept and (lane is None or not lane.positions):
                     break
                 try:
-                    events = self._apply(fixes, kept, undo, uow_factory, at)
+                    events = self._apply(fixes, kept, undo, uow_factory, at, lane)
                     break
                 except ConflictError:
                     if attempt == MAX_CONFLICT_RETRIES:
                         raise
         except BaseException:
             self._restore(undo)  # nothing was committed: the device tracks go back as they were
+            if lane is not None:
+                lane.restore()
             raise
         counts: dict[tuple[str, str], int] = {}
-        for r in results:
+        for i in range(len(fixes)) if lane is None else lane.others:
+            r = results[i]
             key = (r.status, r.reason or "")
             counts[key] = counts.get(key, 0) + 1
+        if lane is not None and lane.positions:
+            counts[(ACCEPTED, "")] = counts.get((ACCEPTED, ""), 0) + len(lane.positions)
         return IngestOutcome(results, events, counts)
+
+    def _fast_lane(
+        self, fixes: Sequence[LocationFix], at: datetime, refused: Mapping[int, str] | None
+    ) -> _Lane | None:
+        """The common fix, checked for the whole batch at once: valid, the only fix of its device in the
+        batch, newer than the device's last fix and at a plausible speed from it (``_fast_speed_mps``,
+        vectorised). Those fixes are accepted and move their device's track here; every other fix takes
+        the generic path (``fix_problem``, ``_screen``), which gives its precise result. Bounds are kept
+        a millisecond inside the window so that float times never decide a borderline fix.
+
+        None when the batch cannot be read as columns (odd types from an in-process caller)."""
+        n = len(fixes)
+        if n == 0:
+            return None
+        try:
+            devs = list(map(_DEVICE, fixes))
+            times = list(map(_RECORDED_AT, fixes))
+            tracks = list(map(self.tracks.get, devs))
+            lat = np.fromiter(map(_LAT, fixes), np.float64, n)
+            lng = np.fromiter(map(_LNG, fixes), np.float64, n)
+            acc = np.fromiter(map(_ACC, fixes), np.float64, n)
+            ok = np.fromiter(map(len, devs), np.int64, n) <= 128
+            ok &= (lat >= -90.0) & (lat <= 90.0) & (lng >= -180.0) & (lng <= 180.0)
+            ok &= (acc > 0.0) & (acc <= self.limits.max_accuracy_m)
+            if None in tracks:  # devices this process has not seen: generic path
+                ok &= np.fromiter((t is not None for t in tracks), bool, n)
+            for i in _positions_of_none(list(map(_TZINFO, times))):
+                ok[i] = False  # naive times: generic path (``recorded_at_naive``)
+            for getter in (_SPEED, _HEADING):
+                for i in _positions_of_not_none(list(map(getter, fixes))):
+                    ok[i] = False  # speed and heading get their range checks there
+            if refused:
+                ok[list(refused)] = False
+            if len(set(devs)) != n:
+                seen: set[str] = set()
+                twice = {d for d in devs if d in seen or seen.add(d)}  # type: ignore[func-returns-value]
+                ok &= np.fromiter((d not in twice for d in devs), bool, n)
+            if "" in devs:
+                ok &= np.fromiter(map(bool, devs), bool, n)
+            safe = tracks if ok.all() else [t if ok[i] else _NO_TRACK for i, t in enumerate(tracks)]
+            ts = np.fromiter(map(datetime.timestamp, times), np.float64, n)
+            pts = np.fromiter(map(datetime.timestamp, map(_LAST_FIX_AT, safe)), np.float64, n)
+            plat = np.fromiter(map(_LAT, safe), np.float64, n)
+            plng = np.fromiter(map(_LNG, safe), np.float64, n)
+            pacc = np.fromiter(map(_ACC, safe), np.float64, n)
+            jumps = np.fromiter(map(_JUMPS, safe), np.int64, n)
+        except (TypeError, ValueError, OverflowError, AttributeError):
+            return None
+        window = at - self.limits.max_age, at + self.limits.clock_skew
+        ok &= (ts > window[0].timestamp() + 1e-3) & (ts < window[1].timestamp() - 1e-3)
+        ok &= (jumps == 0) & (ts > pts)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            dy = (lat - plat) * 111_195.0
+            dx = (lng - plng) * (111_195.0 * np.cos(np.radians(plat)))
+            gap = np.sqrt(dx * dx + dy * dy) - pacc - acc
+            speed = np.where(gap <= 0.0, 0.0, gap / (ts - pts))
+        ok &= speed <= self.policy.max_speed_mps
+        positions = np.flatnonzero(ok).tolist()
+        lane_tracks = [tracks[i] for i in positions]
+        lane = _Lane(
+            positions, [devs[i] for i in positions], np.flatnonzero(~ok).tolist(), lane_tracks,
+            [(t.lat, t.lng, t.accuracy_m, t.last_fix_at, t.fix_ids) for t in lane_tracks],  # type: ignore[union-attr]
+        )
+        lats, lngs, accs = lat.tolist(), lng.tolist(), acc.tolist()
+        for i, track in zip(positions, lane_tracks, strict=True):
+            fid = fixes[i].client_fix_id
+            track.last_fix_at, track.lat, track.lng = times[i], lats[i], lngs[i]
+            track.accuracy_m, track.fix_ids = accs[i], () if fid is None else (fid,)
+        return lane
 
     def _screen(
         self, fixes: Sequence[LocationFix], by_device: dict[str, list[int]], results: list[FixResult]
@@ -394,19 +505,33 @@ class Ingestor:
         undo: dict[str, Undo],
         uow_factory: Callable[[], UnitOfWork],
         at: datetime,
+        lane: _Lane | None = None,
     ) -> list[ZoneEvent]:
-        order: list[int] = []  # the kept fixes, device after device (row j of the match arrays)
+        # rows of the match arrays: the fast lane's fixes (one per device), then the other kept fixes,
+        # device after device
+        order: list[int] = [] if lane is None else list(lane.positions)
+        n_fast = len(order)
         first: dict[str, int] = {}
         for device_id, positions in kept.items():
             first[device_id] = len(order)
             order.extend(positions)
         hits = _Hits(self._match(fixes, order), len(order), self._id_hashes)
         counts = hits.counts
+        fast_busy: list[int] = []  # rows of fast-lane devices near a zone or with a visit open
+        if n_fast:
+            devices = lane.devices  # type: ignore[union-attr]
+            near = counts[:n_fast] > 0
+            open_fast = self.open_devices.intersection(devices)
+            if open_fast:
+                near |= np.fromiter((d in open_fast for d in devices), bool, n_fast)
+            fast_busy = np.flatnonzero(near).tolist()
         busy_set = self.open_devices.intersection(kept)
-        busy_set.update(fixes[order[j]].device_id for j in np.flatnonzero(counts).tolist())
-        busy = [d for d in kept if d in busy_set]  # kept order: deterministic event order
-        if not busy and self.fix_store_wanted is False:
+        near_rows = (np.flatnonzero(counts[n_fast:]) + n_fast).tolist()
+        busy_set.update(fixes[order[j]].device_id for j in near_rows)
+        slow_busy = [d for d in kept if d in busy_set]  # kept order: deterministic event order
+        if not fast_busy and not slow_busy and self.fix_store_wanted is False:
             return []  # the sparse common case: nowhere near any zone, no visit open: no database work
+        busy = [devices[j] for j in fast_busy] + slow_busy
         uow = uow_factory()
         try:
             stored = uow.presence.load(busy) if busy else {}
@@ -417,33 +542,49 @@ class Ingestor:
             heartbeat = self.heartbeat
             epoch = self._policy_epoch
             counts, s1, s2 = hits.lists()
-            for device_id in busy:
+            work: list[tuple[str, list[tuple[int, int]], Undo]] = []  # devices to step
+            skips = 0
+            for j in fast_busy:  # one fix each: a steady device is settled in a few comparisons
+                device_id = devices[j]
+                device = stored.get(device_id)
+                i = order[j]
+                if device is not None:
+                    memo = device.memo
+                    summary = memo[1] if memo is not None and memo[0] is epoch else self._summary(device)
+                    last_seen = device.last_fix_at
+                    t = fixes[i].recorded_at
+                    if (
+                        summary is not None and summary.ok and last_seen is not None
+                        and counts[j] == summary.count and s1[j] == summary.h1 and s2[j] == summary.h2
+                        and last_seen < t < summary.until
+                    ):
+                        # stepping would change nothing stored but the device's last fix (``_summary``)
+                        skips += 1
+                        if summary.count:
+                            open_now.add(device_id)
+                        if t - last_seen >= heartbeat:
+                            seen[device_id] = t
+                        continue
+                work.append((device_id, [(j, i)], lane.old[j]))  # type: ignore[union-attr]
+            self.steady_skips += skips
+            for device_id in slow_busy:
+                rows_all = list(enumerate(kept[device_id], first[device_id]))
+                work.append((device_id, rows_all, undo.get(device_id)))
+            for device_id, rows_all, before_batch in work:
                 device = stored.get(device_id)
                 summary = last_seen = None
                 if device is not None:
                     last_seen = device.last_fix_at
                     memo = device.memo
                     summary = memo[1] if memo is not None and memo[0] is epoch else self._summary(device)
-                positions = kept[device_id]
-                if len(positions) == 1:  # the common case, without the generic loop
-                    j, i = first[device_id], positions[0]
-                    t = fixes[i].recorded_at
-                    rows = [(j, i)] if last_seen is None or t > last_seen else []  # late for the head
-                else:
-                    rows = [
-                        (j, i) for j, i in enumerate(positions, first[device_id])
-                        if last_seen is None or fixes[i].recorded_at > last_seen
-                    ]
-                if not rows:
+                rows = [(j, i) for j, i in rows_all if last_seen is None or fixes[i].recorded_at > last_seen]
+                if not rows:  # all late for the head
                     if device is not None and any(p.is_open for p in device.presences.values()):
                         open_now.add(device_id)
                     continue
                 t = fixes[rows[-1][1]].recorded_at
                 due = last_seen is None or t - last_seen >= heartbeat
-                steady = (
-                    summary is not None and not summary.other and summary.count <= MAX_SUMMED_ZONES
-                    and device.version > 0  # type: ignore[union-attr]
-                )
+                steady = summary is not None and summary.ok
                 if steady:  # every fix in exactly the device's steady zones: a count and two hash sums
                     for j, i in rows:
                         if (
@@ -453,7 +594,6 @@ class Ingestor:
                             steady = False
                             break
                 if steady:
-                    # stepping would change nothing stored but the device's last fix (see ``_summary``)
                     self.steady_skips += 1
                     if summary.count:  # type: ignore[union-attr]
                         open_now.add(device_id)
@@ -462,8 +602,7 @@ class Ingestor:
                     continue
                 before = device.presences if device is not None else {}
                 current = dict(before)
-                positions = [i for _, i in rows]
-                self._step_device(fixes, positions, undo.get(device_id), hits.ids_by_fix(rows),
+                self._step_device(fixes, [i for _, i in rows], before_batch, hits.ids_by_fix(rows),
                                   current, before, events, summary)
                 moved = False
                 for zone_id, p in current.items():
@@ -488,11 +627,9 @@ class Ingestor:
         except BaseException:
             uow.rollback()
             raise
-        for device_id in busy:  # after commit: the cache that lets most batches skip the database
-            if device_id in open_now:
-                self.open_devices.add(device_id)
-            else:
-                self.open_devices.discard(device_id)
+        # after commit: the cache that lets most batches skip the database
+        self.open_devices.difference_update(busy)
+        self.open_devices.update(open_now)
         return events
 
     def _summary(self, device: StoredDevice) -> _Summary | None:
@@ -522,7 +659,8 @@ class Ingestor:
             steady.append(zone_id)
             a, b = _zone_hash(zone_id)
             count, h1, h2 = count + 1, h1 + a, h2 + b
-        summary = _Summary(count, h1, h2, until, frozenset(steady), tuple(other))
+        ok = not other and count <= MAX_SUMMED_ZONES and device.version > 0
+        summary = _Summary(count, h1, h2, until, frozenset(steady), tuple(other), ok)
         device.memo = (self._policy_epoch, summary)
         return summary
 
@@ -575,8 +713,20 @@ class Ingestor:
             for zone_id in zone_ids:
                 p = current.get(zone_id)
                 if p is None:
+                    if zone_id not in index:
+                        continue
+                    d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
+                    policy = self.policy_for(zone_id)
+                    if skip and leaves_outside_alone(fix, d, policy):
+                        continue  # a hit too shallow (or too imprecise) to start an enter: no presence
                     p = Presence(fix.device_id, zone_id)
-                elif not p.is_open and zone_id not in inside_set:
+                    new, fired = step(p, fix, d, policy, speed_mps=speed)
+                    if new is not p:
+                        current[zone_id] = new
+                        touched.add(zone_id)
+                    events.extend(fired)
+                    continue
+                if not p.is_open and zone_id not in inside_set:
                     continue  # an outside row the fix is not in: nothing to step
                 if zone_id not in index:
                     continue  # removed: its presences are closed by the zone's removal

@@ -89,6 +89,14 @@ def stays_inside(p: Presence, at: datetime, dwell_after: timedelta) -> bool:
     )
 
 
+def leaves_outside_alone(fix: LocationFix, distance_m: float, policy: FencePolicy) -> bool:
+    """True when ``step`` of a device with no presence in the zone (``Presence(device_id, zone_id)``)
+    returns a presence still outside and no event, whatever the speed: the fix is too imprecise for the
+    zone, its centre is outside, or inside but not deep enough for its accuracy (see ``_step_outside``).
+    The ingest skips such zone hits without building a presence."""
+    return fix.accuracy_m > policy.max_accuracy_m or distance_m > -policy.enter_depth_ratio * fix.accuracy_m
+
+
 def only_seen_later(old: Presence, new: Presence) -> bool:
     """True when ``new`` differs from ``old`` by its ``last_fix_at`` alone (no transition, no count)."""
     return (

@@ -27,6 +27,7 @@ class StoredDevice:
     version: int = 0  # of the head; 0: no head stored
     last_fix_at: datetime | None = None
     memo: Any = None  # the ingest's summary of ``presences`` (valid as long as this object is)
+    rows_version: int = 0  # the head version that last changed ``presences`` (a heartbeat keeps it)
 
 
 class PresenceStore(Protocol):

@@ -36,6 +36,10 @@ from zones.sizing import MAX_RADIUS_M, MIN_RADIUS_M, check_radius
 EARTH_RADIUS_M = 6_371_008.8
 M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
 CIRCLE_VERTICES = 128
+# A 128-gon's edges sag r * (1 - cos(pi / 128)) = 3.0e-4 r inside its circle (and bend by well under a
+# metre in degree space at 85 deg of latitude for the largest zone): beyond 1 m + this share of the radius
+# from the circle, the great-circle distance alone gives the side of the polygon.
+CIRCLE_SIGN_MARGIN = 2e-3
 MAX_ABS_LAT = 85.0
 MAX_EXTENT_M = 2 * MAX_RADIUS_M  # an Area may not reach farther than this from its centre
 _EPS_DEG = 1e-9
@@ -300,14 +304,19 @@ def signed_distance_m(zone: Zone, lat: float, lng: float, shape: BaseGeometry | 
 
     Circles: great-circle distance to the centre minus the radius. Areas: planar distance to the boundary in a
     local metric projection centred on the point. The sign always agrees with containment in ``zone_shape``
-    (in the sub-metre band where the 128-gon and the true circle differ, the value is clamped to ±1 mm).
+    (in the sub-metre band where the 128-gon and the true circle differ, the value is clamped to ±1 mm;
+    only a circle's band asks the polygon, ``CIRCLE_SIGN_MARGIN``).
     """
-    shape = zone_shape(zone) if shape is None else shape
-    inside = bool(shapely.contains_xy(shape, lng, lat))
     g = zone.geometry
     if isinstance(g, Circle):
         d = haversine_m(g.lat, g.lng, lat, lng) - g.radius_m
-    else:
+        if abs(d) > 1.0 + CIRCLE_SIGN_MARGIN * g.radius_m and abs(g.lng) < 170.0:
+            # outside the band where the 128-gon and the circle may disagree, and far from the
+            # antimeridian (where the polygon is split and a point on the cut is on its boundary)
+            return d
+    shape = zone_shape(zone) if shape is None else shape
+    inside = bool(shapely.contains_xy(shape, lng, lat))
+    if not isinstance(g, Circle):
         local = to_local_m(shape, lat, lng)
         d = shapely.distance(local.boundary, Point(0.0, 0.0))
         d = -d if inside else d

@@ -47,6 +47,12 @@ def create_schema(engine: Engine) -> None:
     import geofence.service.tables  # noqa: F401  (registers every table on the metadata)
 
     SQLModel.metadata.create_all(engine)
+    from geofence.service.tables.presence import PresenceClockRow
+
+    with Session(engine) as session:  # the presence clock's one row (the migrations make it too)
+        if session.get(PresenceClockRow, 1) is None:
+            session.add(PresenceClockRow(id=1))
+            session.commit()
 
 
 @contextmanager

@@ -1,12 +1,14 @@
 """SQL implementations of ``geofence.store``: presences (optimistic versions), zone events, raw fixes.
 
-Core SQL (not ORM objects) on the hot path. A batch reads one *head* row per busy device
-(``presence_heads``: a version every write of the device's presences bumps) and takes the device's
-presences from ``PresenceCache`` when the version matches what this process last read or committed; the
-presences of any other device (changed by another worker, the sweep, an erasure, or not cached) are read
-and decoded in full. Writes are versioned twice: each presence row (``UPDATE``/``DELETE … WHERE version``,
-``INSERT`` on the primary key) and its device's head (``WHERE version = <read>``), so a cached copy is
-exactly the stored one and a concurrent writer makes the batch roll back and retry.
+Core SQL (not ORM objects) on the hot path. Each device has a *head* row (``presence_heads``: a version
+every write of the device's presences bumps). ``PresenceCache`` keeps this process's copy of each device
+it has read or written; a batch first reads the *change feed* — the heads written since the last tick of
+``presence_clock`` it saw, one query whatever the batch — and drops (or, after a mere heartbeat, moves
+on) the copies another writer changed. Cached devices then cost no read at all; the others are read and
+decoded in full. Writes are versioned twice: each presence row (``UPDATE``/``DELETE … WHERE version``,
+``INSERT`` on the primary key) and its device's head (``WHERE version = <read>``), so a concurrent
+writer — or a copy gone stale behind the feed's back — makes the batch roll back, forget the devices it
+wrote, and retry.
 """
 
 from __future__ import annotations
@@ -27,11 +29,18 @@ from geofence.fixes import LocationFix
 from geofence.presence import Presence, PresenceState
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.customers import Device
-from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
+from geofence.service.tables.presence import (
+    LocationFixRow,
+    PresenceClockRow,
+    PresenceHeadRow,
+    PresenceRow,
+    ZoneEventRow,
+)
 from geofence.store import ConflictError, StoredDevice
 
 PRESENCES = PresenceRow.__table__  # type: ignore[attr-defined]
 HEADS = PresenceHeadRow.__table__  # type: ignore[attr-defined]
+CLOCK = PresenceClockRow.__table__  # type: ignore[attr-defined]
 EVENTS = ZoneEventRow.__table__  # type: ignore[attr-defined]
 FIXES = LocationFixRow.__table__  # type: ignore[attr-defined]
 DEVICES = Device.__table__  # type: ignore[attr-defined]
@@ -67,19 +76,26 @@ _ROW = and_(_C.device_id == bindparam("b_device_id"), _C.zone_id == bindparam("b
             _C.version == bindparam("b_version"))
 _UPDATE = update(PRESENCES).where(_ROW)
 _DELETE = delete(PRESENCES).where(_ROW)
-_HEAD_CAS = (
+_HEAD_CAS = (  # a write that changed presence rows
     update(HEADS)
     .where(and_(_H.device_id == bindparam("b_device_id"), _H.version == bindparam("b_version")))
-    .values(version=bindparam("new_version"), last_fix_at=bindparam("new_last"))
+    .values(version=bindparam("new_version"), rows_version=bindparam("new_version"),
+            last_fix_at=bindparam("new_last"), seq=bindparam("b_seq"))
 )
-_HEAD_BUMP = update(HEADS).where(_H.device_id == bindparam("b_device_id")).values(version=_H.version + 1)
-_VERSIONS = select(_H.device_id, _H.version)
-_SQLITE_VERSIONS = (
-    "SELECT device_id, version FROM presence_heads WHERE device_id IN (SELECT value FROM json_each(?))"
+_HEAD_BEAT = (  # a heartbeat: only the last fix moved; cached copies of the rows stay good
+    update(HEADS)
+    .where(and_(_H.device_id == bindparam("b_device_id"), _H.version == bindparam("b_version")))
+    .values(version=bindparam("new_version"), last_fix_at=bindparam("new_last"), seq=bindparam("b_seq"))
 )
-_PG_VERSIONS = "SELECT device_id, version FROM presence_heads WHERE device_id = ANY(%s)"
+_HEAD_BUMP = (
+    update(HEADS).where(_H.device_id == bindparam("b_device_id"))
+    .values(version=_H.version + 1, rows_version=_H.version + 1, seq=bindparam("b_seq"))
+)
+_TICK = update(CLOCK).where(CLOCK.c.id == 1).values(seq=CLOCK.c.seq + 1).returning(CLOCK.c.seq)
+_CLOCK = select(CLOCK.c.seq, CLOCK.c.resets).where(CLOCK.c.id == 1)
+_FEED = "SELECT device_id, version, rows_version, last_fix_at, seq FROM presence_heads WHERE seq > {}"
 _SQLITE_HEADS = (
-    "SELECT device_id, version, last_fix_at FROM presence_heads"
+    "SELECT device_id, version, rows_version, last_fix_at FROM presence_heads"
     " WHERE device_id IN (SELECT value FROM json_each(?))"
 )
 _SQLITE_PRESENCES = (
@@ -92,7 +108,7 @@ _STATES = {s.value: s for s in PresenceState}
 def _sqlite_time(text: str | None) -> datetime | None:
     """A time as SQLAlchemy stores it in SQLite (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC: see ``UtcDateTime``)."""
     return None if text is None else datetime.fromisoformat(text + "+00:00")  # aware: UTC itself
-_HEADS_FULL = select(_H.device_id, _H.version, _H.last_fix_at)
+_HEADS_FULL = select(_H.device_id, _H.version, _H.rows_version, _H.last_fix_at)
 # the device's last fix when it is later than the row's (the row keeps the fix of its last change)
 _LAST_FIX = case(
     (and_(_H.last_fix_at.is_not(None), or_(_C.last_fix_at.is_(None), _H.last_fix_at > _C.last_fix_at)),
@@ -105,11 +121,16 @@ _WITH_HEAD = select(
 
 
 class PresenceCache:
-    """``StoredDevice`` copies of one process, valid while their head version is the stored one."""
+    """``StoredDevice`` copies of one process, kept current by the change feed (``SqlPresenceStore.follow``).
+
+    Used under the ingest's lock (``GeofenceService``): a copy is read after the feed position it is
+    trusted from, never before, which is what makes "nothing in the feed since" mean "still current"."""
 
     def __init__(self, max_devices: int = 250_000) -> None:
         self.max_devices = max_devices
         self.devices: dict[str, StoredDevice] = {}
+        self.seq: int | None = None  # the last clock tick whose heads were applied (None: never read)
+        self.resets = 0
 
     def put(self, device_id: str, stored: StoredDevice) -> None:
         devices = self.devices
@@ -117,8 +138,33 @@ class PresenceCache:
             del devices[next(iter(devices))]  # oldest device first (insertion order)
         devices[device_id] = stored
 
+    def apply(self, heads: Iterable[tuple[str, int, int, datetime | None]]) -> None:
+        """Heads written by anyone since the last look: a copy at another version is dropped, unless only
+        the head moved (a heartbeat: same ``rows_version``), when it moves on with it."""
+        devices = self.devices
+        for d, version, rows_version, last in heads:
+            copy = devices.get(d)
+            if copy is None or copy.version == version:
+                continue
+            if copy.rows_version == rows_version and version > copy.version:
+                devices[d] = StoredDevice(copy.presences, version, last, copy.memo, rows_version)
+            else:
+                del devices[d]
+
     def clear(self) -> None:
         self.devices.clear()
+
+
+def drop_presence_caches(session: Session) -> None:
+    """For a writer that deletes presences or heads outside the store (an erasure): every worker's
+    ``PresenceCache`` is dropped at its next batch (in this transaction: it takes effect on commit)."""
+    bumped = session.execute(update(CLOCK).where(CLOCK.c.id == 1).values(resets=CLOCK.c.resets + 1))
+    if bumped.rowcount == 0:  # type: ignore[attr-defined]
+        session.execute(insert(CLOCK).values(id=1, seq=0, resets=1))
+
+
+def _new_head(device_id: str, last: datetime | None, tick: int) -> dict[str, Any]:
+    return {"device_id": device_id, "version": 1, "rows_version": 1, "last_fix_at": last, "seq": tick}
 
 
 class SqlPresenceStore:
@@ -129,24 +175,50 @@ class SqlPresenceStore:
         self.loaded: dict[str, StoredDevice] = {}
         self.complete: set[str] = set()  # devices read whole (``load``), not just some of their rows
         self.pending: dict[str, tuple[int, StoredDevice]] = {}  # written, until commit
+        self.writing: set[str] = set()  # devices this unit of work writes (forgotten if it rolls back)
+        self._tick: int | None = None  # this unit of work's clock tick, once it writes heads
+        self._followed = False
+
+    def follow(self) -> None:
+        """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
+        cache = self.cache
+        if cache is None or self._followed:
+            return
+        self._followed = True
+        conn = self.session.connection()
+        clock = conn.execute(_CLOCK).first()
+        seq, resets = (int(clock[0]), int(clock[1])) if clock is not None else (0, 0)
+        if cache.seq is None or resets != cache.resets:
+            cache.clear()  # first look, or an erasure: nothing cached can be trusted
+            cache.seq, cache.resets = seq, resets
+            return
+        if seq == cache.seq:
+            return
+        # every tick up to ``seq`` has committed (ticks commit in order); later ones may show up too
+        rows = conn.exec_driver_sql(_FEED.format(int(cache.seq)))
+        if conn.dialect.name == "sqlite":
+            heads = [(d, v, rv, _sqlite_time(t)) for d, v, rv, t, _ in rows]
+        else:
+            heads = [(d, v, rv, as_utc(t)) for d, v, rv, t, _ in rows]
+        cache.apply(heads)
+        cache.seq = seq
 
     def load(self, device_ids: Collection[str]) -> dict[str, StoredDevice]:
         found: dict[str, StoredDevice] = {}
+        self.follow()
         cached = self.cache.devices if self.cache is not None else {}
         stale: list[str] = []
-        if cached:
-            for d, version in self._versions(device_ids):
-                copy = cached.get(d)
-                if copy is not None and copy.version == version:
-                    found[d] = copy
-            stale = [d for d in device_ids if d not in found]
-        else:
-            stale = list(device_ids)
+        for d in device_ids:
+            copy = cached.get(d)
+            if copy is None:
+                stale.append(d)
+            else:
+                found[d] = copy
         for chunk in _chunks(stale):
             fresh: dict[str, StoredDevice] = {}
             heads, rows = self._read_whole(chunk)
-            for d, version, last in heads:
-                fresh[d] = StoredDevice({}, version, last)
+            for d, version, rows_version, last in heads:
+                fresh[d] = StoredDevice({}, version, last, None, rows_version)
             for p in rows:
                 stored = fresh.get(p.device_id)
                 if stored is None:  # a row without a head (written before heads existed)
@@ -157,27 +229,27 @@ class SqlPresenceStore:
                 if self.cache is not None and stored.version > 0:
                     self.cache.put(d, stored)
         self.complete.update(device_ids)
+        read = self.read
         for d in device_ids:
             stored = found.get(d)
-            self.read[d] = stored.version if stored is not None else 0
-            if stored is not None:
-                self.loaded[d] = stored
+            read[d] = stored.version if stored is not None else 0
+        self.loaded.update(found)
         return found
 
     def _read_whole(
         self, chunk: list[str]
-    ) -> tuple[list[tuple[str, int, datetime | None]], list[Presence]]:
+    ) -> tuple[list[tuple[str, int, int, datetime | None]], list[Presence]]:
         """Heads and presence rows of these devices. On SQLite, raw rows whose times are parsed here:
         SQLAlchemy's SQLite datetime parsing is most of the cost of a device read in full (measured:
         ~480 us per device of ~10 rows through it, 55 us for the SQL alone)."""
         conn = self.session.connection()
         if conn.dialect.name != "sqlite":
             stmt = _HEADS_FULL.where(_H.device_id.in_(chunk))
-            heads = [(d, v, as_utc(t)) for d, v, t in conn.execute(stmt)]
+            heads = [(d, v, rv, as_utc(t)) for d, v, rv, t in conn.execute(stmt)]
             rows = [to_presence(r) for r in conn.execute(select(PRESENCES).where(_C.device_id.in_(chunk)))]
             return heads, rows
         ids = (json.dumps(chunk),)
-        heads = [(d, v, _sqlite_time(t)) for d, v, t in conn.exec_driver_sql(_SQLITE_HEADS, ids)]
+        heads = [(d, v, rv, _sqlite_time(t)) for d, v, rv, t in conn.exec_driver_sql(_SQLITE_HEADS, ids)]
         rows = [
             Presence(d, z, _STATES[state], _sqlite_time(since), _sqlite_time(last), _sqlite_time(entered),
                      visit, pending, bool(dwelled), lat, lng, version)
@@ -186,17 +258,19 @@ class SqlPresenceStore:
         ]
         return heads, rows
 
-    def _versions(self, device_ids: Collection[str]) -> Iterable[tuple[str, int]]:
-        """(device, head version) of these devices: one statement with one parameter on the hot path
-        (an expanding ``IN`` costs SQLAlchemy about a microsecond per id to render and bind)."""
-        conn = self.session.connection()
-        ids = list(device_ids)
-        if conn.dialect.name == "sqlite":
-            return conn.exec_driver_sql(_SQLITE_VERSIONS, (json.dumps(ids),))  # type: ignore[return-value]
-        if conn.dialect.name == "postgresql":
-            return conn.exec_driver_sql(_PG_VERSIONS, (ids,))  # type: ignore[return-value]
-        stmts = (_VERSIONS.where(_H.device_id.in_(chunk)) for chunk in _chunks(ids))
-        return [(r[0], r[1]) for stmt in stmts for r in conn.execute(stmt)]
+    def _clock_tick(self) -> int:
+        """This unit of work's tick (taken once, as late as possible: on PostgreSQL the clock row stays
+        locked until commit, so writers of heads queue here)."""
+        if self._tick is None:
+            tick = self.session.execute(_TICK).scalar()
+            if tick is None:  # a schema made before the clock row (``create_schema`` makes it)
+                try:
+                    self.session.execute(insert(CLOCK).values(id=1, seq=1, resets=0))
+                except IntegrityError as exc:
+                    raise ConflictError("the presence clock was created concurrently") from exc
+                tick = 1
+            self._tick = int(tick)
+        return self._tick
 
     def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
         seen = seen or {}
@@ -204,7 +278,9 @@ class SqlPresenceStore:
         updates: list[dict[str, Any]] = []
         deletes: list[dict[str, Any]] = []
         by_device: dict[str, list[Presence]] = {d: [] for d in seen}
+        self.writing.update(seen)
         for p in changed:
+            self.writing.add(p.device_id)
             by_device.setdefault(p.device_id, []).append(p)
             key = {"b_device_id": p.device_id, "b_zone_id": p.zone_id, "b_version": p.version}
             if p.version == 0:
@@ -229,7 +305,11 @@ class SqlPresenceStore:
         self._write_heads(by_device, seen)
 
     def _write_heads(self, by_device: dict[str, list[Presence]], seen: Mapping[str, datetime]) -> None:
+        if not by_device:
+            return
+        tick = self._clock_tick()
         cas: list[dict[str, Any]] = []
+        beats: list[dict[str, Any]] = []
         new: list[dict[str, Any]] = []
         bump: list[str] = []
         for d, written in by_device.items():
@@ -242,19 +322,21 @@ class SqlPresenceStore:
             if last is None:
                 last = max((p.last_fix_at for p in written if p.last_fix_at is not None), default=None)
             if version == 0:
-                new.append({"device_id": d, "version": 1, "last_fix_at": last})
+                new.append(_new_head(d, last, tick))
             else:
-                cas.append(
-                    {"b_device_id": d, "b_version": version, "new_version": version + 1, "new_last": last}
+                (cas if written else beats).append(
+                    {"b_device_id": d, "b_version": version, "new_version": version + 1, "new_last": last,
+                     "b_seq": tick}
                 )
             self.pending[d] = (version + 1, self._after(stored, written, version + 1, last))
         execute = self.session.execute
-        if cas and execute(_HEAD_CAS, cas).rowcount != len(cas):  # type: ignore[attr-defined]
-            raise ConflictError("a device's presences changed concurrently")
+        for stmt, params in ((_HEAD_CAS, cas), (_HEAD_BEAT, beats)):
+            if params and execute(stmt, params).rowcount != len(params):  # type: ignore[attr-defined]
+                raise ConflictError("a device's presences changed concurrently")
         for d in bump:
-            if execute(_HEAD_BUMP, {"b_device_id": d}).rowcount == 0:  # type: ignore[attr-defined]
+            if execute(_HEAD_BUMP, {"b_device_id": d, "b_seq": tick}).rowcount == 0:  # type: ignore[attr-defined]
                 last = max((p.last_fix_at for p in by_device[d] if p.last_fix_at is not None), default=None)
-                new.append({"device_id": d, "version": 1, "last_fix_at": last})
+                new.append(_new_head(d, last, tick))
         if new:
             try:
                 execute(insert(HEADS), new)
@@ -267,14 +349,14 @@ class SqlPresenceStore:
     ) -> StoredDevice:
         """The device as stored once this write commits (what the cache keeps)."""
         if not written:  # only the head moved (a heartbeat): the presences, and the ingest's memo, stand
-            return StoredDevice(stored.presences, version, last, stored.memo)
+            return StoredDevice(stored.presences, version, last, stored.memo, stored.rows_version)
         presences = dict(stored.presences)
         for p in written:
             if p.is_open:
                 presences[p.zone_id] = replace(p, version=p.version + 1)
             else:
                 presences.pop(p.zone_id, None)
-        return StoredDevice(presences, version, last)
+        return StoredDevice(presences, version, last, None, version)
 
     def committed(self) -> None:
         for d, (version, stored) in self.pending.items():
@@ -283,7 +365,24 @@ class SqlPresenceStore:
                 self.loaded[d] = stored
                 if self.cache is not None:
                     self.cache.put(d, stored)
+            elif self.cache is not None:
+                self.cache.devices.pop(d, None)  # written from a partial read: our copy is not current
         self.pending.clear()
+        self.writing.clear()
+        self._tick = None
+
+    def rolled_back(self) -> None:
+        """Forget what this unit of work read or meant to write: a conflict may mean a stale copy."""
+        if self.cache is not None:
+            for d in self.writing:
+                self.cache.devices.pop(d, None)
+        self.pending.clear()
+        self.writing.clear()
+        self.read.clear()
+        self.loaded.clear()
+        self.complete.clear()
+        self._tick = None
+        self._followed = False
 
     def for_zone(self, zone_id: str) -> list[Presence]:
         rows = self.session.execute(
@@ -391,4 +490,4 @@ class SqlUnitOfWork:
 
     def rollback(self) -> None:
         self.session.rollback()
-        self.presence.pending.clear()
+        self.presence.rolled_back()

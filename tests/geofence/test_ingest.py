@@ -271,7 +271,8 @@ def test_a_process_presence_cache_never_hides_what_another_worker_wrote(engine, 
 
 
 def test_a_cached_presence_is_dropped_with_its_row(engine, index):
-    from geofence.service.presence_store import PresenceCache
+    """An erasure deletes rows behind every worker's back and says so on the presence clock."""
+    from geofence.service.presence_store import PresenceCache, drop_presence_caches
 
     cache = PresenceCache()
     ing = make(index)
@@ -280,6 +281,7 @@ def test_a_cached_presence_is_dropped_with_its_row(engine, index):
     with Session(engine) as s:  # an erasure deletes the device's rows behind the process's back
         s.exec(PresenceRow.__table__.delete())
         s.exec(PresenceHeadRow.__table__.delete())
+        drop_presence_caches(s)
         s.commit()
     with Session(engine, expire_on_commit=False) as s:
         out = ing.ingest([fix(0, 0, 30)], uow_factory=lambda: SqlUnitOfWork(s, cache=cache), at=AT)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geofence.fixes import LocationFix
 from geofence.policy import FencePolicy, policy_for_zone
-from geofence.presence import Presence, PresenceState, adopt, close, step, sweep
+from geofence.presence import Presence, PresenceState, adopt, close, leaves_outside_alone, step, sweep
 from tests.geofence.tracks import STORE, T0, circle_distance, fix, jitter
 
 RADIUS_M = 50.0
@@ -188,3 +191,22 @@ def test_events_carry_a_position_rounded_to_about_100_m():
     ev = events[0]
     assert ev.lat == round(ev.lat, 3) and ev.lng == round(ev.lng, 3)
     assert abs(ev.lat - STORE[0]) < 0.001
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    accuracy=st.floats(0.5, 400.0), distance=st.floats(-500.0, 500.0), ratio=st.floats(0.0, 2.0),
+    max_accuracy=st.floats(5.0, 300.0), confirm=st.integers(1, 3),
+    speed=st.one_of(st.none(), st.floats(0.0, 60.0)),
+)
+def test_leaves_outside_alone_says_exactly_when_a_fresh_presence_stays_outside(
+    accuracy, distance, ratio, max_accuracy, confirm, speed
+):
+    """The ingest skips the zone hits this lets go: stepping them would keep nothing and fire nothing."""
+    policy = FencePolicy(max_accuracy_m=max_accuracy, enter_depth_ratio=ratio, enter_confirm_fixes=confirm)
+    f = LocationFix("dev-1", STORE[0], STORE[1], accuracy, T0, speed_mps=speed)
+    new, events = step(Presence("dev-1", "z"), f, distance, policy)
+    if leaves_outside_alone(f, distance, policy):
+        assert new.state is PresenceState.OUTSIDE and events == ()
+    elif speed is None or speed <= (policy.max_enter_speed_mps or math.inf):
+        assert new.state is not PresenceState.OUTSIDE  # it may enter: the ingest must step it

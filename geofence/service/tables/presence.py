@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
 from geofence.service.tables._types import utc_column
@@ -35,14 +36,34 @@ class PresenceHeadRow(SQLModel, table=True):
     is the last fix processed for the device (written with every change, else once a heartbeat): it
     keeps a late fix from rewinding any of its presences on any worker, and it is the sweep's silence
     clock. Deleted once the device has no presence and its last fix is too old to be followed by a
-    late one."""
+    late one.
+
+    ``seq`` is the ``presence_clock`` tick of the head's last write: the change feed by which each worker
+    learns, in one query per batch, which of its cached devices another writer moved. ``rows_version`` is
+    the version of the last write that changed a presence row (a heartbeat moves ``version`` only, and a
+    cached copy then stays good)."""
 
     __tablename__ = "presence_heads"
     __table_args__ = {"sqlite_with_rowid": False}  # one B-tree: a head is one lookup, not two
 
     device_id: str = Field(primary_key=True)
     version: int = 1
+    rows_version: int = 1
+    seq: int = Field(default=0, sa_type=BigInteger, index=True)
     last_fix_at: datetime | None = utc_column()  # no index: the hourly purge scans, heartbeats stay cheap
+
+
+class PresenceClockRow(SQLModel, table=True):
+    """One row (``id`` 1). Every transaction that writes heads ticks ``seq`` first and stamps its heads
+    with the tick; the row lock it takes (PostgreSQL) or the database's single writer (SQLite) makes the
+    ticks commit in order, so "heads with ``seq`` > the last tick I saw" misses nothing. ``resets`` is
+    bumped by whoever deletes presences outside the store (an erasure): every worker drops its cache."""
+
+    __tablename__ = "presence_clock"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = Field(default=0, sa_type=BigInteger)
+    resets: int = 0
 
 
 class PresenceRow(SQLModel, table=True):
