@@ -32,6 +32,9 @@ def make_engine(url: str) -> Engine:
             if url not in ("sqlite://", "sqlite:///:memory:"):
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
+                # checkpoint every ~40 MB of WAL, not every 4 MB: a page rewritten by many small ingest
+                # commits (an index's right edge, a hot head) goes back to the database file once
+                cur.execute("PRAGMA wal_autocheckpoint=10000")
             cur.close()
 
         return engine
