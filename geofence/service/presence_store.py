@@ -14,36 +14,33 @@ wrote, and retry.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, case, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.presence import Presence, PresenceState
+from geofence.service.driver_sql import DriverSql, time_binder
 from geofence.service.tables._types import as_utc
-from geofence.service.tables.customers import Device
 from geofence.service.tables.presence import (
     LocationFixRow,
     PresenceClockRow,
     PresenceHeadRow,
     PresenceRow,
-    ZoneEventRow,
 )
 from geofence.store import ConflictError, StoredDevice
 
 PRESENCES = PresenceRow.__table__  # type: ignore[attr-defined]
 HEADS = PresenceHeadRow.__table__  # type: ignore[attr-defined]
 CLOCK = PresenceClockRow.__table__  # type: ignore[attr-defined]
-EVENTS = ZoneEventRow.__table__  # type: ignore[attr-defined]
 FIXES = LocationFixRow.__table__  # type: ignore[attr-defined]
-DEVICES = Device.__table__  # type: ignore[attr-defined]
 CHUNK = 900  # bound parameters per IN (...) list
 OUTSIDE = PresenceState.OUTSIDE.value
 
@@ -63,36 +60,47 @@ def to_presence(row: Any) -> Presence:
     )
 
 
-def _values(p: Presence) -> dict[str, Any]:
+def _values(p: Presence, time: Callable[[datetime | None], Any]) -> dict[str, Any]:
     return {
-        "state": p.state.value, "since_at": p.since_at, "last_fix_at": p.last_fix_at,
-        "entered_at": p.entered_at, "visit_id": p.visit_id, "pending_fixes": p.pending_fixes,
+        "state": p.state.value, "since_at": time(p.since_at), "last_fix_at": time(p.last_fix_at),
+        "entered_at": time(p.entered_at), "visit_id": p.visit_id, "pending_fixes": p.pending_fixes,
         "dwelled": p.dwelled, "lat": p.lat, "lng": p.lng,
     }
 
 
 _C, _H = PRESENCES.c, HEADS.c
-_ROW = and_(_C.device_id == bindparam("b_device_id"), _C.zone_id == bindparam("b_zone_id"),
-            _C.version == bindparam("b_version"))
-_UPDATE = update(PRESENCES).where(_ROW)
-_DELETE = delete(PRESENCES).where(_ROW)
-_HEAD_CAS = (  # a write that changed presence rows
-    update(HEADS)
-    .where(and_(_H.device_id == bindparam("b_device_id"), _H.version == bindparam("b_version")))
-    .values(version=bindparam("new_version"), rows_version=bindparam("new_version"),
-            last_fix_at=bindparam("new_last"), seq=bindparam("b_seq"))
+_ROW_WHERE = "WHERE device_id = :b_device_id AND zone_id = :b_zone_id AND version = :b_version"
+_PRESENCE_COLUMNS = (
+    "state", "since_at", "last_fix_at", "entered_at", "visit_id", "pending_fixes", "dwelled", "lat", "lng",
+    "version",
 )
-_HEAD_BEAT = (  # a heartbeat: only the last fix moved; cached copies of the rows stay good
-    update(HEADS)
-    .where(and_(_H.device_id == bindparam("b_device_id"), _H.version == bindparam("b_version")))
-    .values(version=bindparam("new_version"), last_fix_at=bindparam("new_last"), seq=bindparam("b_seq"))
+_UPDATE = DriverSql(
+    "UPDATE presences SET " + ", ".join(f"{c} = :{c}" for c in _PRESENCE_COLUMNS) + " " + _ROW_WHERE
 )
-_HEAD_BUMP = (
-    update(HEADS).where(_H.device_id == bindparam("b_device_id"))
-    .values(version=_H.version + 1, rows_version=_H.version + 1, seq=bindparam("b_seq"))
+_DELETE = DriverSql("DELETE FROM presences " + _ROW_WHERE)
+_INSERT = DriverSql(
+    "INSERT INTO presences (device_id, zone_id, " + ", ".join(_PRESENCE_COLUMNS) + ") VALUES"
+    " (:device_id, :zone_id, " + ", ".join(f":{c}" for c in _PRESENCE_COLUMNS) + ")"
 )
-_TICK = update(CLOCK).where(CLOCK.c.id == 1).values(seq=CLOCK.c.seq + 1).returning(CLOCK.c.seq)
-_CLOCK = select(CLOCK.c.seq, CLOCK.c.resets).where(CLOCK.c.id == 1)
+_HEAD_WHERE = "WHERE device_id = :b_device_id AND version = :b_version"
+_HEAD_CAS = DriverSql(  # a write that changed presence rows
+    "UPDATE presence_heads SET version = :new_version, rows_version = :new_version,"
+    " last_fix_at = :new_last, seq = :b_seq " + _HEAD_WHERE
+)
+_HEAD_BEAT = DriverSql(  # a heartbeat: only the last fix moved; cached copies of the rows stay good
+    "UPDATE presence_heads SET version = :new_version, last_fix_at = :new_last, seq = :b_seq " + _HEAD_WHERE
+)
+_HEAD_BUMP = DriverSql(
+    "UPDATE presence_heads SET version = version + 1, rows_version = version + 1, seq = :b_seq"
+    " WHERE device_id = :b_device_id"
+)
+_HEAD_INSERT = DriverSql(
+    "INSERT INTO presence_heads (device_id, version, rows_version, last_fix_at, seq)"
+    " VALUES (:device_id, :version, :rows_version, :last_fix_at, :seq)"
+)
+_TICK = DriverSql("UPDATE presence_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+_CLOCK_INSERT = DriverSql("INSERT INTO presence_clock (id, seq, resets) VALUES (1, 1, 0)")
+_CLOCK = DriverSql("SELECT seq, resets FROM presence_clock WHERE id = 1")
 _FEED = "SELECT device_id, version, rows_version, last_fix_at, seq FROM presence_heads WHERE seq > {}"
 _SQLITE_HEADS = (
     "SELECT device_id, version, rows_version, last_fix_at FROM presence_heads"
@@ -163,7 +171,7 @@ def drop_presence_caches(session: Session) -> None:
         session.execute(insert(CLOCK).values(id=1, seq=0, resets=1))
 
 
-def _new_head(device_id: str, last: datetime | None, tick: int) -> dict[str, Any]:
+def _new_head(device_id: str, last: Any, tick: int) -> dict[str, Any]:
     return {"device_id": device_id, "version": 1, "rows_version": 1, "last_fix_at": last, "seq": tick}
 
 
@@ -186,7 +194,7 @@ class SqlPresenceStore:
             return
         self._followed = True
         conn = self.session.connection()
-        clock = conn.execute(_CLOCK).first()
+        clock = _CLOCK.run(conn).first()
         seq, resets = (int(clock[0]), int(clock[1])) if clock is not None else (0, 0)
         if cache.seq is None or resets != cache.resets:
             cache.clear()  # first look, or an erasure: nothing cached can be trusted
@@ -262,10 +270,11 @@ class SqlPresenceStore:
         """This unit of work's tick (taken once, as late as possible: on PostgreSQL the clock row stays
         locked until commit, so writers of heads queue here)."""
         if self._tick is None:
-            tick = self.session.execute(_TICK).scalar()
+            conn = self.session.connection()
+            tick = _TICK.run(conn).scalar()
             if tick is None:  # a schema made before the clock row (``create_schema`` makes it)
                 try:
-                    self.session.execute(insert(CLOCK).values(id=1, seq=1, resets=0))
+                    _CLOCK_INSERT.run(conn)
                 except IntegrityError as exc:
                     raise ConflictError("the presence clock was created concurrently") from exc
                 tick = 1
@@ -274,6 +283,8 @@ class SqlPresenceStore:
 
     def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
         seen = seen or {}
+        conn = self.session.connection()
+        time = time_binder(conn)
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         deletes: list[dict[str, Any]] = []
@@ -286,20 +297,19 @@ class SqlPresenceStore:
             if p.version == 0:
                 if p.is_open:
                     row = {"device_id": p.device_id, "zone_id": p.zone_id, "version": 1}
-                    inserts.append({**row, **_values(p)})
+                    inserts.append({**_values(p, time), **row})
             elif p.is_open:
-                updates.append({**key, "version": p.version + 1, **_values(p)})
+                updates.append({**key, **_values(p, time), "version": p.version + 1})
             else:  # back outside: the head's last_fix_at is the late-fix guard from now on
                 deletes.append(key)
-        execute = self.session.execute
         # executemany, one statement each: the rowcount of a versioned UPDATE/DELETE is the number of rows
         # that still had the version we read; anything less means another writer got there first
         for stmt, params in ((_UPDATE, updates), (_DELETE, deletes)):
-            if params and execute(stmt, params).rowcount != len(params):  # type: ignore[attr-defined]
+            if params and stmt.run(conn, params).rowcount != len(params):
                 raise ConflictError("a presence changed concurrently")
         if inserts:
             try:  # the transaction is rolled back and the batch retried on conflict
-                execute(insert(PRESENCES), inserts)
+                _INSERT.run(conn, inserts)
             except IntegrityError as exc:
                 raise ConflictError("a presence was created concurrently") from exc
         self._write_heads(by_device, seen)
@@ -308,6 +318,8 @@ class SqlPresenceStore:
         if not by_device:
             return
         tick = self._clock_tick()
+        conn = self.session.connection()
+        time = time_binder(conn)
         cas: list[dict[str, Any]] = []
         beats: list[dict[str, Any]] = []
         new: list[dict[str, Any]] = []
@@ -322,24 +334,23 @@ class SqlPresenceStore:
             if last is None:
                 last = max((p.last_fix_at for p in written if p.last_fix_at is not None), default=None)
             if version == 0:
-                new.append(_new_head(d, last, tick))
+                new.append(_new_head(d, time(last), tick))
             else:
                 (cas if written else beats).append(
-                    {"b_device_id": d, "b_version": version, "new_version": version + 1, "new_last": last,
-                     "b_seq": tick}
+                    {"b_device_id": d, "b_version": version, "new_version": version + 1,
+                     "new_last": time(last), "b_seq": tick}
                 )
             self.pending[d] = (version + 1, self._after(stored, written, version + 1, last))
-        execute = self.session.execute
         for stmt, params in ((_HEAD_CAS, cas), (_HEAD_BEAT, beats)):
-            if params and execute(stmt, params).rowcount != len(params):  # type: ignore[attr-defined]
+            if params and stmt.run(conn, params).rowcount != len(params):
                 raise ConflictError("a device's presences changed concurrently")
         for d in bump:
-            if execute(_HEAD_BUMP, {"b_device_id": d, "b_seq": tick}).rowcount == 0:  # type: ignore[attr-defined]
+            if _HEAD_BUMP.run(conn, {"b_device_id": d, "b_seq": tick}).rowcount == 0:
                 last = max((p.last_fix_at for p in by_device[d] if p.last_fix_at is not None), default=None)
-                new.append(_new_head(d, last, tick))
+                new.append(_new_head(d, time(last), tick))
         if new:
             try:
-                execute(insert(HEADS), new)
+                _HEAD_INSERT.run(conn, new)
             except IntegrityError as exc:
                 raise ConflictError("a device's presences were created concurrently") from exc
 
@@ -425,6 +436,15 @@ class SqlPresenceStore:
         return self._with_heads(self.session.execute(stmt))
 
 
+_EVENT_INSERT = DriverSql(
+    "INSERT INTO zone_events (id, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
+    " recorded_at) VALUES (:id, :zone_id, :device_id, :customer_id, :kind, :at, :visit_id, :reason, :lat,"
+    " :lng, :recorded_at)"
+)
+_SQLITE_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id IN (SELECT value FROM json_each(?))"
+_PG_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id = ANY(%s)"
+
+
 class SqlEventStore:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -432,20 +452,23 @@ class SqlEventStore:
     def add(self, events: Sequence[ZoneEvent], *, recorded_at: datetime) -> None:
         if not events:
             return
-        device_ids = {e.device_id for e in events}
-        customers = dict(
-            self.session.execute(
-                select(DEVICES.c.id, DEVICES.c.customer_id).where(DEVICES.c.id.in_(device_ids))
-            ).all()
-        )
-        self.session.execute(
-            insert(EVENTS),
+        conn = self.session.connection()
+        device_ids = sorted({e.device_id for e in events})
+        if conn.dialect.name == "sqlite":
+            found = conn.exec_driver_sql(_SQLITE_CUSTOMERS, (json.dumps(device_ids),))
+        else:
+            found = conn.exec_driver_sql(_PG_CUSTOMERS, (device_ids,))
+        customers = dict(found.all())  # type: ignore[arg-type]
+        time = time_binder(conn)
+        received = time(recorded_at)
+        _EVENT_INSERT.run(
+            conn,
             [
                 {
                     "id": e.id, "zone_id": e.zone_id, "device_id": e.device_id,
-                    "customer_id": customers.get(e.device_id), "kind": e.kind.value, "at": e.at,
+                    "customer_id": customers.get(e.device_id), "kind": e.kind.value, "at": time(e.at),
                     "visit_id": e.visit_id, "reason": e.reason, "lat": e.lat, "lng": e.lng,
-                    "recorded_at": recorded_at,
+                    "recorded_at": received,
                 }
                 for e in events
             ],

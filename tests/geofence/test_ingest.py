@@ -270,6 +270,39 @@ def test_a_process_presence_cache_never_hides_what_another_worker_wrote(engine, 
     assert stored(engine)[0] is PresenceState.INSIDE
 
 
+def test_the_change_feed_moves_a_copy_on_after_a_heartbeat_elsewhere_and_drops_it_after_a_change(
+    engine, index
+):
+    """Worker a trusts its cached copy of a device until the change feed says another writer moved it:
+    after b's heartbeat (only the last fix moved) a's copy keeps its decoded presences under the new
+    version; after b's exit it is dropped, and a's next fix is stepped against the stored rows."""
+    from geofence.service.presence_store import PresenceCache
+
+    caches = {"a": PresenceCache(), "b": PresenceCache()}
+
+    def run_on(worker, ingestor, fixes):
+        with Session(engine, expire_on_commit=False) as s:
+            return ingestor.ingest(fixes, uow_factory=lambda: SqlUnitOfWork(s, cache=caches[worker]), at=AT)
+
+    a = Ingestor(index, policy=FencePolicy(), limits=FixLimits())
+    b = Ingestor(index, policy=FencePolicy(), limits=FixLimits(), heartbeat=timedelta(0))
+    assert [e.kind.value for e in run_on("a", a, [fix(0, 0, 0)]).events] == ["enter"]
+    copy = caches["a"].devices["dev-1"]
+    b.open_devices.add("dev-1")
+    assert run_on("b", b, [fix(0, 0, 10)]).events == []  # b: steady, and a heartbeat at every fix
+    with Session(engine) as s:
+        after = SqlPresenceStore(s, caches["a"]).load(["dev-1"])["dev-1"]
+    assert after.version == copy.version + 1 and after.presences is copy.presences  # moved on, not re-read
+    assert after.last_fix_at == fix(0, 0, 10).recorded_at
+    gone = run_on("b", b, [fix(0, 100, 20), fix(0, 220, 30)])
+    assert [e.kind.value for e in gone.events] == ["exit"]
+    with Session(engine) as s:
+        SqlPresenceStore(s, caches["a"]).follow()
+    assert "dev-1" not in caches["a"].devices  # a's copy still said "inside": dropped
+    back = run_on("a", a, [fix(0, 0, 80)])
+    assert [e.kind.value for e in back.events] == ["enter"]
+
+
 def test_a_cached_presence_is_dropped_with_its_row(engine, index):
     """An erasure deletes rows behind every worker's back and says so on the presence clock."""
     from geofence.service.presence_store import PresenceCache, drop_presence_caches
