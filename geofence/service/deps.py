@@ -16,7 +16,13 @@ def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def get_settings_dep(request: Request) -> Settings:
+# ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request for an
+# attribute read
+async def runtime_dep(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+async def get_settings_dep(request: Request) -> Settings:
     return get_runtime(request).settings
 
 
@@ -25,6 +31,6 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dep)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
