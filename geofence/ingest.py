@@ -2,17 +2,20 @@
 
 Order of work for one batch:
 
-1. check each fix (``fixes.check_fix``) and drop those of devices the caller may not post for;
-2. group by device and sort by fix time (a batch may arrive in any order);
+1. the *fast lane* (``Ingestor._fast_lane``), vectorised over the batch: a valid fix that is the only one
+   of its device in the batch, newer than the device's last fix and at a plausible speed from it is
+   accepted at once; every other fix takes steps 2-3, which give its precise result;
+2. check each remaining fix (``fixes.check_fix``) and group by device, sorted by fix time;
 3. per device: drop duplicates (same client fix id, or same fix time) and late fixes (older than the
    last one processed), and ignore implausible jumps (counted; after two in a row the third fix
    re-anchors the device: it really did move);
 4. one vectorised ``ZoneIndex.match_many`` over the surviving fixes;
-5. one read of the busy devices' heads (one row each: a version and the last fix processed; the
-   database is the truth, see ``geofence.service.wiring.geofence``): a device whose fixes are all in
-   exactly the zones it is steadily inside of is not stepped (``_summary``); the others get the pure
-   ``presence.step`` for every (fix, candidate zone); one optimistic write of the presences that changed
-   and of the heads, with the events, in one transaction.
+5. the busy devices' stored presences (``PresenceStore.load``: from the process's cache, kept current by
+   the database's change feed; the database is the truth, see ``geofence.service.wiring.geofence``): a
+   device whose fixes are all in exactly the zones it is steadily inside of is not stepped
+   (``_summary``); the others get the pure ``presence.step`` for every (fix, candidate zone) but the
+   zone hits too shallow to start an enter (``presence.leaves_outside_alone``); one optimistic write of
+   the presences that changed and of the heads, with the events, in one transaction.
 
 The device tracks (last fix time and position, recent client fix ids) are an in-process cache: they make
 the duplicate / late / jump checks cheap. Each device's head carries its last processed fix so a late fix
@@ -518,8 +521,8 @@ class Ingestor:
         hits = _Hits(self._match(fixes, order), len(order), self._id_hashes)
         counts = hits.counts
         fast_busy: list[int] = []  # rows of fast-lane devices near a zone or with a visit open
+        devices = lane.devices if lane is not None else []
         if n_fast:
-            devices = lane.devices  # type: ignore[union-attr]
             near = counts[:n_fast] > 0
             open_fast = self.open_devices.intersection(devices)
             if open_fast:

@@ -5,21 +5,25 @@ How presence stays consistent across several API workers (uvicorn ``--workers N`
 - **The database is the truth for presence.** Every open presence (entering / inside / dwelling /
   exiting) is a ``presences`` row keyed by (device, zone) with a ``version`` column, and every device
   with presences has a ``presence_heads`` row: a version that every write of any of the device's rows
-  bumps, and the device's last processed fix. A batch reads the heads of its busy devices in one
-  statement, steps the pure state machine, and writes back only the rows that changed, each with
+  bumps, and the device's last processed fix. A batch steps the pure state machine on the stored
+  presences of its busy devices and writes back only the rows that changed, each with
   ``UPDATE/DELETE ... WHERE version = <read version>`` (a new row is an INSERT on the primary key), and
   the device's head with ``WHERE version = <read version>``. If another worker got there first, a write
   affects 0 rows (or violates a key), the whole transaction rolls back (events included: nothing was
-  published) and the batch is re-read and re-stepped (up to 3 times). Two workers can therefore never
-  both fire the ENTER of one visit, and a late fix cannot rewind a presence: a fix no newer than the
-  head's last fix is not stepped. The head's last fix is written with every change and otherwise once a
-  heartbeat (``geofence.ingest.HEARTBEAT``, 60 s), so across workers the late-fix guard holds to within
-  one heartbeat (docs/presence.md).
-- **One row per device is read every batch**: ``PresenceCache`` keeps this process's decoded copy of
-  each device's presences with its head version; a batch takes the copy when the stored version is the
-  same and reads the device's rows in full otherwise. Commits put the written state into the cache, so
-  the copy is exactly what is stored. A steady device (in exactly the zones it is steadily inside of)
-  is not stepped at all.
+  published), the devices it wrote are dropped from the cache, and the batch is re-read and re-stepped
+  (up to 3 times). Two workers can therefore never both fire the ENTER of one visit, and a late fix
+  cannot rewind a presence: a fix no newer than the head's last fix is not stepped. The head's last fix
+  is written with every change and otherwise once a heartbeat (``geofence.ingest.HEARTBEAT``, 60 s), so
+  across workers the late-fix guard holds to within one heartbeat (docs/presence.md).
+- **A change feed keeps each process's cache current** (``PresenceCache``): every transaction that
+  writes heads ticks ``presence_clock.seq`` (its row lock on PostgreSQL, the single writer on SQLite,
+  make the ticks commit in order) and stamps its heads with the tick. Each batch first reads the heads
+  stamped after the last tick it saw — one indexed query, whatever the batch — and drops the copies
+  another writer changed (a heartbeat, which moves only the head, moves the copy on instead). Cached
+  devices then cost no read at all; the others are read in full. An erasure bumps
+  ``presence_clock.resets``: every process drops its whole cache. A copy gone stale behind the feed's
+  back (a head deleted by the idle purge) can only fail a versioned write, which drops it. A steady
+  device (in exactly the zones it is steadily inside of) is not stepped at all.
 - **Events are persisted in the same transaction** as the presence rows and handed to ``runtime.bus``
   subscribers only after the commit.
 - **In-process state is only a cache.** Each process keeps the zone index (built from the ``zones`` table
