@@ -248,6 +248,7 @@ class Ingestor:
         self.open_devices: set[str] = set()
         self.fix_store_wanted = False  # True when raw fixes are retained: every batch opens a transaction
         self.skip_steady = True  # off only to check that skipping changes nothing (tests)
+        self.fast_lane = True  # likewise for the vectorised screen (``_fast_lane``)
         self.steady_skips = 0  # devices not stepped because steady (since start)
         self._policy_epoch = object()  # renewed when a zone's policy may have changed (steady summaries)
         self._hashed_ids: np.ndarray | None = None
@@ -289,7 +290,7 @@ class Ingestor:
         counts by (status, reason).
         """
         results: list[FixResult] = [OK] * len(fixes)
-        lane = self._fast_lane(fixes, at, refused)
+        lane = self._fast_lane(fixes, at, refused) if self.fast_lane else None
         by_device: dict[str, list[int]] = {}
         limits = self.limits
         earliest, latest = at - limits.max_age, at + limits.clock_skew

@@ -364,6 +364,75 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
     assert kinds.count("enter") >= 3 and "dwell" in kinds and "exit" in kinds
 
 
+def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_path(
+    engine, index, tmp_path
+):
+    """The vectorised screen is a second implementation of the common case of ``_screen``: a random
+    stream mixing plain fixes with retries, late and far-jumping fixes, bad values, naive times, reported
+    speeds, refused positions and devices twice in a batch gives the same everything without it."""
+    import random
+
+    from geofence.service.db import create_schema, make_engine
+
+    rng = random.Random(5)
+    devices = [f"dev-{k}" for k in range(6)]
+    clock = dict.fromkeys(devices, 0.0)
+    batches: list[tuple[list[LocationFix], dict[int, str]]] = []
+    for _ in range(60):
+        batch: list[LocationFix] = []
+        for d in rng.sample(devices, rng.randint(1, 6)):
+            clock[d] += rng.choice([1, 5, 20])
+            r = rng.choice([0, 20, 40, 80, 300])
+            f = fix(r * rng.uniform(-1, 1), r * rng.uniform(-1, 1), clock[d], device_id=d,
+                    accuracy_m=rng.choice([5, 15, 40]), speed_mps=rng.choice([None, None, None, 1.0]))
+            kind = rng.random()
+            if kind < 0.08 and batches:  # a retry of an earlier fix of the batch before
+                f = rng.choice(batches[-1][0])
+            elif kind < 0.14:  # late
+                f = fix(0, 0, clock[d] - 30, device_id=d)
+            elif kind < 0.2:  # far away a second later: an implausible jump
+                f = fix(0, 50_000, clock[d], device_id=d)
+            elif kind < 0.23:
+                f = LocationFix(d, float("nan"), f.lng, f.accuracy_m, f.recorded_at)
+            elif kind < 0.26:
+                f = LocationFix(d, f.lat, f.lng, f.accuracy_m, f.recorded_at.replace(tzinfo=None))
+            batch.append(f)
+            if rng.random() < 0.1:  # the same device twice in one batch
+                clock[d] += 2
+                batch.append(fix(0, 0, clock[d], device_id=d))
+        refused = {i: "device_not_allowed" for i in range(len(batch)) if rng.random() < 0.05}
+        batches.append((batch, refused))
+
+    def replay(eng, lane):
+        ing = make(index)
+        ing.fast_lane = lane
+        out = []
+        for b, refused in batches:
+            o = run(ing, eng, b, at=T0 + timedelta(seconds=max(clock.values()) + 10), refused=refused)
+            events = [(e.device_id, e.zone_id, e.kind.value, e.at, e.reason) for e in o.events]
+            out.append((statuses(o), events, sorted(o.counts.items())))
+        with Session(eng) as s:
+            stored = SqlPresenceStore(s).load(devices)
+        rows = {
+            d: (v.version, v.last_fix_at, sorted((z, p.state, p.pending_fixes) for z, p in v.presences.items()))
+            for d, v in stored.items()
+        }
+        tracks = {
+            d: (t.last_fix_at, t.lat, t.lng, t.accuracy_m, t.fix_ids, t.jumps) for d, t in ing.tracks.items()
+        }
+        return out, rows, tracks
+
+    fast = replay(engine, True)
+    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_schema(reference_engine)
+    assert replay(reference_engine, False) == fast
+    every = [r for batch_out, _, _ in fast[0] for r in batch_out]
+    for outcome in (("duplicate", None), ("rejected", "out_of_order"), ("rejected", "implausible_jump"),
+                    ("rejected", "not_finite"), ("rejected", "recorded_at_naive"), ("accepted", None)):
+        assert outcome in every  # every kind of fix was exercised
+    assert any(k == "enter" for _, events, _ in fast[0] for _, _, k, _, _ in events)
+
+
 def test_a_fix_with_a_non_utc_offset_is_stored_at_its_instant(engine, index):
     """SQLite has no time zone type: a fix at 12:00+02:00 must be stored as 10:00 UTC, not 12:00."""
     from datetime import timezone
