@@ -413,10 +413,10 @@ def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_p
             out.append((statuses(o), events, sorted(o.counts.items())))
         with Session(eng) as s:
             stored = SqlPresenceStore(s).load(devices)
-        rows = {
-            d: (v.version, v.last_fix_at, sorted((z, p.state, p.pending_fixes) for z, p in v.presences.items()))
-            for d, v in stored.items()
-        }
+        rows = {}
+        for d, v in stored.items():
+            presences = sorted((z, p.state, p.pending_fixes) for z, p in v.presences.items())
+            rows[d] = (v.version, v.last_fix_at, presences)
         tracks = {
             d: (t.last_fix_at, t.lat, t.lng, t.accuracy_m, t.fix_ids, t.jumps) for d, t in ing.tracks.items()
         }
