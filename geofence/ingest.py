@@ -380,7 +380,7 @@ class Ingestor:
             plng = np.fromiter(map(_LNG, safe), np.float64, n)
             pacc = np.fromiter(map(_ACC, safe), np.float64, n)
             jumps = np.fromiter(map(_JUMPS, safe), np.int64, n)
-        except (TypeError, ValueError, OverflowError, AttributeError):
+        except (TypeError, ValueError, OverflowError, AttributeError, IndexError):
             return None
         window = at - self.limits.max_age, at + self.limits.clock_skew
         ok &= (ts > window[0].timestamp() + 1e-3) & (ts < window[1].timestamp() - 1e-3)
