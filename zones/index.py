@@ -520,17 +520,13 @@ class ZoneIndex:
         cp = np.concatenate([ch[3] for ch in chunks])
         cs = np.concatenate([ch[4] for ch in chunks])
         hit_p, hit_s = [], []
-        if len(cs):  # exact tests, batched per zone
-            by_zone = np.argsort(cs, kind="stable")
-            cp, cs = cp[by_zone], cs[by_zone]
-            bounds = np.flatnonzero(np.diff(cs)) + 1
-            for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(cs)], strict=True):
-                e = self._entries[int(cs[a])]
-                assert e is not None
-                pa = cp[a:b]
-                hit = shapely.contains_xy(e.shape, lngs[pa], lats[pa])
-                hit_p.append(pa[hit])
-                hit_s.append(cs[a:b][hit])
+        if len(cs):  # exact tests: one vectorised call over every pair (a call per zone cost ~5 us each)
+            entries = self._entries
+            shapes = np.empty(len(cs), dtype=object)
+            shapes[:] = [entries[s].shape for s in cs.tolist()]  # type: ignore[union-attr]
+            hit = shapely.contains_xy(shapes, lngs[cp], lats[cp])
+            hit_p.append(cp[hit])
+            hit_s.append(cs[hit])
         k = sum(len(h) for h in hit_p)
         pos, slot, m = chunks[0][:3]
         if len(chunks) == 1 and m + k <= len(pos):  # the common case: no copy of the pairs
