@@ -136,11 +136,11 @@ def erase_customer(
         )
     )
     if device_ids:
+        drop_presence_caches(session)  # first (the presence clock, then rows): every worker's copies go
         counts["presences"] = _count(
             session.execute(delete(PresenceRow).where(col(PresenceRow.device_id).in_(device_ids)))
         )
         session.execute(delete(PresenceHeadRow).where(col(PresenceHeadRow.device_id).in_(device_ids)))
-        drop_presence_caches(session)  # every worker's cached copy of these devices goes too
         counts["location_fixes"] = _count(
             session.execute(delete(LocationFixRow).where(col(LocationFixRow.device_id).in_(device_ids)))
         )

@@ -165,7 +165,8 @@ class PresenceCache:
 
 def drop_presence_caches(session: Session) -> None:
     """For a writer that deletes presences or heads outside the store (an erasure): every worker's
-    ``PresenceCache`` is dropped at its next batch (in this transaction: it takes effect on commit)."""
+    ``PresenceCache`` is dropped at its next batch (in this transaction: it takes effect on commit).
+    Call it before deleting any row: it takes the clock row, which presence writers take first."""
     bumped = session.execute(update(CLOCK).where(CLOCK.c.id == 1).values(resets=CLOCK.c.resets + 1))
     if bumped.rowcount == 0:  # type: ignore[attr-defined]
         session.execute(insert(CLOCK).values(id=1, seq=0, resets=1))
@@ -267,8 +268,10 @@ class SqlPresenceStore:
         return heads, rows
 
     def _clock_tick(self) -> int:
-        """This unit of work's tick (taken once, as late as possible: on PostgreSQL the clock row stays
-        locked until commit, so writers of heads queue here)."""
+        """This unit of work's tick, taken once, before its first row write: on PostgreSQL the clock row
+        stays locked until commit, so writers of presences queue here, and since every one of them (the
+        erasure and the idle purge too) takes the clock before any presence or head row, two of them
+        never wait for each other's rows in opposite orders."""
         if self._tick is None:
             conn = self.session.connection()
             tick = _TICK.run(conn).scalar()
@@ -302,6 +305,8 @@ class SqlPresenceStore:
                 updates.append({**key, **_values(p, time), "version": p.version + 1})
             else:  # back outside: the head's last_fix_at is the late-fix guard from now on
                 deletes.append(key)
+        if by_device:
+            self._clock_tick()  # first, before any row: every writer takes the clock, then rows
         # executemany, one statement each: the rowcount of a versioned UPDATE/DELETE is the number of rows
         # that still had the version we read; anything less means another writer got there first
         for stmt, params in ((_UPDATE, updates), (_DELETE, deletes)):
@@ -412,6 +417,7 @@ class SqlPresenceStore:
         return out
 
     def purge_idle(self, *, before: datetime) -> int:
+        self._clock_tick()  # the clock before rows, as every presence writer (see ``_clock_tick``)
         outside = self.session.execute(
             delete(PRESENCES).where(_C.state == OUTSIDE).where(_C.last_fix_at < before)
         )
