@@ -388,17 +388,15 @@ class SqlPresenceStore:
         self._tick = None
 
     def rolled_back(self) -> None:
-        """Forget what this unit of work read or meant to write: a conflict may mean a stale copy."""
+        """Forget what this unit of work meant to write, and the cached copies of those devices (a
+        conflict may mean a stale copy). What it read stays: the sweep goes on with its next chunk
+        against the versions it read, so a heartbeat since still makes that chunk's write conflict."""
         if self.cache is not None:
             for d in self.writing:
                 self.cache.devices.pop(d, None)
         self.pending.clear()
         self.writing.clear()
-        self.read.clear()
-        self.loaded.clear()
-        self.complete.clear()
         self._tick = None
-        self._followed = False
 
     def for_zone(self, zone_id: str) -> list[Presence]:
         rows = self.session.execute(

@@ -16,6 +16,7 @@ from geofence.service.presence_store import SqlPresenceStore, SqlUnitOfWork
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.customers import Customer, Device
 from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
+from geofence.store import ConflictError
 from tests.geofence.tracks import STORE, T0, fix, offset
 from tests.geofence.zone_index import circle_index
 
@@ -301,6 +302,33 @@ def test_the_change_feed_moves_a_copy_on_after_a_heartbeat_elsewhere_and_drops_i
     assert "dev-1" not in caches["a"].devices  # a's copy still said "inside": dropped
     back = run_on("a", a, [fix(0, 0, 80)])
     assert [e.kind.value for e in back.events] == ["enter"]
+
+
+def test_a_sweep_chunk_after_a_rolled_back_one_still_checks_the_heads_it_read(engine, index):
+    """The sweep writes chunk by chunk in one unit of work. A chunk that conflicts is rolled back; the
+    next one must still be checked against the head versions the sweep read, so a device that sent a
+    fix since (a heartbeat: only its head moved) is not exited for silence."""
+    ing = make(index)
+    run(ing, engine, [fix(0, 0, 0, device_id="dev-1"), fix(0, 0, 0, device_id="dev-2")])
+    later = AT + timedelta(hours=2)
+    with Session(engine, expire_on_commit=False) as s:
+        sweep_uow = SqlUnitOfWork(s)
+        due = sweep_uow.presence.due_for_sweep(later, silent_since=later - timedelta(minutes=30), limit=10)
+        s.rollback()
+        assert sorted(p.device_id for p in due) == ["dev-1", "dev-2"]
+        changed, _ = ing.sweep_presences(due, later)
+        # meanwhile another worker: dev-1 steps outside (its row changes), dev-2 is seen (its head only)
+        other = Ingestor(index, policy=FencePolicy(), limits=FixLimits(), heartbeat=timedelta(0))
+        other.open_devices.update({"dev-1", "dev-2"})
+        run(other, engine, [fix(0, 100, 60, device_id="dev-1"), fix(0, 0, 60, device_id="dev-2")])
+        for device_id in ("dev-1", "dev-2"):  # one chunk each, as the sweep does
+            with pytest.raises(ConflictError):
+                sweep_uow.presence.save([p for p in changed if p.device_id == device_id])
+            sweep_uow.rollback()
+    with Session(engine) as s:
+        states = {d: {z: p.state for z, p in v.presences.items()}
+                  for d, v in SqlPresenceStore(s).load(["dev-1", "dev-2"]).items()}
+    assert states["dev-2"] == {"store": PresenceState.INSIDE}  # not exited by the sweep
 
 
 def test_a_cached_presence_is_dropped_with_its_row(engine, index):
