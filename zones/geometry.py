@@ -36,9 +36,10 @@ from zones.sizing import MAX_RADIUS_M, MIN_RADIUS_M, check_radius
 EARTH_RADIUS_M = 6_371_008.8
 M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
 CIRCLE_VERTICES = 128
-# A 128-gon's edges sag r * (1 - cos(pi / 128)) = 3.0e-4 r inside its circle (and bend by well under a
-# metre in degree space at 85 deg of latitude for the largest zone): beyond 1 m + this share of the radius
-# from the circle, the great-circle distance alone gives the side of the polygon.
+# A 128-gon's edges sag r * (1 - cos(pi / 128)) = 3.0e-4 r inside its circle (and, drawn straight in
+# degrees, stray from the geodesic chord by about a metre at most: the largest zone at 85 deg of latitude):
+# beyond 1 m + this share of the radius from the circle (101 m for 50 km), the great-circle distance
+# alone gives the side of the polygon (``test_a_circles_sign_agrees_with_its_polygon_around_the_band``).
 CIRCLE_SIGN_MARGIN = 2e-3
 MAX_ABS_LAT = 85.0
 MAX_EXTENT_M = 2 * MAX_RADIUS_M  # an Area may not reach farther than this from its centre
