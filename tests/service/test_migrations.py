@@ -126,3 +126,18 @@ def test_0002_gives_every_device_with_presences_a_head_and_folds_outside_rows_in
         rows = conn.execute(text("SELECT device_id, zone_id, state FROM presences")).all()
     assert [tuple(h) for h in heads] == [("d1", 1, 1773482700), ("d2", 1, 1773478800)]  # the latest fix
     assert [tuple(r) for r in rows] == [("d1", "z1", "inside")]
+
+
+@needs_revisions
+def test_0003_starts_the_change_feed_with_every_head_current(fresh_pg):
+    """Heads written before the feed keep their version as ``rows_version`` (a cached copy stays valid
+    through later heartbeats) and sit before the clock's first tick, which the migration creates."""
+    with fresh_pg.begin() as conn:
+        config = alembic_config(connection=conn)
+        command.upgrade(config, "0002")
+        conn.execute(text("INSERT INTO presence_heads (device_id, version) VALUES ('d1', 4)"))
+        command.upgrade(config, "head")
+        heads = conn.execute(text("SELECT device_id, version, rows_version, seq FROM presence_heads")).all()
+        clock = conn.execute(text("SELECT id, seq, resets FROM presence_clock")).all()
+    assert [tuple(h) for h in heads] == [("d1", 4, 4, 0)]
+    assert [tuple(c) for c in clock] == [(1, 0, 0)]
