@@ -250,6 +250,7 @@ class Ingestor:
         self.skip_steady = True  # off only to check that skipping changes nothing (tests)
         self.fast_lane = True  # likewise for the vectorised screen (``_fast_lane``)
         self.steady_skips = 0  # devices not stepped because steady (since start)
+        self.shallow_skips = 0  # of which, with zone hits too shallow to enter besides their steady zones
         self._policy_epoch = object()  # renewed when a zone's policy may have changed (steady summaries)
         self._hashed_ids: np.ndarray | None = None
         self._id_hash_arrays: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
@@ -559,8 +560,12 @@ class Ingestor:
                     t = fixes[i].recorded_at
                     if (
                         summary is not None and summary.ok and last_seen is not None
-                        and counts[j] == summary.count and s1[j] == summary.h1 and s2[j] == summary.h2
                         and last_seen < t < summary.until
+                        and (
+                            counts[j] == summary.count and s1[j] == summary.h1 and s2[j] == summary.h2
+                            or counts[j] > summary.count
+                            and self._only_shallow_more(fixes[i], j, hits, summary)
+                        )
                     ):
                         # stepping would change nothing stored but the device's last fix (``_summary``)
                         skips += 1
@@ -635,6 +640,23 @@ class Ingestor:
         self.open_devices.difference_update(busy)
         self.open_devices.update(open_now)
         return events
+
+    def _only_shallow_more(self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary) -> bool:
+        """True when the fix is in every steady zone of the device and its other zone hits are all too
+        shallow (or too imprecise) to start an enter: stepping the device would then change nothing
+        stored but its last fix, as for a steady one (``_step_device`` skips exactly those hits)."""
+        zone_ids = hits.ids_by_fix([(row, 0)]).get(0, ())
+        steady = summary.steady
+        extra = [z for z in zone_ids if z not in steady]
+        if len(zone_ids) - len(extra) != summary.count:
+            return False  # a steady zone the fix is not in: stepped
+        index = self.index
+        for zone_id in extra:
+            d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
+            if not leaves_outside_alone(fix, d, self.policy_for(zone_id)):
+                return False
+        self.shallow_skips += 1
+        return True
 
     def _summary(self, device: StoredDevice) -> _Summary | None:
         """The device's presences sorted into steady ones and the others (kept on the stored copy until

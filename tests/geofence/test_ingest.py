@@ -461,6 +461,44 @@ def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_p
     assert any(k == "enter" for _, events, _ in fast[0] for _, _, k, _, _ in events)
 
 
+def test_zone_hits_too_shallow_to_enter_skip_the_machine_with_the_same_rows_and_events(engine, tmp_path):
+    """A device steady in its zones whose fix also grazes another zone (inside, but not deep enough for
+    its accuracy) is not stepped either: a random stay near such a zone's edge gives the same events and
+    rows with the skips off."""
+    import random
+
+    from geofence.service.db import create_schema, make_engine
+
+    index = circle_index({
+        "store": (STORE, 50.0), "mall": (STORE, 400.0), "edge": (offset(*STORE, 0, 75), 60.0),
+    })
+    rng = random.Random(11)
+    track, t = [], 0
+    for _ in range(300):
+        t += rng.choice([3, 5, 8])
+        north, east = rng.uniform(-25, 25), rng.uniform(-25, 25)
+        track.append(fix(north, east, t, accuracy_m=rng.choice([5, 15, 40, 40])))
+
+    def replay(eng, skip):
+        ing = make(index, dwell_after=timedelta(hours=1))
+        ing.skip_steady = skip
+        events = []
+        for f in track:
+            out = run(ing, eng, [f], at=T0 + timedelta(seconds=t + 10))
+            events += [(e.zone_id, e.kind.value, e.at, e.reason) for e in out.events]
+        with Session(eng) as s:
+            device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
+        rows = sorted((p.zone_id, p.state, p.last_fix_at, p.version) for p in device.presences.values())
+        return (events, rows, device.version, device.last_fix_at), ing.shallow_skips
+
+    fast, shallow = replay(engine, True)
+    assert shallow >= 10  # the shortcut did run
+    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_schema(reference_engine)
+    assert replay(reference_engine, False) == (fast, 0)
+    assert {z for z, k, _, _ in fast[0] if k == "enter"} >= {"store", "mall", "edge"}
+
+
 def test_a_fix_with_a_non_utc_offset_is_stored_at_its_instant(engine, index):
     """SQLite has no time zone type: a fix at 12:00+02:00 must be stored as 10:00 UTC, not 12:00."""
     from datetime import timezone
