@@ -737,31 +737,22 @@ class Ingestor:
                 zone_ids = {z for z, p in current.items() if p.is_open}
                 zone_ids.update(inside)
             for zone_id in zone_ids:
-                p = current.get(zone_id)
-                if p is None:
-                    if zone_id not in index:
-                        continue
-                    d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
-                    policy = self.policy_for(zone_id)
-                    if skip and leaves_outside_alone(fix, d, policy):
-                        continue  # a hit too shallow (or too imprecise) to start an enter: no presence
-                    p = Presence(fix.device_id, zone_id)
-                    new, fired = step(p, fix, d, policy, speed_mps=speed)
-                    if new is not p:
-                        current[zone_id] = new
-                        touched.add(zone_id)
-                    events.extend(fired)
-                    continue
-                if not p.is_open and zone_id not in inside_set:
-                    continue  # an outside row the fix is not in: nothing to step
                 if zone_id not in index:
                     continue  # removed: its presences are closed by the zone's removal
-                if (
+                p = current.get(zone_id)
+                if p is None:  # no presence: only a fix deep enough for its accuracy can start one
+                    d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
+                    if skip and leaves_outside_alone(fix, d, self.policy_for(zone_id)):
+                        continue  # a hit too shallow (or too imprecise) to start an enter
+                    p = Presence(fix.device_id, zone_id)
+                elif not p.is_open and zone_id not in inside_set:
+                    continue  # an outside row the fix is not in: nothing to step
+                elif (
                     skip and p is stored.get(zone_id) and zone_id in inside
                     and stays_inside(p, at, self.policy_for(zone_id).dwell_after)
                 ):
                     continue  # a steady visit: nothing but the device's last fix would change
-                if p.state in INSIDE_STATES and zone_id in inside:
+                elif p.state in INSIDE_STATES and zone_id in inside:
                     # an open visit only asks whether the centre is inside (the sign of the distance),
                     # and the index just said it is (it agrees with signed_distance_m's sign exactly)
                     d = CENTRE_INSIDE

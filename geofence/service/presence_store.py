@@ -101,7 +101,7 @@ _HEAD_INSERT = DriverSql(
 _TICK = DriverSql("UPDATE presence_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq")
 _CLOCK_INSERT = DriverSql("INSERT INTO presence_clock (id, seq, resets) VALUES (1, 1, 0)")
 _CLOCK = DriverSql("SELECT seq, resets FROM presence_clock WHERE id = 1")
-_FEED = "SELECT device_id, version, rows_version, last_fix_at, seq FROM presence_heads WHERE seq > {}"
+_FEED = "SELECT device_id, version, rows_version, last_fix_at FROM presence_heads WHERE seq > {}"
 _SQLITE_HEADS = (
     "SELECT device_id, version, rows_version, last_fix_at FROM presence_heads"
     " WHERE device_id IN (SELECT value FROM json_each(?))"
@@ -206,9 +206,9 @@ class SqlPresenceStore:
         # every tick up to ``seq`` has committed (ticks commit in order); later ones may show up too
         rows = conn.exec_driver_sql(_FEED.format(int(cache.seq)))
         if conn.dialect.name == "sqlite":
-            heads = [(d, v, rv, _sqlite_time(t)) for d, v, rv, t, _ in rows]
+            heads = [(d, v, rv, _sqlite_time(t)) for d, v, rv, t in rows]
         else:
-            heads = [(d, v, rv, as_utc(t)) for d, v, rv, t, _ in rows]
+            heads = [(d, v, rv, as_utc(t)) for d, v, rv, t in rows]
         cache.apply(heads)
         cache.seq = seq
 
