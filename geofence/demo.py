@@ -27,13 +27,14 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -460,8 +461,9 @@ def run_demo(workdir: Path, *, emit: Emit = print, wrap: Wrap = _no_wrap) -> Dem
     vincennes = load_trace("vincennes-2018-01-31-thinned.gpx", "demo-phone-camille")
     senart = load_trace("senart-2019-07-12.gpx", "demo-phone-karim")
     # Inès drives the same road 20 s behind Karim (a copy of the trace on her own device).
-    senart_ines = [replace(f, device_id="demo-phone-ines", recorded_at=f.recorded_at + timedelta(seconds=20))
-                   for f in senart]  # fmt: skip
+    lag = timedelta(seconds=20)
+    ines = "demo-phone-ines"
+    ines_fixes = [msgspec.structs.replace(p, device_id=ines, recorded_at=p.recorded_at + lag) for p in senart]
     setup_at = vincennes[0].recorded_at - timedelta(minutes=30)
     with simulated_clock(setup_at) as sim:
         runtime = build_runtime(demo_settings(workdir))
@@ -511,7 +513,7 @@ def run_demo(workdir: Path, *, emit: Emit = print, wrap: Wrap = _no_wrap) -> Dem
                                 f"{cancelled} waiting message(s) cancelled; reply: {reply!r}")  # fmt: skip
             emit(f"  STOP   {report.stop_line}")
 
-        fixes = sorted([*senart, *senart_ines], key=lambda f: f.recorded_at)
+        fixes = sorted([*senart, *ines_fixes], key=lambda f: f.recorded_at)
         emit(f"\n2) Karim and Inès drive around Sénart on {_local(senart[0].recorded_at)} (Paris time): "
              f"the real trace, {len(senart)} fixes each. Karim will reply STOP while his second offer "
              "waits.")  # fmt: skip

@@ -57,17 +57,26 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
         _device: object = Depends(_DEVICE_DOC),
     ) -> Principal:
         runtime = request.app.state.runtime
-        if not runtime.settings.auth_required:
-            return OPEN_PRINCIPAL
-        authenticate = runtime.services.get("authenticate")
-        if authenticate is None:
+        if not needs_authentication(runtime):
             return OPEN_PRINCIPAL
         # the key check reads the database: off the event loop, as FastAPI ran the whole dependency
         # before it was ``async`` (which cost a thread hop even when auth is off)
-        return await run_in_threadpool(authenticate, request, scope)  # type: ignore[no-any-return]
+        return await run_in_threadpool(principal_for, runtime, request, scope)
 
     dependency.required_scope = scope  # type: ignore[attr-defined]  # lets tests find each route's scope
     return dependency
+
+
+def needs_authentication(runtime: Runtime) -> bool:
+    return bool(runtime.settings.auth_required and runtime.services.get("authenticate") is not None)
+
+
+def principal_for(runtime: Runtime, request: Request, scope: str) -> Principal:
+    """The caller, as ``require_scope(scope)`` establishes it (blocking: it may read the database).
+    For handlers that run outside FastAPI's dependencies (``routes.locations.serve_locations``)."""
+    if not needs_authentication(runtime):
+        return OPEN_PRINCIPAL
+    return runtime.services["authenticate"](request, scope)  # type: ignore[no-any-return]
 
 
 # --- the scheme (registered as runtime.services["authenticate"] by wiring/ops.py) -------------------
