@@ -8,7 +8,9 @@ document the request and the response in OpenAPI, and describe exactly what the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -158,13 +160,14 @@ async def serve_locations(app: Any, scope: Scope, receive: Receive, send: Send) 
     dependency resolution (``app.GeofenceApp``), which cost about as much CPU per 100-fix request as
     the ingest behind it. Same behaviour as ``post_locations`` (the tests go through this one): the
     body limits, ``require_scope("ingest")``'s authentication, decoding, ingest; the blocking part in
-    one thread hop."""
+    one thread hop (``_feed_thread``)."""
     runtime = app.state.runtime
     request = Request(scope, receive)
     headers: Mapping[str, str] | None = None
     try:
         body = await read_body(request, runtime.settings.ingest.max_body_bytes)
-        payload = await run_in_threadpool(_authenticated_ingest, runtime, request, body)
+        loop = asyncio.get_running_loop()
+        payload = await loop.run_in_executor(_feed_thread(), _authenticated_ingest, runtime, request, body)
         status = 200
     except HTTPException as exc:
         status, headers = exc.status_code, exc.headers
@@ -173,6 +176,17 @@ async def serve_locations(app: Any, scope: Scope, receive: Receive, send: Send) 
     raw_headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items())
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+_FEED_THREAD: list[ThreadPoolExecutor] = []
+
+
+def _feed_thread() -> ThreadPoolExecutor:
+    """The thread the lean handler runs its blocking part in: one per process, so requests are served in
+    arrival order (the ingest holds a lock anyway) and the hop skips anyio's limiter (~50 us a request)."""
+    if not _FEED_THREAD:
+        _FEED_THREAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="location-feed"))
+    return _FEED_THREAD[0]
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
