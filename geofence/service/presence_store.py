@@ -27,7 +27,7 @@ from sqlmodel import Session
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.presence import Presence, PresenceState
-from geofence.service.driver_sql import DriverSql, time_binder
+from geofence.service.driver_sql import DriverSql, execute, time_binder
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import (
     LocationFixRow,
@@ -195,7 +195,7 @@ class SqlPresenceStore:
             return
         self._followed = True
         conn = self.session.connection()
-        clock = _CLOCK.run(conn).first()
+        clock = next(iter(_CLOCK.run(conn).fetchall()), None)
         seq, resets = (int(clock[0]), int(clock[1])) if clock is not None else (0, 0)
         if cache.seq is None or resets != cache.resets:
             cache.clear()  # first look, or an erasure: nothing cached can be trusted
@@ -204,7 +204,7 @@ class SqlPresenceStore:
         if seq == cache.seq:
             return
         # every tick up to ``seq`` has committed (ticks commit in order); later ones may show up too
-        rows = conn.exec_driver_sql(_FEED.format(int(cache.seq)))
+        rows = execute(conn, _FEED.format(int(cache.seq)))
         if conn.dialect.name == "sqlite":
             heads = [(d, v, rv, _sqlite_time(t)) for d, v, rv, t in rows]
         else:
@@ -258,12 +258,12 @@ class SqlPresenceStore:
             rows = [to_presence(r) for r in conn.execute(select(PRESENCES).where(_C.device_id.in_(chunk)))]
             return heads, rows
         ids = (json.dumps(chunk),)
-        heads = [(d, v, rv, _sqlite_time(t)) for d, v, rv, t in conn.exec_driver_sql(_SQLITE_HEADS, ids)]
+        heads = [(d, v, rv, _sqlite_time(t)) for d, v, rv, t in execute(conn, _SQLITE_HEADS, ids)]
         rows = [
             Presence(d, z, _STATES[state], _sqlite_time(since), _sqlite_time(last), _sqlite_time(entered),
                      visit, pending, bool(dwelled), lat, lng, version)
             for d, z, state, since, last, entered, visit, pending, dwelled, lat, lng, version
-            in conn.exec_driver_sql(_SQLITE_PRESENCES, ids)
+            in execute(conn, _SQLITE_PRESENCES, ids)
         ]
         return heads, rows
 
@@ -274,7 +274,8 @@ class SqlPresenceStore:
         never wait for each other's rows in opposite orders."""
         if self._tick is None:
             conn = self.session.connection()
-            tick = _TICK.run(conn).scalar()
+            rows = _TICK.run(conn).fetchall()  # all: SQLite finishes the statement
+            tick = rows[0][0] if rows else None
             if tick is None:  # a schema made before the clock row (``create_schema`` makes it)
                 try:
                     _CLOCK_INSERT.run(conn)
@@ -459,10 +460,10 @@ class SqlEventStore:
         conn = self.session.connection()
         device_ids = sorted({e.device_id for e in events})
         if conn.dialect.name == "sqlite":
-            found = conn.exec_driver_sql(_SQLITE_CUSTOMERS, (json.dumps(device_ids),))
+            found = execute(conn, _SQLITE_CUSTOMERS, (json.dumps(device_ids),))
         else:
-            found = conn.exec_driver_sql(_PG_CUSTOMERS, (device_ids,))
-        customers = dict(found.all())  # type: ignore[arg-type]
+            found = execute(conn, _PG_CUSTOMERS, (device_ids,))
+        customers = dict(found.fetchall())
         time = time_binder(conn)
         received = time(recorded_at)
         _EVENT_INSERT.run(
