@@ -148,7 +148,6 @@ def bench_in_process(url: str, w: Workload, n_fixes: int, batch: int, subscriber
     import msgspec
 
     from geofence.events import EventBus
-    from geofence.service.db import background_checkpoints
     from geofence.service.routes.locations import decode_fixes
     from geofence.service.runtime import build_runtime
     from geofence.service.settings import Settings
@@ -161,8 +160,7 @@ def bench_in_process(url: str, w: Workload, n_fixes: int, batch: int, subscriber
         runtime.bus = EventBus()
     service = runtime.services["geofence"]
     build_s = time.perf_counter() - t0
-    gc.freeze()  # as the app's lifespan does once started, and its background WAL checkpoints
-    checkpointer = background_checkpoints(runtime.engine)
+    gc.freeze()  # as the app's lifespan does once started
     positions = list(w.homes)
     rng = random.Random(3)
     start = datetime.now(UTC) - timedelta(hours=2)
@@ -222,8 +220,6 @@ def bench_in_process(url: str, w: Workload, n_fixes: int, batch: int, subscriber
     wall, cpu = _timed(run_json)
     out.update(json_events=events, json_ingest_fixes_per_s=n_fixes / wall,
                json_ingest_fixes_per_cpu_s=n_fixes / cpu)
-    if checkpointer is not None:
-        checkpointer.stop()
     return out
 
 

@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from starlette.types import Receive, Scope, Send
 
-from geofence.service.db import background_checkpoints
 from geofence.service.jobs import build_scheduler
 from geofence.service.routes import all_routers
 from geofence.service.routes.locations import serve_locations
@@ -57,7 +56,6 @@ def create_app(
         # the zone index and the rest of start-up live as long as the process: keep their objects out
         # of the collector's passes (measured: GC fell from ~3.4 to ~0.3 us per ingested fix)
         gc.freeze()
-        checkpointer = background_checkpoints(runtime.engine)  # SQLite: no commit pays for a checkpoint
         scheduler = build_scheduler(runtime, ("api", "worker")) if start_jobs else None
         if scheduler:
             scheduler.start()
@@ -66,8 +64,6 @@ def create_app(
         finally:
             if scheduler:
                 scheduler.shutdown(wait=False)
-            if checkpointer:
-                checkpointer.stop()
 
     app = GeofenceApp(
         title="Geofence engine",

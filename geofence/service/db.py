@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,57 +39,6 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-
-
-class WalCheckpointer:
-    """Checkpoints a SQLite file's WAL from a thread of its own, every ``every_s``.
-
-    Why: with only SQLite's automatic checkpoint, the commit that fills ``wal_autocheckpoint`` pages copies
-    the WAL back into the database file and syncs it, inside the request that committed: measured with
-    100-fix ingest batches, one commit in a few hundred took 100-260 ms, which is the feed's p99 over
-    HTTP. Here the copy runs beside the requests (the sqlite3 module releases the GIL while SQLite works)
-    and PASSIVE: it never waits for, nor blocks, a reader or a writer. The automatic checkpoint stays as
-    the safety net, and the WAL rarely reaches it."""
-
-    def __init__(self, path: str, *, every_s: float = 0.25) -> None:
-        self.path = path
-        self.every_s = every_s
-        self.runs = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self.path, timeout=1.0)
-        try:
-            while not self._stop.wait(self.every_s):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.runs += 1
-                except sqlite3.Error as exc:  # busy with another checkpoint: next time
-                    logging.getLogger(__name__).debug("WAL checkpoint skipped: %s", exc)
-        finally:
-            conn.close()
-
-
-def background_checkpoints(engine: Engine) -> WalCheckpointer | None:
-    """A started ``WalCheckpointer`` for a file SQLite engine (None for PostgreSQL or memory)."""
-    url = engine.url
-    if engine.dialect.name != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    checkpointer = WalCheckpointer(url.database)
-    checkpointer.start()
-    return checkpointer
 
 
 def is_postgres(engine: Engine) -> bool:
