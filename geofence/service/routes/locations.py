@@ -8,9 +8,7 @@ document the request and the response in OpenAPI, and describe exactly what the 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,9 +18,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
+from geofence.ingest import FixResult
 from geofence.service import clock
 from geofence.service.deps import RuntimeDep
+from geofence.service.location_feed import LocationFeed
 from geofence.service.security import Principal, principal_for, require_scope
 
 router = APIRouter(tags=["locations"])
@@ -158,16 +159,15 @@ async def post_locations(
 async def serve_locations(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
     """``POST /v1/locations`` as a plain ASGI handler, ahead of FastAPI's middleware, routing and
     dependency resolution (``app.GeofenceApp``), which cost about as much CPU per 100-fix request as
-    the ingest behind it. Same behaviour as ``post_locations`` (the tests go through this one): the
-    body limits, ``require_scope("ingest")``'s authentication, decoding, ingest; the blocking part in
-    one thread hop (``_feed_thread``)."""
+    the ingest behind it. Same behaviour as ``post_locations`` (the tests go through both): the body
+    limits, ``require_scope("ingest")``'s authentication, decoding, ingest. The blocking part runs in
+    the feed's thread (``location_feed``), which coalesces requests waiting together."""
     runtime = app.state.runtime
     request = Request(scope, receive)
     headers: Mapping[str, str] | None = None
     try:
         body = await read_body(request, runtime.settings.ingest.max_body_bytes)
-        loop = asyncio.get_running_loop()
-        payload = await loop.run_in_executor(_feed_thread(), _authenticated_ingest, runtime, request, body)
+        payload = await FEED.submit(runtime, request, body)
         status = 200
     except HTTPException as exc:
         status, headers = exc.status_code, exc.headers
@@ -176,17 +176,6 @@ async def serve_locations(app: Any, scope: Scope, receive: Receive, send: Send) 
     raw_headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items())
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": payload})
-
-
-_FEED_THREAD: list[ThreadPoolExecutor] = []
-
-
-def _feed_thread() -> ThreadPoolExecutor:
-    """The thread the lean handler runs its blocking part in: one per process, so requests are served in
-    arrival order (the ingest holds a lock anyway) and the hop skips anyio's limiter (~50 us a request)."""
-    if not _FEED_THREAD:
-        _FEED_THREAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="location-feed"))
-    return _FEED_THREAD[0]
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -208,35 +197,45 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-def _authenticated_ingest(runtime: Any, request: Request, body: bytes) -> bytes:
-    return ingest_body(runtime, body, principal_for(runtime, request, "ingest"))
+def prepare(runtime: Any, request: Request, body: bytes) -> tuple[list[LocationFix], dict[int, str]]:
+    """Authenticate (``ingest`` scope), decode, and refuse the fixes of devices the caller may not post for
+    (blocking: the key check reads the database)."""
+    return _decode_for(runtime, body, principal_for(runtime, request, "ingest"))
 
 
-def ingest_body(runtime: Any, body: bytes, principal: Principal) -> bytes:
-    """Decode, check the caller may post for each device, ingest, and encode the answer (blocking)."""
+def _decode_for(runtime: Any, body: bytes, principal: Principal) -> tuple[list[LocationFix], dict[int, str]]:
     fixes, refused = decode_fixes(body, runtime.settings.ingest.max_batch)
     if principal.device_id is not None:
         for i, fix in enumerate(fixes):
             if i not in refused and not principal.may_act_for_device(fix.device_id):
                 refused[i] = "device_not_allowed"
+    return fixes, refused
+
+
+def ingest_body(runtime: Any, body: bytes, principal: Principal) -> bytes:
+    """Decode, ingest and encode the answer, in the calling thread (``post_locations``)."""
+    fixes, refused = _decode_for(runtime, body, principal)
     service = runtime.services.get("geofence")
     if service is None:
         raise HTTPException(503, detail="the presence service is not available")
     outcome = service.ingest(fixes, at=clock.now(), refused=refused)
-    return _encoder.encode(render_outcome(outcome))
+    return render(outcome.results, outcome.events)
 
 
-def render_outcome(outcome: Any) -> dict[str, Any]:
-    results = [{"status": r.status, "reason": r.reason} for r in outcome.results]
+def render(results: Sequence[FixResult], events: Sequence[ZoneEvent]) -> bytes:
+    """The answer (``IngestOut``) to a request's fixes: a result each, and the events of its devices."""
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    for r in outcome.results:
+    for r in results:
         counts[r.status] += 1
-    return {
+    return _encoder.encode({
         "accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
-        "results": results,
+        "results": [{"status": r.status, "reason": r.reason} for r in results],
         "events": [
             {"id": e.id, "zone_id": e.zone_id, "device_id": e.device_id, "kind": e.kind.value, "at": e.at,
              "visit_id": e.visit_id, "reason": e.reason, "lat": e.lat, "lng": e.lng}
-            for e in outcome.events
+            for e in events
         ],
-    }
+    })
+
+
+FEED = LocationFeed(prepare, render)

@@ -1,0 +1,165 @@
+"""The thread that serves ``POST /v1/locations`` bodies: in arrival order, several as one batch under load.
+
+Why one thread: the ingest holds a per-process lock anyway; one thread with a FIFO queue serves requests
+in the order they came (a lock is not fair) and costs one hop per request, without anyio's limiter.
+
+Why coalesce: of a 100-fix request's cost, a good part is per batch, not per fix: the index's match call,
+the change-feed read, the transaction and its commit (measured in-process: ~45 us per fix in 100-fix
+batches, ~25 in 1,000-fix ones). When requests wait in the queue (the load is high), the thread takes
+them all and ingests consecutive ones with no device in common as one batch, up to ``MAX_FIXES``; each
+request still gets its own answer: its fixes' results and the events of its devices. Requests that share
+a device are never merged, so a device's fixes are processed exactly as if the requests came one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from geofence.events import ZoneEvent
+from geofence.fixes import LocationFix
+from geofence.ingest import FixResult
+
+log = logging.getLogger(__name__)
+
+MAX_FIXES = 1000  # one merged batch at most (the largest request allowed on its own)
+MAX_JOBS = 32  # requests taken from the queue at once
+
+Prepared = tuple[list[LocationFix], dict[int, str]]
+
+
+@dataclass(eq=False)
+class FeedJob:
+    """One request: what it carries in (``context``: the runtime and the request; ``body``) and out."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[bytes]
+    runtime: Any
+    context: Any
+    body: bytes
+    fixes: list[LocationFix] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+    devices: set[str] = field(default_factory=set)
+
+    def resolve(self, payload: bytes | None = None, error: BaseException | None = None) -> None:
+        def settle() -> None:
+            if self.future.done():  # the client went away and the request was cancelled
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(payload)  # type: ignore[arg-type]
+
+        try:
+            self.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop is closed: nobody is waiting
+            pass
+
+
+class LocationFeed:
+    """``submit`` from the event loop; ``prepare`` (authenticate, decode: may raise ``HTTPException``) and
+    ``render`` (results, events -> body) are the route's; ``service.ingest`` is the use case."""
+
+    def __init__(
+        self,
+        prepare: Callable[[Any, Any, bytes], Prepared],
+        render: Callable[[Sequence[FixResult], Sequence[ZoneEvent]], bytes],
+    ) -> None:
+        self._prepare = prepare
+        self._render = render
+        self._queue: queue.SimpleQueue[FeedJob] = queue.SimpleQueue()
+        self._start = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # ingest calls, and requests served: their ratio is the coalescing achieved
+        self.requests = 0
+
+    def submit(self, runtime: Any, context: Any, body: bytes) -> asyncio.Future[bytes]:
+        loop = asyncio.get_running_loop()
+        job = FeedJob(loop, loop.create_future(), runtime, context, body)
+        if self._thread is None:
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="location-feed", daemon=True)
+                    self._thread.start()
+        self._queue.put(job)
+        return job.future
+
+    def _run(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            while len(jobs) < MAX_JOBS:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self.serve(jobs)
+            except Exception as exc:  # a bug here must not stop the feed: fail what is left, go on
+                log.exception("location feed failed")
+                for job in jobs:
+                    job.resolve(error=exc)
+
+    def serve(self, jobs: list[FeedJob]) -> None:
+        """Prepare each job, then ingest runs of consecutive jobs with disjoint devices as one batch."""
+        group: list[FeedJob] = []
+        devices: set[str] = set()
+        size = 0
+        for job in jobs:
+            try:
+                job.fixes, job.refused = self._prepare(job.runtime, job.context, job.body)
+            except Exception as exc:
+                job.resolve(error=exc)
+                continue
+            job.devices = {f.device_id for f in job.fixes}
+            if group and (
+                size + len(job.fixes) > MAX_FIXES or job.runtime is not group[0].runtime
+                or not devices.isdisjoint(job.devices)
+            ):
+                self._ingest(group)
+                group, devices, size = [], set(), 0
+            group.append(job)
+            devices |= job.devices
+            size += len(job.fixes)
+        if group:
+            self._ingest(group)
+
+    def _ingest(self, group: list[FeedJob]) -> None:
+        from fastapi import HTTPException
+
+        from geofence.service import clock
+
+        self.batches += 1
+        self.requests += len(group)
+        service = group[0].runtime.services.get("geofence")
+        if service is None:
+            for job in group:
+                job.resolve(error=HTTPException(503, detail="the presence service is not available"))
+            return
+        if len(group) == 1:
+            fixes, refused = group[0].fixes, group[0].refused
+        else:
+            fixes, refused = [], {}
+            for job in group:
+                refused.update((len(fixes) + i, reason) for i, reason in job.refused.items())
+                fixes.extend(job.fixes)
+        try:
+            outcome = service.ingest(fixes, at=clock.now(), refused=refused)
+        except Exception as exc:
+            for job in group:
+                job.resolve(error=exc)
+            return
+        if len(group) == 1:
+            group[0].resolve(self._render(outcome.results, outcome.events))
+            return
+        owner = {d: job for job in group for d in job.devices}
+        start = 0
+        for job in group:
+            end = start + len(job.fixes)
+            events = [e for e in outcome.events if owner.get(e.device_id) is job]
+            job.resolve(self._render(outcome.results[start:end], events))
+            start = end

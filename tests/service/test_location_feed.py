@@ -1,0 +1,80 @@
+"""The location feed's thread coalesces waiting requests: consecutive ones with no device in common are
+ingested as one batch, and each still gets exactly its own results and its own devices' events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi import HTTPException
+from freezegun import freeze_time
+
+from geofence.service.app import create_app
+from geofence.service.location_feed import FeedJob, LocationFeed
+from geofence.service.routes.locations import prepare, render
+from tests.geofence.tracks import STORE, offset
+from zones.model import Circle, Zone
+
+NOW = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
+
+
+def fix(device_id: str, north_m: float = 0.0, t: datetime = NOW, **kw: object) -> dict[str, object]:
+    lat, lng = offset(*STORE, north_m, 0.0)
+    at = t.isoformat()
+    return {"device_id": device_id, "lat": lat, "lng": lng, "accuracy_m": 10, "recorded_at": at, **kw}
+
+
+@pytest.fixture
+def runtime(settings, engine):
+    app = create_app(settings, engine=engine)
+    runtime = app.state.runtime
+    runtime.services.pop("location_consent_filter", None)
+    runtime.services["geofence"].save_zones([Zone("store", "Store", Circle(*STORE, 60))], at=NOW)
+    return runtime
+
+
+def serve(feed: LocationFeed, runtime, bodies: list[bytes]) -> list[object]:
+    """Serve these bodies as if they had waited in the queue together; their answers (or errors)."""
+    loop = asyncio.new_event_loop()
+    try:
+        jobs = [FeedJob(loop, loop.create_future(), runtime, None, body) for body in bodies]
+        feed.serve(jobs)
+        loop.run_until_complete(asyncio.sleep(0))
+        return [json.loads(j.future.result()) if j.future.exception() is None else j.future.exception()
+                for j in jobs]
+    finally:
+        loop.close()
+
+
+def test_requests_without_common_devices_share_one_batch_and_keep_their_own_answers(runtime):
+    feed = LocationFeed(prepare, render)
+    later = NOW + timedelta(seconds=5)
+    bodies = [
+        json.dumps({"fixes": [fix("dev-1"), fix("dev-2", north_m=5_000)]}).encode(),
+        json.dumps({"fixes": [fix("dev-3"), fix("dev-4", lat="north")]}).encode(),  # undecodable 2nd fix
+        b"{not json",
+        json.dumps({"fixes": [fix("dev-1", t=later), fix("dev-5", north_m=5_000)]}).encode(),  # dev-1 again
+    ]
+    with freeze_time(NOW + timedelta(seconds=10)):
+        a, b, bad, c = serve(feed, runtime, bodies)
+    assert feed.batches == 2 and feed.requests == 3  # a and b together; c after them (it shares dev-1)
+    assert [r["status"] for r in a["results"]] == ["accepted", "accepted"]
+    assert [(e["device_id"], e["kind"]) for e in a["events"]] == [("dev-1", "enter")]
+    assert b["results"][0] == {"status": "accepted", "reason": None}
+    assert b["results"][1]["status"] == "rejected" and b["results"][1]["reason"].startswith("invalid")
+    assert [(e["device_id"], e["kind"]) for e in b["events"]] == [("dev-3", "enter")]
+    assert isinstance(bad, HTTPException) and bad.status_code == 422
+    assert c["accepted"] == 2 and c["events"] == []  # dev-1 already inside: as if c came alone, after a
+
+
+def test_a_request_alone_is_its_own_batch_and_an_unavailable_service_is_a_503(runtime):
+    feed = LocationFeed(prepare, render)
+    with freeze_time(NOW):
+        (only,) = serve(feed, runtime, [json.dumps(fix("dev-9")).encode()])
+    assert only["accepted"] == 1 and feed.batches == 1
+    runtime.services.pop("geofence")
+    with freeze_time(NOW):
+        (gone,) = serve(feed, runtime, [json.dumps(fix("dev-9")).encode()])
+    assert isinstance(gone, HTTPException) and gone.status_code == 503
