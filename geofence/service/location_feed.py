@@ -115,7 +115,8 @@ class LocationFeed:
             except Exception as exc:
                 job.resolve(error=exc)
                 continue
-            job.devices = {f.device_id for f in job.fixes}
+            refused = job.refused
+            job.devices = {f.device_id for i, f in enumerate(job.fixes) if i not in refused}
             if group and (
                 size + len(job.fixes) > MAX_FIXES or job.runtime is not group[0].runtime
                 or not devices.isdisjoint(job.devices)
