@@ -21,6 +21,7 @@ from sqlmodel import Session, SQLModel, create_engine
 # and ``journal_size_limit`` cuts the file back to half of it on reset.
 WAL_RESTART_BYTES = 64 * 2**20
 WAL_LOOK_EVERY_S = 1.0  # how often the WAL file's size is looked at (per engine)
+WAL_RESTART_WAIT_MS = 50  # how long the RESTART checkpoint may wait for readers (and hold off writers)
 
 
 def make_engine(url: str) -> Engine:
@@ -70,7 +71,15 @@ def _restart_long_wal(engine: Engine, wal_path: str) -> None:
         except OSError:
             return
         if size > WAL_RESTART_BYTES:
-            conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            # it holds off new writers while it waits for readers: wait briefly (a long read elsewhere,
+            # an export, must not stall the feed), and try again at the next look
+            raw = conn.connection.driver_connection
+            timeout_ms = raw.execute("PRAGMA busy_timeout").fetchall()[0][0]
+            raw.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
+            try:
+                raw.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -21,9 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import HTTPException
+
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.ingest import FixResult
+from geofence.service import clock
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +133,6 @@ class LocationFeed:
             self._ingest(group)
 
     def _ingest(self, group: list[FeedJob]) -> None:
-        from fastapi import HTTPException
-
-        from geofence.service import clock
-
         self.batches += 1
         self.requests += len(group)
         service = group[0].runtime.services.get("geofence")
