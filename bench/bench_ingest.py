@@ -21,14 +21,16 @@ The database is a SQLite file (WAL); PostgreSQL with ``--database-url``. The con
 registered (no customers exist in the benchmark database: every fix would be dropped unprocessed), nor
 are the campaign subscribers unless --with-subscribers.
 
-In-process: ``GeofenceService.ingest`` (checks, per-device screening, ``match_many``, one head read per
-busy device, versioned writes of what changed, events) on pre-built fixes, batches of ``--batch``
+In-process: ``GeofenceService.ingest`` (checks, per-device screening, ``match_many``, one change-feed read
+per batch, busy devices from the presence cache, versioned writes of what changed, events) on pre-built
+fixes, batches of ``--batch``
 (1,000), and the same including msgspec decoding of the JSON body as the route does. Rates are given per
 second of wall time and per second of CPU time of the process (``*_cpu``: less sensitive to other jobs on
 the box), and per round of every device (``round_N``: round 1 is the settling round).
 
-HTTP: ``uvicorn --workers N`` with ``POST /v1/locations`` of 100-fix JSON bodies from ``--clients``
-processes (persistent connections) for ``--http-seconds``; latency is per request, client side. In the
+HTTP: ``uvicorn --workers N`` with ``POST /v1/locations`` (the lean handler and its feed thread, see
+docs/presence.md) of 100-fix JSON bodies from ``--clients`` processes (persistent connections) for
+``--http-seconds``; latency is per request, client side. In the
 sparse workload each client first posts two untimed rounds, reported apart: its devices' cold round and
 the settling round (the first fix after the enters: pending enters confirmed, and each worker reads
 every device once, since a device's requests land on either worker), then the timed steady rounds.
