@@ -27,7 +27,8 @@ WAL_RESTART_WAIT_MS = 50  # how long the RESTART checkpoint may wait for readers
 def make_engine(url: str) -> Engine:
     """Create an engine; file SQLite gets WAL and a busy timeout so the API and dispatcher can share it."""
     if url.startswith("sqlite"):
-        if url in ("sqlite://", "sqlite:///:memory:"):
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")
+        if in_memory:
             engine = create_engine(
                 url, connect_args={"check_same_thread": False}, poolclass=StaticPool
             )
@@ -41,7 +42,7 @@ def make_engine(url: str) -> Engine:
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
-            if url not in ("sqlite://", "sqlite:///:memory:"):
+            if not in_memory:
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 # checkpoint every ~40 MB of WAL, not every 4 MB: a page rewritten by many small ingest
@@ -50,7 +51,7 @@ def make_engine(url: str) -> Engine:
                 cur.execute(f"PRAGMA journal_size_limit={WAL_RESTART_BYTES // 2}")
             cur.close()
 
-        if url not in ("sqlite://", "sqlite:///:memory:") and engine.url.database:
+        if not in_memory and engine.url.database:
             _restart_long_wal(engine, engine.url.database + "-wal")
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

@@ -19,7 +19,7 @@ def get_runtime(request: Request) -> Runtime:
 # ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request for an
 # attribute read
 async def runtime_dep(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return get_runtime(request)
 
 
 async def get_settings_dep(request: Request) -> Settings:

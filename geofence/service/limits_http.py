@@ -13,6 +13,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastapi import HTTPException
@@ -99,10 +100,10 @@ class BodySizeLimit:
             return
         declared = _content_length(scope)
         if declared == -1:
-            await _send_error(send, 400, "invalid Content-Length header")
+            await send_error(send, 400, "invalid Content-Length header")
             return
         if declared is not None and declared > self.max_bytes:
-            await _send_error(send, 413, self._reason())
+            await send_error(send, 413, self._reason())
             return
         received = 0
         started = False
@@ -127,7 +128,7 @@ class BodySizeLimit:
         except BodyTooLarge:
             if started:  # the app answered before reading everything; nothing more we can say
                 return
-            await _send_error(send, 413, self._reason())
+            await send_error(send, 413, self._reason())
 
     def _reason(self) -> str:
         return str(BodyTooLarge(self.max_bytes).detail)
@@ -145,13 +146,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_error(send: Send, status: int, reason: str) -> None:
+async def send_error(
+    send: Send, status: int, reason: object, headers: Mapping[str, str] | None = None
+) -> None:
+    """An error answer as FastAPI gives one (``{"detail": reason}``), for plain ASGI code."""
     body = json.dumps({"detail": reason}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items())
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

@@ -8,7 +8,7 @@ document the request and the response in OpenAPI, and describe exactly what the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -23,6 +23,7 @@ from geofence.fixes import LocationFix
 from geofence.ingest import FixResult
 from geofence.service import clock
 from geofence.service.deps import RuntimeDep
+from geofence.service.limits_http import send_error
 from geofence.service.location_feed import LocationFeed
 from geofence.service.security import Principal, principal_for, require_scope
 
@@ -164,17 +165,14 @@ async def serve_locations(app: Any, scope: Scope, receive: Receive, send: Send) 
     the feed's thread (``location_feed``), which coalesces requests waiting together."""
     runtime = app.state.runtime
     request = Request(scope, receive)
-    headers: Mapping[str, str] | None = None
     try:
         body = await read_body(request, runtime.settings.ingest.max_body_bytes)
         payload = await FEED.submit(runtime, request, body)
-        status = 200
     except HTTPException as exc:
-        status, headers = exc.status_code, exc.headers
-        payload = _encoder.encode({"detail": exc.detail})
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    raw_headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items())
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send_error(send, exc.status_code, exc.detail, exc.headers)
+        return
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
