@@ -71,7 +71,9 @@ class ZoneLookup(Protocol):
 
     def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> ZoneMatches: ...
 
-    def signed_distance_m(self, zone_id: str, lat: float, lng: float) -> float: ...
+    def signed_distance_m(
+        self, zone_id: str, lat: float, lng: float, inside: bool | None = None
+    ) -> float: ...
 
     def __contains__(self, zone_id: object) -> bool: ...
 
@@ -651,8 +653,8 @@ class Ingestor:
         if len(zone_ids) - len(extra) != summary.count:
             return False  # a steady zone the fix is not in: stepped
         index = self.index
-        for zone_id in extra:
-            d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
+        for zone_id in extra:  # hits: the index found the centre inside
+            d = index.signed_distance_m(zone_id, fix.lat, fix.lng, True)
             if not leaves_outside_alone(fix, d, self.policy_for(zone_id)):
                 return False
         self.shallow_skips += 1
@@ -741,7 +743,7 @@ class Ingestor:
                     continue  # removed: its presences are closed by the zone's removal
                 p = current.get(zone_id)
                 if p is None:  # no presence: only a fix deep enough for its accuracy can start one
-                    d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
+                    d = index.signed_distance_m(zone_id, fix.lat, fix.lng, zone_id in inside_set)
                     if skip and leaves_outside_alone(fix, d, self.policy_for(zone_id)):
                         continue  # a hit too shallow (or too imprecise) to start an enter
                     p = Presence(fix.device_id, zone_id)
@@ -757,7 +759,7 @@ class Ingestor:
                     # and the index just said it is (it agrees with signed_distance_m's sign exactly)
                     d = CENTRE_INSIDE
                 else:
-                    d = index.signed_distance_m(zone_id, fix.lat, fix.lng)
+                    d = index.signed_distance_m(zone_id, fix.lat, fix.lng, zone_id in inside_set)
                 new, fired = step(p, fix, d, self.policy_for(zone_id), speed_mps=speed)
                 if new is not p:
                     current[zone_id] = new

@@ -25,10 +25,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import shapely
 import shapely.affinity
-from shapely.geometry import MultiPolygon, Point, Polygon, box
+from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
+from zones.boundary import Rings
+from zones.boundary import distance_m as boundary_distance_m
+from zones.boundary import rings as ring_arrays
 from zones.errors import ZoneError
 from zones.model import Area, Circle, Zone
 from zones.sizing import MAX_RADIUS_M, MIN_RADIUS_M, check_radius
@@ -300,13 +303,18 @@ def area_m2(zone: Zone) -> float:
     return _area_m2(zone_shape(zone))
 
 
-def signed_distance_m(zone: Zone, lat: float, lng: float, shape: BaseGeometry | None = None) -> float:
+def signed_distance_m(
+    zone: Zone, lat: float, lng: float, shape: BaseGeometry | None = None, rings: Rings | None = None,
+    inside: bool | None = None,
+) -> float:
     """Distance from ``lat, lng`` to the zone boundary in metres: ``< 0`` inside, ``> 0`` outside.
 
     Circles: great-circle distance to the centre minus the radius. Areas: planar distance to the boundary in a
-    local metric projection centred on the point. The sign always agrees with containment in ``zone_shape``
-    (in the sub-metre band where the 128-gon and the true circle differ, the value is clamped to ±1 mm;
-    only a circle's band asks the polygon, ``CIRCLE_SIGN_MARGIN``).
+    local metric projection centred on the point (``to_local_m``; computed by ``zones.boundary`` over the
+    shape's ``rings``, which a caller asking often passes in). The sign always agrees with containment in
+    ``zone_shape`` (in the sub-metre band where the 128-gon and the true circle differ, the value is clamped
+    to ±1 mm; only a circle's band asks the polygon, ``CIRCLE_SIGN_MARGIN``). A caller that already knows
+    whether the shape contains the point (``ZoneIndex.match_many`` is exact) passes ``inside``.
     """
     g = zone.geometry
     if isinstance(g, Circle):
@@ -316,10 +324,10 @@ def signed_distance_m(zone: Zone, lat: float, lng: float, shape: BaseGeometry | 
             # antimeridian (where the polygon is split and a point on the cut is on its boundary)
             return d
     shape = zone_shape(zone) if shape is None else shape
-    inside = bool(shapely.contains_xy(shape, lng, lat))
+    if inside is None:
+        inside = bool(shapely.contains_xy(shape, lng, lat))
     if not isinstance(g, Circle):
-        local = to_local_m(shape, lat, lng)
-        d = shapely.distance(local.boundary, Point(0.0, 0.0))
+        d = boundary_distance_m(ring_arrays(shape) if rings is None else rings, lat, lng, M_PER_DEG)
         d = -d if inside else d
     if inside and d >= 0:
         return -1e-3

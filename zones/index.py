@@ -27,6 +27,8 @@ from h3.api import basic_int as h3i
 from shapely.geometry.base import BaseGeometry
 
 from zones import kernel
+from zones.boundary import Rings
+from zones.boundary import rings as ring_arrays
 from zones.cells import circle_covers, circle_margins_m, cover, disk_k, haversine_many
 from zones.errors import ZoneError
 from zones.geometry import EARTH_RADIUS_M, checked_shape, haversine_m, reference_latlng, signed_distance_m
@@ -90,6 +92,7 @@ class _Entry:
     ref: tuple[float, float]
     reach_m: float  # distance from ref to the farthest point of the zone
     bounds: tuple[float, float, float, float]
+    rings: Rings | None = None  # an area's boundary arrays, made on first use (``signed_distance_m``)
 
 
 @dataclass
@@ -559,10 +562,13 @@ class ZoneIndex:
         out.sort(key=lambda t: t[1])
         return out
 
-    def signed_distance_m(self, zone_id: str, lat: float, lng: float) -> float:
-        """Metres from ``lat, lng`` to the zone boundary: < 0 inside, > 0 outside."""
+    def signed_distance_m(self, zone_id: str, lat: float, lng: float, inside: bool | None = None) -> float:
+        """Metres from ``lat, lng`` to the zone boundary: < 0 inside, > 0 outside. ``inside``: whether the
+        zone contains the point, when the caller knows it from ``match_many`` (saves the polygon test)."""
         e = self._entry(zone_id)
-        return signed_distance_m(e.zone, lat, lng, shape=e.shape)
+        if e.rings is None and not isinstance(e.zone.geometry, Circle):
+            e.rings = ring_arrays(e.shape)
+        return signed_distance_m(e.zone, lat, lng, shape=e.shape, rings=e.rings, inside=inside)
 
 
 _RAD = math.pi / 180.0
