@@ -100,8 +100,13 @@ _HEAD_INSERT = DriverSql(
 )
 _TICK = DriverSql("UPDATE presence_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq")
 _CLOCK_INSERT = DriverSql("INSERT INTO presence_clock (id, seq, resets) VALUES (1, 1, 0)")
-_CLOCK = DriverSql("SELECT seq, resets FROM presence_clock WHERE id = 1")
-_FEED = "SELECT device_id, version, rows_version, last_fix_at FROM presence_heads WHERE seq > {}"
+# the clock, and the heads stamped after the last tick seen, in one statement (one snapshot, one round
+# trip per batch): the clock's row is the one without a device
+_FEED = DriverSql(
+    "SELECT NULL, seq, resets, NULL FROM presence_clock WHERE id = 1"
+    " UNION ALL SELECT device_id, version, rows_version, last_fix_at FROM presence_heads WHERE seq > :seq"
+)
+_NO_FEED = 2**62  # a tick no head has: the first look reads the clock alone
 _SQLITE_HEADS = (
     "SELECT device_id, version, rows_version, last_fix_at FROM presence_heads"
     " WHERE device_id IN (SELECT value FROM json_each(?))"
@@ -146,16 +151,19 @@ class PresenceCache:
             del devices[next(iter(devices))]  # oldest device first (insertion order)
         devices[device_id] = stored
 
-    def apply(self, heads: Iterable[tuple[str, int, int, datetime | None]]) -> None:
+    def apply(
+        self, heads: Iterable[tuple[str, int, int, Any]], parse: Callable[[Any], datetime | None] = as_utc
+    ) -> None:
         """Heads written by anyone since the last look: a copy at another version is dropped, unless only
-        the head moved (a heartbeat: same ``rows_version``), when it moves on with it."""
+        the head moved (a heartbeat: same ``rows_version``), when it moves on with it (``parse``: the
+        stored last fix as a time; only the heads that move a copy need it)."""
         devices = self.devices
         for d, version, rows_version, last in heads:
             copy = devices.get(d)
             if copy is None or copy.version == version:
                 continue
             if copy.rows_version == rows_version and version > copy.version:
-                devices[d] = StoredDevice(copy.presences, version, last, copy.memo, rows_version)
+                devices[d] = StoredDevice(copy.presences, version, parse(last), copy.memo, rows_version)
             else:
                 del devices[d]
 
@@ -195,21 +203,18 @@ class SqlPresenceStore:
             return
         self._followed = True
         conn = self.session.connection()
-        clock = next(iter(_CLOCK.run(conn).fetchall()), None)
-        seq, resets = (int(clock[0]), int(clock[1])) if clock is not None else (0, 0)
+        rows = _FEED.run(conn, {"seq": _NO_FEED if cache.seq is None else cache.seq}).fetchall()
+        clock = next((r for r in rows if r[0] is None), None)
+        seq, resets = (int(clock[1]), int(clock[2])) if clock is not None else (0, 0)
         if cache.seq is None or resets != cache.resets:
             cache.clear()  # first look, or an erasure: nothing cached can be trusted
             cache.seq, cache.resets = seq, resets
             return
         if seq == cache.seq:
             return
-        # every tick up to ``seq`` has committed (ticks commit in order); later ones may show up too
-        rows = execute(conn, _FEED.format(int(cache.seq)))
-        if conn.dialect.name == "sqlite":
-            heads = [(d, v, rv, _sqlite_time(t)) for d, v, rv, t in rows]
-        else:
-            heads = [(d, v, rv, as_utc(t)) for d, v, rv, t in rows]
-        cache.apply(heads)
+        # every tick up to ``seq`` has committed (ticks commit in order); in this snapshot, no later one
+        heads = (r for r in rows if r[0] is not None)
+        cache.apply(heads, _sqlite_time if conn.dialect.name == "sqlite" else as_utc)
         cache.seq = seq
 
     def load(self, device_ids: Collection[str]) -> dict[str, StoredDevice]:
