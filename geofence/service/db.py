@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -110,3 +110,44 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+class ConnectionUnit:
+    """What the presence stores use of a ``Session`` (``connection``, ``execute``, ``commit``,
+    ``rollback``) on a bare Connection, checked out on first use. The ingest opens one per batch: a
+    Session's own bookkeeping cost about as much as the transaction it ran (measured: ~210 us for a
+    one-statement write, ~110 us through a Connection), and a batch away from every zone checks out
+    nothing at all."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    def connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        if not self._conn.in_transaction():
+            self._conn.begin()  # explicitly: statements on the driver's cursor do not autobegin
+        return self._conn
+
+    def execute(self, statement: Any, params: Any = None) -> Any:
+        return self.connection().execute(statement, params)
+
+    def commit(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            self._conn.commit()
+
+    def rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            self._conn.rollback()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # rolls back anything left open, returns the connection to the pool
+            self._conn = None
+
+    def __enter__(self) -> ConnectionUnit:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

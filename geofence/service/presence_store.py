@@ -27,6 +27,7 @@ from sqlmodel import Session
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.presence import Presence, PresenceState
+from geofence.service.db import ConnectionUnit
 from geofence.service.driver_sql import DriverSql, execute, time_binder
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import (
@@ -185,7 +186,7 @@ def _new_head(device_id: str, last: Any, tick: int) -> dict[str, Any]:
 
 
 class SqlPresenceStore:
-    def __init__(self, session: Session, cache: PresenceCache | None = None) -> None:
+    def __init__(self, session: Session | ConnectionUnit, cache: PresenceCache | None = None) -> None:
         self.session = session
         self.cache = cache
         self.read: dict[str, int] = {}  # head versions read in this unit of work (0: no head)
@@ -456,7 +457,7 @@ _PG_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id = ANY(%s)"
 
 
 class SqlEventStore:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session | ConnectionUnit) -> None:
         self.session = session
 
     def add(self, events: Sequence[ZoneEvent], *, recorded_at: datetime) -> None:
@@ -486,7 +487,7 @@ class SqlEventStore:
 
 
 class SqlFixStore:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session | ConnectionUnit) -> None:
         self.session = session
 
     def add(self, fixes: Sequence[LocationFix], *, received_at: datetime) -> None:
@@ -510,7 +511,8 @@ class SqlUnitOfWork:
     """One transaction over the presence stores (``geofence.store.UnitOfWork``)."""
 
     def __init__(
-        self, session: Session, *, retain_fixes: bool = False, cache: PresenceCache | None = None
+        self, session: Session | ConnectionUnit, *, retain_fixes: bool = False,
+        cache: PresenceCache | None = None,
     ) -> None:
         self.session = session
         self.presence = SqlPresenceStore(session, cache)

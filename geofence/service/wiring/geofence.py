@@ -55,6 +55,7 @@ from geofence.ingest import Ingestor, IngestOutcome
 from geofence.policy import FencePolicy, limits_from_defaults, policy_for_zone, policy_from_defaults
 from geofence.presence import Presence, PresenceState
 from geofence.service import clock
+from geofence.service.db import ConnectionUnit
 from geofence.service.metrics import FIXES, ZONE_EVENTS
 from geofence.service.presence_store import PresenceCache, SqlUnitOfWork
 from geofence.service.runtime import Job, Runtime
@@ -111,7 +112,7 @@ class GeofenceService:
         zone = self.index.get(zone_id)
         return policy_for_zone(self.policy, zone.fence, size_m=zone_size_m(zone), profile=zone.profile)
 
-    def _uow(self, session: Session) -> SqlUnitOfWork:
+    def _uow(self, session: Session | ConnectionUnit) -> SqlUnitOfWork:
         return SqlUnitOfWork(session, retain_fixes=self.retain_fixes, cache=self.presence_cache)
 
     # -- ingest -----------------------------------------------------------------------------------
@@ -125,19 +126,16 @@ class GeofenceService:
         dropped unstored with ``no_location_consent``. Events are published after the commit.
         """
         refused = dict(refused or {})
-        with Session(self.engine, expire_on_commit=False) as session:
-            consent_filter = self.runtime.services.get("location_consent_filter")
-            if consent_filter is not None and fixes:
-                candidates = {f.device_id for i, f in enumerate(fixes) if i not in refused}
+        consent_filter = self.runtime.services.get("location_consent_filter")
+        if consent_filter is not None and fixes:
+            candidates = {f.device_id for i, f in enumerate(fixes) if i not in refused}
+            with Session(self.engine) as session:
                 allowed = consent_filter(session, candidates) if candidates else set()
-                for i, f in enumerate(fixes):
-                    if i not in refused and f.device_id not in allowed:
-                        refused[i] = "no_location_consent"
-                session.rollback()  # end the read transaction before the write one
-            with self._lock:
-                outcome = self.ingestor.ingest(
-                    fixes, uow_factory=lambda: self._uow(session), at=at, refused=refused
-                )
+            for i, f in enumerate(fixes):
+                if i not in refused and f.device_id not in allowed:
+                    refused[i] = "no_location_consent"
+        with self._lock, ConnectionUnit(self.engine) as unit:
+            outcome = self.ingestor.ingest(fixes, uow_factory=lambda: self._uow(unit), at=at, refused=refused)
         for (status, reason), n in outcome.counts.items():
             FIXES.labels(status, reason.split(":", 1)[0]).inc(n)  # "invalid: <decoder message>" -> bounded
         self._publish(outcome.events)
