@@ -176,8 +176,8 @@ _ZONE_HASHES: dict[str, tuple[float, float]] = {}
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
-@dataclass(slots=True)
-class DeviceTrack:  # slots: 100,000s of them live in memory
+@dataclass(slots=True, eq=False)  # slots: 100,000s of them live in memory; eq=False: ``None in tracks``
+class DeviceTrack:  # is then an identity test, not a dataclass comparison per track
     """Last accepted fix of a device, as seen by this process (a cache, see the module docstring)."""
 
     last_fix_at: datetime
@@ -186,6 +186,17 @@ class DeviceTrack:  # slots: 100,000s of them live in memory
     accuracy_m: float
     fix_ids: tuple[str, ...] = ()  # client fix ids of its last accepted batch
     jumps: int = 0
+    at_s: float = math.nan  # ``last_fix_at`` as a POSIX timestamp (the fast lane's columns); kept with it
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.at_s):
+            self.at_s = self.last_fix_at.timestamp()
+
+    def move_to(
+        self, at: datetime, lat: float, lng: float, accuracy_m: float, fix_ids: tuple[str, ...]
+    ) -> None:
+        self.last_fix_at, self.at_s, self.lat, self.lng = at, at.timestamp(), lat, lng
+        self.accuracy_m, self.fix_ids = accuracy_m, fix_ids
 
 
 @dataclass
@@ -198,18 +209,25 @@ class IngestOutcome:
 class _Lane:
     """The fixes of one batch accepted by ``Ingestor._fast_lane`` (one per device), and the rest."""
 
-    __slots__ = ("positions", "devices", "others", "tracks", "old")
+    __slots__ = ("devices", "old", "others", "positions", "tracks")
 
     def __init__(
         self, positions: list[int], devices: list[str], others: list[int], tracks: list[DeviceTrack],
-        old: list[tuple[float, float, float, datetime, tuple[str, ...]]],
+        old: tuple[list[float], list[float], list[float], list[datetime], list[tuple[str, ...]], list[float]],
     ) -> None:
         self.positions, self.devices, self.others = positions, devices, others
-        self.tracks, self.old = tracks, old  # the devices' tracks, and what they were before the batch
+        # the devices' tracks, and what they were before the batch, as columns: lat, lng, accuracy, last
+        # fix, fix ids, its timestamp
+        self.tracks, self.old = tracks, old
+
+    def before(self, row: int) -> Undo:
+        """A device's track before the batch, as ``Ingestor._screen``'s undo has it."""
+        lat, lng, acc, at, ids, _ = self.old
+        return (lat[row], lng[row], acc[row], at[row], ids[row])
 
     def restore(self) -> None:
-        for track, old in zip(self.tracks, self.old, strict=True):
-            track.lat, track.lng, track.accuracy_m, track.last_fix_at, track.fix_ids = old
+        for track, *old in zip(self.tracks, *self.old, strict=True):
+            track.lat, track.lng, track.accuracy_m, track.last_fix_at, track.fix_ids, track.at_s = old
 
 
 def _positions_of_none(values: list[object]) -> list[int]:
@@ -223,7 +241,8 @@ def _positions_of_not_none(values: list[object]) -> list[int]:
 _DEVICE, _RECORDED_AT, _TZINFO = attrgetter("device_id"), attrgetter("recorded_at"), attrgetter("tzinfo")
 _LAT, _LNG, _ACC = attrgetter("lat"), attrgetter("lng"), attrgetter("accuracy_m")
 _SPEED, _HEADING = attrgetter("speed_mps"), attrgetter("heading_deg")
-_LAST_FIX_AT, _JUMPS = attrgetter("last_fix_at"), attrgetter("jumps")
+_LAST_FIX_AT, _JUMPS, _AT_S = attrgetter("last_fix_at"), attrgetter("jumps"), attrgetter("at_s")
+_FIX_IDS = attrgetter("fix_ids")
 _NO_TRACK = DeviceTrack(datetime.max.replace(tzinfo=UTC) - timedelta(days=1), 0.0, 0.0, 1.0, jumps=1)
 
 
@@ -378,7 +397,7 @@ class Ingestor:
                 ok &= np.fromiter(map(bool, devs), bool, n)
             safe = tracks if ok.all() else [t if ok[i] else _NO_TRACK for i, t in enumerate(tracks)]
             ts = np.fromiter(map(datetime.timestamp, times), np.float64, n)
-            pts = np.fromiter(map(datetime.timestamp, map(_LAST_FIX_AT, safe)), np.float64, n)
+            pts = np.fromiter(map(_AT_S, safe), np.float64, n)
             plat = np.fromiter(map(_LAT, safe), np.float64, n)
             plng = np.fromiter(map(_LNG, safe), np.float64, n)
             pacc = np.fromiter(map(_ACC, safe), np.float64, n)
@@ -394,16 +413,19 @@ class Ingestor:
             gap = np.sqrt(dx * dx + dy * dy) - pacc - acc
             speed = np.where(gap <= 0.0, 0.0, gap / (ts - pts))
         ok &= speed <= self.policy.max_speed_mps
-        positions = np.flatnonzero(ok).tolist()
+        picked = np.flatnonzero(ok)
+        positions = picked.tolist()
         lane_tracks = [tracks[i] for i in positions]
-        lane = _Lane(
-            positions, [devs[i] for i in positions], np.flatnonzero(~ok).tolist(), lane_tracks,
-            [(t.lat, t.lng, t.accuracy_m, t.last_fix_at, t.fix_ids) for t in lane_tracks],  # type: ignore[union-attr]
+        old = (
+            plat[picked].tolist(), plng[picked].tolist(), pacc[picked].tolist(),
+            list(map(_LAST_FIX_AT, lane_tracks)), list(map(_FIX_IDS, lane_tracks)), pts[picked].tolist(),
         )
-        lats, lngs, accs = lat.tolist(), lng.tolist(), acc.tolist()
+        others = np.flatnonzero(~ok).tolist()
+        lane = _Lane(positions, [devs[i] for i in positions], others, lane_tracks, old)  # type: ignore[arg-type]
+        lats, lngs, accs, stamps = lat.tolist(), lng.tolist(), acc.tolist(), ts.tolist()
         for i, track in zip(positions, lane_tracks, strict=True):
             fid = fixes[i].client_fix_id
-            track.last_fix_at, track.lat, track.lng = times[i], lats[i], lngs[i]
+            track.last_fix_at, track.at_s, track.lat, track.lng = times[i], stamps[i], lats[i], lngs[i]
             track.accuracy_m, track.fix_ids = accs[i], () if fid is None else (fid,)
         return lane
 
@@ -431,8 +453,7 @@ class Ingestor:
                     kept[device_id] = positions
                     undo[device_id] = (track.lat, track.lng, track.accuracy_m, pat, track.fix_ids)
                     fid = fix.client_fix_id
-                    track.last_fix_at, track.lat, track.lng = t, fix.lat, fix.lng
-                    track.accuracy_m, track.fix_ids = fix.accuracy_m, () if fid is None else (fid,)
+                    track.move_to(t, fix.lat, fix.lng, fix.accuracy_m, () if fid is None else (fid,))
                     continue
             if track is None and len(positions) == 1:
                 kept[device_id] = positions  # the first fix of a device this process sees
@@ -493,8 +514,7 @@ class Ingestor:
                 undo[device_id] = None
             else:
                 undo[device_id] = (track.lat, track.lng, track.accuracy_m, track.last_fix_at, track.fix_ids)
-                track.last_fix_at, track.lat, track.lng = last.recorded_at, last.lat, last.lng
-                track.accuracy_m, track.fix_ids = last.accuracy_m, ids
+                track.move_to(last.recorded_at, last.lat, last.lng, last.accuracy_m, ids)
         return kept, undo
 
     def _restore(self, undo: dict[str, Undo]) -> None:
@@ -502,8 +522,8 @@ class Ingestor:
             if old is None:
                 self.tracks.pop(device_id, None)
             else:
-                track = self.tracks[device_id]
-                track.lat, track.lng, track.accuracy_m, track.last_fix_at, track.fix_ids = old
+                lat, lng, accuracy_m, at, fix_ids = old
+                self.tracks[device_id].move_to(at, lat, lng, accuracy_m, fix_ids)
 
     def _apply(
         self,
@@ -576,7 +596,7 @@ class Ingestor:
                         if t - last_seen >= heartbeat:
                             seen[device_id] = t
                         continue
-                work.append((device_id, [(j, i)], lane.old[j]))  # type: ignore[union-attr]
+                work.append((device_id, [(j, i)], lane.before(j)))  # type: ignore[union-attr]
             self.steady_skips += skips
             for device_id in slow_busy:
                 rows_all = list(enumerate(kept[device_id], first[device_id]))
