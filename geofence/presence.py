@@ -24,6 +24,7 @@ inside, see ``adopt``) never emits: no enter happened, so there is no visit to d
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -37,8 +38,11 @@ IdFactory = Callable[[], str]
 
 
 def new_id() -> str:
-    """32 random hex digits (the shape of ``uuid4().hex``, at a fraction of its cost: two per enter)."""
-    return os.urandom(16).hex()
+    """32 hex digits (the shape of ``uuid4().hex``, at a fraction of its cost: two per enter), time-ordered
+    like a UUIDv7: 48 bits of Unix milliseconds, then 80 random bits. Event and visit ids are indexed, and
+    ordered ids are inserted at the right edge of their index (a page or two per commit), random ones each
+    on a page of its own. The time orders ids only; nothing is decided by it."""
+    return (time.time_ns() // 1_000_000).to_bytes(6, "big").hex() + os.urandom(10).hex()
 
 
 class PresenceState(StrEnum):

@@ -73,6 +73,9 @@ class PresenceRow(SQLModel, table=True):
     is the fix of the row's last change (the device's head has the latest fix)."""
 
     __tablename__ = "presences"
+    # one B-tree keyed by (device, zone) on SQLite: a write dirties one page there, not one in the rowid
+    # table and one in the key's index, and a device's rows lie together for the read in full
+    __table_args__ = {"sqlite_with_rowid": False}
 
     device_id: str = Field(primary_key=True)
     zone_id: str = Field(primary_key=True, index=True)
