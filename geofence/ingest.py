@@ -31,7 +31,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, is_
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -118,6 +119,7 @@ class _Summary(NamedTuple):
     h1: float
     h2: float
     until: datetime  # the first dwell due among them
+    until_s: float  # the same as a POSIX timestamp
     steady: frozenset[str]  # zones (indexed) the device is inside of with no dwell due yet, or dwelling in
     other: tuple[str, ...]  # zones of its other presences
     ok: bool  # no other presence, few enough zones for exact sums, and a stored head: may be skipped
@@ -132,15 +134,24 @@ class _Hits:
     ) -> None:
         self.found, self.n, self._hashes = found, n, hashes
         self.counts = np.bincount(found.positions, minlength=n)
+        self._sums: tuple[np.ndarray, np.ndarray] | None = None
         self._lists: tuple[list[int], list[float], list[float]] | None = None
         self._sorted: tuple[np.ndarray, list[int]] | None = None
 
-    def lists(self) -> tuple[list[int], list[float], list[float]]:
-        if self._lists is None:
+    def sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the two sums of the hashes of the zones that contain the fix."""
+        if self._sums is None:
             h1, h2 = self._hashes(self.found.ids)
             pos, zones = self.found.positions, self.found.zones
-            s1 = np.bincount(pos, weights=h1[zones], minlength=self.n)
-            s2 = np.bincount(pos, weights=h2[zones], minlength=self.n)
+            self._sums = (
+                np.bincount(pos, weights=h1[zones], minlength=self.n),
+                np.bincount(pos, weights=h2[zones], minlength=self.n),
+            )
+        return self._sums
+
+    def lists(self) -> tuple[list[int], list[float], list[float]]:
+        if self._lists is None:
+            s1, s2 = self.sums()
             self._lists = (self.counts.tolist(), s1.tolist(), s2.tolist())
         return self._lists
 
@@ -187,6 +198,16 @@ class DeviceTrack:  # is then an identity test, not a dataclass comparison per t
     fix_ids: tuple[str, ...] = ()  # client fix ids of its last accepted batch
     jumps: int = 0
     at_s: float = math.nan  # ``last_fix_at`` as a POSIX timestamp (the fast lane's columns); kept with it
+    # the steady summary (``Ingestor._summary``) of the device as stored at head version ``s_version``
+    # (0: none), under the zone policies of ``s_epoch``: ``Ingestor._steady_rows`` tests it in columns
+    s_version: int = 0
+    s_epoch: object = None
+    s_count: int = 0
+    s_h1: float = 0.0
+    s_h2: float = 0.0
+    s_until: float = 0.0
+    s_last: float = 0.0  # the stored head's last fix (timestamp), and as a time:
+    s_last_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if math.isnan(self.at_s):
@@ -209,13 +230,15 @@ class IngestOutcome:
 class _Lane:
     """The fixes of one batch accepted by ``Ingestor._fast_lane`` (one per device), and the rest."""
 
-    __slots__ = ("devices", "old", "others", "positions", "tracks")
+    __slots__ = ("devices", "old", "others", "positions", "stamps", "tracks")
 
     def __init__(
         self, positions: list[int], devices: list[str], others: list[int], tracks: list[DeviceTrack],
         old: tuple[list[float], list[float], list[float], list[datetime], list[tuple[str, ...]], list[float]],
+        stamps: np.ndarray,
     ) -> None:
         self.positions, self.devices, self.others = positions, devices, others
+        self.stamps = stamps  # the accepted fixes' times as POSIX timestamps
         # the devices' tracks, and what they were before the batch, as columns: lat, lng, accuracy, last
         # fix, fix ids, its timestamp
         self.tracks, self.old = tracks, old
@@ -243,6 +266,9 @@ _LAT, _LNG, _ACC = attrgetter("lat"), attrgetter("lng"), attrgetter("accuracy_m"
 _SPEED, _HEADING = attrgetter("speed_mps"), attrgetter("heading_deg")
 _LAST_FIX_AT, _JUMPS, _AT_S = attrgetter("last_fix_at"), attrgetter("jumps"), attrgetter("at_s")
 _FIX_IDS = attrgetter("fix_ids")
+_S_VERSION, _S_EPOCH, _S_COUNT = attrgetter("s_version"), attrgetter("s_epoch"), attrgetter("s_count")
+_S_H1, _S_H2 = attrgetter("s_h1"), attrgetter("s_h2")
+_S_UNTIL, _S_LAST = attrgetter("s_until"), attrgetter("s_last")
 _NO_TRACK = DeviceTrack(datetime.max.replace(tzinfo=UTC) - timedelta(days=1), 0.0, 0.0, 1.0, jumps=1)
 
 
@@ -271,6 +297,7 @@ class Ingestor:
         self.skip_steady = True  # off only to check that skipping changes nothing (tests)
         self.fast_lane = True  # likewise for the vectorised screen (``_fast_lane``)
         self.steady_skips = 0  # devices not stepped because steady (since start)
+        self.column_skips = 0  # of which, settled in columns by their tracks' summaries (``_steady_rows``)
         self.shallow_skips = 0  # of which, with zone hits too shallow to enter besides their steady zones
         self._policy_epoch = object()  # renewed when a zone's policy may have changed (steady summaries)
         self._hashed_ids: np.ndarray | None = None
@@ -421,7 +448,7 @@ class Ingestor:
             list(map(_LAST_FIX_AT, lane_tracks)), list(map(_FIX_IDS, lane_tracks)), pts[picked].tolist(),
         )
         others = np.flatnonzero(~ok).tolist()
-        lane = _Lane(positions, [devs[i] for i in positions], others, lane_tracks, old)  # type: ignore[arg-type]
+        lane = _Lane(positions, [devs[i] for i in positions], others, lane_tracks, old, ts[picked])  # type: ignore[arg-type]
         lats, lngs, accs, stamps = lat.tolist(), lng.tolist(), acc.tolist(), ts.tolist()
         for i, track in zip(positions, lane_tracks, strict=True):
             fid = fixes[i].client_fix_id
@@ -561,17 +588,21 @@ class Ingestor:
         busy = [devices[j] for j in fast_busy] + slow_busy
         uow = uow_factory()
         try:
-            stored = uow.presence.load(busy) if busy else {}
             changed: list[Presence] = []
             events: list[ZoneEvent] = []
             seen: dict[str, datetime] = {}  # device -> last fix, for the heads written
             open_now: set[str] = set()
+            looped, due = fast_busy, []
+            if fast_busy and self.skip_steady and lane is not None:  # steady by their tracks, in columns
+                looped, due = self._steady_rows(fixes, fast_busy, lane, hits, uow, seen, open_now)
+            loaded = [devices[j] for j in looped] + slow_busy + due
+            stored = uow.presence.load(loaded) if loaded else {}
             heartbeat = self.heartbeat
             epoch = self._policy_epoch
             counts, s1, s2 = hits.lists()
             work: list[tuple[str, list[tuple[int, int]], Undo]] = []  # devices to step
             skips = 0
-            for j in fast_busy:  # one fix each: a steady device is settled in a few comparisons
+            for j in looped:  # one fix each: a steady device is settled in a few comparisons
                 device_id = devices[j]
                 device = stored.get(device_id)
                 i = order[j]
@@ -580,6 +611,11 @@ class Ingestor:
                     summary = memo[1] if memo is not None and memo[0] is epoch else self._summary(device)
                     last_seen = device.last_fix_at
                     t = fixes[i].recorded_at
+                    if summary is not None and summary.ok and last_seen is not None:
+                        track = lane.tracks[j]  # type: ignore[union-attr]
+                        track.s_version, track.s_epoch, track.s_count = device.version, epoch, summary.count
+                        track.s_h1, track.s_h2, track.s_until = summary.h1, summary.h2, summary.until_s
+                        track.s_last, track.s_last_at = last_seen.timestamp(), last_seen
                     if (
                         summary is not None and summary.ok and last_seen is not None
                         and last_seen < t < summary.until
@@ -663,6 +699,49 @@ class Ingestor:
         self.open_devices.update(open_now)
         return events
 
+    def _steady_rows(
+        self, fixes: Sequence[LocationFix], rows: list[int], lane: _Lane, hits: _Hits, uow: UnitOfWork,
+        seen: dict[str, datetime], open_now: set[str],
+    ) -> tuple[list[int], list[str]]:
+        """The steady test of ``_apply``'s loop, in columns, for the fast-lane rows whose track holds the
+        summary of the device's current copy (same head version, same zone policies): a fix in exactly
+        the steady zones (count and hash sums), after the stored last fix and before the first dwell due.
+        Those devices are settled here (``open_now``; ``seen`` when a heartbeat is due); the loop takes the
+        other rows, decides them one by one as before, and refreshes their tracks. Returns the rows left to
+        the loop and the settled devices whose heartbeat is due (their head is written: the caller reads
+        their versions)."""
+        k = len(rows)
+        tracks = [lane.tracks[j] for j in rows]
+        devices = [lane.devices[j] for j in rows]
+        current = np.array(uow.presence.cached_versions(devices), dtype=np.int64)
+        ok = (np.fromiter(map(_S_VERSION, tracks), np.int64, k) == current) & (current > 0)
+        ok &= np.fromiter(map(is_, map(_S_EPOCH, tracks), repeat(self._policy_epoch, k)), bool, k)
+        if not ok.any():
+            return rows, []
+        r = np.array(rows, dtype=np.int64)
+        t = lane.stamps[r]
+        last = np.fromiter(map(_S_LAST, tracks), np.float64, k)
+        s1, s2 = hits.sums()
+        ok &= hits.counts[r] == np.fromiter(map(_S_COUNT, tracks), np.int64, k)
+        ok &= s1[r] == np.fromiter(map(_S_H1, tracks), np.float64, k)
+        ok &= s2[r] == np.fromiter(map(_S_H2, tracks), np.float64, k)
+        ok &= (last < t) & (t < np.fromiter(map(_S_UNTIL, tracks), np.float64, k))
+        settled = np.flatnonzero(ok).tolist()
+        self.steady_skips += len(settled)
+        self.column_skips += len(settled)
+        for x in settled:
+            if tracks[x].s_count:
+                open_now.add(devices[x])
+        due: list[str] = []
+        heartbeat = self.heartbeat
+        near = ok & (t - last >= heartbeat.total_seconds() - 1e-3)  # floats narrow it; times decide
+        for x in np.flatnonzero(near).tolist():
+            at = fixes[lane.positions[rows[x]]].recorded_at
+            if at - tracks[x].s_last_at >= heartbeat:  # type: ignore[operator]
+                seen[devices[x]] = at
+                due.append(devices[x])
+        return [rows[x] for x in np.flatnonzero(~ok).tolist()], due
+
     def _only_shallow_more(self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary) -> bool:
         """True when the fix is in every steady zone of the device and its other zone hits are all too
         shallow (or too imprecise) to start an enter: stepping the device would then change nothing
@@ -708,7 +787,7 @@ class Ingestor:
             a, b = _zone_hash(zone_id)
             count, h1, h2 = count + 1, h1 + a, h2 + b
         ok = not other and count <= MAX_SUMMED_ZONES and device.version > 0
-        summary = _Summary(count, h1, h2, until, frozenset(steady), tuple(other), ok)
+        summary = _Summary(count, h1, h2, until, until.timestamp(), frozenset(steady), tuple(other), ok)
         device.memo = (self._policy_epoch, summary)
         return summary
 

@@ -35,6 +35,11 @@ class PresenceStore(Protocol):
         """What is stored for these devices, by device id (devices with nothing stored are absent)."""
         ...
 
+    def cached_versions(self, device_ids: Sequence[str]) -> list[int]:
+        """The head version of each device's current copy that needs no read (-1 where there is none):
+        what the ingest checks its steady summaries against. Reads nothing but the change feed."""
+        ...
+
     def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
         """Write changed presences (insert ``version == 0``, delete those back outside, update the others)
         and the heads of their devices and of the devices in ``seen`` (device -> last fix processed).

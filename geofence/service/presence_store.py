@@ -218,6 +218,13 @@ class SqlPresenceStore:
         cache.apply(heads, _sqlite_time if conn.dialect.name == "sqlite" else as_utc)
         cache.seq = seq
 
+    def cached_versions(self, device_ids: Sequence[str]) -> list[int]:
+        self.follow()
+        if self.cache is None:
+            return [-1] * len(device_ids)
+        get = self.cache.devices.get
+        return [-1 if (copy := get(d)) is None else copy.version for d in device_ids]
+
     def load(self, device_ids: Collection[str]) -> dict[str, StoredDevice]:
         found: dict[str, StoredDevice] = {}
         self.follow()

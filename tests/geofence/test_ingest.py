@@ -12,7 +12,7 @@ from geofence.fixes import FixLimits, LocationFix
 from geofence.ingest import Ingestor
 from geofence.policy import FencePolicy
 from geofence.presence import PresenceState
-from geofence.service.presence_store import SqlPresenceStore, SqlUnitOfWork
+from geofence.service.presence_store import PresenceCache, SqlPresenceStore, SqlUnitOfWork
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.customers import Customer, Device
 from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
@@ -32,10 +32,12 @@ def make(index, **kw) -> Ingestor:
     return Ingestor(index, policy=FencePolicy(**kw), limits=FixLimits())
 
 
-def run(ingestor, engine, fixes, *, at=AT, retain=False, refused=None):
+def run(ingestor, engine, fixes, *, at=AT, retain=False, refused=None, cache=None):
     with Session(engine, expire_on_commit=False) as s:
-        return ingestor.ingest(fixes, uow_factory=lambda: SqlUnitOfWork(s, retain_fixes=retain), at=at,
-                               refused=refused)
+        return ingestor.ingest(
+            fixes, uow_factory=lambda: SqlUnitOfWork(s, retain_fixes=retain, cache=cache), at=at,
+            refused=refused,
+        )
 
 
 def statuses(outcome):
@@ -367,29 +369,61 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
         for _ in range(rng.randint(1, 5)):
             t += rng.choice([5, 30])
             track.append(fix(rng.choice([60, 150, 400]), 0, t, accuracy_m=rng.choice([5, 15])))
-    batches = [track[i : i + rng.randint(1, 9)] for i in range(0, len(track), 9)]
+    batches, i = [], 0  # mostly one fix a batch (the fast lane's case, where the columns decide)
+    while i < len(track):
+        size = rng.choice([1, 1, 1, 3, 9])
+        batches.append(track[i : i + size])
+        i += size
 
     def replay(eng, skip):
         ing = make(index, dwell_after=timedelta(seconds=90))
         ing.skip_steady = skip
+        cache = PresenceCache()  # as the service has: the steady summaries are then tested in columns
         events = []
         for b in batches:
-            out = run(ing, eng, b, at=T0 + timedelta(seconds=t + 10))
-            events += [(e.zone_id, e.kind.value, e.at, e.reason) for e in out.events]
+            out = run(ing, eng, b, at=T0 + timedelta(seconds=t + 10), cache=cache)
+            events.append([(e.zone_id, e.kind.value, e.at, e.reason) for e in out.events])  # per batch
         with Session(eng) as s:
             device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
         rows = sorted(
             (p.zone_id, p.state, p.last_fix_at, p.version, p.dwelled) for p in device.presences.values()
         )
-        return (events, rows, device.version, device.last_fix_at), ing.steady_skips
+        return (events, rows, device.version, device.last_fix_at), (ing.steady_skips, ing.column_skips)
 
-    fast, skips = replay(engine, True)
-    assert skips >= 10  # the fast path did run (batches of 1-9 fixes, all steady)
+    fast, (skips, column_skips) = replay(engine, True)
+    assert skips >= 10  # the fast path did run
+    assert column_skips >= 5  # and its columns too (a device's one fix in a batch, its summary known)
+    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_schema(reference_engine)
+    assert replay(reference_engine, False) == (fast, (0, 0))
+    kinds = [k for batch in fast[0] for _, k, _, _ in batch]
+    assert kinds.count("enter") >= 3 and "dwell" in kinds and "exit" in kinds
+
+
+def test_a_device_settled_in_columns_dwells_at_the_first_fix_past_its_dwell_time(engine, index, tmp_path):
+    """A device standing in the store, one fix a batch, is settled by its track's summary (columns) until
+    its dwell is due: the fix that reaches it steps the device, in the same batch as without the skips."""
+    from geofence.service.db import create_schema, make_engine
+
+    fixes = [fix(0, 0, 10 * k, accuracy_m=5) for k in range(30)]  # enter at 0 s, dwell due at 90 s
+
+    def replay(eng, skip):
+        ing = make(index, dwell_after=timedelta(seconds=90))
+        ing.skip_steady = skip
+        cache = PresenceCache()
+        per_batch = []
+        for f in fixes:
+            out = run(ing, eng, [f], at=T0 + timedelta(seconds=400), cache=cache)
+            per_batch.append([(e.kind.value, e.at) for e in out.events])
+        return per_batch, ing.column_skips
+
+    fast, column_skips = replay(engine, True)
+    assert column_skips >= 15
+    assert [k for k, batch in enumerate(fast) if batch] == [0, 9]  # ENTER, then DWELL with the 90 s fix
+    assert fast[9] == [("dwell", T0 + timedelta(seconds=90))]
     reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
     create_schema(reference_engine)
     assert replay(reference_engine, False) == (fast, 0)
-    kinds = [k for _, k, _, _ in fast[0]]
-    assert kinds.count("enter") >= 3 and "dwell" in kinds and "exit" in kinds
 
 
 def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_path(
