@@ -450,8 +450,8 @@ class Ingestor:
         others = np.flatnonzero(~ok).tolist()
         lane = _Lane(positions, [devs[i] for i in positions], others, lane_tracks, old, ts[picked])  # type: ignore[arg-type]
         lats, lngs, accs, stamps = lat.tolist(), lng.tolist(), acc.tolist(), ts.tolist()
-        for i, track in zip(positions, lane_tracks, strict=True):
-            fid = fixes[i].client_fix_id
+        for i, track in zip(positions, lane_tracks, strict=True):  # ``move_to``, spelled out: no call, and
+            fid = fixes[i].client_fix_id  # the timestamps are at hand
             track.last_fix_at, track.at_s, track.lat, track.lng = times[i], stamps[i], lats[i], lngs[i]
             track.accuracy_m, track.fix_ids = accs[i], () if fid is None else (fid,)
         return lane
