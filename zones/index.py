@@ -556,7 +556,7 @@ class ZoneIndex:
         out = []
         for j in np.flatnonzero(d - reach <= distance_m + 1.0):
             e = live[int(j)]
-            sd = signed_distance_m(e.zone, lat, lng, shape=e.shape)
+            sd = self.signed_distance_m(e.zone.id, lat, lng)  # the entry's cached rings
             if sd <= distance_m:
                 out.append((e.zone.id, sd))
         out.sort(key=lambda t: t[1])
