@@ -611,8 +611,11 @@ class Ingestor:
                     summary = memo[1] if memo is not None and memo[0] is epoch else self._summary(device)
                     last_seen = device.last_fix_at
                     t = fixes[i].recorded_at
-                    if summary is not None and summary.ok and last_seen is not None:
-                        track = lane.tracks[j]  # type: ignore[union-attr]
+                    track = lane.tracks[j]  # type: ignore[union-attr]
+                    if (
+                        summary is not None and summary.ok and last_seen is not None
+                        and (track.s_version != device.version or track.s_epoch is not epoch)
+                    ):  # the version and the epoch make the summary: rewritten only when they moved
                         track.s_version, track.s_epoch, track.s_count = device.version, epoch, summary.count
                         track.s_h1, track.s_h2, track.s_until = summary.h1, summary.h2, summary.until_s
                         track.s_last, track.s_last_at = last_seen.timestamp(), last_seen
