@@ -27,7 +27,7 @@ from sqlmodel import Session
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.presence import Presence, PresenceState
-from geofence.service.db import ConnectionUnit
+from geofence.service.db import ConnectionUnit, first_write
 from geofence.service.driver_sql import DriverSql, execute, time_binder
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import (
@@ -287,7 +287,11 @@ class SqlPresenceStore:
         never wait for each other's rows in opposite orders."""
         if self._tick is None:
             conn = self.session.connection()
-            rows = _TICK.run(conn).fetchall()  # all: SQLite finishes the statement
+            rows = None
+            if conn.dialect.name == "sqlite":  # usually the first write: wait for the lock in short naps
+                rows = first_write(conn.connection.driver_connection, _TICK.sqlite)  # type: ignore[arg-type]
+            if rows is None:
+                rows = _TICK.run(conn).fetchall()  # all: SQLite finishes the statement
             tick = rows[0][0] if rows else None
             if tick is None:  # a schema made before the clock row (``create_schema`` makes it)
                 try:
