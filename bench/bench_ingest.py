@@ -225,6 +225,18 @@ def bench_in_process(url: str, w: Workload, n_fixes: int, batch: int, subscriber
     return out
 
 
+def _wait_for(port: int) -> None:
+    for _ in range(3000):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/openapi.json")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"uvicorn on port {port} did not start")
+
+
 # -- HTTP ------------------------------------------------------------------------------------------
 def bench_app():  # uvicorn --factory bench.bench_ingest:bench_app
     """The real app, without the consent gate (the benchmark database has no customers) and, unless
@@ -311,33 +323,40 @@ def _client(
     out.put((fixes_sent, errors, latencies, time.perf_counter() - t0, warm_s, settle_s))
 
 
-def bench_http(url: str, w: Workload, *, seconds: float, workers: int, clients: int) -> dict[str, float]:
+def bench_http(
+    url: str, w: Workload, *, seconds: float, workers: int, clients: int, listen: str = "shared"
+) -> dict[str, float]:
+    """``clients`` processes, one request in flight each, on keep-alive connections.
+
+    ``listen="shared"``: one ``uvicorn --workers N``; its workers share one listening socket and whichever
+    accepts a connection first keeps it for the run, so 4 connections split 3/1 between 2 workers in 3
+    runs of 4 (seen with ``ss``): one worker queues 3 requests while the other idles between its
+    client's requests (35k fixes/s against 51k for a 2/2 split, same code). ``listen="ports"``: N
+    single-worker uvicorn processes on N ports sharing the database, client ``i`` on port ``i % N``: what
+    a load balancer in front of N replicas does, and the split is even whatever the accept race."""
     port = 18765
     env = dict(os.environ, PYTHONPATH=str(ROOT), GEOFENCE_DATABASE_URL=url, GEOFENCE_AUTH_REQUIRED="false",
                GEOFENCE_SCHEDULER__ENABLED="false", GEOFENCE_LOG__LEVEL="WARNING")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "bench.bench_ingest:bench_app",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-         "--log-level", "warning", "--no-access-log"],
-        env=env, cwd=ROOT, start_new_session=True,
-    )
+    layout = [(port, workers)] if listen == "shared" else [(port + i, 1) for i in range(workers)]
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "bench.bench_ingest:bench_app",
+             "--host", "127.0.0.1", "--port", str(p), "--workers", str(n),
+             "--log-level", "warning", "--no-access-log"],
+            env=env, cwd=ROOT, start_new_session=True,
+        )
+        for p, n in layout
+    ]
     try:
-        for _ in range(3000):  # each worker builds its zone index first
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                c.request("GET", "/openapi.json")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("uvicorn did not start")
+        for p, _ in layout:
+            _wait_for(p)  # each worker builds its zone index first
         time.sleep(5.0 * workers)  # the first answer came from one worker; let the others finish too
         queue: mp.Queue = mp.Queue()
         barrier = mp.Barrier(clients)
         share = len(w.homes) // clients
         procs = [
-            mp.Process(target=_client, args=(port, seconds, i, list(w.homes[i * share : (i + 1) * share]),
+            mp.Process(target=_client, args=(layout[i % len(layout)][0], seconds, i,
+                                             list(w.homes[i * share : (i + 1) * share]),
                                              w.interval_s, w.cold_round, barrier, queue))
             for i in range(clients)
         ]
@@ -347,18 +366,21 @@ def bench_http(url: str, w: Workload, *, seconds: float, workers: int, clients: 
         for p in procs:
             p.join()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        for server in servers:
+            os.killpg(server.pid, signal.SIGTERM)
+        for server in servers:
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
     fixes = sum(r[0] for r in results)
     errors = sum(r[1] for r in results)
     elapsed = max(r[3] for r in results)
     lat = sorted(x for r in results for x in r[2])
     out = {
-        "workers": workers, "clients": clients, "seconds": elapsed, "fixes": fixes, "errors": errors,
+        "workers": workers, "listen": listen, "clients": clients, "seconds": elapsed, "fixes": fixes,
+        "errors": errors,
         "fixes_per_s": fixes / elapsed, "requests": len(lat),
         "p50_ms": 1000 * statistics.median(lat) if lat else math.nan,
         "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else math.nan,
@@ -385,6 +407,8 @@ def main() -> None:
     parser.add_argument("--http-seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--listen", choices=["shared", "ports"], default="shared",
+                        help="one uvicorn --workers N (shared socket) or N uvicorns on N ports (bench_http)")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-in-process", action="store_true")
@@ -405,8 +429,10 @@ def main() -> None:
                 r = {k: round(v, 2) for k, v in r.items()}
                 print(json.dumps({"in_process": r}, indent=1), flush=True)
             if not args.skip_http:
-                h = bench_http(url, w, seconds=args.http_seconds, workers=args.workers, clients=args.clients)
-                print(json.dumps({"http": {k: round(v, 2) for k, v in h.items()}}, indent=1), flush=True)
+                h = bench_http(url, w, seconds=args.http_seconds, workers=args.workers, clients=args.clients,
+                               listen=args.listen)
+                h = {k: round(v, 2) if isinstance(v, float) else v for k, v in h.items()}
+                print(json.dumps({"http": h}, indent=1), flush=True)
 
 
 if __name__ == "__main__":
