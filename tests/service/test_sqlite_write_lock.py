@@ -29,6 +29,16 @@ def _hold_write_lock(path, taken: threading.Event, release: threading.Event) -> 
     return thread
 
 
+def _locked_database(tmp_path):
+    """A schema, the clock's tick before, and another writer holding the write lock until released."""
+    path = tmp_path / "p.db"
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    start = _clock(path)
+    taken, release = threading.Event(), threading.Event()
+    return path, engine, start, release, _hold_write_lock(path, taken, release)
+
+
 def _clock(path) -> int:
     with sqlite3.connect(path) as conn:
         return conn.execute("SELECT seq FROM presence_clock WHERE id = 1").fetchone()[0]
@@ -43,12 +53,7 @@ def test_the_clock_tick_waits_out_another_writers_lock_and_takes_the_next_tick(t
         return taken_by_naps[-1]
 
     monkeypatch.setattr(presence_store, "first_write", spy)
-    path = tmp_path / "p.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_schema(engine)
-    start = _clock(path)
-    taken, release = threading.Event(), threading.Event()
-    holder = _hold_write_lock(path, taken, release)
+    path, engine, start, release, holder = _locked_database(tmp_path)
     threading.Timer(0.1, release.set).start()
     with ConnectionUnit(engine) as unit:
         tick = SqlPresenceStore(unit)._clock_tick()
@@ -64,12 +69,7 @@ def test_the_clock_tick_waits_out_another_writers_lock_and_takes_the_next_tick(t
 
 def test_a_lock_held_past_the_naps_is_waited_for_by_sqlites_own_handler(tmp_path, monkeypatch):
     monkeypatch.setattr(db, "LOCK_NAPS", 3)  # ~0.3 ms of naps: the lock outlasts them
-    path = tmp_path / "p.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_schema(engine)
-    start = _clock(path)
-    taken, release = threading.Event(), threading.Event()
-    holder = _hold_write_lock(path, taken, release)
+    path, engine, start, release, holder = _locked_database(tmp_path)
     raw = sqlite3.connect(path, timeout=30)
     assert first_write(raw, "UPDATE presence_clock SET seq = seq + 1 WHERE id = 1") is None
     assert not raw.in_transaction  # the failed try's BEGIN was rolled back
