@@ -58,6 +58,17 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+@contextmanager
+def busy_timeout(raw: sqlite3.Connection, ms: int) -> Iterator[sqlite3.Connection]:
+    """A pysqlite connection with its busy timeout at ``ms`` for a block, then as it was."""
+    before = raw.execute("PRAGMA busy_timeout").fetchall()[0][0]
+    raw.execute(f"PRAGMA busy_timeout={int(ms)}")
+    try:
+        yield raw
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={int(before)}")
+
+
 def _restart_long_wal(engine: Engine, wal_path: str) -> None:
     """See ``WAL_RESTART_BYTES``."""
     last_look = [0.0]
@@ -75,13 +86,8 @@ def _restart_long_wal(engine: Engine, wal_path: str) -> None:
         if size > WAL_RESTART_BYTES:
             # it holds off new writers while it waits for readers: wait briefly (a long read elsewhere,
             # an export, must not stall the feed), and try again at the next look
-            raw = conn.connection.driver_connection
-            timeout_ms = raw.execute("PRAGMA busy_timeout").fetchall()[0][0]
-            raw.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
-            try:
+            with busy_timeout(conn.connection.driver_connection, WAL_RESTART_WAIT_MS) as raw:
                 raw.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-            finally:
-                raw.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
 
 
 SQLITE_BUSY = 5
@@ -102,9 +108,7 @@ def first_write(raw: sqlite3.Connection, sql: str) -> list[Any] | None:
     ``LOCK_NAPS`` times."""
     if raw.in_transaction:  # something was written already: a rollback would lose it
         return None
-    timeout_ms = raw.execute("PRAGMA busy_timeout").fetchall()[0][0]
-    raw.execute("PRAGMA busy_timeout=0")
-    try:
+    with busy_timeout(raw, 0):
         for _ in range(LOCK_NAPS):
             try:
                 return raw.execute(sql).fetchall()
@@ -113,8 +117,6 @@ def first_write(raw: sqlite3.Connection, sql: str) -> list[Any] | None:
                     return None  # not the lock: the usual way raises it, wrapped as everywhere else
                 raw.rollback()
             time.sleep(LOCK_NAP_S)
-    finally:
-        raw.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
     return None
 
 
