@@ -23,10 +23,14 @@ are the campaign subscribers unless --with-subscribers.
 
 In-process: ``GeofenceService.ingest`` (checks, per-device screening, ``match_many``, one change-feed read
 per batch, busy devices from the presence cache, versioned writes of what changed, events) on pre-built
-fixes, batches of ``--batch``
-(1,000), and the same including msgspec decoding of the JSON body as the route does. Rates are given per
-second of wall time and per second of CPU time of the process (``*_cpu``: less sensitive to other jobs on
-the box), and per round of every device (``round_N``: round 1 is the settling round).
+fixes, batches of ``--batch`` (1,000), round after round of every device (``--rounds``; each round's fixes
+are made untimed before it), then ``--fixes`` more including msgspec decoding of the JSON body as the
+route does. Rates are given per second of wall time and per second of CPU time of the process (``*_cpu``:
+less sensitive to other jobs on the box), and per round (``round_N``: round 1 is the settling round).
+``steady_fixes_per_s`` is over rounds 2-13, one heartbeat (60 s) of fix time at one fix per 5 s: every
+device's head is rewritten once in it, and in the benchmark all in the same round (every device entered
+at the same fix time), which then runs at about a third of the others' rate; a figure over fewer rounds
+would leave those writes out.
 
 HTTP: ``uvicorn --workers N`` with ``POST /v1/locations`` (the lean handler and its feed thread, see
 docs/presence.md) of 100-fix JSON bodies from ``--clients`` processes (persistent connections) for
@@ -54,6 +58,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +151,17 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
-def bench_in_process(url: str, w: Workload, n_fixes: int, batch: int, subscribers: bool) -> dict[str, float]:
+def heartbeat_rounds(w: Workload) -> int:
+    """Rounds of every device in one heartbeat (``geofence.ingest.HEARTBEAT``) of fix time: every device's
+    head is rewritten once in that many rounds, so a steady figure over fewer leaves those writes out."""
+    from geofence.ingest import HEARTBEAT
+
+    return math.ceil(HEARTBEAT.total_seconds() / w.interval_s) if w.interval_s else 1
+
+
+def bench_in_process(
+    url: str, w: Workload, n_fixes: int, batch: int, subscribers: bool, rounds: int | None = None
+) -> dict[str, float]:
     import msgspec
 
     from geofence.events import EventBus
@@ -183,26 +198,33 @@ def bench_in_process(url: str, w: Workload, n_fixes: int, batch: int, subscriber
         out.update(cold_fixes=len(cold), cold_events=events, cold_fixes_per_s=len(cold) / wall,
                    cold_fixes_per_cpu_s=len(cold) / cpu)
         events = 0
-    fixes = fix_stream(w, positions, start, k, n_fixes, rng)
-    rounds: list[float] = []  # fixes/s of each round of every device (the first one after the cold
-    # round still settles: pending enters confirmed, each device's steady summary made)
-
-    def run_rounds() -> None:
-        size = len(positions)
-        for r in range(0, len(fixes), size):
-            t = time.perf_counter()
-            part = fixes[r : r + size]
-            run([part[i : i + batch] for i in range(0, len(part), batch)])
-            rounds.append(len(part) / (time.perf_counter() - t))
-
-    wall, cpu = _timed(run_rounds)
-    out.update(fixes=n_fixes, events=events, ingest_fixes_per_s=n_fixes / wall,
-               ingest_fixes_per_cpu_s=n_fixes / cpu)
-    out.update({f"round_{i + 1}_fixes_per_s": rate for i, rate in enumerate(rounds)})
+    size = len(positions)
+    # fixes/s of each round of every device (the first one after the cold round still settles: pending
+    # enters confirmed, each device's steady summary made); each round's fixes are made untimed before it
+    rates: list[float] = []
+    times: list[tuple[float, float]] = []
+    n_rounds = rounds if rounds is not None else math.ceil(n_fixes / size)
+    for r in range(n_rounds):
+        n = size if rounds is not None else min(size, n_fixes - r * size)
+        part = fix_stream(w, positions, start, k, n, rng)
+        k += len(part)
+        wall, cpu = _timed(lambda part=part: run([part[i : i + batch] for i in range(0, len(part), batch)]))
+        rates.append(len(part) / wall)
+        times.append((wall, cpu))
+    timed = k - (size if w.cold_round else 0)
+    out.update(fixes=timed, events=events, ingest_fixes_per_s=timed / sum(t[0] for t in times),
+               ingest_fixes_per_cpu_s=timed / sum(t[1] for t in times))
+    out.update({f"round_{i + 1}_fixes_per_s": rate for i, rate in enumerate(rates)})
+    cycle = heartbeat_rounds(w)
+    if rounds is not None and len(times) >= 1 + cycle:  # the rounds after the settling one, over a full
+        steady = times[1 : 1 + cycle]  # heartbeat: each device's head rewritten once, as it is in service
+        out.update(steady_rounds=f"2-{1 + cycle}",
+                   steady_fixes_per_s=cycle * size / sum(t[0] for t in steady),
+                   steady_fixes_per_cpu_s=cycle * size / sum(t[1] for t in steady))
 
     # the stream goes on, now from JSON bodies, decoding included
     enc = msgspec.json.Encoder()
-    more = fix_stream(w, positions, start, k + n_fixes, n_fixes, rng)
+    more = fix_stream(w, positions, start, k, n_fixes, rng)
     bodies = [
         enc.encode({"fixes": [
             {"device_id": f.device_id, "lat": f.lat, "lng": f.lng, "accuracy_m": f.accuracy_m,
@@ -307,6 +329,7 @@ def _client(
             post()
     settle_s = time.perf_counter() - t_settle
     barrier.wait()
+    cpu0 = time.process_time()
     conn.close()  # idle at the barrier longer than uvicorn's keep-alive: the server may have closed it
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     latencies: list[float] = []
@@ -320,7 +343,29 @@ def _client(
             fixes_sent += 100
         else:
             errors += 1
-    out.put((fixes_sent, errors, latencies, time.perf_counter() - t0, warm_s, settle_s))
+    out.put((fixes_sent, errors, latencies, time.perf_counter() - t0, warm_s, settle_s,
+             time.process_time() - cpu0))
+
+
+def _group_cpu_s(groups: list[int]) -> float:
+    """CPU seconds (user + system) used so far by the processes of these process groups (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:  # pgrp; utime and stime follow
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _mark_server_cpu(groups: list[int], mark) -> None:  # the barrier's action: the timed phase starts
+    mark.value = _group_cpu_s(groups)
 
 
 def bench_http(
@@ -353,7 +398,9 @@ def bench_http(
         if listen == "shared":  # the first answer came from one worker; let the others finish too
             time.sleep(5.0 * workers)  # (on ports, every worker has answered already)
         queue: mp.Queue = mp.Queue()
-        barrier = mp.Barrier(clients)
+        groups = [server.pid for server in servers]  # each uvicorn leads its own session
+        server_cpu0 = mp.Value("d", 0.0)
+        barrier = mp.Barrier(clients, action=partial(_mark_server_cpu, groups, server_cpu0))
         share = len(w.homes) // clients
         procs = [
             mp.Process(target=_client, args=(layout[i % len(layout)][0], seconds, i,
@@ -364,6 +411,7 @@ def bench_http(
         for p in procs:
             p.start()
         results = [queue.get() for _ in procs]
+        server_cpu_s = _group_cpu_s(groups) - server_cpu0.value
         for p in procs:
             p.join()
     finally:
@@ -385,6 +433,10 @@ def bench_http(
         "fixes_per_s": fixes / elapsed, "requests": len(lat),
         "p50_ms": 1000 * statistics.median(lat) if lat else math.nan,
         "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else math.nan,
+        # where the 2 cores went in the timed phase: the servers and the load generator share them
+        "server_cores": server_cpu_s / elapsed, "client_cores": sum(r[6] for r in results) / elapsed,
+        "server_cpu_ms_per_request": 1000 * server_cpu_s / max(1, len(lat)),
+        "client_cpu_ms_per_request": 1000 * sum(r[6] for r in results) / max(1, len(lat)),
     }
     if w.cold_round:
         out["cold_round_s"] = max(r[4] for r in results)
@@ -401,7 +453,10 @@ def main() -> None:
     parser.add_argument("--zones", type=int, default=10_000, help="spread workload only")
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--fixes", type=int, default=300_000,
-                        help="timed fixes in-process (and as many again from JSON)")
+                        help="timed fixes in-process from JSON (and, in the spread workload, before that)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="sparse workload, in-process: timed rounds of every device (default: the"
+                             " settling round, a heartbeat's worth of rounds and one more)")
     parser.add_argument("--fix-interval-s", type=float, default=SPARSE_INTERVAL_S,
                         help="sparse workload only")
     parser.add_argument("--batch", type=int, default=1000)
@@ -426,8 +481,12 @@ def main() -> None:
             print(f"workload={name} cpus={os.cpu_count()} zones={len(w.zones)} devices={args.devices}"
                   f" db={url.split(':')[0]}", flush=True)
             if not args.skip_in_process:
-                r = bench_in_process(url, w, args.fixes, args.batch, args.with_subscribers)
-                r = {k: round(v, 2) for k, v in r.items()}
+                rounds = args.rounds
+                if rounds is None and name == "sparse":
+                    rounds = heartbeat_rounds(w) + 2
+                r = bench_in_process(url, w, args.fixes, args.batch, args.with_subscribers,
+                                     rounds if name == "sparse" else None)
+                r = {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}
                 print(json.dumps({"in_process": r}, indent=1), flush=True)
             if not args.skip_http:
                 h = bench_http(url, w, seconds=args.http_seconds, workers=args.workers, clients=args.clients,
