@@ -593,8 +593,9 @@ class Ingestor:
             seen: dict[str, datetime] = {}  # device -> last fix, for the heads written
             open_now: set[str] = set()
             looped, due = fast_busy, []
+            beats: list[tuple[DeviceTrack, int, datetime]] = []  # steady devices whose head this writes
             if fast_busy and self.skip_steady and lane is not None:  # steady by their tracks, in columns
-                looped, due = self._steady_rows(fixes, fast_busy, lane, hits, uow, seen, open_now)
+                looped, due = self._steady_rows(fixes, fast_busy, lane, hits, uow, seen, open_now, beats)
             loaded = [devices[j] for j in looped] + slow_busy + due
             stored = uow.presence.load(loaded) if loaded else {}
             heartbeat = self.heartbeat
@@ -634,6 +635,7 @@ class Ingestor:
                             open_now.add(device_id)
                         if t - last_seen >= heartbeat:
                             seen[device_id] = t
+                            beats.append((track, device.version, t))
                         continue
                 work.append((device_id, [(j, i)], lane.before(j)))  # type: ignore[union-attr]
             self.steady_skips += skips
@@ -698,13 +700,16 @@ class Ingestor:
             uow.rollback()
             raise
         # after commit: the cache that lets most batches skip the database
+        for track, version, t in beats:  # a heartbeat moves the head on by one version and changes no row:
+            if track.s_version == version:  # the summary holds at the new version, with the new last fix
+                track.s_version, track.s_last, track.s_last_at = version + 1, t.timestamp(), t
         self.open_devices.difference_update(busy)
         self.open_devices.update(open_now)
         return events
 
     def _steady_rows(
         self, fixes: Sequence[LocationFix], rows: list[int], lane: _Lane, hits: _Hits, uow: UnitOfWork,
-        seen: dict[str, datetime], open_now: set[str],
+        seen: dict[str, datetime], open_now: set[str], beats: list[tuple[DeviceTrack, int, datetime]],
     ) -> tuple[list[int], list[str]]:
         """The steady test of ``_apply``'s loop, in columns, for the fast-lane rows whose track holds the
         summary of the device's current copy (same head version, same zone policies): a fix in exactly
@@ -743,6 +748,7 @@ class Ingestor:
             if at - tracks[x].s_last_at >= heartbeat:  # type: ignore[operator]
                 seen[devices[x]] = at
                 due.append(devices[x])
+                beats.append((tracks[x], tracks[x].s_version, at))
         return [rows[x] for x in np.flatnonzero(~ok).tolist()], due
 
     def _only_shallow_more(self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary) -> bool:

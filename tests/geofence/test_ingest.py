@@ -426,6 +426,35 @@ def test_a_device_settled_in_columns_dwells_at_the_first_fix_past_its_dwell_time
     assert replay(reference_engine, False) == (fast, 0)
 
 
+def test_a_device_settled_in_columns_stays_there_through_its_own_heartbeats(engine, index, tmp_path):
+    """A heartbeat written here moves the head on by one version and changes no presence row, so the
+    track's summary is carried to the new version: the fix after a heartbeat is settled in columns too
+    (it used to go back through the loop), with the events, rows and head of the path without skips."""
+    from geofence.service.db import create_schema, make_engine
+
+    fixes = [fix(0, 0, 10 * k, accuracy_m=5) for k in range(31)]  # heartbeats at 60, 120, ... 300 s
+
+    def replay(eng, skip):
+        ing = make(index, dwell_after=timedelta(hours=1))
+        ing.skip_steady = skip
+        cache = PresenceCache()
+        per_batch = []
+        for f in fixes:
+            out = run(ing, eng, [f], at=T0 + timedelta(seconds=400), cache=cache)
+            per_batch.append([(e.kind.value, e.at) for e in out.events])
+        with Session(eng) as s:
+            head = s.get(PresenceHeadRow, "dev-1")
+            stored = (head.version, as_utc(head.last_fix_at))
+        return (per_batch, stored), ing.column_skips
+
+    fast, column_skips = replay(engine, True)
+    assert fast[1] == (1 + 5, T0 + timedelta(seconds=300))  # the enter, then five heartbeats
+    assert column_skips == len(fixes) - 2  # every fix after the one that made the summary
+    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_schema(reference_engine)
+    assert replay(reference_engine, False) == (fast, 0)
+
+
 def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_path(
     engine, index, tmp_path
 ):
