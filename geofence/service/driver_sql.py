@@ -59,7 +59,10 @@ def sqlite_time(value: datetime | None) -> str | None:
     """A time as SQLAlchemy's SQLite ``DateTime`` stores it, in UTC (``UtcDateTime``)."""
     if value is None:
         return None
-    if value.tzinfo is not None:
+    tz = value.tzinfo
+    if tz is UTC:  # the common case (fix times, decoded): no conversion to make
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if tz is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(" ", "microseconds")
 

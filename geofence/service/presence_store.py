@@ -181,6 +181,9 @@ def drop_presence_caches(session: Session) -> None:
         session.execute(insert(CLOCK).values(id=1, seq=0, resets=1))
 
 
+_NOTHING = ()  # a device whose head alone is written (a heartbeat): no list of its own
+
+
 def _new_head(device_id: str, last: Any, tick: int) -> dict[str, Any]:
     return {"device_id": device_id, "version": 1, "rows_version": 1, "last_fix_at": last, "seq": tick}
 
@@ -196,6 +199,7 @@ class SqlPresenceStore:
         self.writing: set[str] = set()  # devices this unit of work writes (forgotten if it rolls back)
         self._tick: int | None = None  # this unit of work's clock tick, once it writes heads
         self._followed = False
+        self._purged = False  # heads deleted by this unit of work (``purge_idle``)
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
@@ -309,11 +313,15 @@ class SqlPresenceStore:
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         deletes: list[dict[str, Any]] = []
-        by_device: dict[str, list[Presence]] = {d: [] for d in seen}
+        by_device: dict[str, list[Presence]] = dict.fromkeys(seen, _NOTHING)  # type: ignore[arg-type]
         self.writing.update(seen)
         for p in changed:
             self.writing.add(p.device_id)
-            by_device.setdefault(p.device_id, []).append(p)
+            written = by_device.get(p.device_id)
+            if written:
+                written.append(p)
+            else:
+                by_device[p.device_id] = [p]
             key = {"b_device_id": p.device_id, "b_zone_id": p.zone_id, "b_version": p.version}
             if p.version == 0:
                 if p.is_open:
@@ -393,6 +401,14 @@ class SqlPresenceStore:
         return StoredDevice(presences, version, last, None, version)
 
     def committed(self) -> None:
+        cache, tick = self.cache, self._tick
+        # the tick right after the feed position: nobody else wrote heads since this process last looked,
+        # and every head this unit wrote is in ``pending``, so the cache already holds (or has dropped)
+        # what the feed would bring back: move past it instead of reading this process's writes again
+        own = (
+            cache is not None and tick is not None and cache.seq is not None and tick == cache.seq + 1
+            and not self._purged and bool(self.pending) and self.writing <= self.pending.keys()
+        )
         for d, (version, stored) in self.pending.items():
             self.read[d] = version
             if d in self.complete:  # read whole by ``load``: the cache may keep it
@@ -401,9 +417,12 @@ class SqlPresenceStore:
                     self.cache.put(d, stored)
             elif self.cache is not None:
                 self.cache.devices.pop(d, None)  # written from a partial read: our copy is not current
+        if own:
+            cache.seq = tick  # type: ignore[union-attr]
         self.pending.clear()
         self.writing.clear()
         self._tick = None
+        self._purged = False
 
     def rolled_back(self) -> None:
         """Forget what this unit of work meant to write, and the cached copies of those devices (a
@@ -415,6 +434,7 @@ class SqlPresenceStore:
         self.pending.clear()
         self.writing.clear()
         self._tick = None
+        self._purged = False
 
     def for_zone(self, zone_id: str) -> list[Presence]:
         rows = self.session.execute(
@@ -434,6 +454,7 @@ class SqlPresenceStore:
 
     def purge_idle(self, *, before: datetime) -> int:
         self._clock_tick()  # the clock before rows, as every presence writer (see ``_clock_tick``)
+        self._purged = True
         outside = self.session.execute(
             delete(PRESENCES).where(_C.state == OUTSIDE).where(_C.last_fix_at < before)
         )
