@@ -199,7 +199,6 @@ class SqlPresenceStore:
         self.writing: set[str] = set()  # devices this unit of work writes (forgotten if it rolls back)
         self._tick: int | None = None  # this unit of work's clock tick, once it writes heads
         self._followed = False
-        self._purged = False  # heads deleted by this unit of work (``purge_idle``)
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
@@ -401,14 +400,6 @@ class SqlPresenceStore:
         return StoredDevice(presences, version, last, None, version)
 
     def committed(self) -> None:
-        cache, tick = self.cache, self._tick
-        # the tick right after the feed position: nobody else wrote heads since this process last looked,
-        # and every head this unit wrote is in ``pending``, so the cache already holds (or has dropped)
-        # what the feed would bring back: move past it instead of reading this process's writes again
-        own = (
-            cache is not None and tick is not None and cache.seq is not None and tick == cache.seq + 1
-            and not self._purged and bool(self.pending) and self.writing <= self.pending.keys()
-        )
         for d, (version, stored) in self.pending.items():
             self.read[d] = version
             if d in self.complete:  # read whole by ``load``: the cache may keep it
@@ -417,12 +408,9 @@ class SqlPresenceStore:
                     self.cache.put(d, stored)
             elif self.cache is not None:
                 self.cache.devices.pop(d, None)  # written from a partial read: our copy is not current
-        if own:
-            cache.seq = tick  # type: ignore[union-attr]
         self.pending.clear()
         self.writing.clear()
         self._tick = None
-        self._purged = False
 
     def rolled_back(self) -> None:
         """Forget what this unit of work meant to write, and the cached copies of those devices (a
@@ -434,7 +422,6 @@ class SqlPresenceStore:
         self.pending.clear()
         self.writing.clear()
         self._tick = None
-        self._purged = False
 
     def for_zone(self, zone_id: str) -> list[Presence]:
         rows = self.session.execute(
@@ -454,7 +441,6 @@ class SqlPresenceStore:
 
     def purge_idle(self, *, before: datetime) -> int:
         self._clock_tick()  # the clock before rows, as every presence writer (see ``_clock_tick``)
-        self._purged = True
         outside = self.session.execute(
             delete(PRESENCES).where(_C.state == OUTSIDE).where(_C.last_fix_at < before)
         )
