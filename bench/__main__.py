@@ -12,7 +12,8 @@ import time
 
 QUICK_ARGS = {
     "zones": ["--quick"],
-    "ingest": ["--zones", "2000", "--devices", "20000", "--fixes", "60000", "--http-seconds", "5"],
+    "ingest": ["--zones", "2000", "--devices", "20000", "--rounds", "3", "--fixes", "60000",
+               "--http-seconds", "5"],
     "decide": ["--decisions", "5000", "--deliveries", "1000", "--trickle", "200"],
     "consent": ["--customers", "5000", "--import-lines", "300"],
     "channels": ["--sms", "5000", "--messages", "200", "--twilio", "300"],
