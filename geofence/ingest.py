@@ -759,15 +759,26 @@ class Ingestor:
         h1 = np.fromiter(map(_S_H1, tracks), np.float64, k)
         h2 = np.fromiter(map(_S_H2, tracks), np.float64, k)
         steady = (counts == count) & (sums1 == h1) & (sums2 == h2)
-        ok &= (last < t) & (t < np.fromiter(map(_S_UNTIL, tracks), np.float64, k))
-        more = np.flatnonzero(ok & ~steady & (counts > count) & (counts <= MAX_SUMMED_ZONES))
-        if len(more):  # in the steady zones and, besides, in the same too shallow zones as last time
-            shallow = self._still_shallow(more, [tracks[x] for x in more.tolist()], r[more], lane,
-                                          counts - count, sums1 - h1, sums2 - h2)
-            steady[more[shallow]] = True
-            self.shallow_skips += int(shallow.sum())
-            self.column_shallow_skips += int(shallow.sum())
-        ok &= steady
+        more = ok & ~steady & (counts > count)
+        if more.any():  # in the steady zones and, besides, in the same too shallow zones as last time
+            x_count = np.fromiter(map(_X_COUNT, tracks), np.int64, k)
+            more &= (x_count > 0) & (counts == count + x_count) & (counts <= MAX_SUMMED_ZONES)
+            more &= (sums1 == h1 + np.fromiter(map(_X_H1, tracks), np.float64, k))
+            more &= (sums2 == h2 + np.fromiter(map(_X_H2, tracks), np.float64, k))
+            x_lat = np.fromiter(map(_X_LAT, tracks), np.float64, k)
+            dy = (lane.lats[r] - x_lat) * 111_195.0
+            dx = (lane.lngs[r] - np.fromiter(map(_X_LNG, tracks), np.float64, k)) * (
+                111_195.0 * np.cos(np.radians(x_lat))
+            )
+            moved = np.sqrt(dx * dx + dy * dy)  # a margin for the flat-earth distance and the boundary's
+            depth = np.fromiter(map(_X_DEPTH, tracks), np.float64, k) - (1.05 * moved + 1.0)  # local scale
+            more &= depth > -np.fromiter(map(_X_RATIO, tracks), np.float64, k) * lane.accs[r]
+            steady |= more
+        ok &= steady & (last < t) & (t < np.fromiter(map(_S_UNTIL, tracks), np.float64, k))
+        if more.any():
+            shallow = int((more & ok).sum())
+            self.shallow_skips += shallow
+            self.column_shallow_skips += shallow
         settled = np.flatnonzero(ok).tolist()
         self.steady_skips += len(settled)
         self.column_skips += len(settled)
@@ -784,27 +795,6 @@ class Ingestor:
                 due.append(devices[x])
                 beats.append((tracks[x], tracks[x].s_version, at))
         return [rows[x] for x in np.flatnonzero(~ok).tolist()], due
-
-    @staticmethod
-    def _still_shallow(
-        picked: np.ndarray, tracks: list[DeviceTrack], rows: np.ndarray, lane: _Lane,
-        extra: np.ndarray, extra1: np.ndarray, extra2: np.ndarray,
-    ) -> np.ndarray:
-        """For ``_steady_rows``: whether each picked fix's zones beyond the steady ones are those its
-        track's last stepped-over fix was too shallow in (count and hash sums), and no deeper than that
-        fix's bound allows: the least signed distance then, less the distance moved since (with a margin
-        for the flat-earth distance and the boundaries' local scale), still above −ratio × accuracy."""
-        n = len(tracks)
-        ok = np.fromiter(map(_X_COUNT, tracks), np.int64, n) == extra[picked]  # > 0: more zones than steady
-        ok &= np.fromiter(map(_X_H1, tracks), np.float64, n) == extra1[picked]
-        ok &= np.fromiter(map(_X_H2, tracks), np.float64, n) == extra2[picked]
-        x_lat = np.fromiter(map(_X_LAT, tracks), np.float64, n)
-        dy = (lane.lats[rows] - x_lat) * 111_195.0
-        dx = (lane.lngs[rows] - np.fromiter(map(_X_LNG, tracks), np.float64, n)) * (
-            111_195.0 * np.cos(np.radians(x_lat))
-        )
-        depth = np.fromiter(map(_X_DEPTH, tracks), np.float64, n) - (1.05 * np.sqrt(dx * dx + dy * dy) + 1.0)
-        return ok & (depth > -np.fromiter(map(_X_RATIO, tracks), np.float64, n) * lane.accs[rows])
 
     def _only_shallow_more(
         self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary
