@@ -208,18 +208,6 @@ class DeviceTrack:  # is then an identity test, not a dataclass comparison per t
     s_until: float = 0.0
     s_last: float = 0.0  # the stored head's last fix (timestamp), and as a time:
     s_last_at: datetime | None = None
-    # besides its steady zones, zones its last stepped-over fix was in too shallowly to enter one
-    # (``Ingestor._only_shallow_more``): how many, their hash sums, the least signed distance (m) and the
-    # least enter-depth ratio among them, and where that fix was. A fix a few metres on in the same zones
-    # is as shallow in them (a signed distance changes by at most the distance moved): ``_steady_rows``
-    # settles it in columns too
-    x_count: int = 0
-    x_h1: float = 0.0
-    x_h2: float = 0.0
-    x_depth_m: float = 0.0
-    x_ratio: float = 0.0
-    x_lat: float = 0.0
-    x_lng: float = 0.0
 
     def __post_init__(self) -> None:
         if math.isnan(self.at_s):
@@ -242,16 +230,15 @@ class IngestOutcome:
 class _Lane:
     """The fixes of one batch accepted by ``Ingestor._fast_lane`` (one per device), and the rest."""
 
-    __slots__ = ("accs", "devices", "lats", "lngs", "old", "others", "positions", "stamps", "tracks")
+    __slots__ = ("devices", "old", "others", "positions", "stamps", "tracks")
 
     def __init__(
         self, positions: list[int], devices: list[str], others: list[int], tracks: list[DeviceTrack],
         old: tuple[list[float], list[float], list[float], list[datetime], list[tuple[str, ...]], list[float]],
-        stamps: np.ndarray, lats: np.ndarray, lngs: np.ndarray, accs: np.ndarray,
+        stamps: np.ndarray,
     ) -> None:
         self.positions, self.devices, self.others = positions, devices, others
         self.stamps = stamps  # the accepted fixes' times as POSIX timestamps
-        self.lats, self.lngs, self.accs = lats, lngs, accs  # and their positions and accuracies
         # the devices' tracks, and what they were before the batch, as columns: lat, lng, accuracy, last
         # fix, fix ids, its timestamp
         self.tracks, self.old = tracks, old
@@ -282,9 +269,6 @@ _FIX_IDS = attrgetter("fix_ids")
 _S_VERSION, _S_EPOCH, _S_COUNT = attrgetter("s_version"), attrgetter("s_epoch"), attrgetter("s_count")
 _S_H1, _S_H2 = attrgetter("s_h1"), attrgetter("s_h2")
 _S_UNTIL, _S_LAST = attrgetter("s_until"), attrgetter("s_last")
-_X_COUNT, _X_H1, _X_H2 = attrgetter("x_count"), attrgetter("x_h1"), attrgetter("x_h2")
-_X_DEPTH, _X_RATIO = attrgetter("x_depth_m"), attrgetter("x_ratio")
-_X_LAT, _X_LNG = attrgetter("x_lat"), attrgetter("x_lng")
 _NO_TRACK = DeviceTrack(datetime.max.replace(tzinfo=UTC) - timedelta(days=1), 0.0, 0.0, 1.0, jumps=1)
 
 
@@ -315,7 +299,6 @@ class Ingestor:
         self.steady_skips = 0  # devices not stepped because steady (since start)
         self.column_skips = 0  # of which, settled in columns by their tracks' summaries (``_steady_rows``)
         self.shallow_skips = 0  # of which, with zone hits too shallow to enter besides their steady zones
-        self.column_shallow_skips = 0  # and of those, settled in columns (``DeviceTrack.x_count``)
         self._policy_epoch = object()  # renewed when a zone's policy may have changed (steady summaries)
         self._hashed_ids: np.ndarray | None = None
         self._id_hash_arrays: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
@@ -465,8 +448,7 @@ class Ingestor:
             list(map(_LAST_FIX_AT, lane_tracks)), list(map(_FIX_IDS, lane_tracks)), pts[picked].tolist(),
         )
         others = np.flatnonzero(~ok).tolist()
-        lane = _Lane(positions, [devs[i] for i in positions], others, lane_tracks, old, ts[picked],  # type: ignore[arg-type]
-                     lat[picked], lng[picked], acc[picked])
+        lane = _Lane(positions, [devs[i] for i in positions], others, lane_tracks, old, ts[picked])  # type: ignore[arg-type]
         lats, lngs, accs, stamps = lat.tolist(), lng.tolist(), acc.tolist(), ts.tolist()
         for i, track in zip(positions, lane_tracks, strict=True):  # ``move_to``, spelled out: no call, and
             fid = fixes[i].client_fix_id  # the timestamps are at hand
@@ -638,21 +620,16 @@ class Ingestor:
                         track.s_version, track.s_epoch, track.s_count = device.version, epoch, summary.count
                         track.s_h1, track.s_h2, track.s_until = summary.h1, summary.h2, summary.until_s
                         track.s_last, track.s_last_at = last_seen.timestamp(), last_seen
-                        track.x_count = 0
-                    shallow = None
                     if (
                         summary is not None and summary.ok and last_seen is not None
                         and last_seen < t < summary.until
                         and (
                             counts[j] == summary.count and s1[j] == summary.h1 and s2[j] == summary.h2
                             or counts[j] > summary.count
-                            and (shallow := self._only_shallow_more(fixes[i], j, hits, summary)) is not None
+                            and self._only_shallow_more(fixes[i], j, hits, summary)
                         )
                     ):
                         # stepping would change nothing stored but the device's last fix (``_summary``)
-                        if shallow is not None and track.s_version == device.version:
-                            track.x_count, track.x_h1, track.x_h2, track.x_depth_m, track.x_ratio = shallow
-                            track.x_lat, track.x_lng = fixes[i].lat, fixes[i].lng
                         skips += 1
                         if summary.count:
                             open_now.add(device_id)
@@ -736,12 +713,11 @@ class Ingestor:
     ) -> tuple[list[int], list[str]]:
         """The steady test of ``_apply``'s loop, in columns, for the fast-lane rows whose track holds the
         summary of the device's current copy (same head version, same zone policies): a fix in exactly
-        the steady zones (count and hash sums), after the stored last fix and before the first dwell due,
-        or in those and in the zones the track's last stepped-over fix was too shallow in, no deeper than
-        it bounds (``DeviceTrack.x_count``). Those devices are settled here (``open_now``; ``seen`` when a
-        heartbeat is due); the loop takes the other rows, decides them one by one as before, and refreshes
-        their tracks. Returns the rows left to the loop and the settled devices whose heartbeat is due
-        (their head is written: the caller reads their versions)."""
+        the steady zones (count and hash sums), after the stored last fix and before the first dwell due.
+        Those devices are settled here (``open_now``; ``seen`` when a heartbeat is due); the loop takes the
+        other rows, decides them one by one as before, and refreshes their tracks. Returns the rows left to
+        the loop and the settled devices whose heartbeat is due (their head is written: the caller reads
+        their versions)."""
         k = len(rows)
         tracks = [lane.tracks[j] for j in rows]
         devices = [lane.devices[j] for j in rows]
@@ -754,31 +730,10 @@ class Ingestor:
         t = lane.stamps[r]
         last = np.fromiter(map(_S_LAST, tracks), np.float64, k)
         s1, s2 = hits.sums()
-        counts, sums1, sums2 = hits.counts[r], s1[r], s2[r]
-        count = np.fromiter(map(_S_COUNT, tracks), np.int64, k)
-        h1 = np.fromiter(map(_S_H1, tracks), np.float64, k)
-        h2 = np.fromiter(map(_S_H2, tracks), np.float64, k)
-        steady = (counts == count) & (sums1 == h1) & (sums2 == h2)
-        more = ok & ~steady & (counts > count)
-        if more.any():  # in the steady zones and, besides, in the same too shallow zones as last time
-            x_count = np.fromiter(map(_X_COUNT, tracks), np.int64, k)
-            more &= (x_count > 0) & (counts == count + x_count) & (counts <= MAX_SUMMED_ZONES)
-            more &= (sums1 == h1 + np.fromiter(map(_X_H1, tracks), np.float64, k))
-            more &= (sums2 == h2 + np.fromiter(map(_X_H2, tracks), np.float64, k))
-            x_lat = np.fromiter(map(_X_LAT, tracks), np.float64, k)
-            dy = (lane.lats[r] - x_lat) * 111_195.0
-            dx = (lane.lngs[r] - np.fromiter(map(_X_LNG, tracks), np.float64, k)) * (
-                111_195.0 * np.cos(np.radians(x_lat))
-            )
-            moved = np.sqrt(dx * dx + dy * dy)  # a margin for the flat-earth distance and the boundary's
-            depth = np.fromiter(map(_X_DEPTH, tracks), np.float64, k) - (1.05 * moved + 1.0)  # local scale
-            more &= depth > -np.fromiter(map(_X_RATIO, tracks), np.float64, k) * lane.accs[r]
-            steady |= more
-        ok &= steady & (last < t) & (t < np.fromiter(map(_S_UNTIL, tracks), np.float64, k))
-        if more.any():
-            shallow = int((more & ok).sum())
-            self.shallow_skips += shallow
-            self.column_shallow_skips += shallow
+        ok &= hits.counts[r] == np.fromiter(map(_S_COUNT, tracks), np.int64, k)
+        ok &= s1[r] == np.fromiter(map(_S_H1, tracks), np.float64, k)
+        ok &= s2[r] == np.fromiter(map(_S_H2, tracks), np.float64, k)
+        ok &= (last < t) & (t < np.fromiter(map(_S_UNTIL, tracks), np.float64, k))
         settled = np.flatnonzero(ok).tolist()
         self.steady_skips += len(settled)
         self.column_skips += len(settled)
@@ -796,32 +751,22 @@ class Ingestor:
                 beats.append((tracks[x], tracks[x].s_version, at))
         return [rows[x] for x in np.flatnonzero(~ok).tolist()], due
 
-    def _only_shallow_more(
-        self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary
-    ) -> tuple[int, float, float, float, float] | None:
-        """When the fix is in every steady zone of the device and its other zone hits are all too shallow
-        (or too imprecise) to start an enter, stepping the device would change nothing stored but its
-        last fix, as for a steady one (``_step_device`` skips exactly those hits): then those zones'
-        count, hash sums, least signed distance and least enter-depth ratio (``DeviceTrack.x_count``),
-        else None."""
+    def _only_shallow_more(self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary) -> bool:
+        """True when the fix is in every steady zone of the device and its other zone hits are all too
+        shallow (or too imprecise) to start an enter: stepping the device would then change nothing
+        stored but its last fix, as for a steady one (``_step_device`` skips exactly those hits)."""
         zone_ids = hits.ids_by_fix([(row, 0)]).get(0, ())
         steady = summary.steady
         extra = [z for z in zone_ids if z not in steady]
         if len(zone_ids) - len(extra) != summary.count:
-            return None  # a steady zone the fix is not in: stepped
+            return False  # a steady zone the fix is not in: stepped
         index = self.index
-        h1 = h2 = 0.0
-        depth = ratio = math.inf
         for zone_id in extra:  # hits: the index found the centre inside
             d = index.signed_distance_m(zone_id, fix.lat, fix.lng, True)
-            policy = self.policy_for(zone_id)
-            if not leaves_outside_alone(fix, d, policy):
-                return None
-            a, b = _zone_hash(zone_id)
-            h1, h2 = h1 + a, h2 + b
-            depth, ratio = min(depth, d), min(ratio, policy.enter_depth_ratio)
+            if not leaves_outside_alone(fix, d, self.policy_for(zone_id)):
+                return False
         self.shallow_skips += 1
-        return len(extra), h1, h2, depth, ratio
+        return True
 
     def _summary(self, device: StoredDevice) -> _Summary | None:
         """The device's presences sorted into steady ones and the others (kept on the stored copy until

@@ -562,55 +562,6 @@ def test_zone_hits_too_shallow_to_enter_skip_the_machine_with_the_same_rows_and_
     assert {z for z, k, _, _ in fast[0] if k == "enter"} >= {"store", "mall", "edge"}
 
 
-def test_a_device_lingering_at_the_edge_of_a_zone_is_settled_in_columns_with_the_same_rows_and_events(
-    engine, tmp_path
-):
-    """A device steady in two zones, drifting a metre or two a fix just inside the edge of a third (too
-    shallow for its accuracy to enter), is stepped over by its track's bound on that zone (the signed
-    distance moves by at most the distance moved): in columns, with the events and rows of the path
-    without skips, including the enter of the third zone when it walks in deeper and the exits."""
-    import random
-
-    from geofence.service.db import create_schema, make_engine
-
-    index = circle_index({
-        "store": (STORE, 50.0), "mall": (STORE, 400.0), "edge": (offset(*STORE, 75, 0), 60.0),
-    })  # "edge" starts 15 m north of the store's centre
-    rng = random.Random(3)
-    track, north, east, t = [], 19.0, 0.0, 0
-    for k in range(240):
-        t += 5
-        north = min(22.0, max(16.0, north + rng.uniform(-1.0, 1.0)))
-        east = min(10.0, max(-10.0, east + rng.uniform(-1.0, 1.0)))
-        if k in (150, 151):  # walks into "edge", deep enough to enter it
-            north = 45.0
-        if k > 200:  # and away from everything
-            north = 700.0
-        track.append(fix(north, east, t, accuracy_m=rng.choice([20, 30, 40])))
-
-    def replay(eng, skip):
-        ing = make(index, dwell_after=timedelta(hours=1))
-        ing.skip_steady = skip
-        cache = PresenceCache()
-        events = []
-        for f in track:
-            out = run(ing, eng, [f], at=T0 + timedelta(seconds=t + 10), cache=cache)
-            events += [(e.zone_id, e.kind.value, e.at, e.reason) for e in out.events]
-        with Session(eng) as s:
-            device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
-        rows = sorted((p.zone_id, p.state, p.last_fix_at, p.version) for p in device.presences.values())
-        return (events, rows, device.version, device.last_fix_at), ing.column_shallow_skips
-
-    fast, in_columns = replay(engine, True)
-    assert in_columns >= 60  # most of the lingering was settled in columns
-    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
-    create_schema(reference_engine)
-    assert replay(reference_engine, False) == (fast, 0)
-    kinds = [(z, k) for z, k, _, _ in fast[0]]
-    assert sorted(kinds[:2]) == [("mall", "enter"), ("store", "enter")]
-    assert ("edge", "enter") in kinds and ("edge", "exit") in kinds and ("mall", "exit") in kinds
-
-
 def test_a_fix_with_a_non_utc_offset_is_stored_at_its_instant(engine, index):
     """SQLite has no time zone type: a fix at 12:00+02:00 must be stored as 10:00 UTC, not 12:00."""
     from datetime import timezone
