@@ -400,30 +400,37 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
     assert kinds.count("enter") >= 3 and "dwell" in kinds and "exit" in kinds
 
 
+def _one_fix_a_batch(index, eng, fixes, dwell_after, *, skip):
+    """Replay ``fixes`` one a batch with a presence cache: the events of each batch and the device's head
+    (version, last fix) as stored, and how many fixes were settled in columns."""
+    ing = make(index, dwell_after=dwell_after)
+    ing.skip_steady = skip
+    cache = PresenceCache()
+    per_batch = []
+    for f in fixes:
+        out = run(ing, eng, [f], at=T0 + timedelta(seconds=400), cache=cache)
+        per_batch.append([(e.kind.value, e.at) for e in out.events])
+    with Session(eng) as s:
+        head = s.get(PresenceHeadRow, "dev-1")
+        stored = (head.version, as_utc(head.last_fix_at))
+    return (per_batch, stored), ing.column_skips
+
+
 def test_a_device_settled_in_columns_dwells_at_the_first_fix_past_its_dwell_time(engine, index, tmp_path):
     """A device standing in the store, one fix a batch, is settled by its track's summary (columns) until
     its dwell is due: the fix that reaches it steps the device, in the same batch as without the skips."""
     from geofence.service.db import create_schema, make_engine
 
     fixes = [fix(0, 0, 10 * k, accuracy_m=5) for k in range(30)]  # enter at 0 s, dwell due at 90 s
-
-    def replay(eng, skip):
-        ing = make(index, dwell_after=timedelta(seconds=90))
-        ing.skip_steady = skip
-        cache = PresenceCache()
-        per_batch = []
-        for f in fixes:
-            out = run(ing, eng, [f], at=T0 + timedelta(seconds=400), cache=cache)
-            per_batch.append([(e.kind.value, e.at) for e in out.events])
-        return per_batch, ing.column_skips
-
-    fast, column_skips = replay(engine, True)
+    dwell_after = timedelta(seconds=90)
+    fast, column_skips = _one_fix_a_batch(index, engine, fixes, dwell_after, skip=True)
     assert column_skips >= 15
-    assert [k for k, batch in enumerate(fast) if batch] == [0, 9]  # ENTER, then DWELL with the 90 s fix
-    assert fast[9] == [("dwell", T0 + timedelta(seconds=90))]
+    per_batch = fast[0]
+    assert [k for k, batch in enumerate(per_batch) if batch] == [0, 9]  # ENTER, then DWELL at 90 s
+    assert per_batch[9] == [("dwell", T0 + timedelta(seconds=90))]
     reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
     create_schema(reference_engine)
-    assert replay(reference_engine, False) == (fast, 0)
+    assert _one_fix_a_batch(index, reference_engine, fixes, dwell_after, skip=False) == (fast, 0)
 
 
 def test_a_device_settled_in_columns_stays_there_through_its_own_heartbeats(engine, index, tmp_path):
@@ -433,26 +440,12 @@ def test_a_device_settled_in_columns_stays_there_through_its_own_heartbeats(engi
     from geofence.service.db import create_schema, make_engine
 
     fixes = [fix(0, 0, 10 * k, accuracy_m=5) for k in range(31)]  # heartbeats at 60, 120, ... 300 s
-
-    def replay(eng, skip):
-        ing = make(index, dwell_after=timedelta(hours=1))
-        ing.skip_steady = skip
-        cache = PresenceCache()
-        per_batch = []
-        for f in fixes:
-            out = run(ing, eng, [f], at=T0 + timedelta(seconds=400), cache=cache)
-            per_batch.append([(e.kind.value, e.at) for e in out.events])
-        with Session(eng) as s:
-            head = s.get(PresenceHeadRow, "dev-1")
-            stored = (head.version, as_utc(head.last_fix_at))
-        return (per_batch, stored), ing.column_skips
-
-    fast, column_skips = replay(engine, True)
+    fast, column_skips = _one_fix_a_batch(index, engine, fixes, timedelta(hours=1), skip=True)
     assert fast[1] == (1 + 5, T0 + timedelta(seconds=300))  # the enter, then five heartbeats
     assert column_skips == len(fixes) - 2  # every fix after the one that made the summary
     reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
     create_schema(reference_engine)
-    assert replay(reference_engine, False) == (fast, 0)
+    assert _one_fix_a_batch(index, reference_engine, fixes, timedelta(hours=1), skip=False) == (fast, 0)
 
 
 def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_path(
