@@ -181,9 +181,6 @@ def drop_presence_caches(session: Session) -> None:
         session.execute(insert(CLOCK).values(id=1, seq=0, resets=1))
 
 
-_NOTHING = ()  # a device whose head alone is written (a heartbeat): no list of its own
-
-
 def _new_head(device_id: str, last: Any, tick: int) -> dict[str, Any]:
     return {"device_id": device_id, "version": 1, "rows_version": 1, "last_fix_at": last, "seq": tick}
 
@@ -312,15 +309,11 @@ class SqlPresenceStore:
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         deletes: list[dict[str, Any]] = []
-        by_device: dict[str, list[Presence]] = dict.fromkeys(seen, _NOTHING)  # type: ignore[arg-type]
+        by_device: dict[str, list[Presence]] = {d: [] for d in seen}
         self.writing.update(seen)
         for p in changed:
             self.writing.add(p.device_id)
-            written = by_device.get(p.device_id)
-            if written:
-                written.append(p)
-            else:
-                by_device[p.device_id] = [p]
+            by_device.setdefault(p.device_id, []).append(p)
             key = {"b_device_id": p.device_id, "b_zone_id": p.zone_id, "b_version": p.version}
             if p.version == 0:
                 if p.is_open:
