@@ -29,7 +29,7 @@ route does. Rates are given per second of wall time and per second of CPU time o
 less sensitive to other jobs on the box), and per round (``round_N``: round 1 is the settling round).
 ``steady_fixes_per_s`` is over rounds 2-13, one heartbeat (60 s) of fix time at one fix per 5 s: every
 device's head is rewritten once in it, and in the benchmark all in the same round (every device entered
-at the same fix time), which then runs at about a third of the others' rate; a figure over fewer rounds
+at the same fix time), which then runs at about half the others' rate; a figure over fewer rounds
 would leave those writes out.
 
 HTTP: ``uvicorn --workers N`` with ``POST /v1/locations`` (the lean handler and its feed thread, see
