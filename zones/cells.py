@@ -66,11 +66,14 @@ def disk_k(extent_m: float, res: int) -> int:
     return int(math.ceil((extent_m + cell_radius_m(res)) / (1.4 * _EDGE_M[res]))) + 1
 
 
-def circle_covers(circles: list[Circle], res: int) -> list[tuple[np.ndarray, np.ndarray] | None]:
+def circle_covers(
+    circles: list[Circle], res: int, margin_m: float = 0.0
+) -> list[tuple[np.ndarray, np.ndarray] | None]:
     """:func:`cover` of many circles of the same resolution and disk size at once (vectorised with h3ronpy).
 
-    Same classification as :func:`cover`. Returns None for a circle whose disk was too small or touched a
-    pentagon (the caller falls back to :func:`cover`), or for all of them without h3ronpy.
+    Same classification as :func:`cover` (``margin_m`` likewise). Returns None for a circle whose disk was
+    too small or touched a pentagon (the caller falls back to :func:`cover`), or for all of them without
+    h3ronpy.
     """
     try:
         import h3ronpy
@@ -81,7 +84,7 @@ def circle_covers(circles: list[Circle], res: int) -> list[tuple[np.ndarray, np.
     lat = np.array([c.lat for c in circles])
     lng = np.array([c.lng for c in circles])
     radius = np.array([c.radius_m for c in circles])
-    k = max(disk_k(r, res) for r in radius.tolist())
+    k = max(disk_k(r + margin_m, res) for r in radius.tolist())
     size = 3 * k * (k + 1) + 1
     origins = np.asarray(coordinates_to_cells(lat, lng, res))
     rb = h3ronpy.grid_disk_distances(origins, k, flatten=True)
@@ -96,7 +99,7 @@ def circle_covers(circles: list[Circle], res: int) -> list[tuple[np.ndarray, np.
     d = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
     inner = radius * math.cos(math.pi / CIRCLE_VERTICES) - _circle_slack_m(radius)
     outer = radius + _circle_slack_m(radius)
-    bound = cell_radius_m(res)
+    bound = cell_radius_m(res) + margin_m
     interior = d + bound < inner[owner]
     boundary = ~interior & (d - bound <= outer[owner])
     bad = np.zeros(n, dtype=bool)
@@ -135,14 +138,16 @@ def _centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cover(
-    zone: Zone, shape: BaseGeometry, res: int, ref: tuple[float, float]
+    zone: Zone, shape: BaseGeometry, res: int, ref: tuple[float, float], margin_m: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(interior, boundary) int64 cell arrays of ``zone`` at resolution ``res``.
 
     ``shape`` is ``zone_shape(zone)``; ``ref`` its reference ``(lat, lng)`` (circle centre or bbox centre).
+    ``margin_m`` widens the boundary band: a cell is then *boundary* when the zone's boundary may come
+    within ``margin_m`` of one of its points (``zones.clearance`` lists those cells).
     """
     lat0, lng0 = ref
-    bound = cell_radius_m(res)
+    bound = cell_radius_m(res) + margin_m
     g = zone.geometry
     if isinstance(g, Circle):
         inner, outer = circle_margins_m(g.radius_m)
@@ -158,7 +163,7 @@ def cover(
         local_b = local.boundary
         shapely.prepare(local)
     origin = h3i.latlng_to_cell(lat0, lng0, res)
-    k = disk_k(extent, res)
+    k = disk_k(extent + margin_m, res)
     while True:
         cells = h3i.grid_disk(origin, k)
         arr = np.asarray(cells, dtype=np.uint64).view(np.int64)

@@ -26,7 +26,7 @@ import shapely
 from h3.api import basic_int as h3i
 from shapely.geometry.base import BaseGeometry
 
-from zones import kernel
+from zones import clearance, kernel
 from zones.boundary import Rings
 from zones.boundary import rings as ring_arrays
 from zones.cells import circle_covers, circle_margins_m, cover, disk_k, haversine_many
@@ -175,6 +175,9 @@ class ZoneIndex:
         self._dead_ids: set[str] = set()  # zones whose table entries went stale since the last rebuild
         self._scalar: _Scalar | None = None
         self._pairs_per_fix = 16.0
+        self.generation = 0  # bumped by every change of the zones (what a clearance was measured against)
+        self._clear_cells: clearance.Cells | None = None  # made on first use after a rebuild
+        self._clear_shapes: tuple[int, clearance.Shapes] | None = None  # (generation, shapes)
         self._grow(0)
         self._add_bulk(list(zones))
         self._rebuild()
@@ -298,6 +301,8 @@ class ZoneIndex:
         self._n_built = len(self._entries)
         self._dead_ids = set()
         self._scalar = None
+        self._clear_cells = None
+        self.generation += 1
 
     def _maybe_rebuild(self) -> None:
         if len(self._pending) + self._dead_since_build >= REBUILD_AFTER:
@@ -308,6 +313,7 @@ class ZoneIndex:
         """Add ``zone`` (validated; raises ZoneError) or replace the one with its id; no full rebuild."""
         slot = self._add(zone)
         self._pending.append(slot)
+        self.generation += 1
         self._maybe_rebuild()
 
     def replace(self, zone: Zone) -> None:
@@ -318,6 +324,7 @@ class ZoneIndex:
         """Remove a zone; raises KeyError if unknown."""
         slot = self._slot_of.pop(zone_id)
         self._kill(slot)
+        self.generation += 1
         self._maybe_rebuild()
 
     def get(self, zone_id: str) -> Zone:
@@ -542,6 +549,38 @@ class ZoneIndex:
             np.concatenate([ch[1][: ch[2]] for ch in chunks] + hit_s),
         )
 
+    def clearance_m(self, lats: np.ndarray, lngs: np.ndarray) -> np.ndarray:
+        """Per point, metres within which every point lies in exactly the zones it lies in: a lower bound
+        of its great-circle distance to every zone's boundary, at most ``clearance.CLEARANCE_CAP_M`` (0:
+        none known). Valid for this ``generation`` of the index (see ``zones.clearance``)."""
+        lats = np.ascontiguousarray(lats, dtype=np.float64).ravel()
+        lngs = np.ascontiguousarray(lngs, dtype=np.float64).ravel()
+        out = np.zeros(len(lats))
+        ok = np.isfinite(lats) & np.isfinite(lngs)
+        ok &= (np.abs(lats) <= clearance.MAX_LAT) & (np.abs(lngs) <= clearance.MAX_LNG)
+        if not ok.any():
+            return out
+        if self._clear_cells is None:
+            self._clear_cells = clearance.cells(
+                [(s, e.zone, e.shape, e.ref) for s, e in enumerate(self._entries[: self._n_built]) if e]
+            )
+        if self._clear_shapes is None or self._clear_shapes[0] != self.generation:
+            self._clear_shapes = (self.generation, clearance.shapes(
+                [(s, e.zone, self._rings(e)) for s, e in enumerate(self._entries) if e is not None],
+                len(self._entries),
+            ))
+        extra = np.array([s for s in self._pending if self._entries[s] is not None], dtype=np.int64)
+        lat, lng = lats[ok], lngs[ok]
+        at = cells_at(lat, lng, clearance.CLEARANCE_RES)
+        out[ok] = clearance.clearance_m(self._clear_cells, self._clear_shapes[1], at, lat, lng, extra)
+        return out
+
+    def _rings(self, e: _Entry) -> Rings | None:
+        """An area's boundary arrays, made once (circles have none)."""
+        if e.rings is None and not isinstance(e.zone.geometry, Circle):
+            e.rings = ring_arrays(e.shape)
+        return e.rings
+
     def near(self, lat: float, lng: float, distance_m: float) -> list[tuple[str, float]]:
         """Zones containing ``lat, lng`` or within ``distance_m`` of it: (id, signed m), nearest first."""
         if not (math.isfinite(lat) and math.isfinite(lng) and -90.0 <= lat <= 90.0):
@@ -566,9 +605,7 @@ class ZoneIndex:
         """Metres from ``lat, lng`` to the zone boundary: < 0 inside, > 0 outside. ``inside``: whether the
         zone contains the point, when the caller knows it from ``match_many`` (saves the polygon test)."""
         e = self._entry(zone_id)
-        if e.rings is None and not isinstance(e.zone.geometry, Circle):
-            e.rings = ring_arrays(e.shape)
-        return signed_distance_m(e.zone, lat, lng, shape=e.shape, rings=e.rings, inside=inside)
+        return signed_distance_m(e.zone, lat, lng, shape=e.shape, rings=self._rings(e), inside=inside)
 
 
 _RAD = math.pi / 180.0
