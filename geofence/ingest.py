@@ -32,13 +32,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
-from operator import attrgetter, is_
+from operator import attrgetter, sub
 from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from geofence.events import ZoneEvent
-from geofence.fixes import FixLimits, LocationFix, distance_m, fix_problem
+from geofence.fixes import EARTH_RADIUS_M, FixLimits, LocationFix, distance_m, fix_problem
 from geofence.policy import FencePolicy
 from geofence.presence import (
     INSIDE_STATES,
@@ -53,6 +53,7 @@ from geofence.presence import (
     sweep,
 )
 from geofence.store import ConflictError, StoredDevice, UnitOfWork
+from geofence.tracks import Tracks
 from zones.index import ZoneMatches
 
 ACCEPTED = "accepted"
@@ -76,7 +77,11 @@ class ZoneLookup(Protocol):
         self, zone_id: str, lat: float, lng: float, inside: bool | None = None
     ) -> float: ...
 
+    def clearance_m(self, lats: np.ndarray, lngs: np.ndarray) -> np.ndarray: ...
+
     def __contains__(self, zone_id: object) -> bool: ...
+
+    generation: int  # moves on with every change of the zones
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,39 +192,6 @@ _ZONE_HASHES: dict[str, tuple[float, float]] = {}
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
-@dataclass(slots=True, eq=False)  # slots: 100,000s of them live in memory; eq=False: ``None in tracks``
-class DeviceTrack:  # is then an identity test, not a dataclass comparison per track
-    """Last accepted fix of a device, as seen by this process (a cache, see the module docstring)."""
-
-    last_fix_at: datetime
-    lat: float
-    lng: float
-    accuracy_m: float
-    fix_ids: tuple[str, ...] = ()  # client fix ids of its last accepted batch
-    jumps: int = 0
-    at_s: float = math.nan  # ``last_fix_at`` as a POSIX timestamp (the fast lane's columns); kept with it
-    # the steady summary (``Ingestor._summary``) of the device as stored at head version ``s_version``
-    # (0: none), under the zone policies of ``s_epoch``: ``Ingestor._steady_rows`` tests it in columns
-    s_version: int = 0
-    s_epoch: object = None
-    s_count: int = 0
-    s_h1: float = 0.0
-    s_h2: float = 0.0
-    s_until: float = 0.0
-    s_last: float = 0.0  # the stored head's last fix (timestamp), and as a time:
-    s_last_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        if math.isnan(self.at_s):
-            self.at_s = self.last_fix_at.timestamp()
-
-    def move_to(
-        self, at: datetime, lat: float, lng: float, accuracy_m: float, fix_ids: tuple[str, ...]
-    ) -> None:
-        self.last_fix_at, self.at_s, self.lat, self.lng = at, at.timestamp(), lat, lng
-        self.accuracy_m, self.fix_ids = accuracy_m, fix_ids
-
-
 @dataclass
 class IngestOutcome:
     results: list[FixResult]
@@ -228,29 +200,32 @@ class IngestOutcome:
 
 
 class _Lane:
-    """The fixes of one batch accepted by ``Ingestor._fast_lane`` (one per device), and the rest."""
+    """The fixes of one batch accepted by ``Ingestor._fast_lane`` (one per device, a *row* each), and the
+    rest (``others``: positions in the batch)."""
 
-    __slots__ = ("devices", "old", "others", "positions", "stamps", "tracks")
+    __slots__ = ("devices", "lat", "lng", "old", "others", "positions", "slots", "stamps", "tracks")
 
     def __init__(
-        self, positions: list[int], devices: list[str], others: list[int], tracks: list[DeviceTrack],
-        old: tuple[list[float], list[float], list[float], list[datetime], list[tuple[str, ...]], list[float]],
-        stamps: np.ndarray,
+        self, tracks: Tracks, positions: list[int], devices: list[str], slots: np.ndarray, others: list[int],
+        columns: tuple[np.ndarray, np.ndarray, np.ndarray],
+        old: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[datetime], list[tuple[str, ...]]],
     ) -> None:
-        self.positions, self.devices, self.others = positions, devices, others
-        self.stamps = stamps  # the accepted fixes' times as POSIX timestamps
-        # the devices' tracks, and what they were before the batch, as columns: lat, lng, accuracy, last
-        # fix, fix ids, its timestamp
-        self.tracks, self.old = tracks, old
+        self.tracks, self.positions, self.devices, self.slots = tracks, positions, devices, slots
+        self.others = others
+        self.stamps, self.lat, self.lng = columns  # the accepted fixes' times (POSIX seconds) and positions
+        # the devices' tracks before the batch: lat, lng, accuracy, last fix (seconds), last fix, fix ids
+        self.old = old
 
     def before(self, row: int) -> Undo:
         """A device's track before the batch, as ``Ingestor._screen``'s undo has it."""
-        lat, lng, acc, at, ids, _ = self.old
-        return (lat[row], lng[row], acc[row], at[row], ids[row])
+        lat, lng, acc, _, at, ids = self.old
+        return (float(lat[row]), float(lng[row]), float(acc[row]), at[row], ids[row])
 
     def restore(self) -> None:
-        for track, *old in zip(self.tracks, *self.old, strict=True):
-            track.lat, track.lng, track.accuracy_m, track.last_fix_at, track.fix_ids, track.at_s = old
+        t, s = self.tracks, self.slots
+        t.lat[s], t.lng[s], t.acc[s], t.at_s[s], at, ids = self.old
+        for slot, last, fix_ids in zip(s.tolist(), at, ids, strict=True):
+            t.last_fix_at[slot], t.fix_ids[slot] = last, fix_ids
 
 
 def _positions_of_none(values: list[object]) -> list[int]:
@@ -261,15 +236,19 @@ def _positions_of_not_none(values: list[object]) -> list[int]:
     return [] if values.count(None) == len(values) else [i for i, v in enumerate(values) if v is not None]
 
 
+def _metres(lat1: np.ndarray, lng1: np.ndarray, lat2: np.ndarray, lng2: np.ndarray) -> np.ndarray:
+    """Great-circle distances, as ``zones`` measures them (haversine, ``fixes.EARTH_RADIUS_M``)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lng2 - lng1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+
+
 _DEVICE, _RECORDED_AT, _TZINFO = attrgetter("device_id"), attrgetter("recorded_at"), attrgetter("tzinfo")
 _LAT, _LNG, _ACC = attrgetter("lat"), attrgetter("lng"), attrgetter("accuracy_m")
-_SPEED, _HEADING = attrgetter("speed_mps"), attrgetter("heading_deg")
-_LAST_FIX_AT, _JUMPS, _AT_S = attrgetter("last_fix_at"), attrgetter("jumps"), attrgetter("at_s")
-_FIX_IDS = attrgetter("fix_ids")
-_S_VERSION, _S_EPOCH, _S_COUNT = attrgetter("s_version"), attrgetter("s_epoch"), attrgetter("s_count")
-_S_H1, _S_H2 = attrgetter("s_h1"), attrgetter("s_h2")
-_S_UNTIL, _S_LAST = attrgetter("s_until"), attrgetter("s_last")
-_NO_TRACK = DeviceTrack(datetime.max.replace(tzinfo=UTC) - timedelta(days=1), 0.0, 0.0, 1.0, jumps=1)
+_SPEED, _HEADING, _FIX_ID = attrgetter("speed_mps"), attrgetter("heading_deg"), attrgetter("client_fix_id")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECONDS = timedelta.total_seconds  # of ``time - _EPOCH``: ``datetime.timestamp``, without its
+# ``utcoffset`` call when the time is in UTC (the same tzinfo object as the epoch's): 70 ns, not 170
 
 
 class Ingestor:
@@ -290,16 +269,19 @@ class Ingestor:
         self.limits = limits
         self._zone_policy = zone_policy or (lambda _zone_id: policy)
         self._policies: dict[str, FencePolicy] = {}
-        self.tracks: dict[str, DeviceTrack] = {}
+        self.tracks = Tracks()
         # devices with an open presence (any worker's, as of the last refresh, plus this process's own)
         self.open_devices: set[str] = set()
         self.fix_store_wanted = False  # True when raw fixes are retained: every batch opens a transaction
         self.skip_steady = True  # off only to check that skipping changes nothing (tests)
         self.fast_lane = True  # likewise for the vectorised screen (``_fast_lane``)
+        self.discs = True  # likewise for the discs (``_in_disc``)
         self.steady_skips = 0  # devices not stepped because steady (since start)
         self.column_skips = 0  # of which, settled in columns by their tracks' summaries (``_steady_rows``)
         self.shallow_skips = 0  # of which, with zone hits too shallow to enter besides their steady zones
-        self._policy_epoch = object()  # renewed when a zone's policy may have changed (steady summaries)
+        self.disc_fixes = 0  # fast-lane fixes whose zones their device's disc gave (not the index)
+        self._policy_epoch = 1  # moved on when a zone's policy may have changed (steady summaries)
+        self._disc_generation = -1  # the index generation the discs were measured against
         self._hashed_ids: np.ndarray | None = None
         self._id_hash_arrays: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
 
@@ -313,7 +295,7 @@ class Ingestor:
     def forget_zone(self, zone_id: str) -> None:
         """The zone changed or went away: rebuild its policy on next use."""
         self._policies.pop(zone_id, None)
-        self._policy_epoch = object()
+        self._policy_epoch += 1
 
     # -- the use case ---------------------------------------------------------------------------
     def ingest(
@@ -339,6 +321,9 @@ class Ingestor:
         counts by (status, reason).
         """
         results: list[FixResult] = [OK] * len(fixes)
+        if self.index.generation != self._disc_generation:  # the zones changed: no disc holds
+            self.tracks.drop_discs()
+            self._disc_generation = self.index.generation
         lane = self._fast_lane(fixes, at, refused) if self.fast_lane else None
         by_device: dict[str, list[int]] = {}
         limits = self.limits
@@ -397,19 +382,20 @@ class Ingestor:
         n = len(fixes)
         if n == 0:
             return None
+        tracks = self.tracks
         try:
             devs = list(map(_DEVICE, fixes))
             times = list(map(_RECORDED_AT, fixes))
-            tracks = list(map(self.tracks.get, devs))
+            slots = np.fromiter(map(tracks.slot_of.get, devs, repeat(-1)), np.int64, n)
             lat = np.fromiter(map(_LAT, fixes), np.float64, n)
             lng = np.fromiter(map(_LNG, fixes), np.float64, n)
             acc = np.fromiter(map(_ACC, fixes), np.float64, n)
             ok = np.fromiter(map(len, devs), np.int64, n) <= 128
             ok &= (lat >= -90.0) & (lat <= 90.0) & (lng >= -180.0) & (lng <= 180.0)
             ok &= (acc > 0.0) & (acc <= self.limits.max_accuracy_m)
-            if None in tracks:  # devices this process has not seen: generic path
-                ok &= np.fromiter((t is not None for t in tracks), bool, n)
-            for i in _positions_of_none(list(map(_TZINFO, times))):
+            ok &= slots >= 0  # devices this process has not seen: generic path
+            naive = _positions_of_none(list(map(_TZINFO, times)))
+            for i in naive:
                 ok[i] = False  # naive times: generic path (``recorded_at_naive``)
             for getter in (_SPEED, _HEADING):
                 for i in _positions_of_not_none(list(map(getter, fixes))):
@@ -422,18 +408,15 @@ class Ingestor:
                 ok &= np.fromiter((d not in twice for d in devs), bool, n)
             if "" in devs:
                 ok &= np.fromiter(map(bool, devs), bool, n)
-            safe = tracks if ok.all() else [t if ok[i] else _NO_TRACK for i, t in enumerate(tracks)]
-            ts = np.fromiter(map(datetime.timestamp, times), np.float64, n)
-            pts = np.fromiter(map(_AT_S, safe), np.float64, n)
-            plat = np.fromiter(map(_LAT, safe), np.float64, n)
-            plng = np.fromiter(map(_LNG, safe), np.float64, n)
-            pacc = np.fromiter(map(_ACC, safe), np.float64, n)
-            jumps = np.fromiter(map(_JUMPS, safe), np.int64, n)
+            aware = times if not naive else [_EPOCH if t.tzinfo is None else t for t in times]
+            ts = np.fromiter(map(_SECONDS, map(sub, aware, repeat(_EPOCH))), np.float64, n)
         except (TypeError, ValueError, OverflowError, AttributeError, IndexError):
             return None
+        s = np.where(ok, slots, 0)  # a row of the generic path reads slot 0 (there is one: capacity)
+        pts, plat, plng, pacc = tracks.at_s[s], tracks.lat[s], tracks.lng[s], tracks.acc[s]
         window = at - self.limits.max_age, at + self.limits.clock_skew
         ok &= (ts > window[0].timestamp() + 1e-3) & (ts < window[1].timestamp() - 1e-3)
-        ok &= (jumps == 0) & (ts > pts)
+        ok &= (tracks.jumps[s] == 0) & (ts > pts)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             dy = (lat - plat) * 111_195.0
             dx = (lng - plng) * (111_195.0 * np.cos(np.radians(plat)))
@@ -442,19 +425,19 @@ class Ingestor:
         ok &= speed <= self.policy.max_speed_mps
         picked = np.flatnonzero(ok)
         positions = picked.tolist()
-        lane_tracks = [tracks[i] for i in positions]
-        old = (
-            plat[picked].tolist(), plng[picked].tolist(), pacc[picked].tolist(),
-            list(map(_LAST_FIX_AT, lane_tracks)), list(map(_FIX_IDS, lane_tracks)), pts[picked].tolist(),
-        )
+        ps = slots[picked]
+        ps_list = ps.tolist()
+        last_fix_at, fix_ids = tracks.last_fix_at, tracks.fix_ids
+        old = (plat[picked], plng[picked], pacc[picked], pts[picked],
+               [last_fix_at[x] for x in ps_list], [fix_ids[x] for x in ps_list])
+        new = (ts[picked], lat[picked], lng[picked])
+        tracks.at_s[ps], tracks.lat[ps], tracks.lng[ps], tracks.acc[ps] = (*new, acc[picked])
+        for x, i in zip(ps_list, positions, strict=True):
+            last_fix_at[x] = times[i]
+            fid = fixes[i].client_fix_id
+            fix_ids[x] = () if fid is None else (fid,)
         others = np.flatnonzero(~ok).tolist()
-        lane = _Lane(positions, [devs[i] for i in positions], others, lane_tracks, old, ts[picked])  # type: ignore[arg-type]
-        lats, lngs, accs, stamps = lat.tolist(), lng.tolist(), acc.tolist(), ts.tolist()
-        for i, track in zip(positions, lane_tracks, strict=True):  # ``move_to``, spelled out: no call, and
-            fid = fixes[i].client_fix_id  # the timestamps are at hand
-            track.last_fix_at, track.at_s, track.lat, track.lng = times[i], stamps[i], lats[i], lngs[i]
-            track.accuracy_m, track.fix_ids = accs[i], () if fid is None else (fid,)
-        return lane
+        return _Lane(tracks, positions, [devs[i] for i in positions], ps, others, new, old)
 
     def _screen(
         self, fixes: Sequence[LocationFix], by_device: dict[str, list[int]], results: list[FixResult]
@@ -469,7 +452,8 @@ class Ingestor:
         max_speed = self.policy.max_speed_mps
         tracks = self.tracks
         for device_id, positions in by_device.items():
-            track = tracks.get(device_id)
+            slot = tracks.slot_of.get(device_id)
+            track = None if slot is None else tracks.row(slot)
             if track is not None and len(positions) == 1 and track.jumps == 0:
                 # the common case, spelled out: one fix of a known device, newer than its last one
                 i = positions[0]
@@ -478,24 +462,23 @@ class Ingestor:
                 pat = track.last_fix_at
                 if t > pat and _fast_speed_mps(track.lat, track.lng, track.accuracy_m, pat, fix) <= max_speed:
                     kept[device_id] = positions
-                    undo[device_id] = (track.lat, track.lng, track.accuracy_m, pat, track.fix_ids)
+                    undo[device_id] = track[1:4] + (pat, track.fix_ids)
                     fid = fix.client_fix_id
-                    track.move_to(t, fix.lat, fix.lng, fix.accuracy_m, () if fid is None else (fid,))
+                    tracks.move(slot, t, fix.lat, fix.lng, fix.accuracy_m, () if fid is None else (fid,))  # type: ignore[arg-type]
                     continue
             if track is None and len(positions) == 1:
                 kept[device_id] = positions  # the first fix of a device this process sees
                 f = fixes[positions[0]]
                 fid = f.client_fix_id
-                tracks[device_id] = DeviceTrack(
-                    f.recorded_at, f.lat, f.lng, f.accuracy_m, () if fid is None else (fid,)
-                )
+                ids = () if fid is None else (fid,)
+                tracks.add(device_id, f.recorded_at, f.lat, f.lng, f.accuracy_m, ids)
                 undo[device_id] = None
                 continue
             if len(positions) > 1:
                 positions.sort(key=lambda i: fixes[i].recorded_at)
             if track is not None:
-                last_at = track.last_fix_at
-                plat, plng, pacc, pat = track.lat, track.lng, track.accuracy_m, track.last_fix_at
+                last_at = pat = track.last_fix_at
+                plat, plng, pacc = track.lat, track.lng, track.accuracy_m
                 jumps = track.jumps
                 remembered = track.fix_ids
             else:
@@ -529,28 +512,49 @@ class Ingestor:
                 plat, plng, pacc = fix.lat, fix.lng, fix.accuracy_m
                 if fid is not None and len(positions) > 1:
                     batch_ids.add(fid)
-            if track is not None:
-                track.jumps = jumps
+            if slot is not None:
+                tracks.jumps[slot] = jumps
             if not survivors:
                 continue
             kept[device_id] = survivors
             last = fixes[survivors[-1]]
             ids = tuple(f for i in survivors if (f := fixes[i].client_fix_id) is not None)
-            if track is None:
-                tracks[device_id] = DeviceTrack(last.recorded_at, last.lat, last.lng, last.accuracy_m, ids)
+            if slot is None:
+                tracks.add(device_id, last.recorded_at, last.lat, last.lng, last.accuracy_m, ids)
                 undo[device_id] = None
             else:
-                undo[device_id] = (track.lat, track.lng, track.accuracy_m, track.last_fix_at, track.fix_ids)
-                track.move_to(last.recorded_at, last.lat, last.lng, last.accuracy_m, ids)
+                undo[device_id] = track[1:4] + (track.last_fix_at, track.fix_ids)  # type: ignore[index]
+                tracks.move(slot, last.recorded_at, last.lat, last.lng, last.accuracy_m, ids)
         return kept, undo
 
     def _restore(self, undo: dict[str, Undo]) -> None:
+        tracks = self.tracks
         for device_id, old in undo.items():
             if old is None:
-                self.tracks.pop(device_id, None)
+                if device_id in tracks:
+                    tracks.remove(device_id)
             else:
                 lat, lng, accuracy_m, at, fix_ids = old
-                self.tracks[device_id].move_to(at, lat, lng, accuracy_m, fix_ids)
+                tracks.move(tracks.slot_of[device_id], at, lat, lng, accuracy_m, fix_ids)
+
+    def _in_disc(self, lane: _Lane) -> np.ndarray:
+        """Per lane row, whether the fix lies in its device's disc (``Tracks``): then it is in exactly the
+        zones of the disc's centre, which the track keeps (count and hash sums), and is not matched."""
+        tracks, s = self.tracks, lane.slots
+        radius = tracks.d_r[s]
+        inside = radius > 0.0
+        if inside.any():
+            inside &= _metres(tracks.d_lat[s], tracks.d_lng[s], lane.lat, lane.lng) < radius
+        return inside
+
+    def _new_discs(self, lane: _Lane, rows: np.ndarray, hit_rows: np.ndarray, hits: _Hits) -> None:
+        """Discs for these lane rows, centred on their fixes (``hit_rows``: their rows in ``hits``)."""
+        tracks, s = self.tracks, lane.slots[rows]
+        lat, lng = lane.lat[rows], lane.lng[rows]
+        tracks.d_r[s] = self.index.clearance_m(lat, lng)
+        tracks.d_lat[s], tracks.d_lng[s] = lat, lng
+        s1, s2 = hits.sums()
+        tracks.d_count[s], tracks.d_h1[s], tracks.d_h2[s] = hits.counts[hit_rows], s1[hit_rows], s2[hit_rows]
 
     def _apply(
         self,
@@ -561,71 +565,107 @@ class Ingestor:
         at: datetime,
         lane: _Lane | None = None,
     ) -> list[ZoneEvent]:
-        # rows of the match arrays: the fast lane's fixes (one per device), then the other kept fixes,
-        # device after device
-        order: list[int] = [] if lane is None else list(lane.positions)
-        n_fast = len(order)
-        first: dict[str, int] = {}
-        for device_id, positions in kept.items():
-            first[device_id] = len(order)
-            order.extend(positions)
-        hits = _Hits(self._match(fixes, order), len(order), self._id_hashes)
-        counts = hits.counts
-        fast_busy: list[int] = []  # rows of fast-lane devices near a zone or with a visit open
-        devices = lane.devices if lane is not None else []
-        if n_fast:
-            near = counts[:n_fast] > 0
-            open_fast = self.open_devices.intersection(devices)
-            if open_fast:
-                near |= np.fromiter((d in open_fast for d in devices), bool, n_fast)
-            fast_busy = np.flatnonzero(near).tolist()
-        busy_set = self.open_devices.intersection(kept)
-        near_rows = (np.flatnonzero(counts[n_fast:]) + n_fast).tolist()
-        busy_set.update(fixes[order[j]].device_id for j in near_rows)
-        slow_busy = [d for d in kept if d in busy_set]  # kept order: deterministic event order
-        if not fast_busy and not slow_busy and self.fix_store_wanted is False:
-            return []  # the sparse common case: nowhere near any zone, no visit open: no database work
-        busy = [devices[j] for j in fast_busy] + slow_busy
-        uow = uow_factory()
+        tracks = self.tracks
+        n_fast = 0 if lane is None else len(lane.positions)
+        devices = [] if lane is None else lane.devices
+        opened = self.open_devices.intersection(devices)
+        is_open = np.zeros(n_fast, bool)
+        if opened:
+            is_open = np.fromiter((d in opened for d in devices), bool, n_fast)
+        in_disc = self._in_disc(lane) if n_fast and self.discs else np.zeros(n_fast, bool)  # type: ignore[arg-type]
+        self.disc_fixes += int(in_disc.sum())
+        uow: UnitOfWork | None = None
+        seen: dict[str, datetime] = {}  # device -> last fix, for the heads written
+        open_now: set[str] = set()
+        beats: list[tuple[int, int, datetime]] = []  # (slot, head version, last fix): heartbeats written
         try:
+            # 1. fast-lane rows in their disc, near a zone or with a visit open: steady in columns?
+            disc_busy: list[int] = []
+            unsettled: list[int] = []  # of those, the rows the columns could not settle
+            due: list[str] = []  # devices settled whose heartbeat is due (their head is written)
+            if in_disc.any():
+                s = lane.slots  # type: ignore[union-attr]
+                disc_busy = np.flatnonzero(in_disc & ((tracks.d_count[s] > 0) | is_open)).tolist()
+                if disc_busy and self.skip_steady:
+                    uow = uow_factory()
+                    ds = s[disc_busy]
+                    unsettled, due = self._steady_rows(
+                        fixes, disc_busy, lane, (tracks.d_count[ds], tracks.d_h1[ds], tracks.d_h2[ds]),  # type: ignore[arg-type]
+                        uow, seen, open_now, beats,
+                    )
+                else:
+                    unsettled = disc_busy
+            # 2. the index for the other fast-lane rows (and the unsettled), then the other kept fixes,
+            # device after device: row j of ``hits`` is lane row ``matched[j]``, for j < len(matched)
+            matched = np.union1d(np.flatnonzero(~in_disc), np.array(unsettled, np.int64)).astype(np.int64)
+            order = [lane.positions[r] for r in matched.tolist()] if lane is not None else []  # type: ignore[union-attr]
+            n_m = len(order)
+            first: dict[str, int] = {}
+            for device_id, positions in kept.items():
+                first[device_id] = len(order)
+                order.extend(positions)
+            hits = _Hits(self._match(fixes, order), len(order), self._id_hashes)
+            counts = hits.counts
+            hit_row = np.full(n_fast, -1, dtype=np.int64)
+            hit_row[matched] = np.arange(n_m)
+            fast_busy: list[int] = []  # matched lane rows near a zone or with a visit open (not unsettled)
+            if n_m:
+                fresh = ~in_disc[matched]
+                if self.discs and fresh.any():
+                    self._new_discs(lane, matched[fresh], np.flatnonzero(fresh), hits)  # type: ignore[arg-type]
+                near = ((counts[:n_m] > 0) | is_open[matched]) & fresh
+                fast_busy = matched[near].tolist()
+            busy_set = self.open_devices.intersection(kept)
+            near_rows = (np.flatnonzero(counts[n_m:]) + n_m).tolist()
+            busy_set.update(fixes[order[j]].device_id for j in near_rows)
+            slow_busy = [d for d in kept if d in busy_set]  # kept order: deterministic event order
+            if uow is None:
+                if not fast_busy and not unsettled and not slow_busy and self.fix_store_wanted is False:
+                    return []  # the sparse common case: nowhere near any zone, no visit open: no database
+                uow = uow_factory()
+            busy = [devices[r] for r in disc_busy] + [devices[r] for r in fast_busy] + slow_busy
             changed: list[Presence] = []
             events: list[ZoneEvent] = []
-            seen: dict[str, datetime] = {}  # device -> last fix, for the heads written
-            open_now: set[str] = set()
-            looped, due = fast_busy, []
-            beats: list[tuple[DeviceTrack, int, datetime]] = []  # steady devices whose head this writes
+            looped = fast_busy
             if fast_busy and self.skip_steady and lane is not None:  # steady by their tracks, in columns
-                looped, due = self._steady_rows(fixes, fast_busy, lane, hits, uow, seen, open_now, beats)
-            loaded = [devices[j] for j in looped] + slow_busy + due
+                j = hit_row[fast_busy]
+                s1, s2 = hits.sums()
+                looped, due2 = self._steady_rows(
+                    fixes, fast_busy, lane, (counts[j], s1[j], s2[j]), uow, seen, open_now, beats
+                )
+                due += due2
+            if unsettled:
+                looped = sorted(looped + unsettled)  # lane order: the events' order is the loop's
+            loaded = [devices[r] for r in looped] + slow_busy + due
             stored = uow.presence.load(loaded) if loaded else {}
             heartbeat = self.heartbeat
             epoch = self._policy_epoch
-            counts, s1, s2 = hits.lists()
+            c_list, s1_list, s2_list = hits.lists()
             work: list[tuple[str, list[tuple[int, int]], Undo]] = []  # devices to step
             skips = 0
-            for j in looped:  # one fix each: a steady device is settled in a few comparisons
-                device_id = devices[j]
+            for r in looped:  # one fix each: a steady device is settled in a few comparisons
+                device_id = devices[r]
                 device = stored.get(device_id)
-                i = order[j]
+                i = order[j := int(hit_row[r])]
                 if device is not None:
                     memo = device.memo
-                    summary = memo[1] if memo is not None and memo[0] is epoch else self._summary(device)
+                    summary = memo[1] if memo is not None and memo[0] == epoch else self._summary(device)
                     last_seen = device.last_fix_at
                     t = fixes[i].recorded_at
-                    track = lane.tracks[j]  # type: ignore[union-attr]
+                    slot = int(lane.slots[r])  # type: ignore[union-attr]
                     if (
                         summary is not None and summary.ok and last_seen is not None
-                        and (track.s_version != device.version or track.s_epoch is not epoch)
+                        and (tracks.s_version[slot] != device.version or tracks.s_epoch[slot] != epoch)
                     ):  # the version and the epoch make the summary: rewritten only when they moved
-                        track.s_version, track.s_epoch, track.s_count = device.version, epoch, summary.count
-                        track.s_h1, track.s_h2, track.s_until = summary.h1, summary.h2, summary.until_s
-                        track.s_last, track.s_last_at = last_seen.timestamp(), last_seen
+                        tracks.set_summary(slot, device.version, epoch, summary.count, summary.h1, summary.h2,
+                                           summary.until_s, last_seen)
                     if (
                         summary is not None and summary.ok and last_seen is not None
                         and last_seen < t < summary.until
                         and (
-                            counts[j] == summary.count and s1[j] == summary.h1 and s2[j] == summary.h2
-                            or counts[j] > summary.count
+                            c_list[j] == summary.count and s1_list[j] == summary.h1
+                            and s2_list[j] == summary.h2
+                            or c_list[j] > summary.count
                             and self._only_shallow_more(fixes[i], j, hits, summary)
                         )
                     ):
@@ -635,9 +675,9 @@ class Ingestor:
                             open_now.add(device_id)
                         if t - last_seen >= heartbeat:
                             seen[device_id] = t
-                            beats.append((track, device.version, t))
+                            beats.append((slot, device.version, t))
                         continue
-                work.append((device_id, [(j, i)], lane.before(j)))  # type: ignore[union-attr]
+                work.append((device_id, [(j, i)], lane.before(r)))  # type: ignore[union-attr]
             self.steady_skips += skips
             for device_id in slow_busy:
                 rows_all = list(enumerate(kept[device_id], first[device_id]))
@@ -648,20 +688,20 @@ class Ingestor:
                 if device is not None:
                     last_seen = device.last_fix_at
                     memo = device.memo
-                    summary = memo[1] if memo is not None and memo[0] is epoch else self._summary(device)
+                    summary = memo[1] if memo is not None and memo[0] == epoch else self._summary(device)
                 rows = [(j, i) for j, i in rows_all if last_seen is None or fixes[i].recorded_at > last_seen]
                 if not rows:  # all late for the head
                     if device is not None and any(p.is_open for p in device.presences.values()):
                         open_now.add(device_id)
                     continue
                 t = fixes[rows[-1][1]].recorded_at
-                due = last_seen is None or t - last_seen >= heartbeat
+                is_due = last_seen is None or t - last_seen >= heartbeat
                 steady = summary is not None and summary.ok
                 if steady:  # every fix in exactly the device's steady zones: a count and two hash sums
                     for j, i in rows:
                         if (
-                            counts[j] != summary.count or s1[j] != summary.h1  # type: ignore[union-attr]
-                            or s2[j] != summary.h2 or fixes[i].recorded_at >= summary.until  # type: ignore[union-attr]
+                            c_list[j] != summary.count or s1_list[j] != summary.h1  # type: ignore[union-attr]
+                            or s2_list[j] != summary.h2 or fixes[i].recorded_at >= summary.until  # type: ignore[union-attr]
                         ):
                             steady = False
                             break
@@ -669,7 +709,7 @@ class Ingestor:
                     self.steady_skips += 1
                     if summary.count:  # type: ignore[union-attr]
                         open_now.add(device_id)
-                    if due:
+                    if is_due:
                         seen[device_id] = t
                     continue
                 before = device.presences if device is not None else {}
@@ -687,7 +727,7 @@ class Ingestor:
                         continue  # the head carries the last fix (see ``geofence.store.StoredDevice``)
                     changed.append(p)
                     moved = True
-                if moved or (due and (device is not None and device.version > 0 or device_id in open_now)):
+                if moved or (is_due and (device is not None and device.version > 0 or device_id in open_now)):
                     seen[device_id] = t
             if changed or seen:
                 uow.presence.save(changed, seen=seen)
@@ -697,58 +737,58 @@ class Ingestor:
                 uow.fixes.add([fixes[i] for i in order], received_at=at)
             uow.commit()
         except BaseException:
-            uow.rollback()
+            if uow is not None:
+                uow.rollback()
             raise
         # after commit: the cache that lets most batches skip the database
-        for track, version, t in beats:  # a heartbeat moves the head on by one version and changes no row:
-            if track.s_version == version:  # the summary holds at the new version, with the new last fix
-                track.s_version, track.s_last, track.s_last_at = version + 1, t.timestamp(), t
+        for slot, version, t in beats:  # a heartbeat moves the head on by one version and changes no row:
+            if tracks.s_version[slot] == version:  # the summary holds at the new version, with the new fix
+                tracks.s_version[slot], tracks.s_last[slot] = version + 1, t.timestamp()
+                tracks.s_last_at[slot] = t
         self.open_devices.difference_update(busy)
         self.open_devices.update(open_now)
         return events
 
     def _steady_rows(
-        self, fixes: Sequence[LocationFix], rows: list[int], lane: _Lane, hits: _Hits, uow: UnitOfWork,
-        seen: dict[str, datetime], open_now: set[str], beats: list[tuple[DeviceTrack, int, datetime]],
+        self, fixes: Sequence[LocationFix], rows: list[int], lane: _Lane,
+        hit: tuple[np.ndarray, np.ndarray, np.ndarray], uow: UnitOfWork, seen: dict[str, datetime],
+        open_now: set[str], beats: list[tuple[int, int, datetime]],
     ) -> tuple[list[int], list[str]]:
-        """The steady test of ``_apply``'s loop, in columns, for the fast-lane rows whose track holds the
+        """The steady test of ``_apply``'s loop, in columns, for the lane rows whose track holds the
         summary of the device's current copy (same head version, same zone policies): a fix in exactly
-        the steady zones (count and hash sums), after the stored last fix and before the first dwell due.
-        Those devices are settled here (``open_now``; ``seen`` when a heartbeat is due); the loop takes the
-        other rows, decides them one by one as before, and refreshes their tracks. Returns the rows left to
-        the loop and the settled devices whose heartbeat is due (their head is written: the caller reads
-        their versions)."""
-        k = len(rows)
-        tracks = [lane.tracks[j] for j in rows]
+        the steady zones (``hit``: each row's count and hash sums of the zones that contain its fix),
+        after the stored last fix and before the first dwell due. Those devices are settled here
+        (``open_now``; ``seen`` when a heartbeat is due); the loop takes the other rows, decides them one
+        by one as before, and refreshes their tracks. Returns the rows left to the loop and the settled
+        devices whose heartbeat is due (their head is written: the caller reads their versions)."""
+        tracks = self.tracks
+        r = np.array(rows, dtype=np.int64)
+        s = lane.slots[r]
         devices = [lane.devices[j] for j in rows]
-        current = np.array(uow.presence.cached_versions(devices), dtype=np.int64)
-        ok = (np.fromiter(map(_S_VERSION, tracks), np.int64, k) == current) & (current > 0)
-        ok &= np.fromiter(map(is_, map(_S_EPOCH, tracks), repeat(self._policy_epoch, k)), bool, k)
+        current = np.asarray(uow.presence.cached_versions(devices), dtype=np.int64)
+        ok = (tracks.s_version[s] == current) & (current > 0) & (tracks.s_epoch[s] == self._policy_epoch)
         if not ok.any():
             return rows, []
-        r = np.array(rows, dtype=np.int64)
+        counts, s1, s2 = hit
         t = lane.stamps[r]
-        last = np.fromiter(map(_S_LAST, tracks), np.float64, k)
-        s1, s2 = hits.sums()
-        ok &= hits.counts[r] == np.fromiter(map(_S_COUNT, tracks), np.int64, k)
-        ok &= s1[r] == np.fromiter(map(_S_H1, tracks), np.float64, k)
-        ok &= s2[r] == np.fromiter(map(_S_H2, tracks), np.float64, k)
-        ok &= (last < t) & (t < np.fromiter(map(_S_UNTIL, tracks), np.float64, k))
-        settled = np.flatnonzero(ok).tolist()
+        last = tracks.s_last[s]
+        ok &= (counts == tracks.s_count[s]) & (s1 == tracks.s_h1[s]) & (s2 == tracks.s_h2[s])
+        ok &= (last < t) & (t < tracks.s_until[s])
+        settled = np.flatnonzero(ok)
         self.steady_skips += len(settled)
         self.column_skips += len(settled)
-        for x in settled:
-            if tracks[x].s_count:
-                open_now.add(devices[x])
+        for x in settled[tracks.s_count[s[settled]] > 0].tolist():
+            open_now.add(devices[x])
         due: list[str] = []
         heartbeat = self.heartbeat
         near = ok & (t - last >= heartbeat.total_seconds() - 1e-3)  # floats narrow it; times decide
         for x in np.flatnonzero(near).tolist():
             at = fixes[lane.positions[rows[x]]].recorded_at
-            if at - tracks[x].s_last_at >= heartbeat:  # type: ignore[operator]
+            slot = int(s[x])
+            if at - tracks.s_last_at[slot] >= heartbeat:  # type: ignore[operator]
                 seen[devices[x]] = at
                 due.append(devices[x])
-                beats.append((tracks[x], tracks[x].s_version, at))
+                beats.append((slot, int(tracks.s_version[slot]), at))
         return [rows[x] for x in np.flatnonzero(~ok).tolist()], due
 
     def _only_shallow_more(self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary) -> bool:
@@ -905,19 +945,18 @@ class Ingestor:
         """A new zone: devices whose recent last fix (this process's cache) is well inside are adopted
         silently, so the zone's creation does not fire an ENTER for people already there."""
         policy = self.policy_for(zone_id)
-        fresh_after = at - policy.silence_exit_after
-        recent = [(d, t) for d, t in self.tracks.items() if t.last_fix_at >= fresh_after]
-        if not recent:
+        tracks = self.tracks
+        slots = tracks.slots()
+        slots = slots[tracks.at_s[slots] >= (at - policy.silence_exit_after).timestamp()]
+        if not len(slots):
             return []
-        lats = np.fromiter((t.lat for _, t in recent), dtype=np.float64, count=len(recent))
-        lngs = np.fromiter((t.lng for _, t in recent), dtype=np.float64, count=len(recent))
-        found = self.index.match_many(lats, lngs)  # vectorised: one pass for all devices
+        found = self.index.match_many(tracks.lat[slots], tracks.lng[slots])  # one pass for all devices
         adopted: list[Presence] = []
         in_zone = found.positions[found.zone_ids() == zone_id]
-        for pos in in_zone.tolist():
-            device_id, track = recent[pos]
+        for slot in slots[in_zone].tolist():
+            device_id, track = tracks.device_ids[slot], tracks.row(slot)
             d = self.index.signed_distance_m(zone_id, track.lat, track.lng)
-            last = LocationFix(device_id, track.lat, track.lng, track.accuracy_m, track.last_fix_at)
+            last = LocationFix(device_id, track.lat, track.lng, track.accuracy_m, track.last_fix_at)  # type: ignore[arg-type]
             p = adopt(device_id, zone_id, last, d, policy)
             if p is not None:
                 adopted.append(p)

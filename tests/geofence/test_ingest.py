@@ -377,7 +377,7 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
 
     def replay(eng, skip):
         ing = make(index, dwell_after=timedelta(seconds=90))
-        ing.skip_steady = skip
+        ing.skip_steady = ing.discs = skip
         cache = PresenceCache()  # as the service has: the steady summaries are then tested in columns
         events = []
         for b in batches:
@@ -388,14 +388,16 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
         rows = sorted(
             (p.zone_id, p.state, p.last_fix_at, p.version, p.dwelled) for p in device.presences.values()
         )
-        return (events, rows, device.version, device.last_fix_at), (ing.steady_skips, ing.column_skips)
+        skips = (ing.steady_skips, ing.column_skips, ing.disc_fixes)
+        return (events, rows, device.version, device.last_fix_at), skips
 
-    fast, (skips, column_skips) = replay(engine, True)
+    fast, (skips, column_skips, disc_fixes) = replay(engine, True)
     assert skips >= 10  # the fast path did run
     assert column_skips >= 5  # and its columns too (a device's one fix in a batch, its summary known)
+    assert disc_fixes >= 5  # and its discs (the zones of a fix close to the last one matched)
     reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
     create_schema(reference_engine)
-    assert replay(reference_engine, False) == (fast, (0, 0))
+    assert replay(reference_engine, False) == (fast, (0, 0, 0))
     kinds = [k for batch in fast[0] for _, k, _, _ in batch]
     assert kinds.count("enter") >= 3 and "dwell" in kinds and "exit" in kinds
 
@@ -404,7 +406,7 @@ def _one_fix_a_batch(index, eng, fixes, dwell_after, *, skip):
     """Replay ``fixes`` one a batch with a presence cache: the events of each batch and the device's head
     (version, last fix) as stored, and how many fixes were settled in columns."""
     ing = make(index, dwell_after=dwell_after)
-    ing.skip_steady = skip
+    ing.skip_steady = ing.discs = skip
     cache = PresenceCache()
     per_batch = []
     for f in fixes:
@@ -501,9 +503,7 @@ def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_p
         for d, v in stored.items():
             presences = sorted((z, p.state, p.pending_fixes) for z, p in v.presences.items())
             rows[d] = (v.version, v.last_fix_at, presences)
-        tracks = {
-            d: (t.last_fix_at, t.lat, t.lng, t.accuracy_m, t.fix_ids, t.jumps) for d, t in ing.tracks.items()
-        }
+        tracks = {d: ing.tracks.get(d) for d in ing.tracks}
         return out, rows, tracks
 
     fast = replay(engine, True)
@@ -537,7 +537,7 @@ def test_zone_hits_too_shallow_to_enter_skip_the_machine_with_the_same_rows_and_
 
     def replay(eng, skip):
         ing = make(index, dwell_after=timedelta(hours=1))
-        ing.skip_steady = skip
+        ing.skip_steady = ing.discs = skip
         events = []
         for f in track:
             out = run(ing, eng, [f], at=T0 + timedelta(seconds=t + 10))
@@ -573,3 +573,74 @@ def test_a_fix_with_a_non_utc_offset_is_stored_at_its_instant(engine, index):
     cold.open_devices.add("dev-1")  # as its sync of open devices would
     out = run(cold, engine, [fix(0, 200, 30), fix(0, 300, 45)])
     assert [e.kind.value for e in out.events] == ["exit"]
+
+
+def test_discs_give_the_events_rows_and_heads_of_matching_every_fix(engine, tmp_path):
+    """A fast-lane fix closer to the point its device was last matched at than that point's clearance
+    takes the point's zones from the device's disc, not from the index: random walks of several devices
+    among overlapping circles and a polygon, one fix per device a batch, with zones added, replaced and
+    removed on the way, give the same events (batch by batch), rows and heads as matching every fix."""
+    import random
+
+    from geofence.service.db import create_schema, make_engine
+    from zones.model import Area
+
+    def square(north: float, east: float, half_m: float) -> list[list[float]]:
+        corners = [offset(*STORE, north + dn, east + de) for dn, de in
+                   ((-half_m, -half_m), (-half_m, half_m), (half_m, half_m), (half_m, -half_m))]
+        return [[lng, lat] for lat, lng in corners + corners[:1]]
+
+    def zones():
+        from tests.geofence.zone_index import Zone, circle_zone
+
+        area = Area({"type": "Polygon", "coordinates": [square(-30, 40, 45)]})
+        return [circle_zone("store", STORE, 50.0), circle_zone("mall", STORE, 400.0),
+                circle_zone("edge", offset(*STORE, 0, 75), 60.0),
+                Zone(id="block", name="block", geometry=area)]
+
+    rng = random.Random(21)
+    devices = [f"dev-{k}" for k in range(5)]
+    where = {d: [rng.uniform(-120, 120), rng.uniform(-120, 120)] for d in devices}
+    batches, t = [], 0
+    for _ in range(160):
+        t += rng.choice([3, 5, 10])
+        batch = []
+        for d in rng.sample(devices, rng.randint(2, 5)):
+            step = rng.choice([2, 3, 5, 20])
+            where[d][0] += rng.uniform(-step, step)
+            where[d][1] += rng.uniform(-step, step)
+            batch.append(fix(*where[d], t, device_id=d, accuracy_m=rng.choice([5, 10, 15, 40])))
+        batches.append(batch)
+
+    def replay(eng, discs):
+        from tests.geofence.zone_index import ZoneIndex, circle_zone
+
+        index = ZoneIndex(zones())
+        ing = make(index, dwell_after=timedelta(seconds=90))
+        ing.discs = discs
+        cache = PresenceCache()
+        events = []
+        for k, b in enumerate(batches):
+            if k == 50:  # a zone added around a device (no adoption here: it enters at its next fix)
+                index.add(circle_zone("pop", (b[0].lat, b[0].lng), 30.0))
+            elif k == 90:
+                index.replace(circle_zone("edge", offset(*STORE, 0, 60), 45.0))
+            elif k == 120:
+                index.remove("store")
+            out = run(ing, eng, b, at=T0 + timedelta(seconds=t + 10), cache=cache)
+            events.append(sorted((e.device_id, e.zone_id, e.kind.value, e.at, e.reason) for e in out.events))
+        with Session(eng) as s:
+            stored = SqlPresenceStore(s).load(devices)
+        rows = {d: (v.version, v.last_fix_at, sorted((z, p.state, p.pending_fixes, p.last_fix_at)
+                                                     for z, p in v.presences.items()))
+                for d, v in stored.items()}
+        return (events, rows), ing.disc_fixes
+
+    fast, disc_fixes = replay(engine, True)
+    total = sum(len(b) for b in batches)
+    assert disc_fixes >= total // 3  # the discs did serve (most fixes move a few metres)
+    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_schema(reference_engine)
+    assert replay(reference_engine, False) == (fast, 0)
+    kinds = {(z, k) for batch in fast[0] for _, z, k, _, _ in batch}
+    assert {("pop", "enter"), ("store", "exit"), ("block", "exit"), ("edge", "enter")} <= kinds
