@@ -35,7 +35,7 @@ class PresenceStore(Protocol):
         """What is stored for these devices, by device id (devices with nothing stored are absent)."""
         ...
 
-    def cached_versions(self, device_ids: Sequence[str]) -> list[int]:
+    def cached_versions(self, device_ids: Sequence[str]) -> Sequence[int]:
         """The head version of each device's current copy that needs no read (-1 where there is none):
         what the ingest checks its steady summaries against. Reads nothing but the change feed."""
         ...

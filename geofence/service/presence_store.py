@@ -17,9 +17,10 @@ import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from itertools import islice
+from itertools import islice, repeat
 from typing import Any
 
+import numpy as np
 from sqlalchemy import and_, case, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -138,19 +139,26 @@ class PresenceCache:
     """``StoredDevice`` copies of one process, kept current by the change feed (``SqlPresenceStore.follow``).
 
     Used under the ingest's lock (``GeofenceService``): a copy is read after the feed position it is
-    trusted from, never before, which is what makes "nothing in the feed since" mean "still current"."""
+    trusted from, never before, which is what makes "nothing in the feed since" mean "still current".
+    ``versions`` mirrors each copy's head version (what ``cached_versions`` reads for a whole batch)."""
 
     def __init__(self, max_devices: int = 250_000) -> None:
         self.max_devices = max_devices
         self.devices: dict[str, StoredDevice] = {}
+        self.versions: dict[str, int] = {}
         self.seq: int | None = None  # the last clock tick whose heads were applied (None: never read)
         self.resets = 0
 
     def put(self, device_id: str, stored: StoredDevice) -> None:
         devices = self.devices
         if device_id not in devices and len(devices) >= self.max_devices:
-            del devices[next(iter(devices))]  # oldest device first (insertion order)
+            self.drop(next(iter(devices)))  # oldest device first (insertion order)
         devices[device_id] = stored
+        self.versions[device_id] = stored.version
+
+    def drop(self, device_id: str) -> None:
+        if self.devices.pop(device_id, None) is not None:
+            del self.versions[device_id]
 
     def apply(
         self, heads: Iterable[tuple[str, int, int, Any]], parse: Callable[[Any], datetime | None] = as_utc
@@ -164,12 +172,13 @@ class PresenceCache:
             if copy is None or copy.version == version:
                 continue
             if copy.rows_version == rows_version and version > copy.version:
-                devices[d] = StoredDevice(copy.presences, version, parse(last), copy.memo, rows_version)
+                self.put(d, StoredDevice(copy.presences, version, parse(last), copy.memo, rows_version))
             else:
-                del devices[d]
+                self.drop(d)
 
     def clear(self) -> None:
         self.devices.clear()
+        self.versions.clear()
 
 
 def drop_presence_caches(session: Session) -> None:
@@ -218,12 +227,12 @@ class SqlPresenceStore:
         cache.apply(heads, _sqlite_time if conn.dialect.name == "sqlite" else as_utc)
         cache.seq = seq
 
-    def cached_versions(self, device_ids: Sequence[str]) -> list[int]:
+    def cached_versions(self, device_ids: Sequence[str]) -> np.ndarray:
         self.follow()
+        n = len(device_ids)
         if self.cache is None:
-            return [-1] * len(device_ids)
-        get = self.cache.devices.get
-        return [-1 if (copy := get(d)) is None else copy.version for d in device_ids]
+            return np.full(n, -1, dtype=np.int64)
+        return np.fromiter(map(self.cache.versions.get, device_ids, repeat(-1)), np.int64, n)
 
     def load(self, device_ids: Collection[str]) -> dict[str, StoredDevice]:
         found: dict[str, StoredDevice] = {}
@@ -400,7 +409,7 @@ class SqlPresenceStore:
                 if self.cache is not None:
                     self.cache.put(d, stored)
             elif self.cache is not None:
-                self.cache.devices.pop(d, None)  # written from a partial read: our copy is not current
+                self.cache.drop(d)  # written from a partial read: our copy is not current
         self.pending.clear()
         self.writing.clear()
         self._tick = None
@@ -411,7 +420,7 @@ class SqlPresenceStore:
         against the versions it read, so a heartbeat since still makes that chunk's write conflict."""
         if self.cache is not None:
             for d in self.writing:
-                self.cache.devices.pop(d, None)
+                self.cache.drop(d)
         self.pending.clear()
         self.writing.clear()
         self._tick = None
