@@ -203,16 +203,17 @@ class _Lane:
     """The fixes of one batch accepted by ``Ingestor._fast_lane`` (one per device, a *row* each), and the
     rest (``others``: positions in the batch)."""
 
-    __slots__ = ("devices", "lat", "lng", "old", "others", "positions", "slots", "stamps", "tracks")
+    __slots__ = ("acc", "devices", "lat", "lng", "old", "others", "positions", "slots", "stamps", "tracks")
 
     def __init__(
         self, tracks: Tracks, positions: list[int], devices: list[str], slots: np.ndarray, others: list[int],
-        columns: tuple[np.ndarray, np.ndarray, np.ndarray],
+        columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         old: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[datetime], list[tuple[str, ...]]],
     ) -> None:
         self.tracks, self.positions, self.devices, self.slots = tracks, positions, devices, slots
         self.others = others
-        self.stamps, self.lat, self.lng = columns  # the accepted fixes' times (POSIX seconds) and positions
+        self.stamps, self.lat, self.lng, self.acc = columns  # the accepted fixes' times (POSIX seconds),
+        # positions and accuracies
         # the devices' tracks before the batch: lat, lng, accuracy, last fix (seconds), last fix, fix ids
         self.old = old
 
@@ -279,6 +280,7 @@ class Ingestor:
         self.steady_skips = 0  # devices not stepped because steady (since start)
         self.column_skips = 0  # of which, settled in columns by their tracks' summaries (``_steady_rows``)
         self.shallow_skips = 0  # of which, with zone hits too shallow to enter besides their steady zones
+        self.shallow_column_skips = 0  # of which, settled in columns by their disc's accuracy bound
         self.disc_fixes = 0  # fast-lane fixes whose zones their device's disc gave (not the index)
         self._policy_epoch = 1  # moved on when a zone's policy may have changed (steady summaries)
         self._disc_generation = -1  # the index generation the discs were measured against
@@ -430,8 +432,8 @@ class Ingestor:
         last_fix_at, fix_ids = tracks.last_fix_at, tracks.fix_ids
         old = (plat[picked], plng[picked], pacc[picked], pts[picked],
                [last_fix_at[x] for x in ps_list], [fix_ids[x] for x in ps_list])
-        new = (ts[picked], lat[picked], lng[picked])
-        tracks.at_s[ps], tracks.lat[ps], tracks.lng[ps], tracks.acc[ps] = (*new, acc[picked])
+        new = (ts[picked], lat[picked], lng[picked], acc[picked])
+        tracks.at_s[ps], tracks.lat[ps], tracks.lng[ps], tracks.acc[ps] = new
         for x, i in zip(ps_list, positions, strict=True):
             last_fix_at[x] = times[i]
             fid = fixes[i].client_fix_id
@@ -555,6 +557,7 @@ class Ingestor:
         tracks.d_lat[s], tracks.d_lng[s] = lat, lng
         s1, s2 = hits.sums()
         tracks.d_count[s], tracks.d_h1[s], tracks.d_h2[s] = hits.counts[hit_rows], s1[hit_rows], s2[hit_rows]
+        tracks.x_acc[s] = math.inf  # a new disc: no bound for its shallow zones yet
 
     def _apply(
         self,
@@ -576,7 +579,8 @@ class Ingestor:
         self.disc_fixes += int(in_disc.sum())
         uow: UnitOfWork | None = None
         seen: dict[str, datetime] = {}  # device -> last fix, for the heads written
-        open_now: set[str] = set()
+        busy: list[str] = []  # devices whose open visits this batch decides (``open_devices``, at the end)
+        open_now: set[str] = set()  # of those, the ones with an open visit
         beats: list[tuple[int, int, datetime]] = []  # (slot, head version, last fix): heartbeats written
         try:
             # 1. fast-lane rows in their disc, near a zone or with a visit open: steady in columns?
@@ -591,7 +595,7 @@ class Ingestor:
                     ds = s[disc_busy]
                     unsettled, due = self._steady_rows(
                         fixes, disc_busy, lane, (tracks.d_count[ds], tracks.d_h1[ds], tracks.d_h2[ds]),  # type: ignore[arg-type]
-                        uow, seen, open_now, beats,
+                        is_open, uow, seen, busy, open_now, beats,
                     )
                 else:
                     unsettled = disc_busy
@@ -623,7 +627,6 @@ class Ingestor:
                 if not fast_busy and not unsettled and not slow_busy and self.fix_store_wanted is False:
                     return []  # the sparse common case: nowhere near any zone, no visit open: no database
                 uow = uow_factory()
-            busy = [devices[r] for r in disc_busy] + [devices[r] for r in fast_busy] + slow_busy
             changed: list[Presence] = []
             events: list[ZoneEvent] = []
             looped = fast_busy
@@ -631,12 +634,15 @@ class Ingestor:
                 j = hit_row[fast_busy]
                 s1, s2 = hits.sums()
                 looped, due2 = self._steady_rows(
-                    fixes, fast_busy, lane, (counts[j], s1[j], s2[j]), uow, seen, open_now, beats
+                    fixes, fast_busy, lane, (counts[j], s1[j], s2[j]), is_open, uow, seen, busy, open_now,
+                    beats,
                 )
                 due += due2
             if unsettled:
                 looped = sorted(looped + unsettled)  # lane order: the events' order is the loop's
-            loaded = [devices[r] for r in looped] + slow_busy + due
+            loaded = [devices[r] for r in looped] + slow_busy
+            busy += loaded
+            loaded += due
             stored = uow.presence.load(loaded) if loaded else {}
             heartbeat = self.heartbeat
             epoch = self._policy_epoch
@@ -666,7 +672,7 @@ class Ingestor:
                             c_list[j] == summary.count and s1_list[j] == summary.h1
                             and s2_list[j] == summary.h2
                             or c_list[j] > summary.count
-                            and self._only_shallow_more(fixes[i], j, hits, summary)
+                            and self._only_shallow_more(fixes[i], j, hits, summary, slot)
                         )
                     ):
                         # stepping would change nothing stored but the device's last fix (``_summary``)
@@ -751,15 +757,17 @@ class Ingestor:
 
     def _steady_rows(
         self, fixes: Sequence[LocationFix], rows: list[int], lane: _Lane,
-        hit: tuple[np.ndarray, np.ndarray, np.ndarray], uow: UnitOfWork, seen: dict[str, datetime],
-        open_now: set[str], beats: list[tuple[int, int, datetime]],
+        hit: tuple[np.ndarray, np.ndarray, np.ndarray], is_open: np.ndarray, uow: UnitOfWork,
+        seen: dict[str, datetime], busy: list[str], open_now: set[str],
+        beats: list[tuple[int, int, datetime]],
     ) -> tuple[list[int], list[str]]:
         """The steady test of ``_apply``'s loop, in columns, for the lane rows whose track holds the
         summary of the device's current copy (same head version, same zone policies): a fix in exactly
         the steady zones (``hit``: each row's count and hash sums of the zones that contain its fix),
-        after the stored last fix and before the first dwell due. Those devices are settled here
-        (``open_now``; ``seen`` when a heartbeat is due); the loop takes the other rows, decides them one
-        by one as before, and refreshes their tracks. Returns the rows left to the loop and the settled
+        after the stored last fix and before the first dwell due. Those devices are settled here (in
+        ``busy`` and ``open_now`` when that changes whether they have an open visit, ``is_open`` per lane
+        row; in ``seen`` when a heartbeat is due); the loop takes the other rows, decides them one by one
+        as before, and refreshes their tracks. Returns the rows left to the loop and the settled
         devices whose heartbeat is due (their head is written: the caller reads their versions)."""
         tracks = self.tracks
         r = np.array(rows, dtype=np.int64)
@@ -772,13 +780,23 @@ class Ingestor:
         counts, s1, s2 = hit
         t = lane.stamps[r]
         last = tracks.s_last[s]
-        ok &= (counts == tracks.s_count[s]) & (s1 == tracks.s_h1[s]) & (s2 == tracks.s_h2[s])
         ok &= (last < t) & (t < tracks.s_until[s])
+        steady = (counts == tracks.s_count[s]) & (s1 == tracks.s_h1[s]) & (s2 == tracks.s_h2[s])
+        # or in the steady zones and, besides, only in zones too shallow for the fix's accuracy (the
+        # track's bound holds for its disc and its summary: ``_only_shallow_more``)
+        shallow = ~steady & (counts > tracks.s_count[s]) & (lane.acc[r] > tracks.x_acc[s])
+        ok &= steady | shallow
         settled = np.flatnonzero(ok)
         self.steady_skips += len(settled)
         self.column_skips += len(settled)
-        for x in settled[tracks.s_count[s[settled]] > 0].tolist():
-            open_now.add(devices[x])
+        shallow_settled = int(np.count_nonzero(shallow & ok))
+        self.shallow_skips += shallow_settled
+        self.shallow_column_skips += shallow_settled
+        has_visit = tracks.s_count[s[settled]] > 0  # a settled device is open if it has steady zones:
+        for x in settled[has_visit != is_open[r[settled]]].tolist():  # only a change is recorded
+            busy.append(devices[x])
+            if tracks.s_count[s[x]] > 0:
+                open_now.add(devices[x])
         due: list[str] = []
         heartbeat = self.heartbeat
         near = ok & (t - last >= heartbeat.total_seconds() - 1e-3)  # floats narrow it; times decide
@@ -791,10 +809,15 @@ class Ingestor:
                 beats.append((slot, int(tracks.s_version[slot]), at))
         return [rows[x] for x in np.flatnonzero(~ok).tolist()], due
 
-    def _only_shallow_more(self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary) -> bool:
+    def _only_shallow_more(
+        self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary, slot: int | None = None
+    ) -> bool:
         """True when the fix is in every steady zone of the device and its other zone hits are all too
         shallow (or too imprecise) to start an enter: stepping the device would then change nothing
-        stored but its last fix, as for a steady one (``_step_device`` skips exactly those hits)."""
+        stored but its last fix, as for a steady one (``_step_device`` skips exactly those hits).
+
+        A fast-lane fix (``slot``: its track) in its device's disc also leaves the track the accuracy
+        above which any fix in the disc is too shallow for every such zone (``_steady_rows``)."""
         zone_ids = hits.ids_by_fix([(row, 0)]).get(0, ())
         steady = summary.steady
         extra = [z for z in zone_ids if z not in steady]
@@ -806,7 +829,24 @@ class Ingestor:
             if not leaves_outside_alone(fix, d, self.policy_for(zone_id)):
                 return False
         self.shallow_skips += 1
+        if slot is not None and self.tracks.d_r[slot] > 0.0:  # the fix is in this disc (see ``_apply``)
+            self.tracks.x_acc[slot] = self._shallow_accuracy(slot, extra)
         return True
+
+    def _shallow_accuracy(self, slot: int, extra: list[str]) -> float:
+        """The accuracy above which a fix anywhere in the track's disc is too shallow to enter any of
+        these zones, which all contain the disc: no point of the disc is deeper in a zone than its centre
+        plus the radius (and an area's depth, measured in each point's own projection, by 0.1 % more)."""
+        tracks, index = self.tracks, self.index
+        lat, lng, radius = float(tracks.d_lat[slot]), float(tracks.d_lng[slot]), float(tracks.d_r[slot])
+        worst = 0.0
+        for zone_id in extra:
+            ratio = self.policy_for(zone_id).enter_depth_ratio
+            if ratio <= 0.0:
+                return math.inf
+            depth = -index.signed_distance_m(zone_id, lat, lng, True) + radius
+            worst = max(worst, (depth * 1.001 + 0.01) / ratio)
+        return worst
 
     def _summary(self, device: StoredDevice) -> _Summary | None:
         """The device's presences sorted into steady ones and the others (kept on the stored copy until

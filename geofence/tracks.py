@@ -9,6 +9,7 @@ A track is a cache (see ``geofence.ingest``): losing it costs a re-evaluation, n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import datetime
 from typing import NamedTuple
@@ -16,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 _FLOATS = ("at_s", "lat", "lng", "acc", "s_h1", "s_h2", "s_until", "s_last", "d_lat", "d_lng", "d_r",
-           "d_h1", "d_h2")
+           "d_h1", "d_h2", "x_acc")
 _INTS = ("jumps", "s_version", "s_epoch", "s_count", "d_count")
 
 
@@ -45,7 +46,9 @@ class Tracks:
     - its *disc*: the point ``d_lat, d_lng`` where it was last matched against the index, that point's
       clearance ``d_r`` (0: no disc) and the count and hash sums of its zones (``d_count``, ``d_h1``,
       ``d_h2``): any fix closer to the point than ``d_r`` is in exactly those zones, until the zones
-      change (``drop_discs``).
+      change (``drop_discs``); ``x_acc``: the accuracy above which a fix anywhere in the disc is too
+      shallow to enter any zone of the disc beyond the device's steady ones (inf: none known; it holds
+      for this disc and this summary, and is dropped with either).
     """
 
     at_s: np.ndarray
@@ -66,6 +69,7 @@ class Tracks:
     d_count: np.ndarray
     d_h1: np.ndarray
     d_h2: np.ndarray
+    x_acc: np.ndarray
 
     def __init__(self, capacity: int = 1024) -> None:
         self.slot_of: dict[str, int] = {}
@@ -84,7 +88,7 @@ class Tracks:
     def _grow(self, capacity: int) -> None:
         for name in (*_FLOATS, *_INTS):
             old = getattr(self, name)
-            new = np.zeros(capacity, dtype=old.dtype)
+            new = np.full(capacity, math.inf if name == "x_acc" else 0, dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
         self._capacity = capacity
@@ -126,7 +130,7 @@ class Tracks:
             self.s_last_at.append(None)
         for name in _INTS:
             getattr(self, name)[slot] = 0
-        self.d_r[slot] = 0.0
+        self.d_r[slot], self.x_acc[slot] = 0.0, math.inf
         self.slot_of[device_id] = slot
         self.move(slot, at, lat, lng, accuracy_m, fix_ids)
         return slot
@@ -158,8 +162,10 @@ class Tracks:
         self.s_version[slot], self.s_epoch[slot], self.s_count[slot] = version, epoch, count
         self.s_h1[slot], self.s_h2[slot], self.s_until[slot] = h1, h2, until_s
         self.s_last[slot], self.s_last_at[slot] = last.timestamp(), last
+        self.x_acc[slot] = math.inf  # it was for the summary before
 
     def drop_discs(self) -> None:
         """The zones changed: no disc holds any more."""
         self.d_r[:] = 0.0
+        self.x_acc[:] = math.inf
 

@@ -519,14 +519,16 @@ def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_p
 
 def test_zone_hits_too_shallow_to_enter_skip_the_machine_with_the_same_rows_and_events(engine, tmp_path):
     """A device steady in its zones whose fix also grazes another zone (inside, but not deep enough for
-    its accuracy) is not stepped either: a random stay near such a zone's edge gives the same events and
-    rows with the skips off."""
+    its accuracy) is not stepped either: a random stay near such a zone's edge, then one lingering just
+    inside it (where the device's disc bounds how deep its fixes can be, and the columns settle them),
+    give the same events and rows with the skips off."""
     import random
 
     from geofence.service.db import create_schema, make_engine
 
     index = circle_index({
         "store": (STORE, 50.0), "mall": (STORE, 400.0), "edge": (offset(*STORE, 0, 75), 60.0),
+        "kiosk": (offset(*STORE, 200, 0), 30.0),
     })
     rng = random.Random(11)
     track, t = [], 0
@@ -534,24 +536,36 @@ def test_zone_hits_too_shallow_to_enter_skip_the_machine_with_the_same_rows_and_
         t += rng.choice([3, 5, 8])
         north, east = rng.uniform(-25, 25), rng.uniform(-25, 25)
         track.append(fix(north, east, t, accuracy_m=rng.choice([5, 15, 40, 40])))
+    for _ in range(200):  # out of "store" and "edge", to linger ~2 m inside "kiosk" (its edge: 170 m north)
+        t += rng.choice([3, 5, 8])
+        north, east = 172 + rng.uniform(-0.7, 0.7), rng.uniform(-0.7, 0.7)
+        track.append(fix(north, east, t, accuracy_m=rng.choice([15, 25, 40, 40])))
 
-    def replay(eng, skip):
+    def replay(eng, skip, cache):
         ing = make(index, dwell_after=timedelta(hours=1))
         ing.skip_steady = ing.discs = skip
         events = []
         for f in track:
-            out = run(ing, eng, [f], at=T0 + timedelta(seconds=t + 10))
-            events += [(e.zone_id, e.kind.value, e.at, e.reason) for e in out.events]
+            out = run(ing, eng, [f], at=T0 + timedelta(seconds=t + 10), cache=cache)
+            events += sorted((e.zone_id, e.kind.value, e.at, e.reason) for e in out.events)  # a fix's own
+            # events come in no set order across zones (their order follows a set's, by hash)
         with Session(eng) as s:
             device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
         rows = sorted((p.zone_id, p.state, p.last_fix_at, p.version) for p in device.presences.values())
-        return (events, rows, device.version, device.last_fix_at), ing.shallow_skips
+        shallow = (ing.shallow_skips, ing.shallow_column_skips)
+        return (events, rows, device.version, device.last_fix_at), shallow
 
-    fast, shallow = replay(engine, True)
-    assert shallow >= 10  # the shortcut did run
-    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
-    create_schema(reference_engine)
-    assert replay(reference_engine, False) == (fast, 0)
+    def engine_at(name):
+        other = make_engine(f"sqlite:///{tmp_path}/{name}.db")
+        create_schema(other)
+        return other
+
+    fast, (shallow, in_columns) = replay(engine, True, None)
+    assert shallow >= 10 and in_columns == 0  # the shortcut did run (with no cache, never in columns)
+    cached, (shallow, in_columns) = replay(engine_at("cached"), True, PresenceCache())
+    assert shallow >= 10 and in_columns >= 5  # with one, in columns too: by the disc's accuracy bound
+    assert replay(engine_at("reference"), False, None) == (fast, (0, 0))
+    assert cached == fast
     assert {z for z, k, _, _ in fast[0] if k == "enter"} >= {"store", "mall", "edge"}
 
 
