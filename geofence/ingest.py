@@ -248,6 +248,7 @@ _DEVICE, _RECORDED_AT, _TZINFO = attrgetter("device_id"), attrgetter("recorded_a
 _LAT, _LNG, _ACC = attrgetter("lat"), attrgetter("lng"), attrgetter("accuracy_m")
 _SPEED, _HEADING, _FIX_ID = attrgetter("speed_mps"), attrgetter("heading_deg"), attrgetter("client_fix_id")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _SECONDS = timedelta.total_seconds  # of ``time - _EPOCH``: ``datetime.timestamp``, without its
 # ``utcoffset`` call when the time is in UTC (the same tzinfo object as the epoch's): 70 ns, not 170
 
@@ -582,20 +583,20 @@ class Ingestor:
         busy: list[str] = []  # devices whose open visits this batch decides (``open_devices``, at the end)
         open_now: set[str] = set()  # of those, the ones with an open visit
         beats: list[tuple[int, int, datetime]] = []  # (slot, head version, last fix): heartbeats written
+        heads: list[tuple[str, int, datetime]] = []  # those of devices settled in columns (``_steady_rows``)
         try:
             # 1. fast-lane rows in their disc, near a zone or with a visit open: steady in columns?
             disc_busy: list[int] = []
             unsettled: list[int] = []  # of those, the rows the columns could not settle
-            due: list[str] = []  # devices settled whose heartbeat is due (their head is written)
             if in_disc.any():
                 s = lane.slots  # type: ignore[union-attr]
                 disc_busy = np.flatnonzero(in_disc & ((tracks.d_count[s] > 0) | is_open)).tolist()
                 if disc_busy and self.skip_steady:
                     uow = uow_factory()
                     ds = s[disc_busy]
-                    unsettled, due = self._steady_rows(
+                    unsettled = self._steady_rows(
                         fixes, disc_busy, lane, (tracks.d_count[ds], tracks.d_h1[ds], tracks.d_h2[ds]),  # type: ignore[arg-type]
-                        is_open, uow, seen, busy, open_now, beats,
+                        is_open, uow, busy, open_now, beats, heads,
                     )
                 else:
                     unsettled = disc_busy
@@ -633,16 +634,14 @@ class Ingestor:
             if fast_busy and self.skip_steady and lane is not None:  # steady by their tracks, in columns
                 j = hit_row[fast_busy]
                 s1, s2 = hits.sums()
-                looped, due2 = self._steady_rows(
-                    fixes, fast_busy, lane, (counts[j], s1[j], s2[j]), is_open, uow, seen, busy, open_now,
-                    beats,
+                looped = self._steady_rows(
+                    fixes, fast_busy, lane, (counts[j], s1[j], s2[j]), is_open, uow, busy, open_now, beats,
+                    heads,
                 )
-                due += due2
             if unsettled:
                 looped = sorted(looped + unsettled)  # lane order: the events' order is the loop's
             loaded = [devices[r] for r in looped] + slow_busy
             busy += loaded
-            loaded += due
             stored = uow.presence.load(loaded) if loaded else {}
             heartbeat = self.heartbeat
             epoch = self._policy_epoch
@@ -735,6 +734,8 @@ class Ingestor:
                     moved = True
                 if moved or (is_due and (device is not None and device.version > 0 or device_id in open_now)):
                     seen[device_id] = t
+            if heads:
+                uow.presence.beat(heads)
             if changed or seen:
                 uow.presence.save(changed, seen=seen)
             if events:
@@ -750,7 +751,6 @@ class Ingestor:
         for slot, version, t in beats:  # a heartbeat moves the head on by one version and changes no row:
             if tracks.s_version[slot] == version:  # the summary holds at the new version, with the new fix
                 tracks.s_version[slot], tracks.s_last[slot] = version + 1, t.timestamp()
-                tracks.s_last_at[slot] = t
         self.open_devices.difference_update(busy)
         self.open_devices.update(open_now)
         return events
@@ -758,17 +758,17 @@ class Ingestor:
     def _steady_rows(
         self, fixes: Sequence[LocationFix], rows: list[int], lane: _Lane,
         hit: tuple[np.ndarray, np.ndarray, np.ndarray], is_open: np.ndarray, uow: UnitOfWork,
-        seen: dict[str, datetime], busy: list[str], open_now: set[str],
-        beats: list[tuple[int, int, datetime]],
-    ) -> tuple[list[int], list[str]]:
+        busy: list[str], open_now: set[str], beats: list[tuple[int, int, datetime]],
+        heads: list[tuple[str, int, datetime]],
+    ) -> list[int]:
         """The steady test of ``_apply``'s loop, in columns, for the lane rows whose track holds the
         summary of the device's current copy (same head version, same zone policies): a fix in exactly
         the steady zones (``hit``: each row's count and hash sums of the zones that contain its fix),
         after the stored last fix and before the first dwell due. Those devices are settled here (in
         ``busy`` and ``open_now`` when that changes whether they have an open visit, ``is_open`` per lane
-        row; in ``seen`` when a heartbeat is due); the loop takes the other rows, decides them one by one
-        as before, and refreshes their tracks. Returns the rows left to the loop and the settled
-        devices whose heartbeat is due (their head is written: the caller reads their versions)."""
+        row; in ``heads`` and ``beats`` when a heartbeat is due: their head is written at the version
+        tested); the loop takes the other rows, decides them one by one as before, and refreshes their
+        tracks. Returns the rows left to the loop."""
         tracks = self.tracks
         r = np.array(rows, dtype=np.int64)
         s = lane.slots[r]
@@ -776,7 +776,7 @@ class Ingestor:
         current = np.asarray(uow.presence.cached_versions(devices), dtype=np.int64)
         ok = (tracks.s_version[s] == current) & (current > 0) & (tracks.s_epoch[s] == self._policy_epoch)
         if not ok.any():
-            return rows, []
+            return rows
         counts, s1, s2 = hit
         t = lane.stamps[r]
         last = tracks.s_last[s]
@@ -797,17 +797,14 @@ class Ingestor:
             busy.append(devices[x])
             if tracks.s_count[s[x]] > 0:
                 open_now.add(devices[x])
-        due: list[str] = []
-        heartbeat = self.heartbeat
-        near = ok & (t - last >= heartbeat.total_seconds() - 1e-3)  # floats narrow it; times decide
-        for x in np.flatnonzero(near).tolist():
+        # a heartbeat is due a heartbeat after the stored last fix: in whole microseconds, exact (a time's
+        # POSIX seconds are within 0.25 us of it until 2106)
+        gap = np.rint(t * 1e6).astype(np.int64) - np.rint(last * 1e6).astype(np.int64)
+        for x in np.flatnonzero(ok & (gap >= self.heartbeat // _MICROSECOND)).tolist():
             at = fixes[lane.positions[rows[x]]].recorded_at
-            slot = int(s[x])
-            if at - tracks.s_last_at[slot] >= heartbeat:  # type: ignore[operator]
-                seen[devices[x]] = at
-                due.append(devices[x])
-                beats.append((slot, int(tracks.s_version[slot]), at))
-        return [rows[x] for x in np.flatnonzero(~ok).tolist()], due
+            heads.append((devices[x], int(current[x]), at))
+            beats.append((int(s[x]), int(current[x]), at))
+        return [rows[x] for x in np.flatnonzero(~ok).tolist()]
 
     def _only_shallow_more(
         self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary, slot: int | None = None

@@ -40,6 +40,12 @@ class PresenceStore(Protocol):
         what the ingest checks its steady summaries against. Reads nothing but the change feed."""
         ...
 
+    def beat(self, heads: Sequence[tuple[str, int, datetime]]) -> None:
+        """Heartbeats: (device, head version, last fix) each, a device whose head is at that version (its
+        caller's copy, not read here) and whose only change is this newer last fix. Written only where
+        that version is still stored (``ConflictError`` otherwise)."""
+        ...
+
     def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
         """Write changed presences (insert ``version == 0``, delete those back outside, update the others)
         and the heads of their devices and of the devices in ``seen`` (device -> last fix processed).

@@ -42,7 +42,7 @@ class Tracks:
       ``jumps`` (implausible jumps in a row);
     - the *steady summary* of the device as stored at head version ``s_version`` (0: none) under zone
       policy epoch ``s_epoch``: ``s_count``, ``s_h1``, ``s_h2`` (its steady zones' count and hash sums),
-      ``s_until`` (first dwell due), ``s_last`` / ``s_last_at`` (the stored head's last fix);
+      ``s_until`` (first dwell due), ``s_last`` (the stored head's last fix);
     - its *disc*: the point ``d_lat, d_lng`` where it was last matched against the index, that point's
       clearance ``d_r`` (0: no disc) and the count and hash sums of its zones (``d_count``, ``d_h1``,
       ``d_h2``): any fix closer to the point than ``d_r`` is in exactly those zones, until the zones
@@ -76,7 +76,6 @@ class Tracks:
         self.device_ids: list[str | None] = []
         self.last_fix_at: list[datetime | None] = []
         self.fix_ids: list[tuple[str, ...]] = []
-        self.s_last_at: list[datetime | None] = []
         self._free: list[int] = []
         self._capacity = 0
         for name in _FLOATS:
@@ -127,7 +126,6 @@ class Tracks:
             self.device_ids.append(device_id)
             self.last_fix_at.append(None)
             self.fix_ids.append(())
-            self.s_last_at.append(None)
         for name in _INTS:
             getattr(self, name)[slot] = 0
         self.d_r[slot], self.x_acc[slot] = 0.0, math.inf
@@ -147,7 +145,7 @@ class Tracks:
     def remove(self, device_id: str) -> None:
         slot = self.slot_of.pop(device_id)
         self.device_ids[slot] = None
-        self.last_fix_at[slot] = self.s_last_at[slot] = None
+        self.last_fix_at[slot] = None
         self.fix_ids[slot] = ()
         self._free.append(slot)
 
@@ -161,7 +159,7 @@ class Tracks:
     ) -> None:
         self.s_version[slot], self.s_epoch[slot], self.s_count[slot] = version, epoch, count
         self.s_h1[slot], self.s_h2[slot], self.s_until[slot] = h1, h2, until_s
-        self.s_last[slot], self.s_last_at[slot] = last.timestamp(), last
+        self.s_last[slot] = last.timestamp()
         self.x_acc[slot] = math.inf  # it was for the summary before
 
     def drop_discs(self) -> None:

@@ -29,7 +29,7 @@ from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.presence import Presence, PresenceState
 from geofence.service.db import ConnectionUnit, first_write
-from geofence.service.driver_sql import DriverSql, execute, time_binder
+from geofence.service.driver_sql import DriverSql, execute, sqlite_times, time_binder
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import (
     LocationFixRow,
@@ -91,6 +91,9 @@ _HEAD_CAS = DriverSql(  # a write that changed presence rows
 )
 _HEAD_BEAT = DriverSql(  # a heartbeat: only the last fix moved; cached copies of the rows stay good
     "UPDATE presence_heads SET version = :new_version, last_fix_at = :new_last, seq = :b_seq " + _HEAD_WHERE
+)
+_BEAT = DriverSql(  # a heartbeat of a device settled in columns, positional (``SqlPresenceStore.beat``)
+    "UPDATE presence_heads SET version = ?, last_fix_at = ?, seq = ? WHERE device_id = ? AND version = ?"
 )
 _HEAD_BUMP = DriverSql(
     "UPDATE presence_heads SET version = version + 1, rows_version = version + 1, seq = :b_seq"
@@ -204,18 +207,19 @@ class SqlPresenceStore:
         self.pending: dict[str, tuple[int, StoredDevice]] = {}  # written, until commit
         self.writing: set[str] = set()  # devices this unit of work writes (forgotten if it rolls back)
         self._tick: int | None = None  # this unit of work's clock tick, once it writes heads
-        self._followed = False
+        self._followed: int | None = None  # the feed position this unit of work read up to
+        self._beats: list[tuple[str, int, datetime]] = []  # heartbeats written, until commit
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
         cache = self.cache
-        if cache is None or self._followed:
+        if cache is None or self._followed is not None:
             return
-        self._followed = True
         conn = self.session.connection()
         rows = _FEED.run(conn, {"seq": _NO_FEED if cache.seq is None else cache.seq}).fetchall()
         clock = next((r for r in rows if r[0] is None), None)
         seq, resets = (int(clock[1]), int(clock[2])) if clock is not None else (0, 0)
+        self._followed = seq
         if cache.seq is None or resets != cache.resets:
             cache.clear()  # first look, or an erasure: nothing cached can be trusted
             cache.seq, cache.resets = seq, resets
@@ -311,6 +315,24 @@ class SqlPresenceStore:
             self._tick = int(tick)
         return self._tick
 
+    def beat(self, heads: Sequence[tuple[str, int, datetime]]) -> None:
+        """Heartbeats (``geofence.store.PresenceStore.beat``): one executemany, in key order (neighbouring
+        rows of the B-tree: measured ~30 % cheaper than in a batch's order), positional parameters."""
+        if not heads:
+            return
+        tick = self._clock_tick()  # first, before any row (see ``_clock_tick``)
+        conn = self.session.connection()
+        ordered = sorted(heads)
+        if conn.dialect.name == "sqlite":
+            lasts: Sequence[Any] = sqlite_times([last for _, _, last in ordered])
+        else:
+            lasts = [last for _, _, last in ordered]
+        params = [(v + 1, last, tick, d, v) for (d, v, _), last in zip(ordered, lasts, strict=True)]
+        self.writing.update(d for d, _, _ in heads)
+        if _BEAT.run(conn, params).rowcount != len(params):
+            raise ConflictError("a device's presences changed concurrently")
+        self._beats.extend(heads)
+
     def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
         seen = seen or {}
         conn = self.session.connection()
@@ -402,14 +424,28 @@ class SqlPresenceStore:
         return StoredDevice(presences, version, last, None, version)
 
     def committed(self) -> None:
+        cache = self.cache
+        current: set[str] = set()  # devices whose cached copy is now what is stored
         for d, (version, stored) in self.pending.items():
             self.read[d] = version
             if d in self.complete:  # read whole by ``load``: the cache may keep it
                 self.loaded[d] = stored
-                if self.cache is not None:
-                    self.cache.put(d, stored)
-            elif self.cache is not None:
-                self.cache.drop(d)  # written from a partial read: our copy is not current
+                current.add(d)
+                if cache is not None:
+                    cache.put(d, stored)
+        if cache is not None:
+            for d, version, last in self._beats:  # the copy the beat was tested against moves on
+                copy = cache.devices.get(d)
+                if copy is not None and copy.version == version:
+                    moved = StoredDevice(copy.presences, version + 1, last, copy.memo, copy.rows_version)
+                    cache.put(d, moved)
+                    current.add(d)
+            for d in self.writing - current:  # written from a partial read, or bumped: not current
+                cache.drop(d)
+            if self._tick is not None and self._followed is not None and cache.seq == self._followed:
+                if self._tick == self._followed + 1:  # no other writer ticked since the feed was read:
+                    cache.seq = self._tick  # the heads of this tick are this unit's, and cached as written
+        self._beats.clear()
         self.pending.clear()
         self.writing.clear()
         self._tick = None
@@ -421,6 +457,7 @@ class SqlPresenceStore:
         if self.cache is not None:
             for d in self.writing:
                 self.cache.drop(d)
+        self._beats.clear()
         self.pending.clear()
         self.writing.clear()
         self._tick = None

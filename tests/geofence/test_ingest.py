@@ -15,7 +15,13 @@ from geofence.presence import PresenceState
 from geofence.service.presence_store import PresenceCache, SqlPresenceStore, SqlUnitOfWork
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.customers import Customer, Device
-from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
+from geofence.service.tables.presence import (
+    LocationFixRow,
+    PresenceClockRow,
+    PresenceHeadRow,
+    PresenceRow,
+    ZoneEventRow,
+)
 from geofence.store import ConflictError
 from tests.geofence.tracks import STORE, T0, fix, offset
 from tests.geofence.zone_index import circle_index
@@ -304,6 +310,54 @@ def test_the_change_feed_moves_a_copy_on_after_a_heartbeat_elsewhere_and_drops_i
     assert "dev-1" not in caches["a"].devices  # a's copy still said "inside": dropped
     back = run_on("a", a, [fix(0, 0, 80)])
     assert [e.kind.value for e in back.events] == ["enter"]
+
+
+def test_a_worker_skips_its_own_tick_in_the_change_feed_but_never_another_writers(engine, index):
+    """A commit whose clock tick came right after the feed position its unit of work read moves the
+    position past that tick: those heads are its own, and cached as written. Had another writer ticked in
+    between, the position stays, and the next batch reads that writer's heads too."""
+    from geofence.service.presence_store import PresenceCache
+
+    caches = {"a": PresenceCache(), "b": PresenceCache()}
+
+    def run_on(worker, ingestor, fixes):
+        with Session(engine, expire_on_commit=False) as s:
+            return ingestor.ingest(fixes, uow_factory=lambda: SqlUnitOfWork(s, cache=caches[worker]), at=AT)
+
+    def clock():
+        with Session(engine) as s:
+            return s.exec(select(PresenceClockRow.seq)).scalars().one()
+
+    a, b = make(index), make(index)
+    both = [fix(0, 0, 0), fix(0, 0, 0, device_id="dev-2")]
+    assert [e.kind.value for e in run_on("a", a, both).events] == ["enter", "enter"]
+    assert caches["a"].seq == clock()  # its own tick, skipped
+    with Session(engine, expire_on_commit=False) as s:
+        uow = SqlUnitOfWork(s, cache=caches["a"])
+        uow.presence.follow()  # a reads the feed...
+        b.open_devices.add("dev-1")
+        gone = run_on("b", b, [fix(0, 100, 10), fix(0, 220, 20)])  # ...b moves dev-1 out...
+        assert [e.kind.value for e in gone.events] == ["exit"]
+        uow.presence.load(["dev-2"])
+        uow.presence.save([], seen={"dev-2": fix(0, 0, 30).recorded_at})  # ...and a writes, a tick later
+        uow.commit()
+    assert caches["a"].seq == clock() - 2  # b's tick is in between: not skipped
+    back = run_on("a", a, [fix(0, 0, 80)])  # so a reads b's head, drops its copy, and steps the fix
+    assert [e.kind.value for e in back.events] == ["enter"]
+
+
+def test_a_heartbeat_is_written_only_at_the_version_its_copy_had(engine, index):
+    run(make(index), engine, [fix(0, 0, 0)])
+    with Session(engine, expire_on_commit=False) as s:
+        version = SqlPresenceStore(s).load(["dev-1"])["dev-1"].version
+        uow = SqlUnitOfWork(s)
+        with pytest.raises(ConflictError):
+            uow.presence.beat([("dev-1", version - 1, fix(0, 0, 90).recorded_at)])
+        uow.rollback()
+        uow = SqlUnitOfWork(s)
+        uow.presence.beat([("dev-1", version, fix(0, 0, 90).recorded_at)])
+        uow.commit()
+    assert stored(engine) == (PresenceState.INSIDE, fix(0, 0, 90).recorded_at, 1, version + 1)
 
 
 def test_a_sweep_chunk_after_a_rolled_back_one_still_checks_the_heads_it_read(engine, index):
