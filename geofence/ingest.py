@@ -53,7 +53,7 @@ from geofence.presence import (
     sweep,
 )
 from geofence.store import ConflictError, StoredDevice, UnitOfWork
-from geofence.tracks import Tracks
+from geofence.tracks import Tracks, at_seconds, fix_ids_of
 from zones.index import ZoneMatches
 
 ACCEPTED = "accepted"
@@ -203,30 +203,30 @@ class _Lane:
     """The fixes of one batch accepted by ``Ingestor._fast_lane`` (one per device, a *row* each), and the
     rest (``others``: positions in the batch)."""
 
-    __slots__ = ("acc", "devices", "lat", "lng", "old", "others", "positions", "slots", "stamps", "tracks")
+    __slots__ = ("acc", "devices", "lat", "lng", "old", "others", "positions", "shift", "slots", "stamps",
+                 "tracks")
 
     def __init__(
         self, tracks: Tracks, positions: list[int], devices: list[str], slots: np.ndarray, others: list[int],
         columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-        old: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[datetime], list[tuple[str, ...]]],
+        old: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     ) -> None:
         self.tracks, self.positions, self.devices, self.slots = tracks, positions, devices, slots
         self.others = others
         self.stamps, self.lat, self.lng, self.acc = columns  # the accepted fixes' times (POSIX seconds),
         # positions and accuracies
-        # the devices' tracks before the batch: lat, lng, accuracy, last fix (seconds), last fix, fix ids
-        self.old = old
+        self.old = old  # the devices' tracks before the batch: lat, lng, accuracy, last fix, fix ids
+        self.shift = np.full(len(positions), np.inf)  # each fix's distance from its disc's centre
 
     def before(self, row: int) -> Undo:
         """A device's track before the batch, as ``Ingestor._screen``'s undo has it."""
-        lat, lng, acc, _, at, ids = self.old
-        return (float(lat[row]), float(lng[row]), float(acc[row]), at[row], ids[row])
+        lat, lng, acc, at, ids = self.old
+        return (float(lat[row]), float(lng[row]), float(acc[row]), at_seconds(float(at[row])),
+                fix_ids_of(ids[row]))
 
     def restore(self) -> None:
         t, s = self.tracks, self.slots
-        t.lat[s], t.lng[s], t.acc[s], t.at_s[s], at, ids = self.old
-        for slot, last, fix_ids in zip(s.tolist(), at, ids, strict=True):
-            t.last_fix_at[slot], t.fix_ids[slot] = last, fix_ids
+        t.lat[s], t.lng[s], t.acc[s], t.at_s[s], t.fix_ids[s] = self.old
 
 
 def _positions_of_none(values: list[object]) -> list[int]:
@@ -429,16 +429,10 @@ class Ingestor:
         picked = np.flatnonzero(ok)
         positions = picked.tolist()
         ps = slots[picked]
-        ps_list = ps.tolist()
-        last_fix_at, fix_ids = tracks.last_fix_at, tracks.fix_ids
-        old = (plat[picked], plng[picked], pacc[picked], pts[picked],
-               [last_fix_at[x] for x in ps_list], [fix_ids[x] for x in ps_list])
+        old = (plat[picked], plng[picked], pacc[picked], pts[picked], tracks.fix_ids[ps])
         new = (ts[picked], lat[picked], lng[picked], acc[picked])
         tracks.at_s[ps], tracks.lat[ps], tracks.lng[ps], tracks.acc[ps] = new
-        for x, i in zip(ps_list, positions, strict=True):
-            last_fix_at[x] = times[i]
-            fid = fixes[i].client_fix_id
-            fix_ids[x] = () if fid is None else (fid,)
+        tracks.fix_ids[ps] = np.array(list(map(_FIX_ID, fixes)), dtype=object)[picked]  # one id, bare
         others = np.flatnonzero(~ok).tolist()
         return _Lane(tracks, positions, [devs[i] for i in positions], ps, others, new, old)
 
@@ -466,15 +460,12 @@ class Ingestor:
                 if t > pat and _fast_speed_mps(track.lat, track.lng, track.accuracy_m, pat, fix) <= max_speed:
                     kept[device_id] = positions
                     undo[device_id] = track[1:4] + (pat, track.fix_ids)
-                    fid = fix.client_fix_id
-                    tracks.move(slot, t, fix.lat, fix.lng, fix.accuracy_m, () if fid is None else (fid,))  # type: ignore[arg-type]
+                    tracks.move(slot, t, fix.lat, fix.lng, fix.accuracy_m, fix.client_fix_id)  # type: ignore[arg-type]
                     continue
             if track is None and len(positions) == 1:
                 kept[device_id] = positions  # the first fix of a device this process sees
                 f = fixes[positions[0]]
-                fid = f.client_fix_id
-                ids = () if fid is None else (fid,)
-                tracks.add(device_id, f.recorded_at, f.lat, f.lng, f.accuracy_m, ids)
+                tracks.add(device_id, f.recorded_at, f.lat, f.lng, f.accuracy_m, f.client_fix_id)
                 undo[device_id] = None
                 continue
             if len(positions) > 1:
@@ -542,12 +533,16 @@ class Ingestor:
 
     def _in_disc(self, lane: _Lane) -> np.ndarray:
         """Per lane row, whether the fix lies in its device's disc (``Tracks``): then it is in exactly the
-        zones of the disc's centre, which the track keeps (count and hash sums), and is not matched."""
+        zones of the disc's centre, which the track keeps (count and hash sums), and is not matched. Sets
+        ``lane.shift``: each fix's distance from its disc's centre (inf: no disc)."""
         tracks, s = self.tracks, lane.slots
         radius = tracks.d_r[s]
         inside = radius > 0.0
+        lane.shift = np.full(len(s), np.inf)
         if inside.any():
-            inside &= _metres(tracks.d_lat[s], tracks.d_lng[s], lane.lat, lane.lng) < radius
+            lane.shift[inside] = _metres(tracks.d_lat[s[inside]], tracks.d_lng[s[inside]], lane.lat[inside],
+                                         lane.lng[inside])
+            inside &= lane.shift < radius
         return inside
 
     def _new_discs(self, lane: _Lane, rows: np.ndarray, hit_rows: np.ndarray, hits: _Hits) -> None:
@@ -559,6 +554,7 @@ class Ingestor:
         s1, s2 = hits.sums()
         tracks.d_count[s], tracks.d_h1[s], tracks.d_h2[s] = hits.counts[hit_rows], s1[hit_rows], s2[hit_rows]
         tracks.x_acc[s] = math.inf  # a new disc: no bound for its shallow zones yet
+        lane.shift[rows] = 0.0  # each of these fixes is its disc's centre
 
     def _apply(
         self,
@@ -784,7 +780,9 @@ class Ingestor:
         steady = (counts == tracks.s_count[s]) & (s1 == tracks.s_h1[s]) & (s2 == tracks.s_h2[s])
         # or in the steady zones and, besides, only in zones too shallow for the fix's accuracy (the
         # track's bound holds for its disc and its summary: ``_only_shallow_more``)
-        shallow = ~steady & (counts > tracks.s_count[s]) & (lane.acc[r] > tracks.x_acc[s])
+        shallow = ~steady & (counts > tracks.s_count[s])
+        with np.errstate(invalid="ignore"):  # no disc: inf * 0 is nan, and nothing exceeds nan
+            shallow &= lane.acc[r] > tracks.x_acc[s] + lane.shift[r] * tracks.x_per_m[s]
         ok &= steady | shallow
         settled = np.flatnonzero(ok)
         self.steady_skips += len(settled)
@@ -814,36 +812,43 @@ class Ingestor:
         stored but its last fix, as for a steady one (``_step_device`` skips exactly those hits).
 
         A fast-lane fix (``slot``: its track) in its device's disc also leaves the track the accuracy
-        above which any fix in the disc is too shallow for every such zone (``_steady_rows``)."""
+        above which a fix in the disc is too shallow for every such zone (``_shallow_bound``)."""
         zone_ids = hits.ids_by_fix([(row, 0)]).get(0, ())
         steady = summary.steady
         extra = [z for z in zone_ids if z not in steady]
         if len(zone_ids) - len(extra) != summary.count:
             return False  # a steady zone the fix is not in: stepped
         index = self.index
+        depths = []
         for zone_id in extra:  # hits: the index found the centre inside
             d = index.signed_distance_m(zone_id, fix.lat, fix.lng, True)
             if not leaves_outside_alone(fix, d, self.policy_for(zone_id)):
                 return False
+            depths.append(-d)
         self.shallow_skips += 1
         if slot is not None and self.tracks.d_r[slot] > 0.0:  # the fix is in this disc (see ``_apply``)
-            self.tracks.x_acc[slot] = self._shallow_accuracy(slot, extra)
+            self._shallow_bound(slot, fix, extra, depths)
         return True
 
-    def _shallow_accuracy(self, slot: int, extra: list[str]) -> float:
-        """The accuracy above which a fix anywhere in the track's disc is too shallow to enter any of
-        these zones, which all contain the disc: no point of the disc is deeper in a zone than its centre
-        plus the radius (and an area's depth, measured in each point's own projection, by 0.1 % more)."""
+    def _shallow_bound(self, slot: int, fix: LocationFix, extra: list[str], depths: list[float]) -> None:
+        """Keep on the track what the accuracy of a fix in its disc must exceed for every one of these
+        zones (which all contain the disc) to be too shallow to enter: ``x_acc`` plus ``x_per_m`` per
+        metre from the disc's centre. A point of the disc is no deeper in a zone than the centre plus its
+        distance from it (an area's depth, measured in each point's own projection, by 0.1 % more);
+        ``depths`` are the fix's, which is the centre when the disc was made at it."""
         tracks, index = self.tracks, self.index
-        lat, lng, radius = float(tracks.d_lat[slot]), float(tracks.d_lng[slot]), float(tracks.d_r[slot])
-        worst = 0.0
-        for zone_id in extra:
+        lat, lng = float(tracks.d_lat[slot]), float(tracks.d_lng[slot])
+        at_centre = lat == fix.lat and lng == fix.lng
+        base = per_m = 0.0
+        for zone_id, depth in zip(extra, depths, strict=True):
             ratio = self.policy_for(zone_id).enter_depth_ratio
             if ratio <= 0.0:
-                return math.inf
-            depth = -index.signed_distance_m(zone_id, lat, lng, True) + radius
-            worst = max(worst, (depth * 1.001 + 0.01) / ratio)
-        return worst
+                return
+            if not at_centre:
+                depth = -index.signed_distance_m(zone_id, lat, lng, True)
+            base = max(base, (depth * 1.001 + 0.01) / ratio)
+            per_m = max(per_m, 1.001 / ratio)
+        tracks.x_acc[slot], tracks.x_per_m[slot] = base, per_m
 
     def _summary(self, device: StoredDevice) -> _Summary | None:
         """The device's presences sorted into steady ones and the others (kept on the stored copy until

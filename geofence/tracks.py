@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
 
 _FLOATS = ("at_s", "lat", "lng", "acc", "s_h1", "s_h2", "s_until", "s_last", "d_lat", "d_lng", "d_r",
-           "d_h1", "d_h2", "x_acc")
+           "d_h1", "d_h2", "x_acc", "x_per_m")
 _INTS = ("jumps", "s_version", "s_epoch", "s_count", "d_count")
 
 
@@ -32,13 +32,28 @@ class Track(NamedTuple):
     jumps: int
 
 
+def at_seconds(seconds: float) -> datetime:
+    """The time of these POSIX seconds: exactly the microsecond they were taken from (a time's seconds are
+    within 0.25 us of it until 2106, and ``fromtimestamp`` rounds to the nearest microsecond)."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def fix_ids_of(value: object) -> tuple[str, ...]:
+    """A ``Tracks.fix_ids`` entry as a tuple (one id is kept bare: a tuple per fix is an object the
+    garbage collector has to visit)."""
+    if value is None:
+        return ()
+    return value if type(value) is tuple else (value,)  # type: ignore[return-value]
+
+
 class Tracks:
     """Columns by slot (``slot_of``). Not thread-safe: the ingest holds its lock.
 
     Per device:
 
-    - its last accepted fix: ``last_fix_at`` (a list of times) and ``at_s`` (the same as POSIX seconds),
-      ``lat``, ``lng``, ``acc``; ``fix_ids`` (client fix ids of its last accepted batch, a list);
+    - its last accepted fix: ``at_s`` (its time as POSIX seconds: the microsecond it was is recovered
+      exactly, ``last_fix_at``), ``lat``, ``lng``, ``acc``; ``fix_ids`` (the client fix ids of its last
+      accepted batch, an object column: ``None``, one id, or a tuple of them; ``fix_ids_of`` reads it);
       ``jumps`` (implausible jumps in a row);
     - the *steady summary* of the device as stored at head version ``s_version`` (0: none) under zone
       policy epoch ``s_epoch``: ``s_count``, ``s_h1``, ``s_h2`` (its steady zones' count and hash sums),
@@ -46,9 +61,10 @@ class Tracks:
     - its *disc*: the point ``d_lat, d_lng`` where it was last matched against the index, that point's
       clearance ``d_r`` (0: no disc) and the count and hash sums of its zones (``d_count``, ``d_h1``,
       ``d_h2``): any fix closer to the point than ``d_r`` is in exactly those zones, until the zones
-      change (``drop_discs``); ``x_acc``: the accuracy above which a fix anywhere in the disc is too
-      shallow to enter any zone of the disc beyond the device's steady ones (inf: none known; it holds
-      for this disc and this summary, and is dropped with either).
+      change (``drop_discs``); ``x_acc`` + ``x_per_m`` per metre from the disc's centre: the accuracy
+      above which a fix in the disc is too shallow to enter any zone of the disc beyond the device's
+      steady ones (``x_acc`` inf: none known; it holds for this disc and this summary, and is dropped
+      with either).
     """
 
     at_s: np.ndarray
@@ -70,12 +86,12 @@ class Tracks:
     d_h1: np.ndarray
     d_h2: np.ndarray
     x_acc: np.ndarray
+    x_per_m: np.ndarray
 
     def __init__(self, capacity: int = 1024) -> None:
         self.slot_of: dict[str, int] = {}
         self.device_ids: list[str | None] = []
-        self.last_fix_at: list[datetime | None] = []
-        self.fix_ids: list[tuple[str, ...]] = []
+        self.fix_ids = np.full(0, None, dtype=object)
         self._free: list[int] = []
         self._capacity = 0
         for name in _FLOATS:
@@ -85,9 +101,10 @@ class Tracks:
         self._grow(capacity)
 
     def _grow(self, capacity: int) -> None:
-        for name in (*_FLOATS, *_INTS):
+        for name in (*_FLOATS, *_INTS, "fix_ids"):
             old = getattr(self, name)
-            new = np.full(capacity, math.inf if name == "x_acc" else 0, dtype=old.dtype)
+            new = np.full(capacity, math.inf if name == "x_acc" else None if name == "fix_ids" else 0,
+                          dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
         self._capacity = capacity
@@ -107,13 +124,16 @@ class Tracks:
 
     def row(self, slot: int) -> Track:
         return Track(
-            self.last_fix_at[slot], float(self.lat[slot]), float(self.lng[slot]),  # type: ignore[arg-type]
-            float(self.acc[slot]), self.fix_ids[slot], int(self.jumps[slot]),
+            self.last_fix_at(slot), float(self.lat[slot]), float(self.lng[slot]), float(self.acc[slot]),
+            fix_ids_of(self.fix_ids[slot]), int(self.jumps[slot]),
         )
+
+    def last_fix_at(self, slot: int) -> datetime:
+        return at_seconds(float(self.at_s[slot]))
 
     def add(
         self, device_id: str, at: datetime, lat: float, lng: float, accuracy_m: float,
-        fix_ids: tuple[str, ...],
+        fix_ids: tuple[str, ...] | str | None,
     ) -> int:
         """A new device's track (its summary and disc empty)."""
         if self._free:
@@ -124,8 +144,6 @@ class Tracks:
             if slot >= self._capacity:
                 self._grow(max(1024, 2 * self._capacity))
             self.device_ids.append(device_id)
-            self.last_fix_at.append(None)
-            self.fix_ids.append(())
         for name in _INTS:
             getattr(self, name)[slot] = 0
         self.d_r[slot], self.x_acc[slot] = 0.0, math.inf
@@ -134,10 +152,10 @@ class Tracks:
         return slot
 
     def move(
-        self, slot: int, at: datetime, lat: float, lng: float, accuracy_m: float, fix_ids: tuple[str, ...]
+        self, slot: int, at: datetime, lat: float, lng: float, accuracy_m: float,
+        fix_ids: tuple[str, ...] | str | None,
     ) -> None:
         """The device's last accepted fix is now this one."""
-        self.last_fix_at[slot] = at
         self.at_s[slot] = at.timestamp()
         self.lat[slot], self.lng[slot], self.acc[slot] = lat, lng, accuracy_m
         self.fix_ids[slot] = fix_ids
@@ -145,8 +163,7 @@ class Tracks:
     def remove(self, device_id: str) -> None:
         slot = self.slot_of.pop(device_id)
         self.device_ids[slot] = None
-        self.last_fix_at[slot] = None
-        self.fix_ids[slot] = ()
+        self.fix_ids[slot] = None
         self._free.append(slot)
 
     def slots(self) -> np.ndarray:
