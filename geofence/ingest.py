@@ -287,6 +287,7 @@ class Ingestor:
         self._disc_generation = -1  # the index generation the discs were measured against
         self._hashed_ids: np.ndarray | None = None
         self._id_hash_arrays: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
+        self._versions: dict[str, int] | None = None  # the store's versions that ``tracks.cv`` mirrors
 
     # -- policies -------------------------------------------------------------------------------
     def policy_for(self, zone_id: str) -> FencePolicy:
@@ -465,7 +466,7 @@ class Ingestor:
             if track is None and len(positions) == 1:
                 kept[device_id] = positions  # the first fix of a device this process sees
                 f = fixes[positions[0]]
-                tracks.add(device_id, f.recorded_at, f.lat, f.lng, f.accuracy_m, f.client_fix_id)
+                self._added(tracks.add(device_id, f.recorded_at, f.lat, f.lng, f.accuracy_m, f.client_fix_id))
                 undo[device_id] = None
                 continue
             if len(positions) > 1:
@@ -514,12 +515,17 @@ class Ingestor:
             last = fixes[survivors[-1]]
             ids = tuple(f for i in survivors if (f := fixes[i].client_fix_id) is not None)
             if slot is None:
-                tracks.add(device_id, last.recorded_at, last.lat, last.lng, last.accuracy_m, ids)
+                self._added(tracks.add(device_id, last.recorded_at, last.lat, last.lng, last.accuracy_m, ids))
                 undo[device_id] = None
             else:
                 undo[device_id] = track[1:4] + (track.last_fix_at, track.fix_ids)  # type: ignore[index]
                 tracks.move(slot, last.recorded_at, last.lat, last.lng, last.accuracy_m, ids)
         return kept, undo
+
+    def _added(self, slot: int) -> None:
+        """A new track starts with the version of the store's copy, if it has one (see ``_watch``)."""
+        if self._versions is not None:
+            self.tracks.cv[slot] = self._versions.get(self.tracks.device_ids[slot], -1)  # type: ignore[arg-type]
 
     def _restore(self, undo: dict[str, Undo]) -> None:
         tracks = self.tracks
@@ -766,10 +772,12 @@ class Ingestor:
         tested); the loop takes the other rows, decides them one by one as before, and refreshes their
         tracks. Returns the rows left to the loop."""
         tracks = self.tracks
+        if not self._watch(uow):
+            return rows  # no copies: nothing is known current without a read
         r = np.array(rows, dtype=np.int64)
         s = lane.slots[r]
         devices = [lane.devices[j] for j in rows]
-        current = np.asarray(uow.presence.cached_versions(devices), dtype=np.int64)
+        current = tracks.cv[s]
         ok = (tracks.s_version[s] == current) & (current > 0) & (tracks.s_epoch[s] == self._policy_epoch)
         if not ok.any():
             return rows
@@ -803,6 +811,38 @@ class Ingestor:
             heads.append((devices[x], int(current[x]), at))
             beats.append((int(s[x]), int(current[x]), at))
         return [rows[x] for x in np.flatnonzero(~ok).tolist()]
+
+    def _watch(self, uow: UnitOfWork) -> bool:
+        """Bring ``tracks.cv`` up to date with the store's current copies (the change feed is read, and
+        the store tells of every change since: ``_copy_moved``); False when it keeps none."""
+        versions = uow.presence.watch_versions(self._copy_moved)
+        if versions is None:
+            return False
+        if versions is not self._versions:  # another store's copies: read every track's version once
+            self._versions = versions
+            tracks = self.tracks
+            slots = tracks.slots()
+            ids = [tracks.device_ids[x] for x in slots.tolist()]
+            tracks.cv[:] = -1
+            tracks.cv[slots] = np.fromiter(map(versions.get, ids, repeat(-1)), np.int64, len(ids))
+        return True
+
+    def _copy_moved(
+        self, versions: dict[str, int], device_ids: Sequence[str] | None, new_versions: Sequence[int]
+    ) -> None:
+        if versions is not self._versions:
+            return  # a store this ingestor no longer reads
+        tracks = self.tracks
+        if device_ids is None:
+            tracks.cv[:] = -1
+        elif len(device_ids) < 8:  # most notices are of one copy: numpy's per-call cost would dominate
+            for device_id, version in zip(device_ids, new_versions, strict=True):
+                if (slot := tracks.slot_of.get(device_id)) is not None:
+                    tracks.cv[slot] = version
+        else:
+            slots = np.fromiter(map(tracks.slot_of.get, device_ids, repeat(-1)), np.int64, len(device_ids))
+            known = slots >= 0
+            tracks.cv[slots[known]] = np.asarray(new_versions, dtype=np.int64)[known]
 
     def _only_shallow_more(
         self, fix: LocationFix, row: int, hits: _Hits, summary: _Summary, slot: int | None = None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
+
+import msgspec
 
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
@@ -16,14 +17,14 @@ class ConflictError(Exception):
     """Another writer changed a presence since it was read (optimistic version check failed)."""
 
 
-@dataclass(slots=True, eq=False)
-class StoredDevice:
+class StoredDevice(msgspec.Struct, eq=False, gc=False):
     """What is stored for one device: its presences by zone, and its *head* — a version that every write
     of any of its presences bumps (so one row per device tells whether a copy is current), and the last
     fix processed for it (re-written once a heartbeat when nothing else changes: the late-fix guard and
-    the sweep's silence clock for all its zones)."""
+    the sweep's silence clock for all its zones). ``gc=False``, as ``Presence``: nothing it holds refers
+    back to it."""
 
-    presences: dict[str, Presence] = field(default_factory=dict)
+    presences: dict[str, Presence] = msgspec.field(default_factory=dict)
     version: int = 0  # of the head; 0: no head stored
     last_fix_at: datetime | None = None
     memo: Any = None  # the ingest's summary of ``presences`` (valid as long as this object is)
@@ -35,9 +36,13 @@ class PresenceStore(Protocol):
         """What is stored for these devices, by device id (devices with nothing stored are absent)."""
         ...
 
-    def cached_versions(self, device_ids: Sequence[str]) -> Sequence[int]:
-        """The head version of each device's current copy that needs no read (-1 where there is none):
-        what the ingest checks its steady summaries against. Reads nothing but the change feed."""
+    def watch_versions(
+        self, method: Callable[[dict[str, int], Sequence[str] | None, Sequence[int]], None]
+    ) -> dict[str, int] | None:
+        """The head version of each device's current copy that needs no read (what the ingest checks its
+        steady summaries against), by device, as of the change feed (read here, if it was not yet), and
+        from now on ``method(versions, device_ids, new_versions)`` on every change of some (-1: no copy;
+        ``device_ids`` None: none left). None when the store keeps no copies."""
         ...
 
     def beat(self, heads: Sequence[tuple[str, int, datetime]]) -> None:

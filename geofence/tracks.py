@@ -18,7 +18,7 @@ import numpy as np
 
 _FLOATS = ("at_s", "lat", "lng", "acc", "s_h1", "s_h2", "s_until", "s_last", "d_lat", "d_lng", "d_r",
            "d_h1", "d_h2", "x_acc", "x_per_m")
-_INTS = ("jumps", "s_version", "s_epoch", "s_count", "d_count")
+_INTS = ("jumps", "cv", "s_version", "s_epoch", "s_count", "d_count")
 
 
 class Track(NamedTuple):
@@ -55,6 +55,8 @@ class Tracks:
       exactly, ``last_fix_at``), ``lat``, ``lng``, ``acc``; ``fix_ids`` (the client fix ids of its last
       accepted batch, an object column: ``None``, one id, or a tuple of them; ``fix_ids_of`` reads it);
       ``jumps`` (implausible jumps in a row);
+    - ``cv``: the head version of the presence store's current copy of the device (-1: none; kept by
+      the ingest from the store's notices, ``PresenceStore.watch_versions``);
     - the *steady summary* of the device as stored at head version ``s_version`` (0: none) under zone
       policy epoch ``s_epoch``: ``s_count``, ``s_h1``, ``s_h2`` (its steady zones' count and hash sums),
       ``s_until`` (first dwell due), ``s_last`` (the stored head's last fix);
@@ -72,6 +74,7 @@ class Tracks:
     lng: np.ndarray
     acc: np.ndarray
     jumps: np.ndarray
+    cv: np.ndarray
     s_version: np.ndarray
     s_epoch: np.ndarray
     s_count: np.ndarray
@@ -146,6 +149,7 @@ class Tracks:
             self.device_ids.append(device_id)
         for name in _INTS:
             getattr(self, name)[slot] = 0
+        self.cv[slot] = -1
         self.d_r[slot], self.x_acc[slot] = 0.0, math.inf
         self.slot_of[device_id] = slot
         self.move(slot, at, lat, lng, accuracy_m, fix_ids)

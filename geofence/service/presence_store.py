@@ -14,13 +14,13 @@ wrote, and retry.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
-from itertools import islice, repeat
+from itertools import islice
 from typing import Any
 
-import numpy as np
+from msgspec.structs import replace
 from sqlalchemy import and_, case, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -143,7 +143,8 @@ class PresenceCache:
 
     Used under the ingest's lock (``GeofenceService``): a copy is read after the feed position it is
     trusted from, never before, which is what makes "nothing in the feed since" mean "still current".
-    ``versions`` mirrors each copy's head version (what ``cached_versions`` reads for a whole batch)."""
+    ``versions`` mirrors each copy's head version, and watchers (``watch``) hear of every change of it:
+    the ingest keeps them in a column of its device tracks rather than look a batch's devices up here."""
 
     def __init__(self, max_devices: int = 250_000) -> None:
         self.max_devices = max_devices
@@ -151,6 +152,20 @@ class PresenceCache:
         self.versions: dict[str, int] = {}
         self.seq: int | None = None  # the last clock tick whose heads were applied (None: never read)
         self.resets = 0
+        self._watchers: list[weakref.WeakMethod] = []
+
+    def watch(self, method: Callable[[dict[str, int], Sequence[str] | None, Sequence[int]], None]) -> None:
+        """From now on, call ``method(versions, device_ids, new_versions)`` whenever copies' versions change
+        (-1: no copy; ``device_ids`` None: every copy dropped). The method is held weakly."""
+        if not any(w() == method for w in self._watchers):
+            self._watchers = [w for w in self._watchers if w() is not None]
+            self._watchers.append(weakref.WeakMethod(method))
+
+    def _changed(self, device_ids: Sequence[str] | None, versions: Sequence[int]) -> None:
+        for w in self._watchers:
+            method = w()
+            if method is not None:
+                method(self.versions, device_ids, versions)
 
     def put(self, device_id: str, stored: StoredDevice) -> None:
         devices = self.devices
@@ -158,10 +173,23 @@ class PresenceCache:
             self.drop(next(iter(devices)))  # oldest device first (insertion order)
         devices[device_id] = stored
         self.versions[device_id] = stored.version
+        if self._watchers:
+            self._changed((device_id,), (stored.version,))
+
+    def move_on(self, moves: Sequence[tuple[str, StoredDevice]]) -> None:
+        """``put`` of copies already cached, at once (heartbeats: one notice for all)."""
+        devices, versions = self.devices, self.versions
+        for d, stored in moves:
+            devices[d] = stored
+            versions[d] = stored.version
+        if self._watchers and moves:
+            self._changed([d for d, _ in moves], [stored.version for _, stored in moves])
 
     def drop(self, device_id: str) -> None:
         if self.devices.pop(device_id, None) is not None:
             del self.versions[device_id]
+            if self._watchers:
+                self._changed((device_id,), (-1,))
 
     def apply(
         self, heads: Iterable[tuple[str, int, int, Any]], parse: Callable[[Any], datetime | None] = as_utc
@@ -182,6 +210,8 @@ class PresenceCache:
     def clear(self) -> None:
         self.devices.clear()
         self.versions.clear()
+        if self._watchers:
+            self._changed(None, ())
 
 
 def drop_presence_caches(session: Session) -> None:
@@ -231,12 +261,14 @@ class SqlPresenceStore:
         cache.apply(heads, _sqlite_time if conn.dialect.name == "sqlite" else as_utc)
         cache.seq = seq
 
-    def cached_versions(self, device_ids: Sequence[str]) -> np.ndarray:
+    def watch_versions(
+        self, method: Callable[[dict[str, int], Sequence[str] | None, Sequence[int]], None]
+    ) -> dict[str, int] | None:
         self.follow()
-        n = len(device_ids)
         if self.cache is None:
-            return np.full(n, -1, dtype=np.int64)
-        return np.fromiter(map(self.cache.versions.get, device_ids, repeat(-1)), np.int64, n)
+            return None
+        self.cache.watch(method)
+        return self.cache.versions
 
     def load(self, device_ids: Collection[str]) -> dict[str, StoredDevice]:
         found: dict[str, StoredDevice] = {}
@@ -434,12 +466,14 @@ class SqlPresenceStore:
                 if cache is not None:
                     cache.put(d, stored)
         if cache is not None:
+            moves = []
             for d, version, last in self._beats:  # the copy the beat was tested against moves on
                 copy = cache.devices.get(d)
                 if copy is not None and copy.version == version:
-                    moved = StoredDevice(copy.presences, version + 1, last, copy.memo, copy.rows_version)
-                    cache.put(d, moved)
+                    moves.append((d, StoredDevice(copy.presences, version + 1, last, copy.memo,
+                                                  copy.rows_version)))
                     current.add(d)
+            cache.move_on(moves)
             for d in self.writing - current:  # written from a partial read, or bumped: not current
                 cache.drop(d)
             if self._tick is not None and self._followed is not None and cache.seq == self._followed:

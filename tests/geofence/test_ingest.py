@@ -360,6 +360,34 @@ def test_a_heartbeat_is_written_only_at_the_version_its_copy_had(engine, index):
     assert stored(engine) == (PresenceState.INSIDE, fix(0, 0, 90).recorded_at, 1, version + 1)
 
 
+def test_an_ingestor_moving_between_presence_caches_trusts_only_the_copies_of_the_one_it_reads(
+    engine, index
+):
+    """The tracks mirror the versions of the cache a batch reads: a batch on another cache starts from
+    that cache's copies, and a change seen by one cache never vouches for a copy in another."""
+    from geofence.service.presence_store import PresenceCache
+
+    one, two, elsewhere = PresenceCache(), PresenceCache(), PresenceCache()
+
+    def run_on(cache, ingestor, fixes):
+        with Session(engine, expire_on_commit=False) as s:
+            return ingestor.ingest(fixes, uow_factory=lambda: SqlUnitOfWork(s, cache=cache), at=AT)
+
+    ing, other = make(index), make(index)
+    assert [e.kind.value for e in run_on(one, ing, [fix(0, 0, 0)]).events] == ["enter"]
+    assert run_on(one, ing, [fix(0, 0, 5)]).events == []
+    assert run_on(one, ing, [fix(0, 0, 10)]).events == []  # settled in columns against cache one
+    columns = ing.column_skips
+    assert columns >= 1
+    assert run_on(two, ing, [fix(0, 0, 15)]).events == []  # cache two has no copy: read, not settled
+    assert ing.column_skips == columns
+    other.open_devices.add("dev-1")
+    gone = run_on(elsewhere, other, [fix(0, 100, 20), fix(0, 220, 30)])  # another worker: dev-1 leaves
+    assert [e.kind.value for e in gone.events] == ["exit"]
+    back = run_on(one, ing, [fix(0, 0, 80)])  # cache one hears of it from the feed: the fix is stepped
+    assert [e.kind.value for e in back.events] == ["enter"]
+
+
 def test_a_sweep_chunk_after_a_rolled_back_one_still_checks_the_heads_it_read(engine, index):
     """The sweep writes chunk by chunk in one unit of work. A chunk that conflicts is rolled back; the
     next one must still be checked against the head versions the sweep read, so a device that sent a
