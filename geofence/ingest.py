@@ -574,10 +574,6 @@ class Ingestor:
         tracks = self.tracks
         n_fast = 0 if lane is None else len(lane.positions)
         devices = [] if lane is None else lane.devices
-        opened = self.open_devices.intersection(devices)
-        is_open = np.zeros(n_fast, bool)
-        if opened:
-            is_open = np.fromiter((d in opened for d in devices), bool, n_fast)
         in_disc = self._in_disc(lane) if n_fast and self.discs else np.zeros(n_fast, bool)  # type: ignore[arg-type]
         self.disc_fixes += int(in_disc.sum())
         uow: UnitOfWork | None = None
@@ -591,20 +587,22 @@ class Ingestor:
             disc_busy: list[int] = []
             unsettled: list[int] = []  # of those, the rows the columns could not settle
             if in_disc.any():
-                s = lane.slots  # type: ignore[union-attr]
-                disc_busy = np.flatnonzero(in_disc & ((tracks.d_count[s] > 0) | is_open)).tolist()
+                in_zone = in_disc & (tracks.d_count[lane.slots] > 0)  # type: ignore[union-attr]
+                disc_busy = np.flatnonzero(self._with_open(in_zone, in_disc, devices)).tolist()
                 if disc_busy and self.skip_steady:
                     uow = uow_factory()
-                    ds = s[disc_busy]
+                    ds = lane.slots[disc_busy]  # type: ignore[union-attr]
                     unsettled = self._steady_rows(
                         fixes, disc_busy, lane, (tracks.d_count[ds], tracks.d_h1[ds], tracks.d_h2[ds]),  # type: ignore[arg-type]
-                        is_open, uow, busy, open_now, beats, heads,
+                        uow, beats, heads,
                     )
                 else:
                     unsettled = disc_busy
             # 2. the index for the other fast-lane rows (and the unsettled), then the other kept fixes,
             # device after device: row j of ``hits`` is lane row ``matched[j]``, for j < len(matched)
-            matched = np.union1d(np.flatnonzero(~in_disc), np.array(unsettled, np.int64)).astype(np.int64)
+            out = ~in_disc
+            out[unsettled] = True
+            matched = np.flatnonzero(out)
             order = [lane.positions[r] for r in matched.tolist()] if lane is not None else []  # type: ignore[union-attr]
             n_m = len(order)
             first: dict[str, int] = {}
@@ -620,8 +618,11 @@ class Ingestor:
                 fresh = ~in_disc[matched]
                 if self.discs and fresh.any():
                     self._new_discs(lane, matched[fresh], np.flatnonzero(fresh), hits)  # type: ignore[arg-type]
-                near = ((counts[:n_m] > 0) | is_open[matched]) & fresh
-                fast_busy = matched[near].tolist()
+                near = np.zeros(n_fast, bool)
+                near[matched[fresh]] = counts[:n_m][fresh] > 0
+                fresh_rows = np.zeros(n_fast, bool)
+                fresh_rows[matched[fresh]] = True
+                fast_busy = np.flatnonzero(self._with_open(near, fresh_rows, devices)).tolist()
             busy_set = self.open_devices.intersection(kept)
             near_rows = (np.flatnonzero(counts[n_m:]) + n_m).tolist()
             busy_set.update(fixes[order[j]].device_id for j in near_rows)
@@ -636,10 +637,8 @@ class Ingestor:
             if fast_busy and self.skip_steady and lane is not None:  # steady by their tracks, in columns
                 j = hit_row[fast_busy]
                 s1, s2 = hits.sums()
-                looped = self._steady_rows(
-                    fixes, fast_busy, lane, (counts[j], s1[j], s2[j]), is_open, uow, busy, open_now, beats,
-                    heads,
-                )
+                hit = (counts[j], s1[j], s2[j])
+                looped = self._steady_rows(fixes, fast_busy, lane, hit, uow, beats, heads)
             if unsettled:
                 looped = sorted(looped + unsettled)  # lane order: the events' order is the loop's
             loaded = [devices[r] for r in looped] + slow_busy
@@ -757,26 +756,34 @@ class Ingestor:
         self.open_devices.update(open_now)
         return events
 
+    def _with_open(self, near: np.ndarray, rows: np.ndarray, devices: list[str]) -> np.ndarray:
+        """``near`` (lane rows in some zone), and the other ``rows`` of devices with a visit open: those
+        are busy too (their fix may end it). Only rows in no zone are looked up in ``open_devices``."""
+        away = np.flatnonzero(rows & ~near)
+        if len(away) and self.open_devices:
+            opened = self.open_devices
+            near = near.copy()
+            near[[r for r in away.tolist() if devices[r] in opened]] = True
+        return near
+
     def _steady_rows(
         self, fixes: Sequence[LocationFix], rows: list[int], lane: _Lane,
-        hit: tuple[np.ndarray, np.ndarray, np.ndarray], is_open: np.ndarray, uow: UnitOfWork,
-        busy: list[str], open_now: set[str], beats: list[tuple[int, int, datetime]],
-        heads: list[tuple[str, int, datetime]],
+        hit: tuple[np.ndarray, np.ndarray, np.ndarray], uow: UnitOfWork,
+        beats: list[tuple[int, int, datetime]], heads: list[tuple[str, int, datetime]],
     ) -> list[int]:
         """The steady test of ``_apply``'s loop, in columns, for the lane rows whose track holds the
         summary of the device's current copy (same head version, same zone policies): a fix in exactly
         the steady zones (``hit``: each row's count and hash sums of the zones that contain its fix),
         after the stored last fix and before the first dwell due. Those devices are settled here (in
-        ``busy`` and ``open_now`` when that changes whether they have an open visit, ``is_open`` per lane
-        row; in ``heads`` and ``beats`` when a heartbeat is due: their head is written at the version
-        tested); the loop takes the other rows, decides them one by one as before, and refreshes their
-        tracks. Returns the rows left to the loop."""
+        ``open_devices`` when they have steady zones, out of it when not; in ``heads`` and ``beats`` when
+        a heartbeat is due: their head is written at the version tested); the loop takes the other rows,
+        decides them one by one as before, and refreshes their tracks. Returns the rows left to the
+        loop."""
         tracks = self.tracks
         if not self._watch(uow):
             return rows  # no copies: nothing is known current without a read
         r = np.array(rows, dtype=np.int64)
         s = lane.slots[r]
-        devices = [lane.devices[j] for j in rows]
         current = tracks.cv[s]
         ok = (tracks.s_version[s] == current) & (current > 0) & (tracks.s_epoch[s] == self._policy_epoch)
         if not ok.any():
@@ -798,17 +805,17 @@ class Ingestor:
         shallow_settled = int(np.count_nonzero(shallow & ok))
         self.shallow_skips += shallow_settled
         self.shallow_column_skips += shallow_settled
-        has_visit = tracks.s_count[s[settled]] > 0  # a settled device is open if it has steady zones:
-        for x in settled[has_visit != is_open[r[settled]]].tolist():  # only a change is recorded
-            busy.append(devices[x])
-            if tracks.s_count[s[x]] > 0:
-                open_now.add(devices[x])
+        devices = lane.devices
+        has_visit = tracks.s_count[s[settled]] > 0  # a settled device has open visits if it has steady zones
+        self.open_devices.update(map(devices.__getitem__, r[settled[has_visit]].tolist()))
+        if not has_visit.all():
+            self.open_devices.difference_update(map(devices.__getitem__, r[settled[~has_visit]].tolist()))
         # a heartbeat is due a heartbeat after the stored last fix: in whole microseconds, exact (a time's
         # POSIX seconds are within 0.25 us of it until 2106)
         gap = np.rint(t * 1e6).astype(np.int64) - np.rint(last * 1e6).astype(np.int64)
         for x in np.flatnonzero(ok & (gap >= self.heartbeat // _MICROSECOND)).tolist():
             at = fixes[lane.positions[rows[x]]].recorded_at
-            heads.append((devices[x], int(current[x]), at))
+            heads.append((devices[rows[x]], int(current[x]), at))
             beats.append((int(s[x]), int(current[x]), at))
         return [rows[x] for x in np.flatnonzero(~ok).tolist()]
 
