@@ -775,10 +775,11 @@ class Ingestor:
         summary of the device's current copy (same head version, same zone policies): a fix in exactly
         the steady zones (``hit``: each row's count and hash sums of the zones that contain its fix),
         after the stored last fix and before the first dwell due. Those devices are settled here (in
-        ``open_devices`` when they have steady zones, out of it when not; in ``heads`` and ``beats`` when
-        a heartbeat is due: their head is written at the version tested); the loop takes the other rows,
-        decides them one by one as before, and refreshes their tracks. Returns the rows left to the
-        loop."""
+        ``heads`` and ``beats`` when a heartbeat is due: their head is written at the version tested;
+        ``open_devices`` already says whether they have a visit open: the loop put them there when it
+        made the summary, from the same stored copy, and the zones-sync job refreshes it from the
+        database); the loop takes the other rows, decides them one by one as before, and refreshes their
+        tracks. Returns the rows left to the loop."""
         tracks = self.tracks
         if not self._watch(uow):
             return rows  # no copies: nothing is known current without a read
@@ -806,10 +807,6 @@ class Ingestor:
         self.shallow_skips += shallow_settled
         self.shallow_column_skips += shallow_settled
         devices = lane.devices
-        has_visit = tracks.s_count[s[settled]] > 0  # a settled device has open visits if it has steady zones
-        self.open_devices.update(map(devices.__getitem__, r[settled[has_visit]].tolist()))
-        if not has_visit.all():
-            self.open_devices.difference_update(map(devices.__getitem__, r[settled[~has_visit]].tolist()))
         # a heartbeat is due a heartbeat after the stored last fix: in whole microseconds, exact (a time's
         # POSIX seconds are within 0.25 us of it until 2106)
         gap = np.rint(t * 1e6).astype(np.int64) - np.rint(last * 1e6).astype(np.int64)
