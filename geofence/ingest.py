@@ -162,18 +162,21 @@ class _Hits:
 
     def ids_by_fix(self, rows: list[tuple[int, int]]) -> dict[int, list[str]]:
         """Fix position -> ids of the zones that contain its centre, for these (row, position) pairs."""
+        out: dict[int, list[str]] = {}
+        for j, i in rows:
+            found = self.ids_of(j)
+            if found:
+                out[i] = found
+        return out
+
+    def ids_of(self, row: int) -> list[str]:
+        """Ids of the zones that contain one row's fix."""
         if self._sorted is None:
             by_row = np.argsort(self.found.positions, kind="stable")
             ends = np.cumsum(self.counts).tolist()
-            self._sorted = (self.found.zones[by_row], ends)
-        zones, ends = self._sorted
-        ids = self.found.ids
-        out: dict[int, list[str]] = {}
-        for j, i in rows:
-            start = ends[j - 1] if j else 0
-            if ends[j] > start:
-                out[i] = ids[zones[start : ends[j]]].tolist()
-        return out
+            self._sorted = (self.found.ids[self.found.zones[by_row]].tolist(), ends)
+        ids, ends = self._sorted
+        return ids[ends[row - 1] if row else 0 : ends[row]]
 
 
 def _zone_hash(zone_id: str) -> tuple[float, float]:
@@ -190,6 +193,7 @@ _MASK44 = (1 << 44) - 1
 MAX_SUMMED_ZONES = 500  # 500 * 2**44 < 2**53
 _ZONE_HASHES: dict[str, tuple[float, float]] = {}
 _NEVER = datetime.max.replace(tzinfo=UTC)
+_INSIDE, _DWELLING = PresenceState.INSIDE, PresenceState.DWELLING
 
 
 @dataclass
@@ -288,6 +292,7 @@ class Ingestor:
         self._hashed_ids: np.ndarray | None = None
         self._id_hash_arrays: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
         self._versions: dict[str, int] | None = None  # the store's versions that ``tracks.cv`` mirrors
+        self._zone_info: dict[str, tuple[float, float, timedelta]] = {}  # ``_info``
 
     # -- policies -------------------------------------------------------------------------------
     def policy_for(self, zone_id: str) -> FencePolicy:
@@ -300,6 +305,7 @@ class Ingestor:
         """The zone changed or went away: rebuild its policy on next use."""
         self._policies.pop(zone_id, None)
         self._policy_epoch += 1
+        self._zone_info.clear()
 
     # -- the use case ---------------------------------------------------------------------------
     def ingest(
@@ -327,6 +333,7 @@ class Ingestor:
         results: list[FixResult] = [OK] * len(fixes)
         if self.index.generation != self._disc_generation:  # the zones changed: no disc holds
             self.tracks.drop_discs()
+            self._zone_info.clear()
             self._disc_generation = self.index.generation
         lane = self._fast_lane(fixes, at, refused) if self.fast_lane else None
         by_device: dict[str, list[int]] = {}
@@ -857,15 +864,15 @@ class Ingestor:
 
         A fast-lane fix (``slot``: its track) in its device's disc also leaves the track the accuracy
         above which a fix in the disc is too shallow for every such zone (``_shallow_bound``)."""
-        zone_ids = hits.ids_by_fix([(row, 0)]).get(0, ())
+        zone_ids = hits.ids_of(row)
         steady = summary.steady
         extra = [z for z in zone_ids if z not in steady]
         if len(zone_ids) - len(extra) != summary.count:
             return False  # a steady zone the fix is not in: stepped
-        index = self.index
+        distance = self.index.signed_distance_m
         depths = []
         for zone_id in extra:  # hits: the index found the centre inside
-            d = index.signed_distance_m(zone_id, fix.lat, fix.lng, True)
+            d = distance(zone_id, fix.lat, fix.lng, True)
             if not leaves_outside_alone(fix, d, self.policy_for(zone_id)):
                 return False
             depths.append(-d)
@@ -908,23 +915,31 @@ class Ingestor:
         count, h1, h2, until = 0, 0.0, 0.0, _NEVER
         steady: list[str] = []
         other: list[str] = []
-        index = self.index
+        info = self._zone_info
         for zone_id, p in device.presences.items():
-            if zone_id in index and p.state is PresenceState.DWELLING and p.dwelled:
-                pass
-            elif zone_id in index and p.state is PresenceState.INSIDE and not p.dwelled:
-                if p.entered_at is not None:
-                    until = min(until, p.entered_at + self.policy_for(zone_id).dwell_after)
+            zone = info.get(zone_id)
+            if zone is None:
+                zone = self._info(zone_id)
+            state = p.state
+            if zone is not None and (state is _DWELLING and p.dwelled or state is _INSIDE and not p.dwelled):
+                if state is _INSIDE and p.entered_at is not None:
+                    until = min(until, p.entered_at + zone[2])
+                steady.append(zone_id)
+                count, h1, h2 = count + 1, h1 + zone[0], h2 + zone[1]
             else:
                 other.append(zone_id)
-                continue
-            steady.append(zone_id)
-            a, b = _zone_hash(zone_id)
-            count, h1, h2 = count + 1, h1 + a, h2 + b
         ok = not other and count <= MAX_SUMMED_ZONES and device.version > 0
         summary = _Summary(count, h1, h2, until, until.timestamp(), frozenset(steady), tuple(other), ok)
         device.memo = (self._policy_epoch, summary)
         return summary
+
+    def _info(self, zone_id: str) -> tuple[float, float, timedelta] | None:
+        """A zone's hashes and dwell time, kept until the zones or their policies change (None: the zone
+        is not in the index)."""
+        if zone_id not in self.index:
+            return None
+        info = self._zone_info[zone_id] = (*_zone_hash(zone_id), self.policy_for(zone_id).dwell_after)
+        return info
 
     def _id_hashes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The zone-id hashes of an index id table (computed once per table: it changes with the zones)."""
