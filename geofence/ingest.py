@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -54,7 +54,9 @@ from geofence.presence import (
 )
 from geofence.store import ConflictError, StoredDevice, UnitOfWork
 from geofence.tracks import Tracks, at_seconds, fix_ids_of
+from zones.clearance import AREA_SLACK
 from zones.index import ZoneMatches
+from zones.model import Zone
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -78,6 +80,13 @@ class ZoneLookup(Protocol):
     ) -> float: ...
 
     def clearance_m(self, lats: np.ndarray, lngs: np.ndarray) -> np.ndarray: ...
+
+    def presence_bounds(
+        self, lats: np.ndarray, lngs: np.ndarray, inside: Sequence[Sequence[str]],
+        steady: Sequence[Collection[str]],
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def zones(self) -> Iterator[Zone]: ...
 
     def __contains__(self, zone_id: object) -> bool: ...
 
@@ -207,8 +216,8 @@ class _Lane:
     """The fixes of one batch accepted by ``Ingestor._fast_lane`` (one per device, a *row* each), and the
     rest (``others``: positions in the batch)."""
 
-    __slots__ = ("acc", "devices", "lat", "lng", "old", "others", "positions", "shift", "slots", "stamps",
-                 "tracks")
+    __slots__ = ("acc", "devices", "lat", "lng", "old", "others", "positions", "pshift", "shift", "slots",
+                 "stamps", "tracks")
 
     def __init__(
         self, tracks: Tracks, positions: list[int], devices: list[str], slots: np.ndarray, others: list[int],
@@ -221,6 +230,7 @@ class _Lane:
         # positions and accuracies
         self.old = old  # the devices' tracks before the batch: lat, lng, accuracy, last fix, fix ids
         self.shift = np.full(len(positions), np.inf)  # each fix's distance from its disc's centre
+        self.pshift = np.full(len(positions), np.inf)  # and from its presence disc's
 
     def before(self, row: int) -> Undo:
         """A device's track before the batch, as ``Ingestor._screen``'s undo has it."""
@@ -286,13 +296,15 @@ class Ingestor:
         self.column_skips = 0  # of which, settled in columns by their tracks' summaries (``_steady_rows``)
         self.shallow_skips = 0  # of which, with zone hits too shallow to enter besides their steady zones
         self.shallow_column_skips = 0  # of which, settled in columns by their disc's accuracy bound
-        self.disc_fixes = 0  # fast-lane fixes whose zones their device's disc gave (not the index)
+        self.disc_fixes = 0  # fast-lane fixes in their device's disc or presence disc (not matched)
+        self.presence_skips = 0  # steady devices settled by their presence disc alone
         self._policy_epoch = 1  # moved on when a zone's policy may have changed (steady summaries)
         self._disc_generation = -1  # the index generation the discs were measured against
         self._hashed_ids: np.ndarray | None = None
         self._id_hash_arrays: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
         self._versions: dict[str, int] | None = None  # the store's versions that ``tracks.cv`` mirrors
         self._zone_info: dict[str, tuple[float, float, timedelta]] = {}  # ``_info``
+        self._ratio_checked, self._ratio_ok = 0, False  # ``_uniform_ratio``, as of this policy epoch
 
     # -- policies -------------------------------------------------------------------------------
     def policy_for(self, zone_id: str) -> FencePolicy:
@@ -334,6 +346,7 @@ class Ingestor:
         if self.index.generation != self._disc_generation:  # the zones changed: no disc holds
             self.tracks.drop_discs()
             self._zone_info.clear()
+            self._ratio_checked = 0
             self._disc_generation = self.index.generation
         lane = self._fast_lane(fixes, at, refused) if self.fast_lane else None
         by_device: dict[str, list[int]] = {}
@@ -544,19 +557,23 @@ class Ingestor:
                 lat, lng, accuracy_m, at, fix_ids = old
                 tracks.move(tracks.slot_of[device_id], at, lat, lng, accuracy_m, fix_ids)
 
-    def _in_disc(self, lane: _Lane) -> np.ndarray:
+    def _in_disc(self, lane: _Lane) -> tuple[np.ndarray, np.ndarray]:
         """Per lane row, whether the fix lies in its device's disc (``Tracks``): then it is in exactly the
-        zones of the disc's centre, which the track keeps (count and hash sums), and is not matched. Sets
-        ``lane.shift``: each fix's distance from its disc's centre (inf: no disc)."""
+        zones of the disc's centre, which the track keeps (count and hash sums), and is not matched; and
+        whether it lies in its device's presence disc (its steady zones still hold it there: see
+        ``_steady_rows``). Sets ``lane.shift`` and ``lane.pshift``: each fix's distance from the centre of
+        each (inf: none)."""
         tracks, s = self.tracks, lane.slots
-        radius = tracks.d_r[s]
-        inside = radius > 0.0
-        lane.shift = np.full(len(s), np.inf)
-        if inside.any():
-            lane.shift[inside] = _metres(tracks.d_lat[s[inside]], tracks.d_lng[s[inside]], lane.lat[inside],
-                                         lane.lng[inside])
-            inside &= lane.shift < radius
-        return inside
+        lane.shift, lane.pshift = np.full(len(s), np.inf), np.full(len(s), np.inf)
+        found = []
+        for radius, lat, lng, shift in ((tracks.d_r[s], tracks.d_lat, tracks.d_lng, lane.shift),
+                                        (tracks.p_r[s], tracks.p_lat, tracks.p_lng, lane.pshift)):
+            inside = radius > 0.0
+            if inside.any():
+                shift[inside] = _metres(lat[s[inside]], lng[s[inside]], lane.lat[inside], lane.lng[inside])
+                inside &= shift < radius
+            found.append(inside)
+        return found[0], found[1]
 
     def _new_discs(self, lane: _Lane, rows: np.ndarray, hit_rows: np.ndarray, hits: _Hits) -> None:
         """Discs for these lane rows, centred on their fixes (``hit_rows``: their rows in ``hits``)."""
@@ -568,6 +585,33 @@ class Ingestor:
         tracks.d_count[s], tracks.d_h1[s], tracks.d_h2[s] = hits.counts[hit_rows], s1[hit_rows], s2[hit_rows]
         tracks.x_acc[s] = math.inf  # a new disc: no bound for its shallow zones yet
         lane.shift[rows] = 0.0  # each of these fixes is its disc's centre
+
+    def _presence_discs(
+        self, lane: _Lane, settled: list[tuple[int, int, Collection[str]]], hits: _Hits
+    ) -> None:
+        """Presence discs for these lane rows (row, its row in ``hits``, its device's steady zones: () for
+        all its fix's zones), centred on their fixes: ``ZoneIndex.presence_bounds`` of each. Their steady
+        summary holds at the version they were settled at; a new summary drops the disc."""
+        if not settled or not self._uniform_ratio():
+            return
+        rows = np.array([r for r, _, _ in settled], dtype=np.int64)
+        inside = [hits.ids_of(j) for _, j, _ in settled]
+        steady = [zones or ids for (_, _, zones), ids in zip(settled, inside, strict=True)]
+        radius, depth = self.index.presence_bounds(lane.lat[rows], lane.lng[rows], inside, steady)
+        tracks, s = self.tracks, lane.slots[rows]
+        tracks.p_r[s] = np.where(np.isfinite(depth), radius, 0.0)
+        tracks.p_lat[s], tracks.p_lng[s], tracks.p_d[s] = lane.lat[rows], lane.lng[rows], depth
+
+    def _uniform_ratio(self) -> bool:
+        """Whether every zone's policy has the global ``enter_depth_ratio`` (a presence disc bounds the
+        depth a fix may have in any zone near it with that one ratio)."""
+        if self._ratio_checked != self._policy_epoch:
+            ratio = self.policy.enter_depth_ratio
+            self._ratio_ok = ratio > 0.0 and all(
+                self.policy_for(z.id).enter_depth_ratio == ratio for z in self.index.zones()
+            )
+            self._ratio_checked = self._policy_epoch
+        return self._ratio_ok
 
     def _apply(
         self,
@@ -581,8 +625,10 @@ class Ingestor:
         tracks = self.tracks
         n_fast = 0 if lane is None else len(lane.positions)
         devices = [] if lane is None else lane.devices
-        in_disc = self._in_disc(lane) if n_fast and self.discs else np.zeros(n_fast, bool)  # type: ignore[arg-type]
-        self.disc_fixes += int(in_disc.sum())
+        in_disc = in_presence = np.zeros(n_fast, bool)
+        if n_fast and self.discs:
+            in_disc, in_presence = self._in_disc(lane)  # type: ignore[arg-type]
+        self.disc_fixes += int(np.count_nonzero(in_disc | in_presence))
         uow: UnitOfWork | None = None
         seen: dict[str, datetime] = {}  # device -> last fix, for the heads written
         busy: list[str] = []  # devices whose open visits this batch decides (``open_devices``, at the end)
@@ -590,26 +636,31 @@ class Ingestor:
         beats: list[tuple[int, int, datetime]] = []  # (slot, head version, last fix): heartbeats written
         heads: list[tuple[str, int, datetime]] = []  # those of devices settled in columns (``_steady_rows``)
         try:
-            # 1. fast-lane rows in their disc, near a zone or with a visit open: steady in columns?
+            # 1. fast-lane rows in their disc, near a zone or with a visit open, or in their presence disc:
+            # steady in columns?
             disc_busy: list[int] = []
             unsettled: list[int] = []  # of those, the rows the columns could not settle
-            if in_disc.any():
+            if in_disc.any() or in_presence.any():
                 in_zone = in_disc & (tracks.d_count[lane.slots] > 0)  # type: ignore[union-attr]
-                disc_busy = np.flatnonzero(self._with_open(in_zone, in_disc, devices)).tolist()
+                disc_busy = np.flatnonzero(self._with_open(in_zone, in_disc, devices) | in_presence).tolist()
                 if disc_busy and self.skip_steady:
                     uow = uow_factory()
                     ds = lane.slots[disc_busy]  # type: ignore[union-attr]
+                    outside = ~in_disc[disc_busy]  # only a presence disc: its zones are not known
                     unsettled = self._steady_rows(
-                        fixes, disc_busy, lane, (tracks.d_count[ds], tracks.d_h1[ds], tracks.d_h2[ds]),  # type: ignore[arg-type]
-                        uow, beats, heads,
+                        fixes, disc_busy, lane,
+                        (np.where(outside, -1, tracks.d_count[ds]), tracks.d_h1[ds], tracks.d_h2[ds]),
+                        uow, beats, heads, presence=True,
                     )
                 else:
                     unsettled = disc_busy
             # 2. the index for the other fast-lane rows (and the unsettled), then the other kept fixes,
             # device after device: row j of ``hits`` is lane row ``matched[j]``, for j < len(matched)
             out = ~in_disc
+            out[disc_busy] = False
             out[unsettled] = True
             matched = np.flatnonzero(out)
+            unsettled = [r for r in unsettled if in_disc[r]]  # their zones are the disc's: to the loop
             order = [lane.positions[r] for r in matched.tolist()] if lane is not None else []  # type: ignore[union-attr]
             n_m = len(order)
             first: dict[str, int] = {}
@@ -641,11 +692,14 @@ class Ingestor:
             changed: list[Presence] = []
             events: list[ZoneEvent] = []
             looped = fast_busy
+            steady_rows: list[int] = []  # matched lane rows settled here, steady in all their zones
             if fast_busy and self.skip_steady and lane is not None:  # steady by their tracks, in columns
                 j = hit_row[fast_busy]
                 s1, s2 = hits.sums()
                 hit = (counts[j], s1[j], s2[j])
                 looped = self._steady_rows(fixes, fast_busy, lane, hit, uow, beats, heads)
+                left = set(looped)
+                steady_rows = [r for r in fast_busy if r not in left]
             if unsettled:
                 looped = sorted(looped + unsettled)  # lane order: the events' order is the loop's
             loaded = [devices[r] for r in looped] + slow_busy
@@ -655,6 +709,8 @@ class Ingestor:
             epoch = self._policy_epoch
             c_list, s1_list, s2_list = hits.lists()
             work: list[tuple[str, list[tuple[int, int]], Undo]] = []  # devices to step
+            settled: list[tuple[int, int, Collection[str]]] = []  # lane rows steady here (row, hits row,
+            # steady zones)
             skips = 0
             for r in looped:  # one fix each: a steady device is settled in a few comparisons
                 device_id = devices[r]
@@ -683,6 +739,7 @@ class Ingestor:
                         )
                     ):
                         # stepping would change nothing stored but the device's last fix (``_summary``)
+                        settled.append((r, j, summary.steady))
                         skips += 1
                         if summary.count:
                             open_now.add(device_id)
@@ -692,6 +749,9 @@ class Ingestor:
                         continue
                 work.append((device_id, [(j, i)], lane.before(r)))  # type: ignore[union-attr]
             self.steady_skips += skips
+            if self.discs and lane is not None:  # presence discs for the matched rows found steady
+                settled += [(r, int(hit_row[r]), ()) for r in steady_rows]
+                self._presence_discs(lane, settled, hits)
             for device_id in slow_busy:
                 rows_all = list(enumerate(kept[device_id], first[device_id]))
                 work.append((device_id, rows_all, undo.get(device_id)))
@@ -777,6 +837,7 @@ class Ingestor:
         self, fixes: Sequence[LocationFix], rows: list[int], lane: _Lane,
         hit: tuple[np.ndarray, np.ndarray, np.ndarray], uow: UnitOfWork,
         beats: list[tuple[int, int, datetime]], heads: list[tuple[str, int, datetime]],
+        presence: bool = False,
     ) -> list[int]:
         """The steady test of ``_apply``'s loop, in columns, for the lane rows whose track holds the
         summary of the device's current copy (same head version, same zone policies): a fix in exactly
@@ -804,9 +865,16 @@ class Ingestor:
         # or in the steady zones and, besides, only in zones too shallow for the fix's accuracy (the
         # track's bound holds for its disc and its summary: ``_only_shallow_more``)
         shallow = ~steady & (counts > tracks.s_count[s])
-        with np.errstate(invalid="ignore"):  # no disc: inf * 0 is nan, and nothing exceeds nan
+        with np.errstate(invalid="ignore"):  # no disc: inf * 0 (or -inf + inf) is nan, which nothing exceeds
             shallow &= lane.acc[r] > tracks.x_acc[s] + lane.shift[r] * tracks.x_per_m[s]
-        ok &= steady | shallow
+            held = np.zeros(len(rows), bool)
+            if presence:  # or in its presence disc: in every steady zone, too shallow for any other zone
+                shift = lane.pshift[r]
+                held = (shift < tracks.p_r[s]) & (
+                    lane.acc[r] * self.policy.enter_depth_ratio > tracks.p_d[s] + shift * (1.0 + AREA_SLACK)
+                )
+        self.presence_skips += int(np.count_nonzero(ok & held & ~(steady | shallow)))
+        ok &= steady | shallow | held
         settled = np.flatnonzero(ok)
         self.steady_skips += len(settled)
         self.column_skips += len(settled)

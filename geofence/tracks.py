@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 _FLOATS = ("at_s", "lat", "lng", "acc", "s_h1", "s_h2", "s_until", "s_last", "d_lat", "d_lng", "d_r",
-           "d_h1", "d_h2", "x_acc", "x_per_m")
+           "d_h1", "d_h2", "x_acc", "x_per_m", "p_lat", "p_lng", "p_r", "p_d")
 _INTS = ("jumps", "cv", "s_version", "s_epoch", "s_count", "d_count")
 
 
@@ -66,7 +66,11 @@ class Tracks:
       change (``drop_discs``); ``x_acc`` + ``x_per_m`` per metre from the disc's centre: the accuracy
       above which a fix in the disc is too shallow to enter any zone of the disc beyond the device's
       steady ones (``x_acc`` inf: none known; it holds for this disc and this summary, and is dropped
-      with either).
+      with either);
+    - its *presence disc*, made where the device was last found steady (``ZoneIndex.presence_bounds``):
+      centre ``p_lat, p_lng``, radius ``p_r`` (0: none) within which its steady zones still hold a fix,
+      and ``p_d``: no point at δ metres of the centre is deeper than ``p_d`` + δ in any other zone. It
+      holds for this summary and these zones, and is dropped with either.
     """
 
     at_s: np.ndarray
@@ -90,6 +94,10 @@ class Tracks:
     d_h2: np.ndarray
     x_acc: np.ndarray
     x_per_m: np.ndarray
+    p_lat: np.ndarray
+    p_lng: np.ndarray
+    p_r: np.ndarray
+    p_d: np.ndarray
 
     def __init__(self, capacity: int = 1024) -> None:
         self.slot_of: dict[str, int] = {}
@@ -150,7 +158,7 @@ class Tracks:
         for name in _INTS:
             getattr(self, name)[slot] = 0
         self.cv[slot] = -1
-        self.d_r[slot], self.x_acc[slot] = 0.0, math.inf
+        self.d_r[slot], self.x_acc[slot], self.p_r[slot] = 0.0, math.inf, 0.0
         self.slot_of[device_id] = slot
         self.move(slot, at, lat, lng, accuracy_m, fix_ids)
         return slot
@@ -181,10 +189,10 @@ class Tracks:
         self.s_version[slot], self.s_epoch[slot], self.s_count[slot] = version, epoch, count
         self.s_h1[slot], self.s_h2[slot], self.s_until[slot] = h1, h2, until_s
         self.s_last[slot] = last.timestamp()
-        self.x_acc[slot] = math.inf  # it was for the summary before
+        self.x_acc[slot], self.p_r[slot] = math.inf, 0.0  # they were for the summary before
 
     def drop_discs(self) -> None:
         """The zones changed: no disc holds any more."""
-        self.d_r[:] = 0.0
+        self.d_r[:] = self.p_r[:] = 0.0
         self.x_acc[:] = math.inf
 

@@ -63,7 +63,7 @@ class Shapes:
     """Each slot's geometry, in the layout ``_clearance`` reads."""
 
     kind: np.ndarray  # int8 per slot: CIRCLE, AREA, or 0 (no zone)
-    circ: np.ndarray  # (slots, 5): a circle's centre as a unit vector, inner and outer metres
+    circ: np.ndarray  # (slots, 6): a circle's centre as a unit vector, inner and outer metres, radius
     xr: np.ndarray  # (slots, 2): an area's range in xs / ys
     er: np.ndarray  # (slots, 2): its range in ends (each ring's end, relative to its xs start)
     xs: np.ndarray
@@ -82,7 +82,7 @@ def _unit(lat: float, lng: float) -> tuple[float, float, float]:
 def shapes(entries: Sequence[tuple[int, Zone, Rings | None]], n_slots: int) -> Shapes:
     """The geometry of these zones by slot: (slot, zone, an area's rings) each."""
     kind = np.zeros(n_slots, dtype=np.int8)
-    circ = np.zeros((n_slots, 5))
+    circ = np.zeros((n_slots, 6))
     xr = np.zeros((n_slots, 2), dtype=np.int64)
     er = np.zeros((n_slots, 2), dtype=np.int64)
     xs_parts: list[np.ndarray] = []
@@ -93,7 +93,7 @@ def shapes(entries: Sequence[tuple[int, Zone, Rings | None]], n_slots: int) -> S
         g = zone.geometry
         if isinstance(g, Circle):
             kind[slot] = CIRCLE
-            circ[slot] = (*_unit(g.lat, g.lng), *circle_margins_m(g.radius_m))
+            circ[slot] = (*_unit(g.lat, g.lng), *circle_margins_m(g.radius_m), g.radius_m)
             continue
         xs, ys, ends = rings  # type: ignore[misc]
         kind[slot] = AREA
@@ -151,32 +151,73 @@ def clearance_m(
 ) -> np.ndarray:
     """Per point, its clearance in metres (see the module docstring): ``at`` are the points' cells at
     ``CLEARANCE_RES``, ``extra`` the slots measured for every point (zones added since the table)."""
+    none = np.zeros(len(lats) + 1, dtype=np.int64)
+    return _measure(table, geometry, at, lats, lngs, extra, (none, none[:0]), (none, none[:0]))[0]
+
+
+def presence_bounds(
+    table: Cells, geometry: Shapes, at: np.ndarray, lats: np.ndarray, lngs: np.ndarray, extra: np.ndarray,
+    steady: tuple[np.ndarray, np.ndarray], inside: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per point P, for a device whose *steady* zones (each point's slots: ``steady``, a CSR pair of
+    offsets and sorted slots) are some of the zones that contain P (``inside``, likewise):
+
+    - ``r``: any point closer to P than this is still in every steady zone (0: none known, at most the
+      cap): the least clearance of P to their boundaries;
+    - ``d``: any point Q at δ metres of P (δ < ``r``) is at most ``d + δ (1 + AREA_SLACK)`` metres deep
+      in any other zone, measured as ``geometry.signed_distance_m`` does (``d`` < 0: P is that far
+      outside all of them; an area's depth is measured in each point's own projection: ``d`` allows for
+      it). inf when a zone that contains P besides the steady ones is deeper than the cap (not listed).
+
+    With a steady device's fix Q there, stepping would change nothing if Q is too shallow for every
+    other zone: ``enter_depth_ratio`` × its accuracy above that depth."""
+    _, r, d = _measure(table, geometry, at, lats, lngs, extra, steady, inside)
+    return r, d
+
+
+def _measure(
+    table: Cells, geometry: Shapes, at: np.ndarray, lats: np.ndarray, lngs: np.ndarray, extra: np.ndarray,
+    steady: tuple[np.ndarray, np.ndarray], inside: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(lats)
-    out = np.zeros(n)
+    clear, r, d = np.zeros(n), np.zeros(n), np.full(n, np.inf)
     if n == 0:
-        return out
+        return clear, r, d
     ok = (np.abs(lats) <= MAX_LAT) & (np.abs(lngs) <= MAX_LNG)
     idx = np.minimum(np.searchsorted(table.keys, at), max(0, len(table.keys) - 1))
     found = (table.keys[idx] == at) if len(table.keys) else np.zeros(n, dtype=bool)
     p, g = np.radians(lats), np.radians(lngs)
     cos_p = np.cos(p)
-    _clearance(
+    _measure_kernel(
         idx, found & ok, ok, cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p), lats, lngs, table.start,
         table.slots, extra, geometry.kind, geometry.circ, geometry.xr, geometry.er, geometry.xs,
-        geometry.ys, geometry.ends, out,
+        geometry.ys, geometry.ends, steady[0], steady[1], inside[0], inside[1], clear, r, d,
     )
-    return np.minimum(np.maximum(out - ABS_SLACK_M, 0.0), CLEARANCE_CAP_M)
+    clear = np.minimum(np.maximum(clear - ABS_SLACK_M, 0.0), CLEARANCE_CAP_M)
+    r = np.minimum(np.maximum(r - ABS_SLACK_M, 0.0), CLEARANCE_CAP_M)
+    return clear, np.where(ok, r, 0.0), d + ABS_SLACK_M
 
 
 @njit(cache=True, nogil=True)
-def _clearance(  # pragma: no cover - compiled
-    idx, found, ok, ux, uy, uz, lats, lngs, start, slots, extra, kind, circ, xr, er, xs, ys, ends, out
+def _has(slots, start, end, s):  # pragma: no cover - compiled
+    for e in range(start, end):
+        if slots[e] == s:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _measure_kernel(  # pragma: no cover - compiled
+    idx, found, ok, ux, uy, uz, lats, lngs, start, slots, extra, kind, circ, xr, er, xs, ys, ends,
+    s_ptr, s_slots, i_ptr, i_slots, clear, r, d,
 ):
     for i in range(lats.shape[0]):
         if not ok[i]:
-            out[i] = 0.0
             continue
         best = np.inf  # zones not listed are farther than the cap
+        steady_best = np.inf
+        deepest = -np.inf
+        extras = (i_ptr[i + 1] - i_ptr[i]) - (s_ptr[i + 1] - s_ptr[i])  # zones in P's, not steady
         n_table = start[idx[i] + 1] - start[idx[i]] if found[i] else 0
         for e in range(n_table + extra.shape[0]):
             s = slots[start[idx[i]] + e] if e < n_table else extra[e - n_table]
@@ -184,22 +225,37 @@ def _clearance(  # pragma: no cover - compiled
             if k == 1:
                 dx, dy, dz = ux[i] - circ[s, 0], uy[i] - circ[s, 1], uz[i] - circ[s, 2]
                 chord = math.sqrt(dx * dx + dy * dy + dz * dz)
-                d = 2.0 * EARTH_RADIUS_M * math.asin(min(1.0, chord / 2.0))
-                if d < circ[s, 3]:
-                    c = circ[s, 3] - d
-                elif d > circ[s, 4]:
-                    c = d - circ[s, 4]
+                dist = 2.0 * EARTH_RADIUS_M * math.asin(min(1.0, chord / 2.0))
+                if dist < circ[s, 3]:
+                    c = circ[s, 3] - dist
+                elif dist > circ[s, 4]:
+                    c = dist - circ[s, 4]
                 else:
                     c = 0.0
+                depth = circ[s, 5] - dist  # what ``signed_distance_m`` says, negated
             elif k == 2:
                 ky = M_PER_DEG
                 kx = math.cos(math.radians(lats[i])) * ky
-                c = _ring_distance(
+                ring = _ring_distance(
                     xs[xr[s, 0] : xr[s, 1]], ys[xr[s, 0] : xr[s, 1]], ends[er[s, 0] : er[s, 1]],
                     lats[i], lngs[i], kx, ky,
-                ) * (1.0 - AREA_SLACK)
+                )
+                c = ring * (1.0 - AREA_SLACK)
+                depth = ring * (1.0 + AREA_SLACK)  # inside, or the negative below
+                if not _has(i_slots, i_ptr[i], i_ptr[i + 1], s):
+                    depth = -c
             else:
                 continue
             if c < best:
                 best = c
-        out[i] = best
+            if _has(s_slots, s_ptr[i], s_ptr[i + 1], s):
+                if c < steady_best:
+                    steady_best = c
+            else:
+                if depth > deepest:
+                    deepest = depth
+                if _has(i_slots, i_ptr[i], i_ptr[i + 1], s):
+                    extras -= 1
+        clear[i] = best
+        r[i] = steady_best
+        d[i] = deepest if extras == 0 else np.inf

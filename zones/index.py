@@ -16,7 +16,7 @@ zones are masked out. ``match`` (one fix) runs the same logic in plain Python ov
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -549,6 +549,48 @@ class ZoneIndex:
             np.concatenate([ch[1][: ch[2]] for ch in chunks] + hit_s),
         )
 
+    def presence_bounds(
+        self, lats: np.ndarray, lngs: np.ndarray, inside: Sequence[Sequence[str]],
+        steady: Sequence[Sequence[str]],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``zones.clearance.presence_bounds`` of each point, given the ids of the zones that contain it
+        (``inside``, as ``match_many`` says) and those of them a device is steadily in (``steady``)."""
+        lats = np.ascontiguousarray(lats, dtype=np.float64).ravel()
+        lngs = np.ascontiguousarray(lngs, dtype=np.float64).ravel()
+        n = len(lats)
+        r, d = np.zeros(n), np.full(n, np.inf)
+        ok = np.isfinite(lats) & np.isfinite(lngs)
+        ok &= (np.abs(lats) <= clearance.MAX_LAT) & (np.abs(lngs) <= clearance.MAX_LNG)
+        if not ok.any():
+            return r, d
+        cells, shapes, extra = self._clearance_tables()
+        slot_of = self._slot_of
+
+        def csr(ids: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+            rows = [sorted(slot_of[z] for z in ids[i]) for i in np.flatnonzero(ok).tolist()]
+            ptr = np.cumsum([0] + [len(x) for x in rows]).astype(np.int64)
+            return ptr, np.array([s for x in rows for s in x], dtype=np.int64)
+
+        lat, lng = lats[ok], lngs[ok]
+        at = cells_at(lat, lng, clearance.CLEARANCE_RES)
+        r[ok], d[ok] = clearance.presence_bounds(cells, shapes, at, lat, lng, extra, csr(steady), csr(inside))
+        return r, d
+
+    def _clearance_tables(self) -> tuple[clearance.Cells, clearance.Shapes, np.ndarray]:
+        """The clearance table (made on first use after a rebuild), every live zone's geometry (remade
+        with each generation), and the zones added since the table (measured for every point)."""
+        if self._clear_cells is None:
+            self._clear_cells = clearance.cells(
+                [(s, e.zone, e.shape, e.ref) for s, e in enumerate(self._entries[: self._n_built]) if e]
+            )
+        if self._clear_shapes is None or self._clear_shapes[0] != self.generation:
+            self._clear_shapes = (self.generation, clearance.shapes(
+                [(s, e.zone, self._rings(e)) for s, e in enumerate(self._entries) if e is not None],
+                len(self._entries),
+            ))
+        extra = np.array([s for s in self._pending if self._entries[s] is not None], dtype=np.int64)
+        return self._clear_cells, self._clear_shapes[1], extra
+
     def clearance_m(self, lats: np.ndarray, lngs: np.ndarray) -> np.ndarray:
         """Per point, metres within which every point lies in exactly the zones it lies in: a lower bound
         of its great-circle distance to every zone's boundary, at most ``clearance.CLEARANCE_CAP_M`` (0:
@@ -560,19 +602,10 @@ class ZoneIndex:
         ok &= (np.abs(lats) <= clearance.MAX_LAT) & (np.abs(lngs) <= clearance.MAX_LNG)
         if not ok.any():
             return out
-        if self._clear_cells is None:
-            self._clear_cells = clearance.cells(
-                [(s, e.zone, e.shape, e.ref) for s, e in enumerate(self._entries[: self._n_built]) if e]
-            )
-        if self._clear_shapes is None or self._clear_shapes[0] != self.generation:
-            self._clear_shapes = (self.generation, clearance.shapes(
-                [(s, e.zone, self._rings(e)) for s, e in enumerate(self._entries) if e is not None],
-                len(self._entries),
-            ))
-        extra = np.array([s for s in self._pending if self._entries[s] is not None], dtype=np.int64)
+        cells, shapes, extra = self._clearance_tables()
         lat, lng = lats[ok], lngs[ok]
         at = cells_at(lat, lng, clearance.CLEARANCE_RES)
-        out[ok] = clearance.clearance_m(self._clear_cells, self._clear_shapes[1], at, lat, lng, extra)
+        out[ok] = clearance.clearance_m(cells, shapes, at, lat, lng, extra)
         return out
 
     def _rings(self, e: _Entry) -> Rings | None:

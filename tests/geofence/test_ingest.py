@@ -634,7 +634,7 @@ def test_zone_hits_too_shallow_to_enter_skip_the_machine_with_the_same_rows_and_
         with Session(eng) as s:
             device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
         rows = sorted((p.zone_id, p.state, p.last_fix_at, p.version) for p in device.presences.values())
-        shallow = (ing.shallow_skips, ing.shallow_column_skips)
+        shallow = (ing.shallow_skips, ing.shallow_column_skips + ing.presence_skips)
         return (events, rows, device.version, device.last_fix_at), shallow
 
     def engine_at(name):
@@ -645,7 +645,7 @@ def test_zone_hits_too_shallow_to_enter_skip_the_machine_with_the_same_rows_and_
     fast, (shallow, in_columns) = replay(engine, True, None)
     assert shallow >= 10 and in_columns == 0  # the shortcut did run (with no cache, never in columns)
     cached, (shallow, in_columns) = replay(engine_at("cached"), True, PresenceCache())
-    assert shallow >= 10 and in_columns >= 5  # with one, in columns too: by the disc's accuracy bound
+    assert shallow >= 10 and in_columns >= 5  # with one, in columns too: by a disc's accuracy bound
     assert replay(engine_at("reference"), False, None) == (fast, (0, 0))
     assert cached == fast
     assert {z for z, k, _, _ in fast[0] if k == "enter"} >= {"store", "mall", "edge"}
@@ -730,13 +730,55 @@ def test_discs_give_the_events_rows_and_heads_of_matching_every_fix(engine, tmp_
         rows = {d: (v.version, v.last_fix_at, sorted((z, p.state, p.pending_fixes, p.last_fix_at)
                                                      for z, p in v.presences.items()))
                 for d, v in stored.items()}
-        return (events, rows), ing.disc_fixes
+        return (events, rows), (ing.disc_fixes, ing.presence_skips)
 
-    fast, disc_fixes = replay(engine, True)
+    fast, (disc_fixes, presence_skips) = replay(engine, True)
     total = sum(len(b) for b in batches)
     assert disc_fixes >= total // 3  # the discs did serve (most fixes move a few metres)
+    assert presence_skips >= 10  # and the presence discs, where a fix left its zones' disc
+    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_schema(reference_engine)
+    assert replay(reference_engine, False) == (fast, (0, 0))
+    kinds = {(z, k) for batch in fast[0] for _, z, k, _, _ in batch}
+    assert {("pop", "enter"), ("store", "exit"), ("block", "exit"), ("edge", "enter")} <= kinds
+
+
+def test_presence_discs_give_the_events_of_matching_every_fix_across_zone_edges(engine, tmp_path):
+    """A device walking slowly out of the store, through the edge of others, and back, one fix a batch:
+    settled by its presence disc while its steady zones still hold it and every other zone is too
+    shallow for its fix, it gives the events, rows and head of matching and stepping every fix."""
+    import random
+
+    from geofence.service.db import create_schema, make_engine
+
+    index = circle_index({
+        "store": (STORE, 50.0), "mall": (STORE, 400.0), "edge": (offset(*STORE, 0, 75), 60.0),
+        "far": (offset(*STORE, 0, 140), 30.0),
+    })
+    rng = random.Random(4)
+    track, t, east = [], 0, 0.0
+    for step in [1.5] * 120 + [-1.5] * 120:
+        t += 5
+        east += step
+        track.append(fix(rng.uniform(-1, 1), east, t, accuracy_m=rng.choice([5, 10, 20, 40])))
+
+    def replay(eng, discs):
+        ing = make(index, dwell_after=timedelta(hours=1))
+        ing.discs = discs
+        cache = PresenceCache()
+        events = []
+        for f in track:
+            out = run(ing, eng, [f], at=T0 + timedelta(seconds=t + 10), cache=cache)
+            events.append(sorted((e.zone_id, e.kind.value, e.at, e.reason) for e in out.events))
+        with Session(eng) as s:
+            device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
+        rows = sorted((p.zone_id, p.state, p.last_fix_at, p.version) for p in device.presences.values())
+        return (events, rows, device.version, device.last_fix_at), ing.presence_skips
+
+    fast, presence_skips = replay(engine, True)
+    assert presence_skips >= 30
     reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
     create_schema(reference_engine)
     assert replay(reference_engine, False) == (fast, 0)
-    kinds = {(z, k) for batch in fast[0] for _, z, k, _, _ in batch}
-    assert {("pop", "enter"), ("store", "exit"), ("block", "exit"), ("edge", "enter")} <= kinds
+    kinds = {(z, k) for batch in fast[0] for z, k, _, _ in batch}
+    assert {("store", "exit"), ("store", "enter"), ("edge", "enter"), ("edge", "exit")} <= kinds

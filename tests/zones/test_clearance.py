@@ -106,3 +106,41 @@ def test_no_disc_near_the_poles_the_antimeridian_or_for_non_finite_points():
     lngs = np.array([0.0, 0.0, 179.5, -179.5, 0.0, np.inf])
     assert (index.clearance_m(lats, lngs) == 0).all()
     assert (ZoneIndex().clearance_m(np.array([10.0]), np.array([10.0])) == CLEARANCE_CAP_M).all()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(KINDS),
+    size=st.sampled_from(SIZES_M),
+    lat=st.floats(-70, 70),
+    lng=st.floats(-178.0, 178.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_presence_bounds_hold_for_every_point_within_them(kind, size, lat, lng, seed):
+    """For a device steady in some of the zones containing P: every point Q at δ < r of P is still in each
+    of them, and no deeper than d + δ (δ by the area slack more) in any other zone, as signed_distance_m
+    says."""
+    from zones.clearance import AREA_SLACK
+
+    rng = np.random.default_rng(seed)
+    zones = [make_zone(kind, "z", lat, lng, size, rng), circle("c", lat, lng, size * 0.7),
+             circle("small", lat, lng, max(10.0, size * 0.05))]
+    index = ZoneIndex(zones)
+    lats, lngs = points_near(zones[0], rng, 100, 100)
+    inside = [sorted(s) for s in zone_sets(zones, lats, lngs)]
+    steady = [[z for z in ids if rng.random() < 0.5] for ids in inside]
+    r, d = index.presence_bounds(lats, lngs, inside, steady)
+    assert ((r >= 0) & (r <= CLEARANCE_CAP_M)).all()
+    checked = 0
+    for i in np.flatnonzero((r > 0) & np.isfinite(d)).tolist():
+        for frac in (0.999, *rng.uniform(0, 1, 2)):
+            delta = frac * r[i]
+            ring = around(lats[i], lngs[i], delta, 12)
+            for (q_lng, q_lat), ids in zip(ring, zone_sets(zones, ring[:, 1], ring[:, 0]), strict=True):
+                assert set(steady[i]) <= ids
+                for z in zones:
+                    if z.id not in steady[i]:
+                        depth = -index.signed_distance_m(z.id, q_lat, q_lng)
+                        assert depth <= d[i] + delta * (1 + AREA_SLACK), (z.id, depth, d[i], delta)
+                checked += 1
+    assert checked > 0
