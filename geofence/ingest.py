@@ -83,7 +83,7 @@ class ZoneLookup(Protocol):
 
     def presence_bounds(
         self, lats: np.ndarray, lngs: np.ndarray, inside: Sequence[Sequence[str]],
-        steady: Sequence[Collection[str]],
+        steady: Sequence[Collection[str] | None],
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def zones(self) -> Iterator[Zone]: ...
@@ -596,7 +596,7 @@ class Ingestor:
             return
         rows = np.array([r for r, _, _ in settled], dtype=np.int64)
         inside = [hits.ids_of(j) for _, j, _ in settled]
-        steady = [zones or ids for (_, _, zones), ids in zip(settled, inside, strict=True)]
+        steady = [zones or None for _, _, zones in settled]
         radius, depth = self.index.presence_bounds(lane.lat[rows], lane.lng[rows], inside, steady)
         tracks, s = self.tracks, lane.slots[rows]
         tracks.p_r[s] = np.where(np.isfinite(depth), radius, 0.0)

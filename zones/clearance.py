@@ -160,7 +160,7 @@ def presence_bounds(
     steady: tuple[np.ndarray, np.ndarray], inside: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per point P, for a device whose *steady* zones (each point's slots: ``steady``, a CSR pair of
-    offsets and sorted slots) are some of the zones that contain P (``inside``, likewise):
+    offsets and slots) are some of the zones that contain P (``inside``, likewise):
 
     - ``r``: any point closer to P than this is still in every steady zone (0: none known, at most the
       cap): the least clearance of P to their boundaries;
@@ -195,7 +195,8 @@ def _measure(
     )
     clear = np.minimum(np.maximum(clear - ABS_SLACK_M, 0.0), CLEARANCE_CAP_M)
     r = np.minimum(np.maximum(r - ABS_SLACK_M, 0.0), CLEARANCE_CAP_M)
-    return clear, np.where(ok, r, 0.0), d + ABS_SLACK_M
+    # a zone not listed is farther than the cap: a point at δ < cap is at least cap - δ outside it
+    return clear, np.where(ok, r, 0.0), np.maximum(d, -CLEARANCE_CAP_M) + ABS_SLACK_M
 
 
 @njit(cache=True, nogil=True)

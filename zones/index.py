@@ -16,7 +16,7 @@ zones are masked out. ``match`` (one fix) runs the same logic in plain Python ov
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -551,10 +551,11 @@ class ZoneIndex:
 
     def presence_bounds(
         self, lats: np.ndarray, lngs: np.ndarray, inside: Sequence[Sequence[str]],
-        steady: Sequence[Sequence[str]],
+        steady: Sequence[Collection[str] | None],
     ) -> tuple[np.ndarray, np.ndarray]:
         """``zones.clearance.presence_bounds`` of each point, given the ids of the zones that contain it
-        (``inside``, as ``match_many`` says) and those of them a device is steadily in (``steady``)."""
+        (``inside``, as ``match_many`` says) and those of them a device is steadily in (``steady``; None:
+        all of them)."""
         lats = np.ascontiguousarray(lats, dtype=np.float64).ravel()
         lngs = np.ascontiguousarray(lngs, dtype=np.float64).ravel()
         n = len(lats)
@@ -564,16 +565,22 @@ class ZoneIndex:
         if not ok.any():
             return r, d
         cells, shapes, extra = self._clearance_tables()
-        slot_of = self._slot_of
+        get = self._slot_of.__getitem__
+        keep = np.flatnonzero(ok).tolist()
+        inner = [list(map(get, inside[i])) for i in keep]
+        steady_slots = [
+            x if steady[i] is None else list(map(get, steady[i])) for i, x in zip(keep, inner, strict=True)
+        ]
 
-        def csr(ids: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-            rows = [sorted(slot_of[z] for z in ids[i]) for i in np.flatnonzero(ok).tolist()]
-            ptr = np.cumsum([0] + [len(x) for x in rows]).astype(np.int64)
-            return ptr, np.array([s for x in rows for s in x], dtype=np.int64)
+        def csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+            ptr = np.cumsum([0] + list(map(len, rows))).astype(np.int64)
+            return ptr, np.fromiter((s for x in rows for s in x), np.int64, int(ptr[-1]))
 
         lat, lng = lats[ok], lngs[ok]
         at = cells_at(lat, lng, clearance.CLEARANCE_RES)
-        r[ok], d[ok] = clearance.presence_bounds(cells, shapes, at, lat, lng, extra, csr(steady), csr(inside))
+        r[ok], d[ok] = clearance.presence_bounds(
+            cells, shapes, at, lat, lng, extra, csr(steady_slots), csr(inner)
+        )
         return r, d
 
     def _clearance_tables(self) -> tuple[clearance.Cells, clearance.Shapes, np.ndarray]:

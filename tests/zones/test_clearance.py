@@ -144,3 +144,13 @@ def test_presence_bounds_hold_for_every_point_within_them(kind, size, lat, lng, 
                         assert depth <= d[i] + delta * (1 + AREA_SLACK), (z.id, depth, d[i], delta)
                 checked += 1
     assert checked > 0
+
+
+def test_presence_bounds_count_a_zone_beyond_the_cap_as_the_cap_away():
+    """A zone whose edge is farther than the cap is not listed near P: a point at δ from P may be as
+    little as cap - δ outside it, so ``d`` is never below -cap (found by the property test above)."""
+    index = ZoneIndex([circle("big", 48.85, 2.35, 28_000.0), circle("home", 49.2, 2.35, 400.0)])
+    lat = 49.2 + 200.0 / 111_195.0  # inside "home", 200 m from its edge, ~10 km outside "big"
+    r, d = index.presence_bounds(np.array([lat]), np.array([2.35]), [["home"]], [["home"]])
+    assert r[0] == CLEARANCE_CAP_M
+    assert -CLEARANCE_CAP_M <= d[0] < -CLEARANCE_CAP_M + 0.1
