@@ -885,11 +885,14 @@ class Ingestor:
         # a heartbeat is due a heartbeat after the stored last fix: in whole microseconds, exact (a time's
         # POSIX seconds are within 0.25 us of it until 2106)
         gap = np.rint(t * 1e6).astype(np.int64) - np.rint(last * 1e6).astype(np.int64)
-        for x in np.flatnonzero(ok & (gap >= self.heartbeat // _MICROSECOND)).tolist():
-            at = fixes[lane.positions[rows[x]]].recorded_at
-            heads.append((devices[rows[x]], int(current[x]), at))
-            beats.append((int(s[x]), int(current[x]), at))
-        return [rows[x] for x in np.flatnonzero(~ok).tolist()]
+        due = np.flatnonzero(ok & (gap >= self.heartbeat // _MICROSECOND))
+        if len(due):
+            due_rows, versions = r[due].tolist(), current[due].tolist()
+            positions = lane.positions
+            ats = [fixes[positions[x]].recorded_at for x in due_rows]
+            heads += zip(map(devices.__getitem__, due_rows), versions, ats, strict=True)
+            beats += zip(s[due].tolist(), versions, ats, strict=True)
+        return r[~ok].tolist()
 
     def _watch(self, uow: UnitOfWork) -> bool:
         """Bring ``tracks.cv`` up to date with the store's current copies (the change feed is read, and

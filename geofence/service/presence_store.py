@@ -360,10 +360,9 @@ class SqlPresenceStore:
         else:
             lasts = [last for _, _, last in ordered]
         params = [(v + 1, last, tick, d, v) for (d, v, _), last in zip(ordered, lasts, strict=True)]
-        self.writing.update(d for d, _, _ in heads)
+        self._beats.extend(heads)  # before the write: a rollback drops their copies
         if _BEAT.run(conn, params).rowcount != len(params):
             raise ConflictError("a device's presences changed concurrently")
-        self._beats.extend(heads)
 
     def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
         seen = seen or {}
@@ -467,12 +466,14 @@ class SqlPresenceStore:
                     cache.put(d, stored)
         if cache is not None:
             moves = []
+            devices = cache.devices
             for d, version, last in self._beats:  # the copy the beat was tested against moves on
-                copy = cache.devices.get(d)
+                copy = devices.get(d)
                 if copy is not None and copy.version == version:
                     moves.append((d, StoredDevice(copy.presences, version + 1, last, copy.memo,
                                                   copy.rows_version)))
-                    current.add(d)
+                elif copy is not None:
+                    cache.drop(d)
             cache.move_on(moves)
             for d in self.writing - current:  # written from a partial read, or bumped: not current
                 cache.drop(d)
@@ -490,6 +491,8 @@ class SqlPresenceStore:
         against the versions it read, so a heartbeat since still makes that chunk's write conflict."""
         if self.cache is not None:
             for d in self.writing:
+                self.cache.drop(d)
+            for d, _, _ in self._beats:
                 self.cache.drop(d)
         self._beats.clear()
         self.pending.clear()
