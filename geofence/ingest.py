@@ -9,7 +9,11 @@ Order of work for one batch:
 3. per device: drop duplicates (same client fix id, or same fix time) and late fixes (older than the
    last one processed), and ignore implausible jumps (counted; after two in a row the third fix
    re-anchors the device: it really did move);
-4. one vectorised ``ZoneIndex.match_many`` over the surviving fixes;
+4. a fast-lane fix in its device's *disc* (closer to the point last matched than that point's clearance:
+   in the same zones) or *presence disc* (its steady zones still hold it, and it is too shallow for any
+   other zone) is tested in columns against the device's steady summary, and most are settled there
+   (``_steady_rows``: no match, no read, no step); one vectorised ``ZoneIndex.match_many`` over the
+   others, and new discs for the fast-lane fixes matched (``_new_discs``, ``_presence_discs``);
 5. the busy devices' stored presences (``PresenceStore.load``: from the process's cache, kept current by
    the database's change feed; the database is the truth, see ``geofence.service.wiring.geofence``): a
    device whose fixes are all in exactly the zones it is steadily inside of is not stepped

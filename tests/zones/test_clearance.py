@@ -18,6 +18,16 @@ from zones.index import ZoneIndex
 from zones.model import Circle
 
 
+# a zone of every kind and size, anywhere but near the poles and the antimeridian (no clearance there)
+def zones_around(test):
+    return settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])(
+        given(
+            kind=st.sampled_from(KINDS), size=st.sampled_from(SIZES_M), lat=st.floats(-70, 70),
+            lng=st.floats(-178.0, 178.0), seed=st.integers(0, 2**32 - 1),
+        )(test)
+    )
+
+
 def zone_sets(zones, lats, lngs) -> list[frozenset[str]]:
     sets: list[set[str]] = [set() for _ in range(len(lats))]
     for i, z in truth_pairs(zones, lats, lngs):
@@ -50,14 +60,7 @@ def assert_discs_hold(index: ZoneIndex, zones, lats, lngs, rng) -> int:
     return with_disc
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    kind=st.sampled_from(KINDS),
-    size=st.sampled_from(SIZES_M),
-    lat=st.floats(-70, 70),
-    lng=st.floats(-178.0, 178.0),
-    seed=st.integers(0, 2**32 - 1),
-)
+@zones_around
 def test_points_within_a_clearance_lie_in_the_same_zones(kind, size, lat, lng, seed):
     rng = np.random.default_rng(seed)
     zones = [make_zone(kind, "z", lat, lng, size, rng), circle("c", lat, lng, size * 0.7)]
@@ -108,14 +111,7 @@ def test_no_disc_near_the_poles_the_antimeridian_or_for_non_finite_points():
     assert (ZoneIndex().clearance_m(np.array([10.0]), np.array([10.0])) == CLEARANCE_CAP_M).all()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    kind=st.sampled_from(KINDS),
-    size=st.sampled_from(SIZES_M),
-    lat=st.floats(-70, 70),
-    lng=st.floats(-178.0, 178.0),
-    seed=st.integers(0, 2**32 - 1),
-)
+@zones_around
 def test_presence_bounds_hold_for_every_point_within_them(kind, size, lat, lng, seed):
     """For a device steady in some of the zones containing P: every point Q at δ < r of P is still in each
     of them, and no deeper than d + δ (δ by the area slack more) in any other zone, as signed_distance_m
