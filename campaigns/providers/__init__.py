@@ -62,7 +62,22 @@ def build_providers(settings: Any, **deps: Any) -> dict[str, NotificationProvide
     for name in settings.channels:
         for provider in FACTORIES[name](settings, **deps):
             providers.setdefault(Channel(provider.channel).value, provider)
+    check_budgets(providers, lease_s=settings.scheduler.lease_s)
     return providers
+
+
+def check_budgets(providers: dict[str, NotificationProvider], *, lease_s: float) -> None:
+    """A provider whose one send may outlast the dispatcher's lease would never be given a row (see
+    ``NotificationProvider``): refuse the configuration at start-up, naming both settings."""
+    for provider in {id(p): p for p in providers.values()}.values():
+        budget = getattr(provider, "send_budget_s", 0.0)
+        if budget >= lease_s:
+            close_providers(providers)
+            raise ValueError(
+                f"the {provider.name} provider may take up to {budget:g} s for one send (its timeout_s and"
+                f" retries), not less than the dispatcher's lease (GEOFENCE_SCHEDULER__LEASE_S={lease_s:g}):"
+                " lower the timeout or lengthen the lease"
+            )
 
 
 def send_batch(

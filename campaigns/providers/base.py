@@ -84,7 +84,12 @@ UNSUBSCRIBED = "unsubscribed"
 
 
 class NotificationProvider(Protocol):
+    """``send_budget_s``: the longest one ``send`` can take, timeouts and the SDK's own retries included.
+    The dispatcher starts a send only while its lease on the row has that long left, so a slow provider
+    can never make two dispatchers send the same row."""
+
     name: str
     channel: Channel
+    send_budget_s: float
 
     def send(self, msg: OutboundMessage) -> SendResult: ...

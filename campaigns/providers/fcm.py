@@ -14,6 +14,12 @@ Why these choices:
   offline does not show a stale offer later.
 - **Threads.** ``send_each`` starts one thread per message, so bursts go in chunks (default 100).
 - **Init once.** The SDK app is created by the provider (a named app), never at import time.
+- **Bounded sends.** The SDK's own retry policy sleeps out every ``Retry-After`` (429 and 503) in the
+  sending thread, up to four times, and its requests wait 120 s: a ``Retry-After: 30`` held one send for
+  two minutes, past the dispatcher's lease, after which another dispatcher may claim the row and send it
+  again. The provider gives the SDK a request timeout (``settings.fcm.timeout_s``) and ``SEND_RETRY``,
+  which retries 500/503 twice with short backoff and leaves ``Retry-After`` to the outbox (the error
+  carries it, the row is rescheduled), so one send takes at most ``send_budget_s``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import firebase_admin
+import requests.adapters
 from firebase_admin import credentials, messaging
+from urllib3.util.retry import Retry
 
 from campaigns.providers.base import (
     Channel,
@@ -38,6 +46,30 @@ from campaigns.providers.base import (
 from campaigns.providers.errors import from_fcm
 
 MAX_SEND_EACH = 500  # firebase-admin raises ValueError above this
+FCM_BASE_URL = "https://fcm.googleapis.com"
+# At most three attempts: connection and read errors once each, 500/503 twice; sleeps 0 s then 1 s.
+SEND_RETRY = Retry(
+    total=2, connect=1, read=1, status=2, status_forcelist=[500, 503], backoff_factor=0.5,
+    allowed_methods=None, raise_on_status=False, respect_retry_after_header=False,
+)
+
+
+def send_budget_s(timeout_s: float, retry: Retry = SEND_RETRY) -> float:
+    """The longest one FCM request can take: every attempt may wait ``timeout_s`` to connect and as
+    long for the answer, plus urllib3's backoff before each retry (``Retry.get_backoff_time``: none
+    before the first, ``backoff_factor * 2 ** (k - 1)`` before the k-th)."""
+    retries = retry.total or 0
+    sleeps = sum(min(retry.backoff_max, retry.backoff_factor * 2 ** (k - 1)) for k in range(2, retries + 1))
+    return (retries + 1) * 2 * timeout_s + sleeps
+
+
+def bound_sdk_retries(app: firebase_admin.App) -> None:
+    """Give the app's FCM session ``SEND_RETRY`` instead of the SDK's default policy (see the module
+    docstring). Private firebase-admin API (``_get_messaging_service``, ``_client.session``), pinned with
+    the SDK's minor version; tests/campaigns/test_providers_fcm_seam.py fails loudly when it moves."""
+    session = messaging._get_messaging_service(app)._client.session
+    session.mount(FCM_BASE_URL, requests.adapters.HTTPAdapter(pool_connections=100, pool_maxsize=100,
+                                                              max_retries=SEND_RETRY))
 
 
 def collapse_id(idempotency_key: str) -> str:
@@ -112,15 +144,22 @@ class FcmProvider:
         project_id: str | None = None,
         target: str = "token",
         batch_size: int = 100,
+        timeout_s: float = 5.0,
         app_name: str | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         if not 1 <= batch_size <= MAX_SEND_EACH:
             raise ValueError(f"batch_size must be between 1 and {MAX_SEND_EACH}")
-        options = {"projectId": project_id} if project_id else {}
+        if not timeout_s > 0:
+            raise ValueError("timeout_s must be positive")
+        options: dict[str, object] = {"httpTimeout": timeout_s}
+        if project_id:
+            options["projectId"] = project_id
         self.app = firebase_admin.initialize_app(
             credential, options, name=app_name or f"geofence-fcm-{uuid.uuid4().hex[:12]}"
         )
+        bound_sdk_retries(self.app)
+        self.send_budget_s = send_budget_s(timeout_s)
         self.target = target
         self.batch_size = batch_size
         self._clock = clock
@@ -142,6 +181,7 @@ class FcmProvider:
             project_id=fcm.project_id,
             target=fcm.target_field,
             batch_size=fcm.batch_size,
+            timeout_s=fcm.timeout_s,
             **overrides,
         )
 

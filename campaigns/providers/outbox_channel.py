@@ -51,6 +51,7 @@ class OutboxProvider:
     """Serves one channel; the registry builds one per channel."""
 
     name = "outbox"
+    send_budget_s = 1.0  # one line appended to a local file
 
     def __init__(
         self,

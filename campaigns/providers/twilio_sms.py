@@ -8,6 +8,9 @@
 - **Validity period.** ``min(settings validity, seconds until the offer expires)``: Twilio drops a
   message still queued after that, so a stale offer is never delivered late.
 - Twilio has no idempotency key: the outbox row's unique key is the only guard against duplicates.
+- **Bounded sends.** The SDK's own HTTP client waits forever by default; the provider gives it
+  ``settings.twilio.timeout_s`` (and no retries: a failure is retried by the outbox), so one send takes
+  at most ``send_budget_s`` and never outlives the dispatcher's lease on the row.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from twilio.http import HttpClient
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from campaigns.providers.base import Channel, OutboundMessage, PermanentError, SendResult
@@ -138,9 +142,15 @@ class TwilioSmsProvider:
         status_callback_url: str | None,
         validity_period_s: int = 3600,
         http_client: HttpClient | None = None,
+        timeout_s: float = 10.0,
         clock: Callable[[], datetime] = _now,
     ) -> None:
+        if not timeout_s > 0:
+            raise ValueError("timeout_s must be positive")
+        if http_client is None:
+            http_client = TwilioHttpClient(timeout=timeout_s)
         self.client = Client(account_sid, auth_token, http_client=http_client)
+        self.send_budget_s = 2 * timeout_s  # one attempt: connecting, then waiting for the answer
         self.sender = sender
         self.status_callback_url = status_callback_url
         self.validity_period_s = validity_period_s
@@ -158,6 +168,7 @@ class TwilioSmsProvider:
             sender=TwilioSender(tw.messaging_service_sid, tw.from_number),
             status_callback_url=callback,
             validity_period_s=tw.validity_period_s,
+            timeout_s=tw.timeout_s,
             **overrides,
         )
 

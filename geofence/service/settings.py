@@ -49,6 +49,9 @@ class FcmSettings(BaseModel):
     # (Firebase installation id, apps with FID registration on, wire field `fid`).
     target_field: Literal["token", "fid"] = "token"
     batch_size: int = 100  # send_each starts one thread per message; FCM allows at most 500
+    # Per request, to connect and again to answer; with the provider's retries it bounds one send
+    # (campaigns.providers.fcm.send_budget_s: 31 s at 5 s), which must fit in scheduler.lease_s.
+    timeout_s: float = Field(default=5.0, gt=0)
 
 
 class TwilioSettings(BaseModel):
@@ -58,6 +61,7 @@ class TwilioSettings(BaseModel):
     from_number: str | None = None
     status_callback_url: str | None = None
     validity_period_s: int = 3600
+    timeout_s: float = Field(default=10.0, gt=0)  # per request, to connect and again to answer (no retries)
     stop_number: str | None = None  # the short number customers reply STOP to (FR: a 36xxx code)
     warn_above_segments: int = 2  # campaign save warns when an SMS needs more segments than this
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import firebase_admin
@@ -17,12 +18,13 @@ from campaigns.providers.base import (
     RetryableError,
     SendResult,
 )
-from campaigns.providers.fcm import FcmProvider, collapse_id, to_fcm_message
+from campaigns.providers.fcm import FcmProvider, collapse_id, send_budget_s, to_fcm_message
 from geofence.service.settings import Settings
 from tests.fakes.fcm_transport import (
     PROJECT,
     AnonymousCredential,
     FakeFcmServer,
+    Reply,
     invalid_argument,
     not_found_without_error_code,
     point_app_at,
@@ -158,21 +160,53 @@ def test_quota_exceeded_is_retryable_and_sent_once_without_retry_after(provider,
     assert len(fcm.requests) == 1  # urllib3 retries 429 only when Retry-After is present
 
 
-def test_quota_exceeded_with_retry_after_is_retried_by_the_sdk_then_reported(provider, fcm):
-    # firebase-admin's urllib3 Retry honours Retry-After on 429 (4 retries); the last reply wins.
-    fcm.script("token-1", *[quota_exceeded("0")] * 4, quota_exceeded("30"))
+def test_quota_exceeded_with_retry_after_is_handed_to_the_outbox_not_slept_out(provider, fcm):
+    # The SDK's default policy slept out Retry-After four times in the sending thread (2 minutes for
+    # 30 s, past the dispatcher's lease); the provider's reports it at once and the row is rescheduled.
+    fcm.script("token-1", quota_exceeded("30"))
     with pytest.raises(RetryableError) as info:
         provider.send(push())
     assert info.value.retry_after_s == 30.0
-    assert len(fcm.requests) == 5
+    assert len(fcm.requests) == 1
 
 
-def test_unavailable_is_retried_by_the_sdk_then_retryable(provider, fcm):
-    fcm.script("token-1", *[unavailable()] * 5)
+def test_unavailable_is_retried_twice_by_the_sdk_then_retryable(provider, fcm):
+    fcm.script("token-1", *[unavailable()] * 3)
     with pytest.raises(RetryableError) as info:
         provider.send(push())
     assert info.value.code == "UNAVAILABLE"
-    assert len(fcm.requests) == 5
+    assert len(fcm.requests) == 3
+    assert provider.send(push()).provider_message_id  # the next send goes through: nothing left over
+
+
+def test_a_503_retry_after_is_not_waited_for(provider, fcm):
+    later = Reply(503, unavailable().body, {"Retry-After": "5"})
+    fcm.script("token-1", later, later)
+    started = time.monotonic()
+    assert provider.send(push()).provider_message_id.startswith("projects/demo-test/messages/")
+    assert time.monotonic() - started < 4.0  # the default policy would have slept 2 x 5 s
+    assert len(fcm.requests) == 3
+
+
+def test_a_silent_endpoint_costs_at_most_the_send_budget():
+    with FakeFcmServer(delay_s=1.5) as silent:
+        p = FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, timeout_s=0.2, clock=lambda: AT)
+        point_app_at(p.app, silent)
+        try:
+            started = time.monotonic()
+            with pytest.raises(RetryableError) as info:
+                p.send(push())
+            took = time.monotonic() - started
+        finally:
+            p.close()
+    assert took < p.send_budget_s == send_budget_s(0.2)
+    assert info.value.code == "UNAVAILABLE"  # the SDK reports a read timeout retried out as such
+    assert silent.max_in_flight >= 2  # the read timeout was retried once, while the first still waited
+
+
+def test_the_send_budget_counts_every_attempt_and_backoff():
+    assert send_budget_s(5.0) == 3 * 2 * 5.0 + 1.0  # three attempts; 0 s then 1 s between them
+    assert send_budget_s(5.0) < Settings().scheduler.lease_s
 
 
 def test_one_503_is_absorbed_by_the_sdk_retry(provider, fcm):

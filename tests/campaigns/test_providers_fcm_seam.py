@@ -41,3 +41,16 @@ def test_the_seam_really_routes_sends_to_the_loopback_fake():
         assert fcm.requests[0].message == {"fid": "fid-1", "data": {"k": "v"}}
     finally:
         firebase_admin.delete_app(app)
+
+
+def test_the_provider_gives_its_app_the_bounded_retry_policy_on_the_real_fcm_url():
+    from campaigns.providers.fcm import SEND_RETRY, FcmProvider
+
+    p = FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, timeout_s=3.0)
+    try:
+        service = messaging._get_messaging_service(p.app)
+        adapter = service._client.session.get_adapter(service._fcm_url)
+        assert adapter.max_retries is SEND_RETRY
+        assert service._client.timeout == 3.0
+    finally:
+        p.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -39,6 +40,7 @@ from tests.fakes.twilio_http import (
     server_error,
     unsubscribed,
 )
+from tests.fakes.twilio_server import FakeTwilioServer, point_provider_at
 
 AT = datetime(2026, 3, 14, 11, 30, tzinfo=UTC)
 CALLBACK = "https://geo.example.com" + STATUS_CALLBACK_PATH
@@ -256,3 +258,45 @@ def test_rfc9457_problem_bodies_are_mapped_too(fake):
     with pytest.raises(InvalidRecipient) as info:
         make_provider(fake).send(sms())
     assert (info.value.kind, info.value.sender) == (UNSUBSCRIBED, MESSAGING_SERVICE_SID)
+
+
+# --- the provider's own HTTP client, against a loopback Messages API ------------------------------
+
+
+def loopback_provider(timeout_s: float = 10.0) -> TwilioSmsProvider:
+    return TwilioSmsProvider(
+        account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, sender=TwilioSender(MESSAGING_SERVICE_SID),
+        status_callback_url="https://example.test/v1/twilio/status", timeout_s=timeout_s, clock=lambda: AT,
+    )
+
+
+def test_the_default_http_client_sends_over_http_with_the_configured_timeout():
+    provider = loopback_provider(timeout_s=3.0)
+    assert provider.client.http_client.timeout == 3.0
+    assert provider.send_budget_s == 6.0
+    with FakeTwilioServer() as twilio:
+        point_provider_at(provider, twilio)
+        result = provider.send(sms())
+    assert result.provider_message_id == "SM" + f"{1:032x}"
+    assert twilio.forms[0]["To"] == TO
+    assert twilio.forms[0]["MessagingServiceSid"] == MESSAGING_SERVICE_SID
+
+
+def test_a_silent_twilio_costs_at_most_the_send_budget():
+    provider = loopback_provider(timeout_s=0.2)
+    with FakeTwilioServer(delay_s=1.5) as twilio:
+        point_provider_at(provider, twilio)
+        started = time.monotonic()
+        with pytest.raises(RetryableError):
+            provider.send(sms())
+        took = time.monotonic() - started
+    assert took < provider.send_budget_s
+    assert twilio.arrived == 1  # no retry in the SDK: the outbox retries
+
+
+def test_from_settings_passes_the_timeout():
+    settings = Settings(twilio={"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "from_number": "36123",
+                                "timeout_s": 4.0})
+    provider = TwilioSmsProvider.from_settings(settings)
+    assert provider.client.http_client.timeout == 4.0
+    assert provider.send_budget_s == 8.0

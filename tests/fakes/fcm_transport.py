@@ -10,7 +10,9 @@ The seam (``point_app_at``) is private firebase-admin API, pinned by ``firebase-
 - ``messaging._get_messaging_service(app)`` returns the app's ``_MessagingService``;
 - its ``_fcm_url`` attribute is the send URL (``FCM_URL.format(project_id)``), replaced by ours;
 - its ``_client.session`` (a google-auth ``AuthorizedSession``) gets an adapter for our base URL with
-  the SDK's own ``DEFAULT_RETRY_CONFIG`` minus the backoff sleeps (same retries, same statuses).
+  the retry policy the app has for the real FCM URL minus the backoff sleeps (same retries, same
+  statuses): ``campaigns.providers.fcm.SEND_RETRY`` for a provider's app (the provider mounts it through
+  the same private attributes), the SDK's ``DEFAULT_RETRY_CONFIG`` for a bare app.
 
 ``tests/campaigns/test_providers_fcm_seam.py`` fails loudly when any of these move.
 
@@ -31,9 +33,10 @@ from typing import Any
 
 import google.auth.credentials
 import requests.adapters
-from firebase_admin import _http_client, credentials, messaging
+from firebase_admin import credentials, messaging
 
 PROJECT = "demo-test"
+FCM_SEND_URL = "https://fcm.googleapis.com/v1/projects/{}/messages:send"
 _SEND_PATH = re.compile(r"^/v1/projects/(?P<project>[^/]+)/messages:send$")
 
 
@@ -201,8 +204,9 @@ def point_app_at(app: Any, server: FakeFcmServer, project: str = PROJECT) -> Non
     """Send this firebase-admin app's FCM traffic to the loopback fake (the whole seam)."""
     service = messaging_service(app)
     service._fcm_url = server.send_url(project)
-    # The SDK retries 500/503 (and 429 with Retry-After) with exponential backoff: keep its retry
-    # policy but drop the sleeps so the tests stay fast.
-    retry = _http_client.DEFAULT_RETRY_CONFIG.new(backoff_factor=0)
+    # Keep the retry policy the app has for the real FCM URL (``campaigns.providers.fcm.SEND_RETRY`` for
+    # a provider's app, the SDK's default for a bare one) but drop the backoff sleeps: tests stay fast.
+    session = service._client.session
+    retry = session.get_adapter(FCM_SEND_URL.format(project)).max_retries.new(backoff_factor=0)
     adapter = requests.adapters.HTTPAdapter(pool_connections=100, pool_maxsize=100, max_retries=retry)
-    service._client.session.mount(server.base_url, adapter)  # same pool size as the SDK's FCM adapter
+    session.mount(server.base_url, adapter)  # same pool size as the SDK's FCM adapter
