@@ -535,10 +535,33 @@ def send_batch(
             ready.append((delivery, address, platform, provider))
         session.commit()  # skips and postponements; never hold a transaction across a network call
     for delivery, address, platform, provider in ready:
+        if not lease_lasts(delivery, provider, now()):
+            outcomes[delivery.id] = _give_back(engine, delivery, now())
+            continue
         outcomes[delivery.id] = _send_one(
             engine, delivery, address, platform, provider, now=now, max_attempts=max_attempts
         )
     return [outcomes[d.id] for d in deliveries]
+
+
+def lease_lasts(delivery: Delivery, provider: Any, at: datetime) -> bool:
+    """True while the claim's lease outlasts the longest send of the provider (``send_budget_s``).
+
+    A batch is sent row after row: when the provider is slow, the last rows of a claim would otherwise
+    be sent after their lease lapsed, while another dispatcher may have claimed and sent them too."""
+    lease_until = as_utc(delivery.lease_until)
+    budget = timedelta(seconds=float(getattr(provider, "send_budget_s", 0.0) or 0.0))
+    return lease_until is None or at + budget < lease_until
+
+
+def _give_back(engine: Engine, delivery: Delivery, at: datetime) -> Outcome:
+    """A row whose lease is too short to send: pending again, as due as it was, for the next claim (the
+    attempt is not counted)."""
+    with Session(engine, expire_on_commit=False) as session:
+        _finish(session, delivery, delivery.leased_by or "", status=PENDING, lease_until=None,
+                attempts=max(0, delivery.attempts - 1), updated_at=at)
+        session.commit()
+    return Outcome(delivery.id, PENDING, "lease_short")
 
 
 def _send_one(

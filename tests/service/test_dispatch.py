@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -195,3 +196,53 @@ def test_rows_of_a_dispatcher_killed_mid_send_are_sent_after_the_lease(
     assert len({m.delivery_id for m in provider.sent}) == 5 == len(provider.sent)
     with Session(engine) as s:
         assert set(s.execute(select(Delivery.attempts)).scalars()) == {2}
+
+
+@dataclass
+class SlowProvider(RecordingProvider):
+    """Each send takes ``took`` of the simulated clock; one may take up to ``send_budget_s``."""
+
+    clock: list[datetime] = field(default_factory=lambda: [T0])
+    took: timedelta = timedelta(seconds=20)
+    send_budget_s: float = 25.0
+
+    def send(self, msg):  # type: ignore[no-untyped-def]
+        result = super().send(msg)
+        self.clock[0] += self.took
+        return result
+
+
+def test_a_row_is_sent_only_while_the_lease_outlasts_the_longest_send(sqlite_engine: Engine) -> None:
+    with Session(sqlite_engine) as session:
+        add_customer(session, T0)
+    _fill(sqlite_engine, 5, T0)
+    provider = SlowProvider()
+    lease = timedelta(seconds=60)
+
+    def dispatch() -> dict[str, int]:
+        return dispatch_due(sqlite_engine, providers={"push": provider}, now=lambda: provider.clock[0],
+                            lease=lease).by_status
+
+    # claimed at T0 (lease until T0+60): sent at T0 and T0+20; at T0+40 a send might end after T0+65
+    assert dispatch() == {SENT: 2, "pending": 3}
+    with Session(sqlite_engine) as session:
+        back = session.execute(select(Delivery).where(Delivery.status == "pending")).scalars().all()
+    assert len(back) == 3
+    assert all(row.attempts == 0 and row.lease_until is None for row in back)  # not an attempt
+    assert {row.due_at.replace(tzinfo=UTC) for row in back} <= {T0 - timedelta(seconds=s) for s in range(7)}
+    assert dispatch() == {SENT: 2, "pending": 1}  # claimed again at once, by the next dispatch
+    assert dispatch() == {SENT: 1}
+    assert Counter(m.delivery_id for m in provider.sent).most_common(1)[0][1] == 1
+    assert len(provider.sent) == 5
+
+
+def test_a_provider_slower_than_the_lease_is_refused_at_start_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from campaigns.providers import build_providers
+
+    settings = Settings(channels=["twilio"], outbox_dir=tmp_path, scheduler={"lease_s": 30},
+                        twilio={"account_sid": "AC" + "0" * 32, "auth_token": "t", "from_number": "36123",
+                                "timeout_s": 15})
+    with pytest.raises(ValueError, match=r"up to 30 s .*LEASE_S=30"):
+        build_providers(settings)
+    settings.twilio.timeout_s = 14
+    assert build_providers(settings)["sms"].send_budget_s == 28
