@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import google.auth.credentials
 import requests.adapters
 from firebase_admin import credentials, messaging
+
+from tests.fakes.loopback import LoopbackServer
 
 PROJECT = "demo-test"
 FCM_SEND_URL = "https://fcm.googleapis.com/v1/projects/{}/messages:send"
@@ -104,27 +103,17 @@ class Recorded:
         return self.message.get("token") or self.message.get("fid")
 
 
-class FakeFcmServer:
+class FakeFcmServer(LoopbackServer):
     """Start with ``with FakeFcmServer() as fcm:``; script with ``fcm.script(token, reply, ...)``."""
 
-    def __init__(self, *, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s  # hold each reply, so concurrent sends overlap and can be counted
-        self.in_flight = 0
-        self.max_in_flight = 0
+    name = "fake-fcm"
+    content_type = "application/json; charset=UTF-8"
+
+    def __init__(self, *, delay_s: float = 0.0) -> None:  # delay: concurrent sends overlap, are counted
         self.requests: list[Recorded] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
-        self._lock = threading.Lock()
         self._counter = 0
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-fcm", daemon=True
-        )
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(delay_s=delay_s)
 
     def send_url(self, project: str) -> str:
         return f"{self.base_url}/v1/projects/{project}/messages:send"
@@ -136,15 +125,6 @@ class FakeFcmServer:
 
     def requests_for(self, recipient: str) -> list[Recorded]:
         return [r for r in self.requests if r.recipient == recipient]
-
-    def __enter__(self) -> FakeFcmServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
     def _reply_for(self, path: str, headers: dict[str, str], raw: bytes) -> Reply:
         match = _SEND_PATH.match(path)
@@ -164,35 +144,9 @@ class FakeFcmServer:
             name = f"projects/{match['project']}/messages/{self._counter}"
         return Reply(200, {"name": name})
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with server._lock:
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                if server.delay_s:
-                    time.sleep(server.delay_s)
-                reply = server._reply_for(self.path, dict(self.headers.items()), raw)
-                with server._lock:
-                    server.in_flight -= 1
-                payload = json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
+    def _answer(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, dict[str, str]]:
+        reply = self._reply_for(path, headers, raw)
+        return reply.status, reply.body, reply.headers
 
 
 def messaging_service(app: Any) -> Any:
