@@ -556,12 +556,8 @@ class ZoneIndex:
         """``zones.clearance.presence_bounds`` of each point, given the ids of the zones that contain it
         (``inside``, as ``match_many`` says) and those of them a device is steadily in (``steady``; None:
         all of them)."""
-        lats = np.ascontiguousarray(lats, dtype=np.float64).ravel()
-        lngs = np.ascontiguousarray(lngs, dtype=np.float64).ravel()
-        n = len(lats)
-        r, d = np.zeros(n), np.full(n, np.inf)
-        ok = np.isfinite(lats) & np.isfinite(lngs)
-        ok &= (np.abs(lats) <= clearance.MAX_LAT) & (np.abs(lngs) <= clearance.MAX_LNG)
+        ok, lat, lng = _measurable(lats, lngs)
+        r, d = np.zeros(len(ok)), np.full(len(ok), np.inf)
         if not ok.any():
             return r, d
         cells, shapes, extra = self._clearance_tables()
@@ -576,7 +572,6 @@ class ZoneIndex:
             ptr = np.cumsum([0] + list(map(len, rows))).astype(np.int64)
             return ptr, np.fromiter((s for x in rows for s in x), np.int64, int(ptr[-1]))
 
-        lat, lng = lats[ok], lngs[ok]
         at = cells_at(lat, lng, clearance.CLEARANCE_RES)
         r[ok], d[ok] = clearance.presence_bounds(
             cells, shapes, at, lat, lng, extra, csr(steady_slots), csr(inner)
@@ -602,15 +597,11 @@ class ZoneIndex:
         """Per point, metres within which every point lies in exactly the zones it lies in: a lower bound
         of its great-circle distance to every zone's boundary, at most ``clearance.CLEARANCE_CAP_M`` (0:
         none known). Valid for this ``generation`` of the index (see ``zones.clearance``)."""
-        lats = np.ascontiguousarray(lats, dtype=np.float64).ravel()
-        lngs = np.ascontiguousarray(lngs, dtype=np.float64).ravel()
-        out = np.zeros(len(lats))
-        ok = np.isfinite(lats) & np.isfinite(lngs)
-        ok &= (np.abs(lats) <= clearance.MAX_LAT) & (np.abs(lngs) <= clearance.MAX_LNG)
+        ok, lat, lng = _measurable(lats, lngs)
+        out = np.zeros(len(ok))
         if not ok.any():
             return out
         cells, shapes, extra = self._clearance_tables()
-        lat, lng = lats[ok], lngs[ok]
         at = cells_at(lat, lng, clearance.CLEARANCE_RES)
         out[ok] = clearance.clearance_m(cells, shapes, at, lat, lng, extra)
         return out
@@ -646,6 +637,16 @@ class ZoneIndex:
         zone contains the point, when the caller knows it from ``match_many`` (saves the polygon test)."""
         e = self._entry(zone_id)
         return signed_distance_m(e.zone, lat, lng, shape=e.shape, rings=self._rings(e), inside=inside)
+
+
+def _measurable(lats: np.ndarray, lngs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which points the clearance table measures (finite, within its latitude and longitude range), and
+    those points' latitudes and longitudes (the others get no clearance and no presence bound)."""
+    lats = np.ascontiguousarray(lats, dtype=np.float64).ravel()
+    lngs = np.ascontiguousarray(lngs, dtype=np.float64).ravel()
+    ok = np.isfinite(lats) & np.isfinite(lngs)
+    ok &= (np.abs(lats) <= clearance.MAX_LAT) & (np.abs(lngs) <= clearance.MAX_LNG)
+    return ok, lats[ok], lngs[ok]
 
 
 _RAD = math.pi / 180.0
