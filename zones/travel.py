@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from zones.errors import ZoneError
-from zones.model import Area, Circle, Travel
+from zones.model import Area, Circle, Travel, Zone
 from zones.sizing import MAX_MINUTES, PROFILES, size_zone
 
 MODES = ("walk", "drive", "auto")
@@ -146,3 +146,45 @@ def _within(lats: Any, lngs: Any, lat: float, lng: float, radius_m: float) -> An
 
 def _iso(when: datetime) -> str:
     return when.isoformat()
+
+
+@dataclass(frozen=True)
+class ZoneChange:
+    """How much a zone changed when recomputed from another extract (areas in m², shares in [0, 1])."""
+
+    zone_id: str
+    before: Travel
+    after: Travel
+    area_before_m2: float
+    area_after_m2: float
+    kept: float  # share of the old zone still in the new one
+    added: float  # share of the new zone that was not in the old one
+
+    @property
+    def area_change(self) -> float:
+        """Relative change of area: +0.10 = 10 % larger."""
+        return self.area_after_m2 / self.area_before_m2 - 1.0 if self.area_before_m2 > 0 else math.inf
+
+
+def resize(zone: Zone, extract: Any) -> tuple[Zone, ZoneChange]:
+    """``zone`` (sized by travel time) recomputed from ``extract`` as it was asked (mode, minutes, method).
+
+    Raises :class:`ZoneError` for a zone without a ``travel`` record.
+    """
+    from zones.geometry import area_m2, zone_shape
+
+    before = zone.travel
+    if before is None:
+        raise ZoneError(f"zone {zone.id!r} is not sized by travel time")
+    geometry, after = size_by_travel(
+        before.lat, before.lng, before.requested_mode, before.minutes, before.requested_method, extract
+    )
+    new = replace(zone, geometry=geometry, travel=after)
+    old_shape, new_shape = zone_shape(zone), zone_shape(new)
+    common = old_shape.intersection(new_shape).area
+    change = ZoneChange(
+        zone_id=zone.id, before=before, after=after, area_before_m2=area_m2(zone), area_after_m2=area_m2(new),
+        kept=common / old_shape.area if old_shape.area else 0.0,
+        added=1.0 - common / new_shape.area if new_shape.area else 0.0,
+    )
+    return new, change
