@@ -30,9 +30,10 @@ from typing import Any
 
 from zones.errors import ZoneError
 from zones.geometry import validate_zone
-from zones.model import Area, Circle, FenceSettings, Travel, Zone
+from zones.model import Area, Circle, FenceSettings, Zone
 from zones.sizing import size_zone
 from zones.travel import size_by_travel
+from zones.travel_record import Travel
 
 _FENCE = ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes")
 _KNOWN = {"id", "name", "lat", "lng", "profile", "minutes", "radius_m", "tags", "tz", "country", "store_id"}

@@ -271,7 +271,7 @@ def _prepared(graph: StreetGraph) -> tuple[cKDTree, NDArray[np.int64]]:
         tree = cKDTree(_unit(graph.lat, graph.lng) * EARTH_RADIUS_M)
         fwd_ptr = np.searchsorted(graph.src, np.arange(n + 1)).astype(np.int64)  # edges sorted by src
         cached = graph._cache["prepared"] = (tree, fwd_ptr)
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _xy(local: _Local, graph: StreetGraph, nodes: NDArray[np.int64]) -> tuple[Any, Any]:
@@ -286,7 +286,7 @@ def _midpoints(graph: StreetGraph) -> tuple[cKDTree, float]:
         mid = (_unit(graph.lat[graph.src], graph.lng[graph.src])
                + _unit(graph.lat[graph.dst], graph.lng[graph.dst])) / 2 * EARTH_RADIUS_M
         cached = graph._cache["midpoints"] = (cKDTree(mid), float(graph.length_m.max()) / 2)
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _edge(graph: StreetGraph, fwd_ptr: NDArray[np.int64], a: int, b: int) -> int | None:

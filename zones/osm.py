@@ -62,7 +62,7 @@ def read_extract(path: str | Path) -> StreetExtract:
     )
 
 
-class _Collector(osmium.SimpleHandler):  # type: ignore[misc]
+class _Collector(osmium.SimpleHandler):
     """Streets (ways with a ``highway`` tag) and one position per building, from one pass."""
 
     def __init__(self) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from zones.errors import ZoneError
-from zones.model import Area, Circle, Travel, Zone
+from zones.model import Area, Circle, Zone
 from zones.sizing import MAX_MINUTES, PROFILES, size_zone
+from zones.travel_record import Travel
 
 MODES = ("walk", "drive", "auto")
 METHODS = ("isochrone", "circle")
@@ -111,7 +112,7 @@ def size_by_travel(
 
             graph = extract.graph(used)
             if not _inside_extract(graph, lat, lng):
-                fallback = f"the store lies outside the street extract {info.name}: circle drawn"
+                fallback = f"the store lies outside the street extract {extract.info.name}: circle drawn"
             else:
                 try:
                     iso = isochrone(graph, lat, lng, minutes)
