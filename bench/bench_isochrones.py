@@ -5,10 +5,11 @@
     .venv/bin/python -m bench.bench_isochrones --compare           # + other routing libraries, if installed
 
 Stores are random street nodes shifted ~14 m (seeded). Printed: reading the extract (time, graph sizes),
-then per mode: time for all isochrones and per isochrone (one core, a plain loop), memory (tracemalloc
-peak of the loop, RSS), reached nodes, polygon vertices, and the area of each isochrone against the area
-of today's circle for the same mode and minutes (walk 397 m, drive 4.86 km; the circle is clipped to
-nothing: a small extract caps a driving isochrone at its border, which the figures show).
+then per mode: time for all isochrones and per isochrone (one core, a plain loop; wall and CPU time,
+which differ on a loaded machine), memory (RSS over the loop, tracemalloc peak over 100 of them, peak
+RSS), reached nodes, polygon vertices, and the area of each isochrone against the area of today's circle
+for the same mode and minutes (walk 397 m, drive 4.86 km; a small extract caps a driving isochrone at
+its border, which the figures show).
 
 ``--compare`` times only the search (nodes reached within the limit, from the same snapped seeds) with
 scipy's csgraph (what zones/isochrone.py uses), networkx, igraph and pandana when they are importable,
@@ -21,6 +22,7 @@ import argparse
 import gc
 import math
 import os
+import resource
 import time
 import tracemalloc
 
@@ -49,24 +51,33 @@ def run_mode(graph: StreetGraph, n: int, minutes: float) -> None:
     isochrone(graph, *places[0], minutes)  # warm-up: KD-trees and edge pointers are built once per graph
     gc.collect()
     rss0 = rss_mb()
-    tracemalloc.start()
     t0, c0 = time.perf_counter(), time.process_time()
     results = [isochrone(graph, lat, lng, minutes) for lat, lng in places]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rss1 = rss_mb()
+    # memory in a second, shorter pass: tracemalloc slows Python allocations by ~20 %
+    tracemalloc.start()
+    for lat, lng in places[:100]:
+        isochrone(graph, lat, lng, minutes)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     circle_m2 = math.pi * PROFILES[CIRCLE_PROFILE[graph.mode]].radius_m(minutes) ** 2
     ratio = np.array([r.area_m2 / circle_m2 for r in results])
     reached = np.array([r.reached_nodes for r in results])
     vertices = np.array([_vertices(r.geojson) for r in results])
-    print(f"\n{n} {graph.mode} isochrones, {minutes:g} min")
-    print(f"  time               {wall:7.2f} s wall, {cpu:7.2f} s CPU  ({wall / n * 1000:.1f} ms each)")
-    print(f"  memory             tracemalloc peak {peak / 1e6:.1f} MB during the loop, RSS {rss0:.0f} -> "
-          f"{rss_mb():.0f} MB")
+    print(f"\n{n} {graph.mode} isochrones, {minutes:g} min (load avg now {os.getloadavg()[0]:.1f})")
+    print(f"  time               {wall:7.2f} s wall, {cpu:7.2f} s CPU  ({wall / n * 1000:.1f} ms wall, "
+          f"{cpu / n * 1000:.1f} ms CPU each)")
+    print(f"  memory             RSS {rss0:.0f} -> {rss1:.0f} MB over the loop (results kept), tracemalloc "
+          f"peak {peak / 1e6:.1f} MB over 100 isochrones, peak RSS {_max_rss_mb():.0f} MB")
     print(f"  reached nodes      median {np.median(reached):.0f}, p90 {np.percentile(reached, 90):.0f}")
     print(f"  polygon vertices   median {np.median(vertices):.0f}, max {vertices.max()}")
     print(f"  area / circle      p10 {np.percentile(ratio, 10):.2f}, median {np.median(ratio):.2f}, "
           f"p90 {np.percentile(ratio, 90):.2f}, max {ratio.max():.2f}  (circle {circle_m2 / 1e6:.3f} km²)")
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB on Linux
 
 
 def _vertices(geojson: dict) -> int:
