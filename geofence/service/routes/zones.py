@@ -63,8 +63,8 @@ class SizingIn(BaseModel):
         travel = self.mode is not None or self.method is not None
         if travel and (self.profile is not None or self.radius_m is not None):
             raise ValueError("give either mode/method (travel time) or profile/radius_m (circle), not both")
-        if not travel and self.profile is None and self.radius_m is None:
-            raise ValueError("give a profile or radius_m (circle), or a mode/method (travel time)")
+        if not travel and self.profile is None:
+            raise ValueError("give a profile (circle), or a mode/method (travel time)")
         return self
 
     @property
@@ -160,9 +160,7 @@ def to_zone(body: ZoneIn, zone_id: str, extract: StreetExtract | None = None) ->
     else:
         assert body.sizing is not None
         s = body.sizing
-        if s.profile is None:
-            s = s.model_copy(update={"profile": "walk"})  # only radius_m given: the profile is not used
-        assert s.profile is not None
+        assert s.profile is not None  # SizingIn.one_sizing
         if s.profile not in PROFILES:
             raise ZoneError(f"unknown travel profile {s.profile!r}; use one of {', '.join(sorted(PROFILES))}")
         geometry = size_zone(s.lat, s.lng, s.profile, s.minutes, s.radius_m)
