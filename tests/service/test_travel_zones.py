@@ -148,3 +148,19 @@ def test_resize_turns_fallback_circles_into_isochrones_and_reports_each(
     plain = cli_db.get(ZoneRow, "plain")
     assert plain is not None and plain.data["geometry"] == {
         "type": "circle", "lat": 60.5221018, "lng": 26.9365858, "radius_m": 80.0}
+
+
+def test_the_extract_is_read_once_and_again_when_the_file_is_replaced(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from geofence.service.streets import load_extract
+
+    path = tmp_path / "region.osm.pbf"
+    shutil.copyfile(bundled_extract("test_pbf"), path)
+    first = load_extract(path)
+    assert load_extract(path) is first
+    shutil.copyfile(bundled_extract("helsinki_pbf"), path)  # a "newer extract" under the same name
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    second = load_extract(path)
+    assert second is not first and second.info.date != first.info.date
