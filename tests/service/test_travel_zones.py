@@ -45,7 +45,7 @@ def test_isochrone_zone_is_indexed_and_keeps_the_motorway_out(karhula_client: Te
     assert travel["label"] == "5 min on foot" and travel["method"] == "isochrone"
     assert travel["fallback"] is None and travel["extract"] == "test.osm.pbf"
     assert travel["extract_date"].startswith("2019-01-23") and travel["speeds_kmh"]["residential"] == 5.0
-    index = karhula_client.app.state.runtime.services["geofence"].index
+    index = karhula_client.app.state.runtime.geofence.index
     assert index.match(STORE["lat"], STORE["lng"]) == ["k"]
     assert index.match(*ACROSS_MOTORWAY) == []  # inside the 397 m circle, but not 5 minutes away
     assert karhula_client.get("/v1/zones/k").json()["travel"] == travel

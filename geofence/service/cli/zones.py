@@ -42,7 +42,7 @@ def import_zones(
         zones, errors = (read_zones_geojson if is_geojson else read_zones_csv)(text, streets)
     except (ZoneError, ValueError) as exc:
         raise fail(f"{file}: {exc}") from None
-    service = runtime.services["geofence"]
+    service = runtime.geofence
     saved = 0
     for zone in progress(zones, total=len(zones), label=f"importing {file.name}"):
         try:
@@ -62,7 +62,7 @@ def export_zones(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
 ) -> None:
     """Write every zone as a GeoJSON FeatureCollection."""
-    service = load_runtime().services["geofence"]
+    service = load_runtime().geofence
     doc = json.dumps(write_zones_geojson(service.index.zones()), ensure_ascii=False, indent=1)
     if output is None:
         print(doc)
@@ -82,7 +82,7 @@ def resize_zones(
     the same file so that new zones use it too."""
     runtime = load_runtime()
     streets = _extract(extract, runtime.settings)
-    service = runtime.services["geofence"]
+    service = runtime.geofence
     zones = sorted((z for z in service.index.zones() if z.travel is not None), key=lambda z: z.id)
     changes: list[ZoneChange] = []
     failed = 0

@@ -205,7 +205,7 @@ def _travel_out(travel: dict[str, Any]) -> TravelOut:
 
 
 def _service(runtime: RuntimeDep) -> GeofenceService:
-    return runtime.services["geofence"]  # type: ignore[no-any-return]
+    return runtime.geofence
 
 
 ServiceDep = Annotated[GeofenceService, Depends(_service)]
