@@ -16,9 +16,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from xml.parsers import expat
 
 from geofence.fixes import LocationFix
 
@@ -102,17 +102,17 @@ def read_trace_csv(
 def read_trace_gpx(
     text: str, *, device_id: str = "replay", default_accuracy_m: float = 10.0
 ) -> tuple[list[LocationFix], list[TraceError]]:
-    """Parse a GPX document's track points. Points without a usable time or position are reported."""
+    """Parse a GPX document's track points. Points without a usable time or position are reported with
+    the file line their element starts on."""
     try:
-        root = ET.fromstring(text)  # local files given on the command line or shipped test data
-    except ET.ParseError as exc:
-        return [], [TraceError(exc.position[0], f"not valid XML: {exc}")]
+        points = _gpx_points(text)
+    except expat.ExpatError as exc:
+        return [], [TraceError(exc.lineno, f"not valid XML: {expat.ErrorString(exc.code)}")]
     fixes: list[LocationFix] = []
     errors: list[TraceError] = []
-    for n, point in enumerate(p for p in root.iter() if _local(p.tag) in ("trkpt", "rtept", "wpt")):
-        children = {_local(c.tag): (c.text or "") for c in point}
+    for n, (line, attrs, children) in enumerate(points, 1):
         try:
-            lat, lng = _number(point.get("lat")), _number(point.get("lon"))
+            lat, lng = _number(attrs.get("lat")), _number(attrs.get("lon"))
             if lat is None or lng is None:
                 raise ValueError("point without lat/lon")
             if "time" not in children:
@@ -126,8 +126,48 @@ def read_trace_gpx(
                 )
             )
         except ValueError as exc:
-            errors.append(TraceError(n + 1, f"point {n + 1}: {exc}"))
+            errors.append(TraceError(line, f"point {n}: {exc}"))
     return fixes, errors
+
+
+_POINTS = frozenset({"trkpt", "rtept", "wpt"})
+
+
+def _gpx_points(text: str) -> list[tuple[int, dict[str, str], dict[str, str]]]:
+    """Each point element as (file line of its start tag, its attributes, its children's texts by local
+    name). expat directly, not ElementTree: only the parser knows the line an element starts on."""
+    parser = expat.ParserCreate(namespace_separator="}")
+    points: list[tuple[int, dict[str, str], dict[str, str]]] = []
+    open_point: dict[str, str] | None = None
+    child: str | None = None
+    texts: list[str] = []
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        nonlocal open_point, child
+        name = _local(tag)
+        if open_point is None and name in _POINTS:
+            open_point = {}
+            points.append((parser.CurrentLineNumber, {_local(k): v for k, v in attrs.items()}, open_point))
+        elif open_point is not None and child is None:
+            child = name
+            texts.clear()
+
+    def end(tag: str) -> None:
+        nonlocal open_point, child
+        name = _local(tag)
+        if open_point is not None and child == name:
+            open_point[name] = "".join(texts)
+            child = None
+        elif open_point is not None and child is None and name in _POINTS:
+            open_point = None
+
+    def data(chunk: str) -> None:
+        if child is not None:
+            texts.append(chunk)
+
+    parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = start, end, data
+    parser.Parse(text, True)  # local files given on the command line or shipped test data
+    return points
 
 
 def read_trace(
