@@ -25,6 +25,9 @@ class FencePolicy:
     Attributes
     ----------
     dwell_after : time inside (fix time) before DWELL.
+    dwell_evidence : the sweep fires a DWELL by timer only for a device seen this long after its enter
+        (its last fix as stored: in service, once a heartbeat, ``geofence.ingest.HEARTBEAT``, so a
+        value below it counts as one heartbeat). A single fix says nothing of a stay.
     silence_exit_after : no fix for this long while inside -> EXIT (reason ``inferred_silence``).
     enter_confirm_fixes : fixes that must qualify before ENTER (1 = the first one enters).
     exit_after_outside_fixes : consecutive outside fixes before EXIT; one wild fix never exits when >= 2.
@@ -38,6 +41,7 @@ class FencePolicy:
     """
 
     dwell_after: timedelta = timedelta(seconds=300)
+    dwell_evidence: timedelta = timedelta(seconds=60)
     silence_exit_after: timedelta = timedelta(seconds=1800)
     enter_confirm_fixes: int = 1
     exit_after_outside_fixes: int = 2

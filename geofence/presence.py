@@ -11,9 +11,12 @@ negative inside, from ``zones.ZoneIndex.signed_distance_m``) combined with its a
   profile allows, and this held for ``enter_confirm_fixes`` fixes (or the fix reports a stop);
 - exit: ``exit_after_outside_fixes`` consecutive fixes with the centre outside, the last of which has its
   whole accuracy disc clear of the zone by ``exit_margin_m`` (hysteresis). A fix back inside resets;
-- dwell: ``dwell_after`` of fix time since the enter, on a fix or from the sweep (``sweep``);
+- dwell: ``dwell_after`` of fix time since the enter, on a fix or from the sweep (``sweep``: only for a
+  device seen at least ``dwell_evidence`` after its enter);
 - silence: no fix for ``silence_exit_after`` while inside -> EXIT ``inferred_silence`` (``sweep``);
-- a fix at or before the last one processed changes nothing (late and duplicate fixes never rewind);
+- a fix at or before the last one processed changes nothing (late and duplicate fixes never rewind), nor
+  does one at or before a transition the sweep fired: no event is ever stamped before another one of
+  the same device and zone;
 - a fix too imprecise for the zone only refreshes ``last_fix_at`` (it keeps a silent device alive but
   never causes a transition).
 
@@ -158,6 +161,8 @@ def step(
     at = fix.recorded_at
     if presence.last_fix_at is not None and at <= presence.last_fix_at:
         return presence, ()
+    if presence.dwelled and presence.since_at is not None and at <= presence.since_at:
+        return presence, ()  # a timer DWELL was fired at ``since_at``: nothing may happen before it
     p = _seen_at(presence, at)
     if fix.accuracy_m > policy.max_accuracy_m:
         return p, ()
@@ -223,9 +228,13 @@ def _exit(p: Presence, at: datetime, reason: str, ids: IdFactory) -> StepResult:
 def sweep(presence: Presence, at: datetime, policy: FencePolicy, *, ids: IdFactory = new_id) -> StepResult:
     """Timer transitions for a device that stopped reporting, evaluated at ``at`` (the sweep's time).
 
-    Fires DWELL at ``entered_at + dwell_after`` for a device still inside (no contrary evidence:
-    not exiting), and EXIT ``inferred_silence`` at ``last_fix_at + silence_exit_after``. Both carry the
-    time they became due, not the sweep's time. A pending enter that went silent is dropped.
+    Fires DWELL at ``entered_at + dwell_after`` for a device still inside (no contrary evidence: not
+    exiting) that was seen at least ``dwell_evidence`` after its enter (one fix, or fixes of a single
+    instant, say nothing of a stay), and EXIT ``inferred_silence`` at ``last_fix_at +
+    silence_exit_after``. Both carry the time they became due, not the sweep's time, and a timer
+    transition counts as processed up to that time: a fix recorded at or before it, arriving later,
+    changes nothing (the DWELL's ``since_at``, the EXIT's ``last_fix_at``, which the store makes the
+    device's last fix). A pending enter that went silent is dropped.
     """
     p, events = presence, []
     if p.last_fix_at is None:
@@ -236,12 +245,14 @@ def sweep(presence: Presence, at: datetime, policy: FencePolicy, *, ids: IdFacto
         and at >= p.entered_at + policy.dwell_after
     ):
         due = p.entered_at + policy.dwell_after
-        if due <= silent_at:
+        if due <= silent_at and p.last_fix_at - p.entered_at >= policy.dwell_evidence:
             p = replace(p, state=PresenceState.DWELLING, since_at=due, dwelled=True)
             events.append(_event(p, TransitionKind.DWELL, due, "dwell_timer", ids))
     if at >= silent_at:
         if p.state in INSIDE_STATES:
             p, exit_events = _exit(p, silent_at, "inferred_silence", ids)
+            if exit_events:  # the device is gone from that time on: its earlier fixes come too late
+                p = replace(p, last_fix_at=silent_at)
             events.extend(exit_events)
         elif p.state is PresenceState.ENTERING:
             p = replace(p, state=PresenceState.OUTSIDE, since_at=None, pending_fixes=0)

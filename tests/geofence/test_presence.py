@@ -121,7 +121,7 @@ def test_a_fix_too_imprecise_for_the_zone_causes_no_transition():
 
 
 def test_going_silent_inside_dwells_then_exits_on_the_sweep():
-    p, events, _ = run([fix(0, 0, 0), fix(0, 3, 20)])
+    p, events, _ = run([fix(0, 0, 0), fix(0, 3, 20), fix(0, 3, 60)])
     assert kinds(events) == ["enter"]
     p, swept = sweep(p, T0 + timedelta(seconds=200), POLICY)
     assert swept == ()
@@ -131,15 +131,42 @@ def test_going_silent_inside_dwells_then_exits_on_the_sweep():
     p, swept = sweep(p, T0 + timedelta(minutes=40), POLICY)
     assert kinds(swept) == ["exit"]
     assert swept[0].reason == "inferred_silence"
-    assert swept[0].at == T0 + timedelta(seconds=20) + POLICY.silence_exit_after
+    assert swept[0].at == T0 + timedelta(seconds=60) + POLICY.silence_exit_after
     assert p.state is PresenceState.OUTSIDE
 
 
 def test_a_late_sweep_fires_dwell_and_exit_in_order():
-    p, _, _ = run([fix(0, 0, 0)])
+    p, _, _ = run([fix(0, 0, 0), fix(0, 0, 90)])
     _, swept = sweep(p, T0 + timedelta(hours=3), POLICY)
     assert kinds(swept) == ["dwell", "exit"]
     assert swept[0].visit_id == swept[1].visit_id
+
+
+@pytest.mark.parametrize("seen_s", [0, 30, 59])
+def test_a_timer_dwell_needs_the_device_seen_a_while_after_its_enter(seen_s):
+    """One fix (or fixes within ``dwell_evidence`` of the enter) says nothing of a stay: no timer dwell,
+    and the silence exit still closes the visit."""
+    p, _, _ = run([fix(0, 0, 0), fix(0, 0, seen_s)] if seen_s else [fix(0, 0, 0)])
+    p, swept = sweep(p, T0 + timedelta(minutes=10), POLICY)
+    assert swept == () and p.state is PresenceState.INSIDE
+    _, swept = sweep(p, T0 + timedelta(hours=3), POLICY)
+    assert kinds(swept) == ["exit"] and swept[0].reason == "inferred_silence"
+    _, swept = sweep(run([fix(0, 0, 0), fix(0, 0, 60)])[0], T0 + timedelta(minutes=10), POLICY)
+    assert kinds(swept) == ["dwell"]
+
+
+def test_a_late_fix_cannot_step_a_presence_before_a_transition_the_sweep_fired():
+    p, _, _ = run([fix(0, 0, 0), fix(0, 0, 60)])
+    dwelled, swept = sweep(p, T0 + timedelta(minutes=6), POLICY)
+    assert kinds(swept) == ["dwell"]
+    for t_s in (120, 200, 300):  # recorded after the last fix, not after the timer dwell
+        f = fix(0, 900, t_s)
+        assert step(dwelled, f, circle_distance(STORE, RADIUS_M, f.lat, f.lng), POLICY) == (dwelled, ())
+    f = fix(0, 900, 310)
+    assert step(dwelled, f, circle_distance(STORE, RADIUS_M, f.lat, f.lng), POLICY)[0].state is (
+        PresenceState.EXITING)
+    closed, swept = sweep(dwelled, T0 + timedelta(hours=1), POLICY)
+    assert kinds(swept) == ["exit"] and closed.last_fix_at == swept[0].at  # later fixes are late for it
 
 
 def test_out_of_order_and_duplicate_fixes_never_move_presence_backwards():

@@ -69,6 +69,7 @@ from zones.sizing import zone_size_m
 
 log = logging.getLogger(__name__)
 SWEEP_CHUNK = 500
+SWEEP_LIMIT = 100_000
 ZONES_SYNC_EVERY_S = 5.0
 PURGE_EVERY_S = 3600.0
 
@@ -158,10 +159,9 @@ class GeofenceService:
         published: list[ZoneEvent] = []
         with Session(self.engine, expire_on_commit=False) as session:
             uow = self._uow(session)
-            due = uow.presence.due_for_sweep(at, silent_since=silent_since, limit=100_000)
+            due = uow.presence.due_for_sweep(at, silent_since=silent_since, limit=SWEEP_LIMIT)
             session.rollback()
-            for start in range(0, len(due), SWEEP_CHUNK):
-                chunk = due[start : start + SWEEP_CHUNK]
+            for chunk in _whole_devices(due, SWEEP_CHUNK, complete=len(due) < SWEEP_LIMIT):
                 with self._lock:
                     changed, events = self.ingestor.sweep_presences(
                         [p for p in chunk if p.zone_id in self.index], at
@@ -289,6 +289,24 @@ class GeofenceService:
             self.ingestor.forget_zone(zone_id)
         self._publish(events)
         return True
+
+
+def _whole_devices(due: list[Presence], size: int, *, complete: bool) -> Iterable[list[Presence]]:
+    """Chunks of about ``size`` presences that never split a device's (``due`` is ordered by device
+    within each last fix). A silence exit moves the device's last fix to the exit's time: a presence of
+    the device left to a later chunk or sweep would count its silence from there. When the read was cut
+    at its limit (not ``complete``), the last device may be cut too: it is left whole to the next sweep."""
+    chunk: list[Presence] = []
+    for i, p in enumerate(due):
+        if len(chunk) >= size and p.device_id != due[i - 1].device_id:
+            yield chunk
+            chunk = []
+        chunk.append(p)
+    if not complete and chunk:
+        last = chunk[-1].device_id
+        chunk = [p for p in chunk if p.device_id != last]
+    if chunk:
+        yield chunk
 
 
 def _service(runtime: Runtime) -> GeofenceService:
