@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from geofence.fixes import FixLimits, LocationFix, check_fix, fix_problem
-from geofence.traces import TraceError, read_trace, read_trace_csv, read_trace_gpx, thin
+from geofence.traces import (
+    Ingest,
+    Sweep,
+    TraceError,
+    live_schedule,
+    read_trace,
+    read_trace_csv,
+    read_trace_gpx,
+    thin,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 AT = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
@@ -95,3 +104,20 @@ def test_fast_check_agrees_with_the_full_check(lat, lng, acc, dt_s, naive):
 def test_gpx_parser_never_raises(text):
     fixes, errors = read_trace_gpx('<gpx><trk><trkseg><trkpt lat="1" lon="2">' + text)
     assert isinstance(fixes, list) and all(e.line >= 1 for e in errors)
+
+
+def test_live_schedule_ingests_each_fix_at_its_time_and_sweeps_every_interval_through_gaps():
+    t0 = datetime(2026, 3, 14, 12, 0, 5, tzinfo=UTC)
+    times = [t0, t0 + timedelta(seconds=50), t0 + timedelta(seconds=55), t0 + timedelta(minutes=5)]
+    fixes = [LocationFix("d", 48.0, 2.0, 10.0, t) for t in times]
+    steps = list(live_schedule(fixes, sweep_every=timedelta(seconds=60), drain=timedelta(seconds=90)))
+    shown = [(type(s).__name__, s.at.strftime("%H:%M:%S"), len(getattr(s, "fixes", ()))) for s in steps]
+    assert shown == [
+        ("Ingest", "12:00:05", 1), ("Ingest", "12:00:55", 1), ("Ingest", "12:01:00", 1),  # recorded <= tick
+        ("Sweep", "12:01:00", 0), ("Sweep", "12:02:00", 0), ("Sweep", "12:03:00", 0),
+        ("Sweep", "12:04:00", 0), ("Sweep", "12:05:00", 0), ("Ingest", "12:05:05", 1),
+        ("Sweep", "12:06:00", 0), ("Sweep", "12:07:00", 0),
+    ]
+    batched = list(live_schedule(fixes, sweep_every=timedelta(seconds=60), batch=10, drain=timedelta(0)))
+    assert [len(s.fixes) for s in batched if isinstance(s, Ingest)] == [3, 1]  # never across a sweep
+    assert all(isinstance(s, Sweep) for s in batched[-1:])

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -62,6 +63,7 @@ from geofence.service.runtime import Job, Runtime
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
 from geofence.store import ConflictError
+from geofence.traces import Sweep, live_schedule
 from zones.geometry import validate_zone
 from zones.index import ZoneIndex
 from zones.model import Zone
@@ -70,6 +72,7 @@ from zones.sizing import zone_size_m
 log = logging.getLogger(__name__)
 SWEEP_CHUNK = 500
 SWEEP_LIMIT = 100_000
+_RECORDED_AT = attrgetter("recorded_at")
 ZONES_SYNC_EVERY_S = 5.0
 PURGE_EVERY_S = 3600.0
 
@@ -180,6 +183,18 @@ class GeofenceService:
             uow.commit()
         self._publish(published)
         return published
+
+    def replay(
+        self, fixes: Sequence[LocationFix], *, sweep_every: timedelta, batch: int = 1
+    ) -> Iterator[tuple[IngestOutcome | None, list[ZoneEvent]]]:
+        """A recorded trace through the live path (``traces.live_schedule``): each step's ingest outcome
+        (None for a sweep) and the events it fired, as they happen."""
+        for step in live_schedule(sorted(fixes, key=_RECORDED_AT), sweep_every=sweep_every, batch=batch):
+            if isinstance(step, Sweep):
+                yield None, self.sweep(step.at)
+            else:
+                outcome = self.ingest(step.fixes, at=step.at)
+                yield outcome, outcome.events
 
     def purge_fixes(self, at: datetime) -> int:
         if not self.retain_fixes:
