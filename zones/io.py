@@ -2,9 +2,9 @@
 
 CSV columns (header row required, order free; only ``name, lat, lng`` and one of ``profile``/``radius_m``
 are needed): ``id, name, lat, lng, profile, minutes, radius_m, tags, tz, country, store_id,
-dwell_after_s, accuracy_tolerance_m, exit_margin_m, enter_confirm_fixes``; ``tags`` are separated by ``;``
-or ``|``; any other column goes to ``metadata``. Without an ``id`` the zone id is the ``store_id``, else a
-stable UUID5 of name and position.
+dwell_after_s, accuracy_tolerance_m, exit_margin_m, enter_confirm_fixes, spike_hold_m``; ``tags`` are
+separated by ``;`` or ``|``; any other column goes to ``metadata``. Without an ``id`` the zone id is the
+``store_id``, else a stable UUID5 of name and position.
 
 GeoJSON: a FeatureCollection whose features are ``Point`` (with ``radius_m`` or ``profile``/``minutes``
 properties) or ``Polygon``/``MultiPolygon``; other properties as in CSV (``tags`` may be a list,
@@ -27,7 +27,7 @@ from zones.geometry import validate_zone
 from zones.model import Area, Circle, FenceSettings, Zone
 from zones.sizing import size_zone
 
-_FENCE = ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes")
+_FENCE = ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes", "spike_hold_m")
 _KNOWN = {"id", "name", "lat", "lng", "profile", "minutes", "radius_m", "tags", "tz", "country", "store_id"}
 _KNOWN |= set(_FENCE)
 _NS = uuid.UUID("6f1d6c43-2b1e-4d7e-9d6c-0a7c1f1e5a10")
