@@ -299,19 +299,21 @@ def sweep(presence: Presence, at: datetime, policy: FencePolicy, *, ids: IdFacto
     device's last fix). A pending enter that went silent is dropped; an enter held for ``spike_wait``
     with no next fix fires, stamped at the held fix's time (with no position: none is kept).
     """
-    p, events = presence, []
-    if p.last_fix_at is None:
+    p = presence
+    events: list[ZoneEvent] = []
+    last = p.last_fix_at
+    if last is None:
         return p, ()
     if p.state is PresenceState.HOLDING and p.since_at is not None and at >= p.since_at + policy.spike_wait:
         p, entered = _enter(p, p.since_at, None, "held", policy, ids)  # no next fix came to tell
         events.extend(entered)
-    silent_at = p.last_fix_at + policy.silence_exit_after
+    silent_at = last + policy.silence_exit_after
     if (
         p.state is PresenceState.INSIDE and not p.dwelled and p.entered_at is not None
         and at >= p.entered_at + policy.dwell_after
     ):
         due = p.entered_at + policy.dwell_after
-        if due <= silent_at and p.last_fix_at - p.entered_at >= policy.dwell_evidence:
+        if due <= silent_at and last - p.entered_at >= policy.dwell_evidence:
             p = replace(p, state=PresenceState.DWELLING, since_at=due, dwelled=True)
             events.append(_event(p, TransitionKind.DWELL, due, "dwell_timer", ids))
     if at >= silent_at:

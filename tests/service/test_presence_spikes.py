@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from geofence.fixes import LocationFix
-from geofence.service.runtime import build_runtime
+from geofence.service.runtime import bootstrap
 from geofence.traces import read_trace_gpx, thin
 from tests.geofence.tracks import offset
 from zones.model import Circle, FenceSettings, Zone
@@ -30,9 +30,9 @@ def spiked_trace() -> tuple[list[LocationFix], int]:
 
 def replay(settings, engine, fence: FenceSettings | None) -> list[tuple[str, str]]:
     fixes, k = spiked_trace()
-    runtime = build_runtime(settings, engine)
-    runtime.services.pop("location_consent_filter", None)
-    service = runtime.services["geofence"]
+    runtime = bootstrap(settings, engine)
+    runtime.geofence.location_consent = None
+    service = runtime.geofence
     drive = Zone("drive", "Drive-through", Circle(fixes[k].lat, fixes[k].lng, 309.0), profile="drive",
                  fence=fence)
     service.save_zones([drive], at=fixes[0].recorded_at)

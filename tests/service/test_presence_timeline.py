@@ -11,7 +11,7 @@ import pytest
 
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
-from geofence.service.runtime import build_runtime
+from geofence.service.runtime import bootstrap
 from geofence.traces import read_trace_gpx
 from tests.geofence.tracks import STORE
 from zones.model import Circle, Zone
@@ -31,9 +31,9 @@ def every_10_s(start: datetime, end: datetime) -> list[LocationFix]:
 
 @pytest.fixture
 def service(settings, engine):
-    runtime = build_runtime(settings, engine)
-    runtime.services.pop("location_consent_filter", None)
-    svc = runtime.services["geofence"]
+    runtime = bootstrap(settings, engine)
+    runtime.geofence.location_consent = None
+    svc = runtime.geofence
     svc.save_zones([SHOP], at=NOON - timedelta(days=1))
     return svc
 

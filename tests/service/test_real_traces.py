@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from geofence.fixes import LocationFix, distance_m
-from geofence.service.runtime import build_runtime
+from geofence.service.runtime import bootstrap
 from geofence.traces import read_trace_gpx, thin
 from tests.geofence.tracks import offset
 from zones.model import Circle, FenceSettings, Zone
@@ -97,9 +97,9 @@ def test_real_traces_never_flap_dwell_at_every_pause_and_reject_jumps(
     fixes = thin(original, timedelta(seconds=every_s)) if every_s else original
     zones, pause_ids = zones_for(original)
     fixes, jumps = with_jumps(fixes)
-    runtime = build_runtime(settings, sqlite_engine)
-    runtime.services.pop("location_consent_filter", None)
-    service = runtime.services["geofence"]
+    runtime = bootstrap(settings, sqlite_engine)
+    runtime.geofence.location_consent = None
+    service = runtime.geofence
     service.save_zones(zones, at=fixes[0].recorded_at)
     events, rejected = [], []
     for outcome, fired in service.replay(fixes, sweep_every=timedelta(seconds=60)):

@@ -63,10 +63,10 @@ def live(settings, engine, zones: list[Zone], fixes: list[LocationFix]) -> Event
     from geofence.service.wiring.geofence import sweep_job
 
     app = create_app(settings, engine=engine)
-    app.state.runtime.services.pop("location_consent_filter", None)
+    app.state.runtime.geofence.location_consent = None
     every = timedelta(seconds=settings.scheduler.sweep_every_s)
     with TestClient(app) as client, freeze_time(fixes[0].recorded_at) as frozen:
-        app.state.runtime.services["geofence"].save_zones(zones, at=fixes[0].recorded_at)
+        app.state.runtime.geofence.save_zones(zones, at=fixes[0].recorded_at)
         # the arrivals and ticks of live_schedule are those of a live deployment; each step is done here
         # by the live path's own pieces: the HTTP route and the scheduler's job function
         for step in live_schedule(fixes, sweep_every=every):

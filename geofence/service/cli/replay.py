@@ -51,8 +51,8 @@ def replay(
         fixes = thin(fixes, timedelta(seconds=every_s))
     runtime = load_runtime()
     if skip_consent:
-        runtime.services.pop("location_consent_filter", None)
-    service = runtime.services["geofence"]
+        runtime.geofence.location_consent = None
+    service = runtime.geofence
     sweep_every = timedelta(seconds=sweep_every_s or runtime.settings.scheduler.sweep_every_s)
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     n_events = 0
