@@ -16,7 +16,9 @@ from sqlalchemy.engine import Engine
 
 from geofence.events import EventBus
 from geofence.service.db import create_schema, is_postgres, make_engine
+from geofence.service.loops import Loop
 from geofence.service.settings import Settings
+from geofence.service.wakeup import Wakeups
 
 SETUP_HOOKS = (
     "geofence.service.wiring.geofence:setup",
@@ -44,9 +46,14 @@ class Runtime:
     bus: EventBus = field(default_factory=EventBus)
     services: dict[str, Any] = field(default_factory=dict)
     jobs: list[Job] = field(default_factory=list)
+    loops: list[Loop] = field(default_factory=list)  # woken by commits (``geofence.service.loops``)
+    wakeups: Wakeups = field(default_factory=Wakeups)
 
     def add_job(self, job: Job) -> None:
         self.jobs = [j for j in self.jobs if j.id != job.id] + [job]
+
+    def add_loop(self, loop: Loop) -> None:
+        self.loops = [x for x in self.loops if x.id != loop.id] + [loop]
 
 
 def build_runtime(settings: Settings, engine: Engine | None = None) -> Runtime:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from geofence.service.runtime import Job, Runtime
+from geofence.service.event_log import Consumer, ConsumerRunner, Handle, RetryPolicy
+from geofence.service.loops import Loop
+from geofence.service.runtime import Runtime
+from geofence.service.wakeup import OUTBOX_CHANNEL, notify
+
+CAMPAIGN_CONSUMER = "campaigns"
 
 
 def setup(runtime: Runtime) -> None:
@@ -14,7 +20,7 @@ def setup(runtime: Runtime) -> None:
 
 
 def setup_campaigns(runtime: Runtime) -> None:
-    """The zone-event subscriber (decide + write deliveries) and the outbox dispatcher job.
+    """The campaign consumer of the zone-event log (decide + write deliveries) and the dispatcher loop.
 
     ``runtime.services["decision_policy"]`` (a ``campaigns.decide.DecisionPolicy``) may be set by an
     operator hook before this runs to change the global caps or the legal-hours table.
@@ -29,21 +35,40 @@ def setup_campaigns(runtime: Runtime) -> None:
         runtime.engine, now=clock.now, policy=policy, zone_resolver=runtime.services.get("zone_info")
     )
     runtime.services["campaign_handler"] = handler
-    runtime.bus.subscribe(handler)
-    runtime.add_job(
-        Job(
-            id="dispatch",
-            func=dispatch_job,
-            every_s=runtime.settings.scheduler.dispatch_every_s,
-            role="worker",
-        )
+    runtime.add_loop(campaign_consumer_loop(runtime, handler.handle))
+
+    def dispatch() -> bool:
+        dispatch_job(runtime)
+        return False
+
+    runtime.add_loop(Loop("dispatch", dispatch, runtime.wakeups.outbox,
+                          runtime.settings.scheduler.dispatch_every_s, role="worker"))
+
+
+def campaign_consumer_loop(runtime: Runtime, handle: Handle) -> Loop:
+    """The log consumer ``campaigns``: each committed zone event decided once (idempotent by event id);
+    what it writes wakes the dispatcher, here and (``NOTIFY``) in any other worker."""
+    from geofence.service import clock
+
+    scheduler = runtime.settings.scheduler
+    wakeups, engine = runtime.wakeups, runtime.engine
+
+    def fed_outbox() -> None:
+        wakeups.outbox.set()
+        notify(engine, OUTBOX_CHANNEL)
+
+    runner = ConsumerRunner(
+        engine, Consumer(CAMPAIGN_CONSUMER, handle), now=clock.now, on_handled=fed_outbox,
+        retry=RetryPolicy(max_attempts=scheduler.consumer_max_attempts,
+                          first_delay=timedelta(seconds=scheduler.consumer_retry_s)),
     )
+    return Loop(f"consumer:{CAMPAIGN_CONSUMER}", runner.run_once, wakeups.events, scheduler.events_poll_s,
+                role="worker")
 
 
 def decision_policy(settings: Any) -> Any:
     """The operator's caps and legal-hours table (a JSON file replaces the built-in table)."""
     import json
-    from datetime import timedelta
 
     from campaigns.decide import DecisionPolicy
     from campaigns.legal_hours import DEFAULT_TABLE, load_legal_table

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -56,11 +57,13 @@ from geofence.policy import FencePolicy, limits_from_defaults, policy_for_zone, 
 from geofence.presence import Presence, PresenceState
 from geofence.service import clock
 from geofence.service.db import ConnectionUnit
+from geofence.service.loops import Loop
 from geofence.service.metrics import FIXES, ZONE_EVENTS
 from geofence.service.presence_store import PresenceCache, SqlUnitOfWork
 from geofence.service.runtime import Job, Runtime
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
+from geofence.service.wakeup import CONFIG_CHANNEL, notify
 from geofence.store import ConflictError
 from zones.geometry import validate_zone
 from zones.index import ZoneIndex
@@ -113,7 +116,8 @@ class GeofenceService:
         return policy_for_zone(self.policy, zone.fence, size_m=zone_size_m(zone), profile=zone.profile)
 
     def _uow(self, session: Session | ConnectionUnit) -> SqlUnitOfWork:
-        return SqlUnitOfWork(session, retain_fixes=self.retain_fixes, cache=self.presence_cache)
+        return SqlUnitOfWork(session, retain_fixes=self.retain_fixes, cache=self.presence_cache,
+                             on_events=self.runtime.wakeups.events.set)
 
     # -- ingest -----------------------------------------------------------------------------------
     def ingest(
@@ -142,14 +146,16 @@ class GeofenceService:
         return outcome
 
     def _publish(self, events: Sequence[ZoneEvent]) -> None:
+        """Count committed events and show them to in-process observers (dry runs, tests). Consumers
+        that must not miss one read the log instead (``geofence.service.event_log``)."""
         if not events:
             return
         for event in events:
             ZONE_EVENTS.labels(event.kind.value).inc()
         try:
             self.runtime.bus.publish(events)
-        except Exception:  # committed already: a subscriber's failure must not fail the ingest
-            log.exception("zone event subscriber failed")
+        except Exception:  # committed already: an observer's failure must not fail the ingest
+            log.exception("zone event observer failed")
 
     # -- timers -----------------------------------------------------------------------------------
     def sweep(self, at: datetime) -> list[ZoneEvent]:
@@ -250,6 +256,7 @@ class GeofenceService:
                 row.updated_at, row.deleted_at = stamp, None
                 session.add(row)
             session.commit()
+        notify(self.engine, CONFIG_CHANNEL)  # the other processes' zone loops sync now
         with self._lock:
             for zone in saved:
                 self.index.add(zone)
@@ -283,6 +290,7 @@ class GeofenceService:
             uow.presence.save(changed)
             uow.events.add(events, recorded_at=at)
             uow.commit()
+        notify(self.engine, CONFIG_CHANNEL)
         with self._lock:
             if zone_id in self.index:
                 self.index.remove(zone_id)
@@ -301,10 +309,20 @@ def sweep_job(runtime: Runtime) -> None:
         log.info("presence sweep fired %d events", len(events))
 
 
-def zones_sync_job(runtime: Runtime) -> None:
-    service = _service(runtime)
-    service.sync_zones()
-    service.sync_open_devices()
+def zones_sync_loop(runtime: Runtime, service: GeofenceService) -> Loop:
+    """Zone changes reach this process within ``scheduler.config_poll_s`` (at once where a NOTIFY wakes
+    it), in every process, scheduler or not; the open-visit set is refreshed every ``ZONES_SYNC_EVERY_S``."""
+    refreshed = [0.0]
+
+    def sync() -> bool:
+        service.sync_zones()
+        if time.monotonic() - refreshed[0] >= ZONES_SYNC_EVERY_S:
+            service.sync_open_devices()
+            refreshed[0] = time.monotonic()
+        return False
+
+    return Loop("geofence.zones_sync", sync, runtime.wakeups.config, runtime.settings.scheduler.config_poll_s,
+                role="any")
 
 
 def purge_fixes_job(runtime: Runtime) -> None:
@@ -319,7 +337,7 @@ def setup(runtime: Runtime) -> None:
     runtime.services["geofence"] = service
     runtime.services["zone_index"] = service.index
     runtime.add_job(Job("geofence.sweep", sweep_job, runtime.settings.scheduler.sweep_every_s, role="worker"))
-    runtime.add_job(Job("geofence.zones_sync", zones_sync_job, ZONES_SYNC_EVERY_S, role="any"))
+    runtime.add_loop(zones_sync_loop(runtime, service))
     if runtime.settings.ingest.fix_retention_s > 0:
         runtime.add_job(Job("geofence.purge_fixes", purge_fixes_job, PURGE_EVERY_S, role="worker"))
 

@@ -1,0 +1,302 @@
+"""Zone events as a durable log, read by consumers that each keep their own cursor in the database.
+
+The rule that makes a cursor safe: ``zone_events.seq`` numbers are taken under the presence clock's
+row lock, which the writing transaction holds until it commits (PostgreSQL; SQLite has one writer), so
+they become visible in order. A reader that has seen ``seq`` = n has seen every event numbered below n,
+and "events with ``seq`` > my cursor" never passes one that a slower transaction commits later.
+(A plain sequence or identity column would not do: numbers are handed out at insert, not at commit.)
+
+Delivery is at least once: a consumer handles a batch, then moves its cursor past it, so a crash in
+between hands the batch again; a consumer's effects are idempotent by event id (the campaign consumer:
+a unique key per campaign and event). An event a consumer fails on is recorded in ``consumer_failures``
+and the cursor moves on — later events and other consumers are not held up; the failure is retried
+with backoff, then parked with its error until an operator retries it (``/v1/admin/consumers``).
+On PostgreSQL a pass holds an advisory lock named after the consumer: one process consumes at a time
+(a killed one releases it with its connection).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Connection, delete, func, select, text, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from geofence.events import TransitionKind, ZoneEvent
+from geofence.service.metrics import REGISTRY
+from geofence.service.tables._types import as_utc
+from geofence.service.tables.consumers import ConsumerFailureRow, EventConsumerRow
+from geofence.service.tables.presence import ZoneEventRow
+
+log = logging.getLogger(__name__)
+
+CONSUMER_EVENTS = Counter(
+    "geofence_consumer_events_total",
+    "Zone events handled by each log consumer, by outcome (handled | failed | retried | parked).",
+    ["consumer", "outcome"],
+    registry=REGISTRY,
+)
+CONSUMER_PARKED = Gauge(
+    "geofence_consumer_parked_events",
+    "Events a consumer gave up on after its retries, waiting for an operator (read at scrape time).",
+    ["consumer"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "geofence_consumer_lag_events",
+    "Events in the log past the consumer's cursor (read at scrape time).",
+    ["consumer"],
+    registry=REGISTRY,
+)
+
+Handle = Callable[[ZoneEvent], object]
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A reader of the log. ``handle`` raises to fail an event, and must be idempotent by event id."""
+
+    name: str
+    handle: Handle
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for failed events: ``first_delay`` doubling up to ``max_delay``; parked at ``max_attempts``."""
+
+    max_attempts: int = 5
+    first_delay: timedelta = timedelta(seconds=2)
+    max_delay: timedelta = timedelta(minutes=10)
+
+    def delay(self, attempts: int) -> timedelta:
+        """Wait after the ``attempts``-th failure (1 = the first)."""
+        return min(self.max_delay, self.first_delay * (2 ** max(0, attempts - 1)))
+
+
+def to_event(row: ZoneEventRow) -> ZoneEvent:
+    return ZoneEvent(
+        id=row.id, zone_id=row.zone_id, device_id=row.device_id or "",  # "" once its owner was erased
+        kind=TransitionKind(row.kind), at=as_utc(row.at),  # type: ignore[arg-type]
+        visit_id=row.visit_id, reason=row.reason, lat=row.lat, lng=row.lng,
+    )
+
+
+def read_after(session: Session, seq: int, limit: int) -> list[tuple[int, ZoneEvent]]:
+    """The next ``limit`` events of the log after ``seq``, in order."""
+    rows = session.execute(
+        select(ZoneEventRow).where(ZoneEventRow.seq > seq).order_by(ZoneEventRow.seq).limit(limit)  # type: ignore[operator, arg-type]
+    ).scalars()
+    return [(int(r.seq), to_event(r)) for r in rows]  # type: ignore[arg-type]
+
+
+def append(engine: Engine, events: Sequence[ZoneEvent], *, recorded_at: datetime) -> None:
+    """Write events to the log in their own transaction (the ingest writes them with its presences)."""
+    from geofence.service.db import ConnectionUnit
+    from geofence.service.presence_store import SqlEventStore
+
+    with ConnectionUnit(engine) as unit:
+        SqlEventStore(unit).add(events, recorded_at=recorded_at)
+        unit.commit()
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _exclusive(conn: Connection, name: str) -> bool:
+    """One consuming process per consumer on PostgreSQL (a transaction-scoped advisory lock)."""
+    if conn.dialect.name != "postgresql":
+        return True  # SQLite: effects are idempotent anyway; a second worker only duplicates reads
+    key = zlib.crc32(f"geofence.consumer:{name}".encode()) - 2**31
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+
+
+class ConsumerRunner:
+    """Runs one consumer: new events after its cursor, then its failures that are due again."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        consumer: Consumer,
+        *,
+        now: Callable[[], datetime],
+        retry: RetryPolicy | None = None,
+        batch: int = 200,
+        on_handled: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.consumer = consumer
+        self.now = now
+        self.retry = retry or RetryPolicy()
+        self.batch = batch
+        self.on_handled = on_handled  # after a pass that handled something (wake what it fed)
+
+    @property
+    def name(self) -> str:
+        return self.consumer.name
+
+    def run_once(self) -> bool:
+        """One pass; True when more may be waiting (a full batch)."""
+        with self.engine.connect() as lock:
+            if not _exclusive(lock, self.name):
+                return False
+            more, handled = self._new_events()
+            retried = self._due_failures()
+            lock.rollback()  # releases the advisory lock
+        if (handled or retried) and self.on_handled is not None:
+            self.on_handled()
+        return more
+
+    def _cursor(self, session: Session) -> int:
+        row = session.get(EventConsumerRow, self.name)
+        if row is None:
+            session.add(EventConsumerRow(name=self.name, cursor_seq=0, updated_at=self.now()))
+            session.flush()
+            return 0
+        return int(row.cursor_seq)
+
+    def _new_events(self) -> tuple[bool, int]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            cursor = self._cursor(session)
+            session.commit()
+            events = read_after(session, cursor, self.batch)
+            session.rollback()
+        if not events:
+            return False, 0
+        failed: list[tuple[int, ZoneEvent, str]] = []
+        for seq, event in events:
+            try:
+                self.consumer.handle(event)
+            except Exception as exc:  # recorded, retried later: later events go on
+                log.warning("consumer %s failed on event %s: %s", self.name, event.id, _error_text(exc))
+                failed.append((seq, event, _error_text(exc)))
+        at = self.now()
+        with Session(self.engine) as session:  # the failures and the cursor move together
+            known = set(
+                session.execute(
+                    select(ConsumerFailureRow.event_id).where(
+                        ConsumerFailureRow.consumer == self.name,
+                        ConsumerFailureRow.event_id.in_([e.id for _, e, _ in failed]),  # type: ignore[attr-defined]
+                    )
+                ).scalars()
+            ) if failed else set()
+            for seq, event, error in failed:
+                if event.id not in known:  # handed again after a crash: the first record stands
+                    session.add(ConsumerFailureRow(
+                        consumer=self.name, event_id=event.id, seq=seq, attempts=1, last_error=error,
+                        first_failed_at=at, next_attempt_at=at + self.retry.delay(1),
+                        parked_at=at if self.retry.max_attempts <= 1 else None,
+                    ))
+            session.execute(
+                update(EventConsumerRow)
+                .where(EventConsumerRow.name == self.name)  # type: ignore[arg-type]
+                .where(EventConsumerRow.cursor_seq < events[-1][0])  # type: ignore[arg-type]
+                .values(cursor_seq=events[-1][0], updated_at=at)
+            )
+            session.commit()
+        CONSUMER_EVENTS.labels(self.name, "handled").inc(len(events) - len(failed))
+        if failed:
+            CONSUMER_EVENTS.labels(self.name, "failed").inc(len(failed))
+        return len(events) == self.batch, len(events)
+
+    def _due_failures(self) -> int:
+        at = self.now()
+        with Session(self.engine, expire_on_commit=False) as session:
+            due = list(session.execute(
+                select(ConsumerFailureRow, ZoneEventRow)
+                .join(ZoneEventRow, ZoneEventRow.id == ConsumerFailureRow.event_id, isouter=True)  # type: ignore[arg-type]
+                .where(ConsumerFailureRow.consumer == self.name, ConsumerFailureRow.parked_at.is_(None))  # type: ignore[union-attr]
+                .where(ConsumerFailureRow.next_attempt_at <= at)  # type: ignore[arg-type]
+                .order_by(ConsumerFailureRow.seq)
+                .limit(self.batch)
+            ).all())
+            session.expunge_all()  # kept as plain values past the read
+            session.rollback()
+        for failure, row in due:
+            error: str | None = None
+            if row is not None:
+                try:
+                    self.consumer.handle(to_event(row))
+                except Exception as exc:
+                    error = _error_text(exc)
+            self._settle(failure, error)
+        return len(due)
+
+    def _settle(self, failure: ConsumerFailureRow, error: str | None) -> None:
+        at = self.now()
+        key = (ConsumerFailureRow.consumer == self.name, ConsumerFailureRow.event_id == failure.event_id)
+        with Session(self.engine) as session:
+            if error is None:  # handled (or the event is gone: erased)
+                session.execute(delete(ConsumerFailureRow).where(*key))  # type: ignore[arg-type]
+                CONSUMER_EVENTS.labels(self.name, "retried").inc()
+            else:
+                attempts = failure.attempts + 1
+                parked = attempts >= self.retry.max_attempts
+                values = {"attempts": attempts, "last_error": error, "parked_at": at if parked else None,
+                          "next_attempt_at": at + self.retry.delay(attempts)}
+                session.execute(update(ConsumerFailureRow).where(*key).values(**values))  # type: ignore[arg-type]
+                CONSUMER_EVENTS.labels(self.name, "parked" if parked else "failed").inc()
+                if parked:
+                    log.error("consumer %s parked event %s after %d attempts: %s",
+                              self.name, failure.event_id, attempts, error)
+            session.commit()
+
+
+# -- operations: what the admin routes and /metrics show -------------------------------------------
+@dataclass(frozen=True)
+class ConsumerState:
+    name: str
+    cursor_seq: int
+    lag: int
+    retrying: int
+    parked: int
+
+
+def consumer_states(session: Session, names: Sequence[str] = ()) -> list[ConsumerState]:
+    """Every consumer with a cursor (and ``names`` even before their first pass)."""
+    head = int(session.execute(select(func.coalesce(func.max(ZoneEventRow.seq), 0))).scalar_one())
+    cursors = {r.name: int(r.cursor_seq) for r in session.execute(select(EventConsumerRow)).scalars()}
+    counts: dict[tuple[str, bool], int] = {}
+    for consumer, parked, n in session.execute(
+        select(ConsumerFailureRow.consumer, ConsumerFailureRow.parked_at.is_not(None), func.count())  # type: ignore[union-attr]
+        .group_by(ConsumerFailureRow.consumer, ConsumerFailureRow.parked_at.is_not(None))  # type: ignore[union-attr]
+    ).all():
+        counts[(consumer, bool(parked))] = counts.get((consumer, bool(parked)), 0) + int(n)
+    every = sorted(set(cursors) | set(names) | {c for c, _ in counts})
+    return [
+        ConsumerState(name=n, cursor_seq=cursors.get(n, 0), lag=max(0, head - cursors.get(n, 0)),
+                      retrying=counts.get((n, False), 0), parked=counts.get((n, True), 0))
+        for n in every
+    ]
+
+
+def refresh_consumer_gauges(session: Session) -> None:
+    for state in consumer_states(session):
+        CONSUMER_PARKED.labels(state.name).set(state.parked)
+        CONSUMER_LAG.labels(state.name).set(state.lag)
+
+
+def parked_events(session: Session, consumer: str, *, limit: int = 100) -> list[ConsumerFailureRow]:
+    return list(session.execute(
+        select(ConsumerFailureRow)
+        .where(ConsumerFailureRow.consumer == consumer, ConsumerFailureRow.parked_at.is_not(None))  # type: ignore[union-attr]
+        .order_by(ConsumerFailureRow.seq)
+        .limit(limit)
+    ).scalars())
+
+
+def retry_parked(session: Session, consumer: str, event_id: str, *, at: datetime) -> bool:
+    """Make a parked event due now, with a fresh round of attempts. False when it is not parked."""
+    result = session.execute(
+        update(ConsumerFailureRow)
+        .where(ConsumerFailureRow.consumer == consumer, ConsumerFailureRow.event_id == event_id)  # type: ignore[arg-type]
+        .where(ConsumerFailureRow.parked_at.is_not(None))  # type: ignore[union-attr]
+        .values(parked_at=None, attempts=0, next_attempt_at=at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
