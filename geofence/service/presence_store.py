@@ -237,6 +237,7 @@ class SqlPresenceStore:
         self._tick: int | None = None  # this unit of work's clock tick, once it writes heads
         self._followed: int | None = None  # the feed position this unit of work read up to
         self._beats: list[tuple[str, int, datetime]] = []  # heartbeats written, until commit
+        self._moved: list[str] | None = None  # devices in the feed read by ``follow`` (None: unknown)
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
@@ -252,12 +253,18 @@ class SqlPresenceStore:
             cache.clear()  # first look, or an erasure: nothing cached can be trusted
             cache.seq, cache.resets = seq, resets
             return
+        self._moved = []
         if seq == cache.seq:
             return
         # every tick up to ``seq`` has committed (ticks commit in order); in this snapshot, no later one
-        heads = (r for r in rows if r[0] is not None)
+        heads = [r for r in rows if r[0] is not None]
+        self._moved = [r[0] for r in heads]
         cache.apply(heads, _sqlite_time if conn.dialect.name == "sqlite" else as_utc)
         cache.seq = seq
+
+    def moved(self) -> Collection[str] | None:
+        self.follow()
+        return self._moved
 
     def watch_versions(
         self, method: Callable[[dict[str, int], Sequence[str] | None, Sequence[int]], None]

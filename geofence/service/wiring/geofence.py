@@ -234,8 +234,11 @@ class GeofenceService:
 
     def sync_open_devices(self) -> None:
         """Refresh which devices have an open presence in the database (any worker's): their fixes are
-        stepped even when they hit no zone, so that exits are seen by every worker."""
+        stepped even when they hit no zone, so that exits are seen by every worker. The change feed is
+        read first: what is written after the scan reaches the ingest through it (``moved``)."""
         with self._lock, Session(self.engine) as session:  # under the lock: no ingest commits meanwhile
+            with ConnectionUnit(self.engine) as unit:
+                self._uow(unit).presence.follow()
             stmt = select(PresenceRow.device_id).where(PresenceRow.state != PresenceState.OUTSIDE.value)
             ids = set(session.execute(stmt.distinct()).scalars())
             self.ingestor.open_devices = ids
