@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -128,14 +129,20 @@ class ConsumerRunner:
         now: Callable[[], datetime],
         retry: RetryPolicy | None = None,
         batch: int = 200,
-        on_handled: Callable[[], None] | None = None,
+        threads: int = 1,
+        after_event: Callable[[], None] | None = None,
+        after_pass: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.consumer = consumer
         self.now = now
         self.retry = retry or RetryPolicy()
         self.batch = batch
-        self.on_handled = on_handled  # after a pass that handled something (wake what it fed)
+        # devices decided side by side (each device's events in log order): a decision mostly waits
+        # on database round trips
+        self.threads = threads
+        self.after_event = after_event  # after each event handled (wake what it fed, in-process)
+        self.after_pass = after_pass  # after a pass that handled something (e.g. NOTIFY other processes)
 
     @property
     def name(self) -> str:
@@ -149,9 +156,35 @@ class ConsumerRunner:
             more, handled = self._new_events()
             retried = self._due_failures()
             lock.rollback()  # releases the advisory lock
-        if (handled or retried) and self.on_handled is not None:
-            self.on_handled()
+        if (handled or retried) and self.after_pass is not None:
+            self.after_pass()
         return more
+
+    def _handle(self, event: ZoneEvent) -> str | None:
+        """The consumer's handler; the error's text when it fails."""
+        try:
+            self.consumer.handle(event)
+        except Exception as exc:  # recorded, retried later: later events go on
+            log.warning("consumer %s failed on event %s: %s", self.name, event.id, _error_text(exc))
+            return _error_text(exc)
+        if self.after_event is not None:
+            self.after_event()
+        return None
+
+    def _handle_all(self, events: list[tuple[int, ZoneEvent]]) -> list[tuple[int, ZoneEvent, str]]:
+        """Each device's events in order, devices side by side on ``threads`` threads."""
+        def device_events(group: list[tuple[int, ZoneEvent]]) -> list[tuple[int, ZoneEvent, str]]:
+            return [(seq, e, error) for seq, e in group if (error := self._handle(e)) is not None]
+
+        groups: dict[str, list[tuple[int, ZoneEvent]]] = {}
+        for seq, event in events:
+            groups.setdefault(event.device_id, []).append((seq, event))
+        if self.threads <= 1 or len(groups) == 1:
+            results = [device_events(g) for g in groups.values()]
+        else:
+            with ThreadPoolExecutor(min(self.threads, len(groups))) as pool:
+                results = list(pool.map(device_events, groups.values()))
+        return sorted((f for group in results for f in group), key=lambda f: f[0])
 
     def _cursor(self, session: Session) -> int:
         row = session.get(EventConsumerRow, self.name)
@@ -169,13 +202,7 @@ class ConsumerRunner:
             session.rollback()
         if not events:
             return False, 0
-        failed: list[tuple[int, ZoneEvent, str]] = []
-        for seq, event in events:
-            try:
-                self.consumer.handle(event)
-            except Exception as exc:  # recorded, retried later: later events go on
-                log.warning("consumer %s failed on event %s: %s", self.name, event.id, _error_text(exc))
-                failed.append((seq, event, _error_text(exc)))
+        failed = self._handle_all(events)
         at = self.now()
         with Session(self.engine) as session:  # the failures and the cursor move together
             known = set(
@@ -219,13 +246,7 @@ class ConsumerRunner:
             session.expunge_all()  # kept as plain values past the read
             session.rollback()
         for failure, row in due:
-            error: str | None = None
-            if row is not None:
-                try:
-                    self.consumer.handle(to_event(row))
-                except Exception as exc:
-                    error = _error_text(exc)
-            self._settle(failure, error)
+            self._settle(failure, None if row is None else self._handle(to_event(row)))
         return len(due)
 
     def _settle(self, failure: ConsumerFailureRow, error: str | None) -> None:

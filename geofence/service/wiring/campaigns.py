@@ -53,12 +53,9 @@ def campaign_consumer_loop(runtime: Runtime, handle: Handle) -> Loop:
     scheduler = runtime.settings.scheduler
     wakeups, engine = runtime.wakeups, runtime.engine
 
-    def fed_outbox() -> None:
-        wakeups.outbox.set()
-        notify(engine, OUTBOX_CHANNEL)
-
     runner = ConsumerRunner(
-        engine, Consumer(CAMPAIGN_CONSUMER, handle), now=clock.now, on_handled=fed_outbox,
+        engine, Consumer(CAMPAIGN_CONSUMER, handle), now=clock.now, threads=scheduler.consumer_threads,
+        after_event=wakeups.outbox.set, after_pass=lambda: notify(engine, OUTBOX_CHANNEL),
         retry=RetryPolicy(max_attempts=scheduler.consumer_max_attempts,
                           first_delay=timedelta(seconds=scheduler.consumer_retry_s)),
     )
