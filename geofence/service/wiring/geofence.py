@@ -64,6 +64,7 @@ from geofence.service.loops import Loop
 from geofence.service.metrics import FIXES, ZONE_EVENTS
 from geofence.service.presence_store import PresenceCache, SqlUnitOfWork
 from geofence.service.runtime import Job, Runtime
+from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
 from geofence.service.wakeup import CONFIG_CHANNEL, notify
@@ -96,14 +97,18 @@ class GeofenceService:
         self._lock = threading.RLock()  # index and track cache are shared by the API's worker threads
         self.presence_cache = PresenceCache()  # decoded rows, validated against the database every batch
         self.zones_synced_at = clock.now()
+        self._zones_looked_at = self.zones_synced_at
+        self._zone_stamps: dict[str, datetime] = {}  # each zone row's stamp as last applied here
         try:
             with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
                 live = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
-                self.index = ZoneIndex([zone_from_row(r) for r in session.execute(live).scalars()])
+                rows = list(session.execute(live).scalars())
+                self.index = ZoneIndex([zone_from_row(r) for r in rows])
+                self._zone_stamps = {r.id: as_utc(r.updated_at) for r in rows}  # type: ignore[misc]
         except DBAPIError:  # no schema yet (migrations not run): start empty, the sync job catches up
             log.warning("zones table unreadable at startup; the zone index starts empty")
             self.index = ZoneIndex()
-            self.zones_synced_at = datetime(1970, 1, 1, tzinfo=UTC)
+            self.zones_synced_at = self._zones_looked_at = datetime(1970, 1, 1, tzinfo=UTC)
         self.ingestor = Ingestor(
             self.index, policy=self.policy, limits=limits_from_defaults(settings.fence),
             zone_policy=self._zone_policy,
@@ -202,11 +207,27 @@ class GeofenceService:
 
     # -- zones ------------------------------------------------------------------------------------
     def sync_zones(self) -> int:
-        """Apply zone rows changed since the last sync to this process's index (all at startup)."""
+        """Apply zone rows changed since the last sync to this process's index (all at startup).
+
+        Runs every ``config_poll_s`` in every process: it reads the (id, stamp) of the rows stamped in
+        the last 30 s before the previous look (a row committed late with an earlier stamp, clock skew),
+        and the whole row only of those whose stamp it has not applied yet; nothing once a change is
+        older than that."""
+        looked_at = clock.now()
+        since = self._zones_looked_at - timedelta(seconds=30)
         with Session(self.engine) as session:
-            # re-read a small overlap: rows committed late with an earlier updated_at, clock skew
-            stmt = select(ZoneRow).where(ZoneRow.updated_at >= self.zones_synced_at - timedelta(seconds=30))
-            rows = list(session.execute(stmt).scalars())
+            recent = select(ZoneRow.id, ZoneRow.updated_at).where(ZoneRow.updated_at >= since)
+            stamps = session.execute(recent)
+            fresh = [zid for zid, stamp in stamps if self._zone_stamps.get(zid) != as_utc(stamp)]
+            rows = [
+                row for chunk in range(0, len(fresh), 500)
+                for row in session.execute(
+                    select(ZoneRow).where(ZoneRow.id.in_(fresh[chunk : chunk + 500]))  # type: ignore[attr-defined]
+                ).scalars()
+            ]
+        self._zones_looked_at = looked_at
+        for row in rows:
+            self._zone_stamps[row.id] = as_utc(row.updated_at)  # type: ignore[assignment]
         applied = 0
         new_ids: list[str] = []
         with self._lock:
