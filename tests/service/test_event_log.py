@@ -186,3 +186,50 @@ def test_an_event_handed_again_after_a_crash_keeps_its_first_failure_record(engi
     with Session(engine) as s:
         (row,) = s.execute(select(ConsumerFailureRow)).scalars()
     assert (row.attempts, handler.seen) == (1, ["a", "a"])
+
+
+def test_a_commit_with_events_wakes_this_process_consumers_and_a_rollback_does_not(
+    engine: Engine, settings: Settings
+) -> None:
+    from geofence.service.runtime import build_runtime
+    from tests.geofence.tracks import STORE, fix
+    from zones.model import Circle, Zone
+
+    runtime = build_runtime(settings, engine)
+    runtime.services.pop("location_consent_filter", None)
+    service = runtime.services["geofence"]
+    service.save_zones([Zone("store", "Store", Circle(STORE[0], STORE[1], 60))], at=T0)
+    runtime.wakeups.events.wait(0)
+    outside = fix(500, 0, 0)
+    service.ingest([outside], at=outside.recorded_at)
+    assert runtime.wakeups.events.wait(0) is False  # nothing written to the log
+    inside = fix(0, 0, 60)
+    assert [e.kind.value for e in service.ingest([inside], at=inside.recorded_at).events] == ["enter"]
+    assert runtime.wakeups.events.wait(0) is True
+
+
+@pytest.mark.postgres
+def test_a_listener_is_woken_by_the_commit_of_events_in_another_connection(pg_url: str) -> None:
+    from geofence.service.db import create_schema, make_engine
+    from geofence.service.wakeup import EVENTS_CHANNEL, PgListener, Wakeup
+
+    engine = make_engine(pg_url)
+    create_schema(engine)
+    woken = Wakeup()
+    listener = PgListener(engine, {EVENTS_CHANNEL: woken})
+    listener.start()
+    try:
+        assert listener.listening.wait(10)
+        woken.wait(0)  # set once on connecting
+        unit = ConnectionUnit(engine)
+        SqlEventStore(unit).add(events("n1"), recorded_at=T0)
+        assert woken.wait(0.3) is False  # not before the commit
+        unit.commit()
+        unit.close()
+        assert woken.wait(5) is True
+    finally:
+        listener.stop()
+        listener.join(5)
+        with engine.begin() as conn:
+            conn.execute(ZoneEventRow.__table__.delete())  # type: ignore[attr-defined]
+        engine.dispose()
