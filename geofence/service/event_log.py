@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Connection, delete, func, select, text, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from geofence.events import TransitionKind, ZoneEvent
 from geofence.service.metrics import REGISTRY
@@ -77,13 +77,14 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> timedelta:
         """Wait after the ``attempts``-th failure (1 = the first)."""
-        return min(self.max_delay, self.first_delay * (2 ** max(0, attempts - 1)))
+        wait: timedelta = self.first_delay * 2 ** max(0, attempts - 1)
+        return min(self.max_delay, wait)
 
 
 def to_event(row: ZoneEventRow) -> ZoneEvent:
     return ZoneEvent(
         id=row.id, zone_id=row.zone_id, device_id=row.device_id or "",  # "" once its owner was erased
-        kind=TransitionKind(row.kind), at=as_utc(row.at),  # type: ignore[arg-type]
+        kind=TransitionKind(row.kind), at=as_utc(row.at) or row.at,
         visit_id=row.visit_id, reason=row.reason, lat=row.lat, lng=row.lng,
     )
 
@@ -91,9 +92,9 @@ def to_event(row: ZoneEventRow) -> ZoneEvent:
 def read_after(session: Session, seq: int, limit: int) -> list[tuple[int, ZoneEvent]]:
     """The next ``limit`` events of the log after ``seq``, in order."""
     rows = session.execute(
-        select(ZoneEventRow).where(ZoneEventRow.seq > seq).order_by(ZoneEventRow.seq).limit(limit)  # type: ignore[operator, arg-type]
+        select(ZoneEventRow).where(col(ZoneEventRow.seq) > seq).order_by(col(ZoneEventRow.seq)).limit(limit)
     ).scalars()
-    return [(int(r.seq), to_event(r)) for r in rows]  # type: ignore[arg-type]
+    return [(int(r.seq), to_event(r)) for r in rows]
 
 
 def append(engine: Engine, events: Sequence[ZoneEvent], *, recorded_at: datetime) -> None:
@@ -207,9 +208,9 @@ class ConsumerRunner:
         with Session(self.engine) as session:  # the failures and the cursor move together
             known = set(
                 session.execute(
-                    select(ConsumerFailureRow.event_id).where(
-                        ConsumerFailureRow.consumer == self.name,
-                        ConsumerFailureRow.event_id.in_([e.id for _, e, _ in failed]),  # type: ignore[attr-defined]
+                    select(col(ConsumerFailureRow.event_id)).where(
+                        col(ConsumerFailureRow.consumer) == self.name,
+                        col(ConsumerFailureRow.event_id).in_([e.id for _, e, _ in failed]),
                     )
                 ).scalars()
             ) if failed else set()
@@ -222,8 +223,8 @@ class ConsumerRunner:
                     ))
             session.execute(
                 update(EventConsumerRow)
-                .where(EventConsumerRow.name == self.name)  # type: ignore[arg-type]
-                .where(EventConsumerRow.cursor_seq < events[-1][0])  # type: ignore[arg-type]
+                .where(col(EventConsumerRow.name) == self.name)
+                .where(col(EventConsumerRow.cursor_seq) < events[-1][0])
                 .values(cursor_seq=events[-1][0], updated_at=at)
             )
             session.commit()
@@ -237,10 +238,11 @@ class ConsumerRunner:
         with Session(self.engine, expire_on_commit=False) as session:
             due = list(session.execute(
                 select(ConsumerFailureRow, ZoneEventRow)
-                .join(ZoneEventRow, ZoneEventRow.id == ConsumerFailureRow.event_id, isouter=True)  # type: ignore[arg-type]
-                .where(ConsumerFailureRow.consumer == self.name, ConsumerFailureRow.parked_at.is_(None))  # type: ignore[union-attr]
-                .where(ConsumerFailureRow.next_attempt_at <= at)  # type: ignore[arg-type]
-                .order_by(ConsumerFailureRow.seq)
+                .join(ZoneEventRow, col(ZoneEventRow.id) == col(ConsumerFailureRow.event_id), isouter=True)
+                .where(col(ConsumerFailureRow.consumer) == self.name)
+                .where(col(ConsumerFailureRow.parked_at).is_(None))
+                .where(col(ConsumerFailureRow.next_attempt_at) <= at)
+                .order_by(col(ConsumerFailureRow.seq))
                 .limit(self.batch)
             ).all())
             session.expunge_all()  # kept as plain values past the read
@@ -251,17 +253,18 @@ class ConsumerRunner:
 
     def _settle(self, failure: ConsumerFailureRow, error: str | None) -> None:
         at = self.now()
-        key = (ConsumerFailureRow.consumer == self.name, ConsumerFailureRow.event_id == failure.event_id)
+        key = (col(ConsumerFailureRow.consumer) == self.name,
+               col(ConsumerFailureRow.event_id) == failure.event_id)
         with Session(self.engine) as session:
             if error is None:  # handled (or the event is gone: erased)
-                session.execute(delete(ConsumerFailureRow).where(*key))  # type: ignore[arg-type]
+                session.execute(delete(ConsumerFailureRow).where(*key))
                 CONSUMER_EVENTS.labels(self.name, "retried").inc()
             else:
                 attempts = failure.attempts + 1
                 parked = attempts >= self.retry.max_attempts
                 values = {"attempts": attempts, "last_error": error, "parked_at": at if parked else None,
                           "next_attempt_at": at + self.retry.delay(attempts)}
-                session.execute(update(ConsumerFailureRow).where(*key).values(**values))  # type: ignore[arg-type]
+                session.execute(update(ConsumerFailureRow).where(*key).values(**values))
                 CONSUMER_EVENTS.labels(self.name, "parked" if parked else "failed").inc()
                 if parked:
                     log.error("consumer %s parked event %s after %d attempts: %s",
@@ -281,12 +284,12 @@ class ConsumerState:
 
 def consumer_states(session: Session, names: Sequence[str] = ()) -> list[ConsumerState]:
     """Every consumer with a cursor (and ``names`` even before their first pass)."""
-    head = int(session.execute(select(func.coalesce(func.max(ZoneEventRow.seq), 0))).scalar_one())
+    head = int(session.execute(select(func.coalesce(func.max(col(ZoneEventRow.seq)), 0))).scalar_one())
     cursors = {r.name: int(r.cursor_seq) for r in session.execute(select(EventConsumerRow)).scalars()}
     counts: dict[tuple[str, bool], int] = {}
     for consumer, parked, n in session.execute(
-        select(ConsumerFailureRow.consumer, ConsumerFailureRow.parked_at.is_not(None), func.count())  # type: ignore[union-attr]
-        .group_by(ConsumerFailureRow.consumer, ConsumerFailureRow.parked_at.is_not(None))  # type: ignore[union-attr]
+        select(col(ConsumerFailureRow.consumer), col(ConsumerFailureRow.parked_at).is_not(None), func.count())
+        .group_by(col(ConsumerFailureRow.consumer), col(ConsumerFailureRow.parked_at).is_not(None))
     ).all():
         counts[(consumer, bool(parked))] = counts.get((consumer, bool(parked)), 0) + int(n)
     every = sorted(set(cursors) | set(names) | {c for c, _ in counts})
@@ -306,8 +309,8 @@ def refresh_consumer_gauges(session: Session) -> None:
 def parked_events(session: Session, consumer: str, *, limit: int = 100) -> list[ConsumerFailureRow]:
     return list(session.execute(
         select(ConsumerFailureRow)
-        .where(ConsumerFailureRow.consumer == consumer, ConsumerFailureRow.parked_at.is_not(None))  # type: ignore[union-attr]
-        .order_by(ConsumerFailureRow.seq)
+        .where(col(ConsumerFailureRow.consumer) == consumer, col(ConsumerFailureRow.parked_at).is_not(None))
+        .order_by(col(ConsumerFailureRow.seq))
         .limit(limit)
     ).scalars())
 
@@ -316,8 +319,8 @@ def retry_parked(session: Session, consumer: str, event_id: str, *, at: datetime
     """Make a parked event due now, with a fresh round of attempts. False when it is not parked."""
     result = session.execute(
         update(ConsumerFailureRow)
-        .where(ConsumerFailureRow.consumer == consumer, ConsumerFailureRow.event_id == event_id)  # type: ignore[arg-type]
-        .where(ConsumerFailureRow.parked_at.is_not(None))  # type: ignore[union-attr]
+        .where(col(ConsumerFailureRow.consumer) == consumer, col(ConsumerFailureRow.event_id) == event_id)
+        .where(col(ConsumerFailureRow.parked_at).is_not(None))
         .values(parked_at=None, attempts=0, next_attempt_at=at)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -45,7 +45,8 @@ class SchedulerSettings(BaseModel):
     events_poll_s: float = Field(default=1.0, gt=0)
     consumer_max_attempts: int = Field(default=5, ge=1)  # a failing event is then parked for an operator
     consumer_retry_s: float = Field(default=2.0, gt=0)  # first retry delay, doubling (at most 10 min)
-    consumer_threads: int = Field(default=4, ge=1, le=32)  # devices decided side by side (each in order)
+    # devices decided side by side (each in order), PostgreSQL only (SQLite has one writer)
+    consumer_threads: int = Field(default=4, ge=1, le=32)
     config_poll_s: float = Field(default=0.5, gt=0)  # zone / policy changes reach every process within it
 
 

@@ -91,9 +91,9 @@ class PgListener(threading.Thread):
                         wakeup.set()
                     while not self._halt.is_set():
                         for note in conn.notifies(timeout=0.5):
-                            wakeup = self._wakeups.get(note.channel)
-                            if wakeup is not None:
-                                wakeup.set()
+                            notified = self._wakeups.get(note.channel)
+                            if notified is not None:
+                                notified.set()
             except psycopg.Error as exc:
                 self.listening.clear()
                 log.warning("LISTEN connection lost (%s); polling until it is back", exc)

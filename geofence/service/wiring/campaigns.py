@@ -70,8 +70,9 @@ def campaign_consumer_loop(runtime: Runtime, handle: Handle) -> Loop:
     what it writes wakes the dispatcher, here and (``NOTIFY``) in any other worker."""
     scheduler = runtime.settings.scheduler
     wakeups, engine = runtime.wakeups, runtime.engine
+    threads = scheduler.consumer_threads if engine.dialect.name == "postgresql" else 1  # SQLite: one writer
     runner = ConsumerRunner(
-        engine, Consumer(CAMPAIGN_CONSUMER, handle), now=clock.now, threads=scheduler.consumer_threads,
+        engine, Consumer(CAMPAIGN_CONSUMER, handle), now=clock.now, threads=threads,
         after_event=wakeups.outbox.set, after_pass=lambda: notify(engine, OUTBOX_CHANNEL),
         retry=RetryPolicy(max_attempts=scheduler.consumer_max_attempts,
                           first_delay=timedelta(seconds=scheduler.consumer_retry_s)),
