@@ -18,6 +18,8 @@ On PostgreSQL a pass holds an advisory lock named after the consumer: one proces
 from __future__ import annotations
 
 import logging
+import math
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +59,7 @@ CONSUMER_LAG = Gauge(
 )
 
 Handle = Callable[[ZoneEvent], object]
+FAILURE_CHECK_S = 1.0  # failures due again are looked for at most this often (retries wait seconds anyway)
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class ConsumerRunner:
         threads: int = 1,
         after_event: Callable[[], None] | None = None,
         after_pass: Callable[[], None] | None = None,
+        failure_check_s: float = FAILURE_CHECK_S,
     ) -> None:
         self.engine = engine
         self.consumer = consumer
@@ -144,6 +148,9 @@ class ConsumerRunner:
         self.threads = threads
         self.after_event = after_event  # after each event handled (wake what it fed, in-process)
         self.after_pass = after_pass  # after a pass that handled something (e.g. NOTIFY other processes)
+        self._has_cursor = False  # its row exists (made at the first pass)
+        self.failure_check_s = failure_check_s
+        self._failures_checked = -math.inf  # monotonic time of the last look for due failures
 
     @property
     def name(self) -> str:
@@ -155,7 +162,10 @@ class ConsumerRunner:
             if not _exclusive(lock, self.name):
                 return False
             more, handled = self._new_events()
-            retried = self._due_failures()
+            retried = 0
+            if time.monotonic() - self._failures_checked >= self.failure_check_s:  # not a query every pass
+                self._failures_checked = time.monotonic()
+                retried = self._due_failures()
             lock.rollback()  # releases the advisory lock
         if (handled or retried) and self.after_pass is not None:
             self.after_pass()
@@ -187,19 +197,25 @@ class ConsumerRunner:
                 results = list(pool.map(device_events, groups.values()))
         return sorted((f for group in results for f in group), key=lambda f: f[0])
 
-    def _cursor(self, session: Session) -> int:
-        row = session.get(EventConsumerRow, self.name)
-        if row is None:
-            session.add(EventConsumerRow(name=self.name, cursor_seq=0, updated_at=self.now()))
-            session.flush()
-            return 0
-        return int(row.cursor_seq)
+    def _make_cursor(self) -> None:
+        with Session(self.engine) as session:
+            if session.get(EventConsumerRow, self.name) is None:
+                session.add(EventConsumerRow(name=self.name, cursor_seq=0, updated_at=self.now()))
+                session.commit()
+        self._has_cursor = True
 
     def _new_events(self) -> tuple[bool, int]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            cursor = self._cursor(session)
-            session.commit()
-            events = read_after(session, cursor, self.batch)
+        if not self._has_cursor:
+            self._make_cursor()
+        cursor = (
+            select(col(EventConsumerRow.cursor_seq)).where(col(EventConsumerRow.name) == self.name)
+        ).scalar_subquery()
+        with Session(self.engine, expire_on_commit=False) as session:  # one read: cursor and events
+            rows = session.execute(
+                select(ZoneEventRow).where(col(ZoneEventRow.seq) > cursor)
+                .order_by(col(ZoneEventRow.seq)).limit(self.batch)
+            ).scalars()
+            events = [(int(r.seq or 0), to_event(r)) for r in rows]
             session.rollback()
         if not events:
             return False, 0

@@ -46,7 +46,9 @@ class Recorder:
 
 
 def runner(engine: Engine, name: str, handle: Recorder, **kw: object) -> ConsumerRunner:
-    return ConsumerRunner(engine, Consumer(name, handle), now=lambda: datetime.now(UTC), batch=3, **kw)  # type: ignore[arg-type]
+    return ConsumerRunner(  # type: ignore[arg-type]
+        engine, Consumer(name, handle), now=lambda: datetime.now(UTC), batch=3, failure_check_s=0, **kw
+    )
 
 
 def test_events_are_numbered_in_the_order_their_transactions_commit(engine: Engine) -> None:
