@@ -308,6 +308,7 @@ def events_of_one_process(
     from geofence.service.runtime import build_runtime
     from geofence.service.settings import Settings
 
+    workdir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{workdir}/reference.db"
     settings = Settings(env="test", database_url=url, scheduler={"enabled": False}, auth_required=False,
                         outbox_dir=workdir / "ref-outbox", export_dir=workdir / "ref-exports")
