@@ -322,11 +322,14 @@ def refresh_consumer_gauges(session: Session) -> None:
         CONSUMER_LAG.labels(state.name).set(state.lag)
 
 
-def parked_events(session: Session, consumer: str, *, limit: int = 100) -> list[ConsumerFailureRow]:
+def parked_events(
+    session: Session, consumer: str, *, limit: int = 100, offset: int = 0
+) -> list[ConsumerFailureRow]:
     return list(session.execute(
         select(ConsumerFailureRow)
         .where(col(ConsumerFailureRow.consumer) == consumer, col(ConsumerFailureRow.parked_at).is_not(None))
         .order_by(col(ConsumerFailureRow.seq))
+        .offset(offset)
         .limit(limit)
     ).scalars())
 

@@ -158,9 +158,9 @@ def test_a_parked_event_is_listed_retried_by_an_operator_and_shown_in_metrics(
     consumer = runner(engine, "webhooks", handler, retry=RetryPolicy(max_attempts=1))
     consumer.run_once()
     with TestClient(create_app(settings, engine=engine)) as client:
-        (state,) = client.get("/v1/admin/consumers").json()
+        (state,) = client.get("/v1/admin/consumers").json()["items"]
         assert (state["name"], state["lag"], state["retrying"], state["parked"]) == ("webhooks", 0, 0, 1)
-        (parked,) = client.get("/v1/admin/consumers/webhooks/parked").json()
+        (parked,) = client.get("/v1/admin/consumers/webhooks/parked").json()["items"]
         assert (parked["event_id"], parked["attempts"]) == ("a", 1)
         assert parked["last_error"] == "RuntimeError: provider of a is down"
         metrics = client.get("/metrics").text
@@ -170,7 +170,7 @@ def test_a_parked_event_is_listed_retried_by_an_operator_and_shown_in_metrics(
         answer = client.post("/v1/admin/consumers/webhooks/parked/a/retry")
         assert answer.status_code == 202 and answer.json()["event_id"] == "a"
         consumer.run_once()
-        assert client.get("/v1/admin/consumers/webhooks/parked").json() == []
+        assert client.get("/v1/admin/consumers/webhooks/parked").json()["items"] == []
         assert 'geofence_consumer_parked_events{consumer="webhooks"} 0.0' in client.get("/metrics").text
     assert handler.seen == ["a", "b", "a"]
 

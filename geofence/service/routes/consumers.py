@@ -9,14 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel
 
 from geofence.service import clock
 from geofence.service.deps import RuntimeDep, SessionDep
 from geofence.service.event_log import consumer_states, parked_events, retry_parked
+from geofence.service.pagination import PageDep, Paginated
 from geofence.service.security import require_scope
 from geofence.service.tables._types import as_utc
+from geofence.service.tables.consumers import ConsumerFailureRow
 from geofence.service.wakeup import EVENTS_CHANNEL, notify
 
 router = APIRouter(tags=["operations"])
@@ -47,21 +49,23 @@ class RetryAccepted(BaseModel):
 
 
 @router.get("/v1/admin/consumers", summary="The zone-event log's consumers")
-def list_consumers(session: SessionDep, _admin: Admin) -> list[ConsumerPublic]:
-    return [ConsumerPublic(**vars(s)) for s in consumer_states(session)]
+def list_consumers(session: SessionDep, page: PageDep, _admin: Admin) -> Paginated[ConsumerPublic]:
+    states = consumer_states(session)[page.offset : page.offset + page.limit + 1]  # a handful of rows
+    return page.build(states, lambda s: ConsumerPublic(**vars(s)))
+
+
+def _parked(row: ConsumerFailureRow) -> ParkedEventPublic:
+    return ParkedEventPublic(
+        event_id=row.event_id, seq=row.seq, attempts=row.attempts, last_error=row.last_error,
+        first_failed_at=as_utc(row.first_failed_at), parked_at=as_utc(row.parked_at),  # type: ignore[arg-type]
+    )
 
 
 @router.get("/v1/admin/consumers/{name}/parked", summary="Events a consumer parked, oldest first")
 def list_parked(
-    name: Name, session: SessionDep, _admin: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-) -> list[ParkedEventPublic]:
-    return [
-        ParkedEventPublic(
-            event_id=r.event_id, seq=r.seq, attempts=r.attempts, last_error=r.last_error,
-            first_failed_at=as_utc(r.first_failed_at), parked_at=as_utc(r.parked_at),  # type: ignore[arg-type]
-        )
-        for r in parked_events(session, name, limit=limit)
-    ]
+    name: Name, session: SessionDep, page: PageDep, _admin: Admin
+) -> Paginated[ParkedEventPublic]:
+    return page.build(parked_events(session, name, limit=page.limit + 1, offset=page.offset), _parked)
 
 
 @router.post(
