@@ -46,7 +46,7 @@ def test_every_event_is_decided_exactly_once_when_its_consumer_is_killed_mid_str
     pg_database: str, tmp_path: Path
 ) -> None:
     """``bench/bench_crash.py`` runs the same with 50 kills."""
-    events = 150
+    events = 300  # enough that three kills, each soon after a decision, all land mid-stream
     seed_world(pg_database, events)
     at_kill = crash_loop(pg_database, tmp_path, kills=3, events=events)
     assert len(at_kill) == 3 and all(0 < n < events for n in at_kill), at_kill  # killed mid-stream
