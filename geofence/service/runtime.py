@@ -1,32 +1,41 @@
-"""The composition root's state: settings, engine, event bus and each domain's singletons.
+"""The composition root: ``bootstrap(settings)`` builds every service of a process, typed, in one place.
 
-Each domain contributes a ``setup(runtime)`` hook (listed in ``SETUP_HOOKS``) that registers its
-services, event subscribers and periodic jobs. The API process and the dispatcher process build the
-same runtime; only what they start differs.
+The API process and the dispatcher process build the same ``Runtime``; only what they start differs
+(each ``Job``'s and ``Loop``'s ``role``). Routes receive it through ``deps.RuntimeDep``, jobs as their
+argument, the CLI from ``cli.base.load_runtime``; every field is typed, so a reader (and mypy) can
+follow a fix from the route to the provider.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from fastapi import Request
 from sqlalchemy.engine import Engine
 
+from campaigns.decide import DecisionPolicy
+from campaigns.dispatcher import Pacer
+from campaigns.handler import CampaignHandler
+from campaigns.keywords import KeywordConfig
+from campaigns.ports import CampaignMetrics, Clock
+from campaigns.providers import build_providers
+from campaigns.providers.base import NotificationProvider
 from geofence.events import EventBus
+from geofence.service import clock
 from geofence.service.db import create_schema, is_postgres, make_engine
+from geofence.service.limits_http import RateLimiter
+from geofence.service.location_data import SqlLocationData
+from geofence.service.logging import configure_logging
 from geofence.service.loops import Loop
+from geofence.service.metrics import PrometheusCampaignMetrics
+from geofence.service.security import Principal, make_authenticator
 from geofence.service.settings import Settings
 from geofence.service.wakeup import Wakeups
-
-SETUP_HOOKS = (
-    "geofence.service.wiring.geofence:setup",
-    "geofence.service.wiring.campaigns:setup",
-    "geofence.service.wiring.channels:setup",
-    "geofence.service.wiring.ops:setup",
-    "geofence.service.wiring.exports:setup",
-)
+from geofence.service.wiring import campaigns as campaign_jobs
+from geofence.service.wiring import exports as export_jobs
+from geofence.service.wiring import geofence as geofence_jobs
+from geofence.service.wiring.geofence import GeofenceService
 
 
 @dataclass
@@ -34,29 +43,37 @@ class Job:
     """A periodic job: ``func(runtime)`` every ``every_s`` seconds. ``role`` says which process runs it."""
 
     id: str
-    func: Callable[[Runtime], Any]
+    func: Callable[[Runtime], object]
     every_s: float
     role: str = "worker"  # "worker" (dispatcher process) | "api" | "any"
 
 
-@dataclass
+@dataclass(eq=False)
 class Runtime:
+    """Everything one process runs on. Plain (not frozen): tests swap a provider or the consent gate."""
+
     settings: Settings
     engine: Engine
-    bus: EventBus = field(default_factory=EventBus)
-    services: dict[str, Any] = field(default_factory=dict)
+    now: Clock
+    bus: EventBus
+    metrics: CampaignMetrics
+    wakeups: Wakeups  # this process's signals: zone events, due deliveries, zone changes
+    geofence: GeofenceService  # zone index, presence, ingest; writes the zone-event log
+    location_data: SqlLocationData  # geofence's half of access requests and erasure
+    decision_policy: DecisionPolicy
+    campaign_handler: CampaignHandler  # the zone-event log's ``campaigns`` consumer (``loops``)
+    providers: dict[str, NotificationProvider]  # by channel: "push", "sms"
+    dispatch_pacer: Pacer
+    sms_keywords: KeywordConfig
+    rate_limiter: RateLimiter
+    authenticate: Callable[[Request, str], Principal]
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)  # woken by commits (``geofence.service.loops``)
-    wakeups: Wakeups = field(default_factory=Wakeups)
-
-    def add_job(self, job: Job) -> None:
-        self.jobs = [j for j in self.jobs if j.id != job.id] + [job]
-
-    def add_loop(self, loop: Loop) -> None:
-        self.loops = [x for x in self.loops if x.id != loop.id] + [loop]
 
 
-def build_runtime(settings: Settings, engine: Engine | None = None) -> Runtime:
+def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
+    """Build the process's services from ``settings`` (and ``engine``, else one from the settings)."""
+    configure_logging(settings)
     engine = engine or make_engine(settings.database_url)
     if not is_postgres(engine):
         create_schema(engine)
@@ -65,8 +82,53 @@ def build_runtime(settings: Settings, engine: Engine | None = None) -> Runtime:
         from geofence.service.migrations import migrate
 
         migrate(engine)
-    runtime = Runtime(settings=settings, engine=engine)
-    for spec in SETUP_HOOKS:
-        module_name, func_name = spec.split(":")
-        getattr(importlib.import_module(module_name), func_name)(runtime)
+    bus = EventBus()  # in-process observers of committed events (dry runs, tests); consumers read the log
+    wakeups = Wakeups()
+    metrics = PrometheusCampaignMetrics()
+    policy = campaign_jobs.decision_policy(settings)
+    handler = CampaignHandler(engine, now=clock.now, policy=policy, metrics=metrics)
+    limiter = RateLimiter()
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        now=clock.now,
+        bus=bus,
+        metrics=metrics,
+        wakeups=wakeups,
+        geofence=GeofenceService(
+            settings, engine, bus=bus, wakeups=wakeups, location_consent=campaign_jobs.location_consent_filter
+        ),
+        location_data=SqlLocationData(),
+        decision_policy=policy,
+        campaign_handler=handler,
+        # synchronous, as the SDKs are: the dispatcher calls them from scheduler threads, never from an
+        # async route, so firebase-admin and twilio never block the event loop
+        providers=build_providers(settings, now=clock.now),
+        dispatch_pacer=Pacer(rates={str(k): float(v) for k, v in settings.campaigns.channel_rates.items()}),
+        sms_keywords=campaign_jobs.keyword_config(settings),
+        rate_limiter=limiter,
+        authenticate=make_authenticator(settings, engine, limiter),
+    )
+    runtime.jobs = jobs_for(settings)
+    runtime.loops = loops_for(runtime)
     return runtime
+
+
+def jobs_for(settings: Settings) -> list[Job]:
+    """The periodic jobs: presence timers, raw-fix purge, daily CRM export."""
+    presence, scheduler = geofence_jobs, settings.scheduler
+    jobs = [Job("geofence.sweep", presence.sweep_job, scheduler.sweep_every_s, role="worker")]
+    if settings.ingest.fix_retention_s > 0:
+        jobs.append(Job("geofence.purge_fixes", presence.purge_fixes_job, presence.PURGE_EVERY_S))
+    jobs.append(Job("daily_export", export_jobs.daily_export, export_jobs.DAILY_S, role="worker"))
+    return jobs
+
+
+def loops_for(runtime: Runtime) -> list[Loop]:
+    """The loops woken by the commits that give them work: zone sync (every process), the campaign
+    consumer of the zone-event log and the dispatcher (worker)."""
+    return [
+        geofence_jobs.zones_sync_loop(runtime.geofence, poll_s=runtime.settings.scheduler.config_poll_s),
+        campaign_jobs.campaign_consumer_loop(runtime),
+        campaign_jobs.dispatch_loop(runtime),
+    ]

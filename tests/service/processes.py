@@ -305,16 +305,16 @@ def events_of_one_process(
     import msgspec
 
     from geofence.fixes import LocationFix
-    from geofence.service.runtime import build_runtime
+    from geofence.service.runtime import bootstrap
     from geofence.service.settings import Settings
 
     workdir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{workdir}/reference.db"
     settings = Settings(env="test", database_url=url, scheduler={"enabled": False}, auth_required=False,
                         outbox_dir=workdir / "ref-outbox", export_dir=workdir / "ref-exports")
-    runtime = build_runtime(settings)
-    runtime.services.pop("location_consent_filter", None)  # the reference has no customers: no gate
-    service = runtime.services["geofence"]
+    runtime = bootstrap(settings)
+    service = runtime.geofence
+    service.location_consent = None  # the reference has no customers: no gate
     service.save_zones(zones(), at=datetime.now(UTC))
     decode = msgspec.json.Decoder(list[LocationFix])
     for device_requests in requests.values():

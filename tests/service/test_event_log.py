@@ -193,13 +193,13 @@ def test_an_event_handed_again_after_a_crash_keeps_its_first_failure_record(engi
 def test_a_commit_with_events_wakes_this_process_consumers_and_a_rollback_does_not(
     engine: Engine, settings: Settings
 ) -> None:
-    from geofence.service.runtime import build_runtime
+    from geofence.service.runtime import bootstrap
     from tests.geofence.tracks import STORE, fix
     from zones.model import Circle, Zone
 
-    runtime = build_runtime(settings, engine)
-    runtime.services.pop("location_consent_filter", None)
-    service = runtime.services["geofence"]
+    runtime = bootstrap(settings, engine)
+    service = runtime.geofence
+    service.location_consent = None
     service.save_zones([Zone("store", "Store", Circle(STORE[0], STORE[1], 60))], at=T0)
     runtime.wakeups.events.wait(0)
     outside = fix(500, 0, 0)
