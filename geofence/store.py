@@ -45,6 +45,12 @@ class PresenceStore(Protocol):
         ``device_ids`` None: none left). None when the store keeps no copies."""
         ...
 
+    def moved(self) -> Collection[str] | None:
+        """Devices whose head someone else wrote since this process last looked (the change feed, read
+        here if it was not yet): another worker may have opened or closed one of their visits. None when
+        that cannot be known (the first look, after a reset): any device may have moved."""
+        ...
+
     def beat(self, heads: Sequence[tuple[str, int, datetime]]) -> None:
         """Heartbeats: (device, head version, last fix) each, a device whose head is at that version (its
         caller's copy, not read here) and whose only change is this newer last fix. Written only where

@@ -43,6 +43,14 @@ class SchedulerSettings(BaseModel):
     sweep_every_s: float = 60.0
     lease_s: int = 60
     max_attempts: int = 6
+    # The zone-event log's consumers and the dispatcher are woken by the commit that gives them work
+    # (NOTIFY on PostgreSQL, in-process on SQLite); these polls are only the fallback.
+    events_poll_s: float = Field(default=1.0, gt=0)
+    consumer_max_attempts: int = Field(default=5, ge=1)  # a failing event is then parked for an operator
+    consumer_retry_s: float = Field(default=2.0, gt=0)  # first retry delay, doubling (at most 10 min)
+    # devices decided side by side (each in order), PostgreSQL only (SQLite has one writer)
+    consumer_threads: int = Field(default=4, ge=1, le=32)
+    config_poll_s: float = Field(default=0.5, gt=0)  # zone / policy changes reach every process within it
 
 
 class FcmSettings(BaseModel):

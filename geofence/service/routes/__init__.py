@@ -16,6 +16,7 @@ ROUTER_MODULES = (
     "campaigns",
     "deliveries",
     "exports",
+    "consumers",
     "metrics",
 )
 
