@@ -66,15 +66,27 @@ def disk_k(extent_m: float, res: int) -> int:
     return int(math.ceil((extent_m + cell_radius_m(res)) / (1.4 * _EDGE_M[res]))) + 1
 
 
+CIRCLES_PER_CALL = 2048  # ~470 candidates each: the temporaries of one call stay under ~100 MB
+
+
 def circle_covers(
-    circles: list[Circle], res: int, margin_m: float = 0.0
+    circles: list[Circle], res: int, margin_m: float = 0.0, per_call: int = CIRCLES_PER_CALL
 ) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """:func:`cover` of many circles of the same resolution and disk size at once (vectorised with h3ronpy).
+    """:func:`cover` of many circles of the same resolution and disk size (vectorised with h3ronpy).
 
     Same classification as :func:`cover` (``margin_m`` likewise). Returns None for a circle whose disk was
     too small or touched a pentagon (the caller falls back to :func:`cover`), or for all of them without
-    h3ronpy.
+    h3ronpy. Circles are taken ``per_call`` at a time, so memory does not grow with their number.
     """
+    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for a in range(0, len(circles), per_call):
+        out += _circle_covers(circles[a : a + per_call], res, margin_m)
+    return out
+
+
+def _circle_covers(
+    circles: list[Circle], res: int, margin_m: float
+) -> list[tuple[np.ndarray, np.ndarray] | None]:
     try:
         import h3ronpy
         from h3ronpy.vector import coordinates_to_cells

@@ -1,0 +1,103 @@
+"""The bulk build (``zones.build``): chunked covers and sliced tables give exactly the cells and tables of
+the one-zone-at-a-time reference (``cells.cover``, then one sort of every entry), whatever the chunking,
+the number of worker processes or of key slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.zones.shapes import circle, polygon
+from zones import build
+from zones.cells import circle_covers, cover
+from zones.errors import ZoneError
+from zones.geometry import reference_latlng, zone_shape
+from zones.index import ZoneIndex
+from zones.sizing import choose_resolution, zone_size_m
+
+
+def mixed_zones(n: int, seed: int = 5) -> list:
+    """Walking and driving circles and polygons around Paris, plus zones on the antimeridian."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        lat, lng = 48.7 + rng.uniform(0, 0.3), 2.2 + rng.uniform(0, 0.4)
+        kind = i % 10
+        if kind < 7:
+            out.append(circle(f"w{i}", lat, lng, 397))
+        elif kind < 9:
+            out.append(circle(f"d{i}", lat, lng, float(rng.choice([1_543.0, 4_861.0]))))
+        else:
+            out.append(polygon(f"p{i}", lat, lng, float(rng.uniform(150, 1500)), rng, hole=i % 20 == 9))
+    out += [circle("am", -16.0, 179.999, 397), circle("am2", -16.01, -180.0, 3000)]
+    return out
+
+
+def reference_entries(zones: list) -> set[tuple[int, str, bool]]:
+    """(cell, zone id, interior) of every zone, covered one by one with ``cells.cover``."""
+    out = set()
+    for z in zones:
+        shape = zone_shape(z)
+        res = choose_resolution(zone_size_m(z), area=z.geometry.__class__.__name__ == "Area")
+        inside, edge = cover(z, shape, res, reference_latlng(z, shape))
+        out |= {(c, z.id, True) for c in inside.tolist()} | {(c, z.id, False) for c in edge.tolist()}
+    return out
+
+
+def table_entries(index: ZoneIndex) -> set[tuple[int, str, bool]]:
+    f = index._base.flat
+    out = set()
+    for row in range(len(f.head) - 1):
+        cell, i0, b0 = f.head[row].tolist()
+        i1, b1 = f.head[row + 1, 1:].tolist()
+        out |= {(cell, index._ids[s], True) for s in f.islots[i0:i1].tolist()}
+        out |= {(cell, index._ids[s], False) for s in f.bslots[b0:b1].tolist()}
+    return out
+
+
+@pytest.mark.parametrize("per_call", [1, 7, 2048])
+def test_chunked_circle_covers_equal_the_per_zone_cover(per_call):
+    zones = [z for z in mixed_zones(60) if z.id.startswith("w")]
+    got = circle_covers([z.geometry for z in zones], 11, per_call=per_call)
+    for z, c in zip(zones, got, strict=True):
+        want = cover(z, zone_shape(z), 11, reference_latlng(z))
+        assert c is not None
+        assert sorted(c[0].tolist()) == sorted(want[0].tolist())
+        assert sorted(c[1].tolist()) == sorted(want[1].tolist())
+
+
+@pytest.mark.parametrize(("chunk", "slices"), [(3, 1), (17, 5), (4096, 64)])
+def test_chunked_build_equals_the_one_zone_at_a_time_reference(chunk, slices):
+    zones = mixed_zones(120)
+    parts = [(a, got) for a, got in build.covers(zones, workers=1, chunk=chunk)]
+    cells = [got.cells for _, got in parts]
+    slots = [got.owner + a for a, got in parts]
+    inside = [got.interior for _, got in parts]
+    t = build.assemble(cells, slots, inside, slices=slices)
+    assert (np.diff(t.head[:, 0]) > 0).all(), "keys sorted and unique"
+    got = set()
+    for row in range(len(t.head) - 1):
+        cell, i0, b0 = t.head[row].tolist()
+        i1, b1 = t.head[row + 1, 1:].tolist()
+        got |= {(cell, zones[s].id, True) for s in t.islots[i0:i1].tolist()}
+        got |= {(cell, zones[s].id, False) for s in t.bslots[b0:b1].tolist()}
+    assert got == reference_entries(zones)
+    res_of = (t.head[:-1, 0] >> 52) & 0xF
+    for r, res in enumerate(t.res.tolist()):
+        assert (res_of[t.kstart[r] : t.kstart[r + 1]] == res).all()
+
+
+def test_an_index_built_by_two_worker_processes_has_the_reference_tables():
+    zones = mixed_zones(300)
+    index = ZoneIndex(zones, workers=2)
+    assert table_entries(index) == reference_entries(zones)
+    one = ZoneIndex(zones, workers=1)
+    assert np.array_equal(index._base.flat.head, one._base.flat.head)
+
+
+def test_build_reports_the_first_invalid_zone_and_keeps_the_last_of_a_repeated_id():
+    zones = mixed_zones(20)
+    with pytest.raises(ZoneError, match="radius"):
+        ZoneIndex([*zones, circle("bad", 48.8, 2.3, 5.0)])
+    index = ZoneIndex([*zones, circle("w0", 48.9, 2.4, 800)])
+    assert index.get("w0").geometry.radius_m == 800 and len(index) == len(zones)

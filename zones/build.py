@@ -1,0 +1,239 @@
+"""Bulk build of the index's cell tables in bounded memory: covers in chunks, tables assembled key range by
+key range.
+
+Why: building the candidate disks of every zone at once, then sorting every (cell, zone) entry in one go,
+needs memory proportional to the number of zones times ~470 candidates (12 GB at a million walking zones).
+Here zones are covered ``CHUNK`` at a time (optionally in worker processes, one chunk per task), each chunk
+keeps only its interior and boundary cells, and the CSR tables are assembled in slices of the key space, so
+the temporaries are those of one chunk and of one slice. The cells are exactly those of ``cells.cover``
+(``tests/zones/test_build.py`` compares them for every chunking).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from shapely.geometry.base import BaseGeometry
+
+from zones.cells import circle_covers, cover, disk_k
+from zones.errors import ZoneError
+from zones.geometry import checked_shape, haversine_m, reference_latlng
+from zones.model import Circle, Zone
+from zones.sizing import choose_resolution, zone_size_m
+
+CHUNK = 4096  # zones per cover task: ~470 candidates each, ~60 MB of temporaries
+SLICES = 64  # key-space slices the tables are assembled in
+
+
+@dataclass
+class Facts:
+    """What the index keeps of each zone of a chunk (aligned with the chunk's zones)."""
+
+    res: np.ndarray  # int8; -1: invalid (see ``errors``)
+    ref: np.ndarray  # (n, 2) lat, lng: a circle's centre, an area's bbox centre
+    reach_m: np.ndarray  # distance from ref to the farthest point of the zone
+    bounds: np.ndarray  # (n, 4) minx, miny, maxx, maxy of zone_shape (lng, lat)
+
+
+@dataclass
+class Covered:
+    """One chunk's covers, flattened: ``cells[i]`` belongs to zone ``owner[i]`` (index into the chunk)."""
+
+    facts: Facts
+    cells: np.ndarray  # int64
+    owner: np.ndarray  # int32
+    interior: np.ndarray  # bool
+    errors: list[tuple[int, str]]  # (index into the chunk, ZoneError message)
+
+
+Bounds = tuple[float, float, float, float]
+
+
+def zone_facts(zone: Zone) -> tuple[int, tuple[float, float], float, Bounds, BaseGeometry]:
+    """Validate ``zone`` (raises ZoneError) and return (res, ref, reach_m, bounds, shape)."""
+    shape = checked_shape(zone)
+    res = choose_resolution(zone_size_m(zone), area=not isinstance(zone.geometry, Circle))
+    ref = reference_latlng(zone, shape)
+    if isinstance(zone.geometry, Circle):
+        reach = float(zone.geometry.radius_m)
+    else:
+        reach = max(
+            haversine_m(ref[0], ref[1], y, x)
+            for p in getattr(shape, "geoms", [shape])
+            for x, y in p.exterior.coords
+        )
+    return res, ref, reach, shape.bounds, shape
+
+
+def cover_chunk(zones: Sequence[Zone]) -> Covered:
+    """Validate and cover ``zones`` (one task: what a worker process runs).
+
+    Circles are covered in vectorised groups of the same resolution and disk size (``circle_covers``),
+    the rest, and circles whose disk met a pentagon, one by one (``cover``).
+    """
+    n = len(zones)
+    res = np.full(n, -1, dtype=np.int8)
+    ref = np.zeros((n, 2))
+    reach = np.zeros(n)
+    bounds = np.zeros((n, 4))
+    errors: list[tuple[int, str]] = []
+    shapes: dict[int, BaseGeometry] = {}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, z in enumerate(zones):
+        try:
+            r, rf, rc, b, shape = zone_facts(z)
+        except ZoneError as exc:
+            errors.append((i, str(exc)))
+            continue
+        res[i], ref[i], reach[i], bounds[i] = r, rf, rc, b
+        if isinstance(z.geometry, Circle):
+            groups.setdefault((r, disk_k(z.geometry.radius_m, r)), []).append(i)
+        else:
+            shapes[i] = shape
+    parts: list[tuple[np.ndarray, np.ndarray, int]] = []
+    for (r, _), members in groups.items():
+        bulk = circle_covers([zones[i].geometry for i in members], r)  # type: ignore[misc]
+        for i, got in zip(members, bulk, strict=True):
+            if got is None:
+                shapes[i] = checked_shape(zones[i])
+            else:
+                parts.append((got[0], got[1], i))
+    for i, shape in shapes.items():
+        inside, edge = cover(zones[i], shape, int(res[i]), (float(ref[i, 0]), float(ref[i, 1])))
+        parts.append((inside, edge, i))
+    return Covered(Facts(res, ref, reach, bounds), *_flatten(parts), errors)
+
+
+def _flatten(parts: list[tuple[np.ndarray, np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, bool)
+    cells = np.concatenate([c for a, b, _ in parts for c in (a, b)])
+    sizes = [len(a) + len(b) for a, b, _ in parts]
+    owner = np.repeat(np.array([i for _, _, i in parts], dtype=np.int32), sizes)
+    interior = np.concatenate([np.arange(len(a) + len(b)) < len(a) for a, b, _ in parts])
+    return cells, owner, interior
+
+
+def covers(
+    zones: Sequence[Zone], workers: int | None = None, chunk: int = CHUNK
+) -> Iterator[tuple[int, Covered]]:
+    """(offset of the chunk in ``zones``, its covers), ``chunk`` zones at a time, in order.
+
+    ``workers``: processes covering chunks in parallel (None: one per CPU when there are several chunks;
+    1: in this process). Results are consumed as they come, at most ``2 × workers`` chunks ahead.
+    """
+    starts = list(range(0, len(zones), chunk))
+    if workers is None:
+        workers = min(os.cpu_count() or 1, len(starts))
+    if workers <= 1 or len(starts) <= 1:
+        for a in starts:
+            yield a, cover_chunk(zones[a : a + chunk])
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        ahead: list = []
+        todo = iter(starts)
+        for a in todo:
+            ahead.append((a, pool.submit(cover_chunk, zones[a : a + chunk])))
+            if len(ahead) >= 2 * workers:
+                break
+        while ahead:
+            a, fut = ahead.pop(0)
+            nxt = next(todo, None)
+            if nxt is not None:
+                ahead.append((nxt, pool.submit(cover_chunk, zones[nxt : nxt + chunk])))
+            yield a, fut.result()
+
+
+@dataclass
+class Tables:
+    """Every resolution's sorted cells with CSR tables of zone slots (see ``zones.kernel``)."""
+
+    res: np.ndarray  # the resolutions in use, ascending
+    kstart: np.ndarray  # rows kstart[r]:kstart[r + 1] of head are resolution res[r]
+    head: np.ndarray  # (n_keys + 1, 3) int64: cell, first interior entry, first boundary entry
+    islots: np.ndarray  # int32 zone slots
+    bslots: np.ndarray  # int32 zone slots
+
+
+def assemble(
+    cells: list[np.ndarray], slots: list[np.ndarray], interior: list[np.ndarray], slices: int = SLICES
+) -> Tables:
+    """The tables of entries given in parts (``cells[i]``, ``slots[i]``, ``interior[i]`` aligned).
+
+    Entries are split into ``slices`` ranges of cell values (quantiles of a sample), each range sorted
+    and packed on its own: peak memory is the parts plus one range's temporaries. The parts' arrays are
+    consumed (the lists are emptied).
+    """
+    total = sum(len(c) for c in cells)
+    if total == 0:
+        empty = np.zeros(0, np.int32)
+        head = np.array([[np.iinfo(np.int64).max, 0, 0]], dtype=np.int64)
+        return Tables(np.zeros(0, np.int64), np.zeros(1, np.int64), head, empty, empty)
+    step = max(1, total // 100_000)
+    sample = np.concatenate([c[::step] for c in cells])
+    edges = np.unique(np.quantile(sample, np.linspace(0, 1, slices + 1)[1:-1], method="nearest"))
+    # split every part by range once (a stable argsort per part), keeping the parts' order
+    by_range: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(len(edges) + 1)]
+    while cells:
+        c, s, f = cells.pop(0), slots.pop(0), interior.pop(0)
+        where = np.searchsorted(edges, c, side="right")
+        order = np.argsort(where, kind="stable")
+        bounds = np.searchsorted(where[order], np.arange(len(edges) + 2))
+        c, s, f = c[order], s[order], f[order]
+        for r in range(len(edges) + 1):
+            lo, hi = bounds[r], bounds[r + 1]
+            if hi > lo:
+                by_range[r].append((c[lo:hi].copy(), s[lo:hi].copy(), f[lo:hi].copy()))
+    keys, ist, bst, isl, bsl = [], [], [], [], []
+    i_at = b_at = 0
+    for parts in by_range:
+        if not parts:
+            continue
+        c = np.concatenate([p[0] for p in parts])
+        s = np.concatenate([p[1] for p in parts]).astype(np.int32)
+        f = np.concatenate([p[2] for p in parts])
+        parts.clear()
+        order = np.lexsort((s, c))
+        c, s, f = c[order], s[order], f[order]
+        del order
+        k, inv = np.unique(c, return_inverse=True)
+        del c
+        n_k = len(k)
+        ist.append(np.searchsorted(inv[f], np.arange(n_k)).astype(np.int64) + i_at)
+        bst.append(np.searchsorted(inv[~f], np.arange(n_k)).astype(np.int64) + b_at)
+        isl.append(s[f])
+        bsl.append(s[~f])
+        i_at += len(isl[-1])
+        b_at += len(bsl[-1])
+        keys.append(k)
+    all_keys = np.concatenate(keys)
+    head = np.empty((len(all_keys) + 1, 3), dtype=np.int64)
+    head[:-1, 0] = all_keys
+    head[-1] = (np.iinfo(np.int64).max, i_at, b_at)
+    head[:-1, 1] = np.concatenate(ist)
+    head[:-1, 2] = np.concatenate(bst)
+    del ist, bst
+    res_of = (all_keys >> 52) & 0xF  # H3 index layout: 4 bits of resolution at bit 52
+    res = np.unique(res_of)
+    kstart = np.searchsorted(res_of, np.append(res, 16)).astype(np.int64)
+    return Tables(res, kstart, head, np.concatenate(isl), np.concatenate(bsl))
+
+
+def spatial_order(ref: np.ndarray, res: int = 7) -> np.ndarray:
+    """Positions of zones sorted by the H3 cell of their reference point: nearby zones get nearby slots,
+    so the lookup's reads of per-zone data follow the fixes (sorted by cell) through memory."""
+    if len(ref) == 0:
+        return np.zeros(0, np.int64)
+    from zones.index import cells_at  # the vectorised latlng_to_cell
+
+    ok = np.isfinite(ref).all(axis=1)
+    key = np.zeros(len(ref), dtype=np.int64)
+    key[ok] = cells_at(ref[ok, 0], ref[ok, 1], res)
+    return np.argsort(key, kind="stable")
+
+
+__all__ = ["CHUNK", "Covered", "Facts", "Tables", "assemble", "cover_chunk", "covers", "spatial_order"]
