@@ -16,12 +16,14 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import h3
 import numpy as np
+from h3.api import basic_int as h3i
 from shapely.geometry.base import BaseGeometry
 
 from zones.cells import circle_covers, cover, disk_k
 from zones.errors import ZoneError
-from zones.geometry import checked_shape, haversine_m, reference_latlng
+from zones.geometry import check_circle, check_fields, checked_shape, haversine_m, reference_latlng
 from zones.model import Circle, Zone
 from zones.sizing import choose_resolution, zone_size_m
 
@@ -36,7 +38,6 @@ class Facts:
     res: np.ndarray  # int8; -1: invalid (see ``errors``)
     ref: np.ndarray  # (n, 2) lat, lng: a circle's centre, an area's bbox centre
     reach_m: np.ndarray  # distance from ref to the farthest point of the zone
-    bounds: np.ndarray  # (n, 4) minx, miny, maxx, maxy of zone_shape (lng, lat)
 
 
 @dataclass
@@ -50,23 +51,20 @@ class Covered:
     errors: list[tuple[int, str]]  # (index into the chunk, ZoneError message)
 
 
-Bounds = tuple[float, float, float, float]
-
-
-def zone_facts(zone: Zone) -> tuple[int, tuple[float, float], float, Bounds, BaseGeometry]:
-    """Validate ``zone`` (raises ZoneError) and return (res, ref, reach_m, bounds, shape)."""
+def zone_facts(zone: Zone) -> tuple[int, tuple[float, float], float, BaseGeometry | None]:
+    """Validate ``zone`` (raises ZoneError) and return (res, ref, reach_m, shape); a circle's shape is
+    not made (None): validating it needs no polygon, and the index makes it only for an exact test."""
+    g = zone.geometry
+    if isinstance(g, Circle):
+        check_fields(zone)
+        check_circle(g)
+        return choose_resolution(g.radius_m), (float(g.lat), float(g.lng)), float(g.radius_m), None
     shape = checked_shape(zone)
-    res = choose_resolution(zone_size_m(zone), area=not isinstance(zone.geometry, Circle))
+    res = choose_resolution(zone_size_m(zone), area=True)
     ref = reference_latlng(zone, shape)
-    if isinstance(zone.geometry, Circle):
-        reach = float(zone.geometry.radius_m)
-    else:
-        reach = max(
-            haversine_m(ref[0], ref[1], y, x)
-            for p in getattr(shape, "geoms", [shape])
-            for x, y in p.exterior.coords
-        )
-    return res, ref, reach, shape.bounds, shape
+    vertices = [xy for p in getattr(shape, "geoms", [shape]) for xy in p.exterior.coords]
+    reach = max(haversine_m(ref[0], ref[1], y, x) for x, y in vertices)
+    return res, ref, reach, shape
 
 
 def cover_chunk(zones: Sequence[Zone]) -> Covered:
@@ -79,33 +77,32 @@ def cover_chunk(zones: Sequence[Zone]) -> Covered:
     res = np.full(n, -1, dtype=np.int8)
     ref = np.zeros((n, 2))
     reach = np.zeros(n)
-    bounds = np.zeros((n, 4))
     errors: list[tuple[int, str]] = []
-    shapes: dict[int, BaseGeometry] = {}
+    shapes: dict[int, BaseGeometry | None] = {}
     groups: dict[tuple[int, int], list[int]] = {}
     for i, z in enumerate(zones):
         try:
-            r, rf, rc, b, shape = zone_facts(z)
+            r, rf, rc, shape = zone_facts(z)
         except ZoneError as exc:
             errors.append((i, str(exc)))
             continue
-        res[i], ref[i], reach[i], bounds[i] = r, rf, rc, b
-        if isinstance(z.geometry, Circle):
-            groups.setdefault((r, disk_k(z.geometry.radius_m, r)), []).append(i)
+        res[i], ref[i], reach[i] = r, rf, rc
+        if shape is None:
+            groups.setdefault((r, disk_k(z.geometry.radius_m, r)), []).append(i)  # type: ignore[union-attr]
         else:
             shapes[i] = shape
     parts: list[tuple[np.ndarray, np.ndarray, int]] = []
     for (r, _), members in groups.items():
         bulk = circle_covers([zones[i].geometry for i in members], r)  # type: ignore[misc]
         for i, got in zip(members, bulk, strict=True):
-            if got is None:
-                shapes[i] = checked_shape(zones[i])
+            if got is None:  # a pentagon in the disk: one by one (a circle's cover needs no shape)
+                shapes[i] = None
             else:
                 parts.append((got[0], got[1], i))
     for i, shape in shapes.items():
         inside, edge = cover(zones[i], shape, int(res[i]), (float(ref[i, 0]), float(ref[i, 1])))
         parts.append((inside, edge, i))
-    return Covered(Facts(res, ref, reach, bounds), *_flatten(parts), errors)
+    return Covered(Facts(res, ref, reach), *_flatten(parts), errors)
 
 
 def _flatten(parts: list[tuple[np.ndarray, np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -223,17 +220,29 @@ def assemble(
     return Tables(res, kstart, head, np.concatenate(isl), np.concatenate(bsl))
 
 
-def spatial_order(ref: np.ndarray, res: int = 7) -> np.ndarray:
-    """Positions of zones sorted by the H3 cell of their reference point: nearby zones get nearby slots,
-    so the lookup's reads of per-zone data follow the fixes (sorted by cell) through memory."""
-    if len(ref) == 0:
-        return np.zeros(0, np.int64)
-    from zones.index import cells_at  # the vectorised latlng_to_cell
+def spatial_order(zones: Sequence[Zone], res: int = 7) -> list[Zone]:
+    """``zones`` sorted by the H3 cell of a point of each (a circle's centre, an area's first vertex).
 
-    ok = np.isfinite(ref).all(axis=1)
-    key = np.zeros(len(ref), dtype=np.int64)
-    key[ok] = cells_at(ref[ok, 0], ref[ok, 1], res)
-    return np.argsort(key, kind="stable")
+    Why: nearby zones then share a chunk (their candidate cells are shared, see ``cells.circle_covers``)
+    and get nearby slots, so the lookup's reads of per-zone data follow the fixes (sorted by cell)."""
+    key = np.zeros(len(zones), dtype=np.int64)
+    for i, z in enumerate(zones):
+        try:
+            lat, lng = _a_point(z)
+            key[i] = h3i.latlng_to_cell(lat, lng, res)
+        except (TypeError, ValueError, KeyError, IndexError, h3.H3BaseException):
+            pass  # an invalid zone: its chunk reports it
+    return [zones[i] for i in np.argsort(key, kind="stable").tolist()]
+
+
+def _a_point(zone: Zone) -> tuple[float, float]:
+    g = zone.geometry
+    if isinstance(g, Circle):
+        return float(g.lat), float(g.lng)
+    c = g.geojson["coordinates"]
+    while isinstance(c[0], list | tuple):
+        c = c[0]
+    return float(c[1]), float(c[0])
 
 
 __all__ = ["CHUNK", "Covered", "Facts", "Tables", "assemble", "cover_chunk", "covers", "spatial_order"]

@@ -63,6 +63,23 @@ def validate_zone(zone: Zone) -> Zone:
 
 def checked_shape(zone: Zone) -> BaseGeometry:
     """:func:`validate_zone`, returning the zone's shape (computed once)."""
+    check_fields(zone)
+    shape = zone_shape(zone)  # raises ZoneError on any geometric problem
+    if isinstance(zone.geometry, Area):
+        size = math.sqrt(_area_m2(shape) / math.pi)
+        if size < MIN_RADIUS_M:
+            raise ZoneError(f"area is too small: equivalent radius {size:.1f} m is below {MIN_RADIUS_M:g} m")
+        if size > MAX_RADIUS_M:
+            raise ZoneError(f"area is too large: equivalent radius {size:.0f} m is above {MAX_RADIUS_M:g} m")
+        lat0, lng0 = reference_latlng(zone, shape)
+        far = max(haversine_m(lat0, lng0, la, ln) for ln, la in _vertices(shape))
+        if far > MAX_EXTENT_M:
+            raise ZoneError(f"area is too spread out: a vertex is {far / 1000:.0f} km from its centre")
+    return shape
+
+
+def check_fields(zone: Zone) -> None:
+    """The checks of :func:`validate_zone` other than the geometry's."""
     if not isinstance(zone.id, str) or not zone.id.strip():
         raise ZoneError("id must be a non-empty string")
     if not isinstance(zone.name, str) or not zone.name.strip():
@@ -84,18 +101,6 @@ def checked_shape(zone: Zone) -> BaseGeometry:
                 raise ZoneError(f"fence.{name} must be a non-negative number")
     if zone.minutes is not None and (not math.isfinite(zone.minutes) or zone.minutes <= 0):
         raise ZoneError("minutes must be a positive number")
-    shape = zone_shape(zone)  # raises ZoneError on any geometric problem
-    if isinstance(zone.geometry, Area):
-        size = math.sqrt(_area_m2(shape) / math.pi)
-        if size < MIN_RADIUS_M:
-            raise ZoneError(f"area is too small: equivalent radius {size:.1f} m is below {MIN_RADIUS_M:g} m")
-        if size > MAX_RADIUS_M:
-            raise ZoneError(f"area is too large: equivalent radius {size:.0f} m is above {MAX_RADIUS_M:g} m")
-        lat0, lng0 = reference_latlng(zone, shape)
-        far = max(haversine_m(lat0, lng0, la, ln) for ln, la in _vertices(shape))
-        if far > MAX_EXTENT_M:
-            raise ZoneError(f"area is too spread out: a vertex is {far / 1000:.0f} km from its centre")
-    return shape
 
 
 def _check_latlng(lat: Any, lng: Any, what: str) -> None:
@@ -141,13 +146,21 @@ def circle_ring_lnglat(circle: Circle, n: int = CIRCLE_VERTICES) -> np.ndarray:
     return np.column_stack([np.degrees(lng2), np.degrees(lat2)])
 
 
-def circle_shape(circle: Circle) -> BaseGeometry:
+def check_circle(circle: Circle) -> None:
+    """The checks of ``circle_shape``, without making the polygon (a bulk build validates a million)."""
     _check_latlng(circle.lat, circle.lng, "circle centre")
     check_radius(circle.radius_m)
-    ring = circle_ring_lnglat(circle)
-    if np.abs(ring[:, 1]).max() > MAX_ABS_LAT:
+    # the polygon's vertices farthest north and south are those due north and south (bearings 0 and pi)
+    lat1, d = math.radians(circle.lat), circle.radius_m / EARTH_RADIUS_M
+    bearings = np.array([0.0, math.pi])
+    north_south = np.arcsin(math.sin(lat1) * math.cos(d) + math.cos(lat1) * math.sin(d) * np.cos(bearings))
+    if np.abs(np.degrees(north_south)).max() > MAX_ABS_LAT:
         raise ZoneError(f"circle reaches beyond ±{MAX_ABS_LAT:g}° latitude (too close to a pole)")
-    return _split_antimeridian(Polygon(ring))
+
+
+def circle_shape(circle: Circle) -> BaseGeometry:
+    check_circle(circle)
+    return _split_antimeridian(Polygon(circle_ring_lnglat(circle)))
 
 
 def area_shape(geojson: Mapping[str, Any]) -> BaseGeometry:
