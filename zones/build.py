@@ -150,8 +150,10 @@ class Tables:
     """Every resolution's sorted cells with CSR tables of zone slots (see ``zones.kernel``)."""
 
     res: np.ndarray  # the resolutions in use, ascending
-    kstart: np.ndarray  # rows kstart[r]:kstart[r + 1] of head are resolution res[r]
-    head: np.ndarray  # (n_keys + 1, 3) int64: cell, first interior entry, first boundary entry
+    kstart: np.ndarray  # keys kstart[r]:kstart[r + 1] are of resolution res[r]
+    keys: np.ndarray  # int64 cells, ascending, then one sentinel (int64 max)
+    istart: np.ndarray  # int64, per key (and the sentinel): its first entry in islots
+    bstart: np.ndarray  # int64, likewise into bslots
     islots: np.ndarray  # int32 zone slots
     bslots: np.ndarray  # int32 zone slots
 
@@ -167,9 +169,9 @@ def assemble(
     """
     total = sum(len(c) for c in cells)
     if total == 0:
-        empty = np.zeros(0, np.int32)
-        head = np.array([[np.iinfo(np.int64).max, 0, 0]], dtype=np.int64)
-        return Tables(np.zeros(0, np.int64), np.zeros(1, np.int64), head, empty, empty)
+        empty, zero = np.zeros(0, np.int32), np.zeros(1, np.int64)
+        keys = np.array([np.iinfo(np.int64).max], dtype=np.int64)
+        return Tables(np.zeros(0, np.int64), zero, keys, zero, zero.copy(), empty, empty)
     step = max(1, total // 100_000)
     sample = np.concatenate([c[::step] for c in cells])
     edges = np.unique(np.quantile(sample, np.linspace(0, 1, slices + 1)[1:-1], method="nearest"))
@@ -207,17 +209,14 @@ def assemble(
         i_at += len(isl[-1])
         b_at += len(bsl[-1])
         keys.append(k)
-    all_keys = np.concatenate(keys)
-    head = np.empty((len(all_keys) + 1, 3), dtype=np.int64)
-    head[:-1, 0] = all_keys
-    head[-1] = (np.iinfo(np.int64).max, i_at, b_at)
-    head[:-1, 1] = np.concatenate(ist)
-    head[:-1, 2] = np.concatenate(bst)
-    del ist, bst
-    res_of = (all_keys >> 52) & 0xF  # H3 index layout: 4 bits of resolution at bit 52
+    all_keys = np.concatenate([*keys, [np.iinfo(np.int64).max]])
+    istart = np.concatenate([*ist, [i_at]])
+    bstart = np.concatenate([*bst, [b_at]])
+    del keys, ist, bst
+    res_of = (all_keys[:-1] >> 52) & 0xF  # H3 index layout: 4 bits of resolution at bit 52
     res = np.unique(res_of)
     kstart = np.searchsorted(res_of, np.append(res, 16)).astype(np.int64)
-    return Tables(res, kstart, head, np.concatenate(isl), np.concatenate(bsl))
+    return Tables(res, kstart, all_keys, istart, bstart, np.concatenate(isl), np.concatenate(bsl))
 
 
 def spatial_order(zones: Sequence[Zone], res: int = 7) -> list[Zone]:

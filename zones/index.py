@@ -101,11 +101,14 @@ class _Flat:
     """One table of zones (all resolutions) in the layout of ``zones.kernel.lookup`` (see its docstring)."""
 
     room: int  # the most (fix, zone) entries one fix can produce
-    res: np.ndarray  # the resolutions in use, ascending (row block r of head is res[r])
+    res: np.ndarray  # the resolutions in use, ascending (keys kstart[r]:kstart[r + 1] are res[r])
     keep: np.ndarray
     setb: np.ndarray
     kstart: np.ndarray
-    head: np.ndarray
+    keys: np.ndarray
+    fence: np.ndarray  # every FENCE-th key: the part of the search that stays in cache
+    istart: np.ndarray
+    bstart: np.ndarray
     islots: np.ndarray
     bslots: np.ndarray
 
@@ -114,9 +117,10 @@ def _flat(t: build.Tables) -> _Flat:
     keep, setb = kernel.res_masks(t.res)
     room = 0
     for r in range(len(t.res)):
-        rows = t.head[int(t.kstart[r]) : int(t.kstart[r + 1]) + 1]
-        room += int(np.diff(rows[:, 1]).max(initial=0)) + int(np.diff(rows[:, 2]).max(initial=0))
-    return _Flat(room, t.res, keep, setb, t.kstart, t.head, t.islots, t.bslots)
+        a, b = int(t.kstart[r]), int(t.kstart[r + 1]) + 1
+        room += int(np.diff(t.istart[a:b]).max(initial=0)) + int(np.diff(t.bstart[a:b]).max(initial=0))
+    fence = np.ascontiguousarray(t.keys[:: kernel.FENCE])
+    return _Flat(room, t.res, keep, setb, t.kstart, t.keys, fence, t.istart, t.bstart, t.islots, t.bslots)
 
 
 @dataclass
@@ -388,7 +392,7 @@ class ZoneIndex:
         """
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0):  # NaN fails both tests
             return []
-        if len(self._base.flat.head) > SCALAR_MAX_KEYS:  # dicts of a million zones would not fit
+        if len(self._base.flat.keys) > SCALAR_MAX_KEYS:  # dicts of a million zones would not fit
             return self.match_many(np.array([lat]), np.array([lng])).zone_ids().tolist()  # type: ignore[no-any-return]
         out: list[str] = []
         fine = _latlng_to_cell(lat, lng, FINE_RES)
@@ -455,11 +459,11 @@ class ZoneIndex:
                 else (0.0, 0.0, 0.0, 2.0, -2.0, self._ids[s], s)
             )
         brow = [rows[s] for s in f.bslots.tolist()]
-        ist, bst = f.head[:, 1].tolist(), f.head[:, 2].tolist()  # global offsets, one row past each block
+        ist, bst = f.istart.tolist(), f.bstart.tolist()  # global offsets, one past each block
         for r, res in enumerate(f.res.tolist()):
             first, last = int(f.kstart[r]), int(f.kstart[r + 1])
             table = {}
-            for j, key in enumerate(f.head[first:last, 0].tolist(), start=first):
+            for j, key in enumerate(f.keys[first:last].tolist(), start=first):
                 inside = tuple(ids[ist[j] : ist[j + 1]])
                 edge = tuple(brow[bst[j] : bst[j + 1]])
                 value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
@@ -558,8 +562,9 @@ class ZoneIndex:
                 cp, cs = np.empty(small, np.int64), np.empty(small, np.int64)
                 start = begin
                 m, c, begin = kernel.lookup(
-                    fine, order, begin, cursor, ux, uy, uz, f.keep, f.setb, f.kstart, f.head, f.islots,
-                    f.bslots, self._circ, self._alive, dead, f.room, pos, slot, cp, cs,
+                    fine, order, begin, cursor, ux, uy, uz, f.keep, f.setb, f.kstart, f.keys, f.fence,
+                    f.istart, f.bstart, f.islots, f.bslots, self._circ, self._alive, dead, f.room,
+                    pos, slot, cp, cs,
                 )
                 per_fix = max(per_fix, m / max(1, begin - start))
                 chunks.append((pos, slot, m))

@@ -21,6 +21,8 @@ import numpy as np
 from numba import njit
 
 RES_SHIFT = 52
+FENCE_BITS = 6
+FENCE = 1 << FENCE_BITS  # keys per block of the search's first level
 
 
 def res_masks(res: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,8 +34,8 @@ def res_masks(res: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @njit(cache=True, nogil=True)
 def lookup(
-    fine, order, begin, cursor, ux, uy, uz, keep, setb, kstart, head, islots, bslots, circ, alive,
-    filter_dead, room, out_pos, out_slot, chk_pos, chk_slot,
+    fine, order, begin, cursor, ux, uy, uz, keep, setb, kstart, keys, fence, istart, bstart, islots, bslots,
+    circ, alive, filter_dead, room, out_pos, out_slot, chk_pos, chk_slot,
 ):
     """Pairs for fixes ``begin:`` in cell order, written to the outputs.
 
@@ -61,30 +63,19 @@ def lookup(
             q = (cell & keep[r]) | setb[r]
             lo = cursor[r]
             end = kstart[r + 1]
-            if lo < end and head[lo, 0] < q:  # gallop forward, then bisect
-                step = 1
-                while lo + step < end and head[lo + step, 0] < q:
-                    lo += step
-                    step *= 2
-                hi = min(lo + step, end)
-                lo += 1
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if head[mid, 0] < q:
-                        lo = mid + 1
-                    else:
-                        hi = mid
+            if lo < end and keys[lo] < q:
+                lo = _next_at_least(keys, fence, lo, end, q)
                 cursor[r] = lo
-            if lo == end or head[lo, 0] != q:
+            if lo == end or keys[lo] != q:
                 continue
-            for e in range(head[lo, 1], head[lo + 1, 1]):
+            for e in range(istart[lo], istart[lo + 1]):
                 s = islots[e]
                 if filter_dead and not alive[s]:
                     continue
                 out_pos[m] = f
                 out_slot[m] = s
                 m += 1
-            for e in range(head[lo, 2], head[lo + 1, 2]):
+            for e in range(bstart[lo], bstart[lo + 1]):
                 s = bslots[e]
                 if filter_dead and not alive[s]:
                     continue
@@ -103,3 +94,43 @@ def lookup(
                 chk_slot[c] = s
                 c += 1
     return m, c, n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_at_least(keys, fence, lo, end, q):  # pragma: no cover - compiled
+    """The first index in ``lo + 1:end`` whose key is >= q (``end`` if none), knowing keys[lo] < q.
+
+    Nearby keys (the next fix is often in the same or the next cell) are read in order; farther ones by
+    galloping over ``fence`` (every FENCE-th key: small, stays in cache), then bisecting one block of
+    ``keys``: a few cache lines of the large array per search instead of one per step."""
+    near = min(lo + 17, end)
+    i = lo + 1
+    while i < near and keys[i] < q:
+        i += 1
+    if i < near or near == end:
+        return i
+    lo = near - 1
+    nf = fence.shape[0]
+    fi = lo >> FENCE_BITS  # fence[fi] <= keys[lo] < q
+    step = 1
+    while fi + step < nf and fence[fi + step] < q:
+        fi += step
+        step *= 2
+    a, b = fi + 1, min(fi + step, nf)  # fence[a - 1] < q, and fence[b] >= q unless b == nf
+    while a < b:
+        mid = (a + b) >> 1
+        if fence[mid] < q:
+            a = mid + 1
+        else:
+            b = mid
+    hi = min(end, a << FENCE_BITS)  # keys[a * FENCE] = fence[a] >= q
+    lo = max(lo + 1, (a - 1) << FENCE_BITS)
+    if lo > hi:
+        return hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < q:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

@@ -45,13 +45,16 @@ def reference_entries(zones: list) -> set[tuple[int, str, bool]]:
 
 
 def table_entries(index: ZoneIndex) -> set[tuple[int, str, bool]]:
-    f = index._base.flat
+    return entries_of(index._base.flat, index._ids)
+
+
+def entries_of(t, ids) -> set[tuple[int, str, bool]]:
     out = set()
-    for row in range(len(f.head) - 1):
-        cell, i0, b0 = f.head[row].tolist()
-        i1, b1 = f.head[row + 1, 1:].tolist()
-        out |= {(cell, index._ids[s], True) for s in f.islots[i0:i1].tolist()}
-        out |= {(cell, index._ids[s], False) for s in f.bslots[b0:b1].tolist()}
+    for row in range(len(t.keys) - 1):
+        cell = int(t.keys[row])
+        (i0, i1), (b0, b1) = t.istart[row : row + 2].tolist(), t.bstart[row : row + 2].tolist()
+        out |= {(cell, ids[s], True) for s in t.islots[i0:i1].tolist()}
+        out |= {(cell, ids[s], False) for s in t.bslots[b0:b1].tolist()}
     return out
 
 
@@ -74,15 +77,9 @@ def test_chunked_build_equals_the_one_zone_at_a_time_reference(chunk, slices):
     slots = [got.owner + a for a, got in parts]
     inside = [got.interior for _, got in parts]
     t = build.assemble(cells, slots, inside, slices=slices)
-    assert (np.diff(t.head[:, 0]) > 0).all(), "keys sorted and unique"
-    got = set()
-    for row in range(len(t.head) - 1):
-        cell, i0, b0 = t.head[row].tolist()
-        i1, b1 = t.head[row + 1, 1:].tolist()
-        got |= {(cell, zones[s].id, True) for s in t.islots[i0:i1].tolist()}
-        got |= {(cell, zones[s].id, False) for s in t.bslots[b0:b1].tolist()}
-    assert got == reference_entries(zones)
-    res_of = (t.head[:-1, 0] >> 52) & 0xF
+    assert (np.diff(t.keys) > 0).all(), "keys sorted and unique"
+    assert entries_of(t, [z.id for z in zones]) == reference_entries(zones)
+    res_of = (t.keys[:-1] >> 52) & 0xF
     for r, res in enumerate(t.res.tolist()):
         assert (res_of[t.kstart[r] : t.kstart[r + 1]] == res).all()
 
@@ -92,7 +89,7 @@ def test_an_index_built_by_two_worker_processes_has_the_reference_tables():
     index = ZoneIndex(zones, workers=2)
     assert table_entries(index) == reference_entries(zones)
     one = ZoneIndex(zones, workers=1)
-    assert np.array_equal(index._base.flat.head, one._base.flat.head)
+    assert np.array_equal(index._base.flat.keys, one._base.flat.keys)
 
 
 def test_build_reports_the_first_invalid_zone_and_keeps_the_last_of_a_repeated_id():
@@ -101,3 +98,19 @@ def test_build_reports_the_first_invalid_zone_and_keeps_the_last_of_a_repeated_i
         ZoneIndex([*zones, circle("bad", 48.8, 2.3, 5.0)])
     index = ZoneIndex([*zones, circle("w0", 48.9, 2.4, 800)])
     assert index.get("w0").geometry.radius_m == 800 and len(index) == len(zones)
+
+
+def test_the_kernels_search_finds_what_searchsorted_finds():
+    from zones.kernel import FENCE, _next_at_least
+
+    rng = np.random.default_rng(11)
+    for size in (1, 5, FENCE - 1, FENCE, 3 * FENCE + 7, 5000):
+        keys = np.append(np.unique(rng.integers(0, 10 * size + 10, size)), np.iinfo(np.int64).max)
+        fence = np.ascontiguousarray(keys[::FENCE])
+        n = len(keys) - 1
+        for _ in range(300):
+            lo = int(rng.integers(0, n))
+            end = int(rng.integers(lo + 1, n + 1))
+            q = int(keys[lo]) + int(rng.integers(1, 12 * size + 20))
+            want = min(int(np.searchsorted(keys[lo + 1 : end], q)) + lo + 1, end)
+            assert _next_at_least(keys, fence, lo, end, q) == want
