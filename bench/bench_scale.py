@@ -77,12 +77,22 @@ def make_zones(n: int, mixed: bool, seed: int, prefix: str = "z") -> list:
     return zones
 
 
+def _trim() -> None:
+    """Give freed heap back to the OS, so that RSS shows what is held, not what the build freed."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
+
+
 def cpu_s() -> tuple[float, float]:
     t = os.times()
     return t.user + t.system, t.children_user + t.children_system
 
 
-def one(n: int, mixed: bool, n_fixes: int, workers: int) -> dict:
+def one(n: int, mixed: bool, n_fixes: int, workers: int, compact: bool) -> dict:
     """Measure one size in this process; returns the figures."""
     import shapely
     from h3ronpy.vector import coordinates_to_cells
@@ -96,6 +106,7 @@ def one(n: int, mixed: bool, n_fixes: int, workers: int) -> dict:
     lats, lngs = around_towns(np.random.default_rng(2), n_fixes, 3000.0)
     ZoneIndex(zones[:50]).match_many(lats[:2000], lngs[:2000])  # numba kernels compiled/loaded
     gc.collect()
+    _trim()
     r0 = rss_mb()
     t, (c, cc) = time.perf_counter(), cpu_s()
     index = ZoneIndex(zones, workers=workers)
@@ -104,6 +115,7 @@ def one(n: int, mixed: bool, n_fixes: int, workers: int) -> dict:
     out["build_cpu_s"] = c1 - c
     out["build_worker_cpu_s"] = cc1 - cc
     gc.collect()
+    _trim()
     out["held_mb"] = rss_mb() - r0
 
     batch = 100_000
@@ -168,11 +180,13 @@ def one(n: int, mixed: bool, n_fixes: int, workers: int) -> dict:
     for a in range(0, n_fixes, batch):
         index.match_many(lats[a : a + batch], lngs[a : a + batch])
     out["match_many_after_import_per_cpu_s"] = n_fixes / (time.process_time() - c)
-    t, (c, cc) = time.perf_counter(), cpu_s()
-    index.compact(workers=workers)
-    c1, cc1 = cpu_s()
-    out["compact_s"] = time.perf_counter() - t
-    out["compact_cpu_s"] = (c1 - c) + (cc1 - cc)
+    out["compact_s"] = out["compact_cpu_s"] = math.nan
+    if compact:  # a whole build again: optional at the largest sizes
+        t, (c, cc) = time.perf_counter(), cpu_s()
+        index.compact(workers=workers)
+        c1, cc1 = cpu_s()
+        out["compact_s"] = time.perf_counter() - t
+        out["compact_cpu_s"] = (c1 - c) + (cc1 - cc)
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e3
     out["peak_rss_mb"] = me
@@ -201,7 +215,7 @@ def table(rows: list[dict]) -> str:
             f" | {r['peak_rss_mb']:,.0f} (workers {r['worker_peak_rss_mb']:,.0f}) | {r['held_mb']:,.0f}"
             f" | {r['match_many_per_cpu_s']:,.0f} | {r['vs_floor']:.2f} | {f(r.get('mismatches'), 'd')}"
             f" | {lat} | {r['import_10k_s']:.1f} ({r['import_10k_cpu_s']:.1f})"
-            f" | {r['compact_s']:.1f} ({r['compact_cpu_s']:.1f}) |"
+            f" | {f(r['compact_s'], '.1f')} ({f(r['compact_cpu_s'], '.1f')}) |"
         )
     return "\n".join(lines)
 
@@ -212,17 +226,19 @@ def main() -> None:
     ap.add_argument("--no-mixed", action="store_true", help="skip the mixed run at the largest size")
     ap.add_argument("--fixes", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=2, help="cover processes (default 2: this machine)")
+    ap.add_argument("--no-compact", action="store_true", help="skip timing compact() (a second build)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--mixed", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.mixed, args.fixes, args.workers)))
+        print(json.dumps(one(args.one, args.mixed, args.fixes, args.workers, not args.no_compact)))
         return
     runs = [(n, False) for n in args.sizes] + ([] if args.no_mixed else [(max(args.sizes), True)])
     rows = []
     for n, mixed in runs:
         cmd = [sys.executable, "-m", "bench.bench_scale", "--one", str(n), "--fixes", str(args.fixes),
                "--workers", str(args.workers)] + (["--mixed"] if mixed else [])
+        cmd += ["--no-compact"] if args.no_compact else []
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode:
             print(f"{n:,} {'mixed' if mixed else ''}: failed\n{done.stderr[-2000:]}", flush=True)

@@ -5,8 +5,9 @@ use ``(lng, lat)``.
 
 Decisions (see docs/zones.md):
 
-* circles are polygons of ``CIRCLE_VERTICES`` vertices placed at the exact geodesic (spherical) distance
-  ``radius_m`` from the centre; the polygon is the truth for containment (``zone_shape``);
+* circles are polygons of ``CIRCLE_VERTICES`` vertices placed at the exact great-circle distance
+  ``radius_m`` from the centre on the sphere of radius ``EARTH_RADIUS_M`` (not WGS 84's geodesic circle:
+  docs/zones.md gives the difference); the polygon is the truth for containment (``zone_shape``);
 * invalid polygons (self-intersections, bad holes) are **rejected** with the reason and location, not
   repaired: ``make_valid`` silently changes what a marketer drew (a bow-tie becomes two triangles);
 * zones crossing the antimeridian are supported: a circle or a ring that jumps across ±180° is unwrapped and
@@ -134,7 +135,8 @@ def zone_shape(zone: Zone) -> BaseGeometry:
 
 
 def circle_ring_lnglat(circle: Circle, n: int = CIRCLE_VERTICES) -> np.ndarray:
-    """(n, 2) (lng, lat) vertices at geodesic distance radius_m; lng is continuous (may leave ±180)."""
+    """(n, 2) (lng, lat) vertices at great-circle distance radius_m (sphere of radius EARTH_RADIUS_M); lng is
+    continuous (may leave ±180)."""
     lat1, lng1 = math.radians(circle.lat), math.radians(circle.lng)
     d = circle.radius_m / EARTH_RADIUS_M
     th = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
