@@ -134,6 +134,7 @@ class _Part:
 
 
 _NO_INT64 = np.zeros(0, dtype=np.int64)
+_REMOVED = "\x00removed"  # the id of a slot restored from a snapshot whose zone had been removed
 _EMPTY = build.assemble([], [], [])
 
 
@@ -198,21 +199,30 @@ class ZoneIndex:
             cells.append(got.cells)
             owners.append(got.owner + at)
             inside.append(got.interior)
+        self._install(zones, res, ref, reach, build.assemble(cells, owners, inside))
+
+    def _install(
+        self, zones: Sequence[Zone | None], res: np.ndarray, ref: np.ndarray, reach: np.ndarray,
+        tables: build.Tables,
+    ) -> None:
+        """Make ``tables`` the base, slot s holding ``zones[s]`` (None: a removed zone's slot)."""
+        n = len(zones)
         self._entries: list[_Entry | None] = [
-            _Entry(z, r, (a, b), c, None if isinstance(z.geometry, Circle) else checked_shape(z))
+            None if z is None
+            else _Entry(z, r, (a, b), c, None if isinstance(z.geometry, Circle) else checked_shape(z))
             for z, r, (a, b), c in zip(zones, res.tolist(), ref.tolist(), reach.tolist(), strict=True)
         ]
-        self._slot_of = {z.id: s for s, z in enumerate(zones)}
+        self._slot_of = {z.id: s for s, z in enumerate(zones) if z is not None}
         self._grow(n)
-        self._alive[:n] = True
-        self._ids[:n] = [z.id for z in zones]
-        circles = [s for s, z in enumerate(zones) if isinstance(z.geometry, Circle)]
+        self._alive[:n] = [z is not None for z in zones]
+        self._ids[:n] = [_REMOVED if z is None else z.id for z in zones]
+        circles = [s for s, z in enumerate(zones) if z is not None and isinstance(z.geometry, Circle)]
         if circles:
-            g = [zones[s].geometry for s in circles]
+            g = [zones[s].geometry for s in circles]  # type: ignore[union-attr]
             self._circ[circles] = _circle_rows(
                 np.array([c.lat for c in g]), np.array([c.lng for c in g]), np.array([c.radius_m for c in g])  # type: ignore[union-attr]
             )
-        self._base = _Part(_flat(build.assemble(cells, owners, inside)), list(range(n)), set())
+        self._base = _Part(_flat(tables), list(range(n)), {_REMOVED} if None in zones else set())
         self._runs: list[_Part] = []
         self._run_of: dict[int, int] = {}  # slot -> index of the run holding it
         self._pending: list[int] = []
@@ -238,6 +248,31 @@ class ZoneIndex:
         self._grow(2 * slot + 16)
         for new, o in zip((self._alive, self._ids, self._circ), old, strict=True):
             new[: len(o)] = o
+
+    def packed(self) -> tuple[list[Zone | None], np.ndarray, np.ndarray, np.ndarray, build.Tables, list[Zone]]:  # noqa: E501
+        """What ``zones.snapshot`` writes: the base's zones by slot (None: removed), their resolutions,
+        reference points and reaches, the base tables, and the zones changed since (runs and pending)."""
+        n = len(self._base.slots)
+        base = [e.zone if (e := self._entries[s]) is not None and self._alive[s] else None for s in range(n)]
+        res = np.array([e.res if e else 0 for e in self._entries[:n]], dtype=np.int8)
+        ref = np.array([e.ref if e else (0.0, 0.0) for e in self._entries[:n]], dtype=float).reshape(-1, 2)
+        reach = np.array([e.reach_m if e else 0.0 for e in self._entries[:n]])
+        f = self._base.flat
+        tables = build.Tables(f.res, f.kstart, f.keys, f.istart, f.bstart, f.islots, f.bslots)
+        later = [e.zone for e in self._entries[n:] if e is not None]
+        return base, res, ref, reach, tables, later
+
+    @classmethod
+    def restore(
+        cls, zones: Sequence[Zone | None], res: np.ndarray, ref: np.ndarray, reach: np.ndarray,
+        tables: build.Tables, later: Sequence[Zone] = (),
+    ) -> ZoneIndex:
+        """The index :meth:`packed` described, without covering its base again (``zones.snapshot``)."""
+        index = cls()
+        index._install(zones, res, ref, reach, tables)
+        if later:
+            index.add_many(later)
+        return index
 
     def compact(self, workers: int | None = 1) -> None:
         """Re-pack every live zone into one base table (covers recomputed): reclaims the memory of
@@ -324,9 +359,11 @@ class ZoneIndex:
         for _, got in build.covers(batch, workers):
             if got.errors:
                 raise ZoneError(got.errors[0][1])
-            split = np.searchsorted(got.owner, np.arange(len(got.facts.res) + 1))
+            by_zone = np.argsort(got.owner, kind="stable")  # a chunk lists its zones by cover group
+            cells, owner, inside = got.cells[by_zone], got.owner[by_zone], got.interior[by_zone]
+            split = np.searchsorted(owner, np.arange(len(got.facts.res) + 1))
             found += [
-                (got.cells[a:b][got.interior[a:b]], got.cells[a:b][~got.interior[a:b]])
+                (cells[a:b][inside[a:b]], cells[a:b][~inside[a:b]])
                 for a, b in zip(split[:-1].tolist(), split[1:].tolist(), strict=True)
             ]
         slots = [self._add(z, c) for z, c in zip(batch, found, strict=True)]

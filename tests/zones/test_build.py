@@ -114,3 +114,36 @@ def test_the_kernels_search_finds_what_searchsorted_finds():
             q = int(keys[lo]) + int(rng.integers(1, 12 * size + 20))
             want = min(int(np.searchsorted(keys[lo + 1 : end], q)) + lo + 1, end)
             assert _next_at_least(keys, fence, lo, end, q) == want
+
+
+def test_changes_go_to_runs_never_to_the_base_and_stay_exact_until_compacted():
+    from tests.zones.test_index_exact import assert_exact
+    from zones.index import PENDING, RUN_ZONES
+
+    zones = mixed_zones(150)
+    index = ZoneIndex(zones)
+    base = index._base
+    current = {z.id: z for z in zones}
+    rng = np.random.default_rng(9)
+    for i in range(PENDING + 5):  # one run packed, some pending
+        z = circle(f"a{i}", 48.7 + rng.uniform(0, 0.3), 2.2 + rng.uniform(0, 0.4), 397)
+        index.add(z)
+        current[z.id] = z
+    for i in range(0, 40, 3):  # removals in the base, in the run and pending
+        for zid in (f"w{i}", f"a{i}"):
+            if zid in current:
+                index.remove(zid)
+                del current[zid]
+    index.replace(moved := circle("a1", 48.8, 2.3, 1543))
+    current["a1"] = moved
+    imported = mixed_zones(RUN_ZONES + 30, seed=6)
+    imported = [type(z)(id=f"i{z.id}", name=z.name, geometry=z.geometry) for z in imported]
+    index.add_many(imported)
+    current.update({z.id: z for z in imported})
+    assert index._base is base and len(index._runs) >= 3
+    lats, lngs = rng.uniform(48.69, 49.01, 20_000), rng.uniform(2.19, 2.61, 20_000)
+    assert_exact(index, list(current.values()), lats, lngs)
+    assert sorted(z.id for z in index.zones()) == sorted(current)
+    index.compact()
+    assert index._base is not base and not index._runs and not index.compaction_due
+    assert_exact(index, list(current.values()), lats, lngs)
