@@ -13,7 +13,8 @@ Printed per size: build (wall, CPU of this process and of its workers), peak RSS
 (batches of 100,000) against the floor, h3ronpy's vectorised ``latlng_to_cell`` per CPU-second on the same
 fixes; mismatches against shapely on a sample (up to 100,000 zones: the shapely ground truth of a million
 zones would not fit); one-zone add / move / remove latency (median and worst of 300 each, including the
-changes that pack a run); a bulk import of 10,000 zones (``add_many``); ``compact()``.
+changes that pack a run); a snapshot file written and read back (``zones.snapshot``: a restart); a bulk
+import of 10,000 zones (``add_many``); ``compact()``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -100,6 +102,7 @@ def one(n: int, mixed: bool, n_fixes: int, workers: int, compact: bool) -> dict:
     from zones.geometry import zone_shape
     from zones.index import ZoneIndex
     from zones.model import Circle, Zone
+    from zones.snapshot import read_snapshot, write_snapshot
 
     out: dict = {"zones": n, "mixed": mixed}
     zones = make_zones(n, mixed, seed=1)
@@ -143,6 +146,19 @@ def one(n: int, mixed: bool, n_fixes: int, workers: int, compact: bool) -> dict:
         out["mismatches"] = len(truth ^ got) + (len(found.positions) - len(got))
         out["mismatch_sample"] = sample
         del tree
+
+    path = os.path.join(tempfile.mkdtemp(), "zones.npz")
+    t = time.perf_counter()
+    write_snapshot(index, path)
+    out["snapshot_write_s"] = time.perf_counter() - t
+    out["snapshot_mb"] = os.path.getsize(path) / 1e6
+    t, c = time.perf_counter(), time.process_time()
+    back = read_snapshot(path)
+    out["snapshot_read_s"], out["snapshot_read_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+    back.match_many(lats[:batch], lngs[:batch])  # ready: answers
+    del back
+    os.remove(path)
+    gc.collect()
 
     rng = np.random.default_rng(3)
     fresh = make_zones(300, mixed, seed=4, prefix="new")
@@ -201,8 +217,8 @@ def table(rows: list[dict]) -> str:
     head = (
         "| zones | build wall s | build CPU s (main + workers) | peak RSS MB | held MB"
         " | match_many fixes/CPU-s | × h3 floor | mismatches | add / move / remove ms (median, max)"
-        " | import 10k s (CPU) | compact s (CPU) |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+        " | import 10k s (CPU) | compact s (CPU) | snapshot MB, read s (CPU) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
@@ -215,7 +231,8 @@ def table(rows: list[dict]) -> str:
             f" | {r['peak_rss_mb']:,.0f} (workers {r['worker_peak_rss_mb']:,.0f}) | {r['held_mb']:,.0f}"
             f" | {r['match_many_per_cpu_s']:,.0f} | {r['vs_floor']:.2f} | {f(r.get('mismatches'), 'd')}"
             f" | {lat} | {r['import_10k_s']:.1f} ({r['import_10k_cpu_s']:.1f})"
-            f" | {f(r['compact_s'], '.1f')} ({f(r['compact_cpu_s'], '.1f')}) |"
+            f" | {f(r['compact_s'], '.1f')} ({f(r['compact_cpu_s'], '.1f')})"
+            f" | {r['snapshot_mb']:,.0f}, {r['snapshot_read_s']:.1f} ({r['snapshot_read_cpu_s']:.1f}) |"
         )
     return "\n".join(lines)
 

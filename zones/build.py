@@ -11,6 +11,7 @@ the temporaries are those of one chunk and of one slice. The cells are exactly t
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -130,7 +131,8 @@ def covers(
         for a in starts:
             yield a, cover_chunk(zones[a : a + chunk])
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawned, not forked: the caller may be a service with threads (a fork copies their locks as held)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         ahead: list = []
         todo = iter(starts)
         for a in todo:

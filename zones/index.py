@@ -44,9 +44,10 @@ except ImportError:  # pragma: no cover
     _h3ronpy_cells = None
 
 PENDING = 32  # zones checked directly (bounding box + shapely) before they are packed into a run
-RUN_ZONES = 512  # the most zones in a run: re-packing one costs ~10-30 ms
+RUN_ZONES = 256  # the most zones in a run made of single changes: re-packing one costs ~5-15 ms of CPU
+IMPORT_RUN_ZONES = 4096  # an import (``add_many``) packs its zones in runs of this size
 MAX_RUNS = 32  # beyond this, ``compaction_due``
-SCALAR_MAX_KEYS = 2_000_000  # a larger base makes ``match`` use the kernel (~10 us) instead of dicts (~3 us)
+SCALAR_MAX_KEYS = 4_000_000  # a larger base makes ``match`` use the kernel (~10 us) instead of dicts (~3 us)
 FINE_RES = max(res for _, res in RESOLUTION_TABLE)
 
 
@@ -326,11 +327,17 @@ class ZoneIndex:
             into = len(self._runs) - 1
         part = self._runs[into]
         members = [s for s in part.slots if self._alive[s]] + slots
+        if not members:
+            self._runs[into] = _Part(_flat(_EMPTY), [], set())
+            return
         parts = [self._entries[s].cover for s in members]  # type: ignore[union-attr]
         cells = [c for a, b in parts for c in (a, b)]  # type: ignore[misc]
         owners = [np.full(len(c), s, dtype=np.int32) for s in members for c in self._entries[s].cover]  # type: ignore[union-attr]
         inside = [np.full(len(c), k == 0) for a, b in parts for k, c in enumerate((a, b))]  # type: ignore[misc]
-        self._runs[into] = _Part(_flat(build.assemble(cells, owners, inside)), members, set())
+        tables = build.assemble(  # one part, one slice: a run is small
+            [np.concatenate(cells)], [np.concatenate(owners)], [np.concatenate(inside)], slices=1
+        )
+        self._runs[into] = _Part(_flat(tables), members, set())
         for s in members:
             self._run_of[s] = into
         self._clear_runs = None
@@ -352,7 +359,7 @@ class ZoneIndex:
         self._settle()
 
     def add_many(self, zones: Iterable[Zone], workers: int | None = 1) -> None:
-        """:meth:`add` of many zones: covers computed in bulk, packed into new runs of ``RUN_ZONES``.
+        """:meth:`add` of many zones: covers computed in bulk, packed into new runs of ``IMPORT_RUN_ZONES``.
         Validates every zone first: raises ZoneError (and changes nothing) if one is invalid."""
         batch = list({z.id: z for z in zones}.values())
         found: list[tuple[np.ndarray, np.ndarray]] = []
@@ -368,8 +375,8 @@ class ZoneIndex:
             ]
         slots = [self._add(z, c) for z, c in zip(batch, found, strict=True)]
         self.generation += 1
-        for a in range(0, len(slots), RUN_ZONES):
-            self._pack(slots[a : a + RUN_ZONES], None)
+        for a in range(0, len(slots), IMPORT_RUN_ZONES):
+            self._pack(slots[a : a + IMPORT_RUN_ZONES], None)
 
     def replace(self, zone: Zone) -> None:
         """Same as :meth:`add` for an existing id."""

@@ -140,10 +140,25 @@ def test_changes_go_to_runs_never_to_the_base_and_stay_exact_until_compacted():
     imported = [type(z)(id=f"i{z.id}", name=z.name, geometry=z.geometry) for z in imported]
     index.add_many(imported)
     current.update({z.id: z for z in imported})
-    assert index._base is base and len(index._runs) >= 3
+    assert index._base is base and len(index._runs) >= 2  # single changes, then the import
     lats, lngs = rng.uniform(48.69, 49.01, 20_000), rng.uniform(2.19, 2.61, 20_000)
     assert_exact(index, list(current.values()), lats, lngs)
     assert sorted(z.id for z in index.zones()) == sorted(current)
     index.compact()
     assert index._base is not base and not index._runs and not index.compaction_due
     assert_exact(index, list(current.values()), lats, lngs)
+
+
+def test_match_on_a_base_too_large_for_dicts_asks_the_kernel_and_agrees(monkeypatch):
+    import zones.index as zi
+    from tests.zones.shapes import truth_pairs
+
+    zones = mixed_zones(100)
+    index = ZoneIndex(zones)
+    monkeypatch.setattr(zi, "SCALAR_MAX_KEYS", 0)  # the branch a million zones take, on a small index
+    rng = np.random.default_rng(2)
+    lats, lngs = rng.uniform(48.69, 49.01, 400), rng.uniform(2.19, 2.61, 400)
+    truth = truth_pairs(zones, lats, lngs)
+    for i in range(len(lats)):
+        assert sorted(index.match(float(lats[i]), float(lngs[i]))) == sorted(z for j, z in truth if j == i)
+    assert index._base.scalar is None  # no dicts were built
