@@ -14,7 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 import h3
@@ -133,7 +133,7 @@ def covers(
         return
     # spawned, not forked: the caller may be a service with threads (a fork copies their locks as held)
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        ahead: list = []
+        ahead: list[tuple[int, Future[Covered]]] = []
         todo = iter(starts)
         for a in todo:
             ahead.append((a, pool.submit(cover_chunk, zones[a : a + chunk])))
@@ -172,8 +172,8 @@ def assemble(
     total = sum(len(c) for c in cells)
     if total == 0:
         empty, zero = np.zeros(0, np.int32), np.zeros(1, np.int64)
-        keys = np.array([np.iinfo(np.int64).max], dtype=np.int64)
-        return Tables(np.zeros(0, np.int64), zero, keys, zero, zero.copy(), empty, empty)
+        sentinel = np.array([np.iinfo(np.int64).max], dtype=np.int64)
+        return Tables(np.zeros(0, np.int64), zero, sentinel, zero, zero.copy(), empty, empty)
     step = max(1, total // 100_000)
     sample = np.concatenate([c[::step] for c in cells])
     edges = np.unique(np.quantile(sample, np.linspace(0, 1, slices + 1)[1:-1], method="nearest"))
@@ -189,7 +189,11 @@ def assemble(
             lo, hi = bounds[r], bounds[r + 1]
             if hi > lo:
                 by_range[r].append((c[lo:hi].copy(), s[lo:hi].copy(), f[lo:hi].copy()))
-    keys, ist, bst, isl, bsl = [], [], [], [], []
+    keys: list[np.ndarray] = []
+    ist: list[np.ndarray] = []
+    bst: list[np.ndarray] = []
+    isl: list[np.ndarray] = []
+    bsl: list[np.ndarray] = []
     i_at = b_at = 0
     for parts in by_range:
         if not parts:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import h3
 import numpy as np
@@ -58,7 +58,11 @@ _SET = [int(v) for v in _SET_ARR]
 
 def ancestors_at(cells: np.ndarray, res: int) -> np.ndarray:
     """Vectorised ``cell_to_parent`` of int64 cells (all at a finer or equal resolution) to ``res``."""
-    return (cells & _KEEP_ARR[res]) | _SET_ARR[res]
+    parents: np.ndarray = (cells & _KEEP_ARR[res]) | _SET_ARR[res]
+    return parents
+
+
+_Rows = tuple[tuple[Any, ...], tuple[Any, ...]]  # a cell's zones inside and its boundary rows
 
 
 class _Scalar(NamedTuple):
@@ -66,8 +70,8 @@ class _Scalar(NamedTuple):
 
     keep: int | None  # masks turning a FINE_RES cell into the finest resolution in use (None: same)
     setb: int
-    finest: dict[int, tuple[tuple, tuple]]  # ancestors merged in
-    coarser: list[tuple[int, int, dict[int, tuple[tuple, tuple]]]]  # (keep, set, dict) per resolution
+    finest: dict[int, _Rows]  # ancestors merged in
+    coarser: list[tuple[int, int, dict[int, _Rows]]]  # (keep, set, dict) per resolution
 
 
 class ZoneMatches(NamedTuple):
@@ -83,7 +87,8 @@ class ZoneMatches(NamedTuple):
 
     def zone_ids(self) -> np.ndarray:
         """The zone id of every pair (an object array aligned with ``positions``)."""
-        return self.ids[self.zones]
+        ids: np.ndarray = self.ids[self.zones]
+        return ids
 
 
 @dataclass(slots=True)
@@ -291,7 +296,7 @@ class ZoneIndex:
     def _add(self, zone: Zone, covered: tuple[np.ndarray, np.ndarray] | None = None) -> int:
         res, ref, reach, shape = build.zone_facts(zone)
         if covered is None:
-            covered = cover(zone, shape, res, ref)  # type: ignore[arg-type]
+            covered = cover(zone, shape, res, ref)
         if zone.id in self._slot_of:
             self._kill(self._slot_of[zone.id])
         slot = len(self._entries)
@@ -447,14 +452,15 @@ class ZoneIndex:
             keep, setb, finest, coarser = part.scalar or self._scalar(part)
             found = finest.get(fine if keep is None else (fine & keep) | setb)
             if found is not None:  # the common case: one probe (ancestors merged in)
-                founds: Iterable[tuple[tuple, tuple]] = (found,)
+                founds: Iterable[_Rows] = (found,)
             else:
                 founds = [v for k, s, t in coarser if (v := t.get((fine & k) | s)) is not None]
             dead = part.dead_ids
-            for inside, boundary in founds:
+            for inside, rows in founds:
+                boundary: Iterable[tuple[Any, ...]] = rows
                 if dead:
                     out += [z for z in inside if z not in dead]
-                    boundary = [row for row in boundary if row[5] not in dead]
+                    boundary = [row for row in rows if row[5] not in dead]
                 else:
                     out += inside
                 for ux, uy, uz, dot_in, dot_out, zid, slot in boundary:
@@ -491,10 +497,10 @@ class ZoneIndex:
         hold the same few ids).
         """
         f = part.flat
-        shared: dict[tuple, tuple] = {}
-        per_res: list[tuple[int, dict[int, tuple[tuple, tuple]]]] = []
+        shared: dict[Any, Any] = {}
+        per_res: list[tuple[int, dict[int, _Rows]]] = []
         ids = self._ids[f.islots].tolist()
-        rows: dict[int, tuple] = {}
+        rows: dict[int, tuple[Any, ...]] = {}
         for s in set(f.bslots.tolist()):
             ux, uy, uz, cin2, cout2 = self._circ[s].tolist()
             # dot-product margins: chord^2 < c2  <=>  a.b > 1 - c2 / 2 (areas: never decided here)
@@ -526,8 +532,8 @@ class ZoneIndex:
                     inside, edge = inside + up[0], edge + up[1]
             value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
             merged[key] = shared.setdefault(value, value)
-        keep = None if finest_res == FINE_RES else _KEEP[finest_res]  # None: the fix's own cell
-        part.scalar = scalar = _Scalar(keep, _SET[finest_res], merged, coarser)
+        fine_keep = None if finest_res == FINE_RES else _KEEP[finest_res]  # None: the fix's own cell
+        part.scalar = scalar = _Scalar(fine_keep, _SET[finest_res], merged, coarser)
         return scalar
 
     def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> ZoneMatches:
@@ -665,7 +671,7 @@ class ZoneIndex:
         keep = np.flatnonzero(ok).tolist()
         inner = [list(map(get, inside[i])) for i in keep]
         steady_slots = [
-            x if steady[i] is None else list(map(get, steady[i])) for i, x in zip(keep, inner, strict=True)
+            x if (st := steady[i]) is None else list(map(get, st)) for i, x in zip(keep, inner, strict=True)
         ]
 
         def csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -769,7 +775,8 @@ _RAD = math.pi / 180.0
 def _on_cut(lng: float | np.ndarray) -> np.ndarray:
     """On the antimeridian, where ``zone_shape`` splits the zones crossing it: a point there is on their
     boundary, so outside them (docs/zones.md, *Edges*), whatever the cells or a circle's centre say."""
-    return np.abs(lng) == 180.0
+    on: np.ndarray = np.abs(lng) == 180.0
+    return on
 
 
 def _unit(lat: float, lng: float) -> tuple[float, float, float]:

@@ -33,7 +33,7 @@ def res_masks(res: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
-def lookup(
+def lookup(  # type: ignore[no-untyped-def]  # numba compiles it for the arrays and scalars of each call
     fine, order, begin, cursor, ux, uy, uz, keep, setb, kstart, keys, fence, istart, bstart, islots, bslots,
     circ, alive, filter_dead, room, out_pos, out_slot, chk_pos, chk_slot,
 ):
@@ -97,7 +97,7 @@ def lookup(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _next_at_least(keys, fence, lo, end, q):  # pragma: no cover - compiled
+def _next_at_least(keys, fence, lo, end, q):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """The first index in ``lo + 1:end`` whose key is >= q (``end`` if none), knowing keys[lo] < q.
 
     Nearby keys (the next fix is often in the same or the next cell) are read in order; farther ones by
