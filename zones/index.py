@@ -219,7 +219,7 @@ class ZoneIndex:
             for z, r, (a, b), c in zip(zones, res.tolist(), ref.tolist(), reach.tolist(), strict=True)
         ]
         self._slot_of = {z.id: s for s, z in enumerate(zones) if z is not None}
-        self._grow(n)
+        self._grow(n + max(1024, n // 4))  # room for changes: growing copies every per-slot array
         self._alive[:n] = [z is not None for z in zones]
         self._ids[:n] = [_REMOVED if z is None else z.id for z in zones]
         circles = [s for s, z in enumerate(zones) if z is not None and isinstance(z.geometry, Circle)]
