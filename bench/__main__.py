@@ -12,6 +12,7 @@ import time
 
 QUICK_ARGS = {
     "zones": ["--quick"],
+    "scale": ["--sizes", "1000", "10000", "--no-mixed", "--no-compact", "--fixes", "100000"],
     "ingest": ["--zones", "2000", "--devices", "20000", "--rounds", "3", "--fixes", "60000",
                "--http-seconds", "5"],
     "decide": ["--decisions", "5000", "--deliveries", "1000", "--trickle", "200"],

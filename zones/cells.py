@@ -66,15 +66,27 @@ def disk_k(extent_m: float, res: int) -> int:
     return int(math.ceil((extent_m + cell_radius_m(res)) / (1.4 * _EDGE_M[res]))) + 1
 
 
+CIRCLES_PER_CALL = 2048  # ~470 candidates each: the temporaries of one call stay under ~100 MB
+
+
 def circle_covers(
-    circles: list[Circle], res: int, margin_m: float = 0.0
+    circles: list[Circle], res: int, margin_m: float = 0.0, per_call: int = CIRCLES_PER_CALL
 ) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """:func:`cover` of many circles of the same resolution and disk size at once (vectorised with h3ronpy).
+    """:func:`cover` of many circles of the same resolution and disk size (vectorised with h3ronpy).
 
     Same classification as :func:`cover` (``margin_m`` likewise). Returns None for a circle whose disk was
     too small or touched a pentagon (the caller falls back to :func:`cover`), or for all of them without
-    h3ronpy.
+    h3ronpy. Circles are taken ``per_call`` at a time, so memory does not grow with their number.
     """
+    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for a in range(0, len(circles), per_call):
+        out += _circle_covers(circles[a : a + per_call], res, margin_m)
+    return out
+
+
+def _circle_covers(
+    circles: list[Circle], res: int, margin_m: float
+) -> list[tuple[np.ndarray, np.ndarray] | None]:
     try:
         import h3ronpy
         from h3ronpy.vector import coordinates_to_cells
@@ -93,7 +105,11 @@ def circle_covers(
         return [None] * n
     ring = np.asarray(rb.column("k")) == k
     owner = np.repeat(np.arange(n), size)
-    clat, clng = _centres(cells.view(np.int64))
+    # nearby circles share candidates (the index covers them in spatial order): one centre per cell
+    unique, which = np.unique(cells.view(np.int64), return_inverse=True)
+    ulat, ulng = _centres(unique)
+    clat, clng = ulat[which], ulng[which]
+    del unique, which, ulat, ulng
     p1, p2 = np.radians(lat)[owner], np.radians(clat)
     a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(clng - lng[owner]) / 2) ** 2
     d = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
@@ -139,11 +155,12 @@ def _centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cover(
-    zone: Zone, shape: BaseGeometry, res: int, ref: tuple[float, float], margin_m: float = 0.0
+    zone: Zone, shape: BaseGeometry | None, res: int, ref: tuple[float, float], margin_m: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(interior, boundary) int64 cell arrays of ``zone`` at resolution ``res``.
 
-    ``shape`` is ``zone_shape(zone)``; ``ref`` its reference ``(lat, lng)`` (circle centre or bbox centre).
+    ``shape`` is ``zone_shape(zone)`` (not used for a circle: may be None); ``ref`` its reference
+    ``(lat, lng)`` (circle centre or bbox centre).
     ``margin_m`` widens the boundary band: a cell is then *boundary* when the zone's boundary may come
     within ``margin_m`` of one of its points (``zones.clearance`` lists those cells).
     """
@@ -155,6 +172,7 @@ def cover(
         extent = g.radius_m
         local = None
     else:
+        assert shape is not None
         local = to_local_m(shape, lat0, lng0)
         extent = max(math.hypot(x, y) for p in polygons(local) for x, y in p.exterior.coords)
         # worst scale error of the equirectangular projection over the zone, plus 1 %

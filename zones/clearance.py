@@ -71,7 +71,9 @@ class Shapes:
     ends: np.ndarray
 
 
-Entry = tuple[int, Zone, BaseGeometry, tuple[float, float]]  # slot, zone, shape, reference point
+Entry = tuple[int, Zone, BaseGeometry | None, tuple[float, float]]  # slot, zone, shape, reference point
+EMPTY = Cells(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
+Tables = Cells | tuple[Cells, ...]  # one table, or a large one and one of the zones changed since
 
 
 def _unit(lat: float, lng: float) -> tuple[float, float, float]:
@@ -79,17 +81,39 @@ def _unit(lat: float, lng: float) -> tuple[float, float, float]:
     return math.cos(p) * math.cos(g), math.cos(p) * math.sin(g), math.sin(p)
 
 
-def shapes(entries: Sequence[tuple[int, Zone, Rings | None]], n_slots: int) -> Shapes:
+def shapes(entries: Sequence[tuple[int, Zone | None, Rings | None]], n_slots: int) -> Shapes:
     """The geometry of these zones by slot: (slot, zone, an area's rings) each."""
-    kind = np.zeros(n_slots, dtype=np.int8)
-    circ = np.zeros((n_slots, 6))
-    xr = np.zeros((n_slots, 2), dtype=np.int64)
-    er = np.zeros((n_slots, 2), dtype=np.int64)
-    xs_parts: list[np.ndarray] = []
-    ys_parts: list[np.ndarray] = []
-    ends_parts: list[np.ndarray] = []
-    x_at = e_at = 0
-    for slot, zone, rings in entries:
+    empty = Shapes(
+        np.zeros(0, np.int8), np.zeros((0, 6)), np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64),
+        np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
+    )
+    return update_shapes(empty, entries, n_slots)
+
+
+def update_shapes(
+    geometry: Shapes, changes: Sequence[tuple[int, Zone | None, Rings | None]], n_slots: int
+) -> Shapes:
+    """``geometry`` with these slots set (zone None: no zone there any more), grown to ``n_slots``.
+
+    Costs the changed zones (and a copy of the arrays when they grow), not every zone: an index changes
+    one zone at a time. An area's old rings stay in the arrays, unreferenced, until the index is rebuilt.
+    """
+    kind, circ, xr, er = geometry.kind, geometry.circ, geometry.xr, geometry.er
+    if n_slots > len(kind):
+        cap = max(n_slots, 2 * len(kind))
+
+        def grown(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
+            out[: len(a)] = a
+            return out
+
+        kind, circ, xr, er = grown(kind), grown(circ), grown(xr), grown(er)
+    xs_parts, ys_parts, ends_parts = [geometry.xs], [geometry.ys], [geometry.ends]
+    x_at, e_at = len(geometry.xs), len(geometry.ends)
+    for slot, zone, rings in changes:
+        if zone is None:
+            kind[slot] = 0
+            continue
         g = zone.geometry
         if isinstance(g, Circle):
             kind[slot] = CIRCLE
@@ -106,7 +130,9 @@ def shapes(entries: Sequence[tuple[int, Zone, Rings | None]], n_slots: int) -> S
         e_at += len(ends)
 
     def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-        return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0, dtype), dtype=dtype)
+        if len(parts) == 1:
+            return parts[0]
+        return np.ascontiguousarray(np.concatenate(parts), dtype=dtype)
 
     return Shapes(kind, circ, xr, er, cat(xs_parts, np.float64), cat(ys_parts, np.float64),
                   cat(ends_parts, np.int64))
@@ -147,16 +173,17 @@ def cells(entries: Sequence[Entry]) -> Cells:
 
 
 def clearance_m(
-    table: Cells, geometry: Shapes, at: np.ndarray, lats: np.ndarray, lngs: np.ndarray, extra: np.ndarray
+    table: Tables, geometry: Shapes, at: np.ndarray, lats: np.ndarray, lngs: np.ndarray, extra: np.ndarray
 ) -> np.ndarray:
     """Per point, its clearance in metres (see the module docstring): ``at`` are the points' cells at
-    ``CLEARANCE_RES``, ``extra`` the slots measured for every point (zones added since the table)."""
+    ``CLEARANCE_RES``, ``table`` one or two tables (a large one and one of the zones changed since),
+    ``extra`` the slots measured for every point (zones not in any table yet)."""
     none = np.zeros(len(lats) + 1, dtype=np.int64)
     return _measure(table, geometry, at, lats, lngs, extra, (none, none[:0]), (none, none[:0]))[0]
 
 
 def presence_bounds(
-    table: Cells, geometry: Shapes, at: np.ndarray, lats: np.ndarray, lngs: np.ndarray, extra: np.ndarray,
+    table: Tables, geometry: Shapes, at: np.ndarray, lats: np.ndarray, lngs: np.ndarray, extra: np.ndarray,
     steady: tuple[np.ndarray, np.ndarray], inside: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per point P, for a device whose *steady* zones (each point's slots: ``steady``, a CSR pair of
@@ -176,7 +203,7 @@ def presence_bounds(
 
 
 def _measure(
-    table: Cells, geometry: Shapes, at: np.ndarray, lats: np.ndarray, lngs: np.ndarray, extra: np.ndarray,
+    tables: Tables, geometry: Shapes, at: np.ndarray, lats: np.ndarray, lngs: np.ndarray, extra: np.ndarray,
     steady: tuple[np.ndarray, np.ndarray], inside: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(lats)
@@ -184,13 +211,20 @@ def _measure(
     if n == 0:
         return clear, r, d
     ok = (np.abs(lats) <= MAX_LAT) & (np.abs(lngs) <= MAX_LNG)
-    idx = np.minimum(np.searchsorted(table.keys, at), max(0, len(table.keys) - 1))
-    found = (table.keys[idx] == at) if len(table.keys) else np.zeros(n, dtype=bool)
+    table, other = (tables, EMPTY) if isinstance(tables, Cells) else (tables + (EMPTY,))[:2]
+
+    def find(t: Cells) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.minimum(np.searchsorted(t.keys, at), max(0, len(t.keys) - 1))
+        return idx, ((t.keys[idx] == at) if len(t.keys) else np.zeros(n, dtype=bool)) & ok
+
+    idx, found = find(table)
+    idx2, found2 = find(other)
     p, g = np.radians(lats), np.radians(lngs)
     cos_p = np.cos(p)
     _measure_kernel(
-        idx, found & ok, ok, cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p), lats, lngs, table.start,
-        table.slots, extra, geometry.kind, geometry.circ, geometry.xr, geometry.er, geometry.xs,
+        idx, found, idx2, found2, ok, cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p), lats, lngs,
+        table.start, table.slots, other.start, other.slots, extra, geometry.kind, geometry.circ,
+        geometry.xr, geometry.er, geometry.xs,
         geometry.ys, geometry.ends, steady[0], steady[1], inside[0], inside[1], clear, r, d,
     )
     clear = np.minimum(np.maximum(clear - ABS_SLACK_M, 0.0), CLEARANCE_CAP_M)
@@ -209,7 +243,8 @@ def _has(slots: np.ndarray, start: int, end: int, s: int) -> bool:  # pragma: no
 
 @njit(cache=True, nogil=True)
 def _measure_kernel(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled by numba per call
-    idx, found, ok, ux, uy, uz, lats, lngs, start, slots, extra, kind, circ, xr, er, xs, ys, ends,
+    idx, found, idx2, found2, ok, ux, uy, uz, lats, lngs, start, slots, start2, slots2, extra, kind, circ,
+    xr, er, xs, ys, ends,
     s_ptr, s_slots, i_ptr, i_slots, clear, r, d,
 ):
     for i in range(lats.shape[0]):
@@ -220,8 +255,14 @@ def _measure_kernel(  # type: ignore[no-untyped-def]  # pragma: no cover - compi
         deepest = -np.inf
         extras = (i_ptr[i + 1] - i_ptr[i]) - (s_ptr[i + 1] - s_ptr[i])  # zones in P's, not steady
         n_table = start[idx[i] + 1] - start[idx[i]] if found[i] else 0
-        for e in range(n_table + extra.shape[0]):
-            s = slots[start[idx[i]] + e] if e < n_table else extra[e - n_table]
+        n_table2 = start2[idx2[i] + 1] - start2[idx2[i]] if found2[i] else 0
+        for e in range(n_table + n_table2 + extra.shape[0]):
+            if e < n_table:
+                s = slots[start[idx[i]] + e]
+            elif e < n_table + n_table2:
+                s = slots2[start2[idx2[i]] + e - n_table]
+            else:
+                s = extra[e - n_table - n_table2]
             k = kind[s]
             if k == 1:
                 dx, dy, dz = ux[i] - circ[s, 0], uy[i] - circ[s, 1], uz[i] - circ[s, 2]

@@ -5,8 +5,9 @@ use ``(lng, lat)``.
 
 Decisions (see docs/zones.md):
 
-* circles are polygons of ``CIRCLE_VERTICES`` vertices placed at the exact geodesic (spherical) distance
-  ``radius_m`` from the centre; the polygon is the truth for containment (``zone_shape``);
+* circles are polygons of ``CIRCLE_VERTICES`` vertices placed at the exact great-circle distance
+  ``radius_m`` from the centre on the sphere of radius ``EARTH_RADIUS_M`` (not WGS 84's geodesic circle:
+  docs/zones.md gives the difference); the polygon is the truth for containment (``zone_shape``);
 * invalid polygons (self-intersections, bad holes) are **rejected** with the reason and location, not
   repaired: ``make_valid`` silently changes what a marketer drew (a bow-tie becomes two triangles);
 * zones crossing the antimeridian are supported: a circle or a ring that jumps across ±180° is unwrapped and
@@ -63,6 +64,23 @@ def validate_zone(zone: Zone) -> Zone:
 
 def checked_shape(zone: Zone) -> BaseGeometry:
     """:func:`validate_zone`, returning the zone's shape (computed once)."""
+    check_fields(zone)
+    shape = zone_shape(zone)  # raises ZoneError on any geometric problem
+    if isinstance(zone.geometry, Area):
+        size = math.sqrt(_area_m2(shape) / math.pi)
+        if size < MIN_RADIUS_M:
+            raise ZoneError(f"area is too small: equivalent radius {size:.1f} m is below {MIN_RADIUS_M:g} m")
+        if size > MAX_RADIUS_M:
+            raise ZoneError(f"area is too large: equivalent radius {size:.0f} m is above {MAX_RADIUS_M:g} m")
+        lat0, lng0 = reference_latlng(zone, shape)
+        far = max(haversine_m(lat0, lng0, la, ln) for ln, la in _vertices(shape))
+        if far > MAX_EXTENT_M:
+            raise ZoneError(f"area is too spread out: a vertex is {far / 1000:.0f} km from its centre")
+    return shape
+
+
+def check_fields(zone: Zone) -> None:
+    """The checks of :func:`validate_zone` other than the geometry's."""
     if not isinstance(zone.id, str) or not zone.id.strip():
         raise ZoneError("id must be a non-empty string")
     if not isinstance(zone.name, str) or not zone.name.strip():
@@ -85,18 +103,6 @@ def checked_shape(zone: Zone) -> BaseGeometry:
                 raise ZoneError(f"fence.{name} must be a non-negative number")
     if zone.minutes is not None and (not math.isfinite(zone.minutes) or zone.minutes <= 0):
         raise ZoneError("minutes must be a positive number")
-    shape = zone_shape(zone)  # raises ZoneError on any geometric problem
-    if isinstance(zone.geometry, Area):
-        size = math.sqrt(_area_m2(shape) / math.pi)
-        if size < MIN_RADIUS_M:
-            raise ZoneError(f"area is too small: equivalent radius {size:.1f} m is below {MIN_RADIUS_M:g} m")
-        if size > MAX_RADIUS_M:
-            raise ZoneError(f"area is too large: equivalent radius {size:.0f} m is above {MAX_RADIUS_M:g} m")
-        lat0, lng0 = reference_latlng(zone, shape)
-        far = max(haversine_m(lat0, lng0, la, ln) for ln, la in _vertices(shape))
-        if far > MAX_EXTENT_M:
-            raise ZoneError(f"area is too spread out: a vertex is {far / 1000:.0f} km from its centre")
-    return shape
 
 
 def _check_latlng(lat: Any, lng: Any, what: str) -> None:
@@ -130,7 +136,8 @@ def zone_shape(zone: Zone) -> BaseGeometry:
 
 
 def circle_ring_lnglat(circle: Circle, n: int = CIRCLE_VERTICES) -> np.ndarray:
-    """(n, 2) (lng, lat) vertices at geodesic distance radius_m; lng is continuous (may leave ±180)."""
+    """(n, 2) (lng, lat) vertices at great-circle distance radius_m (sphere of radius EARTH_RADIUS_M); lng is
+    continuous (may leave ±180)."""
     lat1, lng1 = math.radians(circle.lat), math.radians(circle.lng)
     d = circle.radius_m / EARTH_RADIUS_M
     th = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
@@ -142,13 +149,21 @@ def circle_ring_lnglat(circle: Circle, n: int = CIRCLE_VERTICES) -> np.ndarray:
     return np.column_stack([np.degrees(lng2), np.degrees(lat2)])
 
 
-def circle_shape(circle: Circle) -> BaseGeometry:
+def check_circle(circle: Circle) -> None:
+    """The checks of ``circle_shape``, without making the polygon (a bulk build validates a million)."""
     _check_latlng(circle.lat, circle.lng, "circle centre")
     check_radius(circle.radius_m)
-    ring = circle_ring_lnglat(circle)
-    if np.abs(ring[:, 1]).max() > MAX_ABS_LAT:
+    # the polygon's vertices farthest north and south are those due north and south (bearings 0 and pi)
+    lat1, d = math.radians(circle.lat), circle.radius_m / EARTH_RADIUS_M
+    bearings = np.array([0.0, math.pi])
+    north_south = np.arcsin(math.sin(lat1) * math.cos(d) + math.cos(lat1) * math.sin(d) * np.cos(bearings))
+    if np.abs(np.degrees(north_south)).max() > MAX_ABS_LAT:
         raise ZoneError(f"circle reaches beyond ±{MAX_ABS_LAT:g}° latitude (too close to a pole)")
-    return _split_antimeridian(Polygon(ring))
+
+
+def circle_shape(circle: Circle) -> BaseGeometry:
+    check_circle(circle)
+    return _split_antimeridian(Polygon(circle_ring_lnglat(circle)))
 
 
 def area_shape(geojson: Mapping[str, Any]) -> BaseGeometry:

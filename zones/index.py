@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import h3
 import numpy as np
@@ -26,14 +26,14 @@ import shapely
 from h3.api import basic_int as h3i
 from shapely.geometry.base import BaseGeometry
 
-from zones import clearance, kernel
+from zones import build, clearance, kernel
 from zones.boundary import Rings
 from zones.boundary import rings as ring_arrays
-from zones.cells import circle_covers, circle_margins_m, cover, disk_k, haversine_many
+from zones.cells import _circle_slack_m, cover, haversine_many
 from zones.errors import ZoneError
-from zones.geometry import EARTH_RADIUS_M, checked_shape, haversine_m, reference_latlng, signed_distance_m
+from zones.geometry import CIRCLE_VERTICES, EARTH_RADIUS_M, checked_shape, signed_distance_m, zone_shape
 from zones.model import Circle, Zone
-from zones.sizing import RESOLUTION_TABLE, choose_resolution, zone_size_m
+from zones.sizing import RESOLUTION_TABLE
 
 # h3's own compiled function, without the API module's Python wrapper around it (a tenth of match()'s time)
 _latlng_to_cell = getattr(getattr(h3, "_cy", None), "latlng_to_cell", h3i.latlng_to_cell)
@@ -43,7 +43,11 @@ try:  # vectorised latlng_to_cell (~2x the h3 Python loop); optional
 except ImportError:  # pragma: no cover
     _h3ronpy_cells = None
 
-REBUILD_AFTER = 32
+PENDING = 32  # zones checked directly (bounding box + shapely) before they are packed into a run
+RUN_ZONES = 256  # the most zones in a run made of single changes: re-packing one costs ~5-15 ms of CPU
+IMPORT_RUN_ZONES = 4096  # an import (``add_many``) packs its zones in runs of this size
+MAX_RUNS = 32  # beyond this, ``compaction_due``
+SCALAR_MAX_KEYS = 4_000_000  # a larger base makes ``match`` use the kernel (~10 us) instead of dicts (~3 us)
 FINE_RES = max(res for _, res in RESOLUTION_TABLE)
 
 
@@ -87,74 +91,57 @@ class ZoneMatches(NamedTuple):
         return ids
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     zone: Zone
-    shape: BaseGeometry
     res: int
-    interior: np.ndarray
-    boundary: np.ndarray
     ref: tuple[float, float]
     reach_m: float  # distance from ref to the farthest point of the zone
-    bounds: tuple[float, float, float, float]
+    shape: BaseGeometry | None = None  # areas: always; circles: made on their first exact test
+    cover: tuple[np.ndarray, np.ndarray] | None = None  # kept while the zone is pending or in a run
     rings: Rings | None = None  # an area's boundary arrays, made on first use (``signed_distance_m``)
 
 
 @dataclass
-class _Table:
-    """One resolution: sorted unique cells, and two CSR tables (interior and boundary zone slots)."""
-
-    keys: np.ndarray  # sorted unique int64 cells
-    istart: np.ndarray  # int32 offsets into islot, len(keys) + 1
-    islot: np.ndarray  # int32 zone slots for which the cell is interior
-    bstart: np.ndarray  # int32 offsets into bslot
-    bslot: np.ndarray  # int32 zone slots for which the cell is boundary
-
-
-_NO_INT = np.zeros(0, dtype=np.int32)
-_NO_INT64 = np.zeros(0, dtype=np.int64)
-
-
-def _csr(inv: np.ndarray, n_keys: int, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets and values of a CSR table from entries sorted by key index ``inv``."""
-    return np.searchsorted(inv, np.arange(n_keys + 1)).astype(np.int32), slots.astype(np.int32)
-
-
-@dataclass
 class _Flat:
-    """All resolutions' tables in one layout for ``zones.kernel.lookup`` (see its docstring)."""
+    """One table of zones (all resolutions) in the layout of ``zones.kernel.lookup`` (see its docstring)."""
 
     room: int  # the most (fix, zone) entries one fix can produce
-    res: np.ndarray  # the resolutions in use, ascending (row block r of head is res[r])
+    res: np.ndarray  # the resolutions in use, ascending (keys kstart[r]:kstart[r + 1] are res[r])
     keep: np.ndarray
     setb: np.ndarray
     kstart: np.ndarray
-    head: np.ndarray
+    keys: np.ndarray
+    fence: np.ndarray  # every FENCE-th key: the part of the search that stays in cache
+    istart: np.ndarray
+    bstart: np.ndarray
     islots: np.ndarray
     bslots: np.ndarray
-    bdata: np.ndarray
 
 
-def _flatten(tables: dict[int, _Table], circ: np.ndarray) -> _Flat:
-    res = np.array(sorted(tables), dtype=np.int64)
-    ts = [tables[int(r)] for r in res]
-    keep, setb = kernel.res_masks(res)
-    kstart = np.cumsum([0] + [len(t.keys) for t in ts]).astype(np.int64)
-    n_keys = int(kstart[-1])
+def _flat(t: build.Tables) -> _Flat:
+    keep, setb = kernel.res_masks(t.res)
+    room = 0
+    for r in range(len(t.res)):
+        a, b = int(t.kstart[r]), int(t.kstart[r + 1]) + 1
+        room += int(np.diff(t.istart[a:b]).max(initial=0)) + int(np.diff(t.bstart[a:b]).max(initial=0))
+    fence = np.ascontiguousarray(t.keys[:: kernel.FENCE])
+    return _Flat(room, t.res, keep, setb, t.kstart, t.keys, fence, t.istart, t.bstart, t.islots, t.bslots)
 
-    def offsets(starts: list[np.ndarray]) -> np.ndarray:
-        shift = np.cumsum([0] + [int(s[-1]) for s in starts])
-        return np.concatenate([s[:-1] + d for s, d in zip(starts, shift, strict=False)] + [shift[-1:]])
 
-    head = np.empty((n_keys + 1, 3), dtype=np.int64)
-    head[:n_keys, 0] = np.concatenate([t.keys for t in ts]) if ts else np.zeros(0, np.int64)
-    head[n_keys, 0] = np.iinfo(np.int64).max
-    head[:, 1] = offsets([t.istart.astype(np.int64) for t in ts])
-    head[:, 2] = offsets([t.bstart.astype(np.int64) for t in ts])
-    islots = np.concatenate([_NO_INT] + [t.islot for t in ts])
-    bslots = np.concatenate([_NO_INT] + [t.bslot for t in ts])
-    room = sum(int(np.diff(t.istart).max(initial=0)) + int(np.diff(t.bstart).max(initial=0)) for t in ts)
-    return _Flat(room, res, keep, setb, kstart, head, islots, bslots, circ[bslots])
+@dataclass
+class _Part:
+    """The base table, or a run: a small table of zones changed since (see ``ZoneIndex``)."""
+
+    flat: _Flat
+    slots: list[int]  # the zones packed in it
+    dead_ids: set[str]  # ids of its zones removed or replaced since it was packed (``match`` skips them)
+    scalar: _Scalar | None = None
+
+
+_NO_INT64 = np.zeros(0, dtype=np.int64)
+_REMOVED = "\x00removed"  # the id of a slot restored from a snapshot whose zone had been removed
+_EMPTY = build.assemble([], [], [])
 
 
 def cells_at(lats: np.ndarray, lngs: np.ndarray, res: int) -> np.ndarray:
@@ -168,26 +155,89 @@ def cells_at(lats: np.ndarray, lngs: np.ndarray, res: int) -> np.ndarray:
     ).view(np.int64)
 
 
+def _circle_rows(lat: np.ndarray, lng: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
+    """(n, 5): unit vector of each circle's centre and its squared chord margins (see ``_set_circle``)."""
+    p, g = np.radians(lat), np.radians(lng)
+    slack = _circle_slack_m(radius_m)
+    inner = np.maximum(radius_m * math.cos(math.pi / CIRCLE_VERTICES) - slack, 0.0)
+    outer = radius_m + slack
+    chord_in = 2.0 * np.sin(inner / (2.0 * EARTH_RADIUS_M))
+    chord_out = 2.0 * np.sin(np.minimum(outer / (2.0 * EARTH_RADIUS_M), math.pi / 2))
+    cos_p = np.cos(p)
+    return np.column_stack([cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p), chord_in**2, chord_out**2])
+
+
 class ZoneIndex:
-    """In-memory exact index of zones. Not thread-safe: callers serialise writes (reads may share)."""
+    """In-memory exact index of zones. Not thread-safe: callers serialise writes (reads may share).
 
-    def __init__(self, zones: Iterable[Zone] = ()) -> None:
-        self._entries: list[_Entry | None] = []
-        self._slot_of: dict[str, int] = {}
-        self._pending: list[int] = []
-        self._dead_since_build = 0
-        self._n_built = 0
-        self._dead_ids: set[str] = set()  # zones whose table entries went stale since the last rebuild
-        self._scalar: _Scalar | None = None
-        self._pairs_per_fix = 16.0
+    Layout: a *base* table packed when the index is built (or ``compact``-ed), *runs*: small tables of the
+    zones added or replaced since, each at most ``RUN_ZONES`` zones, and up to ``PENDING`` zones checked
+    directly. A change costs its zone's cover plus, every ``PENDING`` changes, re-packing one run; removed
+    or replaced zones stay in their table, masked (``alive``), until ``compact``. Nothing a change does
+    grows with the size of the base.
+    """
+
+    def __init__(self, zones: Iterable[Zone] = (), workers: int | None = 1) -> None:
+        """Index ``zones`` (validated: raises ZoneError on the first invalid one; a repeated id: the last
+        wins). ``workers``: processes computing covers (None: one per CPU; see ``zones.build.covers``)."""
         self.generation = 0  # bumped by every change of the zones (what a clearance was measured against)
-        self._clear_cells: clearance.Cells | None = None  # made on first use after a rebuild
-        self._clear_shapes: tuple[int, clearance.Shapes] | None = None  # (generation, shapes)
-        self._grow(0)
-        self._add_bulk(list(zones))
-        self._rebuild()
+        self._pairs_per_fix = 16.0
+        self._clear_cells: clearance.Cells | None = None  # the base's, made on first use after a build
+        self._clear_runs: clearance.Cells | None = None  # the runs', made on first use after a run is packed
+        self._clear_shapes: clearance.Shapes | None = None
+        self._shapes_stale: set[int] = set()  # slots changed since _clear_shapes was updated
+        self._build(list(zones), workers)
 
-    # ------------------------------------------------------------------ maintenance
+    # ------------------------------------------------------------------ building
+    def _build(self, zones: list[Zone], workers: int | None) -> None:
+        # a repeated id: the last wins; slots follow the zones' places (``build.spatial_order``)
+        zones = build.spatial_order(list({z.id: z for z in zones}.values()))
+        n = len(zones)
+        res, ref, reach = np.zeros(n, np.int8), np.zeros((n, 2)), np.zeros(n)
+        cells: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        inside: list[np.ndarray] = []
+        for at, got in build.covers(zones, workers):
+            if got.errors:
+                raise ZoneError(got.errors[0][1])
+            f, m = got.facts, len(got.facts.res)
+            res[at : at + m], ref[at : at + m], reach[at : at + m] = f.res, f.ref, f.reach_m
+            cells.append(got.cells)
+            owners.append(got.owner + at)
+            inside.append(got.interior)
+        self._install(zones, res, ref, reach, build.assemble(cells, owners, inside))
+
+    def _install(
+        self, zones: Sequence[Zone | None], res: np.ndarray, ref: np.ndarray, reach: np.ndarray,
+        tables: build.Tables,
+    ) -> None:
+        """Make ``tables`` the base, slot s holding ``zones[s]`` (None: a removed zone's slot)."""
+        n = len(zones)
+        self._entries: list[_Entry | None] = [
+            None if z is None
+            else _Entry(z, r, (a, b), c, None if isinstance(z.geometry, Circle) else checked_shape(z))
+            for z, r, (a, b), c in zip(zones, res.tolist(), ref.tolist(), reach.tolist(), strict=True)
+        ]
+        self._slot_of = {z.id: s for s, z in enumerate(zones) if z is not None}
+        self._grow(n + max(1024, n // 4))  # room for changes: growing copies every per-slot array
+        self._alive[:n] = [z is not None for z in zones]
+        self._ids[:n] = [_REMOVED if z is None else z.id for z in zones]
+        circles = [s for s, z in enumerate(zones) if z is not None and isinstance(z.geometry, Circle)]
+        if circles:
+            g = [zones[s].geometry for s in circles]  # type: ignore[union-attr]
+            self._circ[circles] = _circle_rows(
+                np.array([c.lat for c in g]), np.array([c.lng for c in g]), np.array([c.radius_m for c in g])  # type: ignore[union-attr]
+            )
+        self._base = _Part(_flat(tables), list(range(n)), {_REMOVED} if None in zones else set())
+        self._runs: list[_Part] = []
+        self._run_of: dict[int, int] = {}  # slot -> index of the run holding it
+        self._pending: list[int] = []
+        self._clear_cells = None
+        self._clear_runs = None
+        self._clear_shapes = None
+        self._shapes_stale = set()
+        self.generation += 1
+
     def _grow(self, n: int) -> None:
         cap = max(16, n)
         self._alive = np.zeros(cap, dtype=bool)
@@ -205,122 +255,133 @@ class ZoneIndex:
         for new, o in zip((self._alive, self._ids, self._circ), old, strict=True):
             new[: len(o)] = o
 
-    def _add_bulk(self, zones: list[Zone]) -> None:
-        """Initial build: circle covers are computed in vectorised groups (same resolution and disk)."""
-        groups: dict[tuple[int, int], list[Zone]] = {}
-        for z in zones:
-            g = z.geometry
-            if isinstance(g, Circle) and isinstance(g.radius_m, int | float) and math.isfinite(g.radius_m):
-                res = choose_resolution(g.radius_m)
-                groups.setdefault((res, disk_k(g.radius_m, res)), []).append(z)
-        covers: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
-        for (res, _), members in groups.items():
-            try:
-                circles = [cast(Circle, z.geometry) for z in members]  # grouped as circles above
-                for z, c in zip(members, circle_covers(circles, res), strict=True):
-                    covers[id(z)] = c
-            except (ValueError, TypeError):  # an invalid centre: _add reports it zone by zone
-                pass
-        for z in zones:
-            self._add(z, covers.get(id(z)))
+    def packed(self) -> tuple[list[Zone | None], np.ndarray, np.ndarray, np.ndarray, build.Tables, list[Zone]]:  # noqa: E501
+        """What ``zones.snapshot`` writes: the base's zones by slot (None: removed), their resolutions,
+        reference points and reaches, the base tables, and the zones changed since (runs and pending)."""
+        n = len(self._base.slots)
+        base = [e.zone if (e := self._entries[s]) is not None and self._alive[s] else None for s in range(n)]
+        res = np.array([e.res if e else 0 for e in self._entries[:n]], dtype=np.int8)
+        ref = np.array([e.ref if e else (0.0, 0.0) for e in self._entries[:n]], dtype=float).reshape(-1, 2)
+        reach = np.array([e.reach_m if e else 0.0 for e in self._entries[:n]])
+        f = self._base.flat
+        tables = build.Tables(f.res, f.kstart, f.keys, f.istart, f.bstart, f.islots, f.bslots)
+        later = [e.zone for e in self._entries[n:] if e is not None]
+        return base, res, ref, reach, tables, later
 
-    def _add(self, zone: Zone, precomputed: tuple[np.ndarray, np.ndarray] | None = None) -> int:
-        shape = checked_shape(zone)
-        shapely.prepare(shape)
-        res = choose_resolution(zone_size_m(zone), area=not isinstance(zone.geometry, Circle))
-        ref = reference_latlng(zone, shape)
-        if precomputed is not None:
-            interior, boundary = precomputed
-        else:
-            interior, boundary = cover(zone, shape, res, ref)
-        if isinstance(zone.geometry, Circle):
-            reach = zone.geometry.radius_m
-        else:
-            reach = max(
-                haversine_m(ref[0], ref[1], y, x)
-                for p in getattr(shape, "geoms", [shape])
-                for x, y in p.exterior.coords
-            )
+    @classmethod
+    def restore(
+        cls, zones: Sequence[Zone | None], res: np.ndarray, ref: np.ndarray, reach: np.ndarray,
+        tables: build.Tables, later: Sequence[Zone] = (),
+    ) -> ZoneIndex:
+        """The index :meth:`packed` described, without covering its base again (``zones.snapshot``)."""
+        index = cls()
+        index._install(zones, res, ref, reach, tables)
+        if later:
+            index.add_many(later)
+        return index
+
+    def compact(self, workers: int | None = 1) -> None:
+        """Re-pack every live zone into one base table (covers recomputed): reclaims the memory of
+        removed zones and folds the runs in. Costs a build; for an owner to run when ``compaction_due``,
+        off the request path (a changed zone never triggers it)."""
+        self._build(list(self.zones()), workers)
+
+    @property
+    def compaction_due(self) -> bool:
+        """Many runs (each one more table a lookup searches) or many masked entries in the base."""
+        dead = len(self._base.slots) - sum(1 for s in self._base.slots if self._alive[s])
+        return len(self._runs) > MAX_RUNS or dead > max(1000, len(self._base.slots) // 10)
+
+    # ------------------------------------------------------------------ incremental changes
+    def _add(self, zone: Zone, covered: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+        res, ref, reach, shape = build.zone_facts(zone)
+        if covered is None:
+            covered = cover(zone, shape, res, ref)
         if zone.id in self._slot_of:
             self._kill(self._slot_of[zone.id])
         slot = len(self._entries)
-        self._entries.append(_Entry(zone, shape, res, interior, boundary, ref, reach, shape.bounds))
+        self._entries.append(_Entry(zone, res, ref, reach, shape, covered))
         self._slot_of[zone.id] = slot
         self._ensure(slot)
         self._alive[slot] = True
         self._ids[slot] = zone.id
-        self._set_circle(slot, zone)
-        return slot
-
-    def _set_circle(self, slot: int, zone: Zone) -> None:
-        """Great-circle distance is monotonic in the chord between unit vectors: comparing squared chords
-        with the margins' squared chords decides inside/outside with no trigonometry per (fix, zone)."""
         g = zone.geometry
         if isinstance(g, Circle):
-            inner, outer = circle_margins_m(g.radius_m)
-            chord_in = 2.0 * math.sin(max(inner, 0.0) / (2.0 * EARTH_RADIUS_M))
-            chord_out = 2.0 * math.sin(min(outer / (2.0 * EARTH_RADIUS_M), math.pi / 2))
-            self._circ[slot] = (*_unit(g.lat, g.lng), chord_in * chord_in, chord_out * chord_out)
+            self._circ[slot] = _circle_rows(np.array([g.lat]), np.array([g.lng]), np.array([g.radius_m]))[0]
+        self._shapes_stale.add(slot)
+        return slot
 
     def _kill(self, slot: int) -> None:
         self._alive[slot] = False
-        if slot < self._n_built:  # its table entries are stale until the next rebuild
-            self._dead_ids.add(self._ids[slot])
-        self._entries[slot] = None
-        self._dead_since_build += 1
+        e = self._entries[slot]
+        assert e is not None
+        run = self._run_of.pop(slot, None)
+        if run is not None:
+            self._runs[run].dead_ids.add(e.zone.id)
+        elif slot < len(self._base.slots):
+            self._base.dead_ids.add(e.zone.id)
         if slot in self._pending:
             self._pending.remove(slot)
+        self._entries[slot] = None
+        self._shapes_stale.add(slot)
 
-    def _rebuild(self) -> None:
-        """Re-pack every live zone into the per-resolution tables (no cover is recomputed)."""
-        entries = [e for e in self._entries if e is not None]
-        # compact slots so that dead zones do not accumulate
-        self._entries = list(entries)
-        self._slot_of = {e.zone.id: i for i, e in enumerate(entries)}
-        self._grow(len(entries))
-        for i, e in enumerate(entries):
-            self._alive[i] = True
-            self._ids[i] = e.zone.id
-            self._set_circle(i, e.zone)
-        by_res: dict[int, list[int]] = {}
-        for i, e in enumerate(entries):
-            by_res.setdefault(e.res, []).append(i)
-        tables = {}
-        for res, slots in by_res.items():
-            ents = [self._entries[s] for s in slots]
-            cells = np.concatenate([c for e in ents for c in (e.interior, e.boundary)])  # type: ignore[union-attr]
-            slot_arr = np.repeat(
-                np.array(slots, dtype=np.int32), [len(e.interior) + len(e.boundary) for e in ents]  # type: ignore[union-attr]
-            )
-            inter = np.concatenate(
-                [np.arange(len(e.interior) + len(e.boundary)) < len(e.interior) for e in ents]  # type: ignore[union-attr]
-            )
-            order = np.lexsort((slot_arr, cells))
-            cells, slot_arr, inter = cells[order], slot_arr[order], inter[order]
-            keys, inv = np.unique(cells, return_inverse=True)
-            istart, islot = _csr(inv[inter], len(keys), slot_arr[inter])
-            bstart, bslot = _csr(inv[~inter], len(keys), slot_arr[~inter])
-            tables[res] = _Table(keys, istart, islot, bstart, bslot)
-        self._flat = _flatten(tables, self._circ)  # the per-resolution tables are not kept: one copy
+    def _pack(self, slots: list[int], into: int | None) -> None:
+        """(Re-)pack run ``into`` (None: a new run) with its live zones and ``slots``."""
+        if into is None:
+            self._runs.append(_Part(_flat(_EMPTY), [], set()))
+            into = len(self._runs) - 1
+        part = self._runs[into]
+        members = [s for s in part.slots if self._alive[s]] + slots
+        if not members:
+            self._runs[into] = _Part(_flat(_EMPTY), [], set())
+            return
+        parts = [self._entries[s].cover for s in members]  # type: ignore[union-attr]
+        cells = [c for a, b in parts for c in (a, b)]  # type: ignore[misc]
+        owners = [np.full(len(c), s, dtype=np.int32) for s in members for c in self._entries[s].cover]  # type: ignore[union-attr]
+        inside = [np.full(len(c), k == 0) for a, b in parts for k, c in enumerate((a, b))]  # type: ignore[misc]
+        tables = build.assemble(  # one part, one slice: a run is small
+            [np.concatenate(cells)], [np.concatenate(owners)], [np.concatenate(inside)], slices=1
+        )
+        self._runs[into] = _Part(_flat(tables), members, set())
+        for s in members:
+            self._run_of[s] = into
+        self._clear_runs = None
+
+    def _settle(self) -> None:
+        """Pack the pending zones into the last run once there are ``PENDING`` of them."""
+        if len(self._pending) < PENDING:
+            return
+        last = len(self._runs) - 1
+        fits = last >= 0 and len(self._runs[last].slots) + len(self._pending) <= RUN_ZONES
+        self._pack(self._pending, last if fits else None)
         self._pending = []
-        self._dead_since_build = 0
-        self._n_built = len(self._entries)
-        self._dead_ids = set()
-        self._scalar = None
-        self._clear_cells = None
-        self.generation += 1
 
-    def _maybe_rebuild(self) -> None:
-        if len(self._pending) + self._dead_since_build >= REBUILD_AFTER:
-            self._rebuild()
-
-    # ------------------------------------------------------------------ public: maintenance
     def add(self, zone: Zone) -> None:
         """Add ``zone`` (validated; raises ZoneError) or replace the one with its id; no full rebuild."""
         slot = self._add(zone)
         self._pending.append(slot)
         self.generation += 1
-        self._maybe_rebuild()
+        self._settle()
+
+    def add_many(self, zones: Iterable[Zone], workers: int | None = 1) -> None:
+        """:meth:`add` of many zones: covers computed in bulk, packed into new runs of ``IMPORT_RUN_ZONES``.
+        Validates every zone first: raises ZoneError (and changes nothing) if one is invalid."""
+        batch = list({z.id: z for z in zones}.values())
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        for _, got in build.covers(batch, workers):
+            if got.errors:
+                raise ZoneError(got.errors[0][1])
+            by_zone = np.argsort(got.owner, kind="stable")  # a chunk lists its zones by cover group
+            cells, owner, inside = got.cells[by_zone], got.owner[by_zone], got.interior[by_zone]
+            split = np.searchsorted(owner, np.arange(len(got.facts.res) + 1))
+            found += [
+                (cells[a:b][inside[a:b]], cells[a:b][~inside[a:b]])
+                for a, b in zip(split[:-1].tolist(), split[1:].tolist(), strict=True)
+            ]
+        slots = [self._add(z, c) for z, c in zip(batch, found, strict=True)]
+        self.generation += 1
+        for a in range(0, len(slots), IMPORT_RUN_ZONES):
+            self._pack(slots[a : a + IMPORT_RUN_ZONES], None)
 
     def replace(self, zone: Zone) -> None:
         """Same as :meth:`add` for an existing id."""
@@ -331,7 +392,6 @@ class ZoneIndex:
         slot = self._slot_of.pop(zone_id)
         self._kill(slot)
         self.generation += 1
-        self._maybe_rebuild()
 
     def get(self, zone_id: str) -> Zone:
         return self._entry(zone_id).zone
@@ -340,6 +400,13 @@ class ZoneIndex:
         e = self._entries[self._slot_of[zone_id]]
         assert e is not None
         return e
+
+    def _shape(self, e: _Entry) -> BaseGeometry:
+        """The zone's shape; a circle's is made on first use (it is needed only for exact tests)."""
+        if e.shape is None:
+            e.shape = zone_shape(e.zone)
+            shapely.prepare(e.shape)
+        return e.shape
 
     def __len__(self) -> int:
         return len(self._slot_of)
@@ -354,37 +421,46 @@ class ZoneIndex:
         return self._entry(zone_id).res
 
     def cells(self, zone_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(interior, boundary) int64 H3 cells of a zone."""
+        """(interior, boundary) int64 H3 cells of a zone (recomputed for zones of the base table)."""
         e = self._entry(zone_id)
-        return e.interior, e.boundary
+        if e.cover is not None:
+            return e.cover
+        return cover(e.zone, self._shape(e), e.res, e.ref)
+
+    def _parts(self) -> list[_Part]:
+        return [self._base, *self._runs]
 
     # ------------------------------------------------------------------ lookups
     def match(self, lat: float, lng: float) -> list[str]:
         """Ids of the zones containing ``lat, lng`` (degrees), exactly as ``zone_shape(zone)`` says.
 
         The scalar twin of :meth:`match_many`, in plain Python (numpy's per-call overhead would dominate):
-        one ``latlng_to_cell`` and, usually, one dict probe (see ``_build_scalar``); only boundary hits are
-        tested. The dicts are built on the first call after a rebuild.
+        one ``latlng_to_cell`` and, usually, one dict probe per table (see ``_scalar``); only boundary hits
+        are tested. The dicts are built on the first call after a table is packed. Fixes outside
+        [-90, 90] x [-180, 180] match nothing (see docs/zones.md, *Edges*).
         """
-        if not (-90.0 <= lat <= 90.0 and lng - lng == 0.0):  # NaN fails both tests, inf the second
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0):  # NaN fails both tests
             return []
-        if not -180.0 <= lng <= 180.0:  # same normalisation as match_many
-            lng = (lng + 180.0) % 360.0 - 180.0
+        if len(self._base.flat.keys) > SCALAR_MAX_KEYS:  # dicts of a million zones would not fit
+            return self.match_many(np.array([lat]), np.array([lng])).zone_ids().tolist()  # type: ignore[no-any-return]
         out: list[str] = []
-        if self._n_built:
-            fine = _latlng_to_cell(lat, lng, FINE_RES)
-            dead = self._dead_ids
-            fx = fy = fz = 2.0  # the fix's unit vector, computed at the first circle boundary hit
-            keep, setb, finest, coarser = self._scalar or self._build_scalar()
+        fine = _latlng_to_cell(lat, lng, FINE_RES)
+        fx = fy = fz = 2.0  # the fix's unit vector, computed at the first circle boundary hit
+        for part in self._parts():
+            if not part.slots:
+                continue
+            keep, setb, finest, coarser = part.scalar or self._scalar(part)
             found = finest.get(fine if keep is None else (fine & keep) | setb)
             if found is not None:  # the common case: one probe (ancestors merged in)
-                founds: Iterable[tuple[Sequence[Any], Sequence[Any]]] = (found,)
+                founds: Iterable[_Rows] = (found,)
             else:
                 founds = [v for k, s, t in coarser if (v := t.get((fine & k) | s)) is not None]
-            for inside, boundary in founds:
+            dead = part.dead_ids
+            for inside, rows in founds:
+                boundary: Iterable[tuple[Any, ...]] = rows
                 if dead:
                     out += [z for z in inside if z not in dead]
-                    boundary = [row for row in boundary if row[5] not in dead]
+                    boundary = [row for row in rows if row[5] not in dead]
                 else:
                     out += inside
                 for ux, uy, uz, dot_in, dot_out, zid, slot in boundary:
@@ -399,17 +475,19 @@ class ZoneIndex:
                     if dot < dot_out:
                         continue
                     e = self._entries[slot]
-                    if e is not None and shapely.contains_xy(e.shape, lng, lat):
+                    if e is not None and shapely.contains_xy(self._shape(e), lng, lat):
                         out.append(zid)
-        if self._pending:
-            for slot in self._pending:
-                e = self._entries[slot]
-                if e is not None and shapely.contains_xy(e.shape, lng, lat):
-                    out.append(e.zone.id)
+        if _on_cut(lng):  # the cut of split zones: interior cells do not hold there (docs/zones.md)
+            out = [z for z in out if shapely.contains_xy(self._shape(self._entry(z)), lng, lat)]
+        for slot in self._pending:
+            e = self._entries[slot]
+            if e is not None and shapely.contains_xy(self._shape(e), lng, lat):
+                out.append(e.zone.id)
         return out
 
-    def _build_scalar(self) -> _Scalar:
-        """The dicts of :meth:`match`: cell -> (ids it is interior to, boundary rows), per resolution.
+    def _scalar(self, part: _Part) -> _Scalar:
+        """The dicts of :meth:`match` for one table: cell -> (ids it is interior to, boundary rows), per
+        resolution.
 
         The finest resolution's dict is *merged*: each of its cells also holds what its ancestors hold,
         so most fixes need one probe; a fix whose finest cell is not a key probes the coarser dicts.
@@ -418,29 +496,32 @@ class ZoneIndex:
         radii, inside the margins' 1 cm slack). Equal tuples are shared too (a zone's interior cells all
         hold the same few ids).
         """
-        n = self._n_built
-        circ, ids_ = self._circ[:n].tolist(), self._ids[:n].tolist()
-        # dot-product margins: chord^2 < c2  <=>  a.b > 1 - c2 / 2 (areas: never decided here)
-        rows = [
-            (ux, uy, uz, 1.0 - cin2 / 2.0, 1.0 - cout2 / 2.0, ids_[s], s) if cin2 >= 0.0
-            else (0.0, 0.0, 0.0, 2.0, -2.0, ids_[s], s)
-            for s, (ux, uy, uz, cin2, cout2) in enumerate(circ)
-        ]
-        shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        f = part.flat
+        shared: dict[Any, Any] = {}
         per_res: list[tuple[int, dict[int, _Rows]]] = []
-        f = self._flat
         ids = self._ids[f.islots].tolist()
+        rows: dict[int, tuple[Any, ...]] = {}
+        for s in set(f.bslots.tolist()):
+            ux, uy, uz, cin2, cout2 = self._circ[s].tolist()
+            # dot-product margins: chord^2 < c2  <=>  a.b > 1 - c2 / 2 (areas: never decided here)
+            rows[s] = (
+                (ux, uy, uz, 1.0 - cin2 / 2.0, 1.0 - cout2 / 2.0, self._ids[s], s) if cin2 >= 0.0
+                else (0.0, 0.0, 0.0, 2.0, -2.0, self._ids[s], s)
+            )
         brow = [rows[s] for s in f.bslots.tolist()]
-        ist, bst = f.head[:, 1].tolist(), f.head[:, 2].tolist()  # global offsets, one row past each block
+        ist, bst = f.istart.tolist(), f.bstart.tolist()  # global offsets, one past each block
         for r, res in enumerate(f.res.tolist()):
             first, last = int(f.kstart[r]), int(f.kstart[r + 1])
             table = {}
-            for j, key in enumerate(f.head[first:last, 0].tolist(), start=first):
+            for j, key in enumerate(f.keys[first:last].tolist(), start=first):
                 inside = tuple(ids[ist[j] : ist[j + 1]])
                 edge = tuple(brow[bst[j] : bst[j + 1]])
                 value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
                 table[key] = shared.setdefault(value, value)
             per_res.append((res, table))
+        if not per_res:
+            part.scalar = scalar = _Scalar(None, 0, {}, [])
+            return scalar
         finest_res, finest = per_res[-1]
         coarser = [(_KEEP[r], _SET[r], table) for r, table in per_res[:-1]]
         merged = {}
@@ -452,7 +533,7 @@ class ZoneIndex:
             value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
             merged[key] = shared.setdefault(value, value)
         fine_keep = None if finest_res == FINE_RES else _KEEP[finest_res]  # None: the fix's own cell
-        self._scalar = scalar = _Scalar(fine_keep, _SET[finest_res], merged, coarser)
+        part.scalar = scalar = _Scalar(fine_keep, _SET[finest_res], merged, coarser)
         return scalar
 
     def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> ZoneMatches:
@@ -460,7 +541,8 @@ class ZoneIndex:
 
         Parameters
         ----------
-        lats, lngs : array_like of float, degrees, same length. Non-finite/out-of-range fixes match nothing.
+        lats, lngs : array_like of float, degrees, same length. Fixes outside [-90, 90] x [-180, 180] or
+            not finite match nothing (docs/zones.md, *Edges*).
 
         Returns
         -------
@@ -472,28 +554,23 @@ class ZoneIndex:
         lngs = np.ascontiguousarray(lngs, dtype=np.float64).ravel()
         if lats.shape != lngs.shape:
             raise ValueError("lats and lngs must have the same length")
-        ok = np.isfinite(lats) & np.isfinite(lngs) & (np.abs(lats) <= 90.0)
+        ok = (np.abs(lats) <= 90.0) & (np.abs(lngs) <= 180.0)  # NaN fails both
         base = None
         if not ok.all():
             base = np.flatnonzero(ok)
             lats, lngs = lats[base], lngs[base]
-        far = np.abs(lngs) > 180.0
-        if far.any():
-            lngs = np.where(far, (lngs + 180.0) % 360.0 - 180.0, lngs)
         n = len(lats)
-        if n and self._n_built:
-            pos, slots = self._lookup(lats, lngs)
-        else:
-            pos, slots = _NO_INT64, _NO_INT64
+        pos, slots = self._lookup(lats, lngs) if n else (_NO_INT64, _NO_INT64)
         if n and self._pending:
             pos_parts, slot_parts = [pos], [slots]
             for slot in self._pending:
                 e = self._entries[slot]
                 if e is None:
                     continue
-                minx, miny, maxx, maxy = e.bounds
+                shape = self._shape(e)
+                minx, miny, maxx, maxy = shape.bounds
                 p = np.flatnonzero((lngs >= minx) & (lngs <= maxx) & (lats >= miny) & (lats <= maxy))
-                hit = shapely.contains_xy(e.shape, lngs[p], lats[p])
+                hit = shapely.contains_xy(shape, lngs[p], lats[p])
                 pos_parts.append(p[hit])
                 slot_parts.append(np.full(int(hit.sum()), slot, dtype=np.int64))
             pos, slots = np.concatenate(pos_parts), np.concatenate(slot_parts)
@@ -503,48 +580,70 @@ class ZoneIndex:
         return ZoneMatches(pos, slots, self._ids)
 
     def _lookup(self, lats: np.ndarray, lngs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The table part of :meth:`match_many`: one H3 cell per fix, then the compiled kernel.
+        """The table part of :meth:`match_many`: one H3 cell per fix, then the compiled kernel per table.
 
-        The outputs are allocated once, with room for the pairs shapely confirms afterwards: at tens of
-        millions of pairs per call, every extra copy of them shows in the throughput."""
+        The outputs are allocated once per table, with room for the pairs shapely confirms afterwards: at
+        tens of millions of pairs per call, every extra copy of them shows in the throughput."""
         fine = cells_at(lats, lngs, FINE_RES)
-        f = self._flat
         order = np.argsort(fine)
         fine = fine[order]  # the kernel reads fixes in cell order: sequential, cache-friendly
         p, g = np.radians(lats[order]), np.radians(lngs[order])
         cos_p = np.cos(p)
         ux, uy, uz = cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p)
-        cursor = f.kstart[:-1].copy()
+        cut = _on_cut(lngs[order])
+        if cut.any():  # on the cut of split zones, circles' chord test does not hold: shapely decides
+            ux, uy, uz = ux.copy(), uy.copy(), uz.copy()
+            ux[cut] = uy[cut] = uz[cut] = np.nan
         n = len(order)
-        begin, chunks = 0, []
-        per_fix = self._pairs_per_fix  # sizes the outputs; a low guess only costs another round
-        while begin < n:
-            size = int((n - begin) * per_fix * 1.25) + 4 * f.room
-            small = size // 8 + 2 * f.room
-            pos, slot = np.empty(size + small, np.int64), np.empty(size + small, np.int64)
-            cp, cs = np.empty(small, np.int64), np.empty(small, np.int64)
-            start = begin
-            m, c, begin = kernel.lookup(
-                fine, order, begin, cursor, ux, uy, uz, f.keep, f.setb, f.kstart, f.head, f.islots,
-                f.bslots, f.bdata, self._alive, self._dead_since_build > 0, f.room,
-                pos, slot, cp, cs,
-            )
-            per_fix = max(per_fix, m / max(1, begin - start))
-            chunks.append((pos, slot, m, cp[:c], cs[:c]))
-        if n >= 1000:
-            self._pairs_per_fix = per_fix
-        cp = np.concatenate([ch[3] for ch in chunks])
-        cs = np.concatenate([ch[4] for ch in chunks])
+        chunks: list[tuple[np.ndarray, np.ndarray, int]] = []
+        checks: list[tuple[np.ndarray, np.ndarray]] = []
+        for part in self._parts():
+            f = part.flat
+            if not len(f.res):
+                continue
+            cursor = f.kstart[:-1].copy()
+            begin = 0
+            per_fix = self._pairs_per_fix  # sizes the outputs; a low guess only costs another round
+            dead = bool(part.dead_ids)
+            while begin < n:
+                size = int((n - begin) * per_fix * 1.25) + 4 * f.room
+                small = size // 8 + 2 * f.room
+                pos, slot = np.empty(size + small, np.int64), np.empty(size + small, np.int64)
+                cp, cs = np.empty(small, np.int64), np.empty(small, np.int64)
+                start = begin
+                m, c, begin = kernel.lookup(
+                    fine, order, begin, cursor, ux, uy, uz, f.keep, f.setb, f.kstart, f.keys, f.fence,
+                    f.istart, f.bstart, f.islots, f.bslots, self._circ, self._alive, dead, f.room,
+                    pos, slot, cp, cs,
+                )
+                per_fix = max(per_fix, m / max(1, begin - start))
+                chunks.append((pos, slot, m))
+                checks.append((cp[:c], cs[:c]))
+            if n >= 1000 and part is self._base:
+                self._pairs_per_fix = per_fix
         hit_p, hit_s = [], []
+        cp = np.concatenate([ch[0] for ch in checks]) if checks else _NO_INT64
+        cs = np.concatenate([ch[1] for ch in checks]) if checks else _NO_INT64
+        if cut.any():  # interior cells do not hold on the cut either: every pair there is tested
+            fixed = np.zeros(len(lats), dtype=bool)
+            fixed[order[cut]] = True
+            for i, (pos, slot, m) in enumerate(chunks):
+                on = fixed[pos[:m]]
+                cp, cs = np.concatenate([cp, pos[:m][on]]), np.concatenate([cs, slot[:m][on]])
+                keep = np.flatnonzero(~on)
+                pos[: len(keep)], slot[: len(keep)] = pos[keep], slot[keep]
+                chunks[i] = (pos, slot, len(keep))
         if len(cs):  # exact tests: one vectorised call over every pair (a call per zone cost ~5 us each)
             entries = self._entries
             shapes = np.empty(len(cs), dtype=object)
-            shapes[:] = [entries[s].shape for s in cs.tolist()]  # type: ignore[union-attr]
+            shapes[:] = [self._shape(entries[s]) for s in cs.tolist()]  # type: ignore[arg-type]
             hit = shapely.contains_xy(shapes, lngs[cp], lats[cp])
             hit_p.append(cp[hit])
             hit_s.append(cs[hit])
+        if not chunks:
+            return _NO_INT64, _NO_INT64
         k = sum(len(h) for h in hit_p)
-        pos, slot, m = chunks[0][:3]
+        pos, slot, m = chunks[0]
         if len(chunks) == 1 and m + k <= len(pos):  # the common case: no copy of the pairs
             if k:
                 pos[m : m + k] = np.concatenate(hit_p)
@@ -554,6 +653,7 @@ class ZoneIndex:
             np.concatenate([ch[0][: ch[2]] for ch in chunks] + hit_p),
             np.concatenate([ch[1][: ch[2]] for ch in chunks] + hit_s),
         )
+
 
     def presence_bounds(
         self, lats: np.ndarray, lngs: np.ndarray, inside: Sequence[Sequence[str]],
@@ -584,20 +684,34 @@ class ZoneIndex:
         )
         return r, d
 
-    def _clearance_tables(self) -> tuple[clearance.Cells, clearance.Shapes, np.ndarray]:
-        """The clearance table (made on first use after a rebuild), every live zone's geometry (remade
-        with each generation), and the zones added since the table (measured for every point)."""
+    def _clearance_tables(self) -> tuple[clearance.Tables, clearance.Shapes, np.ndarray]:
+        """The base's clearance table (made on first use after a build), the runs' (made on first use
+        after a run is packed), every live zone's geometry (updated for the zones changed since), and the
+        pending zones (measured for every point)."""
         if self._clear_cells is None:
             self._clear_cells = clearance.cells(
-                [(s, e.zone, e.shape, e.ref) for s, e in enumerate(self._entries[: self._n_built]) if e]
+                [(s, e.zone, e.shape, e.ref) for s in self._base.slots if (e := self._entries[s])]
             )
-        if self._clear_shapes is None or self._clear_shapes[0] != self.generation:
-            self._clear_shapes = (self.generation, clearance.shapes(
+        in_runs = [s for run in self._runs for s in run.slots if self._alive[s]]
+        if self._clear_runs is None:
+            self._clear_runs = clearance.cells(
+                [(s, e.zone, e.shape, e.ref) for s in in_runs if (e := self._entries[s])]
+            )
+        if self._clear_shapes is None:
+            self._clear_shapes = clearance.shapes(
                 [(s, e.zone, self._rings(e)) for s, e in enumerate(self._entries) if e is not None],
                 len(self._entries),
-            ))
+            )
+        elif self._shapes_stale:
+            self._clear_shapes = clearance.update_shapes(
+                self._clear_shapes,
+                [(s, e.zone if (e := self._entries[s]) else None, self._rings(e) if e else None)
+                 for s in sorted(self._shapes_stale)],
+                len(self._entries),
+            )
+        self._shapes_stale = set()
         extra = np.array([s for s in self._pending if self._entries[s] is not None], dtype=np.int64)
-        return self._clear_cells, self._clear_shapes[1], extra
+        return (self._clear_cells, self._clear_runs), self._clear_shapes, extra
 
     def clearance_m(self, lats: np.ndarray, lngs: np.ndarray) -> np.ndarray:
         """Per point, metres within which every point lies in exactly the zones it lies in: a lower bound
@@ -615,7 +729,7 @@ class ZoneIndex:
     def _rings(self, e: _Entry) -> Rings | None:
         """An area's boundary arrays, made once (circles have none)."""
         if e.rings is None and not isinstance(e.zone.geometry, Circle):
-            e.rings = ring_arrays(e.shape)
+            e.rings = ring_arrays(self._shape(e))
         return e.rings
 
     def near(self, lat: float, lng: float, distance_m: float) -> list[tuple[str, float]]:
@@ -656,6 +770,13 @@ def _measurable(lats: np.ndarray, lngs: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 _RAD = math.pi / 180.0
+
+
+def _on_cut(lng: float | np.ndarray) -> np.ndarray:
+    """On the antimeridian, where ``zone_shape`` splits the zones crossing it: a point there is on their
+    boundary, so outside them (docs/zones.md, *Edges*), whatever the cells or a circle's centre say."""
+    on: np.ndarray = np.abs(lng) == 180.0
+    return on
 
 
 def _unit(lat: float, lng: float) -> tuple[float, float, float]:

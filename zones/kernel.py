@@ -9,9 +9,10 @@ the ancestors are sorted too). Circle boundary hits are decided here with the ch
 Tables are flattened over resolutions: rows ``kstart[r]:kstart[r+1]`` of ``head`` are the sorted cells of
 the r-th resolution in use, each row ``(cell, i, b)``: ``islots[i:next row's i]`` are the zones the cell is
 interior to, ``bslots[b:next row's b]`` those it is a boundary cell of (one more row closes the table), and
-``bdata`` holds, beside each boundary entry, its circle's centre as a unit vector and its squared chord
-margins (``(0, 0, 0, -1, inf)`` for an area). Keeping what a lookup reads next to each other, in the order
-the sorted fixes read it, avoids a cache miss per (fix, zone).
+``circ`` holds, per zone slot, its circle's centre as a unit vector and its squared chord margins
+(``(0, 0, 0, -1, inf)`` for an area). Slots are numbered in the order of the zones' H3 cells
+(``zones.build.spatial_order``), so the fixes, read in cell order, read ``circ`` mostly in order too; a copy
+beside each boundary entry would be faster still but costs 40 bytes an entry (3.6 GB at a million zones).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 from numba import njit
 
 RES_SHIFT = 52
+FENCE_BITS = 6
+FENCE = 1 << FENCE_BITS  # keys per block of the search's first level
 
 
 def res_masks(res: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -31,8 +34,8 @@ def res_masks(res: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @njit(cache=True, nogil=True)
 def lookup(  # type: ignore[no-untyped-def]  # numba compiles it for the arrays and scalars of each call
-    fine, order, begin, cursor, ux, uy, uz, keep, setb, kstart, head, islots, bslots, bdata, alive,
-    filter_dead, room, out_pos, out_slot, chk_pos, chk_slot,
+    fine, order, begin, cursor, ux, uy, uz, keep, setb, kstart, keys, fence, istart, bstart, islots, bslots,
+    circ, alive, filter_dead, room, out_pos, out_slot, chk_pos, chk_slot,
 ):
     """Pairs for fixes ``begin:`` in cell order, written to the outputs.
 
@@ -60,45 +63,74 @@ def lookup(  # type: ignore[no-untyped-def]  # numba compiles it for the arrays 
             q = (cell & keep[r]) | setb[r]
             lo = cursor[r]
             end = kstart[r + 1]
-            if lo < end and head[lo, 0] < q:  # gallop forward, then bisect
-                step = 1
-                while lo + step < end and head[lo + step, 0] < q:
-                    lo += step
-                    step *= 2
-                hi = min(lo + step, end)
-                lo += 1
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if head[mid, 0] < q:
-                        lo = mid + 1
-                    else:
-                        hi = mid
+            if lo < end and keys[lo] < q:
+                lo = _next_at_least(keys, fence, lo, end, q)
                 cursor[r] = lo
-            if lo == end or head[lo, 0] != q:
+            if lo == end or keys[lo] != q:
                 continue
-            for e in range(head[lo, 1], head[lo + 1, 1]):
+            for e in range(istart[lo], istart[lo + 1]):
                 s = islots[e]
                 if filter_dead and not alive[s]:
                     continue
                 out_pos[m] = f
                 out_slot[m] = s
                 m += 1
-            for e in range(head[lo, 2], head[lo + 1, 2]):
+            for e in range(bstart[lo], bstart[lo + 1]):
                 s = bslots[e]
                 if filter_dead and not alive[s]:
                     continue
-                cin2 = bdata[e, 3]
+                cin2 = circ[s, 3]
                 if cin2 >= 0.0:
-                    dx, dy, dz = ux[j] - bdata[e, 0], uy[j] - bdata[e, 1], uz[j] - bdata[e, 2]
+                    dx, dy, dz = ux[j] - circ[s, 0], uy[j] - circ[s, 1], uz[j] - circ[s, 2]
                     c2 = dx * dx + dy * dy + dz * dz
                     if c2 < cin2:
                         out_pos[m] = f
                         out_slot[m] = s
                         m += 1
                         continue
-                    if c2 > bdata[e, 4]:
+                    if c2 > circ[s, 4]:
                         continue
                 chk_pos[c] = f
                 chk_slot[c] = s
                 c += 1
     return m, c, n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_at_least(keys, fence, lo, end, q):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """The first index in ``lo + 1:end`` whose key is >= q (``end`` if none), knowing keys[lo] < q.
+
+    Nearby keys (the next fix is often in the same or the next cell) are read in order; farther ones by
+    galloping over ``fence`` (every FENCE-th key: small, stays in cache), then bisecting one block of
+    ``keys``: a few cache lines of the large array per search instead of one per step."""
+    near = min(lo + 17, end)
+    i = lo + 1
+    while i < near and keys[i] < q:
+        i += 1
+    if i < near or near == end:
+        return i
+    lo = near - 1
+    nf = fence.shape[0]
+    fi = lo >> FENCE_BITS  # fence[fi] <= keys[lo] < q
+    step = 1
+    while fi + step < nf and fence[fi + step] < q:
+        fi += step
+        step *= 2
+    a, b = fi + 1, min(fi + step, nf)  # fence[a - 1] < q, and fence[b] >= q unless b == nf
+    while a < b:
+        mid = (a + b) >> 1
+        if fence[mid] < q:
+            a = mid + 1
+        else:
+            b = mid
+    hi = min(end, a << FENCE_BITS)  # keys[a * FENCE] = fence[a] >= q
+    lo = max(lo + 1, (a - 1) << FENCE_BITS)
+    if lo > hi:
+        return hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < q:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

@@ -126,7 +126,9 @@ class GeofenceService:
             with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
                 live = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
                 rows = list(session.execute(live).scalars())
-                self.index = ZoneIndex([zone_from_row(r) for r in rows])
+                zones = [zone_from_row(r) for r in rows]
+                # covers in one process per CPU for a large start-up (zones.build); small ones stay here
+                self.index = ZoneIndex(zones, workers=None if len(zones) > 50_000 else 1)
                 self._zone_stamps = {r.id: as_utc(r.updated_at) for r in rows}  # type: ignore[misc]
         except DBAPIError:  # no schema yet (migrations not run): start empty, the sync job catches up
             log.warning("zones table unreadable at startup; the zone index starts empty")
@@ -264,6 +266,7 @@ class GeofenceService:
             self._zone_stamps[row.id] = as_utc(row.updated_at)  # type: ignore[assignment]
         applied = 0
         new_ids: list[str] = []
+        changed: list[Zone] = []
         with self._lock:
             for row in rows:
                 if row.deleted_at is not None:
@@ -277,9 +280,10 @@ class GeofenceService:
                     continue
                 if row.id not in self.index:
                     new_ids.append(row.id)
-                self.index.add(zone)
+                changed.append(zone)
                 self.ingestor.forget_zone(row.id)
                 applied += 1
+            self._index_zones(changed)
             latest = max((r.updated_at for r in rows), default=None)
             if latest is not None:
                 latest = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
@@ -289,6 +293,15 @@ class GeofenceService:
         if adopted:
             self._insert_adopted(adopted)
         return applied
+
+    def _index_zones(self, zones: list[Zone]) -> None:
+        """Add or replace zones in the index: one by one, or as one import when there are many (covers
+        in bulk, one generation; see ``ZoneIndex.add_many``)."""
+        if len(zones) > 32:
+            self.index.add_many(zones)
+        else:
+            for zone in zones:
+                self.index.add(zone)
 
     def sync_open_devices(self) -> None:
         """Add the devices with an open presence in the database (any worker's) to those whose fixes are
@@ -322,8 +335,8 @@ class GeofenceService:
             session.commit()
         notify(self.engine, CONFIG_CHANNEL)  # the other processes' zone loops sync now
         with self._lock:
+            self._index_zones(saved)
             for zone in saved:
-                self.index.add(zone)
                 self.ingestor.forget_zone(zone.id)
             adopted = [p for zid in new_ids for p in self.ingestor.adopt_in_zone(zid, at)]
         if adopted:
