@@ -10,11 +10,13 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from starlette.types import Receive, Scope, Send
 
+from geofence.service.console import mount_console
 from geofence.service.jobs import build_scheduler
 from geofence.service.routes import all_routers
 from geofence.service.routes.locations import serve_locations
 from geofence.service.runtime import Runtime, build_runtime
 from geofence.service.settings import Settings, get_settings
+from geofence.service.wiring.campaigns import decision_policy
 
 
 class GeofenceApp(FastAPI):
@@ -74,6 +76,8 @@ def create_app(
     app.state.runtime = runtime
     for router in all_routers():
         app.include_router(router)
+    mount_console(app, engine=runtime.engine, settings=settings,
+                  legal_table=decision_policy(settings).legal_table)
     for hook in runtime.services.get("app_hooks", []):
         hook(app)
     return app
