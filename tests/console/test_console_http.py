@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -31,13 +32,19 @@ def _app(tmp_path: Path, **overrides: object) -> tuple[TestClient, str, str]:
     return TestClient(app, base_url=base), admin, ingest
 
 
+def _login_token(client: TestClient, path: str = "/console/login") -> str:
+    page = client.get(path)
+    return re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def _post_login(client: TestClient, key: str, token: str, next: str = "/console/zones") -> Any:
+    form = {"api_key": key, "login_csrf": token, "next": next}
+    return client.post("/console/login", data=form, follow_redirects=False)
+
+
 def _sign_in(client: TestClient, key: str) -> str:
     """Sign in; returns the page's CSRF token."""
-    page = client.get("/console/login")
-    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    response = client.post("/console/login", data={"api_key": key, "login_csrf": token, "next": "/console/zones"},
-                           follow_redirects=False)
-    assert response.status_code == 303
+    assert _post_login(client, key, _login_token(client)).status_code == 303
     return re.search(r'name="csrf-token" content="([^"]+)"', client.get("/console/zones").text).group(1)  # type: ignore[union-attr]
 
 
@@ -48,7 +55,8 @@ def console(tmp_path: Path) -> tuple[TestClient, str, str]:
 
 def test_every_page_and_call_needs_a_session(console: tuple[TestClient, str, str]) -> None:
     client, _admin, _ingest = console
-    for path in ("/console/zones", "/console/campaigns", "/console/live", "/console/results", "/console/people"):
+    for section in ("zones", "campaigns", "live", "results", "people"):
+        path = f"/console/{section}"
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/console/login")
     assert client.get("/console/api/v1/zones").status_code == 401
@@ -58,32 +66,26 @@ def test_every_page_and_call_needs_a_session(console: tuple[TestClient, str, str
 
 def test_the_session_cookie_is_httponly_samesite_and_carries_no_key_in_clear(tmp_path: Path) -> None:
     client, admin, _ = _app(tmp_path, public_base_url="https://console.example.test")
-    page = client.get("/console/login")
-    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    response = client.post("/console/login", data={"api_key": admin, "login_csrf": token},
-                           follow_redirects=False)
+    response = _post_login(client, admin, _login_token(client))
     cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(COOKIE + "="))
     flags = cookie.lower()
-    assert "httponly" in flags and "samesite=strict" in flags and "secure" in flags and "path=/console" in flags
+    assert "httponly" in flags and "samesite=strict" in flags
+    assert "secure" in flags and "path=/console" in flags
     assert admin not in cookie and admin.split("_")[1] not in cookie
 
 
 def test_no_secure_flag_on_plain_http(console: tuple[TestClient, str, str]) -> None:
     client, admin, _ = console
-    page = client.get("/console/login")
-    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    response = client.post("/console/login", data={"api_key": admin, "login_csrf": token}, follow_redirects=False)
+    response = _post_login(client, admin, _login_token(client))
     cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(COOKIE + "="))
     assert "secure" not in cookie.lower()
 
 
 def test_an_ingest_key_or_a_forged_login_form_does_not_sign_in(console: tuple[TestClient, str, str]) -> None:
     client, admin, ingest = console
-    page = client.get("/console/login")
-    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    refused = client.post("/console/login", data={"api_key": ingest, "login_csrf": token}, follow_redirects=False)
+    refused = _post_login(client, ingest, _login_token(client))
     assert "error=bad_key" in refused.headers["location"]
-    forged = client.post("/console/login", data={"api_key": admin, "login_csrf": "guess"}, follow_redirects=False)
+    forged = _post_login(client, admin, "guess")
     assert "error=csrf" in forged.headers["location"]
     assert client.get("/console/zones", follow_redirects=False).status_code == 303
 
@@ -93,7 +95,8 @@ def test_state_changes_need_the_csrf_token(console: tuple[TestClient, str, str])
     csrf = _sign_in(client, admin)
     zone = {"name": "Z", "circle": {"lat": 48.85, "lng": 2.35, "radius_m": 100}}
     assert client.post("/console/api/v1/zones", json=zone).status_code == 403
-    assert client.post("/console/api/v1/zones", json=zone, headers={"X-CSRF-Token": "nope"}).status_code == 403
+    wrong = client.post("/console/api/v1/zones", json=zone, headers={"X-CSRF-Token": "nope"})
+    assert wrong.status_code == 403
     created = client.post("/console/api/v1/zones", json=zone, headers={"X-CSRF-Token": csrf})
     assert created.status_code == 201
     zone_id = created.json()["id"]
@@ -162,8 +165,6 @@ def test_language_follows_the_switch_then_accept_language(console: tuple[TestCli
 
 def test_the_next_page_after_sign_in_stays_inside_the_console(console: tuple[TestClient, str, str]) -> None:
     client, admin, _ = console
-    page = client.get("/console/login?next=https://evil.example/x")
-    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    response = client.post("/console/login", data={"api_key": admin, "login_csrf": token,
-                                                   "next": "//evil.example/x"}, follow_redirects=False)
+    token = _login_token(client, "/console/login?next=https://evil.example/x")
+    response = _post_login(client, admin, token, next="//evil.example/x")
     assert response.headers["location"] == "/console/zones"
