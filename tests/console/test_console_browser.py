@@ -163,6 +163,7 @@ def test_a_dry_run_on_a_gpx_trace_shows_each_decision_and_its_reason(page: Any, 
     sign_in(page, served, "/console/campaigns/forest-push")
     page.wait_for_selector("body[data-ready=campaign]")
     page.set_input_files("#trace-file", str(GPX))
+    page.fill("#trace-device", "nobody's-phone")
     page.click("#dry-run-trace-run")
     page.wait_for_selector("#dry-run-rows tbody tr")
     rows = page.locator("#dry-run-rows tbody tr")
@@ -170,7 +171,8 @@ def test_a_dry_run_on_a_gpx_trace_shows_each_decision_and_its_reason(page: Any, 
     for i in range(rows.count()):
         assert rows.nth(i).locator("td.outcome").text_content() in ("send", "defer", "skip")
         assert rows.nth(i).locator("td.reason").text_content().strip()
-    assert "senart" in rows.nth(0).text_content()
+    assert "senart" in rows.nth(0).text_content() and "nobody's-phone" in rows.nth(0).text_content()
+    assert "unknown_customer" in page.text_content("#dry-run-summary")  # no customer has that device
     page.screenshot(path=screenshots / "05-campaign-dry-run-gpx.png", full_page=True)
 
 
@@ -189,24 +191,53 @@ def customer_in_zone(served: Served) -> None:
         response = api.post("/v1/zones", json={"id": "live-zone", "name": "Live store", "tags": ["live"],
                                                "circle": {"lat": 48.8566, "lng": 2.3522, "radius_m": 200}})
         assert response.status_code == 201, response.text
+        response = api.post("/v1/campaigns", json={
+            "id": "live-offer", "name": "Live offer", "status": "active", "channel": "push",
+            "trigger": {"zone_tags": ["live"], "kinds": ["enter"]}, "holdout_share": 0.0,
+            "templates": {"fr": {"title": "Bonjour", "body": "Un café offert"}},
+        })
+        assert response.status_code == 201, response.text
+
+
+def enter_live_store(served: Served) -> None:
+    fix = {"device_id": "live-dev", "lat": 48.8566, "lng": 2.3522, "accuracy_m": 10,
+           "recorded_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}
+    with served.api() as api:
+        response = api.post("/v1/locations", json={"fixes": [fix]}, headers=served.ingest)
+        assert response.status_code in (200, 202), response.text
 
 
 def test_a_live_enter_arrives_after_a_fix_is_posted(page: Any, served: Served, screenshots: Path,
                                                    customer_in_zone: None) -> None:
     sign_in(page, served, "/console/live")
     page.wait_for_selector("body[data-ready=live]")
-    fix = {"device_id": "live-dev", "lat": 48.8566, "lng": 2.3522, "accuracy_m": 10,
-           "recorded_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}
-    with served.api() as api:
-        response = api.post("/v1/locations", json={"fixes": [fix]}, headers=served.ingest)
-        assert response.status_code in (200, 202), response.text
+    enter_live_store(served)
     item = page.wait_for_selector("#live-events li.ENTER:has-text('Live store')", timeout=20_000)
     assert "live-dev" in item.text_content()
+    decision = page.wait_for_selector("#live-decisions li:has-text('live-offer')", timeout=20_000)
+    with served.api() as api:
+        (row,) = api.get("/v1/deliveries", params={"campaign_id": "live-offer"}).json()["items"]
+    assert row["status"] in decision.text_content()  # the decision as the outbox recorded it
     page.click("#live-pause")
     assert page.get_attribute("#live-pause", "aria-pressed") == "true"
     html = page.content()
     assert PHONE not in html and "tok-live-dev" not in html  # nothing personal reaches the page
     page.screenshot(path=screenshots / "06-live-enter.png")
+
+
+def test_results_chart_the_campaign_s_outcomes(page: Any, served: Served, screenshots: Path,
+                                                customer_in_zone: None) -> None:
+    with served.api() as api:
+        if not api.get("/v1/deliveries", params={"campaign_id": "live-offer"}).json()["items"]:
+            enter_live_store(served)  # when this test runs alone
+        stats = api.get("/v1/campaigns/live-offer/stats").json()
+    assert stats["sent"] + stats["waiting"] + sum(stats["skipped"].values()) == 1
+    sign_in(page, served, "/console/results?campaign=live-offer")
+    chart = page.locator("#results-chart")
+    title = chart.locator("title").text_content()
+    assert f"sent {stats['sent']}" in title and f"skipped {sum(stats['skipped'].values())}" in title
+    assert chart.locator("rect").count() == 4
+    page.screenshot(path=screenshots / "08-results-chart.png", full_page=True)
 
 
 def test_a_stop_reply_appears_in_the_opt_outs_with_a_masked_number(

@@ -80,6 +80,7 @@ async def trace_dry_run(request: Request, session: WriteSession, campaign_id: st
             raise HTTPException(422, detail="attach a GPX or CSV trace as 'trace'")
         raw = await upload.read(MAX_BODY + 1)
         filename = upload.filename or "trace.gpx"
+        device_id = str(form.get("device_id") or "trace")[:128]
     if len(raw) > MAX_BODY:
         raise HTTPException(413, detail=f"trace larger than {MAX_BODY} bytes")
     try:
@@ -97,7 +98,7 @@ async def trace_dry_run(request: Request, session: WriteSession, campaign_id: st
     zones, _errors = read_zones_geojson(exported)
     chosen = zones_of_trigger(zones, campaign.get("definition", campaign).get("trigger", {}))
     events, problems = await run_in_threadpool(
-        trace_events, text, name=filename, zones=chosen, base=FencePolicy()
+        trace_events, text, name=filename, zones=chosen, base=FencePolicy(), device_id=device_id
     )
     payload = {"events": as_dry_run_events(events)[:10_000], "rows": 500}
     status, report, _ = await call_api(ctx.api, "POST", f"campaigns/{cid}/dry-run", api_key=session.api_key,

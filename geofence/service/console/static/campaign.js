@@ -146,7 +146,9 @@
     if (!r.ok) { out.innerHTML = `<p class="error">${r.status}: ${Console.esc(Console.detail(r.data))}</p>`; return; }
     const d = r.data;
     const rows = d.rows.map((x) => `<tr><td>${Console.esc(x.event_at)}</td><td>${Console.esc(x.zone_id)}</td><td>${Console.esc(x.device_id)}</td><td>${Console.esc(x.customer_id)}</td><td class="outcome">${Console.esc(x.outcome)}</td><td class="reason">${Console.esc(x.reason)}</td><td>${Console.esc(x.body || "")}</td></tr>`).join("");
-    out.innerHTML = `<p id="dry-run-summary">${d.events} · ${Console.esc(JSON.stringify(d.outcomes))}${d.trace_events !== undefined ? ` · trace: ${d.trace_events}` : ""}</p>` +
+    const counts = Object.entries(d.outcomes).map(([k, n]) => `${Console.esc(k)}: ${n}`).join(" · ");
+    const reasons = Object.entries(d.skip_reasons || {}).map(([k, n]) => `${Console.esc(k)} ${n}`).join(", ");
+    out.innerHTML = `<p id="dry-run-summary">${d.events} ⟶ ${counts}${reasons ? ` (${reasons})` : ""}${d.trace_events !== undefined ? ` · GPX: ${d.trace_events}` : ""}</p>` +
       ((d.trace_problems || []).length ? `<p class="hint">${d.trace_problems.map(Console.esc).join("<br>")}</p>` : "") +
       `<table id="dry-run-rows"><caption>${Console.esc(document.getElementById("dry-run-title").textContent)}</caption><thead><tr><th scope="col">at</th><th scope="col">zone</th><th scope="col">device</th><th scope="col">customer</th><th scope="col">decision</th><th scope="col">reason</th><th scope="col">message</th></tr></thead><tbody>${rows}</tbody></table>`;
   }
@@ -157,6 +159,7 @@
     if (!file) return;
     const data = new FormData();
     data.append("trace", file);
+    if ($("trace-device").value.trim()) data.append("device_id", $("trace-device").value.trim());
     const response = await fetch(`${Console.prefix}/campaigns/${encodeURIComponent(form.dataset.id)}/trace-dry-run`, { method: "POST", body: data, headers: { "X-CSRF-Token": Console.csrf() }, credentials: "same-origin" });
     let body = null; try { body = await response.json(); } catch (err) { body = null; }
     report({ ok: response.ok, status: response.status, data: body });

@@ -12,7 +12,13 @@
     map.addSource("live", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
     map.addLayer({ id: "live-dots", type: "circle", source: "live", paint: { "circle-radius": 7, "circle-color": ["match", ["get", "kind"], "ENTER", "#2b8a3e", "EXIT", "#a4161a", "#e67700"], "circle-stroke-color": "#fff", "circle-stroke-width": 2 } });
     const r = await Console.api("GET", "zones/export");
-    if (r.ok) { const f = ConsoleMap.toFeatures(r.data); map.getSource("zones").setData({ type: "FeatureCollection", features: f }); ConsoleMap.fit(map, f); }
+    if (r.ok) {
+      const f = ConsoleMap.toFeatures(r.data);
+      map.getSource("zones").setData({ type: "FeatureCollection", features: f });
+      const labels = ConsoleMap.labeller(map, () => f);
+      ConsoleMap.fit(map, f);
+      labels();
+    }
   } catch (e) { $("map-note").hidden = false; }
   const dots = [];
   function show(item) {
@@ -37,8 +43,9 @@
   const onItem = (e) => { const item = JSON.parse(e.data); if (paused) held.push(item); else show(item); };
   source.addEventListener("zone_event", onItem);
   source.addEventListener("decision", onItem);
-  source.onopen = () => { $("live-state").textContent = "●"; document.body.dataset.ready = "live"; };
-  source.onerror = () => { $("live-state").textContent = "…"; };
+  const fr = document.body.dataset.lang === "fr";
+  source.onopen = () => { $("live-state").textContent = fr ? "● connecté" : "● connected"; document.body.dataset.ready = "live"; };
+  source.onerror = () => { $("live-state").textContent = fr ? "… reconnexion" : "… reconnecting"; };
   $("live-pause").addEventListener("click", (e) => {
     paused = !paused;
     e.target.setAttribute("aria-pressed", String(paused));
