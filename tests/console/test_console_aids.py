@@ -94,3 +94,37 @@ def test_the_live_feed_gives_each_new_row_once_and_nothing_personal(tmp_path: Pa
             recorded_at=start + timedelta(milliseconds=1)))
         s.commit()
     assert [i["id"] for i in feed.poll()] == ["e0"]
+
+
+def test_results_come_from_a_snapshot_refreshed_in_the_background() -> None:
+    import asyncio
+
+    from freezegun import freeze_time
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from geofence.service.console.results import FRESH_S, STALE_S, ResultSnapshots
+
+    calls: list[str] = []
+
+    async def stats(request):  # a stand-in for GET /v1/campaigns/{id}/stats: counts its calls
+        calls.append(request.headers["authorization"])
+        return JSONResponse({"sent": len(calls)})
+
+    snapshots = ResultSnapshots(Starlette(routes=[Route("/v1/campaigns/{cid}/stats", stats)]))
+
+    async def scenario(frozen) -> list[int]:
+        seen = [(await snapshots.get("c", 24, "k1")).stats["sent"]]
+        seen.append((await snapshots.get("c", 24, "k1")).stats["sent"])  # fresh: no new call
+        frozen.tick(FRESH_S + 1)
+        seen.append((await snapshots.get("c", 24, "k2")).stats["sent"])  # stale: old one, refresh starts
+        await asyncio.sleep(0.05)
+        seen.append((await snapshots.get("c", 24, "k2")).stats["sent"])  # the refreshed one
+        frozen.tick(STALE_S + 1)
+        seen.append((await snapshots.get("c", 24, "k3")).stats["sent"])  # too old to show: waits
+        return seen
+
+    with freeze_time("2026-12-07 10:00:00", real_asyncio=True) as frozen:
+        assert asyncio.run(scenario(frozen)) == [1, 1, 1, 2, 3]
+    assert calls == ["Bearer k1", "Bearer k2", "Bearer k3"]

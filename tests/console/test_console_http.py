@@ -133,6 +133,8 @@ def test_a_revoked_key_ends_the_console_session(console: tuple[TestClient, str, 
     with session_scope(client.app.state.runtime.engine) as s:  # type: ignore[attr-defined]
         apikeys.revoke_api_key(s, admin.split("_")[1], at=clock.now())
     assert client.get("/console/api/v1/zones").status_code == 401
+    assert client.get("/console/zones", follow_redirects=False).status_code == 303
+    assert client.get("/console/live/stream").status_code == 401
 
 
 def test_phone_numbers_and_push_tokens_are_masked_at_any_depth() -> None:
@@ -168,3 +170,22 @@ def test_the_next_page_after_sign_in_stays_inside_the_console(console: tuple[Tes
     token = _login_token(client, "/console/login?next=https://evil.example/x")
     response = _post_login(client, admin, token, next="//evil.example/x")
     assert response.headers["location"] == "/console/zones"
+
+
+def test_the_zone_map_follows_every_change_of_the_zones(console: tuple[TestClient, str, str]) -> None:
+    client, admin, _ = console
+    csrf = _sign_in(client, admin)
+    headers = {"X-CSRF-Token": csrf}
+    assert client.get("/console/zones.geojson").json()["features"] == []
+    zone = {"id": "z1", "name": "One", "tags": ["a"], "circle": {"lat": 48.85, "lng": 2.35, "radius_m": 100}}
+    assert client.post("/console/api/v1/zones", json=zone, headers=headers).status_code == 201
+    (feature,) = client.get("/console/zones.geojson").json()["features"]
+    assert feature["properties"]["radius_m"] == 100 and feature["geometry"]["type"] == "Point"
+    replaced = {**zone, "circle": {"lat": 48.85, "lng": 2.35, "radius_m": 250}}
+    assert client.put("/console/api/v1/zones/z1", json=replaced, headers=headers).status_code == 200
+    assert client.get("/console/zones.geojson").json()["features"][0]["properties"]["radius_m"] == 250
+    assert client.delete("/console/api/v1/zones/z1", headers=headers).status_code == 204
+    assert client.get("/console/zones.geojson").json()["features"] == []
+    with client as c:  # the same document as the API's export
+        c.post("/console/api/v1/zones", json=zone, headers=headers)
+        assert c.get("/console/zones.geojson").json() == c.get("/console/api/v1/zones/export").json()

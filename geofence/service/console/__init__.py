@@ -16,7 +16,9 @@ from sqlalchemy.engine import Engine
 
 from campaigns.legal_hours import LegalTable
 from geofence.service.console.context import HERE, PREFIX, ConsoleContext, NotSignedIn
+from geofence.service.console.results import ResultSnapshots
 from geofence.service.console.session import SessionCodec
+from geofence.service.console.zone_map import ZoneMap
 from geofence.service.settings import Settings
 
 __all__ = ["mount_console"]
@@ -35,6 +37,8 @@ def mount_console(app: FastAPI, *, engine: Engine, settings: Settings, legal_tab
         legal_table=legal_table,
         secure_cookies=settings.public_base_url.lower().startswith("https://"),
         basemap_style_url=console.basemap_style_url,
+        zone_map=ZoneMap(engine),
+        results=ResultSnapshots(app),
         default_country=console.default_country,
     )
     app.include_router(pages.router)

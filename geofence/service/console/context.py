@@ -7,13 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp
 
 from campaigns.legal_hours import LegalTable
+from geofence.service import apikeys, clock
 from geofence.service.console.i18n import language_of, translator
+from geofence.service.console.results import ResultSnapshots
 from geofence.service.console.session import COOKIE, CSRF_FIELD, CSRF_HEADER, ConsoleSession, SessionCodec
+from geofence.service.console.zone_map import ZoneMap
+from geofence.service.db import session_scope
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -28,6 +33,8 @@ class ConsoleContext:
     legal_table: LegalTable
     secure_cookies: bool
     basemap_style_url: str | None
+    zone_map: ZoneMap
+    results: ResultSnapshots
     default_country: str = "FR"
 
 
@@ -40,11 +47,18 @@ def console_of(request: Request) -> ConsoleContext:
 
 
 def session_of(request: Request) -> ConsoleSession | None:
-    return console_of(request).codec.open(request.cookies.get(COOKIE))
+    """The cookie's session, if its key is still an admin key (blocking: reads the key's row)."""
+    ctx = console_of(request)
+    session = ctx.codec.open(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    with session_scope(ctx.engine) as db:  # a revoked key ends its console sessions at once
+        key = apikeys.verify_api_key(db, session.api_key, at=clock.now())
+    return session if key is not None and "admin" in key.scopes else None
 
 
 def page_session(request: Request) -> ConsoleSession:
-    """Dependency of pages: the session, else a redirect to sign in."""
+    """Dependency of pages (run in the thread pool): the session, else a redirect to sign in."""
     session = session_of(request)
     if session is None:
         raise NotSignedIn()
@@ -52,7 +66,7 @@ def page_session(request: Request) -> ConsoleSession:
 
 
 def api_session(request: Request) -> ConsoleSession:
-    """Dependency of the console's JSON routes: the session, else 401."""
+    """Dependency of the console's JSON routes (run in the thread pool): the session, else 401."""
     session = session_of(request)
     if session is None:
         raise HTTPException(401, detail="sign in to the console first")
@@ -61,7 +75,7 @@ def api_session(request: Request) -> ConsoleSession:
 
 async def checked_session(request: Request) -> ConsoleSession:
     """Dependency of state-changing routes: a session and its CSRF token (header or form field)."""
-    session = api_session(request)
+    session = await run_in_threadpool(api_session, request)
     token = request.headers.get(CSRF_HEADER)
     if token is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")

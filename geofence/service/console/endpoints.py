@@ -59,6 +59,13 @@ async def api_write(request: Request, session: WriteSession, path: str) -> Respo
     return await _forward(request, session, path)
 
 
+@router.get("/zones.geojson")
+async def zone_map(request: Request, _s: ReadSession) -> Response:
+    """Every zone for the maps (what ``GET /v1/zones/export`` gives, kept while no zone changes)."""
+    body = await run_in_threadpool(console_of(request).zone_map.geojson)
+    return Response(body, media_type="application/geo+json", headers={"Cache-Control": "no-store"})
+
+
 class SmsPreviewIn(BaseModel):
     body: str = Field(max_length=2000)
     locale: str = Field("fr", max_length=16)

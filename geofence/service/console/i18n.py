@@ -110,6 +110,7 @@ WORDS: dict[str, tuple[str, str]] = {
     'device': ('Device', 'Appareil'),
     'none': ('Nothing yet', "Rien pour l'instant"),
     'stats_window': ('Attribution window (hours)', "Fenêtre d'attribution (heures)"),
+    'as_of': ('As of', 'Au'),
     'definition': ('Definition', 'Définition'),
     'csrf': (
         'The form expired: reload the page and try again.',

@@ -75,7 +75,7 @@ async def login(
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     """Sign out (CSRF-checked when a session exists; without one there is nothing to end)."""
-    session = session_of(request)
+    session = await run_in_threadpool(session_of, request)
     if session is not None:
         form = await request.form()
         if not console_of(request).codec.csrf_ok(session, str(form.get("csrf_token") or "")):
@@ -138,14 +138,13 @@ async def results_page(request: Request, session: SessionDep, campaign: str | No
     window_hours = min(max(window_hours, 1), 24 * 30)
     status, body, _ = await call_api(ctx.api, "GET", "campaigns", api_key=session.api_key, query="limit=500")
     campaigns = body.get("items", []) if status == 200 and isinstance(body, dict) else []
-    stats = None
+    snapshot = None
     chosen = campaign or (campaigns[0]["id"] if campaigns else None)
     if chosen:
-        status, body, _ = await call_api(ctx.api, "GET", f"campaigns/{quote(chosen, safe='')}/stats",
-                                         api_key=session.api_key, query=f"window_hours={window_hours}")
-        stats = body if status == 200 else None
+        snapshot = await ctx.results.get(chosen, window_hours, session.api_key)
     return render(request, "results.html", session, campaigns=campaigns,  # type: ignore[no-any-return]
-                  chosen=chosen, stats=stats, window_hours=window_hours)
+                  chosen=chosen, stats=snapshot.stats if snapshot else None,
+                  taken_at=snapshot.taken_at if snapshot else None, window_hours=window_hours)
 
 
 @router.get("/people")

@@ -11,7 +11,7 @@
     ConsoleMap.addZoneLayers(map, "zones");
     map.addSource("live", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
     map.addLayer({ id: "live-dots", type: "circle", source: "live", paint: { "circle-radius": 7, "circle-color": ["match", ["get", "kind"], "ENTER", "#2b8a3e", "EXIT", "#a4161a", "#e67700"], "circle-stroke-color": "#fff", "circle-stroke-width": 2 } });
-    const r = await Console.api("GET", "zones/export");
+    const r = await Console.api("GET", `${Console.prefix}/zones.geojson`);
     if (r.ok) {
       const f = ConsoleMap.toFeatures(r.data);
       map.getSource("zones").setData({ type: "FeatureCollection", features: f });

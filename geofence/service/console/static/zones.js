@@ -15,7 +15,7 @@
   const refreshLabels = ConsoleMap.labeller(map, () => features);
 
   async function load(fitAll) {
-    const r = await Console.api("GET", "zones/export");
+    const r = await Console.api("GET", `${Console.prefix}/zones.geojson`);
     if (!r.ok) { $("zone-status").textContent = Console.detail(r.data); return; }
     exported = Object.fromEntries((r.data.features || []).map((f) => [f.id, f]));
     features = ConsoleMap.toFeatures(r.data);
