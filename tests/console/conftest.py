@@ -122,10 +122,13 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-GB")
     page = context.new_page()
     page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     try:
         yield page
     finally:
         context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 def sign_in(page: Any, served: Served, path: str = "/console/zones") -> None:

@@ -285,3 +285,81 @@ def test_every_page_has_no_serious_accessibility_violation(browser: Any, served:
             assert overflow <= 1, f"{path} scrolls sideways at {width} px"
     finally:
         context.close()
+
+
+FULL_DEFINITION = {
+    "id": "round-trip", "name": "Round trip", "status": "draft", "priority": 3, "channel": "push_then_sms",
+    "trigger": {"zone_ids": ["senart"], "zone_tags": ["bakery", "forest"], "kinds": ["dwell", "enter"]},
+    "audience": {"all": [{"attribute": "loyalty_tier", "op": "in", "value": ["gold", "silver"]},
+                         {"attribute": "visits", "op": "gte", "value": 3}]},
+    "templates": {"fr": {"title": "Bonjour {first_name}", "body": "-10 % chez {store_name}"},
+                  "en": {"body": "10% off at {store_name}"}},
+    "default_locale": "fr", "advertiser": "Boulangerie", "sender": "36111",
+    "windows": [{"days": ["mon"], "start": "09:00", "end": "12:00"}, {"days": ["sat"], "start": "14:00",
+                                                                      "end": "16:00"}],
+    "out_of_window": {"mode": "defer", "max_delay_s": 3600},
+    "caps": {"cooldown_s": 7200, "zone_cooldown_s": 3600, "one_per_visit": False},
+    "offer_ttl_s": 5400, "push_quiet_hours": {"start": "22:00", "end": "07:00"},
+    "starts_at": "2026-12-01T08:00:00Z", "ends_at": "2027-01-31T18:00:00Z", "near_exit_s": 600,
+    "near_m": 300.0, "holdout_share": 0.1,
+}
+
+
+def test_the_campaign_form_saves_back_exactly_what_it_loaded(page: Any, served: Served) -> None:
+    with served.api() as api:
+        created = api.post("/v1/campaigns", json=FULL_DEFINITION)
+        assert created.status_code == 201, created.text
+        before = created.json()["definition"]
+    sign_in(page, served, "/console/campaigns/round-trip")
+    page.wait_for_selector("body[data-ready=campaign]")
+    assert page.input_value("#c-holdout") == "0.1"
+    assert page.is_checked("input.slot[data-day=sat][data-hour='15']")
+    page.click("#campaign-save")
+    page.wait_for_selector("#campaign-saved")
+    with served.api() as api:
+        after = api.get("/v1/campaigns/round-trip").json()
+    assert after["definition"] == before and after["version"] == 2
+
+
+def test_a_polygon_drawn_on_the_map_then_edited_and_deleted(page: Any, served: Served) -> None:
+    sign_in(page, served)
+    map_ready(page)
+    page.click("#mode-polygon")
+    box = page.locator("#map canvas").bounding_box()
+    x, y = box["x"] + 200, box["y"] + 200
+    for dx, dy in ((0, 0), (80, 0), (80, 60), (0, 60), (0, 0)):  # the last click closes it
+        page.mouse.click(x + dx, y + dy)
+    assert '"Polygon"' in page.input_value("#zone-area")
+    page.fill("#zone-name", "Drawn polygon")
+    page.click("#zone-save")
+    page.wait_for_selector("#zone-status:has-text('Drawn polygon')")
+    (zone,) = zones_named(served, "Drawn polygon")
+    ring = zone["zone"]["geometry"]["geojson"]["coordinates"][0]
+    assert len(ring) == 5 and ring[0] == ring[-1]
+    page.fill("#zone-name", "Renamed polygon")  # the saved zone stays in the form: edit it
+    page.click("#zone-save")
+    page.wait_for_selector("#zone-status:has-text('Renamed polygon')")
+    assert zones_named(served, "Renamed polygon") and not zones_named(served, "Drawn polygon")
+    page.click("#zone-delete")
+    page.wait_for_selector("#zone-status:has-text('✕')")
+    assert not zones_named(served, "Renamed polygon")
+
+
+def test_signing_in_and_saving_a_zone_work_from_the_keyboard(page: Any, served: Served) -> None:
+    page.goto(served.url + "/console/zones")
+    page.keyboard.press("Tab")  # the skip link comes first
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.focus("#api_key")
+    page.keyboard.type(served.admin_key)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/zones")
+    map_ready(page)
+    for field, value in (("#zone-name", "Typed circle"), ("#zone-lat", "48.80"), ("#zone-lng", "2.30"),
+                         ("#zone-radius", "150")):
+        page.focus(field)
+        page.keyboard.type(value)
+    page.focus("#zone-save")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#zone-status:has-text('Typed circle')")
+    (zone,) = zones_named(served, "Typed circle")
+    assert zone["zone"]["geometry"] == {"type": "circle", "lat": 48.8, "lng": 2.3, "radius_m": 150.0}
