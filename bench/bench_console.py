@@ -150,9 +150,23 @@ def main() -> int:
             print(f"{args.requests} requests each (goal: p95 < {GOAL_MS:.0f} ms):")
             for path in pages:
                 worst = max(worst, timed(path, lambda p=path: client.get(p).status_code, args.requests))
-        feed = LiveFeed(app.state.runtime.engine, start_at=T0 + timedelta(seconds=args.events // 2))
-        poll = lambda: feed.poll() and 200 or 200  # noqa: E731
-        worst = max(worst, timed("live feed poll (SSE loop, 1,000-row catch-up)", poll, args.requests))
+        engine = app.state.runtime.engine
+        feed = LiveFeed(engine, start_at=datetime.now(UTC))
+        new_rows = iter(range(10**9))
+
+        def poll_after_ten_new_events() -> int:
+            at = datetime.now(UTC)
+            with engine.begin() as conn:  # outside the timing would be fairer; it is a few ms
+                conn.execute(insert(ZoneEventRow), [
+                    {"id": f"live{next(new_rows)}", "zone_id": "z1", "device_id": "d1", "kind": "enter",
+                     "at": at, "visit_id": "v", "reason": "inside", "recorded_at": at} for _ in range(10)])
+            return 200 if len(feed.poll()) >= 10 else 500
+
+        poll_p95 = timed("live stream poll (10 new events)", poll_after_ten_new_events, args.requests)
+        worst = max(worst, poll_p95)
+        catch_up = LiveFeed(engine, start_at=T0 + timedelta(seconds=args.events // 2))
+        print("  (not a page: a stream that fell behind reads 1,000 rows a poll)")
+        timed("live stream catch-up poll (1,000 rows)", lambda: catch_up.poll() and 200, args.requests)
     finally:
         server.should_exit = True
     print(f"worst p95: {worst:.1f} ms ({'within' if worst < GOAL_MS else 'OVER'} the {GOAL_MS:.0f} ms goal)")

@@ -29,7 +29,8 @@ BATCH = 1000
 @dataclass
 class _Cursor:
     after: datetime
-    seen: deque[str] = field(default_factory=lambda: deque(maxlen=4 * BATCH))
+    seen: set[str] = field(default_factory=set)  # ids given lately (a set: one lookup per row)
+    order: deque[str] = field(default_factory=deque)  # the same ids, oldest first, to forget them
 
 
 class LiveFeed:
@@ -79,7 +80,10 @@ class LiveFeed:
     def _fresh(cursor: _Cursor, row_id: str, written_at: datetime | None) -> bool:
         if row_id in cursor.seen:
             return False
-        cursor.seen.append(row_id)
+        cursor.seen.add(row_id)
+        cursor.order.append(row_id)
+        if len(cursor.order) > 4 * BATCH:
+            cursor.seen.discard(cursor.order.popleft())
         written = as_utc(written_at)
         if written is not None and written > cursor.after:
             cursor.after = written
