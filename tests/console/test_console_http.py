@@ -189,3 +189,16 @@ def test_the_zone_map_follows_every_change_of_the_zones(console: tuple[TestClien
     with client as c:  # the same document as the API's export
         c.post("/console/api/v1/zones", json=zone, headers=headers)
         assert c.get("/console/zones.geojson").json() == c.get("/console/api/v1/zones/export").json()
+
+
+def test_the_package_data_ships_every_console_file() -> None:
+    import tomllib
+
+    root = Path(__file__).parents[2]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package = root / "geofence"
+    shipped = {p for pattern in setuptools["package-data"]["geofence"] for p in package.glob(pattern)}
+    console = package / "service" / "console"
+    files = {p for p in console.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}
+    assert console / "static" / "vendor" / "maplibre-gl" / "maplibre-gl.js" in files
+    assert sorted(files - shipped) == []

@@ -86,6 +86,10 @@ async def checked_session(request: Request) -> ConsoleSession:
     return session
 
 
+for _dependency in (page_session, api_session, checked_session):
+    _dependency.console_session = True  # type: ignore[attr-defined]  # lets tests find the guarded routes
+
+
 def render(request: Request, template: str, session: ConsoleSession | None, **values: Any) -> Any:
     ctx = console_of(request)
     lang = language_of(request)
