@@ -174,6 +174,9 @@ def test_a_dry_run_on_a_gpx_trace_shows_each_decision_and_its_reason(page: Any, 
     assert "senart" in rows.nth(0).text_content() and "nobody's-phone" in rows.nth(0).text_content()
     assert "unknown_customer" in page.text_content("#dry-run-summary")  # no customer has that device
     page.screenshot(path=screenshots / "05-campaign-dry-run-gpx.png", full_page=True)
+    page.click("#dry-run-recorded")  # over the recorded events instead: none for this zone
+    page.wait_for_selector("#dry-run-summary:not(:has-text('GPX'))")
+    assert page.locator("#dry-run-rows tbody tr").count() == 0
 
 
 @pytest.fixture(scope="module")
@@ -319,6 +322,11 @@ def test_the_campaign_form_saves_back_exactly_what_it_loaded(page: Any, served: 
     with served.api() as api:
         after = api.get("/v1/campaigns/round-trip").json()
     assert after["definition"] == before and after["version"] == 2
+    page.select_option("#c-status", "active")  # the status goes through POST .../status
+    page.click("#campaign-save")
+    page.wait_for_selector("#campaign-saved")
+    with served.api() as api:
+        assert api.get("/v1/campaigns/round-trip").json()["status"] == "active"
 
 
 def test_a_polygon_drawn_on_the_map_then_edited_and_deleted(page: Any, served: Served) -> None:
@@ -363,3 +371,33 @@ def test_signing_in_and_saving_a_zone_work_from_the_keyboard(page: Any, served: 
     page.wait_for_selector("#zone-status:has-text('Typed circle')")
     (zone,) = zones_named(served, "Typed circle")
     assert zone["zone"]["geometry"] == {"type": "circle", "lat": 48.8, "lng": 2.3, "radius_m": 150.0}
+
+
+@pytest.mark.parametrize("basemap", ["http://127.0.0.1:9/tiles/{z}/{x}/{y}.png", "http://127.0.0.1:9/style.json"])
+def test_zones_show_and_edit_when_the_basemap_is_unreachable(
+    browser: Any, tmp_path: Path, basemap: str, screenshots: Path
+) -> None:
+    from tests.console.conftest import serve
+
+    servers = serve(tmp_path, console={"basemap_style_url": basemap})
+    other = next(servers)
+    try:
+        with other.api() as api:
+            api.post("/v1/zones", json={"id": "b1", "name": "Basemap-less", "tags": ["x"],
+                                        "circle": {"lat": 48.85, "lng": 2.35, "radius_m": 300}})
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        page = context.new_page()
+        sign_in(page, other)
+        map_ready(page)
+        assert "OpenStreetMap" in page.text_content(".maplibregl-ctrl-attrib")
+        page.wait_for_selector(".zone-label:has-text('Basemap-less')")
+        page.click("#zone-list button:has-text('Basemap-less')")
+        page.fill("#zone-radius", "450")
+        page.click("#zone-save")
+        page.wait_for_selector("#zone-status:has-text('450 m')")
+        if basemap.endswith(".json"):  # a style that does not answer: the plain background, said so
+            assert page.is_visible("#map-note")
+            page.screenshot(path=screenshots / "09-zones-no-basemap.png")
+        context.close()
+    finally:
+        servers.close()
