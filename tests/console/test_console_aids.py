@@ -128,3 +128,26 @@ def test_results_come_from_a_snapshot_refreshed_in_the_background() -> None:
     with freeze_time("2026-12-07 10:00:00", real_asyncio=True) as frozen:
         assert asyncio.run(scenario(frozen)) == [1, 1, 1, 2, 3]
     assert calls == ["Bearer k1", "Bearer k2", "Bearer k3"]
+
+
+def test_people_are_found_by_id_number_or_masked_number_and_shown_masked(tmp_path: Path) -> None:
+    from geofence.service.console.people import search_people
+    from geofence.service.tables.customers import ConsentEvent, Customer
+
+    engine = make_engine(f"sqlite:///{tmp_path}/p.db")
+    create_schema(engine)
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    with Session(engine) as s:
+        for cid, phone in (("ana", "+33612345678"), ("bob", "+33698765478"), ("eve", "+3361234578")):
+            s.add(Customer(id=cid, phone_e164=phone, created_at=at))
+            s.add(ConsentEvent(customer_id=cid, purpose="sms_marketing", granted=False, occurred_at=at,
+                               recorded_at=at, source="sms_keyword"))
+        s.commit()
+    masked = search_people(engine, "+33*******78")  # ana and bob share it; eve's number is shorter
+    assert masked.customer_ids == ["ana", "bob"]
+    assert {o["phone"] for o in masked.opt_outs} == {"+33*******78"}
+    assert search_people(engine, "06 12 34 56 78").customer_ids == ["ana"]  # a number as typed
+    assert search_people(engine, "eve").masked == {"eve": "+33******78"}
+    assert search_people(engine, "+33%_*78").customer_ids == []  # LIKE characters match literally
+    everyone = search_people(engine, "")
+    assert len(everyone.opt_outs) == 3 and "+33612345678" not in repr(everyone)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
@@ -35,11 +35,12 @@ def _matching_customers(conn: Any, q: str) -> dict[str, str | None]:
     ).all()
     if rows:
         return {r.id: r.phone_e164 for r in rows}
-    if "*" in q:
+    if "*" in q:  # mask_phone keeps the first 3 and last 2 characters and the length
+        phone = Customer.phone_e164
         candidates = conn.execute(
-            select(Customer.id, Customer.phone_e164)
-            .where(Customer.phone_e164.is_not(None))  # type: ignore[union-attr]
-            .where(Customer.phone_e164.startswith(q[:3])).limit(MASK_SCAN)  # type: ignore[union-attr]
+            select(Customer.id, phone)
+            .where(phone.like(f"{_literal(q[:3])}%{_literal(q[-2:])}", escape="\\"))  # type: ignore[union-attr]
+            .where(func.length(phone) == len(q)).limit(MASK_SCAN)
         ).all()
         return {r.id: r.phone_e164 for r in candidates if mask_phone(r.phone_e164) == q}
     try:
@@ -48,6 +49,11 @@ def _matching_customers(conn: Any, q: str) -> dict[str, str | None]:
         return {}
     rows = conn.execute(select(Customer.id, Customer.phone_e164).where(Customer.phone_e164 == e164)).all()
     return {r.id: r.phone_e164 for r in rows}
+
+
+def _literal(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def search_people(engine: Engine, q: str) -> PeopleFound:
