@@ -138,6 +138,16 @@ def sign_in(page: Any, served: Served, path: str = "/console/zones") -> None:
     page.wait_for_url(f"**{path}")
 
 
+def zones_named(served: Served, name: str) -> list[dict[str, Any]]:
+    with served.api() as api:
+        items = api.get("/v1/zones", params={"limit": 500}).json()["items"]
+    return [z for z in items if z["name"] == name]
+
+
+def map_ready(page: Any) -> None:
+    page.wait_for_selector("body[data-ready=zones]")
+
+
 def axe_violations(page: Any) -> list[dict[str, Any]]:
     """Serious and critical axe-core violations of the page as it is now."""
     page.add_script_tag(path=str(AXE))

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from geofence.service.app import create_app
-from geofence.service.console.api_proxy import allowed, scrub
+from geofence.service.console.api_proxy import allowed, personal, scrub
 from geofence.service.console.session import COOKIE, ConsoleSession, SessionCodec
 from geofence.service.settings import Settings
 from tests.conftest import make_key_headers
@@ -202,3 +202,20 @@ def test_the_package_data_ships_every_console_file() -> None:
     files = {p for p in console.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}
     assert console / "static" / "vendor" / "maplibre-gl" / "maplibre-gl.js" in files
     assert sorted(files - shipped) == []
+
+
+def test_a_store_number_in_a_zone_or_an_offer_survives_an_edit(console: tuple[TestClient, str, str]) -> None:
+    client, admin, _ = console
+    headers = {"X-CSRF-Token": _sign_in(client, admin)}
+    zone = {"id": "z1", "name": "Shop", "metadata": {"phone": "+33145678901"},
+            "circle": {"lat": 48.85, "lng": 2.35, "radius_m": 100}}
+    assert client.post("/console/api/v1/zones", json=zone, headers=headers).status_code == 201
+    assert client.get("/console/api/v1/zones/z1").json()["zone"]["metadata"] == {"phone": "+33145678901"}
+    assert "+33145678901" in client.get("/console/zones.geojson").text
+    campaign = {"id": "c1", "name": "C", "trigger": {"zone_ids": ["z1"]},
+                "templates": {"fr": {"body": "Appelez le +33145678901"}}}
+    assert client.post("/console/api/v1/campaigns", json=campaign, headers=headers).status_code == 201
+    body = client.get("/console/api/v1/campaigns/c1").json()["definition"]["templates"]["fr"]["body"]
+    assert body == "Appelez le +33145678901"
+    assert personal("GET", "deliveries") and personal("POST", "campaigns/c1/dry-run")
+    assert personal("GET", "anything/else")  # unknown: scrubbed

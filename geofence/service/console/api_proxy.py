@@ -2,7 +2,10 @@
 
 The page never holds the key, and the API applies its own validation, scopes and rate limits, so the
 console adds no rule of its own. Only the routes the console needs are forwarded (customers' records,
-which hold phone numbers, are not), and every answer is scrubbed of phone numbers and push tokens.
+which hold phone numbers, are not), and the answers about people (deliveries, consents, dry runs,
+stats) are scrubbed of phone numbers and push tokens. Zones and campaigns are not: they hold no
+customer's data, and the page sends them back on edit (a store's number in a zone's metadata, or one
+in an offer's text, must not come back masked).
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ from starlette.types import ASGIApp, Message
 
 from campaigns.phones import mask_phone, mask_token
 
-# (method, path under /v1) the console may call
-ALLOWED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (method, re.compile(pattern))
-    for method, pattern in (
-        ("GET", r"zones"), ("POST", r"zones"), ("POST", r"zones/import"), ("GET", r"zones/export"),
-        ("GET", r"zones/[^/]+"), ("PUT", r"zones/[^/]+"), ("DELETE", r"zones/[^/]+"),
-        ("GET", r"campaigns"), ("POST", r"campaigns"), ("GET", r"campaigns/[^/]+"),
-        ("PUT", r"campaigns/[^/]+"), ("POST", r"campaigns/[^/]+/status"),
-        ("POST", r"campaigns/[^/]+/dry-run"), ("GET", r"campaigns/[^/]+/stats"),
-        ("GET", r"deliveries"), ("GET", r"customers/[^/]+/consents"),
+# (method, path under /v1, whether the answer is about people) the console may call
+ALLOWED: tuple[tuple[str, re.Pattern[str], bool], ...] = tuple(
+    (method, re.compile(pattern), personal)
+    for method, pattern, personal in (
+        ("GET", r"zones", False), ("POST", r"zones", False), ("POST", r"zones/import", False),
+        ("GET", r"zones/export", False), ("GET", r"zones/[^/]+", False), ("PUT", r"zones/[^/]+", False),
+        ("DELETE", r"zones/[^/]+", False),
+        ("GET", r"campaigns", False), ("POST", r"campaigns", False), ("GET", r"campaigns/[^/]+", False),
+        ("PUT", r"campaigns/[^/]+", False), ("POST", r"campaigns/[^/]+/status", False),
+        ("POST", r"campaigns/[^/]+/dry-run", True), ("GET", r"campaigns/[^/]+/stats", True),
+        ("GET", r"deliveries", True), ("GET", r"customers/[^/]+/consents", True),
     )
 )
 _PHONE_KEYS = {"phone", "phone_e164", "to", "from", "to_number", "from_number", "msisdn"}
@@ -33,7 +37,12 @@ _PHONE_IN_TEXT = re.compile(r"\+\d{8,15}")
 
 
 def allowed(method: str, path: str) -> bool:
-    return any(method == m and p.fullmatch(path) for m, p in ALLOWED)
+    return any(method == m and p.fullmatch(path) for m, p, _ in ALLOWED)
+
+
+def personal(method: str, path: str) -> bool:
+    """Whether the answer may name people (scrubbed); unknown routes count as personal."""
+    return next((s for m, p, s in ALLOWED if method == m and p.fullmatch(path)), True)
 
 
 def scrub(value: Any, key: str | None = None) -> Any:
@@ -55,7 +64,9 @@ async def call_api(
     app: ASGIApp, method: str, path: str, *, api_key: str, query: str = "", body: bytes = b"",
     content_type: str = "application/json", lang: str = "en",
 ) -> tuple[int, Any, dict[str, str]]:
-    """Call ``/v1/<path>`` on ``app`` in this process; returns (status, JSON or text, headers)."""
+    """Call ``/v1/<path>`` on ``app`` in this process; returns (status, JSON or text, headers).
+
+    The answer is scrubbed unless the route is one of the non-personal ones in ``ALLOWED``."""
     headers = [
         (b"authorization", f"Bearer {api_key}".encode()),
         (b"content-type", content_type.encode()),
@@ -94,7 +105,12 @@ async def call_api(
     raw = b"".join(chunks)
     if not raw:
         return status, None, out_headers
+    clean = scrub if personal(method, path.split("?")[0]) else _as_is
     try:
-        return status, scrub(json.loads(raw)), out_headers
+        return status, clean(json.loads(raw)), out_headers
     except ValueError:
-        return status, scrub(raw.decode("utf-8", "replace")), out_headers
+        return status, clean(raw.decode("utf-8", "replace")), out_headers
+
+
+def _as_is(value: Any) -> Any:
+    return value

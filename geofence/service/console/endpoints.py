@@ -99,9 +99,7 @@ async def trace_dry_run(request: Request, session: WriteSession, campaign_id: st
     status, campaign, _ = await call_api(ctx.api, "GET", f"campaigns/{cid}", api_key=session.api_key)
     if status != 200:
         return JSONResponse(campaign, status_code=status)
-    status, exported, _ = await call_api(ctx.api, "GET", "zones/export", api_key=session.api_key)
-    if status != 200:
-        return JSONResponse(exported, status_code=status)
+    exported = json.loads(await run_in_threadpool(ctx.zone_map.geojson))  # = GET /v1/zones/export
     zones, _errors = read_zones_geojson(exported)
     chosen = zones_of_trigger(zones, campaign.get("definition", campaign).get("trigger", {}))
     events, problems = await run_in_threadpool(
