@@ -89,10 +89,11 @@ def test_an_imported_csv_shows_its_bad_line_and_keeps_the_good_ones(
     assert page.text_content("#import-count").startswith("2")
     assert zones_named(served, "Imported one") and zones_named(served, "Imported three")
     assert not zones_named(served, "Imported bad")
+    page.locator("#import-errors").scroll_into_view_if_needed()
+    page.screenshot(path=screenshots / "03-zones-import-errors.png")
     page.fill("#zone-search", "Imported th")
     page.click("#zone-list button:has-text('Imported three')")  # search by name, then edit
     assert page.input_value("#zone-name") == "Imported three"
-    page.screenshot(path=screenshots / "03-zones-import-errors.png")
 
 
 def test_a_polygon_drawn_on_the_map_then_edited_and_deleted(page: Any, served: Served) -> None:

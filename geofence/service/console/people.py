@@ -78,10 +78,15 @@ def search_people(engine: Engine, q: str) -> PeopleFound:
     for r in rows:
         found.opt_outs.append({
             "id": r.id, "customer_id": r.customer_id, "phone": mask_phone(r.phone_e164), "purpose": r.purpose,
-            "source": r.source, "wording": r.wording, "occurred_at": as_utc(r.occurred_at),
-            "recorded_at": as_utc(r.recorded_at),
+            "source": r.source, "wording": r.wording, "occurred_at": _iso(r.occurred_at),
+            "recorded_at": _iso(r.recorded_at),
         })
     return found
+
+
+def _iso(at: Any) -> str:
+    value = as_utc(at)
+    return value.isoformat(timespec="seconds") if value is not None else ""
 
 
 async def consent_history(
