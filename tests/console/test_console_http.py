@@ -72,6 +72,8 @@ def test_the_session_cookie_is_httponly_samesite_and_carries_no_key_in_clear(tmp
     assert "httponly" in flags and "samesite=strict" in flags
     assert "secure" in flags and "path=/console" in flags
     assert admin not in cookie and admin.split("_")[1] not in cookie
+    page = client.get("/console/zones")
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
 
 
 def test_no_secure_flag_on_plain_http(console: tuple[TestClient, str, str]) -> None:

@@ -22,6 +22,12 @@ from geofence.service.db import session_scope
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
+# pages are never cached, framed (clickjacking on a signed-in console) or MIME-sniffed
+PAGE_HEADERS = {
+    "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'", "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 @dataclass(frozen=True)
@@ -97,5 +103,5 @@ def render(request: Request, template: str, session: ConsoleSession | None, **va
         request, template,
         {"t": translator(lang), "lang": lang, "prefix": PREFIX, "signed_in": session is not None,
          "csrf": ctx.codec.csrf_token(session) if session else "", "path": request.url.path, **values},
-        headers={"Cache-Control": "no-store"},
+        headers=PAGE_HEADERS,
     )

@@ -162,7 +162,8 @@
     const out = $("import-result");
     if (!r.ok) { out.innerHTML = `<p class="error">${r.status}: ${Console.esc(Console.detail(r.data))}</p>`; return; }
     const rows = r.data.errors.map((x) => `<tr><td>${x.line}</td><td>${Console.esc(x.reason)}</td></tr>`).join("");
-    out.innerHTML = `<p id="import-count">${r.data.imported} ✓</p>` + (rows ? `<table id="import-errors"><caption>${document.body.dataset.lang === "fr" ? "Erreurs" : "Errors"}</caption><thead><tr><th scope="col">#</th><th scope="col">⚠</th></tr></thead><tbody>${rows}</tbody></table>` : "");
+    const words = out.dataset;
+    out.innerHTML = `<p id="import-count">${r.data.imported} ✓</p>` + (rows ? `<table id="import-errors"><caption>${Console.esc(words.errors)}</caption><thead><tr><th scope="col">${Console.esc(words.line)}</th><th scope="col">${Console.esc(words.reason)}</th></tr></thead><tbody>${rows}</tbody></table>` : "");
     await load(true);
   });
   await load(true);
