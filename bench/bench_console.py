@@ -49,7 +49,7 @@ def load(app: object, n_zones: int, n_events: int) -> None:
         for i in range(n_zones)
     ]
     for start in range(0, n_zones, 1000):
-        runtime.services["geofence"].save_zones(zones[start : start + 1000], at=clock.now())
+        runtime.geofence.save_zones(zones[start : start + 1000], at=clock.now())
     engine = runtime.engine
     customers = max(1, n_events // 20)
     with engine.begin() as conn:

@@ -12,11 +12,11 @@ from starlette.types import Receive, Scope, Send
 
 from geofence.service.console import mount_console
 from geofence.service.jobs import build_scheduler
+from geofence.service.limits_http import BodySizeLimit
 from geofence.service.routes import all_routers
 from geofence.service.routes.locations import serve_locations
-from geofence.service.runtime import Runtime, build_runtime
+from geofence.service.runtime import Runtime, bootstrap
 from geofence.service.settings import Settings, get_settings
-from geofence.service.wiring.campaigns import decision_policy
 
 
 class GeofenceApp(FastAPI):
@@ -50,7 +50,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``run_jobs`` starts the periodic jobs in this process (default: the settings')."""
     settings = settings or (runtime.settings if runtime else get_settings())
-    runtime = runtime or build_runtime(settings, engine)
+    runtime = runtime or bootstrap(settings, engine)
     start_jobs = settings.scheduler.enabled if run_jobs is None else run_jobs
 
     @asynccontextmanager
@@ -76,8 +76,8 @@ def create_app(
     app.state.runtime = runtime
     for router in all_routers():
         app.include_router(router)
-    mount_console(app, engine=runtime.engine, settings=settings,
-                  legal_table=decision_policy(settings).legal_table)
-    for hook in runtime.services.get("app_hooks", []):
-        hook(app)
+    mount_console(
+        app, engine=runtime.engine, settings=settings, legal_table=runtime.decision_policy.legal_table
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.ingest.max_body_bytes)
     return app
