@@ -16,6 +16,7 @@ from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 
 from campaigns.phones import phone_hash
+from geofence.service.wiring.campaigns import dispatch_job
 from tests.console.conftest import HASH_KEY, TWILIO_TOKEN, Served, axe_violations, sign_in
 from tests.service.campaign_factories import add_customer
 
@@ -141,8 +142,9 @@ def test_results_chart_the_campaign_s_outcomes(page: Any, served: Served, screen
     with served.api() as api:
         if not api.get("/v1/deliveries", params={"campaign_id": "live-offer"}).json()["items"]:
             enter_live_store(served)  # when this test runs alone
+        dispatch_job(served.app.state.runtime)  # the outbox channel sends the waiting offer
         stats = api.get("/v1/campaigns/live-offer/stats").json()
-    assert stats["sent"] + stats["waiting"] + sum(stats["skipped"].values()) == 1
+    assert stats["sent"] == 1
     sign_in(page, served, "/console/results?campaign=live-offer")
     chart = page.locator("#results-chart")
     title = chart.locator("title").text_content()
