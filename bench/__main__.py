@@ -20,6 +20,7 @@ QUICK_ARGS = {
     "export": ["--rows", "100000", "--customers", "2000"],
     "security": ["--requests", "500"],
     "console": ["--zones", "2000", "--events", "20000", "--requests", "5"],
+    "isochrones": ["-n", "100"],
 }
 
 

@@ -112,6 +112,14 @@ class ConsoleSettings(BaseModel):
     default_country: str = Field(default="FR", min_length=1, max_length=2)  # legal SMS hours shown
 
 
+class StreetSettings(BaseModel):
+    """Travel-time zones (isochrones): the operator's OpenStreetMap extract, read offline."""
+
+    # An .osm.pbf covering the stores (e.g. a Geofabrik region). None: travel-time zones fall back to
+    # the profile circle and say so. Replace it with a newer file, then run `geofence zones resize`.
+    extract_file: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -140,6 +148,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    streets: StreetSettings = Field(default_factory=StreetSettings)
 
 
 @lru_cache

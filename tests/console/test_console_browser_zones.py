@@ -69,6 +69,20 @@ def test_a_store_sized_5_min_on_foot_gives_its_zone(page: Any, served: Served) -
     assert f"{round(zone['zone']['geometry']['radius_m'])} m" in shown  # the size the sizing gave
 
 
+def test_a_store_sized_by_the_streets_passes_its_sizing_through(page: Any, served: Served) -> None:
+    sign_in(page, served)
+    map_ready(page)
+    page.click("#mode-store")
+    box = page.locator("#map canvas").bounding_box()
+    page.mouse.click(box["x"] + 140, box["y"] + 120)
+    page.select_option("#zone-sizing", "iso:walk:5")
+    page.fill("#zone-name", "Street store")
+    page.click("#zone-save")
+    page.wait_for_selector("#zone-status:has-text('Street store')")
+    (zone,) = zones_named(served, "Street store")  # no street extract here: the API's own fallback
+    assert zone["zone"]["minutes"] == 5
+
+
 def test_an_imported_csv_shows_its_bad_line_and_keeps_the_good_ones(
     page: Any, served: Served, screenshots: Path, tmp_path: Path
 ) -> None:

@@ -111,6 +111,8 @@ WORDS: dict[str, tuple[str, str]] = {
     'none': ('Nothing yet', "Rien pour l'instant"),
     'stats_window': ('Attribution window (hours)', "Fenêtre d'attribution (heures)"),
     'as_of': ('As of', 'Au'),
+    'walk5_streets': ('5 min on foot, by the streets', '5 min à pied, par les rues'),
+    'car5_streets': ('5 min by car, by the streets', '5 min en voiture, par les rues'),
     'definition': ('Definition', 'Définition'),
     'csrf': (
         'The form expired: reload the page and try again.',

@@ -120,6 +120,7 @@
     const lat = parseFloat($("zone-lat").value), lng = parseFloat($("zone-lng").value);
     const sizing = $("zone-sizing").value;
     if ($("zone-area").value) out.area = JSON.parse($("zone-area").value);
+    else if (sizing.startsWith("iso:")) { const [, mode, minutes] = sizing.split(":"); out.sizing = { lat, lng, mode, method: "isochrone", minutes: parseFloat(minutes) }; }
     else if (sizing) { const [profile, minutes] = sizing.split(":"); out.sizing = { lat, lng, profile, minutes: parseFloat(minutes) }; }
     else out.circle = { lat, lng, radius_m: parseFloat($("zone-radius").value) };
     return out;
