@@ -26,6 +26,9 @@ class FenceDefaults(BaseModel):
     max_speed_mps: float = 70.0
     clock_skew_s: int = 120
     max_fix_age_s: int = 24 * 3600
+    # 0 = off; else a fix that would enter, this many metres or more from the device's previous fix, is
+    # held until the next fix shows whether it was a lone out-and-back spike (docs/presence.md)
+    spike_hold_m: float = 0.0
 
 
 class IngestSettings(BaseModel):
