@@ -22,6 +22,7 @@ QUICK_ARGS = {
     "security": ["--requests", "500"],
     "latency": ["--events", "100"],
     "crash": ["--kills", "10", "--events", "400"],
+    "console": ["--zones", "2000", "--events", "20000", "--requests", "5"],
     "isochrones": ["-n", "100"],
 }
 

@@ -295,6 +295,9 @@ class Campaign(_Frozen):
         """The JSON form (round-trips through ``parse_campaign``)."""
         data = self.model_dump(mode="json")
         data["windows"] = [w.as_json() for w in self.windows]
+        if self.push_quiet_hours is not None:  # "HH:MM", as parse_hhmm reads it back (not "HH:MM:SS")
+            quiet = self.push_quiet_hours
+            data["push_quiet_hours"] = {"start": f"{quiet.start:%H:%M}", "end": f"{quiet.end:%H:%M}"}
         data["trigger"]["kinds"] = sorted(data["trigger"]["kinds"])
         data["trigger"]["zone_ids"] = sorted(data["trigger"]["zone_ids"])
         data["trigger"]["zone_tags"] = sorted(data["trigger"]["zone_tags"])

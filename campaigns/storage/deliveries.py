@@ -62,7 +62,7 @@ class Delivery(SQLModel, table=True):
     provider_message_id: str | None = Field(default=None, index=True)
     error_code: str | None = None
     last_error: str | None = None
-    created_at: datetime = utc_column(nullable=False)
+    created_at: datetime = utc_column(nullable=False, index=True)  # newest-first lists, the live tail
     updated_at: datetime | None = utc_column()
     sent_at: datetime | None = utc_column()
     delivered_at: datetime | None = utc_column()

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from starlette.types import Receive, Scope, Send
 
+from geofence.service.console import mount_console
 from geofence.service.jobs import build_scheduler
 from geofence.service.limits_http import BodySizeLimit
 from geofence.service.loops import start_loops
@@ -80,5 +81,8 @@ def create_app(
     app.state.runtime = runtime
     for router in all_routers():
         app.include_router(router)
+    mount_console(
+        app, engine=runtime.engine, settings=settings, legal_table=runtime.decision_policy.legal_table
+    )
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.ingest.max_body_bytes)
     return app

@@ -114,6 +114,15 @@ class SmsKeywordSettings(BaseModel):
     max_other_words: int = 3
 
 
+class ConsoleSettings(BaseModel):
+    """The marketer's console under /console (sessions are sealed with ``hash_key``)."""
+
+    # MapLibre style JSON URL, or a raster tile URL template with {z}/{x}/{y}; None = plain background
+    basemap_style_url: str | None = None
+    session_max_age_s: int = Field(default=8 * 3600, ge=300, le=30 * 86400)
+    default_country: str = Field(default="FR", min_length=1, max_length=2)  # legal SMS hours shown
+
+
 class StreetSettings(BaseModel):
     """Travel-time zones (isochrones): the operator's OpenStreetMap extract, read offline."""
 
@@ -149,6 +158,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     streets: StreetSettings = Field(default_factory=StreetSettings)
 
 

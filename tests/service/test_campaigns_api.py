@@ -121,6 +121,15 @@ def test_status_transitions(client: TestClient) -> None:
     assert client.post("/v1/campaigns/lunch/status", json={"status": "bogus"}).status_code == 422
 
 
+def test_a_campaign_with_push_quiet_hours_reads_back(client: TestClient) -> None:
+    quiet = {"start": "22:00", "end": "07:00"}
+    assert client.post("/v1/campaigns", json=definition(push_quiet_hours=quiet)).status_code == 201
+    r = client.get("/v1/campaigns/lunch")  # the stored definition was "22:00:00", which it refused (500)
+    assert r.status_code == 200, r.text
+    assert r.json()["definition"]["push_quiet_hours"] == quiet
+    assert client.put("/v1/campaigns/lunch", json=r.json()["definition"]).status_code == 200
+
+
 def test_replace_keeps_status_and_bumps_version(client: TestClient) -> None:
     client.post("/v1/campaigns", json=definition())
     client.post("/v1/campaigns/lunch/status", json={"status": "active"})

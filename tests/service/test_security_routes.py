@@ -13,8 +13,10 @@ from geofence.service.app import create_app
 from tests.conftest import make_key_headers
 
 # Routes that authenticate differently on purpose: Twilio signs its webhooks; probes and metrics are
-# for the platform (keep them on a private network).
-PUBLIC_PATHS = re.compile(r"^/(healthz|readyz|metrics)$|twilio")
+# for the platform (keep them on a private network); the console's pages take a session cookie
+# (checked by test_every_console_route_needs_a_session).
+PUBLIC_PATHS = re.compile(r"^/(healthz|readyz|metrics)$|twilio|^/console")
+CONSOLE_OPEN = {"/console/login", "/console/logout", "/console", "/console/"}
 
 
 def _scopes_of(dependant) -> set[str]:
@@ -80,6 +82,27 @@ def test_every_route_refuses_no_credentials_401_and_the_wrong_scope_403(app, sql
             if right.status_code in (401, 403):
                 problems.append(f"{method} {path}: {right.status_code} with a {scope!r} key")
     assert not problems, "\n".join(problems)
+
+
+def test_every_console_route_needs_a_session(app):
+    console = [(m, p, r) for m, p, r in api_routes(app) if p.startswith("/console") and p not in CONSOLE_OPEN]
+    assert len(console) >= 10
+    unguarded = [f"{m} {p}" for m, p, r in console if not _needs_session(r.dependant)]
+    assert not unguarded, f"console routes without a session dependency: {unguarded}"
+    problems = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for method, path, _route in console:
+            answer = client.request(method, _concrete(path), follow_redirects=False)
+            signed_out = answer.status_code == 401 or (
+                answer.status_code == 303 and answer.headers["location"].startswith("/console/login"))
+            if not signed_out:
+                problems.append(f"{method} {path}: {answer.status_code} without a session")
+    assert not problems, "\n".join(problems)
+
+
+def _needs_session(dependant) -> bool:
+    subs = dependant.dependencies
+    return any(getattr(sub.call, "console_session", False) or _needs_session(sub) for sub in subs)
 
 
 def test_public_routes_answer_without_credentials(app):
