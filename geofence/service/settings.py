@@ -111,6 +111,17 @@ class SmsKeywordSettings(BaseModel):
     max_other_words: int = 3
 
 
+class WebhookSettings(BaseModel):
+    """Outbound webhooks (docs/webhooks.md): how long a receiver may take and where it may live."""
+
+    # Targets on private, loopback or link-local addresses are refused (a webhook must not reach into
+    # the operator's own network) unless this is on: tests, or receivers on the same private network.
+    allow_private_targets: bool = False
+    timeout_s: float = Field(default=15.0, gt=0)  # per attempt, to connect and again to answer
+    threads: int = Field(default=4, ge=1, le=32)  # endpoints sent to side by side (each in order)
+    rotation_overlap_s: int = Field(default=86400, ge=0)  # an old secret still signs this long
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -138,6 +149,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
 
 @lru_cache
