@@ -306,3 +306,35 @@ def test_rotating_the_secret_signs_with_both_until_the_overlap_ends(
     pump(sqlite_engine, sender_for(sqlite_engine))
     assert receiver.event_ids() == ["k0"]
     assert Webhook(new) is not None
+
+
+def test_the_worker_loops_deliver_a_fix_s_zone_event_within_seconds(
+    engine: Engine, hook_settings: Settings, receiver: Receiver
+) -> None:
+    """The wiring: a committed event wakes the webhook consumer (its own follower of the events signal,
+    beside the campaign consumer), whose pass wakes the sender. SQLite and PostgreSQL."""
+    import time
+
+    from geofence.service.loops import start_loops
+    from geofence.service.runtime import bootstrap
+    from tests.geofence.tracks import STORE, fix
+    from zones.model import Circle, Zone
+
+    runtime = bootstrap(hook_settings, engine)
+    with TestClient(create_app(runtime=runtime, run_jobs=False)) as c:
+        register(c, receiver, ["zone.entered"])
+    service = runtime.geofence
+    service.location_consent = None
+    service.save_zones([Zone("store", "Store", Circle(STORE[0], STORE[1], 60))], at=T0)
+    loops = start_loops(runtime.loops, ("worker",), engine=engine, wakeups=runtime.wakeups)
+    try:
+        time.sleep(0.2)  # the loops' first passes: nothing yet
+        inside = fix(0, 0, 60)
+        (event,) = service.ingest([inside], at=inside.recorded_at).events
+        deadline = time.monotonic() + 10
+        while not receiver.accepted and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        loops.stop()
+    assert receiver.event_ids() == [event.id] and receiver.bad_signatures == 0
+    assert receiver.accepted[0].body["data"]["zone_id"] == "store"

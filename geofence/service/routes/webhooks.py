@@ -25,13 +25,14 @@ Admin = Annotated[object, Depends(require_scope("admin"))]
 EndpointId = Annotated[str, Path(max_length=64)]
 # what a filter may name: an exact type, or a family ("zone.*")
 EventType = Literal["zone.entered", "zone.dwelled", "zone.exited", "zone.*"]
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters (PostgreSQL refuses NUL in text)
 NOT_FOUND = {404: {"description": "no such endpoint"}}
 
 
 class WebhookIn(BaseModel):
-    url: str = Field(max_length=2000, examples=["https://crm.example.com/hooks/geofence"])
+    url: str = Field(max_length=2000, pattern=PRINTABLE, examples=["https://crm.example.com/hooks/geofence"])
     event_types: list[EventType] = Field(min_length=1, max_length=20)
-    description: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=200, pattern=PRINTABLE)
 
 
 class WebhookPublic(BaseModel):
