@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,6 +33,7 @@ from sqlmodel import Session, col
 
 from geofence.events import ZoneEvent
 from geofence.service.tables._types import as_utc, new_id
+from geofence.service.tables.consumers import EventConsumerRow
 from geofence.service.tables.presence import ZoneEventRow
 from geofence.service.tables.webhooks import WebhookDeliveryRow, WebhookEndpointRow
 from geofence.service.webhook_signing import signed_headers
@@ -262,8 +264,9 @@ class WebhookSender:
         threads: int = 4,
         per_endpoint: int = 50,
         rng: Callable[[], float] = random.random,
+        consumer: str = "webhooks",
     ) -> None:
-        self.engine, self.now, self.timeout_s = engine, now, timeout_s
+        self.engine, self.now, self.timeout_s, self.consumer = engine, now, timeout_s, consumer
         self.allow_private, self.threads, self.per_endpoint, self.rng = (
             allow_private,
             threads,
@@ -285,6 +288,7 @@ class WebhookSender:
                                 select(col(WebhookDeliveryRow.endpoint_id)).where(
                                     col(WebhookDeliveryRow.status) == "pending",
                                     col(WebhookDeliveryRow.next_attempt_at) <= self.now(),
+                                    col(WebhookDeliveryRow.seq) <= self._settled(),
                                 )
                             ),
                         )
@@ -299,6 +303,14 @@ class WebhookSender:
             lock.rollback()
         return any(more)
 
+    def _settled(self) -> Any:
+        """The log position the enqueuing consumer has finished: it enqueues a batch device by device,
+        so a delivery past its cursor may still get an earlier neighbour — sending it would break
+        the order."""
+        return (
+            select(col(EventConsumerRow.cursor_seq)).where(col(EventConsumerRow.name) == self.consumer)
+        ).scalar_subquery()
+
     def _drain(self, endpoint: WebhookEndpointRow) -> bool:
         with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
             for _ in range(self.per_endpoint):
@@ -308,6 +320,7 @@ class WebhookSender:
                         .where(
                             col(WebhookDeliveryRow.endpoint_id) == endpoint.id,
                             col(WebhookDeliveryRow.status) == "pending",
+                            col(WebhookDeliveryRow.seq) <= self._settled(),
                         )
                         .order_by(col(WebhookDeliveryRow.seq))
                         .limit(1)
