@@ -58,8 +58,11 @@ def test_kill_9_of_the_sender_loses_nothing_and_repeats_only_with_the_same_webho
         s.add(WebhookEndpointRow(id="ep", url=receiver.url, event_types=["zone.*"],
                                  secrets=[{"secret": receiver.secret, "until": ""}], created_at=now))
         s.commit()
-    events = [ZoneEvent(id=f"ev-{i:04d}", zone_id="store", device_id=f"dev-{i % 7}",
-                        kind=TransitionKind.ENTER, at=now, visit_id=f"v{i}", reason="test") for i in range(EVENTS)]
+    events = [
+        ZoneEvent(id=f"ev-{i:04d}", zone_id="store", device_id=f"dev-{i % 7}", kind=TransitionKind.ENTER,
+                  at=now, visit_id=f"v{i}", reason="test")
+        for i in range(EVENTS)
+    ]
     for start in range(0, EVENTS, 50):
         append(engine, events[start : start + 50], recorded_at=now)
     engine.dispose()
