@@ -114,6 +114,33 @@ def resolved_refusal(url: str, *, allow_private: bool) -> str | None:
     return f"{parts.hostname} resolves to private addresses {bad}" if bad else None
 
 
+# -- endpoints ----------------------------------------------------------------------------------------
+FILTERS = (*EVENT_TYPES, "zone.*")  # what an endpoint's filter may name: a type, or a family
+
+
+def register_endpoint(
+    session: Session, url: str, event_types: Sequence[str], *, description: str = "",
+    allow_private: bool, at: datetime,
+) -> tuple[WebhookEndpointRow, str]:
+    """A new endpoint and its signing secret (shown once); ValueError says why a request is refused.
+    The admin route and ``geofence webhooks add`` both come here."""
+    from geofence.service.webhook_signing import new_secret
+
+    unknown = sorted(set(event_types) - set(FILTERS))
+    if unknown or not event_types:
+        raise ValueError(f"unknown event types {unknown}; choose from {list(FILTERS)}")
+    if refusal := target_refusal(url, allow_private=allow_private):
+        raise ValueError(f"url refused: {refusal}")
+    secret = new_secret()
+    row = WebhookEndpointRow(
+        id=f"ep_{new_id()}", url=url, description=description, event_types=sorted(set(event_types)),
+        secrets=[{"secret": secret, "until": ""}], created_at=at,
+    )
+    session.add(row)
+    session.commit()
+    return row, secret
+
+
 # -- enqueue: the log consumer ------------------------------------------------------------------------
 def payload(event: ZoneEvent, event_type: str) -> str:
     """The body: what happened where, never a phone number, push token or position."""

@@ -338,3 +338,37 @@ def test_the_worker_loops_deliver_a_fix_s_zone_event_within_seconds(
         loops.stop()
     assert receiver.event_ids() == [event.id] and receiver.bad_signatures == 0
     assert receiver.accepted[0].body["data"]["zone_id"] == "store"
+
+
+def test_the_cli_registers_lists_and_replays_an_endpoint(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geofence.service.cli import app
+    from geofence.service.db import make_engine
+    from geofence.service.settings import get_settings
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    monkeypatch.setenv("GEOFENCE_DATABASE_URL", url)
+    monkeypatch.setenv("GEOFENCE_SCHEDULER__ENABLED", "false")
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        refused = runner.invoke(app, ["webhooks", "add", "http://127.0.0.1:9/x", "-e", "zone.entered"])
+        assert refused.exit_code != 0 and "refused" in refused.output
+        bad = runner.invoke(app, ["webhooks", "add", "https://crm.example.com/h", "-e", "zone.nope"])
+        assert bad.exit_code != 0 and "unknown event types" in bad.output
+        added = runner.invoke(app, ["webhooks", "add", "https://crm.example.com/h", "-e", "zone.*"])
+        assert added.exit_code == 0, added.output
+        secret = added.output.strip().splitlines()[-1]
+        assert secret.startswith("whsec_") and Webhook(secret) is not None
+        listed = runner.invoke(app, ["webhooks", "list"])
+        assert "https://crm.example.com/h" in listed.output and secret not in listed.output
+        endpoint_id = listed.output.splitlines()[1].split("\t")[0]
+        append(make_engine(url), zone_events("c", 2), recorded_at=T0)
+        replayed = runner.invoke(app, ["webhooks", "replay", endpoint_id, "--since", "2026-12-06T12:00:01"])
+        assert replayed.exit_code == 0, replayed.output
+        assert "1 deliveries due" in replayed.output
+    finally:
+        get_settings.cache_clear()

@@ -15,10 +15,10 @@ from geofence.service import clock
 from geofence.service.deps import RuntimeDep, SessionDep, SettingsDep
 from geofence.service.pagination import PageDep, Paginated
 from geofence.service.security import require_scope
-from geofence.service.tables._types import as_utc, new_id
+from geofence.service.tables._types import as_utc
 from geofence.service.tables.webhooks import WebhookDeliveryRow, WebhookEndpointRow
 from geofence.service.webhook_signing import new_secret
-from geofence.service.webhooks import EVENT_TYPES, replay, target_refusal
+from geofence.service.webhooks import EVENT_TYPES, register_endpoint, replay
 
 router = APIRouter(tags=["webhooks"])
 Admin = Annotated[object, Depends(require_scope("admin"))]
@@ -118,20 +118,13 @@ def _get(session: SessionDep, endpoint_id: str) -> WebhookEndpointRow:
 def create_webhook(
     body: WebhookIn, session: SessionDep, settings: SettingsDep, _admin: Admin
 ) -> WebhookCreated:
-    refusal = target_refusal(body.url, allow_private=settings.webhooks.allow_private_targets)
-    if refusal:
-        raise HTTPException(422, detail=f"url refused: {refusal}")
-    secret = new_secret()
-    row = WebhookEndpointRow(
-        id=f"ep_{new_id()}",
-        url=body.url,
-        description=body.description,
-        event_types=sorted(set(body.event_types)),
-        secrets=[{"secret": secret, "until": ""}],
-        created_at=clock.now(),
-    )
-    session.add(row)
-    session.commit()
+    try:
+        row, secret = register_endpoint(
+            session, body.url, body.event_types, description=body.description,
+            allow_private=settings.webhooks.allow_private_targets, at=clock.now(),
+        )
+    except ValueError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
     return WebhookCreated(**_public(row).model_dump(), secret=secret)
 
 
