@@ -21,6 +21,7 @@ QUICK_ARGS = {
     "security": ["--requests", "500"],
     "latency": ["--events", "100"],
     "crash": ["--kills", "10", "--events", "400"],
+    "webhooks": ["--events", "500", "--latency-events", "100"],
 }
 
 

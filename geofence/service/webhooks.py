@@ -339,25 +339,29 @@ class WebhookSender:
         ).scalar_subquery()
 
     def _drain(self, endpoint: WebhookEndpointRow) -> bool:
+        """The endpoint's oldest pending deliveries, one after another, until one waits or fails
+        (later ones wait behind it: order per endpoint). True when a full batch went."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            queue = list(
+                session.execute(
+                    select(WebhookDeliveryRow)
+                    .where(
+                        col(WebhookDeliveryRow.endpoint_id) == endpoint.id,
+                        col(WebhookDeliveryRow.status) == "pending",
+                        col(WebhookDeliveryRow.seq) <= self._settled(),
+                    )
+                    .order_by(col(WebhookDeliveryRow.seq))
+                    .limit(self.per_endpoint)
+                ).scalars()
+            )
+            session.expunge_all()
         with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
-            for _ in range(self.per_endpoint):
-                with Session(self.engine, expire_on_commit=False) as session:
-                    head = session.execute(
-                        select(WebhookDeliveryRow)
-                        .where(
-                            col(WebhookDeliveryRow.endpoint_id) == endpoint.id,
-                            col(WebhookDeliveryRow.status) == "pending",
-                            col(WebhookDeliveryRow.seq) <= self._settled(),
-                        )
-                        .order_by(col(WebhookDeliveryRow.seq))
-                        .limit(1)
-                    ).scalar()
-                    session.expunge_all()
-                if head is None or (as_utc(head.next_attempt_at) or head.next_attempt_at) > self.now():
-                    return False  # the head waits: later ones wait behind it (order per endpoint)
+            for head in queue:
+                if (as_utc(head.next_attempt_at) or head.next_attempt_at) > self.now():
+                    return False
                 if not self._attempt(client, endpoint, head):
                     return False
-        return True
+        return len(queue) == self.per_endpoint
 
     def _attempt(self, client: httpx.Client, endpoint: WebhookEndpointRow, d: WebhookDeliveryRow) -> bool:
         """One POST of the head; True when it was delivered (the next may go)."""
