@@ -372,3 +372,18 @@ def test_the_cli_registers_lists_and_replays_an_endpoint(
         assert "1 deliveries due" in replayed.output
     finally:
         get_settings.cache_clear()
+
+
+def test_erasing_a_customer_removes_the_webhook_messages_that_name_their_device(
+    client: TestClient, receiver: Receiver, sqlite_engine: Engine
+) -> None:
+    from geofence.service.location_data import SqlLocationData
+
+    register(client, receiver, ["zone.*"])
+    append(sqlite_engine, zone_events("z", 4), recorded_at=T0)  # dev-0: z0, z2; dev-1: z1, z3
+    pump(sqlite_engine, sender_for(sqlite_engine))
+    with Session(sqlite_engine) as s:
+        counts = SqlLocationData().erase(s, "cust-gone", ["dev-0"])
+        s.commit()
+        left = sorted(s.execute(select(WebhookDeliveryRow.event_id)).scalars())
+    assert counts["webhook_deliveries"] == 2 and left == ["z1", "z3"]
