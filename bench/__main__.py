@@ -24,6 +24,7 @@ QUICK_ARGS = {
     "crash": ["--kills", "10", "--events", "400"],
     "console": ["--zones", "2000", "--events", "20000", "--requests", "5"],
     "isochrones": ["-n", "100"],
+    "webhooks": ["--events", "500", "--latency-events", "100"],
 }
 
 

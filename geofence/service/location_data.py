@@ -1,8 +1,9 @@
 """Geofence's half of a customer's access request and erasure (``campaigns.privacy.LocationData``).
 
-Zone events keep their rows (the visit statistics stay true) but lose the device and customer; open
-presences, their heads and any retained raw fixes of the devices are deleted. Every worker drops its
-presence cache first, so no process steps a copy of a deleted presence.
+Zone events keep their rows (the visit statistics stay true) but lose the device and customer; the
+webhook messages about them (which name the device), open presences, their heads and any retained raw
+fixes of the devices are deleted. Every worker drops its presence cache first, so no process steps a
+copy of a deleted presence.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlmodel import Session, col, select
 from campaigns.privacy import json_row
 from geofence.service.presence_store import drop_presence_caches
 from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
+from geofence.service.tables.webhooks import WebhookDeliveryRow
 
 
 def _events_of(customer_id: str, device_ids: Sequence[str]) -> ColumnElement[bool]:
@@ -55,8 +57,15 @@ class SqlLocationData:
         }
 
     def erase(self, session: Session, customer_id: str, device_ids: Sequence[str]) -> dict[str, int]:
+        # webhook messages about these events carry the device id: gone, sent or not (first: the
+        # events are found by their device)
+        theirs = select(col(ZoneEventRow.id)).where(_events_of(customer_id, device_ids))
+        hooks = _count(
+            session.execute(delete(WebhookDeliveryRow).where(col(WebhookDeliveryRow.event_id).in_(theirs)))
+        )
         unlink = update(ZoneEventRow).where(_events_of(customer_id, device_ids))
-        counts = {"zone_events": _count(session.execute(unlink.values(device_id=None, customer_id=None)))}
+        counts = {"zone_events": _count(session.execute(unlink.values(device_id=None, customer_id=None))),
+                  "webhook_deliveries": hooks}
         if device_ids:
             drop_presence_caches(session)  # first (the presence clock, then rows): every worker's copies go
             counts["presences"] = _count(

@@ -35,6 +35,7 @@ from geofence.service.wakeup import Wakeups
 from geofence.service.wiring import campaigns as campaign_jobs
 from geofence.service.wiring import exports as export_jobs
 from geofence.service.wiring import geofence as geofence_jobs
+from geofence.service.wiring import webhooks as webhook_jobs
 from geofence.service.wiring.geofence import GeofenceService
 
 
@@ -126,9 +127,10 @@ def jobs_for(settings: Settings) -> list[Job]:
 
 def loops_for(runtime: Runtime) -> list[Loop]:
     """The loops woken by the commits that give them work: zone sync (every process), the campaign
-    consumer of the zone-event log and the dispatcher (worker)."""
+    consumer of the zone-event log, the dispatcher, the webhook consumer and sender (worker)."""
     return [
         geofence_jobs.zones_sync_loop(runtime.geofence, poll_s=runtime.settings.scheduler.config_poll_s),
         campaign_jobs.campaign_consumer_loop(runtime),
         campaign_jobs.dispatch_loop(runtime),
+        *webhook_jobs.webhook_loops(runtime),
     ]

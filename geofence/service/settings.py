@@ -129,6 +129,15 @@ class StreetSettings(BaseModel):
     # An .osm.pbf covering the stores (e.g. a Geofabrik region). None: travel-time zones fall back to
     # the profile circle and say so. Replace it with a newer file, then run `geofence zones resize`.
     extract_file: Path | None = None
+class WebhookSettings(BaseModel):
+    """Outbound webhooks (docs/webhooks.md): how long a receiver may take and where it may live."""
+
+    # Targets on private, loopback or link-local addresses are refused (a webhook must not reach into
+    # the operator's own network) unless this is on: tests, or receivers on the same private network.
+    allow_private_targets: bool = False
+    timeout_s: float = Field(default=15.0, gt=0)  # per attempt, to connect and again to answer
+    threads: int = Field(default=4, ge=1, le=32)  # endpoints sent to side by side (each in order)
+    rotation_overlap_s: int = Field(default=86400, ge=0)  # an old secret still signs this long
 
 
 class Settings(BaseSettings):
@@ -160,6 +169,7 @@ class Settings(BaseSettings):
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     streets: StreetSettings = Field(default_factory=StreetSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
 
 @lru_cache

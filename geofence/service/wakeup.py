@@ -30,9 +30,18 @@ class Wakeup:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.followers: list[Wakeup] = []  # other loops woken by the same work (each clears its own)
 
     def set(self) -> None:
         self._event.set()
+        for follower in self.followers:
+            follower.set()
+
+    def follower(self) -> Wakeup:
+        """A signal set whenever this one is: a second loop on the same channel."""
+        wakeup = Wakeup()
+        self.followers.append(wakeup)
+        return wakeup
 
     def wait(self, timeout_s: float) -> bool:
         woken = self._event.wait(timeout_s)
@@ -47,6 +56,7 @@ class Wakeups:
     events: Wakeup = field(default_factory=Wakeup)
     outbox: Wakeup = field(default_factory=Wakeup)
     config: Wakeup = field(default_factory=Wakeup)
+    webhooks: Wakeup = field(default_factory=Wakeup)  # deliveries enqueued (in-process: same worker)
 
     def by_channel(self) -> dict[str, Wakeup]:
         return {EVENTS_CHANNEL: self.events, OUTBOX_CHANNEL: self.outbox, CONFIG_CHANNEL: self.config}

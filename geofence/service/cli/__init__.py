@@ -6,7 +6,9 @@ import importlib
 
 from geofence.service.cli.base import app
 
-COMMAND_MODULES = ("serve", "zones", "replay", "customers", "campaigns", "export", "keys", "demo", "db")
+COMMAND_MODULES = (
+    "serve", "zones", "replay", "customers", "campaigns", "export", "keys", "demo", "db", "webhooks",
+)
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}")

@@ -17,6 +17,7 @@ ROUTER_MODULES = (
     "deliveries",
     "exports",
     "consumers",
+    "webhooks",
     "metrics",
 )
 

@@ -7,5 +7,6 @@ from geofence.service.tables import (  # noqa: F401
     exports,
     keys,
     presence,
+    webhooks,
     zones,
 )

@@ -1,7 +1,7 @@
 """console: index the write times the live view tails (zone_events.recorded_at, deliveries.created_at)
 
 Revision ID: console_live_indexes
-Revises: 0003
+Revises: webhooks_webhooks
 Create Date: 2026-12-06 14:20:00
 
 The console's live stream reads "rows written since the last poll" every second; without these indexes
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = 'console_live_indexes'
-down_revision: str | Sequence[str] | None = '0003'
+down_revision: str | Sequence[str] | None = 'webhooks_webhooks'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

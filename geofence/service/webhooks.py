@@ -1,0 +1,420 @@
+"""Outbound webhooks: a consumer of the zone-event log enqueues one delivery per (endpoint, event);
+a sender posts them, signed (Standard Webhooks), in log order per endpoint.
+
+Why a table between the log and the HTTP call: the log consumer's cursor moves on as soon as the
+deliveries are written (one slow receiver holds up no one), and each delivery keeps its own
+``webhook-id``, attempts and error, so nothing is dropped silently (Tile38 keeps a hook 30 s). A
+receiver that fails holds its own queue only: the head is retried with backoff and jitter for about
+three days (``MAX_AGE``), honouring ``Retry-After``, then parked (visible, replayable) and the next goes.
+A 410 disables the endpoint. A crash between the POST and its record sends the same ``webhook-id``
+again: delivery is at least once, de-duplicated by the receiver on that id.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import random
+import socket
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from geofence.events import ZoneEvent
+from geofence.service.tables._types import as_utc, new_id
+from geofence.service.tables.consumers import EventConsumerRow
+from geofence.service.tables.presence import ZoneEventRow
+from geofence.service.tables.webhooks import WebhookDeliveryRow, WebhookEndpointRow
+from geofence.service.webhook_signing import signed_headers
+
+log = logging.getLogger(__name__)
+
+ZONE_TYPES = {"enter": "zone.entered", "dwell": "zone.dwelled", "exit": "zone.exited"}
+EVENT_TYPES = tuple(ZONE_TYPES.values())
+# after the first attempt: Svix's schedule, then every 10 h until MAX_AGE (about 3 days, ~13 attempts)
+SCHEDULE = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+)
+MAX_AGE = timedelta(days=3)
+MAX_RETRY_AFTER = timedelta(days=1)
+JITTER = 0.2  # +-20 %: receivers coming back are not hit by every sender at the same second
+
+
+def backoff(attempts: int, rng: Callable[[], float] = random.random) -> timedelta:
+    """Wait after the ``attempts``-th failed attempt (1 = the first), with jitter."""
+    base = SCHEDULE[min(attempts, len(SCHEDULE)) - 1]
+    return base * (1 + JITTER * (2 * rng() - 1))
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """``Retry-After`` as seconds or an HTTP date; capped at a day; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        wait = timedelta(seconds=max(0, int(value.strip())))
+    except ValueError:
+        try:
+            wait = parsedate_to_datetime(value) - now
+        except (TypeError, ValueError):
+            return None
+    return max(timedelta(0), min(wait, MAX_RETRY_AFTER))
+
+
+# -- targets: no requests into the operator's own network unless allowed ----------------------------
+def _private(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return not ip.is_global or ip.is_multicast
+
+
+def target_refusal(url: str, *, allow_private: bool) -> str | None:
+    """Why ``url`` may not be a target (None when it may): http(s) with a host, and no private,
+    loopback or link-local address unless ``allow_private``. Names are resolved at send time."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "the target must be an http or https URL with a host"
+    if allow_private:
+        return None
+    host = parts.hostname
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return f"{host} is a local name (webhooks.allow_private_targets is off)"
+    try:
+        if _private(host):
+            return f"{host} is a private or loopback address (webhooks.allow_private_targets is off)"
+    except ValueError:
+        pass  # a name
+    return None
+
+
+def resolved_refusal(url: str, *, allow_private: bool) -> str | None:
+    """``target_refusal`` plus every address the host resolves to now (a name may point inside)."""
+    if (reason := target_refusal(url, allow_private=allow_private)) or allow_private:
+        return reason
+    parts = urlsplit(url)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {parts.hostname}: {exc}"
+    bad = sorted({str(i[4][0]) for i in infos if _private(str(i[4][0]))})
+    return f"{parts.hostname} resolves to private addresses {bad}" if bad else None
+
+
+# -- endpoints ----------------------------------------------------------------------------------------
+FILTERS = (*EVENT_TYPES, "zone.*")  # what an endpoint's filter may name: a type, or a family
+
+
+def register_endpoint(
+    session: Session, url: str, event_types: Sequence[str], *, description: str = "",
+    allow_private: bool, at: datetime,
+) -> tuple[WebhookEndpointRow, str]:
+    """A new endpoint and its signing secret (shown once); ValueError says why a request is refused.
+    The admin route and ``geofence webhooks add`` both come here."""
+    from geofence.service.webhook_signing import new_secret
+
+    unknown = sorted(set(event_types) - set(FILTERS))
+    if unknown or not event_types:
+        raise ValueError(f"unknown event types {unknown}; choose from {list(FILTERS)}")
+    if refusal := target_refusal(url, allow_private=allow_private):
+        raise ValueError(f"url refused: {refusal}")
+    secret = new_secret()
+    row = WebhookEndpointRow(
+        id=f"ep_{new_id()}", url=url, description=description, event_types=sorted(set(event_types)),
+        secrets=[{"secret": secret, "until": ""}], created_at=at,
+    )
+    session.add(row)
+    session.commit()
+    return row, secret
+
+
+# -- enqueue: the log consumer ------------------------------------------------------------------------
+def payload(event: ZoneEvent, event_type: str) -> str:
+    """The body: what happened where, never a phone number, push token or position."""
+    return json.dumps(
+        {
+            "type": event_type,
+            "timestamp": event.at.isoformat(),
+            "data": {
+                "event_id": event.id,
+                "zone_id": event.zone_id,
+                "device_id": event.device_id or None,
+                "visit_id": event.visit_id,
+                "reason": event.reason,
+            },
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def wants(endpoint: WebhookEndpointRow, event_type: str) -> bool:
+    return any(
+        t == event_type or (t.endswith(".*") and event_type.startswith(t[:-1])) for t in endpoint.event_types
+    )
+
+
+class WebhookEnqueuer:
+    """The ``webhooks`` consumer's handler: a delivery per enabled endpoint that wants the event,
+    idempotent by (endpoint, event) — a batch handed again after a crash adds nothing."""
+
+    def __init__(self, engine: Engine, *, now: Callable[[], datetime]) -> None:
+        self.engine, self.now = engine, now
+
+    def handle(self, event: ZoneEvent) -> None:
+        event_type = ZONE_TYPES[str(event.kind)]
+        with Session(self.engine) as session:
+            targets = [
+                e.id
+                for e in session.execute(
+                    select(WebhookEndpointRow).where(col(WebhookEndpointRow.disabled_at).is_(None))
+                ).scalars()
+                if wants(e, event_type)
+            ]
+            if not targets:
+                return
+            seq = session.execute(
+                select(col(ZoneEventRow.seq)).where(col(ZoneEventRow.id) == event.id)
+            ).scalar()
+            done = set(
+                session.execute(
+                    select(col(WebhookDeliveryRow.endpoint_id)).where(
+                        col(WebhookDeliveryRow.event_id) == event.id
+                    )
+                ).scalars()
+            )
+            at, body = self.now(), payload(event, event_type)
+            for endpoint_id in targets:
+                if endpoint_id not in done:
+                    session.add(_delivery(endpoint_id, event, event_type, int(seq or 0), body, at))
+            try:
+                session.commit()
+            except IntegrityError:  # another pass wrote them first
+                session.rollback()
+
+
+def _delivery(
+    endpoint_id: str, event: ZoneEvent, event_type: str, seq: int, body: str, at: datetime
+) -> WebhookDeliveryRow:
+    return WebhookDeliveryRow(
+        id=f"msg_{new_id()}",
+        endpoint_id=endpoint_id,
+        event_id=event.id,
+        event_type=event_type,
+        seq=seq,
+        occurred_at=event.at,
+        payload=body,
+        next_attempt_at=at,
+        created_at=at,
+    )
+
+
+def replay(
+    session: Session, endpoint: WebhookEndpointRow, since: datetime, *, now: datetime, limit: int = 10_000
+) -> int:
+    """Send again every event from ``since`` on (same ``webhook-id`` for those sent before), in log
+    order, and the events of that period the endpoint never had. Returns how many are due."""
+    from geofence.service.event_log import to_event
+
+    again = session.execute(
+        update(WebhookDeliveryRow)
+        .where(
+            col(WebhookDeliveryRow.endpoint_id) == endpoint.id, col(WebhookDeliveryRow.occurred_at) >= since
+        )
+        .values(status="pending", attempts=0, next_attempt_at=now, last_error=None)
+    ).rowcount  # type: ignore[attr-defined]
+    had = set(
+        session.execute(
+            select(col(WebhookDeliveryRow.event_id)).where(
+                col(WebhookDeliveryRow.endpoint_id) == endpoint.id,
+                col(WebhookDeliveryRow.occurred_at) >= since,
+            )
+        ).scalars()
+    )
+    rows = session.execute(
+        select(ZoneEventRow)
+        .where(col(ZoneEventRow.at) >= since, col(ZoneEventRow.seq).is_not(None))
+        .order_by(col(ZoneEventRow.seq))
+        .limit(limit)
+    ).scalars()
+    added = 0
+    for row in rows:
+        event_type = ZONE_TYPES.get(row.kind)
+        if row.id in had or event_type is None or not wants(endpoint, event_type):
+            continue
+        event = to_event(row)
+        session.add(
+            _delivery(endpoint.id, event, event_type, int(row.seq or 0), payload(event, event_type), now)
+        )
+        added += 1
+    return int(again) + added
+
+
+# -- send ---------------------------------------------------------------------------------------------
+def live_secrets(endpoint: WebhookEndpointRow, at: datetime) -> list[str]:
+    """The newest secret, and older ones until their ``until`` (a rotation's overlap)."""
+    return [
+        s["secret"] for s in endpoint.secrets if not s.get("until") or datetime.fromisoformat(s["until"]) > at
+    ]
+
+
+def _exclusive(conn: object, name: str) -> bool:
+    if getattr(getattr(conn, "dialect", None), "name", "") != "postgresql":
+        return True
+    key = zlib.crc32(name.encode()) - 2**31
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())  # type: ignore[attr-defined]
+
+
+class WebhookSender:
+    """Posts due deliveries, each endpoint's in ``seq`` order, endpoints side by side."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        now: Callable[[], datetime],
+        timeout_s: float = 15.0,
+        allow_private: bool = False,
+        threads: int = 4,
+        per_endpoint: int = 50,
+        rng: Callable[[], float] = random.random,
+        consumer: str = "webhooks",
+    ) -> None:
+        self.engine, self.now, self.timeout_s, self.consumer = engine, now, timeout_s, consumer
+        self.allow_private, self.threads, self.per_endpoint, self.rng = (
+            allow_private,
+            threads,
+            per_endpoint,
+            rng,
+        )
+
+    def run_once(self) -> bool:
+        """One pass; True when an endpoint has more due now."""
+        with self.engine.connect() as lock:
+            if not _exclusive(lock, "geofence.webhooks.sender"):
+                return False  # another process sends
+            with Session(self.engine, expire_on_commit=False) as session:
+                endpoints = list(
+                    session.execute(
+                        select(WebhookEndpointRow).where(
+                            col(WebhookEndpointRow.disabled_at).is_(None),
+                            col(WebhookEndpointRow.id).in_(
+                                select(col(WebhookDeliveryRow.endpoint_id)).where(
+                                    col(WebhookDeliveryRow.status) == "pending",
+                                    col(WebhookDeliveryRow.next_attempt_at) <= self.now(),
+                                    col(WebhookDeliveryRow.seq) <= self._settled(),
+                                )
+                            ),
+                        )
+                    ).scalars()
+                )
+                session.expunge_all()
+            if len(endpoints) <= 1 or self.threads <= 1:
+                more = [self._drain(e) for e in endpoints]
+            else:
+                with ThreadPoolExecutor(min(self.threads, len(endpoints))) as pool:
+                    more = list(pool.map(self._drain, endpoints))
+            lock.rollback()
+        return any(more)
+
+    def _settled(self) -> Any:
+        """The log position the enqueuing consumer has finished: it enqueues a batch device by device,
+        so a delivery past its cursor may still get an earlier neighbour — sending it would break
+        the order."""
+        return (
+            select(col(EventConsumerRow.cursor_seq)).where(col(EventConsumerRow.name) == self.consumer)
+        ).scalar_subquery()
+
+    def _drain(self, endpoint: WebhookEndpointRow) -> bool:
+        """The endpoint's oldest pending deliveries, one after another, until one waits or fails
+        (later ones wait behind it: order per endpoint). True when a full batch went."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            queue = list(
+                session.execute(
+                    select(WebhookDeliveryRow)
+                    .where(
+                        col(WebhookDeliveryRow.endpoint_id) == endpoint.id,
+                        col(WebhookDeliveryRow.status) == "pending",
+                        col(WebhookDeliveryRow.seq) <= self._settled(),
+                    )
+                    .order_by(col(WebhookDeliveryRow.seq))
+                    .limit(self.per_endpoint)
+                ).scalars()
+            )
+            session.expunge_all()
+        with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
+            for head in queue:
+                if (as_utc(head.next_attempt_at) or head.next_attempt_at) > self.now():
+                    return False
+                if not self._attempt(client, endpoint, head):
+                    return False
+        return len(queue) == self.per_endpoint
+
+    def _attempt(self, client: httpx.Client, endpoint: WebhookEndpointRow, d: WebhookDeliveryRow) -> bool:
+        """One POST of the head; True when it was delivered (the next may go)."""
+        at = self.now()
+        body = d.payload.encode()
+        status: int | None = None
+        wait: timedelta | None = None
+        error = resolved_refusal(endpoint.url, allow_private=self.allow_private)
+        if error is None:
+            try:
+                answer = client.post(
+                    endpoint.url,
+                    content=body,
+                    headers=signed_headers(live_secrets(endpoint, at), d.id, at, body),
+                )
+                status = answer.status_code
+                if not 200 <= status < 300:
+                    error = f"HTTP {status}"
+                    wait = retry_after(answer.headers.get("retry-after"), at)
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+        attempts = d.attempts + 1
+        values: dict[str, object] = {"attempts": attempts, "last_status": status, "last_error": error}
+        if error is None:
+            values.update(status="delivered", delivered_at=at)
+        elif at - (as_utc(d.created_at) or d.created_at) >= MAX_AGE:
+            values.update(status="parked")
+            log.error(
+                "webhook %s to endpoint %s parked after %d attempts: %s", d.id, endpoint.id, attempts, error
+            )
+        else:
+            values["next_attempt_at"] = at + (wait if wait is not None else backoff(attempts, self.rng))
+        with Session(self.engine) as session:
+            session.execute(
+                update(WebhookDeliveryRow).where(col(WebhookDeliveryRow.id) == d.id).values(**values)
+            )
+            if status == 410:  # Gone: the receiver asks us to stop
+                session.execute(
+                    update(WebhookEndpointRow)
+                    .where(col(WebhookEndpointRow.id) == endpoint.id)
+                    .values(disabled_at=at, disabled_reason="the receiver answered 410 Gone")
+                )
+            session.commit()
+        return error is None
+
+
+def delivery_counts(session: Session, endpoint_ids: Sequence[str]) -> dict[tuple[str, str], int]:
+    """(endpoint, status) -> deliveries, for the endpoint listing."""
+    return {
+        (e, s): int(n)
+        for e, s, n in session.execute(
+            select(col(WebhookDeliveryRow.endpoint_id), col(WebhookDeliveryRow.status), func.count())
+            .where(col(WebhookDeliveryRow.endpoint_id).in_(list(endpoint_ids)))
+            .group_by(col(WebhookDeliveryRow.endpoint_id), col(WebhookDeliveryRow.status))
+        ).all()
+    }
