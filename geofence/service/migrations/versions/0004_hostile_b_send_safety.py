@@ -1,0 +1,27 @@
+"""deliveries: send_started_at (a send in flight is never repeated blindly), index on reason
+
+Revision ID: hostile_b_send_safety
+Revises: 0003
+Create Date: 2026-12-06 14:10:00
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = 'hostile_b_send_safety'
+down_revision: str | Sequence[str] | None = '0003'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('deliveries') as batch:
+        batch.add_column(sa.Column('send_started_at', sa.DateTime(timezone=True), nullable=True))
+    op.create_index(op.f('ix_deliveries_reason'), 'deliveries', ['reason'], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f('ix_deliveries_reason'), table_name='deliveries')
+    with op.batch_alter_table('deliveries') as batch:
+        batch.drop_column('send_started_at')
