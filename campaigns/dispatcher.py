@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from campaigns.in_flight import AMBIGUOUS_SEND, RECONCILED
 from campaigns.limits import TokenBucket
 from campaigns.outbox import Outcome, claim_due, send_batch, waiting_count
 
@@ -74,7 +75,7 @@ def dispatch_due(
     max_batches: int = 50,
 ) -> DispatchStats:
     """Claim and send until nothing is due (or ``max_batches`` batches), recording every result."""
-    from geofence.service.metrics import DELIVERIES, DISPATCH_LAG
+    from geofence.service.metrics import AMBIGUOUS_SENDS, DELIVERIES, DISPATCH_LAG
 
     stats = DispatchStats()
     me = worker or worker_id()
@@ -89,11 +90,21 @@ def dispatch_due(
         for delivery, outcome in zip(claimed, outcomes, strict=True):
             stats.add(outcome)
             DELIVERIES.labels(outcome.status, delivery.channel).inc()
+            ambiguity = _ambiguity(outcome)
+            if ambiguity:
+                AMBIGUOUS_SENDS.labels(delivery.channel, ambiguity).inc()
             if outcome.lag_s is not None:
                 DISPATCH_LAG.observe(max(0.0, outcome.lag_s))
         if len(claimed) < batch:
             break
     return stats
+
+
+def _ambiguity(outcome: Outcome) -> str | None:
+    """"unknown" for a send without an answer, then "reconciled" or "dropped" when it is settled."""
+    if outcome.reason == "OutcomeUnknown":
+        return "unknown"
+    return {RECONCILED: "reconciled", AMBIGUOUS_SEND: "dropped"}.get(outcome.reason or "")
 
 
 def dispatch_job(runtime: Any) -> DispatchStats:
