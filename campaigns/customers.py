@@ -299,13 +299,20 @@ def suppression_of(session: Session, hashed_phone: str | None, channel: str = "s
     return session.get(Suppression, (hashed_phone, channel))
 
 
-def suppress(session: Session, hashed_phone: str, *, reason: str, at: datetime, channel: str = "sms") -> None:
-    """Add the number to the suppression list; an erasure suppression is never downgraded."""
+def suppress(
+    session: Session, hashed_phone: str, *, reason: str, at: datetime, channel: str = "sms",
+    masked: str | None = None,
+) -> None:
+    """Add the number to the suppression list; an erasure suppression is never downgraded, and keeps no
+    masked number."""
     row = suppression_of(session, hashed_phone, channel)
+    if reason == SUPPRESSED_BY_ERASURE:
+        masked = None
     if row is None:
-        session.add(Suppression(phone_hash=hashed_phone, channel=channel, reason=reason, created_at=at))
+        session.add(Suppression(phone_hash=hashed_phone, channel=channel, reason=reason, created_at=at,
+                                phone_masked=masked))
     elif reason == SUPPRESSED_BY_ERASURE and row.reason != SUPPRESSED_BY_ERASURE:
-        row.reason, row.created_at = reason, at
+        row.reason, row.created_at, row.phone_masked = reason, at, None
         session.add(row)
     session.flush()
 

@@ -181,7 +181,7 @@ def handle_inbound_sms(
 
     cancelled, kind = 0, None
     if found.intent is Intent.OPT_OUT:
-        suppress(session, hashed, reason=SUPPRESSED_BY_KEYWORD, at=at)
+        suppress(session, hashed, reason=SUPPRESSED_BY_KEYWORD, at=at, masked=mask_phone(sender))
         cancelled = _consent(session, customers, sms, found, granted=False, at=at)
         kind = ReplyKind.STOPPED
     elif found.intent is Intent.OPT_IN:

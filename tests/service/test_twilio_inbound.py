@@ -414,3 +414,30 @@ def test_keyword_lists_come_from_settings(engine, tmp_path):
     with Session(engine) as s:
         assert not uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
         assert len([e for e in uc.ledger(s, customer_id) if not e.granted]) == 1
+
+
+# --- the suppression list for operators ------------------------------------------------------------
+
+
+def test_operators_list_suppressions_masked_with_reason_and_time_including_unknown_numbers(client, engine):
+    from tests.conftest import make_key_headers
+
+    admin = make_key_headers(engine, "admin")
+    assert client.get("/v1/suppressions").status_code == 401
+    post(client, twilio_params("STOP", sender=US_PHONE))  # nobody we know: suppressed all the same
+    customer_id = customer_with_sms(engine)
+    with session_scope(engine) as s:
+        erase_customer(s, customer_id, at=AT)
+    response = client.get("/v1/suppressions", headers=admin)
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert US_PHONE not in response.text and FR_PHONE not in response.text  # never in clear
+    by_reason = {i["reason"]: i for i in items}
+    assert by_reason[uc.SUPPRESSED_BY_KEYWORD]["phone_masked"] == "+14*******71"
+    assert by_reason[uc.SUPPRESSED_BY_ERASURE]["phone_masked"] is None  # erasure keeps only the hash
+    assert by_reason[uc.SUPPRESSED_BY_ERASURE]["created_at"].startswith("2026-03-02T10:00:00")
+    one = client.get("/v1/suppressions", params={"phone": "+1 415 555 2671"}, headers=admin).json()["items"]
+    assert [i["reason"] for i in one] == [uc.SUPPRESSED_BY_KEYWORD]
+    erased = client.get("/v1/suppressions", params={"reason": uc.SUPPRESSED_BY_ERASURE}, headers=admin)
+    assert len(erased.json()["items"]) == 1
+    assert client.get("/v1/suppressions", params={"phone": "drop table"}, headers=admin).status_code == 422

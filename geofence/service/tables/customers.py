@@ -75,7 +75,10 @@ class Suppression(SQLModel, table=True):
     phone_hash: str = Field(primary_key=True)
     channel: str = Field(default="sms", primary_key=True)
     reason: str
-    created_at: datetime = utc_column(nullable=False)
+    created_at: datetime = utc_column(nullable=False, index=True)
+    # For operators (``GET /v1/suppressions``): the number as the STOP came in, masked. None after an
+    # erasure, which keeps only the keyed hash.
+    phone_masked: str | None = None
 
 
 class InboundMessage(SQLModel, table=True):

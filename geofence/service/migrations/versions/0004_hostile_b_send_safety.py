@@ -1,4 +1,5 @@
-"""deliveries: send_started_at (a send in flight is never repeated blindly), index on reason
+"""deliveries: send_started_at (a send in flight is never repeated blindly), index on reason;
+suppressions: phone_masked and an index on created_at (the admin list)
 
 Revision ID: hostile_b_send_safety
 Revises: 0003
@@ -19,9 +20,15 @@ def upgrade() -> None:
     with op.batch_alter_table('deliveries') as batch:
         batch.add_column(sa.Column('send_started_at', sa.DateTime(timezone=True), nullable=True))
     op.create_index(op.f('ix_deliveries_reason'), 'deliveries', ['reason'], unique=False)
+    with op.batch_alter_table('suppressions') as batch:
+        batch.add_column(sa.Column('phone_masked', sa.String(), nullable=True))
+    op.create_index(op.f('ix_suppressions_created_at'), 'suppressions', ['created_at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_suppressions_created_at'), table_name='suppressions')
+    with op.batch_alter_table('suppressions') as batch:
+        batch.drop_column('phone_masked')
     op.drop_index(op.f('ix_deliveries_reason'), table_name='deliveries')
     with op.batch_alter_table('deliveries') as batch:
         batch.drop_column('send_started_at')
