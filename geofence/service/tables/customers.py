@@ -102,6 +102,8 @@ class InboundMessage(SQLModel, table=True):
     keyword: str | None = None
     needs_review: bool = Field(default=False, index=True)
     reviewed_at: datetime | None = utc_column()
+    review_decision: str | None = None  # opt_out | dismiss (a person read it), or reviewed
+    reviewed_by: str | None = None  # "key:<api key id>"
     body: str | None = None  # only when needs_review
     locale: str | None = None  # language of the reply
     replied: bool = False
