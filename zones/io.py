@@ -1,10 +1,11 @@
 """Import zones from CSV and GeoJSON, export GeoJSON. Bad rows are reported, good rows kept.
 
 CSV columns (header row required, order free; only ``name, lat, lng`` and one of ``profile``/``radius_m``
-are needed): ``id, name, lat, lng, profile, minutes, radius_m, tags, tz, country, store_id,
+are needed): ``id, name, lat, lng, profile, minutes, radius_m, tags, tz, country, subdivision, store_id,
 dwell_after_s, accuracy_tolerance_m, exit_margin_m, enter_confirm_fixes``; ``tags`` are separated by ``;``
 or ``|``; any other column goes to ``metadata``. Without an ``id`` the zone id is the ``store_id``, else a
-stable UUID5 of name and position.
+stable UUID5 of name and position. Without a ``subdivision`` it is derived from the position where
+``zones.subdivisions`` lists one (Alsace-Moselle).
 
 GeoJSON: a FeatureCollection whose features are ``Point`` (with ``radius_m`` or ``profile``/``minutes``
 properties) or ``Polygon``/``MultiPolygon``; other properties as in CSV (``tags`` may be a list,
@@ -14,6 +15,7 @@ properties) or ``Polygon``/``MultiPolygon``; other properties as in CSV (``tags`
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -28,7 +30,8 @@ from zones.model import Area, Circle, FenceSettings, Zone
 from zones.sizing import size_zone
 
 _FENCE = ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes")
-_KNOWN = {"id", "name", "lat", "lng", "profile", "minutes", "radius_m", "tags", "tz", "country", "store_id"}
+_KNOWN = {"id", "name", "lat", "lng", "profile", "minutes", "radius_m", "tags", "tz", "country", "store_id",
+          "subdivision"}
 _KNOWN |= set(_FENCE)
 _NS = uuid.UUID("6f1d6c43-2b1e-4d7e-9d6c-0a7c1f1e5a10")
 
@@ -194,8 +197,19 @@ def _zone_from_props(props: Mapping[str, Any], geom: Mapping[str, Any] | None) -
         fence=FenceSettings(**fence_v) if fence_v else None,
         profile=profile,
         minutes=minutes if minutes is not None or profile is None else 5.0,
+        subdivision=_s(props.get("subdivision")) or None,
     )
-    return validate_zone(zone)
+    return with_subdivision(validate_zone(zone))
+
+
+def with_subdivision(zone: Zone) -> Zone:
+    """The zone with its subdivision derived from its position when none was given."""
+    if zone.subdivision is not None:
+        return zone
+    from zones.subdivisions import derived_subdivision
+
+    derived = derived_subdivision(zone)
+    return zone if derived is None else dataclasses.replace(zone, subdivision=derived)
 
 
 def _s(v: Any) -> str:
