@@ -25,8 +25,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from campaigns.providers.base import OutboundMessage, ProviderError, SendResult
-from geofence.service.tables._types import as_utc
-from geofence.service.tables.campaigns import FAILED, SENDING, SENT, Delivery
+from campaigns.storage.columns import as_utc
+from campaigns.storage.deliveries import FAILED, SENDING, SENT, Delivery
 
 log = logging.getLogger(__name__)
 

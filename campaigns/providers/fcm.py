@@ -134,11 +134,6 @@ def to_fcm_message(msg: OutboundMessage, *, at: datetime, target: str = "token")
         return messaging.Message(token=msg.to, **kwargs)
 
 
-def _now() -> datetime:
-    from geofence.service import clock
-
-    return clock.now()
-
 
 class FcmProvider:
     """Sends push messages through one named firebase-admin app (created here, deleted by ``close``)."""
@@ -156,7 +151,7 @@ class FcmProvider:
         timeout_s: float = 5.0,
         app_name: str | None = None,
         base_url: str = FCM_BASE_URL,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime],  # the service's clock.now: adapters read the wall clock there
     ) -> None:
         if not 1 <= batch_size <= MAX_SEND_EACH:
             raise ValueError(f"batch_size must be between 1 and {MAX_SEND_EACH}")

@@ -42,7 +42,7 @@ def _dispatch(engine: Engine, providers: dict, **kw) -> dict[str, int]:  # type:
 def _twilio(timeout_s: float = 0.3) -> TwilioSmsProvider:
     sender = TwilioSender(from_number="36123")
     return TwilioSmsProvider(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, sender=sender,
-                             status_callback_url=None, timeout_s=timeout_s)
+                             status_callback_url=None, timeout_s=timeout_s, clock=clock.now)
 
 
 def test_an_sms_without_an_answer_is_reconciled_from_twilios_list_not_sent_again(
@@ -90,7 +90,8 @@ def test_a_push_without_an_answer_is_dropped_as_ambiguous_not_sent_again(
     add_customer(session, clock.now())
     add_delivery(session, clock.now(), key="k1", channel="push")
     with FakeFcmServer(chaos=HELD) as fcm:
-        provider = FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, timeout_s=0.2)
+        provider = FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, timeout_s=0.2,
+                               clock=clock.now)
         point_app_at(provider.app, fcm)
         try:
             assert _dispatch(engine, {"push": provider}) == {SENDING: 1}
