@@ -428,7 +428,7 @@ def test_operators_list_suppressions_masked_with_reason_and_time_including_unkno
     post(client, twilio_params("STOP", sender=US_PHONE))  # nobody we know: suppressed all the same
     customer_id = customer_with_sms(engine)
     with session_scope(engine) as s:
-        erase_customer(s, customer_id, at=AT)
+        erase_customer(s, customer_id, at=AT, location=SqlLocationData())
     response = client.get("/v1/suppressions", headers=admin)
     assert response.status_code == 200
     items = response.json()["items"]
