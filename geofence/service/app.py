@@ -11,9 +11,10 @@ from sqlalchemy.engine import Engine
 from starlette.types import Receive, Scope, Send
 
 from geofence.service.jobs import build_scheduler
+from geofence.service.limits_http import BodySizeLimit
 from geofence.service.routes import all_routers
 from geofence.service.routes.locations import serve_locations
-from geofence.service.runtime import Runtime, build_runtime
+from geofence.service.runtime import Runtime, bootstrap
 from geofence.service.settings import Settings, get_settings
 
 
@@ -48,7 +49,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``run_jobs`` starts the periodic jobs in this process (default: the settings')."""
     settings = settings or (runtime.settings if runtime else get_settings())
-    runtime = runtime or build_runtime(settings, engine)
+    runtime = runtime or bootstrap(settings, engine)
     start_jobs = settings.scheduler.enabled if run_jobs is None else run_jobs
 
     @asynccontextmanager
@@ -74,6 +75,5 @@ def create_app(
     app.state.runtime = runtime
     for router in all_routers():
         app.include_router(router)
-    for hook in runtime.services.get("app_hooks", []):
-        hook(app)
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.ingest.max_body_bytes)
     return app

@@ -19,7 +19,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from geofence.service.limits_http import RateLimiter
     from geofence.service.runtime import Runtime
+    from geofence.service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
         _api_key: object = Depends(_API_KEY_DOC),
         _device: object = Depends(_DEVICE_DOC),
     ) -> Principal:
-        runtime = request.app.state.runtime
+        runtime: Runtime = request.app.state.runtime
         if not needs_authentication(runtime):
             return OPEN_PRINCIPAL
         # the key check reads the database: off the event loop, as FastAPI ran the whole dependency
@@ -68,7 +72,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
 
 
 def needs_authentication(runtime: Runtime) -> bool:
-    return bool(runtime.settings.auth_required and runtime.services.get("authenticate") is not None)
+    return runtime.settings.auth_required
 
 
 def principal_for(runtime: Runtime, request: Request, scope: str) -> Principal:
@@ -76,10 +80,10 @@ def principal_for(runtime: Runtime, request: Request, scope: str) -> Principal:
     For handlers that run outside FastAPI's dependencies (``routes.locations.serve_locations``)."""
     if not needs_authentication(runtime):
         return OPEN_PRINCIPAL
-    return runtime.services["authenticate"](request, scope)  # type: ignore[no-any-return]
+    return runtime.authenticate(request, scope)
 
 
-# --- the scheme (registered as runtime.services["authenticate"] by wiring/ops.py) -------------------
+# --- the scheme (``runtime.authenticate``, built by ``bootstrap``) -------------------
 
 _BEARER = "bearer "
 
@@ -98,7 +102,9 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": 'Bearer realm="geofence"'})
 
 
-def make_authenticator(runtime: Runtime) -> Callable[[Request, str], Principal]:
+def make_authenticator(
+    settings: Settings, engine: Engine, limiter: RateLimiter
+) -> Callable[[Request, str], Principal]:
     """``authenticate(request, scope)``: verify the key (and device token), check scope and rates.
 
     Raises 401 (no/invalid credential), 403 (valid key without ``scope``) or 429 (rate limit). The
@@ -106,17 +112,15 @@ def make_authenticator(runtime: Runtime) -> Callable[[Request, str], Principal]:
     """
     from geofence.service import apikeys, clock
     from geofence.service.db import session_scope
-    from geofence.service.limits_http import RateLimiter
 
-    limiter: RateLimiter = runtime.services.setdefault("rate_limiter", RateLimiter())
-    limits = runtime.settings.limits
+    limits = settings.limits
 
     def authenticate(request: Request, scope: str) -> Principal:
         token = presented_api_key(request)
         if token is None:
             raise _unauthorized("missing API key (Authorization: Bearer <key> or X-API-Key)")
         device_token = request.headers.get("x-device-token")
-        with session_scope(runtime.engine) as session:
+        with session_scope(engine) as session:
             key = apikeys.verify_api_key(session, token, at=clock.now()) if token else None
             if key is None:
                 raise _unauthorized("invalid or revoked API key")
