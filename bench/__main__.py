@@ -20,6 +20,7 @@ QUICK_ARGS = {
     "export": ["--rows", "100000", "--customers", "2000"],
     "security": ["--requests", "500"],
     "send_faults": ["--rows", "60", "--kills", "3", "--chaos-seconds", "5"],
+    "isochrones": ["-n", "100"],
 }
 
 

@@ -324,3 +324,4 @@ class ZoneInfo(_Frozen):
     subdivision: str | None = None  # the store's (FR "57": Good Friday is a holiday there)
     lat: float | None = None
     lng: float | None = None
+    travel_mode: str | None = None  # "walk" | "drive": how customers come (the zone's sizing), for directions

@@ -1054,6 +1054,7 @@ class Ingestor:
                 dt_s = (fix.recorded_at - prev_pos[2]).total_seconds()
                 if dt_s > 0:
                     speed = distance_m(prev_pos[0], prev_pos[1], fix.lat, fix.lng) / dt_s
+            previous = None if prev_pos is None else (prev_pos[0], prev_pos[1])  # for the spike hold
             prev_pos = (fix.lat, fix.lng, fix.recorded_at)
             inside = hits.get(i, ())
             at = fix.recorded_at
@@ -1088,7 +1089,7 @@ class Ingestor:
                     d = CENTRE_INSIDE
                 else:
                     d = index.signed_distance_m(zone_id, fix.lat, fix.lng, zone_id in inside_set)
-                new, fired = step(p, fix, d, self.policy_for(zone_id), speed_mps=speed)
+                new, fired = step(p, fix, d, self.policy_for(zone_id), speed_mps=speed, previous=previous)
                 if new is not p:
                     current[zone_id] = new
                     touched.add(zone_id)

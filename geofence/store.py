@@ -69,8 +69,8 @@ class PresenceStore(Protocol):
         ...
 
     def due_for_sweep(self, at: datetime, *, silent_since: datetime, limit: int) -> list[Presence]:
-        """Open presences that a sweep at ``at`` may change (inside without dwell, or silent), each with
-        the ``last_fix_at`` of its device's head when that is later."""
+        """Open presences that a sweep at ``at`` may change (inside without dwell, holding, or silent),
+        each with the ``last_fix_at`` of its device's head when that is later."""
         ...
 
 

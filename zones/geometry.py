@@ -80,7 +80,8 @@ def checked_shape(zone: Zone) -> BaseGeometry:
     ):
         raise ZoneError(f"subdivision must be a short code such as 57 or 2A, got {zone.subdivision!r}")
     if zone.fence is not None:
-        for name in ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes"):
+        for name in ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes",
+                     "spike_hold_m"):
             v = getattr(zone.fence, name)
             if v is not None and (
                 isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0

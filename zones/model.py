@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from zones.errors import ZoneError
+from zones.travel_record import Travel
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class FenceSettings:
     accuracy_tolerance_m: float | None = None  # worst accuracy accepted for a transition in this zone
     exit_margin_m: float | None = None
     enter_confirm_fixes: int | None = None
+    spike_hold_m: float | None = None  # hold an enter this far from the previous fix for one fix (0: off)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Zone:
     # Where the rules differ inside the country (FR "57", "67", "68": more public holidays); see
     # zones/subdivisions.py for how it is derived from the position when not given.
     subdivision: str | None = None
+    travel: Travel | None = None  # sized by travel time (zones.travel): mode, minutes, extract, fallback
 
     def __hash__(self) -> int:  # metadata/geojson are dicts: hash by id (equal zones have equal ids)
         return hash(self.id)
@@ -85,6 +88,7 @@ class Zone:
             "profile": self.profile,
             "minutes": self.minutes,
             "subdivision": self.subdivision,
+            "travel": None if self.travel is None else self.travel.to_dict(),
         }
 
     @classmethod
@@ -137,6 +141,7 @@ class Zone:
                 profile=profile,
                 minutes=minutes,
                 subdivision=subdivision or None,
+                travel=None if d.get("travel") is None else Travel.from_dict(d["travel"]),
             )
         except ZoneError:
             raise

@@ -411,6 +411,8 @@ def _replay(runtime: Runtime, sim: SimulatedClock, fixes: list[LocationFix], *, 
 
     service = runtime.geofence
     for chunk in wrap(batches(fixes), label):
+        sim.set(chunk[0].recorded_at)  # timers due in a gap fire before the fixes after it, as live
+        service.sweep(chunk[0].recorded_at)
         at = chunk[-1].recorded_at
         sim.set(at)
         service.ingest(chunk, at=at)  # events -> bus -> campaign handler (decisions, outbox rows)

@@ -532,6 +532,7 @@ class SqlPresenceStore:
             .where(c.state != OUTSIDE)
             .where(or_(and_(c.state == PresenceState.INSIDE.value, c.dwelled.is_(False),
                             c.entered_at.is_not(None), c.entered_at <= at),
+                       c.state == PresenceState.HOLDING.value,  # an enter held for a spike
                        _LAST_FIX <= silent_since))
             .order_by(_LAST_FIX, c.device_id)
             .limit(limit)

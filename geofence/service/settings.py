@@ -26,6 +26,9 @@ class FenceDefaults(BaseModel):
     max_speed_mps: float = 70.0
     clock_skew_s: int = 120
     max_fix_age_s: int = 24 * 3600
+    # 0 = off; else a fix that would enter, this many metres or more from the device's previous fix, is
+    # held until the next fix shows whether it was a lone out-and-back spike (docs/presence.md)
+    spike_hold_m: float = 0.0
 
 
 class IngestSettings(BaseModel):
@@ -105,6 +108,14 @@ class SmsKeywordSettings(BaseModel):
     max_other_words: int = 3
 
 
+class StreetSettings(BaseModel):
+    """Travel-time zones (isochrones): the operator's OpenStreetMap extract, read offline."""
+
+    # An .osm.pbf covering the stores (e.g. a Geofabrik region). None: travel-time zones fall back to
+    # the profile circle and say so. Replace it with a newer file, then run `geofence zones resize`.
+    extract_file: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -132,6 +143,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
+    streets: StreetSettings = Field(default_factory=StreetSettings)
 
 
 @lru_cache

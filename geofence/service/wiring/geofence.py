@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -64,6 +65,7 @@ from geofence.service.settings import Settings
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
 from geofence.store import ConflictError
+from geofence.traces import Sweep, live_schedule
 from zones.geometry import validate_zone
 from zones.index import ZoneIndex
 from zones.model import Zone
@@ -75,6 +77,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ConsentGate = Callable[[Session, Iterable[str]], set[str]]
 SWEEP_CHUNK = 500
+SWEEP_LIMIT = 100_000
+_RECORDED_AT = attrgetter("recorded_at")
 ZONES_SYNC_EVERY_S = 5.0
 PURGE_EVERY_S = 3600.0
 
@@ -174,10 +178,9 @@ class GeofenceService:
         published: list[ZoneEvent] = []
         with Session(self.engine, expire_on_commit=False) as session:
             uow = self._uow(session)
-            due = uow.presence.due_for_sweep(at, silent_since=silent_since, limit=100_000)
+            due = uow.presence.due_for_sweep(at, silent_since=silent_since, limit=SWEEP_LIMIT)
             session.rollback()
-            for start in range(0, len(due), SWEEP_CHUNK):
-                chunk = due[start : start + SWEEP_CHUNK]
+            for chunk in _whole_devices(due, SWEEP_CHUNK, complete=len(due) < SWEEP_LIMIT):
                 with self._lock:
                     changed, events = self.ingestor.sweep_presences(
                         [p for p in chunk if p.zone_id in self.index], at
@@ -196,6 +199,18 @@ class GeofenceService:
             uow.commit()
         self._publish(published)
         return published
+
+    def replay(
+        self, fixes: Sequence[LocationFix], *, sweep_every: timedelta, batch: int = 1
+    ) -> Iterator[tuple[IngestOutcome | None, list[ZoneEvent]]]:
+        """A recorded trace through the live path (``traces.live_schedule``): each step's ingest outcome
+        (None for a sweep) and the events it fired, as they happen."""
+        for step in live_schedule(sorted(fixes, key=_RECORDED_AT), sweep_every=sweep_every, batch=batch):
+            if isinstance(step, Sweep):
+                yield None, self.sweep(step.at)
+            else:
+                outcome = self.ingest(step.fixes, at=step.at)
+                yield outcome, outcome.events
 
     def purge_fixes(self, at: datetime) -> int:
         if not self.retain_fixes:
@@ -305,6 +320,24 @@ class GeofenceService:
             self.ingestor.forget_zone(zone_id)
         self._publish(events)
         return True
+
+
+def _whole_devices(due: list[Presence], size: int, *, complete: bool) -> Iterable[list[Presence]]:
+    """Chunks of about ``size`` presences that never split a device's (``due`` is ordered by device
+    within each last fix). A silence exit moves the device's last fix to the exit's time: a presence of
+    the device left to a later chunk or sweep would count its silence from there. When the read was cut
+    at its limit (not ``complete``), the last device may be cut too: it is left whole to the next sweep."""
+    chunk: list[Presence] = []
+    for i, p in enumerate(due):
+        if len(chunk) >= size and p.device_id != due[i - 1].device_id:
+            yield chunk
+            chunk = []
+        chunk.append(p)
+    if not complete and chunk:
+        last = chunk[-1].device_id
+        chunk = [p for p in chunk if p.device_id != last]
+    if chunk:
+        yield chunk
 
 
 def sweep_job(runtime: Runtime) -> None:
