@@ -23,6 +23,7 @@ QUICK_ARGS = {
     "latency": ["--events", "100"],
     "crash": ["--kills", "10", "--events", "400"],
     "console": ["--zones", "2000", "--events", "20000", "--requests", "5"],
+    "send_faults": ["--rows", "60", "--kills", "3", "--chaos-seconds", "5"],
     "isochrones": ["-n", "100"],
     "webhooks": ["--events", "500", "--latency-events", "100"],
 }

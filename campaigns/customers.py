@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from campaigns.cancellation import cancel_waiting_deliveries
 from campaigns.consent import WITHDRAWAL_CHANNELS, Purpose, Source, consent_state, is_granted
-from campaigns.phones import InvalidPhone, mask_token, phone_hash, to_e164
+from campaigns.phones import InvalidPhone, mask_token, phone_hash, place_of, to_e164
 from campaigns.storage.customers import ConsentEvent, Customer, Device, Suppression
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,8 @@ def upsert_customer(
             customer.phone_e164, customer.phone_hash = e164, phone_hash(e164, hash_key)
         else:
             customer.phone_e164 = customer.phone_hash = None
+    if created and customer.phone_e164:
+        _place_from_number(customer, data)
     if data.first_name is not None:
         customer.first_name = _text(data.first_name, "first_name", 100)
     if data.locale is not None:
@@ -195,6 +197,19 @@ def upsert_customer(
     session.add(customer)
     session.flush()
     return customer, created
+
+
+def _place_from_number(customer: Customer, data: CustomerInput) -> None:
+    """A new customer's country, time zone and subdivision from the number, where not given: the table's
+    defaults (France, Europe/Paris) would judge a +1 customer in Paris time."""
+    assert customer.phone_e164 is not None
+    place = place_of(customer.phone_e164)
+    if data.country is None and place.country and len(place.country) == 2:
+        customer.country = place.country
+    if data.tz is None and place.tz:
+        customer.tz = place.tz
+    if data.subdivision is None and place.subdivision:
+        customer.subdivision = place.subdivision
 
 
 def set_cadence(
@@ -299,13 +314,20 @@ def suppression_of(session: Session, hashed_phone: str | None, channel: str = "s
     return session.get(Suppression, (hashed_phone, channel))
 
 
-def suppress(session: Session, hashed_phone: str, *, reason: str, at: datetime, channel: str = "sms") -> None:
-    """Add the number to the suppression list; an erasure suppression is never downgraded."""
+def suppress(
+    session: Session, hashed_phone: str, *, reason: str, at: datetime, channel: str = "sms",
+    masked: str | None = None,
+) -> None:
+    """Add the number to the suppression list; an erasure suppression is never downgraded, and keeps no
+    masked number."""
     row = suppression_of(session, hashed_phone, channel)
+    if reason == SUPPRESSED_BY_ERASURE:
+        masked = None
     if row is None:
-        session.add(Suppression(phone_hash=hashed_phone, channel=channel, reason=reason, created_at=at))
+        session.add(Suppression(phone_hash=hashed_phone, channel=channel, reason=reason, created_at=at,
+                                phone_masked=masked))
     elif reason == SUPPRESSED_BY_ERASURE and row.reason != SUPPRESSED_BY_ERASURE:
-        row.reason, row.created_at = reason, at
+        row.reason, row.created_at, row.phone_masked = reason, at, None
         session.add(row)
     session.flush()
 

@@ -186,6 +186,7 @@ def schedules_for(
         zones=zones,
         table=policy.legal_table,
         quiet_override=(quiet.start, quiet.end) if quiet and channel == "push" else None,
+        store_place=(zone.country, zone.subdivision) if zone.country else None,
     )
     if legal is not None:
         gates.append(legal)

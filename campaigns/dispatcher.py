@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from campaigns.in_flight import AMBIGUOUS_SEND, RECONCILED
 from campaigns.limits import TokenBucket
 from campaigns.outbox import Outcome, claim_due, send_batch
 from campaigns.ports import NO_METRICS, CampaignMetrics
@@ -88,8 +89,18 @@ def dispatch_due(
         for delivery, outcome in zip(claimed, outcomes, strict=True):
             stats.add(outcome)
             metrics.delivery_status(outcome.status, delivery.channel)
+            ambiguity = _ambiguity(outcome)
+            if ambiguity:
+                metrics.ambiguous_send(delivery.channel, ambiguity)
             if outcome.lag_s is not None:
                 metrics.dispatch_lag(outcome.lag_s)
         if len(claimed) < batch:
             break
     return stats
+
+
+def _ambiguity(outcome: Outcome) -> str | None:
+    """"unknown" for a send without an answer, then "reconciled" or "dropped" when it is settled."""
+    if outcome.reason == "OutcomeUnknown":
+        return "unknown"
+    return {RECONCILED: "reconciled", AMBIGUOUS_SEND: "dropped"}.get(outcome.reason or "")

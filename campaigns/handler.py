@@ -128,6 +128,7 @@ def zone_info_from_row(row: ZoneRecord) -> ZoneInfo:
         tz=str(_first(data, "tz", "timezone", "time_zone") or "UTC"),
         tags=frozenset(str(t) for t in data.get("tags") or ()),
         country=_first(data, "country"),
+        subdivision=_first(data, "subdivision"),
         lat=float(lat) if lat is not None else None,
         lng=float(lng) if lng is not None else None,
         travel_mode=_travel_mode(travel.get("mode"), data.get("profile")),

@@ -35,6 +35,7 @@ from campaigns.customers import (
 from campaigns.keywords import DEFAULT_CONFIG, Intent, KeywordConfig, KeywordMatch, match
 from campaigns.phones import canonical, guess_locale, mask_phone, phone_hash
 from campaigns.replies import ReplyKind, reply_text
+from campaigns.storage.columns import as_utc
 from campaigns.storage.customers import Customer, InboundMessage
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ def handle_inbound_sms(
 
     cancelled, kind = 0, None
     if found.intent is Intent.OPT_OUT:
-        suppress(session, hashed, reason=SUPPRESSED_BY_KEYWORD, at=at)
+        suppress(session, hashed, reason=SUPPRESSED_BY_KEYWORD, at=at, masked=mask_phone(sender))
         cancelled = _consent(session, customers, sms, found, granted=False, at=at)
         kind = ReplyKind.STOPPED
     elif found.intent is Intent.OPT_IN:
@@ -206,3 +207,48 @@ def handle_inbound_sms(
     )  # fmt: skip
     return InboundOutcome(found.intent, reply, needs_review=found.needs_review,
                           customers=len(customers), cancelled=cancelled)  # fmt: skip
+
+
+# --- the review queue ----------------------------------------------------------------------------
+
+OPT_OUT_DECISION = "opt_out"
+DISMISS_DECISION = "dismiss"
+
+
+class AlreadyDecided(ValueError):
+    """A person already decided on this message."""
+
+
+def decide_review(
+    session: Session, row: InboundMessage, *, decision: str, at: datetime, decided_by: str | None
+) -> int:
+    """A person's decision on a queued reply; returns the waiting SMS deliveries cancelled.
+
+    ``opt_out``: the number is suppressed (STOP's reason: START by SMS lifts it) and every customer with
+    it gets an ``sms_marketing`` withdrawal (source ``sms_keyword``, evidence: the message and who read
+    it), unless the reply had already opted out. ``dismiss``: nothing changes but the queue.
+    """
+    if decision not in (OPT_OUT_DECISION, DISMISS_DECISION):
+        raise ValueError(f"decision must be {OPT_OUT_DECISION!r} or {DISMISS_DECISION!r}")
+    if row.review_decision is not None or row.reviewed_at is not None:
+        done = row.review_decision or "reviewed"
+        raise AlreadyDecided(f"message {row.message_sid} was already reviewed ({done})")
+    cancelled = 0
+    if decision == OPT_OUT_DECISION and row.intent != Intent.OPT_OUT.value:
+        suppress(session, row.from_hash, reason=SUPPRESSED_BY_KEYWORD, at=at, masked=row.from_masked)
+        same_number = col(Customer.phone_hash) == row.from_hash
+        customers = session.exec(select(Customer).where(same_number, col(Customer.erased_at).is_(None))).all()
+        for customer in customers:
+            _, n = record_consent(
+                session, customer_id=customer.id, purpose=Purpose.SMS_MARKETING, granted=False,
+                source=Source.SMS_KEYWORD, at=at, occurred_at=as_utc(row.received_at),
+                wording="SMS reply read by a person as a request to stop",
+                wording_version=KEYWORD_WORDING_VERSION, recorded_by=decided_by,
+                evidence={"message_sid": row.message_sid, "phrase": row.keyword, "reviewed": True},
+            )  # fmt: skip
+            cancelled += n
+    row.review_decision, row.reviewed_by, row.reviewed_at, row.needs_review = decision, decided_by, at, False
+    session.add(row)
+    session.flush()
+    log.info("inbound sms %s reviewed: %s (cancelled=%d)", row.message_sid, decision, cancelled)
+    return cancelled

@@ -24,6 +24,11 @@ Choices of the fuzzy rule (why)
 - A body with an opt-out word but more than ``max_other_words`` other words is not acted on; it is
   returned as ``NONE`` with ``needs_review`` so a human can read it.
 
+3. **Stop phrases** without a keyword, or with one in a long text (``campaigns.stop_phrases``): a sure
+   phrasing (``"ne m'envoyez plus"``, ``"remove me from your list"``) is an opt-out at once (keyword
+   ``phrase:<name>``); a plain but unsure one (``"laissez-moi tranquille"``) is ``NONE`` with
+   ``needs_review``: the review queue, consent untouched until a person decides.
+
 Normalisation: case-fold, NFKD with combining marks removed (``"ARRÊT"`` → ``"arret"``), surrounding
 punctuation, symbols (emoji included), separators and control characters trimmed, inner whitespace
 collapsed to one space. It is idempotent.
@@ -36,6 +41,8 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from campaigns.stop_phrases import find_stop_phrase
 
 
 class Intent(StrEnum):
@@ -157,9 +164,13 @@ def match(body: str, config: KeywordConfig = DEFAULT_CONFIG) -> KeywordMatch:
         return KeywordMatch(exact, keyword=text)
     tokens = words(text)
     phrase = _find_phrase(tokens, config._phrases)
-    if phrase is None:
-        return KeywordMatch(Intent.NONE)
-    keyword = " ".join(phrase)
-    if len(tokens) - len(phrase) <= config.max_other_words:
-        return KeywordMatch(Intent.OPT_OUT, keyword=keyword, fuzzy=True, needs_review=True)
-    return KeywordMatch(Intent.NONE, keyword=keyword, fuzzy=True, needs_review=True)
+    if phrase is not None and len(tokens) - len(phrase) <= config.max_other_words:
+        return KeywordMatch(Intent.OPT_OUT, keyword=" ".join(phrase), fuzzy=True, needs_review=True)
+    stop = find_stop_phrase(text)
+    if stop is not None and stop.sure:
+        return KeywordMatch(Intent.OPT_OUT, keyword=f"phrase:{stop.name}", fuzzy=True)
+    if phrase is not None:
+        return KeywordMatch(Intent.NONE, keyword=" ".join(phrase), fuzzy=True, needs_review=True)
+    if stop is not None:  # a plain request to stop: a person decides, consent untouched until then
+        return KeywordMatch(Intent.NONE, keyword=f"phrase:{stop.name}", fuzzy=True, needs_review=True)
+    return KeywordMatch(Intent.NONE)

@@ -145,17 +145,24 @@ def is_public_holiday(day: date, country: str, subdivision: str | None = None) -
 
 @dataclass(frozen=True)
 class HolidayClosure:
-    """Closed on the public holidays of a country and subdivision (hashable: schedules are cached)."""
+    """Closed on the public holidays of a country and subdivision, and of each place in ``also`` (the
+    store's); hashable: schedules are cached."""
 
     country: str
     subdivision: str | None = None
+    also: tuple[tuple[str, str | None], ...] = ()
 
     def __call__(self, day: date) -> bool:
-        return is_public_holiday(day, self.country, self.subdivision)
+        return is_public_holiday(day, self.country, self.subdivision) or any(
+            is_public_holiday(day, country, subdivision) for country, subdivision in self.also
+        )
 
 
-def holiday_closure(country: str, subdivision: str | None) -> Callable[[date], bool]:
-    return HolidayClosure(country.upper(), subdivision)
+def holiday_closure(
+    country: str, subdivision: str | None, also: tuple[tuple[str, str | None], ...] = ()
+) -> Callable[[date], bool]:
+    here = (country.upper(), subdivision)
+    return HolidayClosure(here[0], subdivision, tuple(p for p in also if (p[0].upper(), p[1]) != here))
 
 
 @lru_cache(maxsize=4096)
@@ -210,10 +217,14 @@ def legal_schedule(
     zones: tuple[str, ...],
     table: LegalTable = DEFAULT_TABLE,
     quiet_override: tuple[time, time] | None = None,
+    store_place: tuple[str, str | None] | None = None,
 ) -> Schedule | None:
     """When ``channel`` may carry marketing to this recipient, in all of ``zones`` at once (cached).
 
     ``quiet_override`` (a campaign's own push quiet period) replaces the table's quiet period.
+    ``store_place`` (country, subdivision of the store): where the rule closes on public holidays, the
+    store's holidays close it too (an offer from a store in Moselle is not sent on Good Friday, wherever
+    the recipient lives).
     Returns None when no rule applies (always open).
     """
     rule = table.rule(channel, country)
@@ -222,8 +233,9 @@ def legal_schedule(
     members: list[Schedule] = []
     for tz_name in zones:
         if rule.spans:
+            also = ((store_place[0].upper(), store_place[1]),) if store_place and store_place[0] else ()
             closed = (
-                holiday_closure(country or rule.country, subdivision)
+                holiday_closure(country or rule.country, subdivision, also)
                 if rule.closed_on_public_holidays and (country or rule.country) != ANY_COUNTRY
                 else None
             )

@@ -324,6 +324,7 @@ class ZoneInfo(_Frozen):
     tz: str = "UTC"
     tags: frozenset[str] = frozenset()
     country: str | None = None
+    subdivision: str | None = None  # the store's (FR "57": Good Friday is a holiday there)
     lat: float | None = None
     lng: float | None = None
     travel_mode: str | None = None  # "walk" | "drive": how customers come (the zone's sizing), for directions

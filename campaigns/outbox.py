@@ -3,8 +3,9 @@
 A delivery row exists (with a unique idempotency key) before any provider is called. Dispatchers
 claim due rows with a lease: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so two dispatchers never take
 the same row, a single guarded ``UPDATE ... RETURNING`` on SQLite (one writer at a time). A claim
-whose lease lapsed (the dispatcher died mid-send, no result recorded) is claimable again. Results
-are recorded only by the lease holder (``leased_by`` is a per-claim token).
+whose lease lapsed (the dispatcher died, no result recorded) is claimable again. Results are recorded
+only by the lease holder (``leased_by`` is a per-claim token). A row whose send had started
+(``send_started_at``) is never sent again: ``campaigns.in_flight`` settles it.
 
 This is an adapter (it touches the database and calls providers); the decisions it makes on a
 result (retry or not, backoff) are small pure functions at the top.
@@ -24,11 +25,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from campaigns.in_flight import keep_unsettled, mark_in_flight, settle, write_with_retry
 from campaigns.model import CHANNEL_PURPOSE, LOCATION_PURPOSE
 from campaigns.providers.base import (
     Channel,
     InvalidRecipient,
     OutboundMessage,
+    OutcomeUnknown,
     PermanentError,
     RetryableError,
     SendResult,
@@ -383,8 +386,12 @@ def record_result(
     error: Exception | None = None,
     provider_name: str | None = None,
     max_attempts: int = 6,
+    settle_after: timedelta = timedelta(seconds=60),
 ) -> str:
-    """Write the outcome of one provider call; returns the new status."""
+    """Write the outcome of one provider call; returns the new status.
+
+    An ``OutcomeUnknown`` keeps the row ``sending`` until ``at + settle_after`` (see ``in_flight``).
+    Safe to repeat: a row this claim no longer holds is left alone, hygiene included."""
     if result is not None:
         status = result.status or SENT
         _finish(
@@ -403,6 +410,10 @@ def record_result(
         )
         return status
     assert error is not None
+    if isinstance(error, OutcomeUnknown):
+        keep_unsettled(session, delivery, token=token, at=at, settle_at=at + settle_after, error=error,
+                       provider_name=provider_name)
+        return SENDING
     message = str(error)[:500]
     code = getattr(error, "code", None)
     if isinstance(error, RetryableError) and delivery.attempts < max_attempts:
@@ -416,6 +427,7 @@ def record_result(
             status=PENDING,
             due_at=at + wait,
             lease_until=None,
+            send_started_at=None,  # the provider answered: it did not take this one
             last_error=message,
             error_code=code,
             provider=provider_name,
@@ -424,14 +436,13 @@ def record_result(
         return PENDING
     if isinstance(error, InvalidRecipient):
         reason = error.kind
-        apply_hygiene(session, delivery, error, at)
     elif isinstance(error, RetryableError):
         reason = "max_attempts"
     elif isinstance(error, PermanentError):
         reason = "no_provider" if code == "no_provider" else "permanent_error"
     else:
         reason = f"unexpected:{type(error).__name__}"
-    _finish(
+    held = _finish(
         session,
         delivery,
         token,
@@ -443,7 +454,10 @@ def record_result(
         provider=provider_name,
         updated_at=at,
     )
-    release_caps(session, delivery.id)
+    if held:
+        if isinstance(error, InvalidRecipient):
+            apply_hygiene(session, delivery, error, at)
+        release_caps(session, delivery.id)
     return FAILED
 
 
@@ -494,6 +508,7 @@ def send_batch(
     at = now()
     outcomes: dict[str, Outcome] = {}
     ready: list[tuple[Delivery, str, str | None, Any]] = []
+    unsettled: list[tuple[Delivery, OutboundMessage | None, Any]] = []
     with Session(engine, expire_on_commit=False) as session:
         ours = _ours(session, deliveries, at)
         pre = Prefetched.load(session, [d for d in deliveries if d.id in ours], at)
@@ -502,6 +517,12 @@ def send_batch(
             if delivery.id not in ours:
                 # A slow dispatcher whose lease lapsed: another one may hold the row now. Never send twice.
                 outcomes[delivery.id] = Outcome(delivery.id, "lease_lost", "lease_lost")
+                continue
+            if delivery.send_started_at is not None:
+                # An earlier claim called the provider and recorded nothing: it may have been sent.
+                address = _address(pre, delivery)
+                msg = to_message(delivery, address) if address else None
+                unsettled.append((delivery, msg, providers.get(delivery.channel)))
                 continue
             if delivery.attempts > max_attempts:
                 _finish(
@@ -531,6 +552,10 @@ def send_batch(
             platform = device.platform if device is not None and delivery.channel == "push" else None
             ready.append((delivery, address, platform, provider))
         session.commit()  # skips and postponements; never hold a transaction across a network call
+    for delivery, msg, provider in unsettled:
+        retry_at = at + backoff(delivery.attempts) if delivery.attempts < max_attempts else None
+        status, reason = settle(engine, delivery, msg, provider, at=now(), retry_at=retry_at)
+        outcomes[delivery.id] = Outcome(delivery.id, status, reason)
     for delivery, address, platform, provider in ready:
         if not lease_lasts(delivery, provider, now()):
             outcomes[delivery.id] = _give_back(engine, delivery, now())
@@ -539,6 +564,15 @@ def send_batch(
             engine, delivery, address, platform, provider, now=now, max_attempts=max_attempts
         )
     return [outcomes[d.id] for d in deliveries]
+
+
+def _address(pre: Prefetched, delivery: Delivery) -> str | None:
+    """Where the message went (to look it up), whatever the consent says now."""
+    if delivery.channel == "sms":
+        customer = pre.customers.get(delivery.customer_id or "")
+        return customer.phone_e164 if customer is not None and customer.erased_at is None else None
+    device = pre.devices.get(delivery.device_id or "")
+    return device.push_token if device is not None else None
 
 
 def lease_lasts(delivery: Delivery, provider: Any, at: datetime) -> bool:
@@ -573,27 +607,36 @@ def _send_one(
 ) -> Outcome:
     result: SendResult | None = None
     error: Exception | None = None
+    token = delivery.leased_by or ""
     if provider is None:
         # No configured provider serves this channel: fail it with a reason, never print it somewhere.
         error = PermanentError(f"no provider registered for channel {delivery.channel!r}", code="no_provider")
     else:
+        started_at = now()
+        if not write_with_retry(engine, lambda s: mark_in_flight(s, delivery, token=token, at=started_at)):
+            return Outcome(delivery.id, "lease_lost", "lease_lost")
+        delivery.send_started_at = started_at
         try:
             result = provider.send(to_message(delivery, address, platform))
         except Exception as exc:  # the taxonomy decides; anything else is recorded, not raised
             error = exc
     done_at = now()
-    with Session(engine, expire_on_commit=False) as session:
-        status = record_result(
+    # The request had no answer: settle it once it can no longer be in flight at the provider.
+    settle_after = timedelta(seconds=2 * float(getattr(provider, "send_budget_s", 0.0) or 30.0))
+    status = write_with_retry(
+        engine,
+        lambda session: record_result(
             session,
             delivery,
-            token=delivery.leased_by or "",
+            token=token,
             at=done_at,
             result=result,
             error=error,
             provider_name=getattr(provider, "name", None),
             max_attempts=max_attempts,
-        )
-        session.commit()
+            settle_after=settle_after,
+        ),
+    )
     due = as_utc(delivery.due_at)
     lag = (done_at - due).total_seconds() if due is not None else None
     if error is not None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
@@ -59,6 +62,39 @@ def region_of(e164: str) -> str | None:
 def guess_locale(e164: str, default: str = "en") -> str:
     """Language for a reply to a number we know nothing else about: French for French regions."""
     return "fr" if region_of(e164) in FRENCH_SPEAKING_REGIONS else default
+
+
+@dataclass(frozen=True)
+class NumberPlace:
+    """Where a number belongs, as far as its prefix tells: ISO country, French subdivision, IANA zone."""
+
+    country: str | None
+    subdivision: str | None
+    tz: str | None
+
+
+def place_of(e164: str, *, reference: datetime | None = None) -> NumberPlace:
+    """Country, subdivision and time zone of a number from ``phonenumbers``' region and zone data.
+
+    A prefix that spans several zones (US area code 208: Boise and Los Angeles) gives the westernmost:
+    the zone whose clock is earliest, so a morning message is never early for anyone in the area.
+    Ties and equal offsets go by name, so the choice is deterministic. ``reference`` (tz-aware) is when
+    the UTC offsets are compared; by default 1 January (standard time) of 2026.
+
+    Examples
+    --------
+    >>> place_of("+12125551234")
+    NumberPlace(country='US', subdivision=None, tz='America/New_York')
+    >>> place_of("+12085550100").tz
+    'America/Los_Angeles'
+    """
+    from campaigns.legal_hours import phone_region, phone_zones
+
+    country, subdivision = phone_region(e164)
+    zones = phone_zones(e164)
+    when = reference or datetime(2026, 1, 1, 12, tzinfo=UTC)
+    tz = min(zones, key=lambda z: (when.astimezone(ZoneInfo(z)).utcoffset(), z)) if zones else None
+    return NumberPlace(country, subdivision, tz)
 
 
 def canonical(raw: str) -> str:

@@ -28,6 +28,9 @@ class CampaignMetrics(Protocol):
     def outbox_waiting(self, count: int) -> None:
         """Deliveries waiting to be sent, after a dispatch run."""
 
+    def ambiguous_send(self, channel: str, outcome: str) -> None:
+        """A send without an answer (``outcome`` unknown), then settled: reconciled | dropped."""
+
 
 class _NoMetrics:
     def decided(self, outcome: str, reason: str) -> None:
@@ -40,6 +43,9 @@ class _NoMetrics:
         pass
 
     def outbox_waiting(self, count: int) -> None:
+        pass
+
+    def ambiguous_send(self, channel: str, outcome: str) -> None:
         pass
 
 

@@ -93,6 +93,10 @@ def check_fields(zone: Zone) -> None:
         ) from None
     if not (isinstance(zone.country, str) and len(zone.country) == 2 and zone.country.isalpha()):
         raise ZoneError(f"country must be a two-letter ISO code, got {zone.country!r}")
+    if zone.subdivision is not None and not (
+        isinstance(zone.subdivision, str) and 1 <= len(zone.subdivision) <= 8 and zone.subdivision.isalnum()
+    ):
+        raise ZoneError(f"subdivision must be a short code such as 57 or 2A, got {zone.subdivision!r}")
     if zone.fence is not None:
         for name in ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes",
                      "spike_hold_m"):

@@ -1,10 +1,11 @@
 """Import zones from CSV and GeoJSON, export GeoJSON. Bad rows are reported, good rows kept.
 
 CSV columns (header row required, order free; only ``name, lat, lng`` and one of ``profile``/``radius_m``
-are needed): ``id, name, lat, lng, profile, minutes, radius_m, tags, tz, country, store_id,
-dwell_after_s, accuracy_tolerance_m, exit_margin_m, enter_confirm_fixes, spike_hold_m``; ``tags`` are
-separated by ``;`` or ``|``; any other column goes to ``metadata``. Without an ``id`` the zone id is the
-``store_id``, else a stable UUID5 of name and position.
+are needed): ``id, name, lat, lng, profile, minutes, radius_m, tags, tz, country, subdivision,
+store_id, dwell_after_s, accuracy_tolerance_m, exit_margin_m, enter_confirm_fixes, spike_hold_m``;
+``tags`` are separated by ``;`` or ``|``; any other column goes to ``metadata``. Without an ``id`` the
+zone id is the ``store_id``, else a stable UUID5 of name and position. Without a ``subdivision`` it is
+derived from the position where ``zones.subdivisions`` lists one (Alsace-Moselle).
 
 Travel-time zones: a ``method`` (``isochrone`` or ``circle``) and/or ``mode`` (``walk``, ``drive``, ``auto``)
 column sizes the zone by ``minutes`` (default 5) of travel from the street extract passed as ``extract``
@@ -20,6 +21,7 @@ the 1-based feature number.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -37,7 +39,7 @@ from zones.travel_record import Travel
 
 _FENCE = ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes", "spike_hold_m")
 _KNOWN = {"id", "name", "lat", "lng", "profile", "minutes", "radius_m", "tags", "tz", "country", "store_id"}
-_KNOWN |= set(_FENCE) | {"mode", "method", "travel"}
+_KNOWN |= set(_FENCE) | {"mode", "method", "travel", "subdivision"}
 _NS = uuid.UUID("6f1d6c43-2b1e-4d7e-9d6c-0a7c1f1e5a10")
 
 
@@ -212,9 +214,20 @@ def _zone_from_props(props: Mapping[str, Any], geom: Mapping[str, Any] | None, e
         fence=FenceSettings(**fence_v) if fence_v else None,
         profile=profile,
         minutes=minutes if minutes is not None or profile is None else 5.0,
+        subdivision=_s(props.get("subdivision")) or None,
         travel=travel,
     )
-    return validate_zone(zone)
+    return with_subdivision(validate_zone(zone))
+
+
+def with_subdivision(zone: Zone) -> Zone:
+    """The zone with its subdivision derived from its position when none was given."""
+    if zone.subdivision is not None:
+        return zone
+    from zones.subdivisions import derived_subdivision
+
+    derived = derived_subdivision(zone)
+    return zone if derived is None else dataclasses.replace(zone, subdivision=derived)
 
 
 def _position(props: Mapping[str, Any], geom: Mapping[str, Any] | None) -> tuple[float, float]:

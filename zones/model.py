@@ -59,6 +59,9 @@ class Zone:
     fence: FenceSettings | None = None
     profile: str | None = None
     minutes: float | None = None
+    # Where the rules differ inside the country (FR "57", "67", "68": more public holidays); see
+    # zones/subdivisions.py for how it is derived from the position when not given.
+    subdivision: str | None = None
     travel: Travel | None = None  # sized by travel time (zones.travel): mode, minutes, extract, fallback
 
     def __hash__(self) -> int:  # metadata/geojson are dicts: hash by id (equal zones have equal ids)
@@ -86,6 +89,7 @@ class Zone:
             else {f.name: getattr(self.fence, f.name) for f in fields(self.fence)},
             "profile": self.profile,
             "minutes": self.minutes,
+            "subdivision": self.subdivision,
             "travel": None if self.travel is None else self.travel.to_dict(),
         }
 
@@ -120,6 +124,9 @@ class Zone:
             profile = d.get("profile")
             if profile is not None and not isinstance(profile, str):
                 raise ZoneError("profile must be a string")
+            subdivision = d.get("subdivision")
+            if subdivision is not None and not isinstance(subdivision, str):
+                raise ZoneError("subdivision must be a string")
             store_id = d.get("store_id")
             if store_id is not None and not isinstance(store_id, str):
                 store_id = str(store_id)
@@ -135,6 +142,7 @@ class Zone:
                 fence=fence,
                 profile=profile,
                 minutes=minutes,
+                subdivision=subdivision or None,
                 travel=None if d.get("travel") is None else Travel.from_dict(d["travel"]),
             )
         except ZoneError:

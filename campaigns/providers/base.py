@@ -57,6 +57,12 @@ class RetryableError(ProviderError):
         self.retry_after_s = retry_after_s
 
 
+class OutcomeUnknown(ProviderError):
+    """The request may have reached the provider but its answer did not reach us (read timeout, a
+    connection dropped after the request was written). Sending again could reach the person twice:
+    the outbox settles such a send by asking the provider (``lookup``) or drops it (``ambiguous_send``)."""
+
+
 class PermanentError(ProviderError):
     """Retrying will not help (bad payload, configuration, content rejected)."""
 
@@ -86,10 +92,20 @@ UNSUBSCRIBED = "unsubscribed"
 class NotificationProvider(Protocol):
     """``send_budget_s``: the longest one ``send`` can take, timeouts and the SDK's own retries included.
     The dispatcher starts a send only while its lease on the row has that long left, so a slow provider
-    can never make two dispatchers send the same row."""
+    can never make two dispatchers send the same row.
+
+    ``send`` raises ``OutcomeUnknown`` whenever the request may have arrived without an answer; it never
+    retries such a request itself. A provider that can list what it accepted also has
+    ``lookup(msg, since) -> SendResult | None`` (see ``Reconciler``)."""
 
     name: str
     channel: Channel
     send_budget_s: float
 
     def send(self, msg: OutboundMessage) -> SendResult: ...
+
+
+class Reconciler(Protocol):
+    """A provider that can tell whether a message it may have accepted exists (Twilio's message list)."""
+
+    def lookup(self, msg: OutboundMessage, since: datetime) -> SendResult | None: ...

@@ -21,6 +21,7 @@ from campaigns.providers.base import (
     TOKEN_UNREGISTERED,
     UNSUBSCRIBED,
     InvalidRecipient,
+    OutcomeUnknown,
     PermanentError,
     ProviderError,
     RetryableError,
@@ -66,6 +67,39 @@ def parse_retry_after(value: str | None, *, at: Any = None) -> float | None:
     return max(0.0, (when - at).total_seconds())
 
 
+# --- transport ---------------------------------------------------------------------------------
+
+
+def may_have_arrived(exc: BaseException) -> bool:
+    """False only when the request surely never left: no connection was made (connect timeout, refused,
+    name not resolved). A read timeout or a connection dropped later may follow a request the provider
+    received and acted on."""
+    import urllib3.exceptions
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        seen: set[int] = set()
+        todo: list[object] = [exc]
+        while todo:  # requests wraps urllib3's MaxRetryError, whose ``reason`` is the cause
+            err = todo.pop()
+            if err is None or id(err) in seen:
+                continue
+            seen.add(id(err))
+            if isinstance(err, urllib3.exceptions.NewConnectionError):
+                return False
+            if isinstance(err, BaseException):
+                todo.extend([*err.args, getattr(err, "reason", None), err.__cause__, err.__context__])
+    return True
+
+
+def from_transport(exc: requests.RequestException, service: str) -> ProviderError:
+    if may_have_arrived(exc):
+        text = f"{service}: no answer ({type(exc).__name__}); the request may have arrived"
+        return OutcomeUnknown(text, code="outcome_unknown")
+    return RetryableError(f"{service} transport error: {type(exc).__name__}")
+
+
 # --- FCM --------------------------------------------------------------------------------------
 
 
@@ -86,8 +120,11 @@ def from_fcm(exc: Exception) -> ProviderError:
         return exc
     if not isinstance(exc, fb_exceptions.FirebaseError):
         if isinstance(exc, requests.RequestException):
-            return RetryableError(f"FCM transport error: {type(exc).__name__}")
+            return from_transport(exc, "FCM")
         return PermanentError(f"FCM: {type(exc).__name__}: {scrub(str(exc))}")
+    cause = getattr(exc, "cause", None)
+    if exc.http_response is None and isinstance(cause, requests.RequestException):
+        return from_transport(cause, "FCM")  # the SDK's DeadlineExceeded / Unavailable without an answer
     message = f"FCM {exc.code}: {scrub(str(exc))}"
     status = getattr(exc.http_response, "status_code", None)
     if isinstance(exc, messaging.UnregisteredError):
@@ -122,7 +159,7 @@ def from_twilio(exc: Exception, *, sender: str | None) -> ProviderError:
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, requests.RequestException):
-        return RetryableError(f"Twilio transport error: {type(exc).__name__}")
+        return from_transport(exc, "Twilio")
     if isinstance(exc, TwilioRestException):
         status, code, text = exc.status, exc.code, exc.msg
     elif isinstance(exc, TwilioServiceException):

@@ -20,6 +20,10 @@ Why these choices:
   again. The provider gives the SDK a request timeout (``settings.fcm.timeout_s``) and ``SEND_RETRY``,
   which retries 500/503 twice with short backoff and leaves ``Retry-After`` to the outbox (the error
   carries it, the row is rescheduled), so one send takes at most ``send_budget_s``.
+- **No blind retry.** ``SEND_RETRY`` repeats a request only when it surely did not arrive (no connection)
+  or when FCM answered 500/503 (not accepted). A read timeout or a connection dropped after the request
+  was written is never repeated: FCM may have accepted it, and there is no way to ask. The send raises
+  ``OutcomeUnknown`` and the outbox drops it with the reason ``ambiguous_send``.
 """
 
 from __future__ import annotations
@@ -47,9 +51,10 @@ from campaigns.providers.errors import from_fcm
 
 MAX_SEND_EACH = 500  # firebase-admin raises ValueError above this
 FCM_BASE_URL = "https://fcm.googleapis.com"
-# At most three attempts: connection and read errors once each, 500/503 twice; sleeps 0 s then 1 s.
+# At most three attempts: a failed connection once, 500/503 twice; sleeps 0 s then 1 s. Never after a
+# read error (read=0, other=0): the POST may have been accepted (see "No blind retry").
 SEND_RETRY = Retry(
-    total=2, connect=1, read=1, status=2, status_forcelist=[500, 503], backoff_factor=0.5,
+    total=2, connect=1, read=0, other=0, status=2, status_forcelist=[500, 503], backoff_factor=0.5,
     allowed_methods=None, raise_on_status=False, respect_retry_after_header=False,
 )
 
@@ -63,13 +68,17 @@ def send_budget_s(timeout_s: float, retry: Retry = SEND_RETRY) -> float:
     return (retries + 1) * 2 * timeout_s + sleeps
 
 
-def bound_sdk_retries(app: firebase_admin.App) -> None:
+def bound_sdk_retries(app: firebase_admin.App, base_url: str = FCM_BASE_URL) -> None:
     """Give the app's FCM session ``SEND_RETRY`` instead of the SDK's default policy (see the module
-    docstring). Private firebase-admin API (``_get_messaging_service``, ``_client.session``), pinned with
-    the SDK's minor version; tests/campaigns/test_providers_fcm_seam.py fails loudly when it moves."""
-    session = messaging._get_messaging_service(app)._client.session
-    session.mount(FCM_BASE_URL, requests.adapters.HTTPAdapter(pool_connections=100, pool_maxsize=100,
-                                                              max_retries=SEND_RETRY))
+    docstring), and send to ``base_url`` (an FCM emulator or a loopback fake; default the real FCM).
+    Private firebase-admin API (``_get_messaging_service``, ``_fcm_url``, ``_client.session``), pinned
+    with the SDK's minor version; tests/campaigns/test_providers_fcm_seam.py fails loudly when it moves."""
+    service = messaging._get_messaging_service(app)
+    base_url = base_url.rstrip("/")
+    if base_url != FCM_BASE_URL:
+        service._fcm_url = base_url + service._fcm_url[len(FCM_BASE_URL):]
+    adapter = requests.adapters.HTTPAdapter(pool_connections=100, pool_maxsize=100, max_retries=SEND_RETRY)
+    service._client.session.mount(base_url, adapter)
 
 
 def collapse_id(idempotency_key: str) -> str:
@@ -141,6 +150,7 @@ class FcmProvider:
         batch_size: int = 100,
         timeout_s: float = 5.0,
         app_name: str | None = None,
+        base_url: str = FCM_BASE_URL,
         clock: Callable[[], datetime],  # the service's clock.now: adapters read the wall clock there
     ) -> None:
         if not 1 <= batch_size <= MAX_SEND_EACH:
@@ -153,7 +163,7 @@ class FcmProvider:
         self.app = firebase_admin.initialize_app(
             credential, options, name=app_name or f"geofence-fcm-{uuid.uuid4().hex[:12]}"
         )
-        bound_sdk_retries(self.app)
+        bound_sdk_retries(self.app, base_url)
         self.send_budget_s = send_budget_s(timeout_s)
         self.target = target
         self.batch_size = batch_size
@@ -177,6 +187,7 @@ class FcmProvider:
             target=fcm.target_field,
             batch_size=fcm.batch_size,
             timeout_s=fcm.timeout_s,
+            base_url=fcm.base_url,
             **overrides,
         )
 

@@ -11,6 +11,9 @@
 - **Bounded sends.** The SDK's own HTTP client waits forever by default; the provider gives it
   ``settings.twilio.timeout_s`` (and no retries: a failure is retried by the outbox), so one send takes
   at most ``send_budget_s`` and never outlives the dispatcher's lease on the row.
+- **Unknown outcomes.** A send that timed out after the request left raises ``OutcomeUnknown``; the
+  outbox later asks ``lookup`` (the Messages list filtered by recipient, sender and date) whether
+  Twilio accepted it, instead of sending it again.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from twilio.base import values
 from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -30,6 +34,7 @@ from campaigns.providers.base import Channel, OutboundMessage, PermanentError, S
 from campaigns.providers.errors import from_twilio
 
 STATUS_CALLBACK_PATH = "/v1/deliveries/twilio/status"
+_UNSET = values.unset
 MAX_VALIDITY_S = 36000  # Twilio's range is 1..36000 s (10 h)
 MIN_VALIDITY_S = 5  # below this the message would expire inside Twilio's own queue
 
@@ -138,6 +143,7 @@ class TwilioSmsProvider:
         validity_period_s: int = 3600,
         http_client: HttpClient | None = None,
         timeout_s: float = 10.0,
+        base_url: str | None = None,
         clock: Callable[[], datetime],  # the service's clock.now: adapters read the wall clock there
     ) -> None:
         if not timeout_s > 0:
@@ -145,6 +151,8 @@ class TwilioSmsProvider:
         if http_client is None:
             http_client = TwilioHttpClient(timeout=timeout_s)
         self.client = Client(account_sid, auth_token, http_client=http_client)
+        if base_url:  # a Twilio-compatible test server; the default is https://api.twilio.com
+            self.client.api.base_url = base_url.rstrip("/")
         self.send_budget_s = 2 * timeout_s  # one attempt: connecting, then waiting for the answer
         self.sender = sender
         self.status_callback_url = status_callback_url
@@ -164,6 +172,7 @@ class TwilioSmsProvider:
             status_callback_url=callback,
             validity_period_s=tw.validity_period_s,
             timeout_s=tw.timeout_s,
+            base_url=tw.base_url,
             **overrides,
         )
 
@@ -182,3 +191,32 @@ class TwilioSmsProvider:
             raise from_twilio(exc, sender=self.sender.scope) from exc
         status = TWILIO_STATUS.get(str(message.status or "queued"), "queued")
         return SendResult(provider_message_id=str(message.sid), accepted_at=at, status=status)
+
+    def lookup(self, msg: OutboundMessage, since: datetime) -> SendResult | None:
+        """The message Twilio accepted for this delivery since ``since``, if any.
+
+        Lists the recipient's messages from our sender (Twilio filters ``DateSent`` by day, so the
+        day before ``since`` is included and the creation time is checked here) and matches the body.
+        A message still queued has no ``date_sent`` yet and may be missed: the outbox then drops the
+        delivery as ``ambiguous_send`` rather than send it again.
+        """
+        try:
+            found = self.client.messages.list(
+                to=msg.to,
+                from_=self.sender.from_number or _UNSET,
+                date_sent_after=since - timedelta(days=1),
+                limit=50,
+            )
+        except Exception as exc:
+            raise from_twilio(exc, sender=self.sender.scope) from exc
+        for message in found:
+            created = message.date_created
+            if message.body != msg.body or (created is not None and created < since - timedelta(seconds=5)):
+                continue
+            if self.sender.messaging_service_sid and message.messaging_service_sid not in (
+                None, self.sender.messaging_service_sid
+            ):
+                continue
+            status = TWILIO_STATUS.get(str(message.status or "queued"), "queued")
+            return SendResult(provider_message_id=str(message.sid), accepted_at=created, status=status)
+        return None

@@ -74,7 +74,10 @@ class Suppression(SQLModel, table=True):
     phone_hash: str = Field(primary_key=True)
     channel: str = Field(default="sms", primary_key=True)
     reason: str
-    created_at: datetime = utc_column(nullable=False)
+    created_at: datetime = utc_column(nullable=False, index=True)
+    # For operators (``GET /v1/suppressions``): the number as the STOP came in, masked. None after an
+    # erasure, which keeps only the keyed hash.
+    phone_masked: str | None = None
 
 
 class InboundMessage(SQLModel, table=True):
@@ -98,6 +101,8 @@ class InboundMessage(SQLModel, table=True):
     keyword: str | None = None
     needs_review: bool = Field(default=False, index=True)
     reviewed_at: datetime | None = utc_column()
+    review_decision: str | None = None  # opt_out | dismiss (a person read it), or reviewed
+    reviewed_by: str | None = None  # "key:<api key id>"
     body: str | None = None  # only when needs_review
     locale: str | None = None  # language of the reply
     replied: bool = False

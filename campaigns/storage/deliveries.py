@@ -49,7 +49,7 @@ class Delivery(SQLModel, table=True):
     channel: str  # push | sms
     provider: str | None = None
     status: str = Field(default=PENDING, index=True)
-    reason: str | None = None  # why skipped / deferred / cancelled
+    reason: str | None = Field(default=None, index=True)  # why skipped / deferred / cancelled / ambiguous
     locale: str | None = None
     title: str | None = None
     body: str | None = None
@@ -58,6 +58,9 @@ class Delivery(SQLModel, table=True):
     expires_at: datetime | None = utc_column()
     lease_until: datetime | None = utc_column()
     leased_by: str | None = None
+    # Committed right before the provider call: a row with this set and no result may have reached the
+    # person, so it is settled (provider lookup or ``ambiguous_send``), never sent again blindly.
+    send_started_at: datetime | None = utc_column()
     attempts: int = 0
     provider_message_id: str | None = Field(default=None, index=True)
     error_code: str | None = None

@@ -14,6 +14,12 @@ DELIVERIES = Counter(
     "geofence_deliveries_total", "Delivery status changes by status and channel.", ["status", "channel"],
     registry=REGISTRY,
 )
+AMBIGUOUS_SENDS = Counter(
+    "geofence_ambiguous_sends_total",
+    "Sends whose outcome was unknown (no answer), and how they were settled: reconciled from the"
+    " provider's list or dropped as ambiguous_send (never sent again).",
+    ["channel", "outcome"], registry=REGISTRY,
+)
 DECISIONS = Counter(
     "geofence_decisions_total", "Send decisions by outcome and reason.", ["outcome", "reason"],
     registry=REGISTRY,
@@ -47,3 +53,6 @@ class PrometheusCampaignMetrics:
 
     def outbox_waiting(self, count: int) -> None:
         OUTBOX_WAITING.set(count)
+
+    def ambiguous_send(self, channel: str, outcome: str) -> None:
+        AMBIGUOUS_SENDS.labels(channel, outcome).inc()

@@ -63,6 +63,7 @@ class FcmSettings(BaseModel):
     # Per request, to connect and again to answer; with the provider's retries it bounds one send
     # (campaigns.providers.fcm.send_budget_s: 31 s at 5 s), which must fit in scheduler.lease_s.
     timeout_s: float = Field(default=5.0, gt=0)
+    base_url: str = "https://fcm.googleapis.com"  # an FCM emulator or test fake; default the real FCM
 
 
 class TwilioSettings(BaseModel):
@@ -73,6 +74,7 @@ class TwilioSettings(BaseModel):
     status_callback_url: str | None = None
     validity_period_s: int = 3600
     timeout_s: float = Field(default=10.0, gt=0)  # per request, to connect and again to answer (no retries)
+    base_url: str | None = None  # a Twilio-compatible test server; None = https://api.twilio.com
     stop_number: str | None = None  # the short number customers reply STOP to (FR: a 36xxx code)
     warn_above_segments: int = 2  # campaign save warns when an SMS needs more segments than this
 

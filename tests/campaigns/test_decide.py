@@ -193,6 +193,20 @@ def test_sms_deferred_over_alsace_good_friday() -> None:
     assert moselle.until == datetime(2026, 4, 4, 8, 0, tzinfo=UTC)  # Saturday 10:00
 
 
+def test_a_store_in_moselle_sends_no_sms_on_good_friday_even_to_a_recipient_in_paris() -> None:
+    c = campaign(channel="sms", windows=[], out_of_window={"mode": "defer", "max_delay_s": 3 * 86400})
+    metz = ZONE.model_copy(update={"id": "metz", "subdivision": "57", "lat": 49.1193, "lng": 6.1757})
+    with freeze_time("2026-04-03 09:00:00+00:00"):  # Good Friday 11:00
+        from_metz = decide_now(c, recipient(subdivision=None), zone=metz)
+        from_paris = decide_now(c, recipient(subdivision=None))
+    assert isinstance(from_paris, Send)  # neither the store's place nor the recipient's has the holiday
+    assert isinstance(from_metz, Defer)  # the store's place does
+    assert from_metz.until == datetime(2026, 4, 4, 8, 0, tzinfo=UTC)  # Saturday 10:00
+    with freeze_time("2026-12-26 10:00:00+00:00"):  # St Stephen's Day, a Saturday, 11:00
+        strasbourg = metz.model_copy(update={"subdivision": "67"})
+        assert isinstance(decide_now(c, recipient(subdivision=None), zone=strasbourg), Defer)
+
+
 @pytest.mark.parametrize(
     ("consents", "reason"),
     [

@@ -66,7 +66,7 @@ def test_accents_ignored_for_help_and_opt_in_too(body):
 @pytest.mark.parametrize(
     "body",
     ["stopwatch", "unstoppable", "nonstop", "STOP2", "stopping", "Stopped", "endless", "quite", "cancelled",
-     "removed", "arretez", "information", "helpful", "yesterday", "starting", "opt", "out", "",
+     "removed", "information", "helpful", "yesterday", "starting", "opt", "out", "",
      "   ", "!!!", "🙂", "Thanks, see you at the store"],
 )  # fmt: skip
 def test_words_that_only_contain_a_keyword_never_match(body):
@@ -161,3 +161,47 @@ def test_an_opt_out_word_among_up_to_three_others_always_opts_out(keyword, other
 
 def test_words_split_on_punctuation_and_keep_digits():
     assert words(normalise("Stop, merci!! 2x")) == ["stop", "merci", "2x"]
+
+
+# --- stop requests in plain words (campaigns.stop_phrases) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [("Please don't text me again", "dont_text_me"), ("Do not send me any more messages", "dont_send_me"),
+     ("No more texts!", "no_more_texts"), ("Remove me from your list", "remove_me"),
+     ("Désabonnez-moi svp", "desabonnez_moi"),
+     ("Je ne veux plus recevoir vos offres", "ne_veux_plus_recevoir"),
+     ("Arrêtez de m'envoyer des pubs", "arretez_de_m_envoyer"),
+     ("Ne m’envoyez plus rien", "ne_m_envoyez_plus"),
+     ("merci de ne plus m'envoyer de sms", "ne_plus_m_envoyer"),
+     ("Retirez mon numéro de votre liste", "retirez_moi_de_la_liste"),
+     ("I don't want your texts", "i_dont_want"),
+     ("Hello, please stop texting me, I never signed up for any of this", "stop_texting_me")],
+)  # fmt: skip
+def test_sure_stop_phrasings_opt_out_at_once_without_a_keyword(body, phrase):
+    found = match(body)
+    assert found.intent is Intent.OPT_OUT
+    assert found.keyword == f"phrase:{phrase}"
+    assert not found.needs_review
+
+
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [("Laissez-moi tranquille", "leave_me_alone"), ("Plus de SMS svp", "plus_de"),
+     ("Arrêtez !", "arretez"),
+     ("j'en ai marre de vos messages", "enough"), ("How did you get my number?", "how_my_number"),
+     ("Ça ne m'intéresse pas", "not_interested"), ("c'est du spam", "spam"),
+     ("wrong number", "wrong_number")],
+)  # fmt: skip
+def test_plain_but_unsure_stop_requests_go_to_review_and_change_nothing(body, phrase):
+    found = match(body)
+    assert found.intent is Intent.NONE
+    assert found.needs_review and found.keyword == f"phrase:{phrase}"
+
+
+@pytest.mark.parametrize("body", ["Merci, à demain", "see you at the shop", "plus de croissants demain ?",
+                                  "send me more offers", "I love your texts"])
+def test_ordinary_replies_are_not_stop_requests(body):
+    found = match(body)
+    assert found.intent is Intent.NONE and not found.needs_review

@@ -14,6 +14,7 @@ from campaigns.providers.base import (
     Channel,
     InvalidRecipient,
     OutboundMessage,
+    OutcomeUnknown,
     PermanentError,
     RetryableError,
     SendResult,
@@ -188,20 +189,34 @@ def test_a_503_retry_after_is_not_waited_for(provider, fcm):
     assert len(fcm.requests) == 3
 
 
-def test_a_silent_endpoint_costs_at_most_the_send_budget():
+def test_a_silent_endpoint_is_an_unknown_outcome_never_retried_by_the_sdk():
     with FakeFcmServer(delay_s=1.5) as silent:
         p = FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, timeout_s=0.2, clock=lambda: AT)
         point_app_at(p.app, silent)
         try:
             started = time.monotonic()
-            with pytest.raises(RetryableError) as info:
+            with pytest.raises(OutcomeUnknown) as info:
                 p.send(push())
             took = time.monotonic() - started
+            time.sleep(1.6)  # a retry would arrive while the first request is still held
         finally:
             p.close()
     assert took < p.send_budget_s == send_budget_s(0.2)
-    assert info.value.code == "UNAVAILABLE"  # the SDK reports a read timeout retried out as such
-    assert silent.max_in_flight >= 2  # the read timeout was retried once, while the first still waited
+    assert info.value.code == "outcome_unknown"  # FCM may have accepted it: the outbox must not resend
+    assert silent.arrived == 1  # the read timeout was not retried: the POST may have arrived
+
+
+def test_a_refused_connection_is_retryable_it_never_left():
+    with FakeFcmServer() as gone:
+        url = gone.base_url
+    p = FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, timeout_s=0.5, clock=lambda: AT,
+                    base_url=url)
+    try:
+        with pytest.raises(RetryableError) as info:
+            p.send(push())
+    finally:
+        p.close()
+    assert not isinstance(info.value, OutcomeUnknown)
 
 
 def test_the_send_budget_counts_every_attempt_and_backoff():

@@ -17,6 +17,7 @@ from campaigns.providers.base import (
     Channel,
     InvalidRecipient,
     OutboundMessage,
+    OutcomeUnknown,
     PermanentError,
     RetryableError,
 )
@@ -221,10 +222,14 @@ def test_non_json_5xx_is_retryable(fake):
     assert info.value.code == "502"
 
 
-def test_timeouts_are_retryable(fake):
+def test_a_read_timeout_is_an_unknown_outcome_a_connect_timeout_is_retryable(fake):
     fake.queue(requests.exceptions.ReadTimeout("read timed out"))
-    with pytest.raises(RetryableError):
+    with pytest.raises(OutcomeUnknown):  # Twilio may have created the message: never resend blindly
         make_provider(fake).send(sms())
+    fake.queue(requests.exceptions.ConnectTimeout("connect timed out"))
+    with pytest.raises(RetryableError) as info:
+        make_provider(fake).send(sms())
+    assert not isinstance(info.value, OutcomeUnknown)
 
 
 def test_from_settings_builds_the_default_callback_url(fake):
@@ -287,7 +292,7 @@ def test_a_silent_twilio_costs_at_most_the_send_budget():
     with FakeTwilioServer(delay_s=1.5) as twilio:
         point_provider_at(provider, twilio)
         started = time.monotonic()
-        with pytest.raises(RetryableError):
+        with pytest.raises(OutcomeUnknown):
             provider.send(sms())
         took = time.monotonic() - started
     assert took < provider.send_budget_s

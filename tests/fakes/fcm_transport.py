@@ -17,22 +17,27 @@ The seam (``point_app_at``) is private firebase-admin API, pinned by ``firebase-
 ``tests/campaigns/test_providers_fcm_seam.py`` fails loudly when any of these move.
 
 Credentials: ``AnonymousCredential`` yields google-auth ``AnonymousCredentials``: no OAuth token is ever
-fetched and no ``Authorization`` header is sent, so nothing reaches Google.
+fetched and no ``Authorization`` header is sent, so nothing reaches Google. For a real worker process,
+``service_account_file`` writes a service-account JSON whose ``token_uri`` is this fake's ``/token``.
+
+``accepted`` counts the messages the fake accepted per recipient (answered or not: a client that timed
+out on a held request still had its message accepted).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import google.auth.credentials
 import requests.adapters
 from firebase_admin import credentials, messaging
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import Chaos, LoopbackServer
 
 PROJECT = "demo-test"
 FCM_SEND_URL = "https://fcm.googleapis.com/v1/projects/{}/messages:send"
@@ -109,11 +114,19 @@ class FakeFcmServer(LoopbackServer):
     name = "fake-fcm"
     content_type = "application/json; charset=UTF-8"
 
-    def __init__(self, *, delay_s: float = 0.0) -> None:  # delay: concurrent sends overlap, are counted
+    def __init__(self, *, delay_s: float = 0.0, chaos: Chaos | None = None) -> None:
+        # delay: concurrent sends overlap, are counted
         self.requests: list[Recorded] = []
+        self.accepted: Counter[str] = Counter()
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self._counter = 0
-        super().__init__(delay_s=delay_s)
+        super().__init__(delay_s=delay_s, chaos=chaos)
+
+    def _chaotic(self, path: str) -> bool:
+        return _SEND_PATH.match(path) is not None
+
+    def _unavailable(self) -> Any:
+        return unavailable().body
 
     def send_url(self, project: str) -> str:
         return f"{self.base_url}/v1/projects/{project}/messages:send"
@@ -127,6 +140,9 @@ class FakeFcmServer(LoopbackServer):
         return [r for r in self.requests if r.recipient == recipient]
 
     def _reply_for(self, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        if path == "/token":  # google-auth's service-account token exchange
+            token = {"access_token": "fake-access-token", "expires_in": 3600, "token_type": "Bearer"}
+            return Reply(200, token)
         match = _SEND_PATH.match(path)
         if match is None:
             return Reply(404, fcm_error(404, "NOT_FOUND", None, f"{path} was not found"))
@@ -141,6 +157,7 @@ class FakeFcmServer(LoopbackServer):
             if queue:
                 return queue.popleft()
             self._counter += 1
+            self.accepted[recorded.recipient or ""] += 1
             name = f"projects/{match['project']}/messages/{self._counter}"
         return Reply(200, {"name": name})
 
@@ -164,3 +181,20 @@ def point_app_at(app: Any, server: FakeFcmServer, project: str = PROJECT) -> Non
     retry = session.get_adapter(FCM_SEND_URL.format(project)).max_retries.new(backoff_factor=0)
     adapter = requests.adapters.HTTPAdapter(pool_connections=100, pool_maxsize=100, max_retries=retry)
     session.mount(server.base_url, adapter)  # same pool size as the SDK's FCM adapter
+
+
+def service_account_file(path: Path, server: FakeFcmServer, project: str = PROJECT) -> Path:
+    """A service-account JSON (a fresh RSA key) whose token exchange goes to the fake, not Google."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": project, "private_key_id": "fake", "private_key": pem,
+        "client_email": f"fake@{project}.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": f"{server.base_url}/token",
+    }))
+    return path

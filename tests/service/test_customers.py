@@ -521,3 +521,35 @@ def test_odd_text_anywhere_is_a_4xx_never_a_500(api):
         json={"purpose": "push_marketing", "granted": True, "occurred_at": "0001-01-01T00:00:00+14:00"},
     )
     assert r.status_code == 422
+
+
+# --- country and time zone from the number ------------------------------------------------------
+
+
+def test_a_new_customer_with_only_a_us_number_is_placed_in_the_us_and_its_time_zone(api):
+    from campaigns.legal_hours import legal_schedule, recipient_zones
+
+    us = api.post("/v1/customers", json={"crm_id": "us-1", "phone": "+1 212 555 1234"}).json()
+    assert (us["country"], us["tz"]) == ("US", "America/New_York")
+    # 04:00 in New York (09:00 UTC, 10:00 in Paris): no marketing SMS may go out
+    zones = recipient_zones(us["tz"], "+12125551234", fallback="Europe/Paris")
+    sms = legal_schedule("sms", country=us["country"], subdivision=None, zones=zones)
+    assert sms is not None and not sms.is_open(datetime(2026, 11, 24, 9, 0, tzinfo=UTC))
+    assert sms.is_open(datetime(2026, 11, 24, 15, 0, tzinfo=UTC))  # 10:00 in New York
+    west = api.post("/v1/customers", json={"crm_id": "us-2", "phone": "+1 208 555 0100"}).json()
+    assert west["tz"] == "America/Los_Angeles"  # area code 208 spans two zones: the westernmost
+    overseas = api.post("/v1/customers", json={"crm_id": "gp-1", "phone": "+590 690 00 11 22"}).json()
+    assert (overseas["country"], overseas["tz"]) == ("FR", "America/Guadeloupe")
+
+
+def test_country_and_time_zone_given_explicitly_are_kept(api):
+    given = api.post("/v1/customers",
+                     json={"crm_id": "us-3", "phone": "+12125551234", "tz": "America/Chicago"})
+    assert (given.json()["country"], given.json()["tz"]) == ("US", "America/Chicago")
+    both = api.post("/v1/customers", json={"crm_id": "us-4", "phone": "+12125551234", "country": "CA",
+                                           "tz": "America/Toronto"}).json()
+    assert (both["country"], both["tz"]) == ("CA", "America/Toronto")
+    french = api.post("/v1/customers", json={"crm_id": "fr-1", "phone": "06 12 34 56 78"}).json()
+    assert (french["country"], french["tz"]) == ("FR", "Europe/Paris")
+    nobody = api.post("/v1/customers", json={"crm_id": "none"}).json()
+    assert (nobody["country"], nobody["tz"]) == ("FR", "Europe/Paris")  # the operator's defaults

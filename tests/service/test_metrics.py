@@ -61,3 +61,19 @@ def test_metrics_still_served_when_the_database_is_gone(settings, tmp_path):
     with TestClient(app) as client:
         r = client.get("/metrics")
     assert r.status_code == 200 and "geofence_fixes_total" in r.text
+
+
+def test_metrics_count_sends_without_an_answer_by_how_they_were_settled(secure_settings, engine):
+    app = create_app(secure_settings, engine=engine)
+    at = clock.now()
+    with session_scope(engine) as s:
+        reasons = ["ambiguous_send", "ambiguous_send", "reconciled", "outcome_unknown", "expired"]
+        for i, reason in enumerate(reasons):
+            row = _delivery(f"k{i}", SENT, at)
+            row.reason = reason
+            s.add(row)
+    with TestClient(app) as client:
+        samples = _samples(client.get("/metrics").text)
+    assert samples[("geofence_outbox_ambiguous", (("reason", "ambiguous_send"),))] == 2
+    assert samples[("geofence_outbox_ambiguous", (("reason", "reconciled"),))] == 1
+    assert samples[("geofence_outbox_ambiguous", (("reason", "outcome_unknown"),))] == 1

@@ -226,6 +226,27 @@ def test_admin_list_filters_and_pages(client, session):
     assert one["items"][0]["created_at"] in ("2026-11-23T10:00:04Z", "2026-11-23T10:00:04+00:00")
 
 
+def test_admin_list_shows_which_dispatcher_holds_a_row_until_when_and_ambiguous_sends(client, session):
+    from geofence.service import clock
+
+    now = clock.now()
+    until = now + timedelta(seconds=50)
+    add(session, 1, status="sending", leased_by="host-a:4242:140:abc123", lease_until=until,
+        send_started_at=now)
+    add(session, 2, status="failed", reason="ambiguous_send", leased_by="host-b:7:1:def",
+        lease_until=None, send_started_at=now - timedelta(minutes=3))
+    add(session, 3, status="sending", leased_by="host-c:9:1:old", lease_until=now - timedelta(seconds=5))
+    rows = {d["id"]: d for d in client.get("/v1/deliveries").json()["items"]}
+    assert rows["del-1"]["lease_holder"] == "host-a:4242:140"
+    assert rows["del-1"]["lease_until"].startswith(until.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert rows["del-1"]["send_started_at"] is not None
+    assert (rows["del-2"]["lease_holder"], rows["del-2"]["lease_until"]) == (None, None)  # finished
+    held = client.get("/v1/deliveries", params={"leased": "true"}).json()["items"]
+    assert [d["id"] for d in held] == ["del-1"]  # del-3's lease lapsed: any dispatcher may claim it
+    ambiguous = client.get("/v1/deliveries", params={"reason": "ambiguous_send"}).json()["items"]
+    assert [(d["id"], d["status"]) for d in ambiguous] == [("del-2", "failed")]
+
+
 @pytest.mark.parametrize(
     ("params", "status"),
     [

@@ -415,3 +415,98 @@ def test_keyword_lists_come_from_settings(engine, tmp_path):
     with Session(engine) as s:
         assert not uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
         assert len([e for e in uc.ledger(s, customer_id) if not e.granted]) == 1
+
+
+# --- the suppression list for operators ------------------------------------------------------------
+
+
+def test_operators_list_suppressions_masked_with_reason_and_time_including_unknown_numbers(client, engine):
+    from tests.conftest import make_key_headers
+
+    admin = make_key_headers(engine, "admin")
+    assert client.get("/v1/suppressions").status_code == 401
+    post(client, twilio_params("STOP", sender=US_PHONE))  # nobody we know: suppressed all the same
+    customer_id = customer_with_sms(engine)
+    with session_scope(engine) as s:
+        erase_customer(s, customer_id, at=AT, location=SqlLocationData())
+    response = client.get("/v1/suppressions", headers=admin)
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert US_PHONE not in response.text and FR_PHONE not in response.text  # never in clear
+    by_reason = {i["reason"]: i for i in items}
+    assert by_reason[uc.SUPPRESSED_BY_KEYWORD]["phone_masked"] == "+14*******71"
+    assert by_reason[uc.SUPPRESSED_BY_ERASURE]["phone_masked"] is None  # erasure keeps only the hash
+    assert by_reason[uc.SUPPRESSED_BY_ERASURE]["created_at"].startswith("2026-03-02T10:00:00")
+    one = client.get("/v1/suppressions", params={"phone": "+1 415 555 2671"}, headers=admin).json()["items"]
+    assert [i["reason"] for i in one] == [uc.SUPPRESSED_BY_KEYWORD]
+    erased = client.get("/v1/suppressions", params={"reason": uc.SUPPRESSED_BY_ERASURE}, headers=admin)
+    assert len(erased.json()["items"]) == 1
+    assert client.get("/v1/suppressions", params={"phone": "drop table"}, headers=admin).status_code == 422
+
+
+# --- stop requests in plain words: sure ones act, the others wait for a person ------------------
+
+
+def _sms_consent(engine, customer_id) -> bool:
+    with Session(engine) as s:
+        return uc.current_consent(s, customer_id, at=datetime.now(UTC))[Purpose.SMS_MARKETING]
+
+
+def test_a_sure_stop_phrasing_without_a_keyword_opts_out_at_once(client, engine):
+    customer_id = customer_with_sms(engine)
+    xml = reply_of(post(client, twilio_params("Bonjour, ne m'envoyez plus de messages svp")))
+    assert "désinscrit" in xml
+    assert _sms_consent(engine, customer_id) is False
+    with Session(engine) as s:
+        event = s.exec(select(ConsentEvent).where(ConsentEvent.granted == False)).one()  # noqa: E712
+        assert event.evidence["keyword"] == "phrase:ne_m_envoyez_plus"
+        assert s.get(Suppression, (phone_hash(FR_PHONE, KEY), "sms")).reason == uc.SUPPRESSED_BY_KEYWORD
+
+
+def test_a_plain_stop_request_is_queued_and_consent_untouched_until_a_person_opts_it_out(client, engine):
+    from tests.conftest import make_key_headers
+
+    admin = make_key_headers(engine, "admin")
+    customer_id = customer_with_sms(engine)
+    add_deliveries(engine, customer_id)
+    sid = "SM" + "7" * 32
+    assert "<Message" not in reply_of(post(client, twilio_params("Laissez-moi tranquille", sid=sid)))
+    assert _sms_consent(engine, customer_id) is True  # untouched while it waits for a person
+    queue = client.get("/v1/inbound-sms", params={"needs_review": "true"}, headers=admin).json()["items"]
+    assert [(m["message_sid"], m["body"], m["keyword"]) for m in queue] == [
+        (sid, "Laissez-moi tranquille", "phrase:leave_me_alone")
+    ]
+    waiting_before = delivery_statuses(engine)
+    decided = client.post(f"/v1/inbound-sms/{sid}/decision", json={"decision": "opt_out"}, headers=admin)
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["review_decision"] == "opt_out" and decided.json()["needs_review"] is False
+    assert _sms_consent(engine, customer_id) is False
+    after = delivery_statuses(engine)
+    assert waiting_before["sms-pending"] == PENDING and after["sms-pending"] == CANCELLED
+    assert after["sms-deferred"] == CANCELLED and after["push-pending"] == PENDING  # SMS only
+    with Session(engine) as s:
+        event = s.exec(select(ConsentEvent).where(ConsentEvent.granted == False)).one()  # noqa: E712
+        assert event.evidence == {"message_sid": sid, "phrase": "phrase:leave_me_alone", "reviewed": True}
+        assert event.recorded_by.startswith("key:")
+        assert s.get(Suppression, (phone_hash(FR_PHONE, KEY), "sms")).reason == uc.SUPPRESSED_BY_KEYWORD
+    again = client.post(f"/v1/inbound-sms/{sid}/decision", json={"decision": "dismiss"}, headers=admin)
+    assert again.status_code == 409
+    assert client.get("/v1/inbound-sms", params={"needs_review": "true"}, headers=admin).json()["items"] == []
+
+
+def test_a_dismissed_reply_changes_nothing_but_the_queue(client, engine):
+    from tests.conftest import make_key_headers
+
+    admin = make_key_headers(engine, "admin")
+    customer_id = customer_with_sms(engine)
+    sid = "SM" + "8" * 32
+    post(client, twilio_params("Plus de SMS comme ça, super offre !", sid=sid))
+    decided = client.post(f"/v1/inbound-sms/{sid}/decision", json={"decision": "dismiss"}, headers=admin)
+    assert decided.status_code == 200 and decided.json()["review_decision"] == "dismiss"
+    assert _sms_consent(engine, customer_id) is True
+    with Session(engine) as s:
+        assert s.get(Suppression, (phone_hash(FR_PHONE, KEY), "sms")) is None
+    bad = client.post(f"/v1/inbound-sms/{sid}/decision", json={"decision": "maybe"}, headers=admin)
+    assert bad.status_code == 422
+    unknown = client.post("/v1/inbound-sms/SMnope/decision", json={"decision": "dismiss"}, headers=admin)
+    assert unknown.status_code == 404

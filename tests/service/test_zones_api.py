@@ -89,3 +89,21 @@ def test_import_rejects_non_utf8_and_garbage_without_500(client):
                     headers={"content-type": "application/geo+json"})
     assert r.status_code in (200, 422)
     assert r.status_code != 500
+
+
+def test_a_zone_carries_its_subdivision_derived_from_its_position_unless_given(client):
+    metz = client.post("/v1/zones", json={"name": "Metz", "circle": {"lat": 49.1193, "lng": 6.1757,
+                                                                      "radius_m": 150}})
+    assert metz.status_code == 201 and metz.json()["zone"]["subdivision"] == "57"
+    given = client.post("/v1/zones", json={"name": "Border", "subdivision": "67",
+                                           "circle": {"lat": 49.1193, "lng": 6.1757, "radius_m": 150}})
+    assert given.json()["zone"]["subdivision"] == "67"  # explicit wins (a store near a border)
+    paris = client.post("/v1/zones", json={"name": "P", "circle": CIRCLE})
+    assert paris.json()["zone"]["subdivision"] is None
+    from campaigns.handler import load_zone
+    from geofence.service.db import session_scope
+
+    with session_scope(client.app.state.runtime.engine) as session:  # what the send decision reads
+        assert load_zone(session, metz.json()["id"]).subdivision == "57"
+    bad = client.post("/v1/zones", json={"name": "X", "subdivision": "5 7", "circle": CIRCLE})
+    assert bad.status_code == 422

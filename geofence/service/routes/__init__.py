@@ -12,6 +12,7 @@ ROUTER_MODULES = (
     "zones",
     "devices",
     "customers",
+    "suppressions",
     "twilio",
     "campaigns",
     "deliveries",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -131,6 +131,17 @@ class InboundPublic(BaseModel):
     needs_review: bool
     body: str | None
     received_at: datetime
+    review_decision: str | None = None  # opt_out | dismiss | reviewed, once a person looked at it
+    reviewed_by: str | None = None
+
+
+class ReviewDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["opt_out", "dismiss"] = Field(
+        description="opt_out: the reply asks to stop (suppress the number, withdraw sms_marketing);"
+        " dismiss: it does not (nothing changes)"
+    )
 
 
 def _fail(exc: uc.CustomerError) -> HTTPException:
@@ -325,6 +336,38 @@ def mark_reviewed(
     if row.reviewed_at is None:
         row.reviewed_at = clock.now()
         row.needs_review = False
+        row.review_decision = "reviewed"
         session.add(row)
         session.commit()
+    return InboundPublic.model_validate({**row.model_dump(), "received_at": as_utc(row.received_at)})
+
+
+@router.post(
+    "/v1/inbound-sms/{message_sid}/decision",
+    responses={
+        404: {"description": "No inbound SMS with this MessageSid"},
+        409: {"description": "A person already decided on this message"},
+    },
+)
+def decide_inbound(
+    message_sid: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]+$")],
+    body: ReviewDecision,
+    session: SessionDep,
+    principal: AdminPrincipal,
+) -> InboundPublic:
+    """Decide on a reply in the review queue: ``opt_out`` (it asks to stop) or ``dismiss``.
+
+    Consent is untouched until this decision; an opt-out withdraws ``sms_marketing`` for every customer
+    with that number, cancels their waiting SMS and suppresses the number (START by SMS lifts it)."""
+    from campaigns.inbound_sms import AlreadyDecided, decide_review
+
+    row = session.exec(select(InboundMessage).where(InboundMessage.message_sid == message_sid)).first()
+    if row is None:
+        raise HTTPException(404, f"unknown message {message_sid!r}")
+    try:
+        by = f"key:{principal.key_id}"
+        decide_review(session, row, decision=body.decision, at=clock.now(), decided_by=by)
+    except AlreadyDecided as exc:
+        raise HTTPException(409, str(exc)) from exc
+    session.commit()
     return InboundPublic.model_validate({**row.model_dump(), "received_at": as_utc(row.received_at)})

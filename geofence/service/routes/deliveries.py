@@ -26,7 +26,7 @@ from geofence.service.metrics import DELIVERIES
 from geofence.service.pagination import PageDep, Paginated
 from geofence.service.security import require_scope
 from geofence.service.tables._types import as_utc
-from geofence.service.tables.campaigns import DELIVERED, FAILED, SENT, UNDELIVERED, Delivery
+from geofence.service.tables.campaigns import DELIVERED, FAILED, SENDING, SENT, UNDELIVERED, Delivery
 from geofence.service.twilio_auth import verified_form
 
 router = APIRouter(tags=["deliveries"])
@@ -124,6 +124,12 @@ class DeliveryPublic(BaseModel):
     title: str | None
     body: str | None
     attempts: int
+    # The dispatcher ("host:pid:thread") holding the row while it is being sent, and until when.
+    lease_holder: str | None
+    lease_until: datetime | None
+    # Set when the provider was called: with the reason outcome_unknown / reconciled / ambiguous_send the
+    # send had no answer and was (or will be) settled without sending again.
+    send_started_at: datetime | None
     provider_message_id: str | None
     error_code: str | None
     last_error: str | None
@@ -136,8 +142,15 @@ class DeliveryPublic(BaseModel):
 
 
 def _public(row: Delivery) -> DeliveryPublic:
-    item = DeliveryPublic.model_validate(row)
-    for name in ("due_at", "expires_at", "created_at", "updated_at", "sent_at", "delivered_at"):
+    sending = row.status == SENDING
+    item = DeliveryPublic.model_validate(
+        row.model_dump() | {
+            "lease_holder": (row.leased_by or "").rsplit(":", 1)[0] or None if sending else None,
+            "lease_until": row.lease_until if sending else None,
+        }
+    )
+    for name in ("due_at", "expires_at", "created_at", "updated_at", "sent_at", "delivered_at", "lease_until",
+                 "send_started_at"):
         setattr(item, name, as_utc(getattr(item, name)))  # SQLite hands back naive UTC
     return item
 
@@ -148,6 +161,8 @@ def list_deliveries(
     page: PageDep,
     _principal: Annotated[object, Depends(require_scope("admin"))],
     status: Annotated[str | None, Query(max_length=32)] = None,
+    reason: Annotated[str | None, Query(max_length=64, description="e.g. ambiguous_send")] = None,
+    leased: Annotated[bool | None, Query(description="true: only rows a dispatcher holds now")] = None,
     channel: Annotated[str | None, Query(pattern="^(push|sms)$")] = None,
     campaign_id: Annotated[str | None, Query(max_length=64)] = None,
     customer_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -159,6 +174,7 @@ def list_deliveries(
     query = select(Delivery)
     for column, value in (
         (Delivery.status, status),
+        (Delivery.reason, reason),
         (Delivery.channel, channel),
         (Delivery.campaign_id, campaign_id),
         (Delivery.customer_id, customer_id),
@@ -167,6 +183,10 @@ def list_deliveries(
     ):
         if value is not None:
             query = query.where(col(column) == value)
+    if leased is not None:
+        now = clock.now()
+        held = (col(Delivery.status) == SENDING) & (col(Delivery.lease_until) > now)
+        query = query.where(held if leased else ~held)
     for bound in (created_from, created_to):
         if bound is not None and bound.tzinfo is None:
             raise HTTPException(400, "created_from / created_to need a time zone (e.g. 2026-11-23T10:00:00Z)")

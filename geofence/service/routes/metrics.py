@@ -12,6 +12,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from campaigns.in_flight import AMBIGUOUS_REASONS
 from geofence.service import clock, metrics
 from geofence.service.deps import RuntimeDep
 from geofence.service.event_log import refresh_consumer_gauges
@@ -28,8 +29,25 @@ OUTBOX_OLDEST_DUE_AGE = Gauge(
 )
 
 
+OUTBOX_AMBIGUOUS = Gauge(
+    "geofence_outbox_ambiguous",
+    "Deliveries whose send had no answer, by reason: outcome_unknown (waiting to be settled),"
+    " reconciled (the provider's list shows it sent), ambiguous_send (dropped, never sent again).",
+    ["reason"], registry=metrics.REGISTRY,
+)
+
+
 def refresh_outbox_gauges(session: Session, *, at: datetime) -> None:
     """Scrape-time gauges from the outbox table (the dispatcher may be another process)."""
+    ambiguous = dict(
+        session.exec(
+            select(Delivery.reason, func.count())
+            .where(col(Delivery.reason).in_(AMBIGUOUS_REASONS))
+            .group_by(col(Delivery.reason))
+        ).all()
+    )
+    for reason in AMBIGUOUS_REASONS:
+        OUTBOX_AMBIGUOUS.labels(reason=reason).set(int(ambiguous.get(reason, 0)))
     waiting = session.exec(
         select(func.count()).select_from(Delivery).where(col(Delivery.status).in_(WAITING_STATUSES))
     ).one()

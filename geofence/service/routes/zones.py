@@ -23,7 +23,8 @@ from geofence.service.tables._types import as_utc, new_id
 from geofence.service.tables.zones import ZoneRow
 from geofence.service.wiring.geofence import GeofenceService, zone_from_row
 from zones.errors import ZoneError
-from zones.io import read_zones_csv, read_zones_geojson, write_zones_geojson
+from zones.geometry import validate_zone
+from zones.io import read_zones_csv, read_zones_geojson, with_subdivision, write_zones_geojson
 from zones.model import Area, Circle, FenceSettings, Zone
 from zones.osm import StreetExtract
 from zones.sizing import PROFILES, size_zone
@@ -96,6 +97,11 @@ class ZoneIn(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=50)
     tz: str = "Europe/Paris"
     country: str = Field("FR", min_length=2, max_length=2)
+    subdivision: str | None = Field(
+        None, min_length=1, max_length=8, pattern=r"^[A-Za-z0-9]+$",
+        description="e.g. 57, 67, 68 (Alsace-Moselle: more public holidays); derived from the position"
+        " when not given (zones/subdivisions.py)",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
     fence: FenceIn | None = None
 
@@ -171,11 +177,12 @@ def to_zone(body: ZoneIn, zone_id: str, extract: StreetExtract | None = None) ->
         geometry = size_zone(s.lat, s.lng, s.profile, s.minutes, s.radius_m)
         profile, minutes = s.profile, s.minutes
     fence = FenceSettings(**body.fence.model_dump()) if body.fence is not None else None
-    return Zone(
+    zone = Zone(
         id=zone_id, name=body.name, geometry=geometry, store_id=body.store_id, tags=frozenset(body.tags),
         tz=body.tz, country=body.country.upper(), metadata=body.metadata, fence=fence, profile=profile,
-        minutes=minutes, travel=travel,
+        minutes=minutes, travel=travel, subdivision=body.subdivision,
     )
+    return with_subdivision(validate_zone(zone))
 
 
 def extract_for(body: ZoneIn, settings: Settings) -> StreetExtract | None:
