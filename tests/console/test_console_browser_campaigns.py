@@ -16,7 +16,7 @@ from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 
 from campaigns.phones import phone_hash
-from geofence.service.wiring.campaigns import dispatch_job
+from geofence.service.wiring.campaigns import campaign_consumer_loop, dispatch_job
 from tests.console.conftest import HASH_KEY, TWILIO_TOKEN, Served, axe_violations, sign_in
 from tests.service.campaign_factories import add_customer
 
@@ -117,6 +117,10 @@ def enter_live_store(served: Served) -> None:
     with served.api() as api:
         response = api.post("/v1/locations", json={"fixes": [fix]}, headers=served.ingest)
         assert response.status_code in (200, 202), response.text
+    # the test app runs no worker loops: decide the committed ENTER as the campaigns consumer would
+    consumer = campaign_consumer_loop(served.app.state.runtime)
+    while consumer.work():
+        pass
 
 
 def test_a_live_enter_arrives_after_a_fix_is_posted(page: Any, served: Served, screenshots: Path,
