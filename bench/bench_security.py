@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     url = args.url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     limits = {"key_rate_per_s": 0, "device_rate_per_s": 0}  # measure auth, not refusals
-    settings = Settings(env="test", database_url=url, scheduler={"enabled": False}, limits=limits,
+    settings = Settings(env="local", database_url=url, scheduler={"enabled": False}, limits=limits,
                         log={"level": "WARNING"})  # fmt: skip
     probe = APIRouter()
 

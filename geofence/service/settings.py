@@ -10,8 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_HASH_KEY = "local-development-only-key"
+# Values that mean "not configured": the default, and what deploy/.env.example ships.
+_PLACEHOLDER_SECRETS = frozenset({PLACEHOLDER_HASH_KEY, "change-me", "changeme", ""})
 
 
 class FenceDefaults(BaseModel):
@@ -110,9 +114,11 @@ class Settings(BaseSettings):
 
     env: str = "local"
     database_url: str = "sqlite:///./var/geofence.db"
+    # Must be set outside env=local (Twilio signs the public URL: a wrong one refuses every webhook).
     public_base_url: str = "http://127.0.0.1:8000"
-    # Secret used for keyed hashes (phone suppression list, log masking). Must be set outside env=local.
-    hash_key: SecretStr = SecretStr("local-development-only-key")
+    # Secret used for keyed hashes (phone suppression list, log masking, device link tokens). Must be
+    # set outside env=local.
+    hash_key: SecretStr = SecretStr(PLACEHOLDER_HASH_KEY)
     channels: list[str] = Field(default_factory=lambda: ["outbox"])
     outbox_dir: Path = Path("var/outbox")
     export_dir: Path = Path("var/exports")
@@ -130,6 +136,25 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
+
+    @model_validator(mode="after")
+    def refuse_placeholders_outside_local(self) -> Settings:
+        """Outside ``env=local`` a placeholder hash key (anyone could recompute the hashes and forge
+        link tokens) or a default public URL (every Twilio signature would fail) must stop start-up."""
+        if self.env == "local":
+            return self
+        problems = []
+        key = self.hash_key.get_secret_value()
+        if key.strip() in _PLACEHOLDER_SECRETS:
+            problems.append(
+                "GEOFENCE_HASH_KEY is a placeholder; generate one: "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        if "public_base_url" not in self.model_fields_set or not self.public_base_url.strip():
+            problems.append("GEOFENCE_PUBLIC_BASE_URL is not set (the API's public URL, as Twilio sees it)")
+        if problems:
+            raise ValueError(f"refusing to start with GEOFENCE_ENV={self.env!r}: " + "; ".join(problems))
+        return self
 
 
 @lru_cache

@@ -28,7 +28,7 @@ WORDING = {
 @pytest.fixture
 def app_and_key(engine, tmp_path):
     settings = Settings(
-        env="test",
+        env="test", hash_key="test-hash-key-not-secret", public_base_url="http://127.0.0.1:8000",
         database_url=str(engine.url),
         outbox_dir=tmp_path / "outbox",
         export_dir=tmp_path / "exports",

@@ -122,7 +122,7 @@ def test_dispatch_job_uses_runtime_providers_and_settings(engine: Engine, sessio
     add_customer(session, clock.now())
     add_delivery(session, clock.now() - timedelta(seconds=3), key="k1")
     provider = RecordingProvider()
-    runtime = Runtime(settings=Settings(env="test", database_url="sqlite://"), engine=engine)
+    runtime = Runtime(settings=Settings(env="local", database_url="sqlite://"), engine=engine)
     runtime.services["providers"] = {"push": provider}
     stats = dispatch_job(runtime)
     assert stats.by_status == {SENT: 1}
