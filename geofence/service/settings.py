@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     # Secret used for keyed hashes (phone suppression list, log masking, device link tokens). Must be
     # set outside env=local.
     hash_key: SecretStr = SecretStr(PLACEHOLDER_HASH_KEY)
+    # Lifetime of a device link token (POST /v1/customers/{id}/link-tokens): the app must register
+    # with it within this many seconds.
+    link_token_ttl_s: int = Field(default=600, gt=0, le=86_400)
     channels: list[str] = Field(default_factory=lambda: ["outbox"])
     outbox_dir: Path = Path("var/outbox")
     export_dir: Path = Path("var/exports")

@@ -12,6 +12,7 @@ ROUTER_MODULES = (
     "zones",
     "devices",
     "customers",
+    "links",
     "twilio",
     "campaigns",
     "deliveries",
