@@ -54,6 +54,10 @@ class VerifiedKey:
     scopes: frozenset[str]
 
 
+def is_key_id(text: str) -> bool:
+    return _KEY_ID.fullmatch(text) is not None
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -1,78 +1,12 @@
-"""Abuse limits at the HTTP edge: request body size (413) and request rates (429 + ``Retry-After``).
-
-Rates are token buckets held in memory by each API process. That keeps the embedded default free of
-any extra server; the price is that N uvicorn workers (or N replicas) together allow N times the
-configured rate, so configure the per-process figure as ``wanted_rate / processes``. The buckets are
-keyed by API key id and by device id (see ``security``), never by IP: phones behind carrier NAT share
-addresses.
-"""
+"""Abuse limits at the HTTP edge: request body size (413). Request rates (429) are ``rate_limits``'."""
 
 from __future__ import annotations
 
 import json
-import math
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from geofence.service import clock
-
-
-@dataclass(frozen=True)
-class Bucket:
-    tokens: float
-    updated_s: float
-
-
-def take_token(
-    bucket: Bucket | None, *, now_s: float, rate_per_s: float, burst: int
-) -> tuple[Bucket, float]:
-    """Pure token bucket: spend one token. Returns the new bucket and the seconds to wait (0 = allowed)."""
-    if bucket is None:
-        bucket = Bucket(tokens=float(burst), updated_s=now_s)
-    elapsed_s = max(0.0, now_s - bucket.updated_s)
-    tokens = min(float(burst), bucket.tokens + elapsed_s * rate_per_s)
-    if tokens >= 1.0:
-        return Bucket(tokens - 1.0, now_s), 0.0
-    return Bucket(tokens, now_s), (1.0 - tokens) / rate_per_s
-
-
-class RateLimiter:
-    """Named token buckets in memory (thread-safe; bounded: least recently used buckets are dropped)."""
-
-    def __init__(self, *, max_buckets: int = 100_000) -> None:
-        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max_buckets = max_buckets
-
-    def retry_after_s(self, name: str, *, rate_per_s: float, burst: int) -> float:
-        """Spend a token from bucket ``name``; 0 when allowed, else the seconds until one is available."""
-        if rate_per_s <= 0 or burst <= 0:
-            return 0.0
-        now_s = clock.now().timestamp()
-        with self._lock:
-            bucket, wait_s = take_token(
-                self._buckets.get(name), now_s=now_s, rate_per_s=rate_per_s, burst=burst
-            )
-            self._buckets[name] = bucket
-            self._buckets.move_to_end(name)
-            while len(self._buckets) > self._max_buckets:
-                self._buckets.popitem(last=False)
-        return wait_s
-
-    def check(self, name: str, *, rate_per_s: float, burst: int, what: str) -> None:
-        """Raise 429 with ``Retry-After`` (whole seconds, at least 1) when bucket ``name`` is empty."""
-        wait_s = self.retry_after_s(name, rate_per_s=rate_per_s, burst=burst)
-        if wait_s > 0:
-            raise HTTPException(
-                429,
-                detail=f"rate limit exceeded for this {what}; retry later",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-            )
 
 
 class BodyTooLarge(HTTPException):

@@ -71,7 +71,7 @@ class TwilioSettings(BaseModel):
 
 
 class LimitSettings(BaseModel):
-    """Request-rate limits (token buckets, in memory per API process: N workers allow N x the rate).
+    """Request-rate limits, shared by every API process (one bucket row each in the database).
 
     0 disables a limit. An ingest key is usually shared by every install of the app, so its limit is a
     coarse ceiling; the per-device limit applies to callers bound by an ``X-Device-Token``.
@@ -81,6 +81,11 @@ class LimitSettings(BaseModel):
     key_burst: int = 500
     device_rate_per_s: float = 2.0
     device_burst: int = 30
+    # Failed API-key checks, per client address and per key id named by the failing token (429 past it)
+    failed_auth_rate_per_s: float = 1.0
+    failed_auth_burst: int = 30
+    # "database": buckets shared by all processes (default); "memory": per process (tests, one process)
+    store: Literal["database", "memory"] = "database"
 
 
 class LogSettings(BaseModel):

@@ -33,7 +33,9 @@ def _concrete(path: str) -> str:
 
 @pytest.fixture
 def app(secure_settings, sqlite_engine):
-    return create_app(secure_settings, engine=sqlite_engine)
+    # every route is called without a key: the failed-check limit would answer 429 part way through
+    limits = secure_settings.limits.model_copy(update={"failed_auth_rate_per_s": 0})
+    return create_app(secure_settings.model_copy(update={"limits": limits}), engine=sqlite_engine)
 
 
 def api_routes(app) -> list[tuple[str, str, RouteContext]]:

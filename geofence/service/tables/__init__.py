@@ -5,6 +5,7 @@ from geofence.service.tables import (  # noqa: F401
     customers,
     exports,
     keys,
+    limits,
     presence,
     zones,
 )
