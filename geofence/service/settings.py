@@ -35,6 +35,7 @@ class FenceDefaults(BaseModel):
 class IngestSettings(BaseModel):
     max_batch: int = 1000
     max_body_bytes: int = 1_000_000
+    body_timeout_s: float = 30.0  # to receive a whole request body (more: 408, connection closed; 0 = none)
     fix_retention_s: int = 0  # 0 = raw fixes are not stored
 
 

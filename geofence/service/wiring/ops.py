@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from geofence.service import clock
 from geofence.service.db import session_scope
-from geofence.service.limits_http import BodySizeLimit
+from geofence.service.limits_http import BodyGuard
 from geofence.service.logging import configure_logging
 from geofence.service.rate_limits import DatabaseRates, MemoryRates, RateStore, purge_full_buckets
 from geofence.service.runtime import Job, Runtime
@@ -16,15 +16,15 @@ PURGE_RATE_LIMITS_EVERY_S = 600.0
 
 
 def setup(runtime: Runtime) -> None:
-    """Register ``authenticate`` (used by ``security.require_scope``) and the body-size middleware."""
+    """Register ``authenticate`` (used by ``security.require_scope``) and the body guard middleware."""
     configure_logging(runtime.settings)
     rates: RateStore = DatabaseRates() if runtime.settings.limits.store == "database" else MemoryRates()
     runtime.services["authenticate"] = make_authenticator(runtime, rates)
     runtime.add_job(Job("ops.purge_rate_limits", purge_rate_limits, PURGE_RATE_LIMITS_EVERY_S, role="worker"))
-    max_body_bytes = runtime.settings.ingest.max_body_bytes
+    ingest = runtime.settings.ingest
 
     def add_body_limit(app: FastAPI) -> None:
-        app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+        app.add_middleware(BodyGuard, max_bytes=ingest.max_body_bytes, timeout_s=ingest.body_timeout_s)
 
     runtime.services.setdefault("app_hooks", []).append(add_body_limit)
 
