@@ -8,7 +8,8 @@ Figures printed:
 - ``verify_api_key`` + ``verify_device_credential`` calls/s (one primary-key read each);
 - HTTP requests/s through the real app (TestClient, one process) on a tiny ingest-scoped route:
   auth off, API key only, API key + device token — the difference is the per-request auth cost;
-- ``MemoryRates.spend`` calls/s over 10,000 buckets (the database store is measured by the HTTP rows);
+- the last HTTP row again with the key and device rate limits on: two bucket upserts in the database;
+- ``MemoryRates.spend`` calls/s over 10,000 buckets;
 - ``mask`` log lines/s on a line holding a phone number and an FCM token.
 """
 
@@ -87,6 +88,15 @@ def main() -> None:
         assert client.get("/bench/ingest", headers=bound).json() == {"device_id": "bench-device"}
         rate("HTTP GET, API key", n, lambda: client.get("/bench/ingest", headers=headers))
         rate("HTTP GET, API key + device token", n, lambda: client.get("/bench/ingest", headers=bound))
+
+    # the same requests with both rate limits on (never reached): one bucket upsert each, in the database
+    unlimited = {"key_rate_per_s": 1e9, "key_burst": 10**9, "device_rate_per_s": 1e9, "device_burst": 10**9}
+    limited_app = create_app(settings.model_copy(update={"limits": settings.limits.model_copy(
+        update=unlimited)}), engine=engine)  # fmt: skip
+    limited_app.include_router(probe)
+    with TestClient(limited_app) as client:
+        rate("HTTP GET, API key + device token, rates in DB", n,
+             lambda: client.get("/bench/ingest", headers=bound))  # fmt: skip
 
     limiter = MemoryRates()
     names = [f"device:{i}" for i in range(10_000)]

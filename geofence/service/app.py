@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from starlette.types import Receive, Scope, Send
 
 from geofence.service.jobs import build_scheduler
+from geofence.service.openapi_errors import document_errors
 from geofence.service.routes import all_routers
 from geofence.service.routes.locations import serve_locations
 from geofence.service.runtime import Runtime, build_runtime
@@ -76,4 +77,5 @@ def create_app(
         app.include_router(router)
     for hook in runtime.services.get("app_hooks", []):
         hook(app)
+    document_errors(app)
     return app
