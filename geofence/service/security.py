@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -145,7 +146,7 @@ def make_authenticator(runtime: Runtime, rates: RateStore) -> Callable[[Request,
         token = presented_api_key(request)
         device_token = request.headers.get("x-device-token")
         refusal: HTTPException | None = None
-        with session_scope(runtime.engine) as session:
+        with session_scope(runtime.engine) as session:  # reads only (and last_used_at once a minute)
             key = apikeys.verify_api_key(session, token, at=clock.now()) if token else None
             device_id = None
             if key is None:
@@ -159,22 +160,16 @@ def make_authenticator(runtime: Runtime, rates: RateStore) -> Callable[[Request,
                 device_id = apikeys.verify_device_credential(session, device_token)
                 if device_id is None:
                     refusal = _unauthorized("invalid X-Device-Token")
-            connection = session.connection() if isinstance(rates, DatabaseRates) else None
+        # The spends in a transaction of their own whose first statement writes: on SQLite, a read
+        # transaction that later writes fails at once (SQLITE_BUSY_SNAPSHOT) when another process wrote
+        # meanwhile, where a first write waits for the lock.
+        with runtime.engine.begin() if isinstance(rates, DatabaseRates) else nullcontext() as connection:
 
             def spend(name: str, rate_per_s: float, burst: int) -> float:
                 return rates.spend(connection, name, now_s=now_s, rate_per_s=rate_per_s, burst=burst)
 
-            if refusal is not None:  # a failed check: counted per address and per key id, then answered
-                by_address = spend(f"authfail:addr:{address}", limits.failed_auth_rate_per_s,
-                                   limits.failed_auth_burst)  # fmt: skip
-                if by_address > 0:
-                    blocked.block(address, now_s + by_address)
-                    refusal = _too_many("client address (failed API key checks)", by_address)
-                elif (named := claimed_key_id(token)) is not None:
-                    by_key = spend(f"authfail:key:{named}", limits.failed_auth_rate_per_s,
-                                   limits.failed_auth_burst)  # fmt: skip
-                    if by_key > 0:
-                        refusal = _too_many("API key id (failed checks)", by_key)
+            if refusal is not None:  # a failed check: counted per address and per key id
+                refusal = _failed_check(refusal, spend, address, claimed_key_id(token), now_s)
             else:
                 assert key is not None
                 if (wait_s := spend(f"key:{key.id}", limits.key_rate_per_s, limits.key_burst)) > 0:
@@ -183,13 +178,26 @@ def make_authenticator(runtime: Runtime, rates: RateStore) -> Callable[[Request,
                     wait_s := spend(f"device:{device_id}", limits.device_rate_per_s, limits.device_burst)
                 ) > 0:
                     refusal = _too_many("device", wait_s)
-        # raised after the commit: a refused request's spend is recorded too
-        if refusal is not None:
+        if refusal is not None:  # raised after the commit: a refused request's spend counts too
             raise refusal
         assert key is not None
         principal = Principal(key_id=key.id, scopes=key.scopes, device_id=device_id)
         request.state.principal = principal
         return principal
+
+    def _failed_check(
+        refusal: HTTPException, spend: Callable[[str, float, int], float], address: str,
+        key_id: str | None, now_s: float,
+    ) -> HTTPException:
+        """The answer to a failed check: its own (401), or 429 once the address's or key id's budget is
+        spent. An address past its budget is then refused by this process without a database read."""
+        rate, burst = limits.failed_auth_rate_per_s, limits.failed_auth_burst
+        if (by_address := spend(f"authfail:addr:{address}", rate, burst)) > 0:
+            blocked.block(address, now_s + by_address)
+            return _too_many("client address (failed API key checks)", by_address)
+        if key_id is not None and (by_key := spend(f"authfail:key:{key_id}", rate, burst)) > 0:
+            return _too_many("API key id (failed checks)", by_key)
+        return refusal
 
     return authenticate
 
