@@ -1,5 +1,5 @@
 """The HTTP edge: request bodies bounded in size (413) and in time (408), and text no database can
-store refused (400). Request rates (429) are ``rate_limits``'."""
+store refused (422). Request rates (429) are ``rate_limits``'."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ class BodyGuard:
     - larger than ``max_bytes`` (declared by Content-Length, or counted as a chunked body streams): 413;
     - not received within ``timeout_s`` (a client that stops sending, a slow trickle): 408, and the
       connection is closed, so a body that never completes cannot hold a connection open;
-    - NUL or a lone surrogate in the URL or the body (``storable_text``): 400 with the reason;
-    - JSON too deeply nested to parse: 400.
+    - NUL or a lone surrogate in the URL or the body (``storable_text``): 422 with the reason, as any
+      other invalid value;
+    - JSON too deeply nested to parse: 400 (as FastAPI answers a body it cannot parse).
 
     The app then receives the body in one message. Bodies are bounded by ``max_bytes``, so buffering
     them costs no more memory than the handlers' own ``await request.body()``. The location feed checks
@@ -40,7 +41,7 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         if (problem := url_problem(scope.get("path", ""), scope.get("query_string", b""))) is not None:
-            await send_error(send, 400, f"{problem}: text no database can store")
+            await send_error(send, 422, f"{problem}: text no database can store")
             return
         try:
             body = await read_whole_body(scope, receive, self.max_bytes, self.timeout_s)
@@ -54,9 +55,10 @@ class BodyGuard:
                 body_problem(body, _header(scope, b"content-type"))
             )
         except RecursionError:
-            problem = "the JSON body is nested too deeply"
+            await send_error(send, 400, "the JSON body is nested too deeply")
+            return
         if problem is not None:
-            await send_error(send, 400, problem)
+            await send_error(send, 422, problem)
             return
         await self.app(scope, _replay(body, receive), send)
 

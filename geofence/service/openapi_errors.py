@@ -18,15 +18,15 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 ERROR = "ErrorAnswer"
 REASONS = {
-    400: "Malformed request: invalid Content-Length, text no database can store (NUL, lone surrogate), "
-    "JSON nested too deeply, an invalid cursor.",
+    400: "Malformed request: invalid Content-Length, JSON nested too deeply, an invalid cursor.",
     401: "No API key, or an unknown, malformed or revoked one.",
     403: "The key lacks this route's scope, or the credential may not act for this resource.",
     404: "The resource named in the path does not exist.",
     408: "The request body was not received in time; the connection is closed.",
     409: "The request conflicts with the stored state.",
     413: "The body (or the batch) is larger than the configured limit.",
-    422: "The body or a parameter is invalid: the engine's reason (a string) or the schema check's list.",
+    422: "The body or a parameter is invalid (text no database can store included): the engine's reason "
+    "(a string) or the schema check's list.",
     429: "Rate limit, or too many failed key checks; retry after `Retry-After` seconds.",
     503: "A service this route needs is not available.",
 }
@@ -65,7 +65,7 @@ def _has_scope(route: RouteContext) -> bool:
 
 def error_codes(route: RouteContext, method: str, operation: dict[str, Any]) -> set[int]:
     """The error codes an operation can answer (see the module docstring for the rules)."""
-    codes = {400, 422}  # every route: the body guard's 400s; FastAPI's or the engine's 422
+    codes = {400, 422}  # every route: the body guard's 400s and 422s; FastAPI's or the engine's 422
     path = route.path_format or ""
     body = "requestBody" in operation or method in WRITES
     if _has_scope(route):

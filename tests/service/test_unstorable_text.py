@@ -61,7 +61,7 @@ def _count(engine, table) -> int:
 
 
 @pytest.mark.parametrize(("method", "path", "params", "body", "raw"), REQUESTS)
-def test_unstorable_text_is_a_400_with_its_reason_and_nothing_is_stored(client, engine, method, path,
+def test_unstorable_text_is_a_422_with_its_reason_and_nothing_is_stored(client, engine, method, path,
                                                                         params, body, raw):  # fmt: skip
     kwargs: dict[str, object] = {"params": params}
     if body is not None:
@@ -70,7 +70,7 @@ def test_unstorable_text_is_a_400_with_its_reason_and_nothing_is_stored(client, 
     if raw is not None:
         kwargs["content"], kwargs["headers"] = raw[0].encode("utf-8"), {"content-type": raw[1]}
     response = client.request(method.upper(), path, **kwargs)
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert "NUL" in detail or "surrogate" in detail
     assert _count(engine, ZoneRow.__table__) == 0 and _count(engine, Customer.__table__) == 0

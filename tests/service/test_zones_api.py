@@ -86,7 +86,7 @@ def test_import_rejects_non_utf8_and_garbage_without_500(client):
     r = client.post("/v1/zones/import", content=b"\xff\xfe", headers={"content-type": "text/csv"})
     assert r.status_code == 422 and "UTF-8" in r.json()["detail"]
     r = client.post("/v1/zones/import", content=b"\xff\xfe\x00", headers={"content-type": "text/csv"})
-    assert r.status_code == 400 and "NUL" in r.json()["detail"]
+    assert r.status_code == 422 and "NUL" in r.json()["detail"]
 
 
 @pytest.mark.parametrize(("fmt", "content", "reason"), [
