@@ -18,7 +18,7 @@ from geofence.service.app import create_app
 from geofence.service.db import create_schema, make_engine, session_scope
 from geofence.service.rate_limits import DatabaseRates, gcra, purge_full_buckets
 from geofence.service.tables.limits import RateLimitRow
-from tests.conftest import make_key_headers
+from tests.conftest import _truncate_all, make_key_headers
 from tests.service.api_processes import api_processes
 
 
@@ -121,19 +121,18 @@ def _hammer(urls: list[str], headers: dict[str, str], duration_s: float) -> tupl
 def test_a_key_limit_holds_across_api_processes(pg_url, tmp_path):
     """Two ``geofence serve`` processes on PostgreSQL share a key's 10/s (burst 20) budget."""
     engine = make_engine(pg_url)
-    try:
-        headers = make_key_headers(engine, "admin", name="limited")
-        with session_scope(engine) as s:
-            s.execute(delete(RateLimitRow))
-    finally:
-        engine.dispose()
+    headers = make_key_headers(engine, "admin", name="limited")
     env = {
         "GEOFENCE_DATABASE_URL": pg_url, "GEOFENCE_MIGRATE_ON_START": "false",
         "GEOFENCE_LIMITS__KEY_RATE_PER_S": "10", "GEOFENCE_LIMITS__KEY_BURST": "20",
         "GEOFENCE_LOG__LEVEL": "WARNING",
     }  # fmt: skip
-    with api_processes(2, env, tmp_path) as urls:
-        codes, elapsed_s = _hammer(urls, headers, duration_s=2.0)
+    try:
+        with api_processes(2, env, tmp_path) as urls:
+            codes, elapsed_s = _hammer(urls, headers, duration_s=2.0)
+    finally:  # the session's shared database: leave it as the ``engine`` fixture would
+        _truncate_all(engine)
+        engine.dispose()
     allowed = codes.count(200)
     assert set(codes) <= {200, 429}
     assert codes.count(429) > 0

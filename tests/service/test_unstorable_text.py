@@ -13,8 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from geofence.service.app import create_app
+from geofence.service.db import make_engine
 from geofence.service.tables.customers import Customer
 from geofence.service.tables.zones import ZoneRow
+from tests.conftest import _truncate_all
 from tests.service.api_processes import api_processes
 
 ZONE = {"name": "Store", "circle": {"lat": 48.85, "lng": 2.35, "radius_m": 100}}
@@ -107,6 +109,15 @@ def test_a_nul_in_one_request_never_fails_concurrent_valid_requests(pg_url, tmp_
     def body(device_id: str) -> dict[str, object]:
         return {"device_id": device_id, "lat": 48.85, "lng": 2.35, "accuracy_m": 10, "recorded_at": now}
 
+    engine = make_engine(pg_url)
+    try:
+        _nul_rounds(env, tmp_path, body)
+    finally:  # the session's shared database: leave it as the ``engine`` fixture would
+        _truncate_all(engine)
+        engine.dispose()
+
+
+def _nul_rounds(env, tmp_path, body) -> None:
     with api_processes(1, env, tmp_path) as (url,):
         with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64)) as http:
             for round_ in range(6):
