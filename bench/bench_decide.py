@@ -166,8 +166,9 @@ def _lags(engine, prefix: str, started: datetime | None = None) -> list[float]: 
 def bench_dispatch(n: int, trickle: int, poll_s: float, workdir: Path) -> None:
     engine = make_engine(f"sqlite:///{workdir}/bench.db")
     create_schema(engine)
-    providers = {c.value: OutboxProvider(c, outbox_dir=workdir / "outbox", echo=False) for c in Channel}
     now = lambda: datetime.now(UTC)  # noqa: E731
+    outbox_dir = workdir / "outbox"
+    providers = {c.value: OutboxProvider(c, outbox_dir=outbox_dir, echo=False, clock=now) for c in Channel}
     with Session(engine) as session:
         _world(session, now())
     # a) backlog

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import Session
 
-from geofence.service.tables.campaigns import CANCELLED, WAITING_STATUSES, Delivery
+from campaigns.storage.deliveries import CANCELLED, WAITING_STATUSES, Delivery
 
 
 def cancel_waiting_deliveries(

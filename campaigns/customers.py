@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from campaigns.cancellation import cancel_waiting_deliveries
 from campaigns.consent import WITHDRAWAL_CHANNELS, Purpose, Source, consent_state, is_granted
 from campaigns.phones import InvalidPhone, mask_token, phone_hash, to_e164
-from geofence.service.tables.customers import ConsentEvent, Customer, Device, Suppression
+from campaigns.storage.customers import ConsentEvent, Customer, Device, Suppression
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The periodic dispatch job: claim due deliveries, send them, record the results.
 
-Run by APScheduler in the worker process (``Job(id="dispatch")``); several dispatchers may run
+Run by APScheduler in the worker process (the service's ``dispatch`` job); several dispatchers may run
 against the same PostgreSQL: the claim's lease keeps them apart. Throughput per sender is paced with
 a token bucket held by the dispatcher (rows over the rate are given back with a later ``due_at``).
 """
@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from campaigns.limits import TokenBucket
-from campaigns.outbox import Outcome, claim_due, send_batch, waiting_count
+from campaigns.outbox import Outcome, claim_due, send_batch
+from campaigns.ports import NO_METRICS, CampaignMetrics
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,9 @@ def dispatch_due(
     pace: Callable[[str, datetime], timedelta] | None = None,
     worker: str | None = None,
     max_batches: int = 50,
+    metrics: CampaignMetrics = NO_METRICS,
 ) -> DispatchStats:
     """Claim and send until nothing is due (or ``max_batches`` batches), recording every result."""
-    from geofence.service.metrics import DELIVERIES, DISPATCH_LAG
-
     stats = DispatchStats()
     me = worker or worker_id()
     for _ in range(max_batches):
@@ -88,37 +87,9 @@ def dispatch_due(
         )
         for delivery, outcome in zip(claimed, outcomes, strict=True):
             stats.add(outcome)
-            DELIVERIES.labels(outcome.status, delivery.channel).inc()
+            metrics.delivery_status(outcome.status, delivery.channel)
             if outcome.lag_s is not None:
-                DISPATCH_LAG.observe(max(0.0, outcome.lag_s))
+                metrics.dispatch_lag(outcome.lag_s)
         if len(claimed) < batch:
             break
     return stats
-
-
-def dispatch_job(runtime: Any) -> DispatchStats:
-    """The APScheduler job body (``Job(id="dispatch")``)."""
-    from geofence.service import clock
-    from geofence.service.metrics import OUTBOX_WAITING
-
-    settings = runtime.settings
-    pacer = runtime.services.setdefault("dispatch_pacer", Pacer(rates=_rates(runtime)))
-    stats = dispatch_due(
-        runtime.engine,
-        providers=runtime.services.get("providers", {}),
-        now=clock.now,
-        lease=timedelta(seconds=settings.scheduler.lease_s),
-        max_attempts=settings.scheduler.max_attempts,
-        pace=pacer,
-    )
-    with Session(runtime.engine) as session:
-        OUTBOX_WAITING.set(waiting_count(session))
-    if stats.claimed:
-        log.info("dispatch: claimed=%d %s", stats.claimed, stats.by_status)
-    return stats
-
-
-def _rates(runtime: Any) -> dict[str, float]:
-    """Messages per second per sender, from ``runtime.services["channel_rates"]`` if registered."""
-    rates = runtime.services.get("channel_rates") or {}
-    return {str(k): float(v) for k, v in dict(rates).items()}

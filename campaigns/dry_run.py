@@ -162,19 +162,20 @@ def recorded_events(
     """Zone events from the ``zone_events`` table (oldest first), as the bus would have carried them."""
     from sqlalchemy import select
 
+    from campaigns.storage.columns import as_utc
+    from campaigns.storage.geofence_views import ZONE_EVENTS
     from geofence.events import TransitionKind
-    from geofence.service.tables._types import as_utc
-    from geofence.service.tables.presence import ZoneEventRow
 
-    stmt = select(ZoneEventRow).order_by(ZoneEventRow.at, ZoneEventRow.id).limit(limit)  # type: ignore[arg-type]
+    events = ZONE_EVENTS.c
+    stmt = select(ZONE_EVENTS).order_by(events.at, events.id).limit(limit)
     if since is not None:
-        stmt = stmt.where(ZoneEventRow.at >= since)  # type: ignore[operator]
+        stmt = stmt.where(events.at >= since)
     if until is not None:
-        stmt = stmt.where(ZoneEventRow.at < until)  # type: ignore[operator]
+        stmt = stmt.where(events.at < until)
     if kinds is not None:
-        stmt = stmt.where(ZoneEventRow.kind.in_([str(k) for k in kinds]))  # type: ignore[attr-defined]
+        stmt = stmt.where(events.kind.in_([str(k) for k in kinds]))
     if zone_ids is not None:
-        stmt = stmt.where(ZoneEventRow.zone_id.in_(list(zone_ids)))  # type: ignore[attr-defined]
+        stmt = stmt.where(events.zone_id.in_(list(zone_ids)))
     return [
         ZoneEvent(
             id=row.id,
@@ -187,7 +188,7 @@ def recorded_events(
             lat=row.lat,
             lng=row.lng,
         )  # type: ignore[arg-type]
-        for row in session.execute(stmt).scalars()
+        for row in session.execute(stmt)
     ]
 
 
@@ -231,11 +232,11 @@ def campaign_zone_ids(session: Any, campaign: Campaign) -> list[str]:
     from sqlalchemy import select
 
     from campaigns.handler import zone_info_from_row
-    from geofence.service.tables.zones import ZoneRow
+    from campaigns.storage.geofence_views import ZONES
 
     ids = set(campaign.trigger.zone_ids)
     if campaign.trigger.zone_tags:
-        for row in session.execute(select(ZoneRow)).scalars():
+        for row in session.execute(select(ZONES.c.id, ZONES.c.name, ZONES.c.data)):
             if zone_info_from_row(row).tags & campaign.trigger.zone_tags:
                 ids.add(row.id)
     return sorted(ids)

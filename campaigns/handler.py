@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
@@ -27,10 +27,11 @@ from campaigns.holdout import in_holdout
 from campaigns.limits import CapBucket, PastDelivery
 from campaigns.model import Campaign, CampaignInvalid, CampaignStatus, ZoneInfo, parse_campaign
 from campaigns.outbox import consent_now, is_suppressed
+from campaigns.ports import NO_METRICS, CampaignMetrics
 from campaigns.render import render_for_event
-from geofence.events import ZoneEvent
-from geofence.service.tables._types import as_utc, new_id
-from geofence.service.tables.campaigns import (
+from campaigns.storage.columns import as_utc, new_id
+from campaigns.storage.customers import Customer, Device
+from campaigns.storage.deliveries import (
     CANCELLED,
     DEFERRED,
     FAILED,
@@ -40,8 +41,8 @@ from geofence.service.tables.campaigns import (
     CapReservation,
     Delivery,
 )
-from geofence.service.tables.customers import Customer, Device
-from geofence.service.tables.zones import ZoneRow
+from campaigns.storage.geofence_views import ZONES
+from geofence.events import ZoneEvent
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,15 @@ def _area_centre(geometry: Any) -> tuple[float | None, float | None]:
         return None, None
 
 
-def zone_info_from_row(row: ZoneRow) -> ZoneInfo:
+class ZoneRecord(Protocol):
+    """A row of the zones table, as far as campaigns read it."""
+
+    id: str
+    name: str
+    data: dict[str, Any] | None
+
+
+def zone_info_from_row(row: ZoneRecord) -> ZoneInfo:
     """A ``ZoneInfo`` from the zones table (its JSON is ``zones.Zone.to_dict()``)."""
     data = dict(row.data or {})
     lat = _first(data, "lat", "center_lat")
@@ -118,10 +127,13 @@ def zone_info_from_row(row: ZoneRow) -> ZoneInfo:
 
 
 def load_zone(session: Session, zone_id: str) -> ZoneInfo | None:
-    row = session.get(ZoneRow, zone_id)
+    zones = ZONES.c
+    row = session.execute(
+        select(zones.id, zones.name, zones.data, zones.deleted_at).where(zones.id == zone_id)
+    ).first()
     if row is None or row.deleted_at is not None:
         return None
-    return zone_info_from_row(row)
+    return zone_info_from_row(row)  # type: ignore[arg-type]  # a Row has the record's attributes
 
 
 def load_recipient(session: Session, device_id: str | None, at: datetime) -> Recipient | None:
@@ -353,9 +365,11 @@ class CampaignHandler:
         now: Callable[[], datetime],
         policy: DecisionPolicy | None = None,
         zone_resolver: ZoneResolver | None = None,
+        metrics: CampaignMetrics = NO_METRICS,
     ) -> None:
         self.engine = engine
         self.now = now
+        self.metrics = metrics
         self.policy = policy or DecisionPolicy()
         self.zone_resolver = zone_resolver or load_zone
         self.campaigns = CampaignCache()
@@ -368,8 +382,6 @@ class CampaignHandler:
                 log.exception("campaign handling failed for zone event %s", event.id)
 
     def handle(self, event: ZoneEvent) -> list[Handled]:
-        from geofence.service.metrics import DECISIONS
-
         for _ in range(RESERVE_RETRIES):
             try:
                 with Session(self.engine, expire_on_commit=False) as session:
@@ -378,7 +390,7 @@ class CampaignHandler:
             except IntegrityError:
                 continue  # a concurrent event took a slot (or wrote this key): re-read and decide again
             for h in handled:
-                DECISIONS.labels(h.outcome, h.reason.split(":")[0].split(";")[0]).inc()
+                self.metrics.decided(h.outcome, h.reason.split(":")[0].split(";")[0])
             return handled
         log.warning("zone event %s: gave up after %d reservation conflicts", event.id, RESERVE_RETRIES)
         return []

@@ -35,7 +35,7 @@ from campaigns.customers import (
 from campaigns.keywords import DEFAULT_CONFIG, Intent, KeywordConfig, KeywordMatch, match
 from campaigns.phones import canonical, guess_locale, mask_phone, phone_hash
 from campaigns.replies import ReplyKind, reply_text
-from geofence.service.tables.customers import Customer, InboundMessage
+from campaigns.storage.customers import Customer, InboundMessage
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,9 @@ from campaigns.providers.base import (
     SendResult,
 )
 from campaigns.render import distance_m
-from geofence.service.tables._types import as_utc
-from geofence.service.tables.campaigns import (
+from campaigns.storage.columns import as_utc
+from campaigns.storage.customers import ConsentEvent, Customer, Device, Suppression
+from campaigns.storage.deliveries import (
     DEFERRED,
     FAILED,
     PENDING,
@@ -45,8 +46,7 @@ from geofence.service.tables.campaigns import (
     CapReservation,
     Delivery,
 )
-from geofence.service.tables.customers import ConsentEvent, Customer, Device, Suppression
-from geofence.service.tables.presence import ZoneEventRow
+from campaigns.storage.geofence_views import ZONE_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -183,16 +183,13 @@ def is_suppressed(session: Session, phone_hash: str | None, channel: str = "sms"
 def still_near_zone(session: Session, delivery: Delivery, at: datetime) -> str | None:
     """For a deferred offer: is the customer still in the zone, or did they leave only just now and
     close by? Reads the device's latest zone event for that zone."""
-    latest = (
-        session.execute(
-            select(ZoneEventRow)
-            .where(ZoneEventRow.device_id == delivery.device_id, ZoneEventRow.zone_id == delivery.zone_id)
-            .order_by(ZoneEventRow.at.desc(), ZoneEventRow.seq.desc())  # type: ignore[attr-defined]
-            .limit(1)
-        )
-        .scalars()
-        .first()
-    )
+    events = ZONE_EVENTS.c
+    latest = session.execute(
+        select(events.kind, events.at, events.lat, events.lng)
+        .where(events.device_id == delivery.device_id, events.zone_id == delivery.zone_id)
+        .order_by(events.at.desc(), events.seq.desc())
+        .limit(1)
+    ).first()
     if latest is None:
         return "presence_unknown"
     if latest.kind != "exit":

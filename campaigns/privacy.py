@@ -16,8 +16,9 @@ hashes):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
@@ -33,20 +34,32 @@ from campaigns.customers import (
     suppress,
 )
 from campaigns.phones import mask_token
-from geofence.service.presence_store import drop_presence_caches
-from geofence.service.tables.campaigns import Delivery
-from geofence.service.tables.customers import Customer, Device, InboundMessage
-from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
+from campaigns.storage.columns import as_utc
+from campaigns.storage.customers import Customer, Device, InboundMessage
+from campaigns.storage.deliveries import Delivery
+
+
+class LocationData(Protocol):
+    """Geofence's data on a customer and their devices (zone events, presences, retained raw fixes),
+    which campaigns do not own: read for an access request, erased with the customer. The service
+    implements it (``geofence.service.location_data``)."""
+
+    def export(self, session: Session, customer_id: str, device_ids: Sequence[str]) -> dict[str, Any]:
+        """``{"zone_events": [...], "presences": [...], "location_fixes": [...]}`` as ``json_row`` dicts."""
+        ...
+
+    def erase(self, session: Session, customer_id: str, device_ids: Sequence[str]) -> dict[str, int]:
+        """Unlink zone events from the customer and devices, delete presences and fixes; counts by kind."""
+        ...
 
 
 def _iso(value: datetime | None) -> str | None:
-    from geofence.service.tables._types import as_utc
-
     value = as_utc(value)
     return value.isoformat() if value is not None else None
 
 
-def _row(obj: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def json_row(obj: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A table row as JSON-ready data (datetimes as ISO 8601 UTC), without the ``skip`` columns."""
     out: dict[str, Any] = {}
     for name, value in obj.model_dump().items():
         if name in skip:
@@ -55,26 +68,17 @@ def _row(obj: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return out
 
 
-def export_customer(session: Session, customer_id: str, *, at: datetime) -> dict[str, Any]:
+def export_customer(
+    session: Session, customer_id: str, *, at: datetime, location: LocationData
+) -> dict[str, Any]:
     """Everything held on one customer, as JSON-ready data (tokens masked: they are credentials)."""
     customer = get_customer(session, customer_id, allow_erased=True)
     devices = list(session.exec(select(Device).where(Device.customer_id == customer_id)).all())
     device_ids = [d.id for d in devices]
-    event_filter = col(ZoneEventRow.customer_id) == customer_id
-    if device_ids:
-        event_filter = or_(event_filter, col(ZoneEventRow.device_id).in_(device_ids))
-    zone_events = session.exec(select(ZoneEventRow).where(event_filter).order_by(col(ZoneEventRow.at))).all()
+    located = location.export(session, customer_id, device_ids)
     deliveries = session.exec(
         select(Delivery).where(Delivery.customer_id == customer_id).order_by(col(Delivery.created_at))
     ).all()
-    presences, fixes = [], []
-    if device_ids:
-        presences = session.exec(select(PresenceRow).where(col(PresenceRow.device_id).in_(device_ids))).all()
-        fixes = session.exec(
-            select(LocationFixRow)
-            .where(col(LocationFixRow.device_id).in_(device_ids))
-            .order_by(col(LocationFixRow.recorded_at))
-        ).all()
     inbound = []
     if customer.phone_hash:
         inbound = list(
@@ -82,23 +86,28 @@ def export_customer(session: Session, customer_id: str, *, at: datetime) -> dict
         )
     return {
         "exported_at": _iso(at),
-        "customer": _row(customer, skip=("phone_hash",)),
+        "customer": json_row(customer, skip=("phone_hash",)),
         "consent_state": {p.value: v for p, v in current_consent(session, customer_id, at=at).items()},
-        "consent_ledger": [_row(e) for e in ledger(session, customer_id)],
+        "consent_ledger": [json_row(e) for e in ledger(session, customer_id)],
         "devices": [
-            {**_row(d, skip=("push_token", "credential_hash")), "push_token": mask_token(d.push_token)}
+            {**json_row(d, skip=("push_token", "credential_hash")), "push_token": mask_token(d.push_token)}
             for d in devices
         ],
-        "zone_events": [_row(e) for e in zone_events],
-        "presences": [_row(p) for p in presences],
-        "location_fixes": [_row(f) for f in fixes],
-        "deliveries": [_row(d) for d in deliveries],
-        "inbound_sms": [_row(m, skip=("from_hash",)) for m in inbound],
+        "zone_events": located["zone_events"],
+        "presences": located["presences"],
+        "location_fixes": located["location_fixes"],
+        "deliveries": [json_row(d) for d in deliveries],
+        "inbound_sms": [json_row(m, skip=("from_hash",)) for m in inbound],
     }
 
 
 def erase_customer(
-    session: Session, customer_id: str, *, at: datetime, recorded_by: str | None = None
+    session: Session,
+    customer_id: str,
+    *,
+    at: datetime,
+    location: LocationData,
+    recorded_by: str | None = None,
 ) -> dict[str, int]:
     """Erase one customer (see the module docstring); returns counts of what was touched."""
     customer: Customer = get_customer(session, customer_id)
@@ -119,12 +128,8 @@ def erase_customer(
         inbound = delete(InboundMessage).where(col(InboundMessage.from_hash) == customer.phone_hash)
         counts["inbound_sms"] = _count(session.execute(inbound))
     device_ids = list(session.exec(select(Device.id).where(Device.customer_id == customer_id)).all())
-    event_filter = col(ZoneEventRow.customer_id) == customer_id
-    if device_ids:
-        event_filter = or_(event_filter, col(ZoneEventRow.device_id).in_(device_ids))
-    counts["zone_events"] = _count(
-        session.execute(update(ZoneEventRow).where(event_filter).values(device_id=None, customer_id=None))
-    )
+    located = location.erase(session, customer_id, device_ids)
+    counts["zone_events"] = located.pop("zone_events")
     delivery_filter = col(Delivery.customer_id) == customer_id
     if device_ids:
         delivery_filter = or_(delivery_filter, col(Delivery.device_id).in_(device_ids))
@@ -135,15 +140,7 @@ def erase_customer(
             .values(customer_id=None, device_id=None, title=None, body=None, data={}, updated_at=at)
         )
     )
-    if device_ids:
-        drop_presence_caches(session)  # first (the presence clock, then rows): every worker's copies go
-        counts["presences"] = _count(
-            session.execute(delete(PresenceRow).where(col(PresenceRow.device_id).in_(device_ids)))
-        )
-        session.execute(delete(PresenceHeadRow).where(col(PresenceHeadRow.device_id).in_(device_ids)))
-        counts["location_fixes"] = _count(
-            session.execute(delete(LocationFixRow).where(col(LocationFixRow.device_id).in_(device_ids)))
-        )
+    counts.update(located)  # presences and location_fixes, when the customer had devices
     counts["devices"] = _count(session.execute(delete(Device).where(col(Device.customer_id) == customer_id)))
     customer.crm_id = customer.phone_e164 = customer.phone_hash = customer.first_name = None
     customer.subdivision = None

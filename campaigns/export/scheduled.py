@@ -12,12 +12,12 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from campaigns.export.pipeline import WrittenExport, export_file_name, write_export
 from campaigns.export.sources import KIND_NAMES, plan_export
 from campaigns.export.writers import FORMATS
-from geofence.service.db import session_scope
-from geofence.service.tables.exports import ExportCursorRow
+from campaigns.storage.exports import ExportCursorRow
 
 
 def run_scheduled_export(
@@ -34,14 +34,14 @@ def run_scheduled_export(
     written: list[WrittenExport] = []
     for kind in kinds:
         for fmt in formats:
-            with session_scope(engine) as session:
+            with Session(engine) as session:
                 state = session.get(ExportCursorRow, (kind, fmt))
                 since = state.cursor if state else None
             plan = plan_export(engine, kind, since, at=at, settle_s=settle_s)
             if plan.upto is None:
                 continue
             result = write_export(engine, plan, fmt, day_dir / export_file_name(kind, fmt, at))
-            with session_scope(engine) as session:
+            with Session(engine, expire_on_commit=False) as session, session.begin():  # commit or roll back
                 state = session.get(ExportCursorRow, (kind, fmt)) or ExportCursorRow(kind=kind, format=fmt)
                 state.cursor = result.next_cursor
                 state.last_run_at = at

@@ -22,7 +22,7 @@ from sqlalchemy import DateTime, and_, false, func, literal, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from campaigns.consent import consent_state
 from campaigns.export.cursor import Cursor, decode_cursor, encode_cursor
@@ -34,13 +34,14 @@ from campaigns.export.records import (
     Party,
     ZoneEventRecord,
 )
-from geofence.service.tables.campaigns import Delivery
-from geofence.service.tables.customers import ConsentEvent, Customer
-from geofence.service.tables.presence import ZoneEventRow
+from campaigns.storage.customers import ConsentEvent, Customer
+from campaigns.storage.deliveries import Delivery
+from campaigns.storage.geofence_views import ZONE_EVENTS, ZONES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_SQL = literal(EPOCH, DateTime(timezone=True))
 VISIT_KINDS = ("enter", "dwell")
+_EVENTS = ZONE_EVENTS.c
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -73,8 +74,8 @@ def parties(session: Session, customer_ids: Iterable[str | None]) -> dict[str, P
 def zone_store_ids(session: Session, zone_ids: Iterable[str | None]) -> dict[str, str | None]:
     """Zone id -> store id, read from the zones table's ``store_id`` column when it has one."""
     ids = sorted({z for z in zone_ids if z})
-    table = SQLModel.metadata.tables.get("zones")
-    if not ids or table is None or "store_id" not in table.c or "id" not in table.c:
+    table = ZONES
+    if not ids:
         return {}
     rows = session.execute(select(table.c.id, table.c.store_id).where(table.c.id.in_(ids))).all()
     return {str(r[0]): (str(r[1]) if r[1] is not None else None) for r in rows}
@@ -173,23 +174,23 @@ def last_visits(session: Session, customer_ids: Sequence[str]) -> dict[str, Last
         return {}
     agg = session.execute(
         select(
-            ZoneEventRow.customer_id,
-            func.max(ZoneEventRow.at),
-            func.count(ZoneEventRow.visit_id.distinct()),  # type: ignore[attr-defined]
+            _EVENTS.customer_id,
+            func.max(_EVENTS.at),
+            func.count(_EVENTS.visit_id.distinct()),  # type: ignore[attr-defined]
         )
-        .where(ZoneEventRow.customer_id.in_(customer_ids))  # type: ignore[union-attr]
-        .where(ZoneEventRow.kind.in_(VISIT_KINDS))  # type: ignore[attr-defined]
-        .group_by(ZoneEventRow.customer_id)
+        .where(_EVENTS.customer_id.in_(customer_ids))  # type: ignore[union-attr]
+        .where(_EVENTS.kind.in_(VISIT_KINDS))  # type: ignore[attr-defined]
+        .group_by(_EVENTS.customer_id)
     ).all()
     if not agg:
         return {}
     latest = {r[0]: (r[1], int(r[2])) for r in agg}
     rows = session.execute(
-        select(ZoneEventRow.customer_id, ZoneEventRow.zone_id, ZoneEventRow.at)
-        .where(ZoneEventRow.customer_id.in_(list(latest)))  # type: ignore[union-attr]
-        .where(ZoneEventRow.kind.in_(VISIT_KINDS))  # type: ignore[attr-defined]
-        .where(ZoneEventRow.at.in_({v[0] for v in latest.values()}))  # type: ignore[attr-defined]
-        .order_by(ZoneEventRow.zone_id)
+        select(_EVENTS.customer_id, _EVENTS.zone_id, _EVENTS.at)
+        .where(_EVENTS.customer_id.in_(list(latest)))  # type: ignore[union-attr]
+        .where(_EVENTS.kind.in_(VISIT_KINDS))  # type: ignore[attr-defined]
+        .where(_EVENTS.at.in_({v[0] for v in latest.values()}))  # type: ignore[attr-defined]
+        .order_by(_EVENTS.zone_id)
     ).all()
     zone_of: dict[str, str] = {}
     for customer_id, zone_id, at in rows:
@@ -263,9 +264,9 @@ def _customer_changed_at() -> Any:
         .scalar_subquery()
     )
     visit_at = (
-        select(func.max(func.coalesce(ZoneEventRow.recorded_at, ZoneEventRow.at)))
-        .where(ZoneEventRow.customer_id == Customer.id)
-        .where(ZoneEventRow.kind.in_(VISIT_KINDS))  # type: ignore[attr-defined]
+        select(func.max(func.coalesce(_EVENTS.recorded_at, _EVENTS.at)))
+        .where(_EVENTS.customer_id == Customer.id)
+        .where(_EVENTS.kind.in_(VISIT_KINDS))  # type: ignore[attr-defined]
         .correlate(Customer)
         .scalar_subquery()
     )
@@ -298,9 +299,9 @@ KINDS: dict[str, ExportKind] = {
     ),
     "zone_events": ExportKind(
         "zone_events",
-        ZoneEventRow,
-        func.coalesce(ZoneEventRow.recorded_at, ZoneEventRow.at),
-        ZoneEventRow.id,
+        ZONE_EVENTS,
+        func.coalesce(_EVENTS.recorded_at, _EVENTS.at),
+        _EVENTS.id,
         (),
         _zone_event_records,
     ),

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import false, select
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from campaigns.attribution import VISIT_KINDS, CampaignStats, Offer, Visit, Withdrawal, campaign_stats
-from geofence.service.tables._types import as_utc
-from geofence.service.tables.campaigns import Delivery
-from geofence.service.tables.customers import ConsentEvent
-from geofence.service.tables.presence import ZoneEventRow
+from campaigns.storage.columns import as_utc
+from campaigns.storage.customers import ConsentEvent
+from campaigns.storage.deliveries import Delivery
+from campaigns.storage.geofence_views import ZONE_EVENTS, ZONES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -23,8 +23,8 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def zone_store_map(session: Session, zone_ids: set[str]) -> dict[str, str | None]:
     """The offers' zones and every other zone of the same stores (zones table's ``store_id``)."""
-    table = SQLModel.metadata.tables.get("zones")
-    if not zone_ids or table is None or "store_id" not in table.c:
+    table = ZONES
+    if not zone_ids:
         return dict.fromkeys(zone_ids)
     own = dict(session.execute(select(table.c.id, table.c.store_id).where(table.c.id.in_(zone_ids))).all())
     stores = {s for s in own.values() if s is not None}
@@ -62,12 +62,16 @@ def load_campaign_stats(
         lo, hi = min(starts), max(o.sent_at or o.delivered_at or o.created_at for o in offers) + window
         for start in range(0, len(customers), 500):  # bounded IN lists
             chunk = customers[start : start + 500]
+            zone_events = ZONE_EVENTS.c
             events = session.execute(
-                select(ZoneEventRow)
-                .where(ZoneEventRow.customer_id.in_(chunk))  # type: ignore[union-attr]
-                .where(ZoneEventRow.kind.in_(VISIT_KINDS))  # type: ignore[attr-defined]
-                .where(ZoneEventRow.at >= lo, ZoneEventRow.at <= hi)  # type: ignore[arg-type]
-            ).scalars()
+                select(
+                    zone_events.customer_id, zone_events.zone_id, zone_events.kind, zone_events.at,
+                    zone_events.visit_id,
+                )
+                .where(zone_events.customer_id.in_(chunk))
+                .where(zone_events.kind.in_(VISIT_KINDS))
+                .where(zone_events.at >= lo, zone_events.at <= hi)
+            )
             visits.extend(
                 Visit(e.customer_id, e.zone_id, e.kind, _utc(e.at), e.visit_id)  # type: ignore[arg-type]
                 for e in events

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from campaigns.ports import Clock
 from campaigns.providers.base import (
     Channel,
     NotificationProvider,
@@ -28,22 +29,22 @@ from campaigns.providers.base import (
 )
 
 
-def make_outbox(settings: Any, **_deps: Any) -> list[NotificationProvider]:
+def make_outbox(settings: Any, *, now: Clock, **_deps: Any) -> list[NotificationProvider]:
     from campaigns.providers.outbox_channel import OutboxProvider
 
-    return [OutboxProvider(channel, outbox_dir=settings.outbox_dir) for channel in Channel]
+    return [OutboxProvider(channel, outbox_dir=settings.outbox_dir, clock=now) for channel in Channel]
 
 
-def make_fcm(settings: Any, **_deps: Any) -> list[NotificationProvider]:
+def make_fcm(settings: Any, *, now: Clock, **_deps: Any) -> list[NotificationProvider]:
     from campaigns.providers.fcm import FcmProvider
 
-    return [FcmProvider.from_settings(settings)]
+    return [FcmProvider.from_settings(settings, clock=now)]
 
 
-def make_twilio(settings: Any, **_deps: Any) -> list[NotificationProvider]:
+def make_twilio(settings: Any, *, now: Clock, **_deps: Any) -> list[NotificationProvider]:
     from campaigns.providers.twilio_sms import TwilioSmsProvider
 
-    return [TwilioSmsProvider.from_settings(settings)]
+    return [TwilioSmsProvider.from_settings(settings, clock=now)]
 
 
 FACTORIES: dict[str, Callable[..., list[NotificationProvider]]] = {
@@ -53,14 +54,14 @@ FACTORIES: dict[str, Callable[..., list[NotificationProvider]]] = {
 }
 
 
-def build_providers(settings: Any, **deps: Any) -> dict[str, NotificationProvider]:
-    """One provider per channel name ("push", "sms") from ``settings.channels``."""
+def build_providers(settings: Any, *, now: Clock, **deps: Any) -> dict[str, NotificationProvider]:
+    """One provider per channel name ("push", "sms") from ``settings.channels``; ``now`` is their clock."""
     unknown = [name for name in settings.channels if name not in FACTORIES]
     if unknown:
         raise ValueError(f"unknown channel provider(s) {unknown}; known: {sorted(FACTORIES)}")
     providers: dict[str, NotificationProvider] = {}
     for name in settings.channels:
-        for provider in FACTORIES[name](settings, **deps):
+        for provider in FACTORIES[name](settings, now=now, **deps):
             providers.setdefault(Channel(provider.channel).value, provider)
     check_budgets(providers, lease_s=settings.scheduler.lease_s)
     return providers

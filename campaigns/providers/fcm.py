@@ -125,11 +125,6 @@ def to_fcm_message(msg: OutboundMessage, *, at: datetime, target: str = "token")
         return messaging.Message(token=msg.to, **kwargs)
 
 
-def _now() -> datetime:
-    from geofence.service import clock
-
-    return clock.now()
-
 
 class FcmProvider:
     """Sends push messages through one named firebase-admin app (created here, deleted by ``close``)."""
@@ -146,7 +141,7 @@ class FcmProvider:
         batch_size: int = 100,
         timeout_s: float = 5.0,
         app_name: str | None = None,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime],  # the service's clock.now: adapters read the wall clock there
     ) -> None:
         if not 1 <= batch_size <= MAX_SEND_EACH:
             raise ValueError(f"batch_size must be between 1 and {MAX_SEND_EACH}")

@@ -23,11 +23,6 @@ from campaigns.providers.errors import mask
 _FILE_LOCK = threading.Lock()  # scheduler threads share the file
 
 
-def _now() -> datetime:
-    from geofence.service import clock
-
-    return clock.now()
-
 
 def outbox_record(msg: OutboundMessage, *, message_id: str, at: datetime) -> dict[str, Any]:
     """What the outbox stores for one message (pure)."""
@@ -60,7 +55,7 @@ class OutboxProvider:
         outbox_dir: Path,
         echo: bool = True,
         stream: TextIO | None = None,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime],  # the service's clock.now: adapters read the wall clock there
     ) -> None:
         self.channel = channel
         self.path = Path(outbox_dir) / f"{channel.value}.jsonl"

@@ -121,11 +121,6 @@ def to_twilio_params(
     return params
 
 
-def _now() -> datetime:
-    from geofence.service import clock
-
-    return clock.now()
-
 
 class TwilioSmsProvider:
     """One Twilio ``Client`` per provider; ``http_client`` lets tests inject a fake transport."""
@@ -143,7 +138,7 @@ class TwilioSmsProvider:
         validity_period_s: int = 3600,
         http_client: HttpClient | None = None,
         timeout_s: float = 10.0,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime],  # the service's clock.now: adapters read the wall clock there
     ) -> None:
         if not timeout_s > 0:
             raise ValueError("timeout_s must be positive")

@@ -31,3 +31,19 @@ INBOUND_SMS = Counter(
     "geofence_inbound_sms_total", "Inbound SMS by keyword intent (duplicates = Twilio retries).",
     ["intent"], registry=REGISTRY,
 )
+
+
+class PrometheusCampaignMetrics:
+    """``campaigns.ports.CampaignMetrics`` on this module's counters."""
+
+    def decided(self, outcome: str, reason: str) -> None:
+        DECISIONS.labels(outcome, reason).inc()
+
+    def delivery_status(self, status: str, channel: str) -> None:
+        DELIVERIES.labels(status, channel).inc()
+
+    def dispatch_lag(self, lag_s: float) -> None:
+        DISPATCH_LAG.observe(max(0.0, lag_s))
+
+    def outbox_waiting(self, count: int) -> None:
+        OUTBOX_WAITING.set(count)

@@ -1,4 +1,5 @@
-"""Verify that a webhook really comes from Twilio (``X-Twilio-Signature``) using the SDK's validator.
+"""Verify that a webhook really comes from Twilio (``X-Twilio-Signature``) using the SDK's validator
+(``campaigns.providers.twilio_webhooks``).
 
 The URL that Twilio signed is the *public* one (a proxy changes what the app sees), so it is rebuilt
 from ``settings.public_base_url`` plus the request path and query.
@@ -7,8 +8,8 @@ from ``settings.public_base_url`` plus the request path and query.
 from __future__ import annotations
 
 from fastapi import HTTPException, Request
-from twilio.request_validator import RequestValidator
 
+from campaigns.providers.twilio_webhooks import signature_valid
 from geofence.service.settings import Settings
 
 
@@ -29,7 +30,6 @@ async def verified_form(request: Request, settings: Settings) -> dict[str, str]:
         raise HTTPException(403, "missing X-Twilio-Signature")
     form = await request.form()
     params = {k: str(v) for k, v in form.multi_items()}
-    validator = RequestValidator(token.get_secret_value())
-    if not validator.validate(public_url(request, settings), params, signature):
+    if not signature_valid(token.get_secret_value(), public_url(request, settings), params, signature):
         raise HTTPException(403, "invalid X-Twilio-Signature")
     return params

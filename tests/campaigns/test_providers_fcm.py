@@ -255,11 +255,13 @@ def test_bursts_are_chunked_so_send_each_never_opens_more_threads_than_the_batch
 
 def test_batch_size_is_bounded_by_fcm():
     with pytest.raises(ValueError, match="between 1 and 500"):
-        FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, batch_size=501)
+        FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, batch_size=501, clock=lambda: AT)
 
 
 def test_sdk_app_is_created_by_the_provider_and_deleted_on_close():
-    p = FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, app_name="geofence-test-app")
+    p = FcmProvider(
+        credential=AnonymousCredential(), project_id=PROJECT, app_name="geofence-test-app", clock=lambda: AT
+    )
     assert firebase_admin.get_app("geofence-test-app") is p.app
     p.close()
     with pytest.raises(ValueError):
@@ -268,7 +270,7 @@ def test_sdk_app_is_created_by_the_provider_and_deleted_on_close():
 
 def test_from_settings_requires_a_service_account_file():
     with pytest.raises(ValueError, match="CREDENTIALS_FILE"):
-        FcmProvider.from_settings(Settings(channels=["fcm"]))
+        FcmProvider.from_settings(Settings(channels=["fcm"]), clock=lambda: AT)
 
 
 def test_from_settings_reads_project_and_target(fcm):
@@ -298,7 +300,7 @@ def test_from_settings_loads_the_service_account_file_without_any_network(tmp_pa
         "client_email": "fcm@shop-prod.iam.gserviceaccount.com", "client_id": "1",
         "token_uri": "https://oauth2.googleapis.com/token",
     }))
-    p = FcmProvider.from_settings(Settings(fcm={"credentials_file": str(path)}))
+    p = FcmProvider.from_settings(Settings(fcm={"credentials_file": str(path)}), clock=lambda: AT)
     try:
         assert p.app.project_id == "shop-prod"  # from the file; no token is fetched until a send
     finally:

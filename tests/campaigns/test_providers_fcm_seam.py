@@ -10,6 +10,7 @@ import firebase_admin
 import requests
 from firebase_admin import _http_client, messaging
 
+from geofence.service import clock
 from tests.fakes.fcm_transport import PROJECT, AnonymousCredential, FakeFcmServer, point_app_at
 
 
@@ -46,7 +47,7 @@ def test_the_seam_really_routes_sends_to_the_loopback_fake():
 def test_the_provider_gives_its_app_the_bounded_retry_policy_on_the_real_fcm_url():
     from campaigns.providers.fcm import SEND_RETRY, FcmProvider
 
-    p = FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, timeout_s=3.0)
+    p = FcmProvider(credential=AnonymousCredential(), project_id=PROJECT, timeout_s=3.0, clock=clock.now)
     try:
         service = messaging._get_messaging_service(p.app)
         adapter = service._client.session.get_adapter(service._fcm_url)

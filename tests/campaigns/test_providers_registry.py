@@ -31,7 +31,7 @@ def msg(channel: Channel, n: int = 1, **kw) -> OutboundMessage:
 
 
 def test_default_is_the_outbox_for_both_channels(settings):
-    providers = build_providers(settings)
+    providers = build_providers(settings, now=lambda: AT)
     assert set(providers) == {"push", "sms"}
     assert all(isinstance(p, OutboxProvider) for p in providers.values())
     assert providers["push"].channel is Channel.PUSH
@@ -45,9 +45,9 @@ def test_channels_wiring_registers_the_providers(settings, sqlite_engine):
 
 
 def test_first_listed_provider_wins_its_channel(tmp_path, monkeypatch):
-    monkeypatch.setattr(FcmProvider, "from_settings", classmethod(lambda cls, s: _Stub(Channel.PUSH)))
+    monkeypatch.setattr(FcmProvider, "from_settings", classmethod(lambda cls, s, **kw: _Stub(Channel.PUSH)))
     settings = Settings(channels=["fcm", "outbox"], outbox_dir=tmp_path)
-    providers = build_providers(settings)
+    providers = build_providers(settings, now=lambda: AT)
     assert isinstance(providers["push"], _Stub)
     assert isinstance(providers["sms"], OutboxProvider)
 
@@ -70,9 +70,9 @@ def test_production_channels_build_real_sdk_providers(tmp_path):
     original = FcmProvider.from_settings.__func__
     try:
         FcmProvider.from_settings = classmethod(  # type: ignore[method-assign]
-            lambda cls, s: original(cls, s, credential=AnonymousCredential())
+            lambda cls, s, **kw: original(cls, s, credential=AnonymousCredential(), **kw)
         )
-        providers = build_providers(settings)
+        providers = build_providers(settings, now=lambda: AT)
     finally:
         FcmProvider.from_settings = classmethod(original)  # type: ignore[method-assign]
     assert isinstance(providers["push"], FcmProvider)
@@ -83,7 +83,7 @@ def test_production_channels_build_real_sdk_providers(tmp_path):
 
 def test_unknown_provider_name_is_a_clear_error():
     with pytest.raises(ValueError, match=r"unknown channel provider\(s\) \['pigeon'\]"):
-        build_providers(Settings(channels=["outbox", "pigeon"]))
+        build_providers(Settings(channels=["outbox", "pigeon"]), now=lambda: AT)
 
 
 def test_outbox_stores_and_prints_with_the_recipient_masked(tmp_path):
@@ -125,8 +125,9 @@ def test_the_default_channel_never_loads_the_sdks(tmp_path):
     code = (
         "import sys\n"
         "from campaigns.providers import build_providers\n"
+        "from geofence.service import clock\n"
         "from geofence.service.settings import Settings\n"
-        f"build_providers(Settings(outbox_dir={str(tmp_path)!r}))\n"
+        f"build_providers(Settings(outbox_dir={str(tmp_path)!r}), now=clock.now)\n"
         "print('firebase_admin' in sys.modules, 'twilio' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -241,7 +241,7 @@ def test_from_settings_builds_the_default_callback_url(fake):
 
 def test_from_settings_requires_credentials():
     with pytest.raises(ValueError, match="ACCOUNT_SID"):
-        TwilioSmsProvider.from_settings(Settings(twilio={"from_number": "36123"}))
+        TwilioSmsProvider.from_settings(Settings(twilio={"from_number": "36123"}), clock=lambda: AT)
 
 
 def test_masking_keeps_numbers_and_tokens_out_of_messages():
@@ -297,6 +297,6 @@ def test_a_silent_twilio_costs_at_most_the_send_budget():
 def test_from_settings_passes_the_timeout():
     settings = Settings(twilio={"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "from_number": "36123",
                                 "timeout_s": 4.0})
-    provider = TwilioSmsProvider.from_settings(settings)
+    provider = TwilioSmsProvider.from_settings(settings, clock=lambda: AT)
     assert provider.client.http_client.timeout == 4.0
     assert provider.send_budget_s == 8.0

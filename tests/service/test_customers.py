@@ -12,15 +12,16 @@ from sqlmodel import select
 
 from campaigns import customers as uc
 from campaigns.consent import Purpose, Source
-from campaigns.consent_wiring import setup_consent
 from campaigns.privacy import erase_customer, export_customer
 from geofence.service import apikeys
 from geofence.service.db import session_scope
+from geofence.service.location_data import SqlLocationData
 from geofence.service.runtime import Runtime
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, Customer, Device, Suppression
 from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
+from geofence.service.wiring.campaigns import setup_consent
 from tests.service.consent_helpers import build_app
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -319,7 +320,7 @@ def _populate(session):
 
 def test_access_export_holds_everything_with_tokens_masked(session):
     customer = _populate(session)
-    data = export_customer(session, customer.id, at=AT)
+    data = export_customer(session, customer.id, at=AT, location=SqlLocationData())
     assert data["customer"]["phone_e164"] == PHONE and data["customer"]["attributes"] == {"tier": "gold"}
     assert data["consent_state"] == {p.value: True for p in Purpose}
     assert len(data["consent_ledger"]) == 3
@@ -336,7 +337,9 @@ def test_access_export_holds_everything_with_tokens_masked(session):
 def test_erasure_removes_personal_data_keeps_the_ledger_and_suppresses_the_number(session):
     customer = _populate(session)
     phone_hash = customer.phone_hash
-    counts = erase_customer(session, customer.id, at=AT + timedelta(days=1), recorded_by="dpo")
+    counts = erase_customer(
+        session, customer.id, at=AT + timedelta(days=1), location=SqlLocationData(), recorded_by="dpo"
+    )
     session.commit()
     session.expire_all()
     erased = session.get(Customer, customer.id)
@@ -373,13 +376,13 @@ def test_erasure_removes_personal_data_keeps_the_ledger_and_suppresses_the_numbe
     assert suppression is not None and suppression.reason == uc.SUPPRESSED_BY_ERASURE
     assert counts["devices"] == 1 and counts["zone_events"] == 2 and counts["withdrawn"] == 3
     with pytest.raises(uc.NotFound):
-        erase_customer(session, customer.id, at=AT)
+        erase_customer(session, customer.id, at=AT, location=SqlLocationData())
 
 
 def test_erasure_suppression_is_never_downgraded_by_a_later_stop(session):
     customer = _populate(session)
     phone_hash = customer.phone_hash
-    erase_customer(session, customer.id, at=AT)
+    erase_customer(session, customer.id, at=AT, location=SqlLocationData())
     uc.suppress(session, phone_hash, reason=uc.SUPPRESSED_BY_KEYWORD, at=AT)
     assert not uc.lift_keyword_suppression(session, phone_hash)
     assert session.get(Suppression, (phone_hash, "sms")).reason == uc.SUPPRESSED_BY_ERASURE

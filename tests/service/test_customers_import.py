@@ -14,6 +14,7 @@ from campaigns import customers as uc
 from campaigns.consent import Purpose
 from campaigns.customer_import import import_customers
 from campaigns.privacy import erase_customer
+from geofence.service.location_data import SqlLocationData
 from geofence.service.settings import Settings, get_settings
 from geofence.service.tables.customers import ConsentEvent, Customer
 from tests.service.consent_helpers import build_app, import_cli_app
@@ -120,7 +121,7 @@ def test_unusable_header_rejects_the_file(session):
 def test_erase_then_reimport_stays_suppressed(session):
     run(session, GOOD)
     c1 = uc.find_by_crm_id(session, "c1")
-    erase_customer(session, c1.id, at=AT + timedelta(hours=1))
+    erase_customer(session, c1.id, at=AT + timedelta(hours=1), location=SqlLocationData())
     session.commit()
     report = run(session, GOOD, at=AT + timedelta(days=1))
     assert [(p.line, "suppressed" in p.reason) for p in report.suppressed] == [(2, True)]

@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from geofence.demo import batches, load_stores, load_trace
 from geofence.service import clock
+from geofence.service.demo import batches, load_stores, load_trace
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    from geofence.demo import run_demo
+    from geofence.service.demo import run_demo
 
     lines: list[str] = []
     workdir = tmp_path_factory.mktemp("demo")

@@ -12,13 +12,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from campaigns.dispatcher import Pacer, dispatch_due, dispatch_job
+from campaigns.dispatcher import Pacer, dispatch_due
 from geofence.service import clock
 from geofence.service.db import make_engine
 from geofence.service.runtime import Runtime
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, Customer, Device
+from geofence.service.wiring.campaigns import dispatch_job
 from tests.service.campaign_factories import RecordingProvider, add_customer, add_delivery
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -243,6 +244,6 @@ def test_a_provider_slower_than_the_lease_is_refused_at_start_up(tmp_path) -> No
                         twilio={"account_sid": "AC" + "0" * 32, "auth_token": "t", "from_number": "36123",
                                 "timeout_s": 15})
     with pytest.raises(ValueError, match=r"up to 30 s .*LEASE_S=30"):
-        build_providers(settings)
+        build_providers(settings, now=clock.now)
     settings.twilio.timeout_s = 14
-    assert build_providers(settings)["sms"].send_budget_s == 28
+    assert build_providers(settings, now=clock.now)["sms"].send_budget_s == 28

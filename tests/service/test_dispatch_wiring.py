@@ -12,13 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from campaigns.dispatcher import dispatch_job
 from geofence.events import TransitionKind, ZoneEvent
 from geofence.service.jobs import build_scheduler
 from geofence.service.runtime import Runtime
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import Delivery
-from geofence.service.wiring.campaigns import decision_policy, setup_campaigns
+from geofence.service.wiring.campaigns import decision_policy, dispatch_job, setup_campaigns
 from tests.service.campaign_factories import RecordingProvider, add_campaign, add_customer, add_zone
 
 MONDAY_1145 = datetime(2026, 11, 23, 10, 45, tzinfo=UTC)

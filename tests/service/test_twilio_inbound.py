@@ -17,6 +17,7 @@ from campaigns.phones import phone_hash
 from campaigns.privacy import erase_customer
 from geofence.service import apikeys
 from geofence.service.db import session_scope
+from geofence.service.location_data import SqlLocationData
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, InboundMessage, Suppression
@@ -319,7 +320,7 @@ def test_every_opt_in_keyword_resubscribes(client, engine):
 def test_start_after_erasure_is_refused_and_the_number_stays_suppressed(client, engine):
     customer_id = customer_with_sms(engine)
     with session_scope(engine) as s:
-        erase_customer(s, customer_id, at=AT)
+        erase_customer(s, customer_id, at=AT, location=SqlLocationData())
     xml = reply_of(post(client, twilio_params("START")))
     assert "effacé" in xml
     with Session(engine) as s:

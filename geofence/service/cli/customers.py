@@ -14,6 +14,7 @@ from campaigns.privacy import erase_customer, export_customer
 from geofence.service import clock
 from geofence.service.cli.base import app, console, err_console, fail, load_runtime, progress
 from geofence.service.db import session_scope
+from geofence.service.location_data import SqlLocationData
 from geofence.service.runtime import Runtime
 
 customers_app = typer.Typer(help="Customers and their consents: CSV import, access export, erasure.")
@@ -87,7 +88,7 @@ def export(customer_id: str = typer.Argument(..., help="Customer id.")) -> None:
     runtime = load_runtime()
     try:
         with session_scope(runtime.engine) as session:
-            data = export_customer(session, customer_id, at=clock.now())
+            data = export_customer(session, customer_id, at=clock.now(), location=SqlLocationData())
     except CustomerError as exc:
         raise fail(str(exc)) from None
     finally:
@@ -106,7 +107,9 @@ def erase(
     runtime = load_runtime()
     try:
         with session_scope(runtime.engine) as session:
-            counts = erase_customer(session, customer_id, at=clock.now(), recorded_by="cli")
+            counts = erase_customer(
+                session, customer_id, at=clock.now(), location=SqlLocationData(), recorded_by="cli"
+            )
     except CustomerError as exc:
         raise fail(str(exc)) from None
     finally:

@@ -18,7 +18,7 @@ def demo(
     ),
 ) -> None:
     """Replay real traces through ingest, campaigns, outbox, STOP and CRM export on a simulated clock."""
-    from geofence.demo import DemoUnavailable, run_demo
+    from geofence.service.demo import DemoUnavailable, run_demo
 
     def bar(items: Sequence[Any], label: str) -> Iterable[Any]:
         return progress(items, total=len(items), label=label)

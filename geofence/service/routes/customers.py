@@ -18,6 +18,7 @@ from campaigns.customer_import import import_customers
 from campaigns.privacy import erase_customer, export_customer
 from geofence.service import clock
 from geofence.service.deps import SessionDep, SettingsDep
+from geofence.service.location_data import SqlLocationData
 from geofence.service.metrics import CONSENT_CHANGES
 from geofence.service.pagination import PageDep, Paginated
 from geofence.service.security import Principal, require_scope
@@ -200,7 +201,10 @@ def update_customer(
 def erase(customer_id: CustomerId, session: SessionDep, principal: AdminPrincipal) -> dict[str, Any]:
     """Erase the customer's personal data (right to erasure); their number stays suppressed as a hash."""
     try:
-        counts = erase_customer(session, customer_id, at=clock.now(), recorded_by=f"key:{principal.key_id}")
+        counts = erase_customer(
+            session, customer_id, at=clock.now(), location=SqlLocationData(),
+            recorded_by=f"key:{principal.key_id}",
+        )
         session.commit()
     except uc.CustomerError as exc:
         session.rollback()
@@ -212,7 +216,7 @@ def erase(customer_id: CustomerId, session: SessionDep, principal: AdminPrincipa
 def export(customer_id: CustomerId, session: SessionDep, _: AdminPrincipal) -> dict[str, Any]:
     """Everything held on one customer (right of access), as JSON."""
     try:
-        return export_customer(session, customer_id, at=clock.now())
+        return export_customer(session, customer_id, at=clock.now(), location=SqlLocationData())
     except uc.CustomerError as exc:
         raise _fail(exc) from exc
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
-from twilio.twiml.messaging_response import MessagingResponse
 
 from campaigns.inbound_sms import InboundOutcome, InboundSms, MalformedInbound, handle_inbound_sms
 from campaigns.keywords import DEFAULT_HELP, DEFAULT_OPT_IN, DEFAULT_OPT_OUT, KeywordConfig
+from campaigns.providers.twilio_webhooks import messaging_twiml
 from geofence.service import clock
 from geofence.service.db import session_scope
 from geofence.service.deps import RuntimeDep
@@ -70,7 +70,4 @@ async def inbound_sms(request: Request, runtime: RuntimeDep) -> Response:
         raise HTTPException(400, str(exc)) from exc
     outcome = await run_in_threadpool(_handle, runtime, sms)
     INBOUND_SMS.labels(intent="duplicate" if outcome.duplicate else outcome.intent.value).inc()
-    twiml = MessagingResponse()
-    if outcome.reply:
-        twiml.message(outcome.reply)
-    return Response(content=str(twiml), media_type="application/xml")
+    return Response(content=messaging_twiml(outcome.reply), media_type="application/xml")

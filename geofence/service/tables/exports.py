@@ -1,23 +1,5 @@
-"""Tables: where each scheduled export stopped (its cursor), so the next run is incremental.
+"""The export cursors' table lives in ``campaigns.storage.exports``; re-exported here so the service's
+imports keep one ``tables`` namespace."""
 
-Owner: CRM export (issue 7).
-"""
-
-from __future__ import annotations
-
-from datetime import datetime
-
-from sqlmodel import Field, SQLModel
-
-from geofence.service.tables._types import utc_column
-
-
-class ExportCursorRow(SQLModel, table=True):
-    __tablename__ = "export_cursors"
-
-    kind: str = Field(primary_key=True)  # customers | consents | opt_outs | zone_events | deliveries
-    format: str = Field(primary_key=True)  # csv | ndjson
-    cursor: str | None = None  # opaque; None = nothing exported yet
-    last_run_at: datetime | None = utc_column()
-    last_file: str | None = None
-    rows_total: int = 0
+from campaigns.storage.exports import *  # noqa: F403
+from campaigns.storage.exports import __all__  # noqa: F401

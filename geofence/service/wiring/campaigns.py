@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
+from sqlmodel import Session
+
+from campaigns.customers import location_consented_devices
+from campaigns.dispatcher import DispatchStats, Pacer, dispatch_due
+from campaigns.outbox import waiting_count
+from geofence.service import clock
+from geofence.service.metrics import PrometheusCampaignMetrics
 from geofence.service.runtime import Job, Runtime
+
+log = logging.getLogger(__name__)
 
 
 def setup(runtime: Runtime) -> None:
     """Register this domain's services on the runtime."""
-    __import__("campaigns.consent_wiring", fromlist=["setup_consent"]).setup_consent(runtime)
+    setup_consent(runtime)
     setup_campaigns(runtime)
+
+
+def setup_consent(runtime: Runtime) -> None:
+    """``location_consent_filter(session, device_ids) -> set[str]``: the devices whose customer holds
+    ``location_offers`` consent now. The location feed drops, unstored, the fixes of every other device."""
+
+    def location_consent_filter(session: Session, device_ids: Iterable[str]) -> set[str]:
+        return location_consented_devices(session, device_ids, at=clock.now())
+
+    runtime.services["location_consent_filter"] = location_consent_filter
 
 
 def setup_campaigns(runtime: Runtime) -> None:
@@ -19,14 +41,13 @@ def setup_campaigns(runtime: Runtime) -> None:
     ``runtime.services["decision_policy"]`` (a ``campaigns.decide.DecisionPolicy``) may be set by an
     operator hook before this runs to change the global caps or the legal-hours table.
     """
-    from campaigns.dispatcher import dispatch_job
     from campaigns.handler import CampaignHandler
-    from geofence.service import clock
 
     policy = runtime.services.setdefault("decision_policy", decision_policy(runtime.settings))
     runtime.services.setdefault("channel_rates", dict(runtime.settings.campaigns.channel_rates))
     handler = CampaignHandler(
-        runtime.engine, now=clock.now, policy=policy, zone_resolver=runtime.services.get("zone_info")
+        runtime.engine, now=clock.now, policy=policy, zone_resolver=runtime.services.get("zone_info"),
+        metrics=PrometheusCampaignMetrics(),
     )
     runtime.services["campaign_handler"] = handler
     runtime.bus.subscribe(handler)
@@ -61,3 +82,30 @@ def decision_policy(settings: Any) -> Any:
         legal_table=table,
         max_event_age=timedelta(seconds=rules.max_event_age_s),
     )
+
+
+def dispatch_job(runtime: Any) -> DispatchStats:
+    """The APScheduler job body (``Job(id="dispatch")``)."""
+    settings = runtime.settings
+    pacer = runtime.services.setdefault("dispatch_pacer", Pacer(rates=_rates(runtime)))
+    metrics = PrometheusCampaignMetrics()
+    stats = dispatch_due(
+        runtime.engine,
+        providers=runtime.services.get("providers", {}),
+        now=clock.now,
+        lease=timedelta(seconds=settings.scheduler.lease_s),
+        max_attempts=settings.scheduler.max_attempts,
+        pace=pacer,
+        metrics=metrics,
+    )
+    with Session(runtime.engine) as session:
+        metrics.outbox_waiting(waiting_count(session))
+    if stats.claimed:
+        log.info("dispatch: claimed=%d %s", stats.claimed, stats.by_status)
+    return stats
+
+
+def _rates(runtime: Any) -> dict[str, float]:
+    """Messages per second per sender, from ``runtime.services["channel_rates"]`` if registered."""
+    rates = runtime.services.get("channel_rates") or {}
+    return {str(k): float(v) for k, v in dict(rates).items()}

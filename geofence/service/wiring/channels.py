@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from campaigns.providers import build_providers
+from geofence.service import clock
 from geofence.service.runtime import Runtime
 
 
@@ -12,4 +13,4 @@ def setup(runtime: Runtime) -> None:
     Providers are synchronous: the dispatcher calls them from scheduler threads (never from an async
     route), so firebase-admin and twilio never block the event loop.
     """
-    runtime.services["providers"] = build_providers(runtime.settings, engine=runtime.engine)
+    runtime.services["providers"] = build_providers(runtime.settings, now=clock.now, engine=runtime.engine)

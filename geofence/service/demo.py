@@ -410,7 +410,7 @@ def simulate_stop(runtime: Any, phone: str, at: datetime) -> tuple[int, str]:
 
 def _replay(runtime: Any, sim: SimulatedClock, fixes: list[LocationFix], *, label: str, wrap: Wrap,
             observer: _Observer, after_batch: Callable[[datetime], None] | None = None) -> None:  # fmt: skip
-    from campaigns.dispatcher import dispatch_job
+    from geofence.service.wiring.campaigns import dispatch_job
 
     service = runtime.services["geofence"]
     for chunk in wrap(batches(fixes), label):
