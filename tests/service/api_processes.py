@@ -24,7 +24,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def api_processes(count: int, env: dict[str, str], cwd: Path, timeout_s: float = 60.0) -> Iterator[list[str]]:
+def api_processes(
+    count: int, env: dict[str, str], cwd: Path, timeout_s: float = 120.0
+) -> Iterator[list[str]]:
     """Start ``count`` API processes (no jobs) with ``env``; yields their base URLs; stops them by PID."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GEOFENCE_")}
     full_env.update(env)
