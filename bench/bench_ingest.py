@@ -170,16 +170,16 @@ def bench_in_process(
 
     from geofence.events import EventBus
     from geofence.service.routes.locations import decode_fixes
-    from geofence.service.runtime import build_runtime
+    from geofence.service.runtime import bootstrap
     from geofence.service.settings import Settings
 
     settings = Settings(database_url=url, scheduler={"enabled": False}, auth_required=False)
     t0 = time.perf_counter()
-    runtime = build_runtime(settings)
-    runtime.services.pop("location_consent_filter", None)
+    runtime = bootstrap(settings)
+    runtime.geofence.location_consent = None
     if not subscribers:  # measure presence alone; campaign evaluation of events is downstream work
         runtime.bus = EventBus()
-    service = runtime.services["geofence"]
+    service = runtime.geofence
     build_s = time.perf_counter() - t0
     gc.freeze()  # as the app's lifespan does once started
     positions = [[lat for lat, _ in w.homes], [lng for _, lng in w.homes]]
@@ -272,7 +272,7 @@ def bench_app():  # uvicorn --factory bench.bench_ingest:bench_app
 
     app = create_app()
     runtime = app.state.runtime
-    runtime.services.pop("location_consent_filter", None)
+    runtime.geofence.location_consent = None
     if os.environ.get("BENCH_SUBSCRIBERS") != "1":
         runtime.bus = EventBus()
     return app

@@ -298,7 +298,7 @@ class Campaign(_Frozen):
         data["trigger"]["kinds"] = sorted(data["trigger"]["kinds"])
         data["trigger"]["zone_ids"] = sorted(data["trigger"]["zone_ids"])
         data["trigger"]["zone_tags"] = sorted(data["trigger"]["zone_tags"])
-        return data  # type: ignore[no-any-return]
+        return data
 
 
 def parse_campaign(data: dict[str, Any]) -> Campaign:

@@ -42,7 +42,8 @@ class Span:
 class Schedule(Protocol):
     """Something open over some instants: what the send decision intersects."""
 
-    name: str
+    @property
+    def name(self) -> str: ...  # read-only: frozen schedules satisfy it
 
     def is_open(self, at: datetime) -> bool: ...
 

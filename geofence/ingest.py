@@ -133,7 +133,7 @@ Undo = tuple[float, float, float, datetime, tuple[str, ...]] | None  # a track b
 class _Summary(NamedTuple):
     """A stored device's presences for the steady tests (see ``Ingestor._summary``)."""
 
-    count: int  # steady presences, and the sums of their zone-id hashes
+    n_steady: int  # steady presences, and the sums of their zone-id hashes
     h1: float
     h2: float
     until: datetime  # the first dwell due among them
@@ -154,7 +154,7 @@ class _Hits:
         self.counts = np.bincount(found.positions, minlength=n)
         self._sums: tuple[np.ndarray, np.ndarray] | None = None
         self._lists: tuple[list[int], list[float], list[float]] | None = None
-        self._sorted: tuple[np.ndarray, list[int]] | None = None
+        self._sorted: tuple[list[str], list[int]] | None = None
 
     def sums(self) -> tuple[np.ndarray, np.ndarray]:
         """Per row, the two sums of the hashes of the zones that contain the fix."""
@@ -259,7 +259,8 @@ def _metres(lat1: np.ndarray, lng1: np.ndarray, lat2: np.ndarray, lng2: np.ndarr
     """Great-circle distances, as ``zones`` measures them (haversine, ``fixes.EARTH_RADIUS_M``)."""
     p1, p2 = np.radians(lat1), np.radians(lat2)
     a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lng2 - lng1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    metres: np.ndarray = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    return metres
 
 
 _DEVICE, _RECORDED_AT, _TZINFO = attrgetter("device_id"), attrgetter("recorded_at"), attrgetter("tzinfo")
@@ -471,6 +472,8 @@ class Ingestor:
         """
         kept: dict[str, list[int]] = {}
         undo: dict[str, Undo] = {}
+        last_at: datetime | None
+        pat: datetime | None
         max_speed = self.policy.max_speed_mps
         tracks = self.tracks
         for device_id, positions in by_device.items():
@@ -539,12 +542,12 @@ class Ingestor:
                 continue
             kept[device_id] = survivors
             last = fixes[survivors[-1]]
-            ids = tuple(f for i in survivors if (f := fixes[i].client_fix_id) is not None)
-            if slot is None:
+            ids = tuple(cid for i in survivors if (cid := fixes[i].client_fix_id) is not None)
+            if slot is None or track is None:
                 self._added(tracks.add(device_id, last.recorded_at, last.lat, last.lng, last.accuracy_m, ids))
                 undo[device_id] = None
             else:
-                undo[device_id] = track[1:4] + (track.last_fix_at, track.fix_ids)  # type: ignore[index]
+                undo[device_id] = (*track[1:4], track.last_fix_at, track.fix_ids)
                 tracks.move(slot, last.recorded_at, last.lat, last.lng, last.accuracy_m, ids)
         return kept, undo
 
@@ -646,12 +649,12 @@ class Ingestor:
             # steady in columns?
             disc_busy: list[int] = []
             unsettled: list[int] = []  # of those, the rows the columns could not settle
-            if in_disc.any() or in_presence.any():
-                in_zone = in_disc & (tracks.d_count[lane.slots] > 0)  # type: ignore[union-attr]
+            if lane is not None and (in_disc.any() or in_presence.any()):  # both are empty without a lane
+                in_zone = in_disc & (tracks.d_count[lane.slots] > 0)
                 disc_busy = np.flatnonzero(self._with_open(in_zone, in_disc, devices) | in_presence).tolist()
                 if disc_busy and self.skip_steady:
                     uow = uow_factory()
-                    ds = lane.slots[disc_busy]  # type: ignore[union-attr]
+                    ds = lane.slots[disc_busy]
                     outside = ~in_disc[disc_busy]  # only a presence disc: its zones are not known
                     unsettled = self._steady_rows(
                         fixes, disc_busy, lane,
@@ -667,7 +670,7 @@ class Ingestor:
             out[unsettled] = True
             matched = np.flatnonzero(out)
             unsettled = [r for r in unsettled if in_disc[r]]  # their zones are the disc's: to the loop
-            order = [lane.positions[r] for r in matched.tolist()] if lane is not None else []  # type: ignore[union-attr]
+            order = [lane.positions[r] for r in matched.tolist()] if lane is not None else []
             n_m = len(order)
             first: dict[str, int] = {}
             for device_id, positions in kept.items():
@@ -700,9 +703,9 @@ class Ingestor:
             looped = fast_busy
             steady_rows: list[int] = []  # matched lane rows settled here, steady in all their zones
             if fast_busy and self.skip_steady and lane is not None:  # steady by their tracks, in columns
-                j = hit_row[fast_busy]
+                rows_hit = hit_row[fast_busy]
                 s1, s2 = hits.sums()
-                hit = (counts[j], s1[j], s2[j])
+                hit = (counts[rows_hit], s1[rows_hit], s2[rows_hit])
                 looped = self._steady_rows(fixes, fast_busy, lane, hit, uow, beats, heads)
                 left = set(looped)
                 steady_rows = [r for r in fast_busy if r not in left]
@@ -732,22 +735,22 @@ class Ingestor:
                         summary is not None and summary.ok and last_seen is not None
                         and (tracks.s_version[slot] != device.version or tracks.s_epoch[slot] != epoch)
                     ):  # the version and the epoch make the summary: rewritten only when they moved
-                        tracks.set_summary(slot, device.version, epoch, summary.count, summary.h1, summary.h2,
-                                           summary.until_s, last_seen)
+                        tracks.set_summary(slot, device.version, epoch, summary.n_steady, summary.h1,
+                                           summary.h2, summary.until_s, last_seen)
                     if (
                         summary is not None and summary.ok and last_seen is not None
                         and last_seen < t < summary.until
                         and (
-                            c_list[j] == summary.count and s1_list[j] == summary.h1
+                            c_list[j] == summary.n_steady and s1_list[j] == summary.h1
                             and s2_list[j] == summary.h2
-                            or c_list[j] > summary.count
+                            or c_list[j] > summary.n_steady
                             and self._only_shallow_more(fixes[i], j, hits, summary, slot)
                         )
                     ):
                         # stepping would change nothing stored but the device's last fix (``_summary``)
                         settled.append((r, j, summary.steady))
                         skips += 1
-                        if summary.count:
+                        if summary.n_steady:
                             open_now.add(device_id)
                         if t - last_seen >= heartbeat:
                             seen[device_id] = t
@@ -779,14 +782,14 @@ class Ingestor:
                 if steady:  # every fix in exactly the device's steady zones: a count and two hash sums
                     for j, i in rows:
                         if (
-                            c_list[j] != summary.count or s1_list[j] != summary.h1  # type: ignore[union-attr]
+                            c_list[j] != summary.n_steady or s1_list[j] != summary.h1  # type: ignore[union-attr]
                             or s2_list[j] != summary.h2 or fixes[i].recorded_at >= summary.until  # type: ignore[union-attr]
                         ):
                             steady = False
                             break
                 if steady:
                     self.steady_skips += 1
-                    if summary.count:  # type: ignore[union-attr]
+                    if summary.n_steady:  # type: ignore[union-attr]
                         open_now.add(device_id)
                     if is_due:
                         seen[device_id] = t
@@ -898,7 +901,8 @@ class Ingestor:
             ats = [fixes[positions[x]].recorded_at for x in due_rows]
             heads += zip(map(devices.__getitem__, due_rows), versions, ats, strict=True)
             beats += zip(s[due].tolist(), versions, ats, strict=True)
-        return r[~ok].tolist()
+        unsettled: list[int] = r[~ok].tolist()
+        return unsettled
 
     def _watch(self, uow: UnitOfWork) -> bool:
         """Bring ``tracks.cv`` up to date with the store's current copies (the change feed is read, and
@@ -944,7 +948,7 @@ class Ingestor:
         zone_ids = hits.ids_of(row)
         steady = summary.steady
         extra = [z for z in zone_ids if z not in steady]
-        if len(zone_ids) - len(extra) != summary.count:
+        if len(zone_ids) - len(extra) != summary.n_steady:
             return False  # a steady zone the fix is not in: stepped
         distance = self.index.signed_distance_m
         depths = []
@@ -1134,7 +1138,7 @@ class Ingestor:
         for slot in slots[in_zone].tolist():
             device_id, track = tracks.device_ids[slot], tracks.row(slot)
             d = self.index.signed_distance_m(zone_id, track.lat, track.lng)
-            last = LocationFix(device_id, track.lat, track.lng, track.accuracy_m, track.last_fix_at)  # type: ignore[arg-type]
+            last = LocationFix(device_id, track.lat, track.lng, track.accuracy_m, track.last_fix_at)
             p = adopt(device_id, zone_id, last, d, policy)
             if p is not None:
                 adopted.append(p)

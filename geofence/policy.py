@@ -87,7 +87,7 @@ def policy_for_zone(
     if size_m is not None and size_m > 0:
         changes["max_accuracy_m"] = min(base.max_accuracy_m, max(2.0 * size_m, 30.0))
     if profile in MAX_ENTER_SPEED_MPS:
-        changes["max_enter_speed_mps"] = MAX_ENTER_SPEED_MPS[profile]  # type: ignore[index]
+        changes["max_enter_speed_mps"] = MAX_ENTER_SPEED_MPS[profile]
     if fence is not None:
         if getattr(fence, "dwell_after_s", None) is not None:
             changes["dwell_after"] = timedelta(seconds=fence.dwell_after_s)

@@ -43,7 +43,7 @@ def fix_ids_of(value: object) -> tuple[str, ...]:
     garbage collector has to visit)."""
     if value is None:
         return ()
-    return value if type(value) is tuple else (value,)  # type: ignore[return-value]
+    return value if type(value) is tuple else (value,)
 
 
 class Tracks:

@@ -31,11 +31,13 @@ def distance_m(ring_arrays: Rings, lat: float, lng: float, m_per_deg: float) -> 
     """Planar distance in metres from ``lat, lng`` to the rings, in the equirectangular projection centred
     on the point (``geometry.to_local_m``: longitudes wrapped to ±180° around it)."""
     xs, ys, ends = ring_arrays
-    return _distance(xs, ys, ends, lat, lng, math.cos(math.radians(lat)) * m_per_deg, m_per_deg)
+    return float(_distance(xs, ys, ends, lat, lng, math.cos(math.radians(lat)) * m_per_deg, m_per_deg))
 
 
 @njit(cache=True, nogil=True)
-def _distance(xs, ys, ends, lat0, lng0, kx, ky):  # pragma: no cover - compiled
+def _distance(  # pragma: no cover - compiled
+    xs: np.ndarray, ys: np.ndarray, ends: np.ndarray, lat0: float, lng0: float, kx: float, ky: float
+) -> float:
     best = np.inf
     start = 0
     for r in range(ends.shape[0]):

@@ -42,7 +42,7 @@ _EDGE_M = {r: h3.average_hexagon_edge_length(r, "m") for r in range(16)}
 
 def cell_radius_m(res: int) -> float:
     """Upper bound of the distance from a cell centre to any point of the cell, metres."""
-    return CIRCUMRADIUS_FACTOR * _EDGE_M[res]
+    return float(CIRCUMRADIUS_FACTOR * _EDGE_M[res])
 
 
 def circle_margins_m(radius_m: float) -> tuple[float, float]:
@@ -120,7 +120,8 @@ def haversine_many(lat0: float, lng0: float, lats: np.ndarray, lngs: np.ndarray)
     p1 = math.radians(lat0)
     p2 = np.radians(lats)
     a = np.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * np.cos(p2) * np.sin(np.radians(lngs - lng0) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    metres: np.ndarray = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    return metres
 
 
 try:  # vectorised cell centres (build time); optional

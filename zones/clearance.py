@@ -200,7 +200,7 @@ def _measure(
 
 
 @njit(cache=True, nogil=True)
-def _has(slots, start, end, s):  # pragma: no cover - compiled
+def _has(slots: np.ndarray, start: int, end: int, s: int) -> bool:  # pragma: no cover - compiled
     for e in range(start, end):
         if slots[e] == s:
             return True
@@ -208,7 +208,7 @@ def _has(slots, start, end, s):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _measure_kernel(  # pragma: no cover - compiled
+def _measure_kernel(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled by numba per call
     idx, found, ok, ux, uy, uz, lats, lngs, start, slots, extra, kind, circ, xr, er, xs, ys, ends,
     s_ptr, s_slots, i_ptr, i_slots, clear, r, d,
 ):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import h3
 import numpy as np
@@ -54,7 +54,11 @@ _SET = [int(v) for v in _SET_ARR]
 
 def ancestors_at(cells: np.ndarray, res: int) -> np.ndarray:
     """Vectorised ``cell_to_parent`` of int64 cells (all at a finer or equal resolution) to ``res``."""
-    return (cells & _KEEP_ARR[res]) | _SET_ARR[res]
+    parents: np.ndarray = (cells & _KEEP_ARR[res]) | _SET_ARR[res]
+    return parents
+
+
+_Rows = tuple[tuple[Any, ...], tuple[Any, ...]]  # a cell's zones inside and its boundary rows
 
 
 class _Scalar(NamedTuple):
@@ -62,8 +66,8 @@ class _Scalar(NamedTuple):
 
     keep: int | None  # masks turning a FINE_RES cell into the finest resolution in use (None: same)
     setb: int
-    finest: dict[int, tuple[tuple, tuple]]  # ancestors merged in
-    coarser: list[tuple[int, int, dict[int, tuple[tuple, tuple]]]]  # (keep, set, dict) per resolution
+    finest: dict[int, _Rows]  # ancestors merged in
+    coarser: list[tuple[int, int, dict[int, _Rows]]]  # (keep, set, dict) per resolution
 
 
 class ZoneMatches(NamedTuple):
@@ -79,7 +83,8 @@ class ZoneMatches(NamedTuple):
 
     def zone_ids(self) -> np.ndarray:
         """The zone id of every pair (an object array aligned with ``positions``)."""
-        return self.ids[self.zones]
+        ids: np.ndarray = self.ids[self.zones]
+        return ids
 
 
 @dataclass
@@ -211,7 +216,8 @@ class ZoneIndex:
         covers: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
         for (res, _), members in groups.items():
             try:
-                for z, c in zip(members, circle_covers([z.geometry for z in members], res), strict=True):
+                circles = [cast(Circle, z.geometry) for z in members]  # grouped as circles above
+                for z, c in zip(members, circle_covers(circles, res), strict=True):
                     covers[id(z)] = c
             except (ValueError, TypeError):  # an invalid centre: _add reports it zone by zone
                 pass
@@ -267,17 +273,17 @@ class ZoneIndex:
 
     def _rebuild(self) -> None:
         """Re-pack every live zone into the per-resolution tables (no cover is recomputed)."""
-        live = [(s, e) for s, e in enumerate(self._entries) if e is not None]
+        entries = [e for e in self._entries if e is not None]
         # compact slots so that dead zones do not accumulate
-        self._entries = [e for _, e in live]
-        self._slot_of = {e.zone.id: i for i, e in enumerate(self._entries)}
-        self._grow(len(self._entries))
-        for i, e in enumerate(self._entries):
+        self._entries = list(entries)
+        self._slot_of = {e.zone.id: i for i, e in enumerate(entries)}
+        self._grow(len(entries))
+        for i, e in enumerate(entries):
             self._alive[i] = True
             self._ids[i] = e.zone.id
             self._set_circle(i, e.zone)
         by_res: dict[int, list[int]] = {}
-        for i, e in enumerate(self._entries):
+        for i, e in enumerate(entries):
             by_res.setdefault(e.res, []).append(i)
         tables = {}
         for res, slots in by_res.items():
@@ -372,7 +378,7 @@ class ZoneIndex:
             keep, setb, finest, coarser = self._scalar or self._build_scalar()
             found = finest.get(fine if keep is None else (fine & keep) | setb)
             if found is not None:  # the common case: one probe (ancestors merged in)
-                founds: Iterable[tuple[tuple, tuple]] = (found,)
+                founds: Iterable[tuple[Sequence[Any], Sequence[Any]]] = (found,)
             else:
                 founds = [v for k, s, t in coarser if (v := t.get((fine & k) | s)) is not None]
             for inside, boundary in founds:
@@ -420,8 +426,8 @@ class ZoneIndex:
             else (0.0, 0.0, 0.0, 2.0, -2.0, ids_[s], s)
             for s, (ux, uy, uz, cin2, cout2) in enumerate(circ)
         ]
-        shared: dict[tuple, tuple] = {}
-        per_res: list[tuple[int, dict[int, tuple[tuple, tuple]]]] = []
+        shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        per_res: list[tuple[int, dict[int, _Rows]]] = []
         f = self._flat
         ids = self._ids[f.islots].tolist()
         brow = [rows[s] for s in f.bslots.tolist()]
@@ -445,8 +451,8 @@ class ZoneIndex:
                     inside, edge = inside + up[0], edge + up[1]
             value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
             merged[key] = shared.setdefault(value, value)
-        keep = None if finest_res == FINE_RES else _KEEP[finest_res]  # None: the fix's own cell
-        self._scalar = scalar = _Scalar(keep, _SET[finest_res], merged, coarser)
+        fine_keep = None if finest_res == FINE_RES else _KEEP[finest_res]  # None: the fix's own cell
+        self._scalar = scalar = _Scalar(fine_keep, _SET[finest_res], merged, coarser)
         return scalar
 
     def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> ZoneMatches:
@@ -565,7 +571,7 @@ class ZoneIndex:
         keep = np.flatnonzero(ok).tolist()
         inner = [list(map(get, inside[i])) for i in keep]
         steady_slots = [
-            x if steady[i] is None else list(map(get, steady[i])) for i, x in zip(keep, inner, strict=True)
+            x if (st := steady[i]) is None else list(map(get, st)) for i, x in zip(keep, inner, strict=True)
         ]
 
         def csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

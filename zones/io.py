@@ -179,7 +179,8 @@ def _zone_from_props(props: Mapping[str, Any], geom: Mapping[str, Any] | None) -
     else:
         tags = frozenset(t.strip() for t in _s(tags_v).replace("|", ";").split(";") if t.strip())
     fence_v: dict[str, Any] = {}
-    src = props.get("fence") if isinstance(props.get("fence"), Mapping) else props
+    fence_props = props.get("fence")
+    src = fence_props if isinstance(fence_props, Mapping) else props
     for f in _FENCE:
         v = _num(src.get(f), f)
         if v is not None:

@@ -30,7 +30,7 @@ def res_masks(res: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
-def lookup(
+def lookup(  # type: ignore[no-untyped-def]  # numba compiles it for the arrays and scalars of each call
     fine, order, begin, cursor, ux, uy, uz, keep, setb, kstart, head, islots, bslots, bdata, alive,
     filter_dead, room, out_pos, out_slot, chk_pos, chk_slot,
 ):

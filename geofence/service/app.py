@@ -11,10 +11,11 @@ from sqlalchemy.engine import Engine
 from starlette.types import Receive, Scope, Send
 
 from geofence.service.jobs import build_scheduler
+from geofence.service.limits_http import BodyGuard
 from geofence.service.openapi_errors import document_errors
 from geofence.service.routes import all_routers
 from geofence.service.routes.locations import serve_locations
-from geofence.service.runtime import Runtime, build_runtime
+from geofence.service.runtime import Runtime, bootstrap
 from geofence.service.settings import Settings, get_settings
 
 
@@ -49,7 +50,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``run_jobs`` starts the periodic jobs in this process (default: the settings')."""
     settings = settings or (runtime.settings if runtime else get_settings())
-    runtime = runtime or build_runtime(settings, engine)
+    runtime = runtime or bootstrap(settings, engine)
     start_jobs = settings.scheduler.enabled if run_jobs is None else run_jobs
 
     @asynccontextmanager
@@ -75,7 +76,7 @@ def create_app(
     app.state.runtime = runtime
     for router in all_routers():
         app.include_router(router)
-    for hook in runtime.services.get("app_hooks", []):
-        hook(app)
+    ingest = runtime.settings.ingest
+    app.add_middleware(BodyGuard, max_bytes=ingest.max_body_bytes, timeout_s=ingest.body_timeout_s)
     document_errors(app)
     return app

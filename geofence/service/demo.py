@@ -3,7 +3,7 @@
 ``run_demo(workdir)`` resets a SQLite database under ``workdir``, loads fictitious demo stores placed
 along two REAL GPS traces (IGN / LASTIG, CeCILL-C — see ``geofence/demo_data/ATTRIBUTION.md``),
 defines two campaigns, creates three customers with explicit, proven consents, registers their
-devices and replays the traces through the real ingest path (``runtime.services["geofence"].ingest``,
+devices and replays the traces through the real ingest path (``runtime.geofence.ingest``,
 the code ``POST /v1/locations`` calls). Zone events go through the real event bus to the campaign
 handler (decisions, caps, outbox rows); the real dispatcher sends through the local outbox channel.
 A STOP reply goes through the same use case as the Twilio webhook. It ends with a CRM export.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -39,6 +39,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from geofence.fixes import LocationFix
+from geofence.service.settings import Settings
+
+if TYPE_CHECKING:
+    from geofence.service.runtime import Runtime
 
 STORE_TZ = "Europe/Paris"
 PARIS = ZoneInfo(STORE_TZ)
@@ -49,10 +53,6 @@ CONSENT_EVIDENCE = {"screen": "onboarding/offers", "app_version": APP_VERSION}
 
 Emit = Callable[[str], None]
 Wrap = Callable[[Sequence[Any], str], Iterable[Any]]
-
-
-class DemoUnavailable(RuntimeError):
-    """Something the demo needs is missing from this installation."""
 
 
 # --- the simulated clock ---------------------------------------------------------------------------
@@ -197,9 +197,7 @@ def _no_wrap(items: Sequence[Any], _label: str) -> Iterable[Any]:
 # --- steps ---------------------------------------------------------------------------------------
 
 
-def demo_settings(workdir: Path) -> Any:
-    from geofence.service.settings import Settings
-
+def demo_settings(workdir: Path) -> Settings:
     return Settings(
         env="local",
         database_url=f"sqlite:///{workdir}/demo.db",
@@ -222,7 +220,7 @@ def reset_workdir(workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
 
 
-def save_stores(runtime: Any, stores: list[dict[str, Any]], at: datetime) -> int:
+def save_stores(runtime: Runtime, stores: list[dict[str, Any]], at: datetime) -> int:
     from zones.io import read_zones_csv
 
     lines = ["id,name,lat,lng,radius_m,store_id,tags,tz"]
@@ -234,11 +232,11 @@ def save_stores(runtime: Any, stores: list[dict[str, Any]], at: datetime) -> int
     zones, errors = read_zones_csv("\n".join(lines) + "\n")
     if errors:
         raise RuntimeError(f"demo stores: {errors}")
-    runtime.services["geofence"].save_zones(zones, at=at)
+    runtime.geofence.save_zones(zones, at=at)
     return len(zones)
 
 
-def save_campaigns(runtime: Any, at: datetime) -> None:
+def save_campaigns(runtime: Runtime, at: datetime) -> None:
     from campaigns.model import parse_campaign
     from geofence.service.db import session_scope
     from geofence.service.tables.campaigns import CampaignRow
@@ -261,7 +259,7 @@ def save_campaigns(runtime: Any, at: datetime) -> None:
             )
 
 
-def save_customers(runtime: Any, at: datetime) -> dict[str, str]:
+def save_customers(runtime: Runtime, at: datetime) -> dict[str, str]:
     """Customers, devices and consents with proof; returns customer id -> first name."""
     from campaigns.customers import CustomerInput, record_consent, register_device, upsert_customer
     from geofence.service.db import session_scope
@@ -304,7 +302,7 @@ def batches(fixes: Sequence[LocationFix], every: timedelta = BATCH) -> list[list
 class _Observer:
     """Reads what the engine did since the last look (zone events, decisions, sends) and narrates it."""
 
-    def __init__(self, runtime: Any, names: dict[str, str], zone_names: dict[str, str], emit: Emit,
+    def __init__(self, runtime: Runtime, names: dict[str, str], zone_names: dict[str, str], emit: Emit,
                  report: DemoReport) -> None:  # fmt: skip
         self.runtime, self.names, self.zone_names, self.emit, self.report = (
             runtime,
@@ -375,7 +373,7 @@ class _Observer:
         return {c.id: c.phone_e164 for c in session.execute(select(Customer)).scalars()}
 
 
-def status_counts(runtime: Any, customer_id: str) -> dict[str, int]:
+def status_counts(runtime: Runtime, customer_id: str) -> dict[str, int]:
     from sqlalchemy import func
 
     from geofence.service.tables.campaigns import Delivery
@@ -389,11 +387,10 @@ def status_counts(runtime: Any, customer_id: str) -> dict[str, int]:
     return {str(status): int(n) for status, n in rows}
 
 
-def simulate_stop(runtime: Any, phone: str, at: datetime) -> tuple[int, str]:
+def simulate_stop(runtime: Runtime, phone: str, at: datetime) -> tuple[int, str]:
     """A "STOP" reply through the use case the Twilio webhook calls; returns (cancelled, reply)."""
     from campaigns.inbound_sms import InboundSms, handle_inbound_sms
     from geofence.service.db import session_scope
-    from geofence.service.routes.twilio import _config
 
     sms = InboundSms(message_sid=f"SMdemo{int(at.timestamp())}", from_number=phone, to_number=STOP_SENDER,
                      body="STOP")  # fmt: skip
@@ -403,16 +400,16 @@ def simulate_stop(runtime: Any, phone: str, at: datetime) -> tuple[int, str]:
             sms,
             at=at,
             hash_key=runtime.settings.hash_key.get_secret_value(),
-            config=_config(runtime),
+            config=runtime.sms_keywords,
         )
     return outcome.cancelled, outcome.reply or ""
 
 
-def _replay(runtime: Any, sim: SimulatedClock, fixes: list[LocationFix], *, label: str, wrap: Wrap,
+def _replay(runtime: Runtime, sim: SimulatedClock, fixes: list[LocationFix], *, label: str, wrap: Wrap,
             observer: _Observer, after_batch: Callable[[datetime], None] | None = None) -> None:  # fmt: skip
     from geofence.service.wiring.campaigns import dispatch_job
 
-    service = runtime.services["geofence"]
+    service = runtime.geofence
     for chunk in wrap(batches(fixes), label):
         at = chunk[-1].recorded_at
         sim.set(at)
@@ -429,7 +426,7 @@ def _replay(runtime: Any, sim: SimulatedClock, fixes: list[LocationFix], *, labe
     observer.look()
 
 
-def write_crm_export(runtime: Any, directory: Path, at: datetime) -> list[Path]:
+def write_crm_export(runtime: Runtime, directory: Path, at: datetime) -> list[Path]:
     from campaigns.export import KIND_NAMES, plan_export
     from campaigns.export.pipeline import write_export
 
@@ -441,7 +438,7 @@ def write_crm_export(runtime: Any, directory: Path, at: datetime) -> list[Path]:
     ]
 
 
-def campaign_stats(runtime: Any, campaign_id: str) -> Any:
+def campaign_stats(runtime: Runtime, campaign_id: str) -> Any:
     from campaigns.export.stats_source import load_campaign_stats
 
     with Session(runtime.engine) as session:
@@ -452,7 +449,7 @@ def campaign_stats(runtime: Any, campaign_id: str) -> Any:
 
 def run_demo(workdir: Path, *, emit: Emit = print, wrap: Wrap = _no_wrap) -> DemoReport:
     """Run the whole demo in ``workdir`` (reset first) and narrate it through ``emit``."""
-    from geofence.service.runtime import build_runtime
+    from geofence.service.runtime import bootstrap
 
     started = time.perf_counter()
     workdir = workdir.resolve()
@@ -466,10 +463,8 @@ def run_demo(workdir: Path, *, emit: Emit = print, wrap: Wrap = _no_wrap) -> Dem
     ines_fixes = [msgspec.structs.replace(p, device_id=ines, recorded_at=p.recorded_at + lag) for p in senart]
     setup_at = vincennes[0].recorded_at - timedelta(minutes=30)
     with simulated_clock(setup_at) as sim:
-        runtime = build_runtime(demo_settings(workdir))
-        if "geofence" not in runtime.services:
-            raise DemoUnavailable("the presence service is not registered (is the zones package installed?)")
-        for provider in runtime.services.get("providers", {}).values():
+        runtime = bootstrap(demo_settings(workdir))
+        for provider in runtime.providers.values():
             if hasattr(provider, "echo"):
                 provider.echo = False  # the demo prints what was sent itself (masked)
         stores = load_stores()

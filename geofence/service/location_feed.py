@@ -21,14 +21,15 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from fastapi import HTTPException
+from typing import TYPE_CHECKING, Any
 
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.ingest import FixResult
 from geofence.service import clock
+
+if TYPE_CHECKING:
+    from geofence.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class FeedJob:
 
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[bytes]
-    runtime: Any
+    runtime: Runtime
     context: Any
     body: bytes
     fixes: list[LocationFix] = field(default_factory=list)
@@ -83,7 +84,7 @@ class LocationFeed:
         self.batches = 0  # ingest calls, and requests served: their ratio is the coalescing achieved
         self.requests = 0
 
-    def submit(self, runtime: Any, context: Any, body: bytes) -> asyncio.Future[bytes]:
+    def submit(self, runtime: Runtime, context: Any, body: bytes) -> asyncio.Future[bytes]:
         loop = asyncio.get_running_loop()
         job = FeedJob(loop, loop.create_future(), runtime, context, body)
         if self._thread is None:
@@ -137,11 +138,7 @@ class LocationFeed:
     def _ingest(self, group: list[FeedJob], *, retried: bool = False) -> None:
         self.batches += 1
         self.requests += 0 if retried else len(group)
-        service = group[0].runtime.services.get("geofence")
-        if service is None:
-            for job in group:
-                job.resolve(error=HTTPException(503, detail="the presence service is not available"))
-            return
+        service = group[0].runtime.geofence
         if len(group) == 1:
             fixes, refused = group[0].fixes, group[0].refused
         else:

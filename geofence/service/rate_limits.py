@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import case, delete, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from geofence.service.tables.limits import RateLimitRow
+
+if TYPE_CHECKING:
+    from geofence.service.runtime import Runtime
 
 _T = RateLimitRow.__table__  # type: ignore[attr-defined]
 
@@ -104,3 +107,12 @@ class MemoryRates:
 def purge_full_buckets(connection: Connection, *, now_s: float) -> int:
     """Delete the rows of buckets that have refilled (their ``tat`` has passed): they hold nothing."""
     return connection.execute(delete(_T).where(_T.c.tat_s < now_s)).rowcount or 0
+
+
+def purge_rate_limits_job(runtime: Runtime) -> int:
+    """The periodic job: drop refilled buckets, keeping the table to the active ones."""
+    from geofence.service import clock
+    from geofence.service.db import session_scope
+
+    with session_scope(runtime.engine) as session:
+        return purge_full_buckets(session.connection(), now_s=clock.now().timestamp())

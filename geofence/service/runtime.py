@@ -1,30 +1,41 @@
-"""The composition root's state: settings, engine, event bus and each domain's singletons.
+"""The composition root: ``bootstrap(settings)`` builds every service of a process, typed, in one place.
 
-Each domain contributes a ``setup(runtime)`` hook (listed in ``SETUP_HOOKS``) that registers its
-services, event subscribers and periodic jobs. The API process and the dispatcher process build the
-same runtime; only what they start differs.
+The API process and the dispatcher process build the same ``Runtime``; only what they start differs
+(each ``Job``'s ``role``). Routes receive it through ``deps.RuntimeDep``, jobs as their argument, the CLI
+from ``cli.base.load_runtime``; every field is typed, so a reader (and mypy) can follow a fix from the
+route to the provider.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from fastapi import Request
 from sqlalchemy.engine import Engine
 
+from campaigns.decide import DecisionPolicy
+from campaigns.dispatcher import Pacer
+from campaigns.handler import CampaignHandler
+from campaigns.keywords import KeywordConfig
+from campaigns.ports import CampaignMetrics, Clock
+from campaigns.providers import build_providers
+from campaigns.providers.base import NotificationProvider
 from geofence.events import EventBus
+from geofence.service import clock
 from geofence.service.db import create_schema, is_postgres, make_engine
+from geofence.service.location_data import SqlLocationData
+from geofence.service.logging import configure_logging
+from geofence.service.metrics import PrometheusCampaignMetrics
+from geofence.service.rate_limits import DatabaseRates, MemoryRates, RateStore, purge_rate_limits_job
+from geofence.service.security import Principal, make_authenticator
 from geofence.service.settings import Settings
+from geofence.service.wiring import campaigns as campaign_jobs
+from geofence.service.wiring import exports as export_jobs
+from geofence.service.wiring import geofence as geofence_jobs
+from geofence.service.wiring.geofence import GeofenceService
 
-SETUP_HOOKS = (
-    "geofence.service.wiring.geofence:setup",
-    "geofence.service.wiring.campaigns:setup",
-    "geofence.service.wiring.channels:setup",
-    "geofence.service.wiring.ops:setup",
-    "geofence.service.wiring.exports:setup",
-)
+PURGE_RATE_LIMITS_EVERY_S = 600.0
 
 
 @dataclass
@@ -32,24 +43,35 @@ class Job:
     """A periodic job: ``func(runtime)`` every ``every_s`` seconds. ``role`` says which process runs it."""
 
     id: str
-    func: Callable[[Runtime], Any]
+    func: Callable[[Runtime], object]
     every_s: float
     role: str = "worker"  # "worker" (dispatcher process) | "api" | "any"
 
 
-@dataclass
+@dataclass(eq=False)
 class Runtime:
+    """Everything one process runs on. Plain (not frozen): tests swap a provider or the consent gate."""
+
     settings: Settings
     engine: Engine
-    bus: EventBus = field(default_factory=EventBus)
-    services: dict[str, Any] = field(default_factory=dict)
+    now: Clock
+    bus: EventBus
+    metrics: CampaignMetrics
+    geofence: GeofenceService  # zone index, presence, ingest; publishes committed events on ``bus``
+    location_data: SqlLocationData  # geofence's half of access requests and erasure
+    decision_policy: DecisionPolicy
+    campaign_handler: CampaignHandler  # subscribed to ``bus``
+    providers: dict[str, NotificationProvider]  # by channel: "push", "sms"
+    dispatch_pacer: Pacer
+    sms_keywords: KeywordConfig
+    rates: RateStore  # request-rate buckets: the database's (shared by every process) or this process's
+    authenticate: Callable[[Request, str], Principal]
     jobs: list[Job] = field(default_factory=list)
 
-    def add_job(self, job: Job) -> None:
-        self.jobs = [j for j in self.jobs if j.id != job.id] + [job]
 
-
-def build_runtime(settings: Settings, engine: Engine | None = None) -> Runtime:
+def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
+    """Build the process's services from ``settings`` (and ``engine``, else one from the settings)."""
+    configure_logging(settings)
     engine = engine or make_engine(settings.database_url)
     if not is_postgres(engine):
         create_schema(engine)
@@ -58,8 +80,46 @@ def build_runtime(settings: Settings, engine: Engine | None = None) -> Runtime:
         from geofence.service.migrations import migrate
 
         migrate(engine)
-    runtime = Runtime(settings=settings, engine=engine)
-    for spec in SETUP_HOOKS:
-        module_name, func_name = spec.split(":")
-        getattr(importlib.import_module(module_name), func_name)(runtime)
+    bus = EventBus()
+    metrics = PrometheusCampaignMetrics()
+    policy = campaign_jobs.decision_policy(settings)
+    handler = CampaignHandler(engine, now=clock.now, policy=policy, metrics=metrics)
+    bus.subscribe(handler)
+    rates: RateStore = DatabaseRates() if settings.limits.store == "database" else MemoryRates()
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        now=clock.now,
+        bus=bus,
+        metrics=metrics,
+        geofence=GeofenceService(
+            settings, engine, bus=bus, location_consent=campaign_jobs.location_consent_filter
+        ),
+        location_data=SqlLocationData(),
+        decision_policy=policy,
+        campaign_handler=handler,
+        # synchronous, as the SDKs are: the dispatcher calls them from scheduler threads, never from an
+        # async route, so firebase-admin and twilio never block the event loop
+        providers=build_providers(settings, now=clock.now),
+        dispatch_pacer=Pacer(rates={str(k): float(v) for k, v in settings.campaigns.channel_rates.items()}),
+        sms_keywords=campaign_jobs.keyword_config(settings),
+        rates=rates,
+        authenticate=make_authenticator(settings, engine, rates),
+    )
+    runtime.jobs = jobs_for(settings)
     return runtime
+
+
+def jobs_for(settings: Settings) -> list[Job]:
+    """The periodic jobs: presence timers, zone sync, outbox dispatch, raw-fix purge, daily CRM export."""
+    presence, scheduler = geofence_jobs, settings.scheduler
+    jobs = [
+        Job("geofence.sweep", presence.sweep_job, scheduler.sweep_every_s, role="worker"),
+        Job("geofence.zones_sync", presence.zones_sync_job, presence.ZONES_SYNC_EVERY_S, role="any"),
+    ]
+    if settings.ingest.fix_retention_s > 0:
+        jobs.append(Job("geofence.purge_fixes", presence.purge_fixes_job, presence.PURGE_EVERY_S))
+    jobs.append(Job("dispatch", campaign_jobs.dispatch_job, scheduler.dispatch_every_s, role="worker"))
+    jobs.append(Job("daily_export", export_jobs.daily_export, export_jobs.DAILY_S, role="worker"))
+    jobs.append(Job("purge_rate_limits", purge_rate_limits_job, PURGE_RATE_LIMITS_EVERY_S, role="worker"))
+    return jobs

@@ -25,7 +25,10 @@ from geofence.service import apikeys, clock
 from geofence.service.rate_limits import DatabaseRates, RateStore
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from geofence.service.runtime import Runtime
+    from geofence.service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
         _api_key: object = Depends(_API_KEY_DOC),
         _device: object = Depends(_DEVICE_DOC),
     ) -> Principal:
-        runtime = request.app.state.runtime
+        runtime: Runtime = request.app.state.runtime
         if not needs_authentication(runtime):
             return OPEN_PRINCIPAL
         # the key check reads the database: off the event loop, as FastAPI ran the whole dependency
@@ -74,7 +77,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
 
 
 def needs_authentication(runtime: Runtime) -> bool:
-    return bool(runtime.settings.auth_required and runtime.services.get("authenticate") is not None)
+    return runtime.settings.auth_required
 
 
 def principal_for(runtime: Runtime, request: Request, scope: str) -> Principal:
@@ -82,10 +85,10 @@ def principal_for(runtime: Runtime, request: Request, scope: str) -> Principal:
     For handlers that run outside FastAPI's dependencies (``routes.locations.serve_locations``)."""
     if not needs_authentication(runtime):
         return OPEN_PRINCIPAL
-    return runtime.services["authenticate"](request, scope)  # type: ignore[no-any-return]
+    return runtime.authenticate(request, scope)
 
 
-# --- the scheme (registered as runtime.services["authenticate"] by wiring/ops.py) -------------------
+# --- the scheme (``runtime.authenticate``, built by ``bootstrap``) -------------------
 
 _BEARER = "bearer "
 
@@ -125,7 +128,9 @@ def _too_many(what: str, wait_s: float) -> HTTPException:
     )  # fmt: skip
 
 
-def make_authenticator(runtime: Runtime, rates: RateStore) -> Callable[[Request, str], Principal]:
+def make_authenticator(
+    settings: Settings, engine: Engine, rates: RateStore
+) -> Callable[[Request, str], Principal]:
     """``authenticate(request, scope)``: verify the key (and device token), check scope and rates.
 
     Raises 401 (no/invalid credential), 403 (valid key without ``scope``) or 429 (rate limit, or too
@@ -135,7 +140,7 @@ def make_authenticator(runtime: Runtime, rates: RateStore) -> Callable[[Request,
     """
     from geofence.service.db import session_scope
 
-    limits = runtime.settings.limits
+    limits = settings.limits
     blocked = BlockedAddresses()
 
     def authenticate(request: Request, scope: str) -> Principal:
@@ -146,7 +151,7 @@ def make_authenticator(runtime: Runtime, rates: RateStore) -> Callable[[Request,
         token = presented_api_key(request)
         device_token = request.headers.get("x-device-token")
         refusal: HTTPException | None = None
-        with session_scope(runtime.engine) as session:  # reads only (and last_used_at once a minute)
+        with session_scope(engine) as session:  # reads only (and last_used_at once a minute)
             key = apikeys.verify_api_key(session, token, at=clock.now()) if token else None
             device_id = None
             if key is None:
@@ -163,7 +168,7 @@ def make_authenticator(runtime: Runtime, rates: RateStore) -> Callable[[Request,
         # The spends in a transaction of their own whose first statement writes: on SQLite, a read
         # transaction that later writes fails at once (SQLITE_BUSY_SNAPSHOT) when another process wrote
         # meanwhile, where a first write waits for the lock.
-        with runtime.engine.begin() if isinstance(rates, DatabaseRates) else nullcontext() as connection:
+        with engine.begin() if isinstance(rates, DatabaseRates) else nullcontext() as connection:
 
             def spend(name: str, rate_per_s: float, burst: int) -> float:
                 return rates.spend(connection, name, now_s=now_s, rate_per_s=rate_per_s, burst=burst)

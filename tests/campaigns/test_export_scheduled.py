@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session
 
 from campaigns.export.scheduled import run_scheduled_export
-from geofence.service.runtime import Runtime
+from geofence.service.runtime import bootstrap
 from geofence.service.tables.customers import Customer
 from geofence.service.tables.exports import ExportCursorRow
 from geofence.service.tables.presence import ZoneEventRow
-from geofence.service.wiring.exports import daily_export, setup
+from geofence.service.wiring.exports import daily_export
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -54,8 +54,7 @@ def test_daily_runs_write_only_what_changed_and_remember_the_cursor(engine, tmp_
 
 
 def test_daily_export_job_is_registered_for_the_worker_and_writes_to_export_dir(settings, engine):
-    runtime = Runtime(settings=settings, engine=engine)
-    setup(runtime)
+    runtime = bootstrap(settings, engine)
     (job,) = [j for j in runtime.jobs if j.id == "daily_export"]
     assert (job.every_s, job.role) == (86_400, "worker")
     with Session(engine) as s:

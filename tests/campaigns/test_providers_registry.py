@@ -13,9 +13,8 @@ from campaigns.providers.base import Channel, OutboundMessage, PermanentError, S
 from campaigns.providers.fcm import FcmProvider
 from campaigns.providers.outbox_channel import OutboxProvider
 from campaigns.providers.twilio_sms import TwilioSmsProvider
-from geofence.service.runtime import Runtime
+from geofence.service.runtime import bootstrap
 from geofence.service.settings import Settings
-from geofence.service.wiring import channels
 
 AT = datetime(2026, 3, 14, 11, 30, tzinfo=UTC)
 
@@ -39,9 +38,8 @@ def test_default_is_the_outbox_for_both_channels(settings):
 
 
 def test_channels_wiring_registers_the_providers(settings, sqlite_engine):
-    runtime = Runtime(settings=settings, engine=sqlite_engine)
-    channels.setup(runtime)
-    assert isinstance(runtime.services["providers"]["sms"], OutboxProvider)
+    runtime = bootstrap(settings, sqlite_engine)
+    assert isinstance(runtime.providers["sms"], OutboxProvider)
 
 
 def test_first_listed_provider_wins_its_channel(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from geofence.service.routes import campaigns as campaign_routes
-from geofence.service.runtime import Runtime
+from geofence.service.runtime import bootstrap
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import Delivery
 from tests.service.campaign_factories import add_customer, add_zone, add_zone_event
@@ -27,7 +27,7 @@ MONDAY_1145 = datetime(2026, 11, 23, 10, 45, tzinfo=UTC)
 def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
     # Only this router: the API must not depend on other domains being importable to be tested.
     app = FastAPI()
-    app.state.runtime = Runtime(settings=settings, engine=engine)
+    app.state.runtime = bootstrap(settings, engine)
     app.include_router(campaign_routes.router)
     with TestClient(app) as c:
         yield c

@@ -16,12 +16,11 @@ from campaigns.privacy import erase_customer, export_customer
 from geofence.service import apikeys
 from geofence.service.db import session_scope
 from geofence.service.location_data import SqlLocationData
-from geofence.service.runtime import Runtime
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import CANCELLED, DEFERRED, PENDING, SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, Customer, Device, Suppression
 from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
-from geofence.service.wiring.campaigns import setup_consent
+from geofence.service.wiring.campaigns import location_consent_filter
 from tests.service.consent_helpers import build_app
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -225,9 +224,7 @@ def test_sms_grant_is_refused_while_the_number_is_suppressed(session):
 
 
 def test_location_consent_filter_keeps_only_devices_with_location_offers_now(engine, settings):
-    runtime = Runtime(settings=settings, engine=engine)
-    setup_consent(runtime)
-    keep = runtime.services["location_consent_filter"]
+    keep = location_consent_filter
     with session_scope(engine) as session:
         yes = make_customer(session, crm_id="yes", phone=None)
         push_only = make_customer(session, crm_id="push", phone=None)

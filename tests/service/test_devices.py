@@ -119,7 +119,7 @@ def test_consent_from_the_app_is_recorded_with_its_wording_and_drives_the_locati
 ):
     app, client = app_and_key
     register(client)
-    keep = app.state.runtime.services["location_consent_filter"]
+    keep = app.state.runtime.geofence.location_consent
     with Session(engine) as s:
         assert keep(s, {"dev-1"}) == set()  # the OS permission alone is not consent
     response = consent(client, "dev-1", "location_offers", True)

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from campaigns.dispatcher import Pacer, dispatch_due
 from geofence.service import clock
 from geofence.service.db import make_engine
-from geofence.service.runtime import Runtime
+from geofence.service.runtime import bootstrap
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import SENT, Delivery
 from geofence.service.tables.customers import ConsentEvent, Customer, Device
@@ -123,8 +123,8 @@ def test_dispatch_job_uses_runtime_providers_and_settings(engine: Engine, sessio
     add_customer(session, clock.now())
     add_delivery(session, clock.now() - timedelta(seconds=3), key="k1")
     provider = RecordingProvider()
-    runtime = Runtime(settings=Settings(env="local", database_url="sqlite://"), engine=engine)
-    runtime.services["providers"] = {"push": provider}
+    runtime = bootstrap(Settings(env="local", database_url="sqlite://"), engine)
+    runtime.providers = {"push": provider}
     stats = dispatch_job(runtime)
     assert stats.by_status == {SENT: 1}
     assert stats.lags_s and 2.5 <= stats.lags_s[0] < 60

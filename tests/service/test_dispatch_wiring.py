@@ -14,19 +14,17 @@ from sqlmodel import Session
 
 from geofence.events import TransitionKind, ZoneEvent
 from geofence.service.jobs import build_scheduler
-from geofence.service.runtime import Runtime
+from geofence.service.runtime import Runtime, bootstrap
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import Delivery
-from geofence.service.wiring.campaigns import decision_policy, dispatch_job, setup_campaigns
+from geofence.service.wiring.campaigns import decision_policy, dispatch_job
 from tests.service.campaign_factories import RecordingProvider, add_campaign, add_customer, add_zone
 
 MONDAY_1145 = datetime(2026, 11, 23, 10, 45, tzinfo=UTC)
 
 
 def runtime_for(engine: Engine, settings: Settings) -> Runtime:
-    runtime = Runtime(settings=settings, engine=engine)
-    setup_campaigns(runtime)
-    return runtime
+    return bootstrap(settings, engine)
 
 
 def test_job_is_registered_for_the_worker(engine: Engine, settings: Settings) -> None:
@@ -39,15 +37,15 @@ def test_job_is_registered_for_the_worker(engine: Engine, settings: Settings) ->
 
 
 def test_bus_event_to_provider(engine: Engine, session: Session, settings: Settings) -> None:
+    runtime = runtime_for(engine, settings)  # before the zone: the factory's zone is not a zones.Zone
     add_zone(session, MONDAY_1145)
     add_customer(session, MONDAY_1145)
     add_campaign(session, MONDAY_1145, {
         "id": "lunch", "name": "Lunch", "status": "active", "trigger": {"zone_ids": ["z1"]},
         "templates": {"fr": {"body": "Bonjour {first_name}"}},
     })
-    runtime = runtime_for(engine, settings)
     provider = RecordingProvider()
-    runtime.services["providers"] = {"push": provider}
+    runtime.providers = {"push": provider}
     event = ZoneEvent(id="e1", zone_id="z1", device_id="dev1", kind=TransitionKind.ENTER, at=MONDAY_1145,
                       visit_id="v1", reason="test")
     with freeze_time(MONDAY_1145 + timedelta(seconds=1)):

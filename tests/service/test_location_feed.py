@@ -30,8 +30,8 @@ def fix(device_id: str, north_m: float = 0.0, t: datetime = NOW, **kw: object) -
 def runtime(settings, engine):
     app = create_app(settings, engine=engine)
     runtime = app.state.runtime
-    runtime.services.pop("location_consent_filter", None)
-    runtime.services["geofence"].save_zones([Zone("store", "Store", Circle(*STORE, 60))], at=NOW)
+    runtime.geofence.location_consent = None
+    runtime.geofence.save_zones([Zone("store", "Store", Circle(*STORE, 60))], at=NOW)
     return runtime
 
 
@@ -69,15 +69,11 @@ def test_requests_without_common_devices_share_one_batch_and_keep_their_own_answ
     assert c["accepted"] == 2 and c["events"] == []  # dev-1 already inside: as if c came alone, after a
 
 
-def test_a_request_alone_is_its_own_batch_and_an_unavailable_service_is_a_503(runtime):
+def test_a_request_alone_is_its_own_batch(runtime):
     feed = LocationFeed(prepare, render)
     with freeze_time(NOW):
         (only,) = serve(feed, runtime, [json.dumps(fix("dev-9")).encode()])
     assert only["accepted"] == 1 and feed.batches == 1
-    runtime.services.pop("geofence")
-    with freeze_time(NOW):
-        (gone,) = serve(feed, runtime, [json.dumps(fix("dev-9")).encode()])
-    assert isinstance(gone, HTTPException) and gone.status_code == 503
 
 
 class PoisonedService:
@@ -97,8 +93,8 @@ class PoisonedService:
 
 def test_a_failing_request_never_fails_the_requests_merged_with_it(runtime):
     feed = LocationFeed(prepare, render)
-    poisoned = PoisonedService(runtime.services["geofence"], poison="dev-bad")
-    runtime.services["geofence"] = poisoned
+    poisoned = PoisonedService(runtime.geofence, poison="dev-bad")
+    runtime.geofence = poisoned
     bodies = [json.dumps(fix(f"dev-{i}")).encode() for i in range(5)]
     bodies.insert(2, json.dumps(fix("dev-bad")).encode())
     with freeze_time(NOW):

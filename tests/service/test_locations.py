@@ -33,8 +33,7 @@ def body_fix(device_id="dev-1", north_m=0.0, east_m=0.0, t=NOW, **kw):
 def app(settings, engine):
     app = create_app(settings, engine=engine)
     # the consent domain's gate, registered as a service: here every device but "no-consent" consented
-    services = app.state.runtime.services
-    services["location_consent_filter"] = lambda _s, ids: {d for d in ids if d != "no-consent"}
+    app.state.runtime.geofence.location_consent = lambda _s, ids: {d for d in ids if d != "no-consent"}
     return app
 
 
@@ -42,7 +41,7 @@ def app(settings, engine):
 def client(app) -> Iterator[TestClient]:
     with TestClient(app) as c:
         store = Zone("store", "Store", Circle(*STORE, 60))
-        app.state.runtime.services["geofence"].save_zones([store], at=NOW)
+        app.state.runtime.geofence.save_zones([store], at=NOW)
         yield c
 
 
@@ -124,7 +123,7 @@ def test_out_of_order_fix_is_rejected_and_presence_does_not_move(client, engine)
 def test_deleting_a_zone_closes_open_visits(client, engine):
     with freeze_time(NOW):
         post(client, body_fix())
-        assert client.app.state.runtime.services["geofence"].delete_zone("store", at=NOW)
+        assert client.app.state.runtime.geofence.delete_zone("store", at=NOW)
     with Session(engine) as s:
         kinds = [(e.kind, e.reason) for e in s.exec(select(ZoneEventRow).order_by(ZoneEventRow.at)).scalars()]
         assert kinds == [("enter", "inside"), ("exit", "zone_removed")]
@@ -138,7 +137,7 @@ def test_zone_created_around_a_device_already_inside_fires_no_enter(client):
         r = post(client, body_fix(north_m=3000))
         assert r.json()["events"] == []
         lat, lng = offset(*STORE, 3000, 0)
-        service = client.app.state.runtime.services["geofence"]
+        service = client.app.state.runtime.geofence
         service.save_zones([Zone("new", "New", Circle(lat, lng, 80))], at=NOW)
         r = post(client, body_fix(north_m=3000, t=NOW + timedelta(seconds=30)))
     assert r.json()["events"] == []
@@ -183,8 +182,8 @@ def test_device_bound_caller_may_post_only_for_its_device(settings, engine):
 
     app = create_app(settings.model_copy(update={"auth_required": True}), engine=engine)
     runtime = app.state.runtime
-    runtime.services["authenticate"] = lambda _req, _scope: Principal("k", frozenset({"ingest"}), "dev-1")
-    runtime.services.pop("location_consent_filter", None)
+    runtime.authenticate = lambda _req, _scope: Principal("k", frozenset({"ingest"}), "dev-1")
+    runtime.geofence.location_consent = None
     with TestClient(app) as c, freeze_time(NOW):
         r = c.post("/v1/locations", json={"fixes": [body_fix("dev-1"), body_fix("dev-2")]})
     assert [x["reason"] for x in r.json()["results"]] == [None, "device_not_allowed"]

@@ -36,7 +36,7 @@ def make_client(request, secure_settings, engine):
         app = create_app(settings, engine=engine)
         assert isinstance(app, GeofenceApp)
         app.lean_feed = request.param == "lean"
-        app.state.runtime.services.pop("location_consent_filter", None)
+        app.state.runtime.geofence.location_consent = None
         client = TestClient(app)
         clients.append(client.__enter__())
         return client, app

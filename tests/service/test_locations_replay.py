@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from geofence.service.runtime import build_runtime
+from geofence.service.runtime import bootstrap
 from geofence.traces import read_trace_gpx, thin
 from zones.model import Circle, FenceSettings, Zone
 
@@ -27,9 +27,9 @@ ZONES = [
 
 
 def replay(engine, settings, every_s: float = 0):
-    runtime = build_runtime(settings, engine)
-    runtime.services.pop("location_consent_filter", None)  # no customers here: the gate is tested elsewhere
-    service = runtime.services["geofence"]
+    runtime = bootstrap(settings, engine)
+    runtime.geofence.location_consent = None  # no customers here: the gate is tested elsewhere
+    service = runtime.geofence
     fixes, errors = read_trace_gpx(TRACE.read_text(), device_id="rider")
     assert errors == [] and len(fixes) == 830
     if every_s:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from geofence.service.runtime import build_runtime
+from geofence.service.runtime import bootstrap
 from tests.geofence.tracks import STORE, T0, fix
 from zones.model import Circle, Zone
 
@@ -12,9 +12,9 @@ AT = T0 + timedelta(minutes=30)
 
 
 def worker(settings, engine):
-    runtime = build_runtime(settings, engine)
-    runtime.services.pop("location_consent_filter", None)
-    return runtime.services["geofence"]
+    runtime = bootstrap(settings, engine)
+    runtime.geofence.location_consent = None
+    return runtime.geofence
 
 
 def kinds(outcome):

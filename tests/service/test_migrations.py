@@ -19,7 +19,7 @@ from geofence.service.migrations import (
     migrate,
     schema_diff,
 )
-from geofence.service.runtime import build_runtime
+from geofence.service.runtime import bootstrap
 from tests.conftest import PG_ADMIN_URL
 
 pytestmark = pytest.mark.postgres
@@ -65,7 +65,7 @@ def test_downgrade_to_base_then_upgrade_again(fresh_pg):
 
 
 def test_migrate_is_idempotent_and_runtime_uses_it_on_postgres(fresh_pg, settings):
-    build_runtime(settings, fresh_pg)
+    bootstrap(settings, fresh_pg)
     migrate(fresh_pg)
     assert schema_diff(fresh_pg) == []
     if has_revisions():
@@ -81,7 +81,7 @@ def test_migrate_adopts_a_database_made_by_create_all(fresh_pg):
 
 
 def test_migrate_on_start_off_leaves_the_database_alone(fresh_pg, settings):
-    build_runtime(settings.model_copy(update={"migrate_on_start": False}), fresh_pg)
+    bootstrap(settings.model_copy(update={"migrate_on_start": False}), fresh_pg)
     assert inspect(fresh_pg).get_table_names() == []
 
 

@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from campaigns.providers.twilio_sms import STATUS_CALLBACK_PATH
 from geofence.service.routes import deliveries
-from geofence.service.runtime import Runtime
+from geofence.service.runtime import bootstrap
 from geofence.service.settings import Settings
 from geofence.service.tables.campaigns import Delivery
 
@@ -38,7 +38,7 @@ def app_settings(tmp_path) -> Settings:
 
 def _client(engine, app_settings):
     app = FastAPI()
-    app.state.runtime = Runtime(settings=app_settings, engine=engine)
+    app.state.runtime = bootstrap(app_settings, engine)
     app.include_router(deliveries.router)
     return TestClient(app)
 

@@ -26,11 +26,11 @@ def test_create_get_replace_delete(client):
     assert client.get("/v1/zones/z1").json()["store_id"] == "S-1"
     r = client.put("/v1/zones/z1", json={"name": "Renamed", "circle": {**CIRCLE, "radius_m": 90}})
     assert r.status_code == 200 and r.json()["name"] == "Renamed"
-    assert client.app.state.runtime.services["geofence"].index.get("z1").name == "Renamed"
+    assert client.app.state.runtime.geofence.index.get("z1").name == "Renamed"
     assert client.delete("/v1/zones/z1").status_code == 204
     assert client.get("/v1/zones/z1").status_code == 404
     assert client.delete("/v1/zones/z1").status_code == 404
-    assert "z1" not in client.app.state.runtime.services["geofence"].index
+    assert "z1" not in client.app.state.runtime.geofence.index
 
 
 def test_sizing_by_store_position_profile_and_minutes(client):

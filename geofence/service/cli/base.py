@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from geofence.service.runtime import Runtime, build_runtime
+from geofence.service.runtime import Runtime, bootstrap
 from geofence.service.settings import Settings, get_settings
 
 app = typer.Typer(help="Geofencing and mobile-notification engine.", no_args_is_help=True)
@@ -33,7 +33,7 @@ def checked_settings() -> Settings:
 
 
 def load_runtime(settings: Settings | None = None) -> Runtime:
-    return build_runtime(settings or checked_settings())
+    return bootstrap(settings or checked_settings())
 
 
 def progress(items: Iterable[T], *, total: int | None, label: str) -> Iterator[T]:

@@ -42,7 +42,7 @@ def _instant(text: str | None, name: str) -> datetime | None:
 def events_from_trace(settings: Settings, engine: Any, trace: Path, *, device_id: str) -> list[ZoneEvent]:
     """Run a CSV/GPX trace through the presence engine in a scratch in-memory database (zones copied
     from the real one) and return the zone events it produces, timers included."""
-    from geofence.service.runtime import build_runtime
+    from geofence.service.runtime import bootstrap
     from geofence.service.tables.zones import ZoneRow
     from geofence.traces import read_trace
 
@@ -63,12 +63,10 @@ def events_from_trace(settings: Settings, engine: Any, trace: Path, *, device_id
         for row in real.execute(select(ZoneRow).where(ZoneRow.deleted_at.is_(None))).scalars():  # type: ignore[union-attr]
             copy.merge(ZoneRow(**row.model_dump()))
         copy.commit()
-    scratch = build_runtime(scratch_settings, scratch_engine)
-    scratch.bus = EventBus()  # nothing subscribed: the scratch run writes no deliveries anywhere
-    scratch.services.pop("location_consent_filter", None)  # consent is judged by the dry run itself
-    service = scratch.services.get("geofence")
-    if service is None:
-        raise fail("the presence engine is not available in this installation: --trace cannot run")
+    scratch = bootstrap(scratch_settings, scratch_engine)
+    service = scratch.geofence
+    service.bus = EventBus()  # nothing subscribed: the scratch run writes no deliveries anywhere
+    service.location_consent = None  # consent is judged by the dry run itself
     service.sync_zones()
     events: list[ZoneEvent] = []
     for start in range(0, len(fixes), 100):

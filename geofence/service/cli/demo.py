@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from geofence.service.cli.base import app, console, fail, progress
+from geofence.service.cli.base import app, console, progress
 
 
 @app.command()
@@ -18,7 +18,7 @@ def demo(
     ),
 ) -> None:
     """Replay real traces through ingest, campaigns, outbox, STOP and CRM export on a simulated clock."""
-    from geofence.service.demo import DemoUnavailable, run_demo
+    from geofence.service.demo import run_demo
 
     def bar(items: Sequence[Any], label: str) -> Iterable[Any]:
         return progress(items, total=len(items), label=label)
@@ -26,7 +26,4 @@ def demo(
     def emit(line: str) -> None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    try:
-        run_demo(workdir, emit=emit, wrap=bar)
-    except DemoUnavailable as exc:
-        raise fail(str(exc)) from None
+    run_demo(workdir, emit=emit, wrap=bar)

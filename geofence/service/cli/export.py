@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -18,6 +17,7 @@ from campaigns.export.pipeline import export_file_name, render_plan, write_expor
 from campaigns.export.scheduled import run_scheduled_export
 from geofence.service import clock
 from geofence.service.cli.base import app, console, err_console, fail, load_runtime, progress
+from geofence.service.runtime import Runtime
 
 
 def _check_format(fmt: str) -> str:
@@ -66,7 +66,7 @@ def export(
 
 
 def _export_all(
-    runtime: Any, fmt: str | None, directory: Path | None, *, incremental: bool, settle_s: float
+    runtime: Runtime, fmt: str | None, directory: Path | None, *, incremental: bool, settle_s: float
 ) -> None:
     if directory is None:
         raise fail("'export all' needs --dir DIR")

@@ -41,8 +41,8 @@ def replay(
         fixes = thin(fixes, timedelta(seconds=every_s))
     runtime = load_runtime()
     if skip_consent:
-        runtime.services.pop("location_consent_filter", None)
-    service = runtime.services["geofence"]
+        runtime.geofence.location_consent = None
+    service = runtime.geofence
     batches = [fixes[i : i + batch] for i in range(0, len(fixes), batch)]
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     n_events = 0

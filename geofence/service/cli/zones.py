@@ -30,7 +30,7 @@ def import_zones(
         zones, errors = (read_zones_geojson if is_geojson else read_zones_csv)(text)
     except (ZoneError, ValueError) as exc:
         raise fail(f"{file}: {exc}") from None
-    service = load_runtime().services["geofence"]
+    service = load_runtime().geofence
     saved = 0
     for zone in progress(zones, total=len(zones), label=f"importing {file.name}"):
         try:
@@ -50,7 +50,7 @@ def export_zones(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
 ) -> None:
     """Write every zone as a GeoJSON FeatureCollection."""
-    service = load_runtime().services["geofence"]
+    service = load_runtime().geofence
     doc = json.dumps(write_zones_geojson(service.index.zones()), ensure_ascii=False, indent=1)
     if output is None:
         print(doc)

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from campaigns.decide import DecisionPolicy
 from campaigns.dry_run import campaign_zone_ids, dry_run_in_db, recorded_events
 from campaigns.model import (
     STATUS_TRANSITIONS,
@@ -291,7 +290,7 @@ def dry_run_campaign(
             zone_ids=campaign_zone_ids(session, campaign),
             kinds=campaign.trigger.kinds,
         )
-    policy = runtime.services.get("decision_policy") or DecisionPolicy()
+    policy = runtime.decision_policy
     report = dry_run_in_db(session, campaign, events, policy=policy, with_history=body.with_history)
     session.rollback()
     return report.as_json(limit=body.rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
@@ -22,6 +22,7 @@ from campaigns.export.pipeline import export_file_name, render_plan
 from campaigns.export.stats_source import load_campaign_stats
 from geofence.service import clock
 from geofence.service.deps import RuntimeDep, SessionDep
+from geofence.service.runtime import Runtime
 from geofence.service.security import require_scope
 from geofence.service.tables.campaigns import Delivery
 
@@ -35,7 +36,7 @@ class ExportFormat(StrEnum):
     ndjson = "ndjson"
 
 
-def receipt_providers(runtime: Any) -> frozenset[str]:
+def receipt_providers(runtime: Runtime) -> frozenset[str]:
     """Providers whose delivery receipts reach us: Twilio, whose sends always carry a status callback
     (the configured URL, or ``public_base_url`` + ``/v1/deliveries/twilio/status``)."""
     return frozenset({"twilio"}) if "twilio" in runtime.settings.channels else frozenset()

@@ -25,6 +25,7 @@ from geofence.service import clock
 from geofence.service.deps import RuntimeDep
 from geofence.service.limits_http import read_whole_body, send_error
 from geofence.service.location_feed import LocationFeed
+from geofence.service.runtime import Runtime
 from geofence.service.security import Principal, principal_for, require_scope
 
 router = APIRouter(tags=["locations"])
@@ -185,7 +186,7 @@ async def serve_locations(app: Any, scope: Scope, receive: Receive, send: Send) 
     the ingest behind it. Same behaviour as ``post_locations`` (the tests go through both): the body
     limits, ``require_scope("ingest")``'s authentication, decoding, ingest. The blocking part runs in
     the feed's thread (``location_feed``), which coalesces requests waiting together."""
-    runtime = app.state.runtime
+    runtime: Runtime = app.state.runtime
     request = Request(scope, receive)
     ingest = runtime.settings.ingest
     try:
@@ -220,13 +221,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-def prepare(runtime: Any, request: Request, body: bytes) -> tuple[list[LocationFix], dict[int, str]]:
+def prepare(runtime: Runtime, request: Request, body: bytes) -> tuple[list[LocationFix], dict[int, str]]:
     """Authenticate (``ingest`` scope), decode, and refuse the fixes of devices the caller may not post for
     (blocking: the key check reads the database)."""
     return _decode_for(runtime, body, principal_for(runtime, request, "ingest"))
 
 
-def _decode_for(runtime: Any, body: bytes, principal: Principal) -> tuple[list[LocationFix], dict[int, str]]:
+def _decode_for(
+    runtime: Runtime, body: bytes, principal: Principal
+) -> tuple[list[LocationFix], dict[int, str]]:
     fixes, refused = decode_fixes(body, runtime.settings.ingest.max_batch)
     if principal.device_id is not None:
         for i, fix in enumerate(fixes):
@@ -235,13 +238,10 @@ def _decode_for(runtime: Any, body: bytes, principal: Principal) -> tuple[list[L
     return fixes, refused
 
 
-def ingest_body(runtime: Any, body: bytes, principal: Principal) -> bytes:
+def ingest_body(runtime: Runtime, body: bytes, principal: Principal) -> bytes:
     """Decode, ingest and encode the answer, in the calling thread (``post_locations``)."""
     fixes, refused = _decode_for(runtime, body, principal)
-    service = runtime.services.get("geofence")
-    if service is None:
-        raise HTTPException(503, detail="the presence service is not available")
-    outcome = service.ingest(fixes, at=clock.now(), refused=refused)
+    outcome = runtime.geofence.ingest(fixes, at=clock.now(), refused=refused)
     return render(outcome.results, outcome.events)
 
 

@@ -11,37 +11,17 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.inbound_sms import InboundOutcome, InboundSms, MalformedInbound, handle_inbound_sms
-from campaigns.keywords import DEFAULT_HELP, DEFAULT_OPT_IN, DEFAULT_OPT_OUT, KeywordConfig
 from campaigns.providers.twilio_webhooks import messaging_twiml
 from geofence.service import clock
 from geofence.service.db import session_scope
 from geofence.service.deps import RuntimeDep
 from geofence.service.metrics import INBOUND_SMS
 from geofence.service.runtime import Runtime
-from geofence.service.settings import Settings
 from geofence.service.twilio_auth import verified_form
 
 router = APIRouter(tags=["twilio"])
 
 INBOUND_PATH = "/v1/twilio/sms/inbound"
-
-
-def keyword_config(settings: Settings) -> KeywordConfig:
-    conf = settings.sms_keywords
-    return KeywordConfig(
-        opt_out=tuple(conf.opt_out) if conf.opt_out is not None else DEFAULT_OPT_OUT,
-        opt_in=tuple(conf.opt_in) if conf.opt_in is not None else DEFAULT_OPT_IN,
-        help=tuple(conf.help) if conf.help is not None else DEFAULT_HELP,
-        max_other_words=conf.max_other_words,
-    )
-
-
-def _config(runtime: Runtime) -> KeywordConfig:
-    # Built once per runtime: normalising the lists on every SMS would be wasted work.
-    config = runtime.services.get("sms_keyword_config")
-    if config is None:
-        config = runtime.services["sms_keyword_config"] = keyword_config(runtime.settings)
-    return config  # type: ignore[no-any-return]
 
 
 def _handle(runtime: Runtime, sms: InboundSms) -> InboundOutcome:
@@ -51,7 +31,7 @@ def _handle(runtime: Runtime, sms: InboundSms) -> InboundOutcome:
             sms,
             at=clock.now(),
             hash_key=runtime.settings.hash_key.get_secret_value(),
-            config=_config(runtime),
+            config=runtime.sms_keywords,
         )
 
 

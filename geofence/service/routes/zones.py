@@ -127,7 +127,7 @@ def to_public(row: ZoneRow) -> ZonePublic:
 
 
 def _service(runtime: RuntimeDep) -> GeofenceService:
-    return runtime.services["geofence"]  # type: ignore[no-any-return]
+    return runtime.geofence
 
 
 ServiceDep = Annotated[GeofenceService, Depends(_service)]

@@ -1,75 +1,40 @@
-"""Wiring for the campaigns domain: services, subscribers and jobs registered on the runtime."""
+"""Wiring for the campaigns domain: the location-consent gate, the decision policy, the SMS keywords and
+the dispatch job body (``bootstrap`` in ``geofence.service.runtime`` puts them together)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
 from campaigns.customers import location_consented_devices
-from campaigns.dispatcher import DispatchStats, Pacer, dispatch_due
+from campaigns.decide import DecisionPolicy
+from campaigns.dispatcher import DispatchStats, dispatch_due
+from campaigns.keywords import DEFAULT_HELP, DEFAULT_OPT_IN, DEFAULT_OPT_OUT, KeywordConfig
+from campaigns.legal_hours import DEFAULT_TABLE, load_legal_table
+from campaigns.limits import GlobalCaps
 from campaigns.outbox import waiting_count
 from geofence.service import clock
-from geofence.service.metrics import PrometheusCampaignMetrics
-from geofence.service.runtime import Job, Runtime
+from geofence.service.settings import Settings
+
+if TYPE_CHECKING:
+    from geofence.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def setup(runtime: Runtime) -> None:
-    """Register this domain's services on the runtime."""
-    setup_consent(runtime)
-    setup_campaigns(runtime)
+def location_consent_filter(session: Session, device_ids: Iterable[str]) -> set[str]:
+    """The devices whose customer holds ``location_offers`` consent now: the location feed drops,
+    unstored, the fixes of every other device."""
+    return location_consented_devices(session, device_ids, at=clock.now())
 
 
-def setup_consent(runtime: Runtime) -> None:
-    """``location_consent_filter(session, device_ids) -> set[str]``: the devices whose customer holds
-    ``location_offers`` consent now. The location feed drops, unstored, the fixes of every other device."""
-
-    def location_consent_filter(session: Session, device_ids: Iterable[str]) -> set[str]:
-        return location_consented_devices(session, device_ids, at=clock.now())
-
-    runtime.services["location_consent_filter"] = location_consent_filter
-
-
-def setup_campaigns(runtime: Runtime) -> None:
-    """The zone-event subscriber (decide + write deliveries) and the outbox dispatcher job.
-
-    ``runtime.services["decision_policy"]`` (a ``campaigns.decide.DecisionPolicy``) may be set by an
-    operator hook before this runs to change the global caps or the legal-hours table.
-    """
-    from campaigns.handler import CampaignHandler
-
-    policy = runtime.services.setdefault("decision_policy", decision_policy(runtime.settings))
-    runtime.services.setdefault("channel_rates", dict(runtime.settings.campaigns.channel_rates))
-    handler = CampaignHandler(
-        runtime.engine, now=clock.now, policy=policy, zone_resolver=runtime.services.get("zone_info"),
-        metrics=PrometheusCampaignMetrics(),
-    )
-    runtime.services["campaign_handler"] = handler
-    runtime.bus.subscribe(handler)
-    runtime.add_job(
-        Job(
-            id="dispatch",
-            func=dispatch_job,
-            every_s=runtime.settings.scheduler.dispatch_every_s,
-            role="worker",
-        )
-    )
-
-
-def decision_policy(settings: Any) -> Any:
+def decision_policy(settings: Settings) -> DecisionPolicy:
     """The operator's caps and legal-hours table (a JSON file replaces the built-in table)."""
-    import json
-    from datetime import timedelta
-
-    from campaigns.decide import DecisionPolicy
-    from campaigns.legal_hours import DEFAULT_TABLE, load_legal_table
-    from campaigns.limits import GlobalCaps
-
     rules = settings.campaigns
     table = DEFAULT_TABLE
     if rules.legal_hours_file is not None:
@@ -84,28 +49,31 @@ def decision_policy(settings: Any) -> Any:
     )
 
 
-def dispatch_job(runtime: Any) -> DispatchStats:
-    """The APScheduler job body (``Job(id="dispatch")``)."""
+def keyword_config(settings: Settings) -> KeywordConfig:
+    """The inbound-SMS keywords (built once: normalising the lists on every SMS would be wasted work)."""
+    conf = settings.sms_keywords
+    return KeywordConfig(
+        opt_out=tuple(conf.opt_out) if conf.opt_out is not None else DEFAULT_OPT_OUT,
+        opt_in=tuple(conf.opt_in) if conf.opt_in is not None else DEFAULT_OPT_IN,
+        help=tuple(conf.help) if conf.help is not None else DEFAULT_HELP,
+        max_other_words=conf.max_other_words,
+    )
+
+
+def dispatch_job(runtime: Runtime) -> DispatchStats:
+    """The APScheduler job body (``Job("dispatch")``): claim due deliveries, send, record."""
     settings = runtime.settings
-    pacer = runtime.services.setdefault("dispatch_pacer", Pacer(rates=_rates(runtime)))
-    metrics = PrometheusCampaignMetrics()
     stats = dispatch_due(
         runtime.engine,
-        providers=runtime.services.get("providers", {}),
-        now=clock.now,
+        providers=runtime.providers,
+        now=runtime.now,
         lease=timedelta(seconds=settings.scheduler.lease_s),
         max_attempts=settings.scheduler.max_attempts,
-        pace=pacer,
-        metrics=metrics,
+        pace=runtime.dispatch_pacer,
+        metrics=runtime.metrics,
     )
     with Session(runtime.engine) as session:
-        metrics.outbox_waiting(waiting_count(session))
+        runtime.metrics.outbox_waiting(waiting_count(session))
     if stats.claimed:
         log.info("dispatch: claimed=%d %s", stats.claimed, stats.by_status)
     return stats
-
-
-def _rates(runtime: Any) -> dict[str, float]:
-    """Messages per second per sender, from ``runtime.services["channel_rates"]`` if registered."""
-    rates = runtime.services.get("channel_rates") or {}
-    return {str(k): float(v) for k, v in dict(rates).items()}

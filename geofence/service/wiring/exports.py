@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from campaigns.export.scheduled import run_scheduled_export
-from geofence.service import clock
-from geofence.service.runtime import Job, Runtime
+
+if TYPE_CHECKING:
+    from geofence.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -14,12 +16,8 @@ DAILY_S = 86_400
 
 
 def daily_export(runtime: Runtime) -> None:
-    written = run_scheduled_export(runtime.engine, runtime.settings.export_dir, at=clock.now())
+    written = run_scheduled_export(runtime.engine, runtime.settings.export_dir, at=runtime.now())
     log.info(
         "daily export wrote %d files (%d rows)", len(written), sum(w.rows for w in written),
         extra={"files": [str(w.path) for w in written]},
     )
-
-
-def setup(runtime: Runtime) -> None:
-    runtime.add_job(Job(id="daily_export", func=daily_export, every_s=DAILY_S, role="worker"))

@@ -42,14 +42,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from geofence.events import ZoneEvent
+from geofence.events import EventBus, ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.ingest import Ingestor, IngestOutcome
 from geofence.policy import FencePolicy, limits_from_defaults, policy_for_zone, policy_from_defaults
@@ -58,7 +60,7 @@ from geofence.service import clock
 from geofence.service.db import ConnectionUnit
 from geofence.service.metrics import FIXES, ZONE_EVENTS
 from geofence.service.presence_store import PresenceCache, SqlUnitOfWork
-from geofence.service.runtime import Job, Runtime
+from geofence.service.settings import Settings
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
 from geofence.store import ConflictError
@@ -67,7 +69,11 @@ from zones.index import ZoneIndex
 from zones.model import Zone
 from zones.sizing import zone_size_m
 
+if TYPE_CHECKING:
+    from geofence.service.runtime import Runtime
+
 log = logging.getLogger(__name__)
+ConsentGate = Callable[[Session, Iterable[str]], set[str]]
 SWEEP_CHUNK = 500
 ZONES_SYNC_EVERY_S = 5.0
 PURGE_EVERY_S = 3600.0
@@ -78,12 +84,22 @@ def zone_from_row(row: ZoneRow) -> Zone:
 
 
 class GeofenceService:
-    """The presence service of one process (``runtime.services["geofence"]``)."""
+    """The presence service of one process (``runtime.geofence``).
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.engine = runtime.engine
-        settings = runtime.settings
+    ``location_consent(session, device_ids)`` returns the devices allowed to be located (None: all);
+    committed events are published on ``bus``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        bus: EventBus,
+        location_consent: ConsentGate | None = None,
+    ) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.location_consent = location_consent
         self.retain_fixes = settings.ingest.fix_retention_s > 0
         self.fix_retention = timedelta(seconds=settings.ingest.fix_retention_s)
         self.policy: FencePolicy = policy_from_defaults(settings.fence)
@@ -122,11 +138,11 @@ class GeofenceService:
         """The ingest path shared by ``POST /v1/locations``, ``geofence replay`` and the demo.
 
         ``refused`` holds positions the adapter already rejected (decoding, device not allowed). Fixes
-        of devices without location consent (the consent domain's ``location_consent_filter``) are
+        of devices without location consent (``location_consent``, the consent domain's gate) are
         dropped unstored with ``no_location_consent``. Events are published after the commit.
         """
         refused = dict(refused or {})
-        consent_filter = self.runtime.services.get("location_consent_filter")
+        consent_filter = self.location_consent
         if consent_filter is not None and fixes:
             candidates = {f.device_id for i, f in enumerate(fixes) if i not in refused}
             with Session(self.engine) as session:
@@ -147,7 +163,7 @@ class GeofenceService:
         for event in events:
             ZONE_EVENTS.labels(event.kind.value).inc()
         try:
-            self.runtime.bus.publish(events)
+            self.bus.publish(events)
         except Exception:  # committed already: a subscriber's failure must not fail the ingest
             log.exception("zone event subscriber failed")
 
@@ -291,35 +307,18 @@ class GeofenceService:
         return True
 
 
-def _service(runtime: Runtime) -> GeofenceService:
-    return runtime.services["geofence"]  # type: ignore[no-any-return]
-
-
 def sweep_job(runtime: Runtime) -> None:
-    events = _service(runtime).sweep(clock.now())
+    events = runtime.geofence.sweep(clock.now())
     if events:
         log.info("presence sweep fired %d events", len(events))
 
 
 def zones_sync_job(runtime: Runtime) -> None:
-    service = _service(runtime)
-    service.sync_zones()
-    service.sync_open_devices()
+    runtime.geofence.sync_zones()
+    runtime.geofence.sync_open_devices()
 
 
 def purge_fixes_job(runtime: Runtime) -> None:
-    n = _service(runtime).purge_fixes(clock.now())
+    n = runtime.geofence.purge_fixes(clock.now())
     if n:
         log.info("purged %d raw fixes past retention", n)
-
-
-def setup(runtime: Runtime) -> None:
-    """Register the presence service, the zone index and the sweep / sync / purge jobs."""
-    service = GeofenceService(runtime)
-    runtime.services["geofence"] = service
-    runtime.services["zone_index"] = service.index
-    runtime.add_job(Job("geofence.sweep", sweep_job, runtime.settings.scheduler.sweep_every_s, role="worker"))
-    runtime.add_job(Job("geofence.zones_sync", zones_sync_job, ZONES_SYNC_EVERY_S, role="any"))
-    if runtime.settings.ingest.fix_retention_s > 0:
-        runtime.add_job(Job("geofence.purge_fixes", purge_fixes_job, PURGE_EVERY_S, role="worker"))
-
