@@ -19,6 +19,7 @@ QUICK_ARGS = {
     "channels": ["--sms", "5000", "--messages", "200", "--twilio", "300"],
     "export": ["--rows", "100000", "--customers", "2000"],
     "security": ["--requests", "500"],
+    "isochrones": ["-n", "100"],
 }
 
 

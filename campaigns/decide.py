@@ -55,6 +55,7 @@ class Recipient:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     max_offers_per_day: int | None = None
     max_offers_per_week: int | None = None
+    platform: str | None = None  # "ios" | "android": the device's, for the maps app of directions links
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,7 @@ def dry_run(
                     expires_at=decision.expires_at,
                     event_lat=event.lat,
                     event_lng=event.lng,
+                    platform=recipient.platform,
                 )
             except ValueError as exc:
                 report.rows.append(row(customer_id, "skip", f"render_error:{exc}", decision.channel))

@@ -113,6 +113,9 @@ def zone_info_from_row(row: ZoneRecord) -> ZoneInfo:
     )
     if lat is None and isinstance(circle, dict):
         lat, lng = circle.get("lat"), circle.get("lng")
+    travel = data.get("travel") if isinstance(data.get("travel"), dict) else {}
+    if travel.get("lat") is not None and travel.get("lng") is not None:
+        lat, lng = travel["lat"], travel["lng"]  # the store an isochrone was drawn around
     if lat is None:
         lat, lng = _area_centre(data.get("area") or data.get("geometry"))
     return ZoneInfo(
@@ -123,7 +126,17 @@ def zone_info_from_row(row: ZoneRecord) -> ZoneInfo:
         country=_first(data, "country"),
         lat=float(lat) if lat is not None else None,
         lng=float(lng) if lng is not None else None,
+        travel_mode=_travel_mode(travel.get("mode"), data.get("profile")),
     )
+
+
+def _travel_mode(mode: Any, profile: Any) -> str | None:
+    """walk / drive from the zone's travel-time sizing, else from its circle's profile."""
+    if mode in ("walk", "drive"):
+        return str(mode)
+    if profile == "walk":
+        return "walk"
+    return "drive" if isinstance(profile, str) and profile.startswith("drive") else None
 
 
 def load_zone(session: Session, zone_id: str) -> ZoneInfo | None:
@@ -158,6 +171,7 @@ def load_recipient(session: Session, device_id: str | None, at: datetime) -> Rec
         attributes=dict(customer.attributes or {}),
         max_offers_per_day=customer.max_offers_per_day,
         max_offers_per_week=customer.max_offers_per_week,
+        platform=device.platform,
     )
 
 
@@ -322,6 +336,7 @@ def delivery_row(
         expires_at=decision.expires_at,
         event_lat=event.lat,
         event_lng=event.lng,
+        platform=recipient.platform,
     )
     data: dict[str, Any] = dict(message.data)
     data.update({"_near_exit_s": str(campaign.near_exit_s), "_near_m": str(campaign.near_m)})

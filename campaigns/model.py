@@ -323,3 +323,4 @@ class ZoneInfo(_Frozen):
     country: str | None = None
     lat: float | None = None
     lng: float | None = None
+    travel_mode: str | None = None  # "walk" | "drive": how customers come (the zone's sizing), for directions

@@ -1,7 +1,8 @@
 """Render a campaign's template for one recipient, pure: locale choice, personalisation, SMS mentions.
 
 Placeholders: {first_name} {store_name} {distance} {directions_url} {offer_expiry} {campaign_name}.
-The directions link is only a string (Google Maps directions URL to the store); nothing is fetched.
+The directions link is only a string, nothing is fetched: Apple Maps on iOS, Google Maps elsewhere (both
+open the platform's maps app), in the zone's travel mode (walking or driving) when it has one.
 SMS bodies get the advertiser and opt-out mention from ``campaigns.sms_content`` (the channels module).
 """
 
@@ -42,10 +43,24 @@ def format_distance(meters: float | None, locale: str) -> str:
     return f"{meters / 1000:.1f} km".replace(".", decimal)
 
 
-def directions_url(zone: ZoneInfo) -> str:
+# Apple Map Links ``dirflg`` (d: by car, w: on foot) and Google Maps URLs ``travelmode``:
+# developer.apple.com/library/archive/featuredarticles/iPhoneURLScheme_Reference/MapLinks/MapLinks.html,
+# developers.google.com/maps/documentation/urls/get-started#directions-action
+_APPLE_MODE = {"walk": "w", "drive": "d"}
+_GOOGLE_MODE = {"walk": "walking", "drive": "driving"}
+
+
+def directions_url(zone: ZoneInfo, platform: str | None = None) -> str:
+    """Directions to the store in its travel mode: Apple Maps on iOS, Google Maps on Android and else."""
     if zone.lat is None or zone.lng is None:
         return ""
-    return f"https://www.google.com/maps/dir/?api=1&destination={zone.lat:.6f},{zone.lng:.6f}"
+    where = f"{zone.lat:.6f},{zone.lng:.6f}"
+    if platform == "ios":
+        mode = _APPLE_MODE.get(zone.travel_mode or "")
+        return f"https://maps.apple.com/?daddr={where}" + (f"&dirflg={mode}" if mode else "")
+    mode = _GOOGLE_MODE.get(zone.travel_mode or "")
+    google = f"https://www.google.com/maps/dir/?api=1&destination={where}"
+    return google + (f"&travelmode={mode}" if mode else "")
 
 
 def format_expiry(expires_at: datetime, tz: str, locale: str) -> str:
@@ -70,12 +85,14 @@ def render(
     first_name: str | None,
     expires_at: datetime,
     position: tuple[float, float] | None = None,
+    platform: str | None = None,
 ) -> Rendered:
     """The message for one recipient.
 
     Parameters
     ----------
     position : (lat, lng) of the trigger (rounded by presence), for ``{distance}``; None leaves it blank.
+    platform : the recipient device's ("ios" | "android"), for the maps app of ``{directions_url}``.
 
     Notes
     -----
@@ -91,7 +108,7 @@ def render(
         first_name=(first_name or "").strip(),
         store_name=zone.name,
         distance=format_distance(dist, chosen),
-        directions_url=directions_url(zone),
+        directions_url=directions_url(zone, platform),
         offer_expiry=format_expiry(expires_at, zone.tz, chosen),
         campaign_name=campaign.name,
     )
@@ -122,6 +139,7 @@ def render_for_event(
     expires_at: datetime,
     event_lat: float | None,
     event_lng: float | None,
+    platform: str | None = None,
 ) -> Rendered:
     """``render`` for a zone event: the event's rounded position feeds ``{distance}`` when it has one.
 
@@ -136,4 +154,5 @@ def render_for_event(
         first_name=first_name,
         expires_at=expires_at,
         position=position,
+        platform=platform,
     )

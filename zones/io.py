@@ -8,9 +8,15 @@ dwell_after_s, accuracy_tolerance_m, exit_margin_m, enter_confirm_fixes``; ``tag
 or ``|``; any other column goes to ``metadata``. Without an ``id`` the zone id is the ``store_id``, else a
 stable UUID5 of name and position.
 
-GeoJSON: a FeatureCollection whose features are ``Point`` (with ``radius_m`` or ``profile``/``minutes``
-properties) or ``Polygon``/``MultiPolygon``; other properties as in CSV (``tags`` may be a list,
-``metadata`` and ``fence`` objects). For GeoJSON, :class:`RowError.line` is the 1-based feature number.
+Travel-time zones: a ``method`` (``isochrone`` or ``circle``) and/or ``mode`` (``walk``, ``drive``, ``auto``)
+column sizes the zone by ``minutes`` (default 5) of travel from the street extract passed as ``extract``
+(``zones.osm.StreetExtract``); without one, or off its streets, the circle is drawn and the zone's
+``travel.fallback`` says so.
+
+GeoJSON: a FeatureCollection whose features are ``Point`` (with ``radius_m``, ``profile``/``minutes`` or
+``mode``/``method``/``minutes`` properties) or ``Polygon``/``MultiPolygon``; other properties as in CSV
+(``tags`` may be a list, ``metadata`` and ``fence`` objects). For GeoJSON, :class:`RowError.line` is
+the 1-based feature number.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ from zones.errors import UnreadableFile, ZoneError
 from zones.geometry import validate_zone
 from zones.model import Area, Circle, FenceSettings, Zone
 from zones.sizing import size_zone
+from zones.travel import size_by_travel
+from zones.travel_record import Travel
 
 _FENCE = ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes")
 _KNOWN = {"id", "name", "lat", "lng", "profile", "minutes", "radius_m", "tags", "tz", "country", "store_id"}
-_KNOWN |= set(_FENCE)
+_KNOWN |= set(_FENCE) | {"mode", "method", "travel"}
 _NS = uuid.UUID("6f1d6c43-2b1e-4d7e-9d6c-0a7c1f1e5a10")
 
 
@@ -43,10 +51,12 @@ class RowError:
     reason: str
 
 
-def read_zones_csv(text: str) -> tuple[list[Zone], list[RowError]]:
+def read_zones_csv(text: str, extract: Any = None) -> tuple[list[Zone], list[RowError]]:
     """Parse CSV text into validated zones; every bad row becomes a RowError, the good rows are kept.
 
-    Raises ``UnreadableFile`` without a header row or without the required columns."""
+    ``extract`` (a ``zones.osm.StreetExtract``) draws the isochrones of rows with ``method``/``mode``.
+    Raises ``UnreadableFile`` without a header row or without the required columns.
+    """
     zones: list[Zone] = []
     errors: list[RowError] = []
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
@@ -78,7 +88,7 @@ def read_zones_csv(text: str) -> tuple[list[Zone], list[RowError]]:
         if not any(row.values()):
             continue
         try:
-            zone = _zone_from_props(row, None)
+            zone = _zone_from_props(row, None, extract)
             if zone.id in seen:
                 raise ZoneError(f"duplicate id {zone.id!r} (first on line {seen[zone.id]})")
             seen[zone.id] = line
@@ -88,10 +98,13 @@ def read_zones_csv(text: str) -> tuple[list[Zone], list[RowError]]:
     return zones, errors
 
 
-def read_zones_geojson(obj_or_text: Any) -> tuple[list[Zone], list[RowError]]:
+def read_zones_geojson(obj_or_text: Any, extract: Any = None) -> tuple[list[Zone], list[RowError]]:
     """Parse a GeoJSON FeatureCollection (dict or JSON text); bad features become RowError(n, why).
 
-    Raises ``UnreadableFile`` when the text is not JSON or not a FeatureCollection with a features list."""
+    A feature exported with its ``travel`` record keeps its geometry and record as they are (round trip);
+    a ``Point`` with ``method``/``mode`` is sized from ``extract`` as in CSV. Raises ``UnreadableFile``
+    when the text is not JSON or not a FeatureCollection with a features list.
+    """
     obj = obj_or_text
     if isinstance(obj, str | bytes):
         try:
@@ -121,7 +134,7 @@ def read_zones_geojson(obj_or_text: Any) -> tuple[list[Zone], list[RowError]]:
             geom = feat.get("geometry")
             if not isinstance(geom, Mapping):
                 raise ZoneError("feature has no geometry")
-            zone = _zone_from_props(props, geom)
+            zone = _zone_from_props(props, geom, extract)
             if zone.id in seen:
                 raise ZoneError(f"duplicate id {zone.id!r}")
             seen.add(zone.id)
@@ -148,7 +161,7 @@ def write_zones_geojson(zones: Iterable[Zone]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _zone_from_props(props: Mapping[str, Any], geom: Mapping[str, Any] | None) -> Zone:
+def _zone_from_props(props: Mapping[str, Any], geom: Mapping[str, Any] | None, extract: Any) -> Zone:
     name = _s(props.get("name"))
     if not name:
         raise ZoneError("name is required")
@@ -156,16 +169,18 @@ def _zone_from_props(props: Mapping[str, Any], geom: Mapping[str, Any] | None) -
     minutes = _num(props.get("minutes"), "minutes")
     radius = _num(props.get("radius_m"), "radius_m")
     geometry: Circle | Area
-    if geom is None or geom.get("type") == "Point":
-        if geom is None:
-            lat, lng = _num(props.get("lat"), "lat"), _num(props.get("lng"), "lng")
-        else:
-            c = geom.get("coordinates")
-            if not isinstance(c, list | tuple) or len(c) < 2:
-                raise ZoneError("Point needs [lng, lat] coordinates")
-            lng, lat = _num(c[0], "lng"), _num(c[1], "lat")
-        if lat is None or lng is None:
-            raise ZoneError("lat and lng are required")
+    travel = _travel(props)
+    mode, method = _s(props.get("mode")).lower(), _s(props.get("method")).lower()
+    if travel is None and (mode or method) and (geom is None or geom.get("type") == "Point"):
+        lat, lng = _position(props, geom)
+        if radius is not None or profile is not None:
+            raise ZoneError("give either mode/method (travel time) or profile/radius_m (circle), not both")
+        geometry, travel = size_by_travel(
+            lat, lng, mode or "auto", 5 if minutes is None else minutes, method or "isochrone", extract
+        )
+        minutes = travel.minutes
+    elif geom is None or geom.get("type") == "Point":
+        lat, lng = _position(props, geom)
         if radius is None and profile is None:
             raise ZoneError("give a profile (walk, bike, transit, drive_urban, drive_rural) or radius_m")
         geometry = size_zone(lat, lng, profile or "walk", 5 if minutes is None else minutes, radius)
@@ -207,8 +222,28 @@ def _zone_from_props(props: Mapping[str, Any], geom: Mapping[str, Any] | None) -
         fence=FenceSettings(**fence_v) if fence_v else None,
         profile=profile,
         minutes=minutes if minutes is not None or profile is None else 5.0,
+        travel=travel,
     )
     return validate_zone(zone)
+
+
+def _position(props: Mapping[str, Any], geom: Mapping[str, Any] | None) -> tuple[float, float]:
+    if geom is None:
+        lat, lng = _num(props.get("lat"), "lat"), _num(props.get("lng"), "lng")
+    else:
+        c = geom.get("coordinates")
+        if not isinstance(c, list | tuple) or len(c) < 2:
+            raise ZoneError("Point needs [lng, lat] coordinates")
+        lng, lat = _num(c[0], "lng"), _num(c[1], "lat")
+    if lat is None or lng is None:
+        raise ZoneError("lat and lng are required")
+    return lat, lng
+
+
+def _travel(props: Mapping[str, Any]) -> Travel | None:
+    """The ``travel`` record of an exported zone (GeoJSON round trip), if any."""
+    value = props.get("travel")
+    return Travel.from_dict(value) if isinstance(value, Mapping) else None
 
 
 def _s(v: Any) -> str:

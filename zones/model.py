@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from zones.errors import ZoneError
+from zones.travel_record import Travel
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Zone:
     fence: FenceSettings | None = None
     profile: str | None = None
     minutes: float | None = None
+    travel: Travel | None = None  # sized by travel time (zones.travel): mode, minutes, extract, fallback
 
     def __hash__(self) -> int:  # metadata/geojson are dicts: hash by id (equal zones have equal ids)
         return hash(self.id)
@@ -81,6 +83,7 @@ class Zone:
             else {f.name: getattr(self.fence, f.name) for f in fields(self.fence)},
             "profile": self.profile,
             "minutes": self.minutes,
+            "travel": None if self.travel is None else self.travel.to_dict(),
         }
 
     @classmethod
@@ -129,6 +132,7 @@ class Zone:
                 fence=fence,
                 profile=profile,
                 minutes=minutes,
+                travel=None if d.get("travel") is None else Travel.from_dict(d["travel"]),
             )
         except ZoneError:
             raise

@@ -125,6 +125,9 @@ def document_errors(app: FastAPI) -> None:
                     if documented.get("description") and code != 422:
                         answer["description"] = documented["description"]
                     responses[str(code)] = answer
+                for code, documented in responses.items():  # errors a route declared itself: same body
+                    if code[:1] in "45" and "content" not in documented:
+                        documented["content"] = _answer(400)["content"]
         app.openapi_schema = schema
         return schema
 

@@ -113,6 +113,14 @@ class SmsKeywordSettings(BaseModel):
     max_other_words: int = 3
 
 
+class StreetSettings(BaseModel):
+    """Travel-time zones (isochrones): the operator's OpenStreetMap extract, read offline."""
+
+    # An .osm.pbf covering the stores (e.g. a Geofabrik region). None: travel-time zones fall back to
+    # the profile circle and say so. Replace it with a newer file, then run `geofence zones resize`.
+    extract_file: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -145,6 +153,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
+    streets: StreetSettings = Field(default_factory=StreetSettings)
 
     @model_validator(mode="after")
     def refuse_placeholders_outside_local(self) -> Settings:

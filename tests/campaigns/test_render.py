@@ -91,3 +91,20 @@ def test_distance_format(meters: float | None, locale: str, text: str) -> None:
 
 def test_haversine_paris_to_london() -> None:
     assert distance_m(48.8566, 2.3522, 51.5074, -0.1278) == pytest.approx(343_500, rel=0.01)
+
+
+@pytest.mark.parametrize(("travel_mode", "platform", "expected"), [
+    ("walk", "ios", "https://maps.apple.com/?daddr=48.856600,2.352200&dirflg=w"),
+    ("drive", "ios", "https://maps.apple.com/?daddr=48.856600,2.352200&dirflg=d"),
+    ("walk", "android", "https://www.google.com/maps/dir/?api=1&destination=48.856600,2.352200&travelmode=walking"),
+    ("drive", None, "https://www.google.com/maps/dir/?api=1&destination=48.856600,2.352200&travelmode=driving"),
+    (None, "ios", "https://maps.apple.com/?daddr=48.856600,2.352200"),
+])
+def test_directions_open_the_platforms_maps_app_in_the_zones_mode(
+    travel_mode: str | None, platform: str | None, expected: str
+) -> None:
+    zone = ZONE.model_copy(update={"travel_mode": travel_mode})
+    out = render(campaign(), zone, channel="push", locale="fr", first_name="Ana", expires_at=EXPIRES,
+                 platform=platform)
+    assert out.data["directions_url"] == expected
+    assert out.body.endswith(expected)

@@ -288,3 +288,41 @@ def test_zone_info_reads_the_zones_package_format() -> None:
         ZoneRow(id="z2", name="Mall", data=area.to_dict(), created_at=at, updated_at=at)
     )
     assert info.lat == pytest.approx(48.1) and info.lng == pytest.approx(2.1)  # mean of the ring's vertices
+
+
+def test_zone_info_of_a_travel_time_zone_has_its_mode_and_store() -> None:
+    import zones.model as zones_model
+    from campaigns.handler import zone_info_from_row
+
+    square = [[2.0, 48.0], [2.2, 48.0], [2.2, 48.2], [2.0, 48.2], [2.0, 48.0]]
+    travel = zones_model.Travel(lat=48.01, lng=2.02, mode="walk", minutes=5, method="isochrone",
+                                requested_mode="auto")
+    iso = zones_model.Zone(id="z3", name="Shop", travel=travel,
+                           geometry=zones_model.Area({"type": "Polygon", "coordinates": [square]}))
+    row = ZoneRow(id="z3", name="Shop", data=iso.to_dict(), created_at=MONDAY_1145, updated_at=MONDAY_1145)
+    info = zone_info_from_row(row)
+    assert (info.lat, info.lng, info.travel_mode) == (48.01, 2.02, "walk")  # the store, not the ring's mean
+    drive = zones_model.Zone(id="z4", name="Hyper", geometry=zones_model.Circle(48.0, 2.0, 4861.0),
+                             profile="drive_rural", minutes=5)
+    row = ZoneRow(id="z4", name="Hyper", data=drive.to_dict(), created_at=MONDAY_1145, updated_at=MONDAY_1145)
+    assert zone_info_from_row(row).travel_mode == "drive"
+
+
+def test_directions_link_opens_apple_maps_on_foot_for_an_iphone_near_a_walking_zone(
+    engine: Engine, session: Session
+) -> None:
+    body = {"fr": {"body": "{store_name}: {directions_url}"}}
+    setup_world(session, MONDAY_1145, lunch(templates=body))
+    zone = session.get(ZoneRow, "z1")
+    assert zone is not None
+    zone.data = {**zone.data, "travel": {"lat": 48.8566, "lng": 2.3522, "mode": "walk", "minutes": 5,
+                                         "method": "isochrone", "requested_mode": "auto"}}
+    device = session.get(Device, "dev1")
+    assert device is not None
+    device.platform = "ios"
+    session.commit()
+    with freeze_time(MONDAY_1145 + timedelta(seconds=2)):
+        CampaignHandler(engine, now=clock.now)([event(MONDAY_1145)])
+    (row,) = rows(session)
+    assert row.data["directions_url"] == "https://maps.apple.com/?daddr=48.856600,2.352200&dirflg=w"
+    assert row.body.endswith("dirflg=w")
