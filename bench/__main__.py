@@ -19,6 +19,8 @@ QUICK_ARGS = {
     "channels": ["--sms", "5000", "--messages", "200", "--twilio", "300"],
     "export": ["--rows", "100000", "--customers", "2000"],
     "security": ["--requests", "500"],
+    "latency": ["--events", "100"],
+    "crash": ["--kills", "10", "--events", "400"],
     "isochrones": ["-n", "100"],
 }
 

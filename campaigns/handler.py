@@ -53,6 +53,10 @@ RESERVE_RETRIES = 4
 ZoneResolver = Callable[[Session, str], ZoneInfo | None]
 
 
+class ReservationContention(Exception):
+    """Concurrent events kept taking the slots this one was deciding on: the log retries it later."""
+
+
 class CapTaken(Exception):
     """A reservation bucket is full (another delivery took the last slot first)."""
 
@@ -371,7 +375,11 @@ class Handled:
 
 
 class CampaignHandler:
-    """Subscribed to the runtime's event bus; one short transaction per event."""
+    """The zone-event log's ``campaigns`` consumer; one short transaction per event.
+
+    Idempotent by event id: a (campaign, event) pair already decided is not decided again (and the
+    delivery's unique ``idempotency_key`` holds against a concurrent second decision), so the log may
+    hand an event again after a crash. Raises when an event cannot be decided: the log retries it."""
 
     def __init__(
         self,
@@ -391,10 +399,7 @@ class CampaignHandler:
 
     def __call__(self, events: Sequence[ZoneEvent]) -> None:
         for event in events:
-            try:
-                self.handle(event)
-            except Exception:  # one bad event must not stop the batch; it is logged with its id
-                log.exception("campaign handling failed for zone event %s", event.id)
+            self.handle(event)
 
     def handle(self, event: ZoneEvent) -> list[Handled]:
         for _ in range(RESERVE_RETRIES):
@@ -407,8 +412,7 @@ class CampaignHandler:
             for h in handled:
                 self.metrics.decided(h.outcome, h.reason.split(":")[0].split(";")[0])
             return handled
-        log.warning("zone event %s: gave up after %d reservation conflicts", event.id, RESERVE_RETRIES)
-        return []
+        raise ReservationContention(f"{RESERVE_RETRIES} reservation conflicts in a row")
 
     def _handle_once(self, session: Session, event: ZoneEvent) -> list[Handled]:
         at = self.now()

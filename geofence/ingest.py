@@ -645,6 +645,15 @@ class Ingestor:
         beats: list[tuple[int, int, datetime]] = []  # (slot, head version, last fix): heartbeats written
         heads: list[tuple[str, int, datetime]] = []  # those of devices settled in columns (``_steady_rows``)
         try:
+            # 0. the change feed, every batch: a device whose head another worker wrote may have had a
+            # visit opened or closed there, so it is stepped here even with no zone near its fix
+            uow = uow_factory()
+            elsewhere = uow.presence.moved()
+            if elsewhere is None:  # unknown (first look, reset): every device of the batch
+                self.open_devices.update(kept)
+                self.open_devices.update(devices)
+            elif elsewhere:
+                self.open_devices.update(elsewhere)
             # 1. fast-lane rows in their disc, near a zone or with a visit open, or in their presence disc:
             # steady in columns?
             disc_busy: list[int] = []
@@ -653,7 +662,6 @@ class Ingestor:
                 in_zone = in_disc & (tracks.d_count[lane.slots] > 0)
                 disc_busy = np.flatnonzero(self._with_open(in_zone, in_disc, devices) | in_presence).tolist()
                 if disc_busy and self.skip_steady:
-                    uow = uow_factory()
                     ds = lane.slots[disc_busy]
                     outside = ~in_disc[disc_busy]  # only a presence disc: its zones are not known
                     unsettled = self._steady_rows(
@@ -694,10 +702,12 @@ class Ingestor:
             near_rows = (np.flatnonzero(counts[n_m:]) + n_m).tolist()
             busy_set.update(fixes[order[j]].device_id for j in near_rows)
             slow_busy = [d for d in kept if d in busy_set]  # kept order: deterministic event order
-            if uow is None:
-                if not fast_busy and not unsettled and not slow_busy and self.fix_store_wanted is False:
-                    return []  # the sparse common case: nowhere near any zone, no visit open: no database
-                uow = uow_factory()
+            if (
+                not disc_busy and not fast_busy and not unsettled and not slow_busy
+                and self.fix_store_wanted is False
+            ):
+                uow.rollback()
+                return []  # the sparse common case: nowhere near any zone, no visit open: no writes
             changed: list[Presence] = []
             events: list[ZoneEvent] = []
             looped = fast_busy
@@ -1056,6 +1066,7 @@ class Ingestor:
                 dt_s = (fix.recorded_at - prev_pos[2]).total_seconds()
                 if dt_s > 0:
                     speed = distance_m(prev_pos[0], prev_pos[1], fix.lat, fix.lng) / dt_s
+            previous = None if prev_pos is None else (prev_pos[0], prev_pos[1])  # for the spike hold
             prev_pos = (fix.lat, fix.lng, fix.recorded_at)
             inside = hits.get(i, ())
             at = fix.recorded_at
@@ -1090,7 +1101,7 @@ class Ingestor:
                     d = CENTRE_INSIDE
                 else:
                     d = index.signed_distance_m(zone_id, fix.lat, fix.lng, zone_id in inside_set)
-                new, fired = step(p, fix, d, self.policy_for(zone_id), speed_mps=speed)
+                new, fired = step(p, fix, d, self.policy_for(zone_id), speed_mps=speed, previous=previous)
                 if new is not p:
                     current[zone_id] = new
                     touched.add(zone_id)

@@ -25,6 +25,9 @@ class FencePolicy:
     Attributes
     ----------
     dwell_after : time inside (fix time) before DWELL.
+    dwell_evidence : the sweep fires a DWELL by timer only for a device seen this long after its enter
+        (its last fix as stored: in service, once a heartbeat, ``geofence.ingest.HEARTBEAT``, so a
+        value below it counts as one heartbeat). A single fix says nothing of a stay.
     silence_exit_after : no fix for this long while inside -> EXIT (reason ``inferred_silence``).
     enter_confirm_fixes : fixes that must qualify before ENTER (1 = the first one enters).
     exit_after_outside_fixes : consecutive outside fixes before EXIT; one wild fix never exits when >= 2.
@@ -35,9 +38,15 @@ class FencePolicy:
     max_speed_mps : a jump implying more than this is implausible and ignored.
     max_enter_speed_mps : above this speed (reported or implied) a fix does not start an enter.
     stop_speed_mps : a reported speed at or below this confirms a pending enter at once ("a stop").
+    spike_hold_m : 0 (off), or the distance from the device's previous fix at which a fix that would
+        enter is held until the next fix: a lone out-and-back spike (``presence.is_spike``) then enters
+        nothing. The cost: such an enter (a device arriving fast) fires one fix later, stamped at the held
+        fix's time.
+    spike_wait : how long a held enter waits for the next fix before the sweep lets it fire.
     """
 
     dwell_after: timedelta = timedelta(seconds=300)
+    dwell_evidence: timedelta = timedelta(seconds=60)
     silence_exit_after: timedelta = timedelta(seconds=1800)
     enter_confirm_fixes: int = 1
     exit_after_outside_fixes: int = 2
@@ -47,6 +56,8 @@ class FencePolicy:
     max_speed_mps: float = 70.0
     max_enter_speed_mps: float | None = None
     stop_speed_mps: float = 0.5
+    spike_hold_m: float = 0.0
+    spike_wait: timedelta = timedelta(seconds=120)
 
 
 def policy_from_defaults(fence: Any) -> FencePolicy:
@@ -59,6 +70,7 @@ def policy_from_defaults(fence: Any) -> FencePolicy:
         exit_margin_m=float(fence.exit_margin_m),
         max_accuracy_m=float(fence.max_accuracy_m),
         max_speed_mps=float(fence.max_speed_mps),
+        spike_hold_m=float(getattr(fence, "spike_hold_m", 0.0)),
     )
 
 
@@ -97,4 +109,6 @@ def policy_for_zone(
             changes["exit_margin_m"] = float(fence.exit_margin_m)
         if getattr(fence, "enter_confirm_fixes", None) is not None:
             changes["enter_confirm_fixes"] = max(1, int(fence.enter_confirm_fixes))
+        if getattr(fence, "spike_hold_m", None) is not None:
+            changes["spike_hold_m"] = float(fence.spike_hold_m)
     return replace(base, **changes) if changes else base

@@ -1,7 +1,8 @@
 """The presence state machine of one device in one zone. Pure: no I/O, no wall clock.
 
 States (visible, persisted): ``outside -> entering (pending) -> inside -> dwelling``, and from inside or
-dwelling ``exiting (pending) -> outside``. Only ENTER, DWELL and EXIT are events.
+dwelling ``exiting (pending) -> outside``; in a zone whose policy holds spikes, ``outside -> holding ->
+inside`` (or back ``outside``). Only ENTER, DWELL and EXIT are events.
 
 Every decision is taken on the fix's own time and on the fix's *signed distance* to the zone (metres,
 negative inside, from ``zones.ZoneIndex.signed_distance_m``) combined with its accuracy:
@@ -11,11 +12,19 @@ negative inside, from ``zones.ZoneIndex.signed_distance_m``) combined with its a
   profile allows, and this held for ``enter_confirm_fixes`` fixes (or the fix reports a stop);
 - exit: ``exit_after_outside_fixes`` consecutive fixes with the centre outside, the last of which has its
   whole accuracy disc clear of the zone by ``exit_margin_m`` (hysteresis). A fix back inside resets;
-- dwell: ``dwell_after`` of fix time since the enter, on a fix or from the sweep (``sweep``);
+- dwell: ``dwell_after`` of fix time since the enter, on a fix or from the sweep (``sweep``: only for a
+  device seen at least ``dwell_evidence`` after its enter);
 - silence: no fix for ``silence_exit_after`` while inside -> EXIT ``inferred_silence`` (``sweep``);
-- a fix at or before the last one processed changes nothing (late and duplicate fixes never rewind);
+- a fix at or before the last one processed changes nothing (late and duplicate fixes never rewind), nor
+  does one at or before a transition the sweep fired: no event is ever stamped before another one of
+  the same device and zone;
 - a fix too imprecise for the zone only refreshes ``last_fix_at`` (it keeps a silent device alive but
-  never causes a transition).
+  never causes a transition);
+- spikes (``spike_hold_m`` > 0): a fix that would enter and lies that far or farther from the device's
+  previous fix is *held* until the next fix. If the next one is back near the fix before, outside the
+  zone, the held fix was a lone out-and-back spike and is dropped (``is_spike``); otherwise the ENTER
+  fires, stamped at the held fix's time. The sweep releases a hold the next fix did not settle within
+  ``spike_wait``.
 
 A presence adopted silently (``entered_at is None``: the zone was created around a device already
 inside, see ``adopt``) never emits: no enter happened, so there is no visit to dwell in or leave.
@@ -34,6 +43,7 @@ from msgspec.structs import replace
 
 from geofence.events import TransitionKind, ZoneEvent, round_position
 from geofence.fixes import LocationFix
+from geofence.fixes import distance_m as metres_between
 from geofence.policy import FencePolicy
 
 IdFactory = Callable[[], str]
@@ -50,6 +60,7 @@ def new_id() -> str:
 class PresenceState(StrEnum):
     OUTSIDE = "outside"
     ENTERING = "entering"
+    HOLDING = "holding"  # an enter held until the next fix says whether its fix was a spike
     INSIDE = "inside"
     DWELLING = "dwelling"
     EXITING = "exiting"
@@ -74,7 +85,8 @@ class Presence(msgspec.Struct, frozen=True, gc=False):
     visit_id: str | None = None
     pending_fixes: int = 0  # qualifying fixes (entering) or consecutive outside fixes (exiting)
     dwelled: bool = False
-    lat: float | None = None  # rounded (~100 m) position of the enter, for later events
+    lat: float | None = None  # rounded (~100 m) position of the enter, for later events (holding: of the
+    # fix before the held one)
     lng: float | None = None
     version: int = 0
 
@@ -138,6 +150,7 @@ def step(
     policy: FencePolicy,
     *,
     speed_mps: float | None = None,
+    previous: tuple[float, float] | None = None,
     ids: IdFactory = new_id,
 ) -> StepResult:
     """Advance one presence with one fix.
@@ -149,6 +162,7 @@ def step(
     distance_m : signed distance from the fix centre to the zone, metres (< 0 inside; ``inf`` far away).
     policy : this zone's policy.
     speed_mps : the device's speed (reported, or implied by its previous fix), for the enter speed limit.
+    previous : (lat, lng) of the device's previous accepted fix, when known (the spike hold needs it).
     ids : id factory for events and visits (tests pass a deterministic one).
 
     Returns
@@ -158,16 +172,21 @@ def step(
     at = fix.recorded_at
     if presence.last_fix_at is not None and at <= presence.last_fix_at:
         return presence, ()
+    if presence.dwelled and presence.since_at is not None and at <= presence.since_at:
+        return presence, ()  # a timer DWELL was fired at ``since_at``: nothing may happen before it
     p = _seen_at(presence, at)
     if fix.accuracy_m > policy.max_accuracy_m:
         return p, ()
     if p.state in INSIDE_STATES:
         return _step_inside(p, fix, distance_m, policy, ids)
-    return _step_outside(p, fix, distance_m, policy, speed_mps, ids)
+    if p.state is PresenceState.HOLDING:
+        return _settle_hold(p, fix, distance_m, policy, speed_mps, previous, ids)
+    return _step_outside(p, fix, distance_m, policy, speed_mps, ids, previous)
 
 
 def _step_outside(
-    p: Presence, fix: LocationFix, d: float, policy: FencePolicy, speed_mps: float | None, ids: IdFactory
+    p: Presence, fix: LocationFix, d: float, policy: FencePolicy, speed_mps: float | None, ids: IdFactory,
+    previous: tuple[float, float] | None = None,
 ) -> StepResult:
     at = fix.recorded_at
     speed = fix.speed_mps if fix.speed_mps is not None else speed_mps
@@ -176,23 +195,71 @@ def _step_outside(
         count = (p.pending_fixes if p.state is PresenceState.ENTERING else 0) + 1
         stopped = fix.speed_mps is not None and fix.speed_mps <= policy.stop_speed_mps
         if count >= policy.enter_confirm_fixes or stopped:
-            lat, lng = round_position(fix.lat, fix.lng)
-            entered = Presence(  # spelled out: ``dataclasses.replace`` costs several times this
-                p.device_id, p.zone_id, PresenceState.INSIDE, since_at=at, last_fix_at=p.last_fix_at,
-                entered_at=at, visit_id=ids(), pending_fixes=0, dwelled=False, lat=lat, lng=lng,
-                version=p.version,
-            )
+            if (
+                policy.spike_hold_m > 0.0 and previous is not None
+                and metres_between(previous[0], previous[1], fix.lat, fix.lng) >= policy.spike_hold_m
+            ):  # far from the fix before: wait for the next one to tell a spike from a move
+                lat, lng = round_position(*previous)
+                return Presence(p.device_id, p.zone_id, PresenceState.HOLDING, since_at=at,
+                                last_fix_at=p.last_fix_at, pending_fixes=count, lat=lat, lng=lng,
+                                version=p.version), ()
             reason = "inside" if count == 1 and not stopped else ("stopped" if stopped else "confirmed")
-            events = [_event(entered, TransitionKind.ENTER, at, reason, ids)]
-            if policy.dwell_after.total_seconds() <= 0:
-                entered = replace(entered, state=PresenceState.DWELLING, dwelled=True)
-                events.append(_event(entered, TransitionKind.DWELL, at, "dwell_after_fix", ids))
-            return entered, tuple(events)
+            return _enter(p, at, (fix.lat, fix.lng), reason, policy, ids)
         since = p.since_at if p.state is PresenceState.ENTERING else at
         return replace(p, state=PresenceState.ENTERING, since_at=since, pending_fixes=count), ()
     if d > 0 or too_fast:
         return replace(p, state=PresenceState.OUTSIDE, since_at=None, pending_fixes=0), ()
     return p, ()  # inside but not deep enough: neither confirms nor cancels a pending enter
+
+
+def _enter(
+    p: Presence, at: datetime, where: tuple[float, float] | None, reason: str, policy: FencePolicy,
+    ids: IdFactory,
+) -> StepResult:
+    """ENTER at ``at`` (and DWELL at once when ``dwell_after`` is 0); ``where``: the fix's position."""
+    lat, lng = round_position(*where) if where is not None else (None, None)
+    entered = Presence(  # spelled out: ``dataclasses.replace`` costs several times this
+        p.device_id, p.zone_id, PresenceState.INSIDE, since_at=at, last_fix_at=p.last_fix_at,
+        entered_at=at, visit_id=ids(), pending_fixes=0, dwelled=False, lat=lat, lng=lng,
+        version=p.version,
+    )
+    events = [_event(entered, TransitionKind.ENTER, at, reason, ids)]
+    if policy.dwell_after.total_seconds() <= 0:
+        entered = replace(entered, state=PresenceState.DWELLING, dwelled=True)
+        events.append(_event(entered, TransitionKind.DWELL, at, "dwell_after_fix", ids))
+    return entered, tuple(events)
+
+
+def is_spike(before: tuple[float, float], held: tuple[float, float], after: tuple[float, float],
+             min_m: float) -> bool:
+    """True when ``held`` is a lone out-and-back fix: at least ``min_m`` from both its neighbours (lat,
+    lng each), which are within a third of that of each other. ``before`` may be rounded to ~100 m (a
+    holding presence keeps no finer position), which ``min_m`` of a few hundred metres absorbs."""
+    out = metres_between(before[0], before[1], held[0], held[1])
+    back = metres_between(held[0], held[1], after[0], after[1])
+    jump = min(out, back)
+    return jump >= min_m and metres_between(before[0], before[1], after[0], after[1]) <= jump / 3.0
+
+
+def _settle_hold(
+    p: Presence, fix: LocationFix, d: float, policy: FencePolicy, speed_mps: float | None,
+    previous: tuple[float, float] | None, ids: IdFactory,
+) -> StepResult:
+    """The fix after a held one (``previous``, when this process saw it): a spike is dropped and this fix
+    is stepped as the first after the device was outside; anything else enters at the held fix's time,
+    then steps this fix inside."""
+    held_at = p.since_at or fix.recorded_at
+    before = (p.lat, p.lng) if p.lat is not None and p.lng is not None else None
+    if (
+        d > 0 and previous is not None and before is not None
+        and is_spike(before, previous, (fix.lat, fix.lng), policy.spike_hold_m)
+    ):
+        gone = Presence(p.device_id, p.zone_id, PresenceState.OUTSIDE, last_fix_at=p.last_fix_at,
+                        version=p.version)
+        return _step_outside(gone, fix, d, policy, speed_mps, ids, previous)
+    entered, events = _enter(p, held_at, previous, "held", policy, ids)
+    entered, more = _step_inside(entered, fix, d, policy, ids)
+    return entered, events + more
 
 
 def _step_inside(p: Presence, fix: LocationFix, d: float, policy: FencePolicy, ids: IdFactory) -> StepResult:
@@ -223,25 +290,37 @@ def _exit(p: Presence, at: datetime, reason: str, ids: IdFactory) -> StepResult:
 def sweep(presence: Presence, at: datetime, policy: FencePolicy, *, ids: IdFactory = new_id) -> StepResult:
     """Timer transitions for a device that stopped reporting, evaluated at ``at`` (the sweep's time).
 
-    Fires DWELL at ``entered_at + dwell_after`` for a device still inside (no contrary evidence:
-    not exiting), and EXIT ``inferred_silence`` at ``last_fix_at + silence_exit_after``. Both carry the
-    time they became due, not the sweep's time. A pending enter that went silent is dropped.
+    Fires DWELL at ``entered_at + dwell_after`` for a device still inside (no contrary evidence: not
+    exiting) that was seen at least ``dwell_evidence`` after its enter (one fix, or fixes of a single
+    instant, say nothing of a stay), and EXIT ``inferred_silence`` at ``last_fix_at +
+    silence_exit_after``. Both carry the time they became due, not the sweep's time, and a timer
+    transition counts as processed up to that time: a fix recorded at or before it, arriving later,
+    changes nothing (the DWELL's ``since_at``, the EXIT's ``last_fix_at``, which the store makes the
+    device's last fix). A pending enter that went silent is dropped; an enter held for ``spike_wait``
+    with no next fix fires, stamped at the held fix's time (with no position: none is kept).
     """
-    p, events = presence, []
-    if p.last_fix_at is None:
+    p = presence
+    events: list[ZoneEvent] = []
+    last = p.last_fix_at
+    if last is None:
         return p, ()
-    silent_at = p.last_fix_at + policy.silence_exit_after
+    if p.state is PresenceState.HOLDING and p.since_at is not None and at >= p.since_at + policy.spike_wait:
+        p, entered = _enter(p, p.since_at, None, "held", policy, ids)  # no next fix came to tell
+        events.extend(entered)
+    silent_at = last + policy.silence_exit_after
     if (
         p.state is PresenceState.INSIDE and not p.dwelled and p.entered_at is not None
         and at >= p.entered_at + policy.dwell_after
     ):
         due = p.entered_at + policy.dwell_after
-        if due <= silent_at:
+        if due <= silent_at and last - p.entered_at >= policy.dwell_evidence:
             p = replace(p, state=PresenceState.DWELLING, since_at=due, dwelled=True)
             events.append(_event(p, TransitionKind.DWELL, due, "dwell_timer", ids))
     if at >= silent_at:
         if p.state in INSIDE_STATES:
             p, exit_events = _exit(p, silent_at, "inferred_silence", ids)
+            if exit_events:  # the device is gone from that time on: its earlier fixes come too late
+                p = replace(p, last_fix_at=silent_at)
             events.extend(exit_events)
         elif p.state is PresenceState.ENTERING:
             p = replace(p, state=PresenceState.OUTSIDE, since_at=None, pending_fixes=0)

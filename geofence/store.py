@@ -45,6 +45,12 @@ class PresenceStore(Protocol):
         ``device_ids`` None: none left). None when the store keeps no copies."""
         ...
 
+    def moved(self) -> Collection[str] | None:
+        """Devices whose head someone else wrote since this process last looked (the change feed, read
+        here if it was not yet): another worker may have opened or closed one of their visits. None when
+        that cannot be known (the first look, after a reset): any device may have moved."""
+        ...
+
     def beat(self, heads: Sequence[tuple[str, int, datetime]]) -> None:
         """Heartbeats: (device, head version, last fix) each, a device whose head is at that version (its
         caller's copy, not read here) and whose only change is this newer last fix. Written only where
@@ -69,8 +75,8 @@ class PresenceStore(Protocol):
         ...
 
     def due_for_sweep(self, at: datetime, *, silent_since: datetime, limit: int) -> list[Presence]:
-        """Open presences that a sweep at ``at`` may change (inside without dwell, or silent), each with
-        the ``last_fix_at`` of its device's head when that is later."""
+        """Open presences that a sweep at ``at`` may change (inside without dwell, holding, or silent),
+        each with the ``last_fix_at`` of its device's head when that is later."""
         ...
 
 

@@ -76,7 +76,8 @@ def checked_shape(zone: Zone) -> BaseGeometry:
     if not (isinstance(zone.country, str) and len(zone.country) == 2 and zone.country.isalpha()):
         raise ZoneError(f"country must be a two-letter ISO code, got {zone.country!r}")
     if zone.fence is not None:
-        for name in ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes"):
+        for name in ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes",
+                     "spike_hold_m"):
             v = getattr(zone.fence, name)
             if v is not None and (
                 isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0

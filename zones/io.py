@@ -4,9 +4,9 @@ cannot be read as a whole (not JSON, not a FeatureCollection, a CSV without its 
 
 CSV columns (header row required, order free; only ``name, lat, lng`` and one of ``profile``/``radius_m``
 are needed): ``id, name, lat, lng, profile, minutes, radius_m, tags, tz, country, store_id,
-dwell_after_s, accuracy_tolerance_m, exit_margin_m, enter_confirm_fixes``; ``tags`` are separated by ``;``
-or ``|``; any other column goes to ``metadata``. Without an ``id`` the zone id is the ``store_id``, else a
-stable UUID5 of name and position.
+dwell_after_s, accuracy_tolerance_m, exit_margin_m, enter_confirm_fixes, spike_hold_m``; ``tags`` are
+separated by ``;`` or ``|``; any other column goes to ``metadata``. Without an ``id`` the zone id is the
+``store_id``, else a stable UUID5 of name and position.
 
 Travel-time zones: a ``method`` (``isochrone`` or ``circle``) and/or ``mode`` (``walk``, ``drive``, ``auto``)
 column sizes the zone by ``minutes`` (default 5) of travel from the street extract passed as ``extract``
@@ -37,7 +37,7 @@ from zones.sizing import size_zone
 from zones.travel import size_by_travel
 from zones.travel_record import Travel
 
-_FENCE = ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes")
+_FENCE = ("dwell_after_s", "accuracy_tolerance_m", "exit_margin_m", "enter_confirm_fixes", "spike_hold_m")
 _KNOWN = {"id", "name", "lat", "lng", "profile", "minutes", "radius_m", "tags", "tz", "country", "store_id"}
 _KNOWN |= set(_FENCE) | {"mode", "method", "travel"}
 _NS = uuid.UUID("6f1d6c43-2b1e-4d7e-9d6c-0a7c1f1e5a10")

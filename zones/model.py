@@ -39,6 +39,7 @@ class FenceSettings:
     accuracy_tolerance_m: float | None = None  # worst accuracy accepted for a transition in this zone
     exit_margin_m: float | None = None
     enter_confirm_fixes: int | None = None
+    spike_hold_m: float | None = None  # hold an enter this far from the previous fix for one fix (0: off)
 
 
 @dataclass(frozen=True)

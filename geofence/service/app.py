@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from geofence.service.jobs import build_scheduler
 from geofence.service.limits_http import BodyGuard
+from geofence.service.loops import start_loops
 from geofence.service.openapi_errors import document_errors
 from geofence.service.routes import all_routers
 from geofence.service.routes.locations import serve_locations
@@ -58,12 +59,16 @@ def create_app(
         # the zone index and the rest of start-up live as long as the process: keep their objects out
         # of the collector's passes (measured: GC fell from ~3.4 to ~0.3 us per ingested fix)
         gc.freeze()
-        scheduler = build_scheduler(runtime, ("api", "worker")) if start_jobs else None
+        roles = ("api", "worker") if start_jobs else ()
+        scheduler = build_scheduler(runtime, roles) if start_jobs else None
         if scheduler:
             scheduler.start()
+        # the "any" loops (zones reaching this process within a second) run whether jobs run here or not
+        loops = start_loops(runtime.loops, roles, engine=runtime.engine, wakeups=runtime.wakeups)
         try:
             yield
         finally:
+            loops.stop()
             if scheduler:
                 scheduler.shutdown(wait=False)
 

@@ -4,8 +4,8 @@
 along two REAL GPS traces (IGN / LASTIG, CeCILL-C — see ``geofence/demo_data/ATTRIBUTION.md``),
 defines two campaigns, creates three customers with explicit, proven consents, registers their
 devices and replays the traces through the real ingest path (``runtime.geofence.ingest``,
-the code ``POST /v1/locations`` calls). Zone events go through the real event bus to the campaign
-handler (decisions, caps, outbox rows); the real dispatcher sends through the local outbox channel.
+the code ``POST /v1/locations`` calls). Zone events go through the real event log to the campaign
+consumer (decisions, caps, outbox rows); the real dispatcher sends through the local outbox channel.
 A STOP reply goes through the same use case as the Twilio webhook. It ends with a CRM export.
 
 Why a simulated clock: the traces were recorded in 2018 and 2019, and every adapter reads the time
@@ -410,11 +410,16 @@ def _replay(runtime: Runtime, sim: SimulatedClock, fixes: list[LocationFix], *, 
     from geofence.service.wiring.campaigns import dispatch_job
 
     service = runtime.geofence
+    consume = next(loop.work for loop in runtime.loops if loop.id == "consumer:campaigns")
     for chunk in wrap(batches(fixes), label):
+        sim.set(chunk[0].recorded_at)  # timers due in a gap fire before the fixes after it, as live
+        service.sweep(chunk[0].recorded_at)
         at = chunk[-1].recorded_at
         sim.set(at)
-        service.ingest(chunk, at=at)  # events -> bus -> campaign handler (decisions, outbox rows)
+        service.ingest(chunk, at=at)  # events -> the log (with the presences)
         service.sweep(at)  # dwell timers and silence exits due now
+        while consume():  # the worker's campaign consumer: decisions, outbox rows
+            pass
         observer.look()
         if after_batch is not None:
             after_batch(at)

@@ -37,6 +37,7 @@ from geofence.service.tables.presence import (
     PresenceHeadRow,
     PresenceRow,
 )
+from geofence.service.wakeup import EVENTS_CHANNEL
 from geofence.store import ConflictError, StoredDevice
 
 PRESENCES = PresenceRow.__table__  # type: ignore[attr-defined]
@@ -236,6 +237,7 @@ class SqlPresenceStore:
         self._tick: int | None = None  # this unit of work's clock tick, once it writes heads
         self._followed: int | None = None  # the feed position this unit of work read up to
         self._beats: list[tuple[str, int, datetime]] = []  # heartbeats written, until commit
+        self._moved: list[str] | None = None  # devices in the feed read by ``follow`` (None: unknown)
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
@@ -251,12 +253,18 @@ class SqlPresenceStore:
             cache.clear()  # first look, or an erasure: nothing cached can be trusted
             cache.seq, cache.resets = seq, resets
             return
+        self._moved = []
         if seq == cache.seq:
             return
         # every tick up to ``seq`` has committed (ticks commit in order); in this snapshot, no later one
-        heads = (r for r in rows if r[0] is not None)
+        heads = [r for r in rows if r[0] is not None]
+        self._moved = [r[0] for r in heads]
         cache.apply(heads, _sqlite_time if conn.dialect.name == "sqlite" else as_utc)
         cache.seq = seq
+
+    def moved(self) -> Collection[str] | None:
+        self.follow()
+        return self._moved
 
     def watch_versions(
         self, method: Callable[[dict[str, int], Sequence[str] | None, Sequence[int]], None]
@@ -532,6 +540,7 @@ class SqlPresenceStore:
             .where(c.state != OUTSIDE)
             .where(or_(and_(c.state == PresenceState.INSIDE.value, c.dwelled.is_(False),
                             c.entered_at.is_not(None), c.entered_at <= at),
+                       c.state == PresenceState.HOLDING.value,  # an enter held for a spike
                        _LAST_FIX <= silent_since))
             .order_by(_LAST_FIX, c.device_id)
             .limit(limit)
@@ -540,24 +549,42 @@ class SqlPresenceStore:
 
 
 _EVENT_INSERT = DriverSql(
-    "INSERT INTO zone_events (id, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
-    " recorded_at) VALUES (:id, :zone_id, :device_id, :customer_id, :kind, :at, :visit_id, :reason, :lat,"
-    " :lng, :recorded_at)"
+    "INSERT INTO zone_events (id, seq, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
+    " recorded_at) VALUES (:id, :seq, :zone_id, :device_id, :customer_id, :kind, :at, :visit_id, :reason,"
+    " :lat, :lng, :recorded_at)"
+)
+# The log's numbers are taken under the presence clock's row lock (held to commit on PostgreSQL; SQLite
+# has one writer), so they commit in order: a consumer reading "seq > my cursor" never passes a number
+# that a slower transaction has yet to commit. The NOTIFY is delivered at commit (to the consumers'
+# listeners), and not at all on rollback.
+_EVENT_SEQ_SQLITE = "UPDATE presence_clock SET events = events + ? WHERE id = 1 RETURNING events"
+_EVENT_SEQ_PG = (
+    "UPDATE presence_clock SET events = events + %s WHERE id = 1"
+    " RETURNING events, pg_notify('" + EVENTS_CHANNEL + "', '')"
 )
 _SQLITE_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id IN (SELECT value FROM json_each(?))"
 _PG_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id = ANY(%s)"
 
 
 class SqlEventStore:
+    """The zone-event log: each event gets the next ``seq`` in the transaction that writes it."""
+
     def __init__(self, session: Session | ConnectionUnit) -> None:
         self.session = session
+        self.added = 0  # events written in this unit of work (the unit wakes the consumers on commit)
 
     def add(self, events: Sequence[ZoneEvent], *, recorded_at: datetime) -> None:
         if not events:
             return
         conn = self.session.connection()
+        sqlite = conn.dialect.name == "sqlite"
+        taken = execute(conn, _EVENT_SEQ_SQLITE if sqlite else _EVENT_SEQ_PG, (len(events),)).fetchall()
+        if not taken:
+            raise RuntimeError("presence_clock has no row: run the migrations (or create_schema)")
+        first = int(taken[0][0]) - len(events) + 1
+        self.added += len(events)
         device_ids = sorted({e.device_id for e in events})
-        if conn.dialect.name == "sqlite":
+        if sqlite:
             found = execute(conn, _SQLITE_CUSTOMERS, (json.dumps(device_ids),))
         else:
             found = execute(conn, _PG_CUSTOMERS, (device_ids,))
@@ -568,12 +595,12 @@ class SqlEventStore:
             conn,
             [
                 {
-                    "id": e.id, "zone_id": e.zone_id, "device_id": e.device_id,
+                    "id": e.id, "seq": first + k, "zone_id": e.zone_id, "device_id": e.device_id,
                     "customer_id": customers.get(e.device_id), "kind": e.kind.value, "at": time(e.at),
                     "visit_id": e.visit_id, "reason": e.reason, "lat": e.lat, "lng": e.lng,
                     "recorded_at": received,
                 }
-                for e in events
+                for k, e in enumerate(events)
             ],
         )
 
@@ -604,17 +631,23 @@ class SqlUnitOfWork:
 
     def __init__(
         self, session: Session | ConnectionUnit, *, retain_fixes: bool = False,
-        cache: PresenceCache | None = None,
+        cache: PresenceCache | None = None, on_events: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self.presence = SqlPresenceStore(session, cache)
         self.events = SqlEventStore(session)
         self.fixes = SqlFixStore(session) if retain_fixes else None
+        self.on_events = on_events  # after a commit that wrote events: wake this process's consumers
 
     def commit(self) -> None:
         self.session.commit()
         self.presence.committed()
+        if self.events.added:
+            self.events.added = 0
+            if self.on_events is not None:
+                self.on_events()
 
     def rollback(self) -> None:
         self.session.rollback()
         self.presence.rolled_back()
+        self.events.added = 0

@@ -1,9 +1,9 @@
 """The composition root: ``bootstrap(settings)`` builds every service of a process, typed, in one place.
 
 The API process and the dispatcher process build the same ``Runtime``; only what they start differs
-(each ``Job``'s ``role``). Routes receive it through ``deps.RuntimeDep``, jobs as their argument, the CLI
-from ``cli.base.load_runtime``; every field is typed, so a reader (and mypy) can follow a fix from the
-route to the provider.
+(each ``Job``'s and ``Loop``'s ``role``). Routes receive it through ``deps.RuntimeDep``, jobs as their
+argument, the CLI from ``cli.base.load_runtime``; every field is typed, so a reader (and mypy) can
+follow a fix from the route to the provider.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from geofence.service import clock
 from geofence.service.db import create_schema, is_postgres, make_engine
 from geofence.service.location_data import SqlLocationData
 from geofence.service.logging import configure_logging
+from geofence.service.loops import Loop
 from geofence.service.metrics import PrometheusCampaignMetrics
 from geofence.service.rate_limits import DatabaseRates, MemoryRates, RateStore, purge_rate_limits_job
 from geofence.service.security import Principal, make_authenticator
 from geofence.service.settings import Settings
+from geofence.service.wakeup import Wakeups
 from geofence.service.wiring import campaigns as campaign_jobs
 from geofence.service.wiring import exports as export_jobs
 from geofence.service.wiring import geofence as geofence_jobs
@@ -57,16 +59,18 @@ class Runtime:
     now: Clock
     bus: EventBus
     metrics: CampaignMetrics
-    geofence: GeofenceService  # zone index, presence, ingest; publishes committed events on ``bus``
+    wakeups: Wakeups  # this process's signals: zone events, due deliveries, zone changes
+    geofence: GeofenceService  # zone index, presence, ingest; writes the zone-event log
     location_data: SqlLocationData  # geofence's half of access requests and erasure
     decision_policy: DecisionPolicy
-    campaign_handler: CampaignHandler  # subscribed to ``bus``
+    campaign_handler: CampaignHandler  # the zone-event log's ``campaigns`` consumer (``loops``)
     providers: dict[str, NotificationProvider]  # by channel: "push", "sms"
     dispatch_pacer: Pacer
     sms_keywords: KeywordConfig
     rates: RateStore  # request-rate buckets: the database's (shared by every process) or this process's
     authenticate: Callable[[Request, str], Principal]
     jobs: list[Job] = field(default_factory=list)
+    loops: list[Loop] = field(default_factory=list)  # woken by commits (``geofence.service.loops``)
 
 
 def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
@@ -80,11 +84,11 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
         from geofence.service.migrations import migrate
 
         migrate(engine)
-    bus = EventBus()
+    bus = EventBus()  # in-process observers of committed events (dry runs, tests); consumers read the log
+    wakeups = Wakeups()
     metrics = PrometheusCampaignMetrics()
     policy = campaign_jobs.decision_policy(settings)
     handler = CampaignHandler(engine, now=clock.now, policy=policy, metrics=metrics)
-    bus.subscribe(handler)
     rates: RateStore = DatabaseRates() if settings.limits.store == "database" else MemoryRates()
     runtime = Runtime(
         settings=settings,
@@ -92,8 +96,9 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
         now=clock.now,
         bus=bus,
         metrics=metrics,
+        wakeups=wakeups,
         geofence=GeofenceService(
-            settings, engine, bus=bus, location_consent=campaign_jobs.location_consent_filter
+            settings, engine, bus=bus, wakeups=wakeups, location_consent=campaign_jobs.location_consent_filter
         ),
         location_data=SqlLocationData(),
         decision_policy=policy,
@@ -107,19 +112,26 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
         authenticate=make_authenticator(settings, engine, rates),
     )
     runtime.jobs = jobs_for(settings)
+    runtime.loops = loops_for(runtime)
     return runtime
 
 
 def jobs_for(settings: Settings) -> list[Job]:
-    """The periodic jobs: presence timers, zone sync, outbox dispatch, raw-fix purge, daily CRM export."""
+    """The periodic jobs: presence timers, raw-fix purge, daily CRM export."""
     presence, scheduler = geofence_jobs, settings.scheduler
-    jobs = [
-        Job("geofence.sweep", presence.sweep_job, scheduler.sweep_every_s, role="worker"),
-        Job("geofence.zones_sync", presence.zones_sync_job, presence.ZONES_SYNC_EVERY_S, role="any"),
-    ]
+    jobs = [Job("geofence.sweep", presence.sweep_job, scheduler.sweep_every_s, role="worker")]
     if settings.ingest.fix_retention_s > 0:
         jobs.append(Job("geofence.purge_fixes", presence.purge_fixes_job, presence.PURGE_EVERY_S))
-    jobs.append(Job("dispatch", campaign_jobs.dispatch_job, scheduler.dispatch_every_s, role="worker"))
     jobs.append(Job("daily_export", export_jobs.daily_export, export_jobs.DAILY_S, role="worker"))
     jobs.append(Job("purge_rate_limits", purge_rate_limits_job, PURGE_RATE_LIMITS_EVERY_S, role="worker"))
     return jobs
+
+
+def loops_for(runtime: Runtime) -> list[Loop]:
+    """The loops woken by the commits that give them work: zone sync (every process), the campaign
+    consumer of the zone-event log and the dispatcher (worker)."""
+    return [
+        geofence_jobs.zones_sync_loop(runtime.geofence, poll_s=runtime.settings.scheduler.config_poll_s),
+        campaign_jobs.campaign_consumer_loop(runtime),
+        campaign_jobs.dispatch_loop(runtime),
+    ]

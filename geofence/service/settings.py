@@ -30,6 +30,9 @@ class FenceDefaults(BaseModel):
     max_speed_mps: float = 70.0
     clock_skew_s: int = 120
     max_fix_age_s: int = 24 * 3600
+    # 0 = off; else a fix that would enter, this many metres or more from the device's previous fix, is
+    # held until the next fix shows whether it was a lone out-and-back spike (docs/presence.md)
+    spike_hold_m: float = 0.0
 
 
 class IngestSettings(BaseModel):
@@ -45,6 +48,14 @@ class SchedulerSettings(BaseModel):
     sweep_every_s: float = 60.0
     lease_s: int = 60
     max_attempts: int = 6
+    # The zone-event log's consumers and the dispatcher are woken by the commit that gives them work
+    # (NOTIFY on PostgreSQL, in-process on SQLite); these polls are only the fallback.
+    events_poll_s: float = Field(default=1.0, gt=0)
+    consumer_max_attempts: int = Field(default=5, ge=1)  # a failing event is then parked for an operator
+    consumer_retry_s: float = Field(default=2.0, gt=0)  # first retry delay, doubling (at most 10 min)
+    # devices decided side by side (each in order), PostgreSQL only (SQLite has one writer)
+    consumer_threads: int = Field(default=4, ge=1, le=32)
+    config_poll_s: float = Field(default=0.5, gt=0)  # zone / policy changes reach every process within it
 
 
 class FcmSettings(BaseModel):

@@ -795,3 +795,99 @@ def test_a_retried_batch_never_accepts_a_fix_it_called_a_duplicate(engine, index
     with Session(engine) as s:
         head = s.get(PresenceHeadRow, "dev-1")
         assert as_utc(head.last_fix_at) == T0  # the repeat was never taken as a newer fix
+
+
+def test_spikes_late_batches_and_sweeps_give_the_events_of_stepping_every_fix(engine, tmp_path):
+    """The rules of late fixes after the sweep's transitions, timer-dwell evidence and spike holds are
+    the same in the accelerated lanes (fast lane, steady skips in columns, discs) as stepping every fix:
+    several devices walking among zones (some holding spikes), with lone spikes, fast moves, silences,
+    late batches arriving after the sweep has run, and the sweep every minute."""
+    import random
+
+    from geofence.policy import policy_for_zone
+    from geofence.service.db import create_schema, make_engine
+    from tests.geofence.zone_index import FenceSettings, ZoneIndex, circle_zone
+
+    hold = FenceSettings(spike_hold_m=300.0)
+    zones = [circle_zone("store", STORE, 50.0, fence=hold), circle_zone("mall", STORE, 400.0),
+             circle_zone("drive", offset(*STORE, 0, 900), 300.0, fence=hold),
+             circle_zone("kiosk", offset(*STORE, 150, 0), 40.0)]
+    rng = random.Random(27)
+    devices = [f"dev-{k}" for k in range(4)]
+    where = {d: [rng.uniform(-200, 200), rng.uniform(-200, 200)] for d in devices}
+    arrivals: dict[int, list] = {}  # second of arrival -> fixes
+    for d in devices:
+        t, held_back = 0, []
+        while t < 5400:
+            t += rng.choice([5, 10, 30])
+            if rng.random() < 0.01:
+                t += rng.choice([600, 2400])  # a silence: timers fire in it
+            where[d][0] += rng.uniform(-8, 8)
+            where[d][1] += rng.uniform(-8, 8)
+            north, east = where[d]
+            if rng.random() < 0.04:  # a lone spike, 600-1,200 m away (into the drive zone, often)
+                east += rng.uniform(600, 1200)
+            f = fix(north, east, t, device_id=d, accuracy_m=rng.choice([5, 10, 20]))
+            if held_back or rng.random() < 0.02:  # the phone buffers a few minutes, then sends them late
+                held_back.append(f)
+                if len(held_back) < rng.randint(3, 40):
+                    continue
+                arrivals.setdefault(t + rng.choice([0, 60, 1900]), []).extend(held_back)
+                held_back = []
+                continue
+            arrivals.setdefault(t, []).append(f)
+    # a car, a fix per 30 s: 5 minutes at the drive zone, away at 15 m/s, 5 minutes there, back
+    leg = [900.0] * 10 + [900.0 + 450 * k for k in range(1, 6)] + [3150.0] * 10
+    leg += [3150.0 - 450 * k for k in range(1, 6)]
+    for k, east in enumerate(leg * 3):
+        arrivals.setdefault(30 * k + 1, []).append(fix(0, east, 30 * k + 1, device_id="car"))
+    devices.append("car")
+    last = max(arrivals)
+
+    def shown(events):
+        return [(e.device_id, e.zone_id, e.kind.value, e.at, e.reason) for e in events]
+
+    def replay(eng, lanes):
+        index = ZoneIndex(zones)
+        base = FencePolicy(dwell_after=timedelta(seconds=120))
+        ing = Ingestor(index, policy=base, limits=FixLimits(max_age=timedelta(days=2)),
+                       zone_policy=lambda z: policy_for_zone(base, index.get(z).fence))
+        ing.skip_steady = ing.discs = ing.fast_lane = lanes
+        cache = PresenceCache()
+        events = []
+        for second in range(0, last + 3600):
+            if second in arrivals:
+                out = run(ing, eng, arrivals[second], at=T0 + timedelta(seconds=second), cache=cache)
+                events.append(sorted(shown(out.events)))
+            if second % 60 == 0:  # the sweep, as GeofenceService.sweep does it
+                at = T0 + timedelta(seconds=second)
+                with Session(eng, expire_on_commit=False) as s:
+                    uow = SqlUnitOfWork(s, cache=cache)
+                    silent_since = at - base.silence_exit_after
+                    due = uow.presence.due_for_sweep(at, silent_since=silent_since, limit=10**5)
+                    s.rollback()
+                    changed, fired = ing.sweep_presences(due, at)
+                    if changed:
+                        uow.presence.save(changed)
+                        uow.events.add(fired, recorded_at=at)
+                        uow.commit()
+                    events.append(sorted(shown(fired)))
+        with Session(eng) as s:
+            stored = SqlPresenceStore(s).load(devices)
+        rows = {d: (v.last_fix_at, sorted((z, p.state, p.pending_fixes) for z, p in v.presences.items()))
+                for d, v in stored.items()}
+        return (events, rows), ing.steady_skips + ing.disc_fixes
+
+    fast, skips = replay(engine, True)
+    assert skips > 100  # the lanes did serve
+    reference_engine = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_schema(reference_engine)
+    assert replay(reference_engine, False) == (fast, 0)
+    flat = [e for batch in fast[0] for e in batch]
+    reasons = {r for *_, r in flat}
+    assert {"held", "inferred_silence", "dwell_timer"} <= reasons
+    by_pair: dict[tuple[str, str], list] = {}
+    for d, z, k, at, _ in flat:
+        by_pair.setdefault((d, z), []).append((at, k))
+    for pair, seq in by_pair.items():  # emission order: never an event stamped before an earlier one
+        assert [at for at, _ in seq] == sorted(at for at, _ in seq), pair

@@ -121,7 +121,7 @@ def test_a_fix_too_imprecise_for_the_zone_causes_no_transition():
 
 
 def test_going_silent_inside_dwells_then_exits_on_the_sweep():
-    p, events, _ = run([fix(0, 0, 0), fix(0, 3, 20)])
+    p, events, _ = run([fix(0, 0, 0), fix(0, 3, 20), fix(0, 3, 60)])
     assert kinds(events) == ["enter"]
     p, swept = sweep(p, T0 + timedelta(seconds=200), POLICY)
     assert swept == ()
@@ -131,15 +131,42 @@ def test_going_silent_inside_dwells_then_exits_on_the_sweep():
     p, swept = sweep(p, T0 + timedelta(minutes=40), POLICY)
     assert kinds(swept) == ["exit"]
     assert swept[0].reason == "inferred_silence"
-    assert swept[0].at == T0 + timedelta(seconds=20) + POLICY.silence_exit_after
+    assert swept[0].at == T0 + timedelta(seconds=60) + POLICY.silence_exit_after
     assert p.state is PresenceState.OUTSIDE
 
 
 def test_a_late_sweep_fires_dwell_and_exit_in_order():
-    p, _, _ = run([fix(0, 0, 0)])
+    p, _, _ = run([fix(0, 0, 0), fix(0, 0, 90)])
     _, swept = sweep(p, T0 + timedelta(hours=3), POLICY)
     assert kinds(swept) == ["dwell", "exit"]
     assert swept[0].visit_id == swept[1].visit_id
+
+
+@pytest.mark.parametrize("seen_s", [0, 30, 59])
+def test_a_timer_dwell_needs_the_device_seen_a_while_after_its_enter(seen_s):
+    """One fix (or fixes within ``dwell_evidence`` of the enter) says nothing of a stay: no timer dwell,
+    and the silence exit still closes the visit."""
+    p, _, _ = run([fix(0, 0, 0), fix(0, 0, seen_s)] if seen_s else [fix(0, 0, 0)])
+    p, swept = sweep(p, T0 + timedelta(minutes=10), POLICY)
+    assert swept == () and p.state is PresenceState.INSIDE
+    _, swept = sweep(p, T0 + timedelta(hours=3), POLICY)
+    assert kinds(swept) == ["exit"] and swept[0].reason == "inferred_silence"
+    _, swept = sweep(run([fix(0, 0, 0), fix(0, 0, 60)])[0], T0 + timedelta(minutes=10), POLICY)
+    assert kinds(swept) == ["dwell"]
+
+
+def test_a_late_fix_cannot_step_a_presence_before_a_transition_the_sweep_fired():
+    p, _, _ = run([fix(0, 0, 0), fix(0, 0, 60)])
+    dwelled, swept = sweep(p, T0 + timedelta(minutes=6), POLICY)
+    assert kinds(swept) == ["dwell"]
+    for t_s in (120, 200, 300):  # recorded after the last fix, not after the timer dwell
+        f = fix(0, 900, t_s)
+        assert step(dwelled, f, circle_distance(STORE, RADIUS_M, f.lat, f.lng), POLICY) == (dwelled, ())
+    f = fix(0, 900, 310)
+    assert step(dwelled, f, circle_distance(STORE, RADIUS_M, f.lat, f.lng), POLICY)[0].state is (
+        PresenceState.EXITING)
+    closed, swept = sweep(dwelled, T0 + timedelta(hours=1), POLICY)
+    assert kinds(swept) == ["exit"] and closed.last_fix_at == swept[0].at  # later fixes are late for it
 
 
 def test_out_of_order_and_duplicate_fixes_never_move_presence_backwards():
@@ -210,3 +237,79 @@ def test_leaves_outside_alone_says_exactly_when_a_fresh_presence_stays_outside(
         assert new.state is PresenceState.OUTSIDE and events == ()
     elif speed is None or speed <= (policy.max_enter_speed_mps or math.inf):
         assert new.state is not PresenceState.OUTSIDE  # it may enter: the ingest must step it
+
+
+SPIKY = FencePolicy(spike_hold_m=300.0)
+
+
+def run_with_previous(fixes, policy=SPIKY, radius_m=RADIUS_M, center=STORE):
+    """``run`` with the previous fix passed as the ingest passes it (for the spike hold)."""
+    p, events, states, prev = Presence("dev-1", "store"), [], [], None
+    for f in fixes:
+        d = circle_distance(center, radius_m, f.lat, f.lng)
+        p, new = step(p, f, d, policy, previous=None if prev is None else (prev.lat, prev.lng))
+        events.extend(new)
+        states.append(p.state)
+        prev = f
+    return p, events, states
+
+
+def test_a_lone_spike_into_a_zone_that_holds_spikes_enters_nothing():
+    # a walk 1 km west of the store, 30 s a fix; one fix jumps into the store and the next is back
+    walk = [fix(0, -1000 + 1.5 * 30 * i, 30 * i) for i in range(10)]
+    spiked = walk[:5] + [fix(0, 0, 150)] + walk[6:]
+    _, events, states = run_with_previous(spiked)
+    assert events == [] and states[5] is PresenceState.HOLDING and states[6] is PresenceState.OUTSIDE
+    _, events, _ = run_with_previous(spiked, policy=POLICY)  # without the hold: a visit of one fix
+    assert kinds(events) == ["enter", "exit"]
+
+
+def test_a_fast_arrival_enters_one_fix_later_stamped_at_its_own_fix():
+    drive = [fix(0, -1800 + 450 * i, 30 * i) for i in range(5)]  # 15 m/s, into the store at 120 s
+    drive += [fix(0, 5, 150), fix(0, 3, 180)]  # and stays
+    _, events, states = run_with_previous(drive)
+    assert states[4] is PresenceState.HOLDING
+    assert kinds(events) == ["enter"] and events[0].at == T0 + timedelta(seconds=120)
+    assert events[0].reason == "held" and states[-1] is PresenceState.INSIDE
+
+
+def test_a_held_enter_with_no_next_fix_is_let_go_by_the_sweep():
+    drive = [fix(0, -900, 0), fix(0, -450, 30), fix(0, 0, 60)]
+    p, events, _ = run_with_previous(drive)
+    assert events == [] and p.state is PresenceState.HOLDING
+    p2, swept = sweep(p, T0 + timedelta(seconds=60 + 119), SPIKY)
+    assert swept == () and p2 is p
+    p, swept = sweep(p, T0 + timedelta(seconds=60 + 120), SPIKY)
+    assert kinds(swept) == ["enter"] and swept[0].at == T0 + timedelta(seconds=60)
+    assert swept[0].reason == "held" and p.state is PresenceState.INSIDE
+    _, swept = sweep(p, T0 + timedelta(hours=1), SPIKY)
+    assert kinds(swept) == ["exit"]  # no timer dwell: nothing was seen after the held fix
+
+
+def test_the_hold_waits_only_for_fixes_far_from_the_one_before():
+    walk_in = [fix(0, -200 + 40 * i, 30 * i) for i in range(6)]  # 1.3 m/s: never 300 m in one fix
+    _, events, states = run_with_previous(walk_in)
+    assert PresenceState.HOLDING not in states and kinds(events) == ["enter"]
+    cold = [fix(0, 0, 0)]  # the device's previous fix unknown (a cold cache): no hold
+    _, events, _ = run_with_previous(cold)
+    assert kinds(events) == ["enter"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    out_m=st.floats(0.0, 3000.0), back_m=st.floats(0.0, 3000.0), bearing=st.floats(0.0, 360.0),
+)
+def test_is_spike_needs_both_neighbours_far_and_close_to_each_other(out_m, back_m, bearing):
+    from geofence.fixes import distance_m
+    from geofence.presence import is_spike
+    from tests.geofence.tracks import offset
+
+    before = STORE
+    held = offset(*STORE, 0, out_m)
+    rad = math.radians(bearing)
+    after = offset(*held, back_m * math.cos(rad), back_m * math.sin(rad))
+    a, b = distance_m(*before, *held), distance_m(*held, *after)
+    c = distance_m(*before, *after)
+    assert is_spike(before, held, after, 300.0) == (min(a, b) >= 300.0 and c <= min(a, b) / 3)
+    if is_spike(before, held, after, 300.0):
+        assert a >= 300 and b >= 300 and c < a and c < b

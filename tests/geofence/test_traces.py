@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from geofence.fixes import FixLimits, LocationFix, check_fix, fix_problem
-from geofence.traces import read_trace, read_trace_csv, read_trace_gpx, thin
+from geofence.traces import (
+    Ingest,
+    Sweep,
+    TraceError,
+    live_schedule,
+    read_trace,
+    read_trace_csv,
+    read_trace_gpx,
+    thin,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 AT = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
@@ -35,8 +44,29 @@ def test_gpx_points_without_time_are_reported_and_hdop_sets_accuracy():
     </trkseg></trk></gpx>"""
     fixes, errors = read_trace_gpx(gpx)
     assert [f.accuracy_m for f in fixes] == [15.0]
-    assert [e.line for e in errors] == [2, 3]
+    assert [e.line for e in errors] == [3, 4]  # the file lines of the points (the 2nd and 3rd point)
+    assert [e.reason.split(":")[0] for e in errors] == ["point 2", "point 3"]
     assert read_trace_gpx("<gpx")[1][0].reason.startswith("not valid XML")
+
+
+def test_gpx_errors_name_the_file_line_of_the_point():
+    gpx = """<?xml version="1.0"?>
+<gpx xmlns="http://www.topografix.com/GPX/1/1">
+  <metadata><name>walk</name></metadata>
+  <trk><trkseg>
+    <trkpt lat="48.1" lon="2.1"><time>2019-07-12T15:00:00Z</time></trkpt>
+    <trkpt lat="48.1" lon="2.1"><time>2019-07-12T15:00:05Z</time></trkpt>
+    <trkpt lat="48.1" lon="2.1">
+      <ele>54.0</ele>
+    </trkpt>
+    <trkpt lat="48.1" lon="2.1"><time>2019-07-12T15:00:15Z</time></trkpt>
+  </trkseg></trk>
+</gpx>"""
+    fixes, errors = read_trace_gpx(gpx)
+    assert len(fixes) == 3
+    assert errors == [TraceError(7, "point 3: point without <time>")]  # file line 7, the 3rd point
+    broken = read_trace_gpx(gpx.replace("<ele>54.0</ele>", "<ele>54.0</elx>"))[1]
+    assert len(broken) == 1 and broken[0].line == 8 and broken[0].reason.startswith("not valid XML")
 
 
 def test_csv_header_aliases_and_per_line_errors():
@@ -68,3 +98,26 @@ def test_fast_check_agrees_with_the_full_check(lat, lng, acc, dt_s, naive):
     assert (full is None) == (fast is None)
     if full is None:
         assert math.isfinite(lat) and -90 <= lat <= 90 and 0 < acc <= 5000
+
+
+@given(st.text(max_size=300))
+def test_gpx_parser_never_raises(text):
+    fixes, errors = read_trace_gpx('<gpx><trk><trkseg><trkpt lat="1" lon="2">' + text)
+    assert isinstance(fixes, list) and all(e.line >= 1 for e in errors)
+
+
+def test_live_schedule_ingests_each_fix_at_its_time_and_sweeps_every_interval_through_gaps():
+    t0 = datetime(2026, 3, 14, 12, 0, 5, tzinfo=UTC)
+    times = [t0, t0 + timedelta(seconds=50), t0 + timedelta(seconds=55), t0 + timedelta(minutes=5)]
+    fixes = [LocationFix("d", 48.0, 2.0, 10.0, t) for t in times]
+    steps = list(live_schedule(fixes, sweep_every=timedelta(seconds=60), drain=timedelta(seconds=90)))
+    shown = [(type(s).__name__, s.at.strftime("%H:%M:%S"), len(getattr(s, "fixes", ()))) for s in steps]
+    assert shown == [
+        ("Ingest", "12:00:05", 1), ("Ingest", "12:00:55", 1), ("Ingest", "12:01:00", 1),  # recorded <= tick
+        ("Sweep", "12:01:00", 0), ("Sweep", "12:02:00", 0), ("Sweep", "12:03:00", 0),
+        ("Sweep", "12:04:00", 0), ("Sweep", "12:05:00", 0), ("Ingest", "12:05:05", 1),
+        ("Sweep", "12:06:00", 0), ("Sweep", "12:07:00", 0),
+    ]
+    batched = list(live_schedule(fixes, sweep_every=timedelta(seconds=60), batch=10, drain=timedelta(0)))
+    assert [len(s.fixes) for s in batched if isinstance(s, Ingest)] == [3, 1]  # never across a sweep
+    assert all(isinstance(s, Sweep) for s in batched[-1:])

@@ -1,4 +1,4 @@
-"""Wiring: the zone-event subscriber and the dispatch job on a runtime, end to end through the bus."""
+"""Wiring: the campaign consumer of the zone-event log and the dispatch loop on a runtime, end to end."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from geofence.events import TransitionKind, ZoneEvent
+from geofence.service.event_log import append
 from geofence.service.jobs import build_scheduler
 from geofence.service.runtime import Runtime, bootstrap
 from geofence.service.settings import Settings
@@ -27,16 +28,19 @@ def runtime_for(engine: Engine, settings: Settings) -> Runtime:
     return bootstrap(settings, engine)
 
 
-def test_job_is_registered_for_the_worker(engine: Engine, settings: Settings) -> None:
+def test_consumer_and_dispatcher_are_worker_loops_woken_by_their_signals(
+    engine: Engine, settings: Settings
+) -> None:
     runtime = runtime_for(engine, settings)
-    (job,) = [j for j in runtime.jobs if j.id == "dispatch"]
-    assert (job.role, job.every_s) == ("worker", settings.scheduler.dispatch_every_s)
-    scheduler = build_scheduler(runtime, ("worker",))
-    assert scheduler.get_job("dispatch") is not None
-    assert build_scheduler(runtime, ("api",)).get_job("dispatch") is None
+    loops = {loop.id: loop for loop in runtime.loops}
+    assert loops["dispatch"].role == loops["consumer:campaigns"].role == "worker"
+    assert loops["dispatch"].fallback_s == settings.scheduler.dispatch_every_s
+    assert loops["dispatch"].wakeup is runtime.wakeups.outbox
+    assert loops["consumer:campaigns"].wakeup is runtime.wakeups.events
+    assert build_scheduler(runtime, ("worker",)).get_job("dispatch") is None  # no interval job for it
 
 
-def test_bus_event_to_provider(engine: Engine, session: Session, settings: Settings) -> None:
+def test_logged_event_to_provider(engine: Engine, session: Session, settings: Settings) -> None:
     runtime = runtime_for(engine, settings)  # before the zone: the factory's zone is not a zones.Zone
     add_zone(session, MONDAY_1145)
     add_customer(session, MONDAY_1145)
@@ -46,10 +50,15 @@ def test_bus_event_to_provider(engine: Engine, session: Session, settings: Setti
     })
     provider = RecordingProvider()
     runtime.providers = {"push": provider}
+    loops = {loop.id: loop for loop in runtime.loops}
     event = ZoneEvent(id="e1", zone_id="z1", device_id="dev1", kind=TransitionKind.ENTER, at=MONDAY_1145,
                       visit_id="v1", reason="test")
+    append(engine, [event], recorded_at=MONDAY_1145)
     with freeze_time(MONDAY_1145 + timedelta(seconds=1)):
-        runtime.bus.publish([event])
+        assert runtime.wakeups.outbox.wait(0) is False
+        loops["consumer:campaigns"].work()
+        assert runtime.wakeups.outbox.wait(0) is True  # the decision woke the dispatcher
+        loops["consumer:campaigns"].work()  # nothing new: the cursor moved past the event
     with freeze_time(MONDAY_1145 + timedelta(seconds=3)):
         stats = dispatch_job(runtime)
     assert stats.by_status == {"sent": 1}

@@ -148,7 +148,9 @@ def test_sweep_job_fires_dwell_and_silence_exit_on_the_clock(client, app, engine
 
     with freeze_time(NOW) as frozen:
         post(client, body_fix())
-        frozen.tick(timedelta(minutes=6))
+        frozen.tick(timedelta(minutes=1))
+        post(client, body_fix(t=NOW + timedelta(minutes=1)))  # seen again a minute later: it stays
+        frozen.tick(timedelta(minutes=5))
         sweep_job(app.state.runtime)
         frozen.tick(timedelta(minutes=40))
         sweep_job(app.state.runtime)

@@ -48,8 +48,10 @@ def replay(engine, settings, every_s: float = 0):
 def test_real_trace_produces_the_expected_visits(engine, settings, every_s):
     events = replay(engine, settings, every_s)
     by_zone = {z.id: [(k, r) for zid, k, r in events if zid == z.id] for z in ZONES}
+    # the recording stops ~20 s after the ride is back at the car park: nothing says the rider stayed, so
+    # no timer dwell (it needs the device seen a minute after its enter), only the silence exit
     assert by_zone["start"] == [("enter", "inside"), ("exit", "outside_margin"), ("enter", "inside"),
-                                ("dwell", "dwell_timer"), ("exit", "inferred_silence")]
+                                ("exit", "inferred_silence")]
     assert [k for k, _ in by_zone["pause"]][0] == "enter"
     assert [k for k, _ in by_zone["pause"]][-1] == "exit"
     assert by_zone["passby"] == [("enter", "inside"), ("exit", "outside_margin")]
@@ -92,7 +94,7 @@ def test_cli_zones_import_reports_bad_lines_and_replay_prints_events(cli_env):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "zone=start" in line]
-    assert [line.split()[1] for line in lines] == ["enter", "exit", "enter", "dwell", "exit"]
+    assert [line.split()[1] for line in lines] == ["enter", "exit", "enter", "exit"]
     assert "rejected" in result.output.splitlines()[-1]
 
 

@@ -69,12 +69,9 @@ def events_from_trace(settings: Settings, engine: Any, trace: Path, *, device_id
     service.location_consent = None  # consent is judged by the dry run itself
     service.sync_zones()
     events: list[ZoneEvent] = []
-    for start in range(0, len(fixes), 100):
-        chunk = fixes[start : start + 100]
-        at = chunk[-1].recorded_at
-        events.extend(service.ingest(chunk, at=at).events)
-        events.extend(service.sweep(at))
-    events.extend(service.sweep(fixes[-1].recorded_at + timedelta(hours=1)))
+    sweep_every = timedelta(seconds=settings.scheduler.sweep_every_s)
+    for _, fired in service.replay(fixes, sweep_every=sweep_every):  # as live, timers included
+        events.extend(fired)
     scratch_engine.dispose()
     return events
 

@@ -1,7 +1,10 @@
 """CLI: ``geofence replay TRACE`` — feed a recorded CSV or GPX trace through the ingest path.
 
-The replay's clock is the trace's: each batch is ingested with ``at`` = its last fix time, and the
-presence sweep runs at that time too, so dwell-by-timer and silence exits happen as they would live.
+The replay's clock is the trace's, and it does what a live deployment does with the same fixes
+(``geofence.traces.live_schedule``): each fix is ingested at its own time, as a device posting each fix
+as recorded, and the presence sweep runs every ``--sweep-every-s`` of trace time (the scheduler's
+setting by default), so dwell-by-timer and silence exits happen inside the trace's gaps as they would
+live.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ def replay(
     device_id: str = typer.Option("replay", help="Device id for traces that carry none (GPX)."),
     accuracy_m: float = typer.Option(10.0, help="Accuracy for points that carry none."),
     every_s: float = typer.Option(0.0, help="Keep one fix per this many seconds (0 = all)."),
-    batch: int = typer.Option(100, min=1, max=1000, help="Fixes per ingest call."),
+    batch: int = typer.Option(
+        1, min=1, max=1000,
+        help="Fixes per ingest call, at most (recorded within one sweep interval). 1 = each fix posted as "
+             "recorded; more is faster, and may move a silence exit by less than a heartbeat (60 s).",
+    ),
+    sweep_every_s: float | None = typer.Option(
+        None, min=1.0, help="Sweep interval in trace time (default: the scheduler's sweep_every_s)."
+    ),
     skip_consent: bool = typer.Option(
         False, help="Bypass the location-consent gate (a trace of a device without a registered customer)."
     ),
@@ -43,27 +53,20 @@ def replay(
     if skip_consent:
         runtime.geofence.location_consent = None
     service = runtime.geofence
-    batches = [fixes[i : i + batch] for i in range(0, len(fixes), batch)]
+    sweep_every = timedelta(seconds=sweep_every_s or runtime.settings.scheduler.sweep_every_s)
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     n_events = 0
-    for chunk in progress(batches, total=len(batches), label=f"replaying {trace.name}"):
-        at = chunk[-1].recorded_at
-        outcome = service.ingest(chunk, at=at)
-        for r in outcome.results:
-            counts[r.status] += 1
-        for event in [*outcome.events, *service.sweep(at)]:
+    steps = service.replay(fixes, sweep_every=sweep_every, batch=batch)
+    for outcome, events in progress(steps, total=None, label=f"replaying {trace.name}"):
+        if outcome is not None:
+            for r in outcome.results:
+                counts[r.status] += 1
+        for event in events:
             n_events += 1
             console.print(
                 f"{event.at.isoformat()}  {event.kind.value:<5}  zone={event.zone_id}  "
                 f"device={event.device_id}  reason={event.reason}"
             )
-    last = fixes[-1].recorded_at
-    for event in service.sweep(last + timedelta(hours=1)):  # let the timers of the trace's end run out
-        n_events += 1
-        console.print(
-            f"{event.at.isoformat()}  {event.kind.value:<5}  zone={event.zone_id}  "
-            f"device={event.device_id}  reason={event.reason}"
-        )
     if counts["rejected"] == len(fixes) and not skip_consent:
         err_console.print("every fix was rejected: is the device registered with location consent? "
                           "(--skip-consent replays without the gate)")

@@ -39,6 +39,7 @@ def worker(
 ) -> None:
     """Run the dispatcher and the presence sweeps (one per deployment, next to the API workers)."""
     from geofence.service.jobs import build_scheduler
+    from geofence.service.loops import start_loops
 
     runtime = load_runtime()
     if metrics_port:  # deliveries and dispatch lag are counted here, not in the API processes
@@ -49,7 +50,10 @@ def worker(
         start_http_server(metrics_port, registry=REGISTRY)
     scheduler = build_scheduler(runtime, ("worker",))
     scheduler.start()
-    console.print(f"worker running {len(scheduler.get_jobs())} jobs; Ctrl-C to stop")
+    loops = start_loops(runtime.loops, ("worker",), engine=runtime.engine, wakeups=runtime.wakeups)
+    console.print(
+        f"worker running {len(scheduler.get_jobs())} jobs and {len(loops.threads)} loops; Ctrl-C to stop"
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -57,4 +61,5 @@ def worker(
     except KeyboardInterrupt:
         pass
     finally:
+        loops.stop()
         scheduler.shutdown(wait=True)

@@ -17,6 +17,7 @@ ROUTER_MODULES = (
     "campaigns",
     "deliveries",
     "exports",
+    "consumers",
     "metrics",
 )
 

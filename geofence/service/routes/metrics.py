@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from geofence.service import clock, metrics
 from geofence.service.deps import RuntimeDep
+from geofence.service.event_log import refresh_consumer_gauges
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.campaigns import WAITING_STATUSES, Delivery
 
@@ -59,6 +60,7 @@ def prometheus_metrics(runtime: RuntimeDep) -> Response:
     try:
         with Session(runtime.engine) as session:
             refresh_outbox_gauges(session, at=clock.now())
+            refresh_consumer_gauges(session)
     except SQLAlchemyError as exc:  # the counters are still worth serving; /readyz reports the database
-        log.warning("outbox gauges not refreshed: %s", type(exc).__name__)
+        log.warning("outbox / consumer gauges not refreshed: %s", type(exc).__name__)
     return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)

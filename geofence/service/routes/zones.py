@@ -77,6 +77,11 @@ class FenceIn(BaseModel):
     accuracy_tolerance_m: float | None = Field(None, gt=0, le=5000)
     exit_margin_m: float | None = Field(None, ge=0, le=5000)
     enter_confirm_fixes: int | None = Field(None, ge=1, le=20)
+    spike_hold_m: float | None = Field(
+        None, ge=0, le=50_000,
+        description="0 = off; else an enter this many metres or more from the device's previous fix waits "
+                    "for the next fix, and a lone out-and-back spike enters nothing",
+    )
 
 
 class ZoneIn(BaseModel):

@@ -2,6 +2,7 @@
 
 from geofence.service.tables import (  # noqa: F401
     campaigns,
+    consumers,
     customers,
     exports,
     keys,

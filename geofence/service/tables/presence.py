@@ -17,7 +17,7 @@ class ZoneEventRow(SQLModel, table=True):
     __tablename__ = "zone_events"
 
     id: str = Field(primary_key=True)
-    seq: int | None = Field(default=None, index=True)
+    seq: int | None = Field(default=None, index=True)  # the log position, in commit order (PresenceClockRow)
     zone_id: str = Field(index=True)
     device_id: str | None = Field(default=None, index=True)  # None once the device's owner is erased
     customer_id: str | None = Field(default=None, index=True)
@@ -57,13 +57,17 @@ class PresenceClockRow(SQLModel, table=True):
     """One row (``id`` 1). Every transaction that writes heads ticks ``seq`` first and stamps its heads
     with the tick; the row lock it takes (PostgreSQL) or the database's single writer (SQLite) makes the
     ticks commit in order, so "heads with ``seq`` > the last tick I saw" misses nothing. ``resets`` is
-    bumped by whoever deletes presences outside the store (an erasure): every worker drops its cache."""
+    bumped by whoever deletes presences outside the store (an erasure): every worker drops its cache.
+    ``events`` is the last ``zone_events.seq`` handed out: a transaction that writes events takes the
+    next numbers under the same row lock, so the log's sequence is in commit order (no gaps a reader
+    could pass before they commit; ``geofence.service.event_log``)."""
 
     __tablename__ = "presence_clock"
 
     id: int = Field(default=1, primary_key=True)
     seq: int = Field(default=0, sa_type=BigInteger)
     resets: int = 0
+    events: int = Field(default=0, sa_type=BigInteger)
 
 
 class PresenceRow(SQLModel, table=True):

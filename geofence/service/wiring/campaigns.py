@@ -1,5 +1,6 @@
 """Wiring for the campaigns domain: the location-consent gate, the decision policy, the SMS keywords and
-the dispatch job body (``bootstrap`` in ``geofence.service.runtime`` puts them together)."""
+the campaign consumer of the zone-event log and the dispatcher loop (``bootstrap`` in
+``geofence.service.runtime`` puts them together)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,16 @@ from campaigns.legal_hours import DEFAULT_TABLE, load_legal_table
 from campaigns.limits import GlobalCaps
 from campaigns.outbox import waiting_count
 from geofence.service import clock
+from geofence.service.event_log import Consumer, ConsumerRunner, RetryPolicy
+from geofence.service.loops import Loop
 from geofence.service.settings import Settings
+from geofence.service.wakeup import OUTBOX_CHANNEL, notify
 
 if TYPE_CHECKING:
     from geofence.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
+CAMPAIGN_CONSUMER = "campaigns"
 
 
 def location_consent_filter(session: Session, device_ids: Iterable[str]) -> set[str]:
@@ -61,7 +66,7 @@ def keyword_config(settings: Settings) -> KeywordConfig:
 
 
 def dispatch_job(runtime: Runtime) -> DispatchStats:
-    """The APScheduler job body (``Job("dispatch")``): claim due deliveries, send, record."""
+    """The dispatcher loop's body (``Loop("dispatch")``): claim due deliveries, send, record."""
     settings = runtime.settings
     stats = dispatch_due(
         runtime.engine,
@@ -77,3 +82,30 @@ def dispatch_job(runtime: Runtime) -> DispatchStats:
     if stats.claimed:
         log.info("dispatch: claimed=%d %s", stats.claimed, stats.by_status)
     return stats
+
+
+def campaign_consumer_loop(runtime: Runtime) -> Loop:
+    """The log consumer ``campaigns``: each committed zone event decided once (idempotent by event id);
+    what it writes wakes the dispatcher, here and (``NOTIFY``) in any other worker."""
+    scheduler = runtime.settings.scheduler
+    wakeups, engine = runtime.wakeups, runtime.engine
+    threads = scheduler.consumer_threads if engine.dialect.name == "postgresql" else 1  # SQLite: one writer
+    runner = ConsumerRunner(
+        engine, Consumer(CAMPAIGN_CONSUMER, runtime.campaign_handler.handle), now=runtime.now,
+        threads=threads, after_event=wakeups.outbox.set, after_pass=lambda: notify(engine, OUTBOX_CHANNEL),
+        retry=RetryPolicy(max_attempts=scheduler.consumer_max_attempts,
+                          first_delay=timedelta(seconds=scheduler.consumer_retry_s)),
+    )
+    return Loop(f"consumer:{CAMPAIGN_CONSUMER}", runner.run_once, wakeups.events, scheduler.events_poll_s,
+                role="worker")
+
+
+def dispatch_loop(runtime: Runtime) -> Loop:
+    """The dispatcher, woken by each decision (and ``NOTIFY``); its poll catches what becomes due later."""
+
+    def dispatch() -> bool:
+        dispatch_job(runtime)
+        return False
+
+    return Loop("dispatch", dispatch, runtime.wakeups.outbox, runtime.settings.scheduler.dispatch_every_s,
+                role="worker")

@@ -24,14 +24,17 @@ How presence stays consistent across several API workers (uvicorn ``--workers N`
   ``presence_clock.resets``: every process drops its whole cache. A copy gone stale behind the feed's
   back (a head deleted by the idle purge) can only fail a versioned write, which drops it. A steady
   device (in exactly the zones it is steadily inside of) is not stepped at all.
-- **Events are persisted in the same transaction** as the presence rows and handed to ``runtime.bus``
-  subscribers only after the commit.
+- **Events are persisted in the same transaction** as the presence rows, numbered in commit order: the
+  zone-event log its consumers read with their own cursors (``geofence.service.event_log``). After the
+  commit they are counted and shown to in-process observers (``runtime.bus``: dry runs, tests).
 - **In-process state is only a cache.** Each process keeps the zone index (built from the ``zones`` table
-  at startup, kept current by the admin routes in this process and by the ``geofence.zones_sync`` job
-  polling ``zones.updated_at`` in the others) and a per-device track (last fix time/position, recent
-  client fix ids) used for duplicate / late / jump checks. Losing it (restart, a fix routed to another
-  worker) costs at most one duplicate fix being re-evaluated, which the device's head turns into a
-  no-op. The track is not written to the database: raw positions are not stored by default.
+  at startup, kept current by the admin routes in this process and by the ``geofence.zones_sync`` loop
+  in every other process, woken by ``NOTIFY`` or polling ``zones.updated_at``). Every batch reads the
+  change feed first: a device whose head another process wrote is stepped at its next fix, near a zone
+  or not, so its visit ends at the same fix on any process. It also keeps a per-device track (last fix
+  time/position, recent client fix ids) used for duplicate / late / jump checks. Losing it (restart, a
+  fix routed to another worker) costs at most one duplicate fix being re-evaluated, which the device's
+  head turns into a no-op. The track is not written to the database: raw positions are not stored by default.
 - **Timers** (dwell for silent devices, silence exits) run in the dispatcher process (``role="worker"``)
   as ``geofence.sweep``; they use the same versioned writes, so an ingest racing a sweep is safe.
 
@@ -42,8 +45,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -58,12 +63,16 @@ from geofence.policy import FencePolicy, limits_from_defaults, policy_for_zone, 
 from geofence.presence import Presence, PresenceState
 from geofence.service import clock
 from geofence.service.db import ConnectionUnit
+from geofence.service.loops import Loop
 from geofence.service.metrics import FIXES, ZONE_EVENTS
 from geofence.service.presence_store import PresenceCache, SqlUnitOfWork
 from geofence.service.settings import Settings
+from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
+from geofence.service.wakeup import CONFIG_CHANNEL, Wakeups, notify
 from geofence.store import ConflictError
+from geofence.traces import Sweep, live_schedule
 from zones.geometry import validate_zone
 from zones.index import ZoneIndex
 from zones.model import Zone
@@ -75,7 +84,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ConsentGate = Callable[[Session, Iterable[str]], set[str]]
 SWEEP_CHUNK = 500
-ZONES_SYNC_EVERY_S = 5.0
+SWEEP_LIMIT = 100_000
+_RECORDED_AT = attrgetter("recorded_at")
+OPEN_DEVICES_RESCAN_S = 60.0  # a safety net: the change feed keeps the set current (``Ingestor._apply``)
 PURGE_EVERY_S = 3600.0
 
 
@@ -87,7 +98,8 @@ class GeofenceService:
     """The presence service of one process (``runtime.geofence``).
 
     ``location_consent(session, device_ids)`` returns the devices allowed to be located (None: all);
-    committed events are published on ``bus``."""
+    committed events are shown to the observers on ``bus``, and ``wakeups`` wakes this process's
+    consumers of the zone-event log (events) and every process's zone sync (config)."""
 
     def __init__(
         self,
@@ -95,10 +107,12 @@ class GeofenceService:
         engine: Engine,
         *,
         bus: EventBus,
+        wakeups: Wakeups,
         location_consent: ConsentGate | None = None,
     ) -> None:
         self.engine = engine
         self.bus = bus
+        self.wakeups = wakeups
         self.location_consent = location_consent
         self.retain_fixes = settings.ingest.fix_retention_s > 0
         self.fix_retention = timedelta(seconds=settings.ingest.fix_retention_s)
@@ -106,14 +120,18 @@ class GeofenceService:
         self._lock = threading.RLock()  # index and track cache are shared by the API's worker threads
         self.presence_cache = PresenceCache()  # decoded rows, validated against the database every batch
         self.zones_synced_at = clock.now()
+        self._zones_looked_at = self.zones_synced_at
+        self._zone_stamps: dict[str, datetime] = {}  # each zone row's stamp as last applied here
         try:
             with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
                 live = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
-                self.index = ZoneIndex([zone_from_row(r) for r in session.execute(live).scalars()])
+                rows = list(session.execute(live).scalars())
+                self.index = ZoneIndex([zone_from_row(r) for r in rows])
+                self._zone_stamps = {r.id: as_utc(r.updated_at) for r in rows}  # type: ignore[misc]
         except DBAPIError:  # no schema yet (migrations not run): start empty, the sync job catches up
             log.warning("zones table unreadable at startup; the zone index starts empty")
             self.index = ZoneIndex()
-            self.zones_synced_at = datetime(1970, 1, 1, tzinfo=UTC)
+            self.zones_synced_at = self._zones_looked_at = datetime(1970, 1, 1, tzinfo=UTC)
         self.ingestor = Ingestor(
             self.index, policy=self.policy, limits=limits_from_defaults(settings.fence),
             zone_policy=self._zone_policy,
@@ -129,7 +147,8 @@ class GeofenceService:
         return policy_for_zone(self.policy, zone.fence, size_m=zone_size_m(zone), profile=zone.profile)
 
     def _uow(self, session: Session | ConnectionUnit) -> SqlUnitOfWork:
-        return SqlUnitOfWork(session, retain_fixes=self.retain_fixes, cache=self.presence_cache)
+        return SqlUnitOfWork(session, retain_fixes=self.retain_fixes, cache=self.presence_cache,
+                             on_events=self.wakeups.events.set)
 
     # -- ingest -----------------------------------------------------------------------------------
     def ingest(
@@ -158,14 +177,16 @@ class GeofenceService:
         return outcome
 
     def _publish(self, events: Sequence[ZoneEvent]) -> None:
+        """Count committed events and show them to in-process observers (dry runs, tests). Consumers
+        that must not miss one read the log instead (``geofence.service.event_log``)."""
         if not events:
             return
         for event in events:
             ZONE_EVENTS.labels(event.kind.value).inc()
         try:
             self.bus.publish(events)
-        except Exception:  # committed already: a subscriber's failure must not fail the ingest
-            log.exception("zone event subscriber failed")
+        except Exception:  # committed already: an observer's failure must not fail the ingest
+            log.exception("zone event observer failed")
 
     # -- timers -----------------------------------------------------------------------------------
     def sweep(self, at: datetime) -> list[ZoneEvent]:
@@ -174,10 +195,9 @@ class GeofenceService:
         published: list[ZoneEvent] = []
         with Session(self.engine, expire_on_commit=False) as session:
             uow = self._uow(session)
-            due = uow.presence.due_for_sweep(at, silent_since=silent_since, limit=100_000)
+            due = uow.presence.due_for_sweep(at, silent_since=silent_since, limit=SWEEP_LIMIT)
             session.rollback()
-            for start in range(0, len(due), SWEEP_CHUNK):
-                chunk = due[start : start + SWEEP_CHUNK]
+            for chunk in _whole_devices(due, SWEEP_CHUNK, complete=len(due) < SWEEP_LIMIT):
                 with self._lock:
                     changed, events = self.ingestor.sweep_presences(
                         [p for p in chunk if p.zone_id in self.index], at
@@ -197,6 +217,18 @@ class GeofenceService:
         self._publish(published)
         return published
 
+    def replay(
+        self, fixes: Sequence[LocationFix], *, sweep_every: timedelta, batch: int = 1
+    ) -> Iterator[tuple[IngestOutcome | None, list[ZoneEvent]]]:
+        """A recorded trace through the live path (``traces.live_schedule``): each step's ingest outcome
+        (None for a sweep) and the events it fired, as they happen."""
+        for step in live_schedule(sorted(fixes, key=_RECORDED_AT), sweep_every=sweep_every, batch=batch):
+            if isinstance(step, Sweep):
+                yield None, self.sweep(step.at)
+            else:
+                outcome = self.ingest(step.fixes, at=step.at)
+                yield outcome, outcome.events
+
     def purge_fixes(self, at: datetime) -> int:
         if not self.retain_fixes:
             return 0
@@ -209,11 +241,27 @@ class GeofenceService:
 
     # -- zones ------------------------------------------------------------------------------------
     def sync_zones(self) -> int:
-        """Apply zone rows changed since the last sync to this process's index (all at startup)."""
+        """Apply zone rows changed since the last sync to this process's index (all at startup).
+
+        Runs every ``config_poll_s`` in every process: it reads the (id, stamp) of the rows stamped in
+        the last 30 s before the previous look (a row committed late with an earlier stamp, clock skew),
+        and the whole row only of those whose stamp it has not applied yet; nothing once a change is
+        older than that."""
+        looked_at = clock.now()
+        since = self._zones_looked_at - timedelta(seconds=30)
         with Session(self.engine) as session:
-            # re-read a small overlap: rows committed late with an earlier updated_at, clock skew
-            stmt = select(ZoneRow).where(ZoneRow.updated_at >= self.zones_synced_at - timedelta(seconds=30))
-            rows = list(session.execute(stmt).scalars())
+            recent = select(ZoneRow.id, ZoneRow.updated_at).where(ZoneRow.updated_at >= since)
+            stamps = session.execute(recent)
+            fresh = [zid for zid, stamp in stamps if self._zone_stamps.get(zid) != as_utc(stamp)]
+            rows = [
+                row for chunk in range(0, len(fresh), 500)
+                for row in session.execute(
+                    select(ZoneRow).where(ZoneRow.id.in_(fresh[chunk : chunk + 500]))  # type: ignore[attr-defined]
+                ).scalars()
+            ]
+        self._zones_looked_at = looked_at
+        for row in rows:
+            self._zone_stamps[row.id] = as_utc(row.updated_at)  # type: ignore[assignment]
         applied = 0
         new_ids: list[str] = []
         with self._lock:
@@ -243,12 +291,18 @@ class GeofenceService:
         return applied
 
     def sync_open_devices(self) -> None:
-        """Refresh which devices have an open presence in the database (any worker's): their fixes are
-        stepped even when they hit no zone, so that exits are seen by every worker."""
-        with self._lock, Session(self.engine) as session:  # under the lock: no ingest commits meanwhile
+        """Add the devices with an open presence in the database (any worker's) to those whose fixes are
+        stepped even when they hit no zone, so that exits are seen by every worker. The change feed is
+        read first: what is written after the scan reaches the ingest through it (``moved``). Only
+        added: a device wrongly in the set costs one stepping, which takes it out; the scan runs without
+        the ingest's lock (a full read of ``presences``: ~0.1-0.3 s at 200,000 rows on PostgreSQL)."""
+        with self._lock, ConnectionUnit(self.engine) as unit:
+            self._uow(unit).presence.follow()
+        with Session(self.engine) as session:
             stmt = select(PresenceRow.device_id).where(PresenceRow.state != PresenceState.OUTSIDE.value)
             ids = set(session.execute(stmt.distinct()).scalars())
-            self.ingestor.open_devices = ids
+        with self._lock:
+            self.ingestor.open_devices |= ids
 
     def save_zones(self, zones: Iterable[Zone], *, at: datetime) -> list[Zone]:
         """Create or replace zones (validated), index them, adopt devices already inside new ones."""
@@ -266,6 +320,7 @@ class GeofenceService:
                 row.updated_at, row.deleted_at = stamp, None
                 session.add(row)
             session.commit()
+        notify(self.engine, CONFIG_CHANNEL)  # the other processes' zone loops sync now
         with self._lock:
             for zone in saved:
                 self.index.add(zone)
@@ -299,6 +354,7 @@ class GeofenceService:
             uow.presence.save(changed)
             uow.events.add(events, recorded_at=at)
             uow.commit()
+        notify(self.engine, CONFIG_CHANNEL)
         with self._lock:
             if zone_id in self.index:
                 self.index.remove(zone_id)
@@ -307,15 +363,43 @@ class GeofenceService:
         return True
 
 
+def _whole_devices(due: list[Presence], size: int, *, complete: bool) -> Iterable[list[Presence]]:
+    """Chunks of about ``size`` presences that never split a device's (``due`` is ordered by device
+    within each last fix). A silence exit moves the device's last fix to the exit's time: a presence of
+    the device left to a later chunk or sweep would count its silence from there. When the read was cut
+    at its limit (not ``complete``), the last device may be cut too: it is left whole to the next sweep."""
+    chunk: list[Presence] = []
+    for i, p in enumerate(due):
+        if len(chunk) >= size and p.device_id != due[i - 1].device_id:
+            yield chunk
+            chunk = []
+        chunk.append(p)
+    if not complete and chunk:
+        last = chunk[-1].device_id
+        chunk = [p for p in chunk if p.device_id != last]
+    if chunk:
+        yield chunk
+
+
 def sweep_job(runtime: Runtime) -> None:
     events = runtime.geofence.sweep(clock.now())
     if events:
         log.info("presence sweep fired %d events", len(events))
 
 
-def zones_sync_job(runtime: Runtime) -> None:
-    runtime.geofence.sync_zones()
-    runtime.geofence.sync_open_devices()
+def zones_sync_loop(service: GeofenceService, *, poll_s: float) -> Loop:
+    """Zone changes reach this process within ``scheduler.config_poll_s`` (at once where a NOTIFY wakes
+    it), in every process, scheduler or not; open visits are rescanned every ``OPEN_DEVICES_RESCAN_S``."""
+    refreshed = [time.monotonic()]  # the service scanned them as it started
+
+    def sync() -> bool:
+        service.sync_zones()
+        if time.monotonic() - refreshed[0] >= OPEN_DEVICES_RESCAN_S:
+            service.sync_open_devices()
+            refreshed[0] = time.monotonic()
+        return False
+
+    return Loop("geofence.zones_sync", sync, service.wakeups.config, poll_s, role="any")
 
 
 def purge_fixes_job(runtime: Runtime) -> None:

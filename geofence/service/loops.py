@@ -1,0 +1,85 @@
+"""Loops woken by the commit that gives them work (``wakeup``), polling only as a fallback.
+
+The log's consumers, the outbox dispatcher and the configuration sync run as loops rather than as
+interval jobs: a zone event committed by an API process reaches the worker's campaign consumer through
+``NOTIFY`` within milliseconds, not at the next tick of a scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from geofence.service.wakeup import PgListener, Wakeup, Wakeups
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """``work()`` when ``wakeup`` is set, or every ``fallback_s``; it returns True when more is waiting
+    (then it runs again at once). ``role`` says which process runs it ("api" | "worker" | "any")."""
+
+    id: str
+    work: Callable[[], bool]
+    wakeup: Wakeup
+    fallback_s: float
+    role: str = "worker"
+
+
+class LoopThread(threading.Thread):
+    def __init__(self, loop: Loop) -> None:
+        super().__init__(name=f"loop:{loop.id}", daemon=True)
+        self.loop = loop
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.loop.wakeup.set()
+
+    def run(self) -> None:
+        loop, more = self.loop, True  # a first pass at start: work committed while no one ran
+        while not self._halt.is_set():
+            if not more:
+                loop.wakeup.wait(loop.fallback_s)
+                if self._halt.is_set():
+                    break
+            try:
+                more = loop.work()
+            except Exception:  # a database blip: log, wait for the fallback, try again
+                log.exception("loop %s failed", loop.id)
+                more = False
+                self._halt.wait(min(loop.fallback_s, 1.0))
+
+
+@dataclass
+class RunningLoops:
+    threads: list[LoopThread]
+    listener: PgListener | None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        for thread in self.threads:
+            thread.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        for thread in self.threads:
+            thread.join(timeout_s)
+
+
+def start_loops(
+    loops: Iterable[Loop], roles: Iterable[str], *, engine: Engine, wakeups: Wakeups
+) -> RunningLoops:
+    """Start the loops of ``roles`` (and "any"), and on PostgreSQL the process's LISTEN connection."""
+    wanted = set(roles) | {"any"}
+    threads = [LoopThread(loop) for loop in loops if loop.role in wanted]
+    listener = None
+    if threads and engine.dialect.name == "postgresql":
+        listener = PgListener(engine, wakeups.by_channel())
+        listener.start()
+    for thread in threads:
+        thread.start()
+    return RunningLoops(threads, listener)
