@@ -22,7 +22,7 @@ def test_every_operation_documents_its_error_answers(settings):
                 assert "404" in codes, (method, path)
             if method in ("post", "put", "patch"):
                 assert {"408", "413"} <= codes, (method, path)
-            for code in codes - {"200", "201", "204"}:
+            for code in {c for c in codes if c[0] in "45"}:
                 assert operation["responses"][code]["content"]["application/json"]["schema"] == REF
     detail = schema["components"]["schemas"]["ErrorAnswer"]["properties"]["detail"]["anyOf"]
     assert {"string", "array", "object"} == {variant["type"] for variant in detail}
