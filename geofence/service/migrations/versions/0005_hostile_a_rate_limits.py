@@ -1,7 +1,7 @@
 """rate_limits: request-rate buckets shared by every API process
 
 Revision ID: hostile_a_rate_limits
-Revises: 0003
+Revises: spine_log_event_log
 Create Date: 2026-12-06 14:00:00
 
 One row per limited thing (API key, device, a client address's or key id's failed checks) holding its
@@ -14,7 +14,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = 'hostile_a_rate_limits'
-down_revision: str | Sequence[str] | None = '0003'
+down_revision: str | Sequence[str] | None = 'spine_log_event_log'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
