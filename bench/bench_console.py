@@ -130,7 +130,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-console-"))
-    settings = Settings(env="test", database_url=f"sqlite:///{tmp}/bench.db", outbox_dir=tmp / "o",
+    settings = Settings(env="test", hash_key="bench-hash-key-not-secret", public_base_url="http://127.0.0.1:8000",
+                        database_url=f"sqlite:///{tmp}/bench.db", outbox_dir=tmp / "o",
                         export_dir=tmp / "e", scheduler={"enabled": False}, auth_required=True)
     app = create_app(settings, run_jobs=False)
     started = time.perf_counter()

@@ -8,7 +8,8 @@ Figures printed:
 - ``verify_api_key`` + ``verify_device_credential`` calls/s (one primary-key read each);
 - HTTP requests/s through the real app (TestClient, one process) on a tiny ingest-scoped route:
   auth off, API key only, API key + device token — the difference is the per-request auth cost;
-- ``RateLimiter.retry_after_s`` calls/s over 10,000 buckets;
+- the last HTTP row again with the key and device rate limits on: two bucket upserts in the database;
+- ``MemoryRates.spend`` calls/s over 10,000 buckets;
 - ``mask`` log lines/s on a line holding a phone number and an FCM token.
 """
 
@@ -29,8 +30,8 @@ from fastapi.testclient import TestClient
 from geofence.service import apikeys, clock
 from geofence.service.app import create_app
 from geofence.service.db import session_scope
-from geofence.service.limits_http import RateLimiter
 from geofence.service.logging import mask
+from geofence.service.rate_limits import MemoryRates
 from geofence.service.security import Principal, require_scope
 from geofence.service.settings import Settings
 from geofence.service.tables.customers import Device
@@ -53,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     url = args.url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     limits = {"key_rate_per_s": 0, "device_rate_per_s": 0}  # measure auth, not refusals
-    settings = Settings(env="test", database_url=url, scheduler={"enabled": False}, limits=limits,
+    settings = Settings(env="local", database_url=url, scheduler={"enabled": False}, limits=limits,
                         log={"level": "WARNING"})  # fmt: skip
     probe = APIRouter()
 
@@ -88,11 +89,21 @@ def main() -> None:
         rate("HTTP GET, API key", n, lambda: client.get("/bench/ingest", headers=headers))
         rate("HTTP GET, API key + device token", n, lambda: client.get("/bench/ingest", headers=bound))
 
-    limiter = RateLimiter()
+    # the same requests with both rate limits on (never reached): one bucket upsert each, in the database
+    unlimited = {"key_rate_per_s": 1e9, "key_burst": 10**9, "device_rate_per_s": 1e9, "device_burst": 10**9}
+    limited_app = create_app(settings.model_copy(update={"limits": settings.limits.model_copy(
+        update=unlimited)}), engine=engine)  # fmt: skip
+    limited_app.include_router(probe)
+    with TestClient(limited_app) as client:
+        rate("HTTP GET, API key + device token, rates in DB", n,
+             lambda: client.get("/bench/ingest", headers=bound))  # fmt: skip
+
+    limiter = MemoryRates()
     names = [f"device:{i}" for i in range(10_000)]
     counter = iter(range(10**9))
-    rate("RateLimiter.retry_after_s (10k buckets)", 100_000,
-         lambda: limiter.retry_after_s(names[next(counter) % 10_000], rate_per_s=2.0, burst=30))  # fmt: skip
+    rate("MemoryRates.spend (10k buckets)", 100_000,
+         lambda: limiter.spend(None, names[next(counter) % 10_000], now_s=1.0, rate_per_s=2.0,
+                               burst=30))  # fmt: skip
     rate("logging.mask (phone + FCM token line)", 50_000, lambda: mask(LINE))
     engine.dispose()
 

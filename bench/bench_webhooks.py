@@ -55,7 +55,8 @@ def main() -> None:
     url = args.database_url or f"sqlite:///{tmp}/bench.db"
     engine = make_engine(url)
     create_schema(engine)
-    settings = Settings(env="test", database_url=url, outbox_dir=tmp / "outbox", export_dir=tmp / "exports",
+    settings = Settings(env="test", hash_key="bench-hash-key-not-secret", public_base_url="http://127.0.0.1:8000",
+                        database_url=url, outbox_dir=tmp / "outbox", export_dir=tmp / "exports",
                         migrate_on_start=False, auth_required=False,
                         webhooks={"allow_private_targets": True}, log={"level": "WARNING"})
     runtime = bootstrap(settings, engine)

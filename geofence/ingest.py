@@ -522,6 +522,8 @@ class Ingestor:
                     # remembered from earlier batches (an id reused with a newer time is a new fix)
                     repeated = t == last_at or (fid is not None and fid in remembered)
                     results[i] = DUPLICATE_RESULT if repeated else _rejected("out_of_order")
+                    if repeated and fid is not None:
+                        batch_ids.add(fid)  # a retried batch: its later fixes with this id are repeats too
                     continue
                 if pat is not None and jumps < JUMPS_BEFORE_REANCHOR - 1:
                     if _fast_speed_mps(plat, plng, pacc, pat, fix) > max_speed:

@@ -99,7 +99,7 @@ def session(engine: Engine) -> Iterator[Session]:
 def settings(tmp_path: Path) -> Settings:
     """Settings for tests: no scheduler threads, files under tmp_path, auth OFF (see ``secure_settings``)."""
     return Settings(
-        env="test",
+        env="test", hash_key="test-hash-key-not-secret", public_base_url="http://127.0.0.1:8000",
         database_url=f"sqlite:///{tmp_path}/app.db",
         outbox_dir=tmp_path / "outbox",
         export_dir=tmp_path / "exports",

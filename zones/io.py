@@ -1,4 +1,6 @@
-"""Import zones from CSV and GeoJSON, export GeoJSON. Bad rows are reported, good rows kept.
+"""Import zones from CSV and GeoJSON, export GeoJSON. Bad rows are reported, good rows kept; a file that
+cannot be read as a whole (not JSON, not a FeatureCollection, a CSV without its header) raises
+:class:`UnreadableFile`, the same for both formats.
 
 CSV columns (header row required, order free; only ``name, lat, lng`` and one of ``profile``/``radius_m``
 are needed): ``id, name, lat, lng, profile, minutes, radius_m, tags, tz, country, subdivision,
@@ -30,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from zones.errors import ZoneError
+from zones.errors import UnreadableFile, ZoneError
 from zones.geometry import validate_zone
 from zones.model import Area, Circle, FenceSettings, Zone
 from zones.sizing import size_zone
@@ -55,16 +57,21 @@ def read_zones_csv(text: str, extract: Any = None) -> tuple[list[Zone], list[Row
     """Parse CSV text into validated zones; every bad row becomes a RowError, the good rows are kept.
 
     ``extract`` (a ``zones.osm.StreetExtract``) draws the isochrones of rows with ``method``/``mode``.
+    Raises ``UnreadableFile`` without a header row or without the required columns.
     """
     zones: list[Zone] = []
     errors: list[RowError] = []
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    if not reader.fieldnames:
-        return [], [RowError(1, "empty file: a header row is required")]
-    header = [(h or "").strip().lower() for h in reader.fieldnames]
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise UnreadableFile(f"unreadable CSV header: {exc}") from None
+    if not fieldnames:
+        raise UnreadableFile("empty file: a header row is required")
+    header = [(h or "").strip().lower() for h in fieldnames]
     missing = {"name", "lat", "lng"} - set(header)
     if missing:
-        return [], [RowError(1, f"missing column(s): {', '.join(sorted(missing))}")]
+        raise UnreadableFile(f"missing column(s) in the header: {', '.join(sorted(missing))}")
     reader.fieldnames = header
     seen: dict[str, int] = {}
     while True:
@@ -97,19 +104,22 @@ def read_zones_geojson(obj_or_text: Any, extract: Any = None) -> tuple[list[Zone
     """Parse a GeoJSON FeatureCollection (dict or JSON text); bad features become RowError(n, why).
 
     A feature exported with its ``travel`` record keeps its geometry and record as they are (round trip);
-    a ``Point`` with ``method``/``mode`` is sized from ``extract`` as in CSV.
+    a ``Point`` with ``method``/``mode`` is sized from ``extract`` as in CSV. Raises ``UnreadableFile``
+    when the text is not JSON or not a FeatureCollection with a features list.
     """
     obj = obj_or_text
     if isinstance(obj, str | bytes):
         try:
             obj = json.loads(obj)
+        except RecursionError:
+            raise UnreadableFile("not JSON: nested too deeply") from None
         except ValueError as exc:
-            return [], [RowError(0, f"not JSON: {exc}")]
+            raise UnreadableFile(f"not JSON: {exc}") from None
     if not isinstance(obj, Mapping) or obj.get("type") != "FeatureCollection":
-        return [], [RowError(0, "expected a GeoJSON FeatureCollection")]
+        raise UnreadableFile("expected a GeoJSON FeatureCollection")
     features = obj.get("features")
     if not isinstance(features, list):
-        return [], [RowError(0, "FeatureCollection needs a 'features' list")]
+        raise UnreadableFile("FeatureCollection needs a 'features' list")
     zones: list[Zone] = []
     errors: list[RowError] = []
     seen: set[str] = set()

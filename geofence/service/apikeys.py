@@ -54,6 +54,10 @@ class VerifiedKey:
     scopes: frozenset[str]
 
 
+def is_key_id(text: str) -> bool:
+    return _KEY_ID.fullmatch(text) is not None
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -170,3 +174,47 @@ def verify_device_credential(session: Session, token: str) -> str | None:
     if not hmac.compare_digest(device.credential_hash, _digest(token)):
         return None
     return device_id
+
+
+# --- device link tokens: the retailer's back end vouches that a phone belongs to one customer ---------
+
+LINK_TOKEN_PREFIX = "gfl_"
+_LINK_PURPOSE = b"geofence device-link token v1"
+
+
+def _link_signature(key: str, customer_id: str, expires_s: int) -> str:
+    # a key derived for this purpose only: a link token's MAC can never be a phone hash or vice versa
+    purpose_key = hmac.new(key.encode(), _LINK_PURPOSE, hashlib.sha256).digest()
+    message = f"{customer_id}\n{expires_s}".encode()
+    return hmac.new(purpose_key, message, hashlib.sha256).hexdigest()
+
+
+def issue_link_token(customer_id: str, *, key: str, at: datetime, ttl: timedelta) -> tuple[str, datetime]:
+    """A token proving, until it expires, that the bearer's device may be linked to ``customer_id``.
+
+    Stateless: an HMAC-SHA256 (under a key derived from ``key``, the deployment's hash key) of the
+    customer id and the expiry, so nothing is stored and a token cannot be altered to name another
+    customer or live longer. Returns the token and its expiry.
+    """
+    expires_s = int((at + ttl).timestamp())
+    encoded = base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
+    token = f"{LINK_TOKEN_PREFIX}{encoded}.{expires_s}.{_link_signature(key, customer_id, expires_s)}"
+    return token, datetime.fromtimestamp(expires_s, tz=at.tzinfo)
+
+
+def verify_link_token(token: str, *, key: str, at: datetime) -> str | None:
+    """The customer id a link token vouches for, or None (malformed, forged, or expired at ``at``)."""
+    if not token.startswith(LINK_TOKEN_PREFIX) or len(token) > MAX_TOKEN_CHARS:
+        return None
+    parts = token[len(LINK_TOKEN_PREFIX) :].split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2]:
+        return None
+    encoded, expires, signature = parts
+    try:
+        customer_id = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    expires_s = int(expires)
+    if not hmac.compare_digest(signature, _link_signature(key, customer_id, expires_s)):
+        return None
+    return customer_id if at.timestamp() < expires_s else None

@@ -12,8 +12,9 @@ from starlette.types import Receive, Scope, Send
 
 from geofence.service.console import mount_console
 from geofence.service.jobs import build_scheduler
-from geofence.service.limits_http import BodySizeLimit
+from geofence.service.limits_http import BodyGuard
 from geofence.service.loops import start_loops
+from geofence.service.openapi_errors import document_errors
 from geofence.service.routes import all_routers
 from geofence.service.routes.locations import serve_locations
 from geofence.service.runtime import Runtime, bootstrap
@@ -84,5 +85,7 @@ def create_app(
     mount_console(
         app, engine=runtime.engine, settings=settings, legal_table=runtime.decision_policy.legal_table
     )
-    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.ingest.max_body_bytes)
+    ingest = runtime.settings.ingest
+    app.add_middleware(BodyGuard, max_bytes=ingest.max_body_bytes, timeout_s=ingest.body_timeout_s)
+    document_errors(app)
     return app

@@ -1,137 +1,117 @@
-"""Abuse limits at the HTTP edge: request body size (413) and request rates (429 + ``Retry-After``).
-
-Rates are token buckets held in memory by each API process. That keeps the embedded default free of
-any extra server; the price is that N uvicorn workers (or N replicas) together allow N times the
-configured rate, so configure the per-process figure as ``wanted_rate / processes``. The buckets are
-keyed by API key id and by device id (see ``security``), never by IP: phones behind carrier NAT share
-addresses.
-"""
+"""The HTTP edge: request bodies bounded in size (413) and in time (408), and text no database can
+store refused (422). Request rates (429) are ``rate_limits``'."""
 
 from __future__ import annotations
 
 import json
-import math
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+import anyio
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from geofence.service import clock
+from geofence.service.storable_text import body_problem, url_problem
 
 
-@dataclass(frozen=True)
-class Bucket:
-    tokens: float
-    updated_s: float
+class BodyGuard:
+    """ASGI middleware: read the whole body first, within ``max_bytes`` and ``timeout_s``, and refuse
+    text no database can store, before the app sees the request.
 
+    - larger than ``max_bytes`` (declared by Content-Length, or counted as a chunked body streams): 413;
+    - not received within ``timeout_s`` (a client that stops sending, a slow trickle): 408, and the
+      connection is closed, so a body that never completes cannot hold a connection open;
+    - NUL or a lone surrogate in the URL or the body (``storable_text``): 422 with the reason, as any
+      other invalid value;
+    - JSON too deeply nested to parse: 400 (as FastAPI answers a body it cannot parse).
 
-def take_token(
-    bucket: Bucket | None, *, now_s: float, rate_per_s: float, burst: int
-) -> tuple[Bucket, float]:
-    """Pure token bucket: spend one token. Returns the new bucket and the seconds to wait (0 = allowed)."""
-    if bucket is None:
-        bucket = Bucket(tokens=float(burst), updated_s=now_s)
-    elapsed_s = max(0.0, now_s - bucket.updated_s)
-    tokens = min(float(burst), bucket.tokens + elapsed_s * rate_per_s)
-    if tokens >= 1.0:
-        return Bucket(tokens - 1.0, now_s), 0.0
-    return Bucket(tokens, now_s), (1.0 - tokens) / rate_per_s
-
-
-class RateLimiter:
-    """Named token buckets in memory (thread-safe; bounded: least recently used buckets are dropped)."""
-
-    def __init__(self, *, max_buckets: int = 100_000) -> None:
-        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max_buckets = max_buckets
-
-    def retry_after_s(self, name: str, *, rate_per_s: float, burst: int) -> float:
-        """Spend a token from bucket ``name``; 0 when allowed, else the seconds until one is available."""
-        if rate_per_s <= 0 or burst <= 0:
-            return 0.0
-        now_s = clock.now().timestamp()
-        with self._lock:
-            bucket, wait_s = take_token(
-                self._buckets.get(name), now_s=now_s, rate_per_s=rate_per_s, burst=burst
-            )
-            self._buckets[name] = bucket
-            self._buckets.move_to_end(name)
-            while len(self._buckets) > self._max_buckets:
-                self._buckets.popitem(last=False)
-        return wait_s
-
-    def check(self, name: str, *, rate_per_s: float, burst: int, what: str) -> None:
-        """Raise 429 with ``Retry-After`` (whole seconds, at least 1) when bucket ``name`` is empty."""
-        wait_s = self.retry_after_s(name, rate_per_s=rate_per_s, burst=burst)
-        if wait_s > 0:
-            raise HTTPException(
-                429,
-                detail=f"rate limit exceeded for this {what}; retry later",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-            )
-
-
-class BodyTooLarge(HTTPException):
-    """Raised from ``receive``; an HTTPException so FastAPI's body parsing passes it through as 413."""
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, detail=f"request body larger than {max_bytes} bytes")
-
-
-class BodySizeLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming.
-
-    A chunked body has no Content-Length, so the bytes are counted as the app reads them; the app's
-    read fails once the limit is passed and this middleware answers 413 instead (the app reads the
-    whole body before it answers, so no response has started yet).
+    The app then receives the body in one message. Bodies are bounded by ``max_bytes``, so buffering
+    them costs no more memory than the handlers' own ``await request.body()``. The location feed checks
+    its fixes' text itself (``routes.locations``: a bad fix is rejected alone, not its whole batch).
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    SELF_CHECKED = ("/v1/locations",)
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.max_bytes <= 0:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
-        if declared == -1:
-            await send_error(send, 400, "invalid Content-Length header")
+        if (problem := url_problem(scope.get("path", ""), scope.get("query_string", b""))) is not None:
+            await send_error(send, 422, f"{problem}: text no database can store")
             return
-        if declared is not None and declared > self.max_bytes:
-            await send_error(send, 413, self._reason())
-            return
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if started:  # the app answered before reading everything; nothing more we can say
-                return
-            await send_error(send, 413, self._reason())
+            body = await read_whole_body(scope, receive, self.max_bytes, self.timeout_s)
+        except HTTPException as exc:
+            await send_error(send, exc.status_code, exc.detail, exc.headers)
+            return
+        if body is None:  # the client went away
+            return
+        try:
+            problem = None if scope["path"].endswith(self.SELF_CHECKED) else (
+                body_problem(body, _header(scope, b"content-type"))
+            )
+        except RecursionError:
+            await send_error(send, 400, "the JSON body is nested too deeply")
+            return
+        if problem is not None:
+            await send_error(send, 422, problem)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
-    def _reason(self) -> str:
-        return str(BodyTooLarge(self.max_bytes).detail)
+
+async def read_whole_body(scope: Scope, receive: Receive, max_bytes: int, timeout_s: float) -> bytes | None:
+    """The request's body (None if the client disconnected), or ``HTTPException`` 400 (bad
+    Content-Length), 413 (over ``max_bytes``) or 408 (not received within ``timeout_s``; the answer
+    closes the connection)."""
+    declared = _content_length(scope)
+    if declared == -1:
+        raise HTTPException(400, detail="invalid Content-Length header")
+    if max_bytes > 0 and declared is not None and declared > max_bytes:
+        raise HTTPException(413, detail=f"request body larger than {max_bytes} bytes")
+    parts: list[bytes] = []
+    size = 0
+    try:
+        with anyio.fail_after(timeout_s if timeout_s > 0 else None):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if max_bytes > 0 and size > max_bytes:
+                    raise HTTPException(413, detail=f"request body larger than {max_bytes} bytes")
+                parts.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(parts)
+    except TimeoutError:
+        raise HTTPException(
+            408, detail=f"the request body was not received within {timeout_s:g} s",
+            headers={"Connection": "close"},
+        ) from None  # fmt: skip
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: the disconnect, when it comes
+
+    return replay
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -9,6 +9,8 @@ batches, ~25 in 1,000-fix ones). When requests wait in the queue (the load is hi
 them all and ingests consecutive ones with no device in common as one batch, up to ``MAX_FIXES``; each
 request still gets its own answer: its fixes' results and the events of its devices. Requests that share
 a device are never merged, so a device's fixes are processed exactly as if the requests came one by one.
+When a merged batch fails, each of its requests is ingested again on its own: a failure is its own
+request's, never its neighbours'.
 """
 
 from __future__ import annotations
@@ -133,9 +135,9 @@ class LocationFeed:
         if group:
             self._ingest(group)
 
-    def _ingest(self, group: list[FeedJob]) -> None:
+    def _ingest(self, group: list[FeedJob], *, retried: bool = False) -> None:
         self.batches += 1
-        self.requests += len(group)
+        self.requests += 0 if retried else len(group)
         service = group[0].runtime.geofence
         if len(group) == 1:
             fixes, refused = group[0].fixes, group[0].refused
@@ -147,8 +149,15 @@ class LocationFeed:
         try:
             outcome = service.ingest(fixes, at=clock.now(), refused=refused)
         except Exception as exc:
+            if len(group) == 1:
+                group[0].resolve(error=exc)
+                return
+            # One request's fixes must never fail another's: nothing was committed (the ingest is one
+            # transaction and restores its caches on failure), so serve each request on its own.
+            log.warning("merged ingest of %d requests failed (%s); ingesting them one by one",
+                        len(group), type(exc).__name__)  # fmt: skip
             for job in group:
-                job.resolve(error=exc)
+                self._ingest([job], retried=True)
             return
         if len(group) == 1:
             group[0].resolve(self._render(outcome.results, outcome.events))

@@ -24,11 +24,11 @@ from campaigns.providers.base import NotificationProvider
 from geofence.events import EventBus
 from geofence.service import clock
 from geofence.service.db import create_schema, is_postgres, make_engine
-from geofence.service.limits_http import RateLimiter
 from geofence.service.location_data import SqlLocationData
 from geofence.service.logging import configure_logging
 from geofence.service.loops import Loop
 from geofence.service.metrics import PrometheusCampaignMetrics
+from geofence.service.rate_limits import DatabaseRates, MemoryRates, RateStore, purge_rate_limits_job
 from geofence.service.security import Principal, make_authenticator
 from geofence.service.settings import Settings
 from geofence.service.wakeup import Wakeups
@@ -37,6 +37,8 @@ from geofence.service.wiring import exports as export_jobs
 from geofence.service.wiring import geofence as geofence_jobs
 from geofence.service.wiring import webhooks as webhook_jobs
 from geofence.service.wiring.geofence import GeofenceService
+
+PURGE_RATE_LIMITS_EVERY_S = 600.0
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Runtime:
     providers: dict[str, NotificationProvider]  # by channel: "push", "sms"
     dispatch_pacer: Pacer
     sms_keywords: KeywordConfig
-    rate_limiter: RateLimiter
+    rates: RateStore  # request-rate buckets: the database's (shared by every process) or this process's
     authenticate: Callable[[Request, str], Principal]
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)  # woken by commits (``geofence.service.loops``)
@@ -88,7 +90,7 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
     metrics = PrometheusCampaignMetrics()
     policy = campaign_jobs.decision_policy(settings)
     handler = CampaignHandler(engine, now=clock.now, policy=policy, metrics=metrics)
-    limiter = RateLimiter()
+    rates: RateStore = DatabaseRates() if settings.limits.store == "database" else MemoryRates()
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -107,8 +109,8 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
         providers=build_providers(settings, now=clock.now),
         dispatch_pacer=Pacer(rates={str(k): float(v) for k, v in settings.campaigns.channel_rates.items()}),
         sms_keywords=campaign_jobs.keyword_config(settings),
-        rate_limiter=limiter,
-        authenticate=make_authenticator(settings, engine, limiter),
+        rates=rates,
+        authenticate=make_authenticator(settings, engine, rates),
     )
     runtime.jobs = jobs_for(settings)
     runtime.loops = loops_for(runtime)
@@ -122,6 +124,7 @@ def jobs_for(settings: Settings) -> list[Job]:
     if settings.ingest.fix_retention_s > 0:
         jobs.append(Job("geofence.purge_fixes", presence.purge_fixes_job, presence.PURGE_EVERY_S))
     jobs.append(Job("daily_export", export_jobs.daily_export, export_jobs.DAILY_S, role="worker"))
+    jobs.append(Job("purge_rate_limits", purge_rate_limits_job, PURGE_RATE_LIMITS_EVERY_S, role="worker"))
     return jobs
 
 

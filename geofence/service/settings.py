@@ -10,8 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_HASH_KEY = "local-development-only-key"
+# Values that mean "not configured": the default, and what deploy/.env.example ships.
+_PLACEHOLDER_SECRETS = frozenset({PLACEHOLDER_HASH_KEY, "change-me", "changeme", ""})
 
 
 class FenceDefaults(BaseModel):
@@ -34,6 +38,7 @@ class FenceDefaults(BaseModel):
 class IngestSettings(BaseModel):
     max_batch: int = 1000
     max_body_bytes: int = 1_000_000
+    body_timeout_s: float = 30.0  # to receive a whole request body (more: 408, connection closed; 0 = none)
     fix_retention_s: int = 0  # 0 = raw fixes are not stored
 
 
@@ -80,7 +85,7 @@ class TwilioSettings(BaseModel):
 
 
 class LimitSettings(BaseModel):
-    """Request-rate limits (token buckets, in memory per API process: N workers allow N x the rate).
+    """Request-rate limits, shared by every API process (one bucket row each in the database).
 
     0 disables a limit. An ingest key is usually shared by every install of the app, so its limit is a
     coarse ceiling; the per-device limit applies to callers bound by an ``X-Device-Token``.
@@ -90,6 +95,11 @@ class LimitSettings(BaseModel):
     key_burst: int = 500
     device_rate_per_s: float = 2.0
     device_burst: int = 30
+    # Failed API-key checks, per client address and per key id named by the failing token (429 past it)
+    failed_auth_rate_per_s: float = 1.0
+    failed_auth_burst: int = 30
+    # "database": buckets shared by all processes (default); "memory": per process (tests, one process)
+    store: Literal["database", "memory"] = "database"
 
 
 class LogSettings(BaseModel):
@@ -149,9 +159,14 @@ class Settings(BaseSettings):
 
     env: str = "local"
     database_url: str = "sqlite:///./var/geofence.db"
+    # Must be set outside env=local (Twilio signs the public URL: a wrong one refuses every webhook).
     public_base_url: str = "http://127.0.0.1:8000"
-    # Secret used for keyed hashes (phone suppression list, log masking). Must be set outside env=local.
-    hash_key: SecretStr = SecretStr("local-development-only-key")
+    # Secret used for keyed hashes (phone suppression list, log masking, device link tokens). Must be
+    # set outside env=local.
+    hash_key: SecretStr = SecretStr(PLACEHOLDER_HASH_KEY)
+    # Lifetime of a device link token (POST /v1/customers/{id}/link-tokens): the app must register
+    # with it within this many seconds.
+    link_token_ttl_s: int = Field(default=600, gt=0, le=86_400)
     channels: list[str] = Field(default_factory=lambda: ["outbox"])
     outbox_dir: Path = Path("var/outbox")
     export_dir: Path = Path("var/exports")
@@ -172,6 +187,25 @@ class Settings(BaseSettings):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     streets: StreetSettings = Field(default_factory=StreetSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+
+    @model_validator(mode="after")
+    def refuse_placeholders_outside_local(self) -> Settings:
+        """Outside ``env=local`` a placeholder hash key (anyone could recompute the hashes and forge
+        link tokens) or a default public URL (every Twilio signature would fail) must stop start-up."""
+        if self.env == "local":
+            return self
+        problems = []
+        key = self.hash_key.get_secret_value()
+        if key.strip() in _PLACEHOLDER_SECRETS:
+            problems.append(
+                "GEOFENCE_HASH_KEY is a placeholder; generate one: "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        if "public_base_url" not in self.model_fields_set or not self.public_base_url.strip():
+            problems.append("GEOFENCE_PUBLIC_BASE_URL is not set (the API's public URL, as Twilio sees it)")
+        if problems:
+            raise ValueError(f"refusing to start with GEOFENCE_ENV={self.env!r}: " + "; ".join(problems))
+        return self
 
 
 @lru_cache

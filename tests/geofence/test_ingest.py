@@ -784,6 +784,19 @@ def test_presence_discs_give_the_events_of_matching_every_fix_across_zone_edges(
     assert {("store", "exit"), ("store", "enter"), ("edge", "enter"), ("edge", "exit")} <= kinds
 
 
+def test_a_retried_batch_never_accepts_a_fix_it_called_a_duplicate(engine, index):
+    """Two fixes sharing a client fix id: the second is a duplicate, the first time and every time after."""
+    ing = make(index)
+    first = LocationFix("dev-1", *STORE, 10.0, T0, client_fix_id="x")
+    repeat = LocationFix("dev-1", *STORE, 10.0, T0 + timedelta(seconds=30), client_fix_id="x")
+    assert statuses(run(ing, engine, [first, repeat])) == [("accepted", None), ("duplicate", None)]
+    retried = [statuses(run(ing, engine, [first, repeat])) for _ in range(3)]
+    assert retried == [[("duplicate", None), ("duplicate", None)]] * 3
+    with Session(engine) as s:
+        head = s.get(PresenceHeadRow, "dev-1")
+        assert as_utc(head.last_fix_at) == T0  # the repeat was never taken as a newer fix
+
+
 def test_spikes_late_batches_and_sweeps_give_the_events_of_stepping_every_fix(engine, tmp_path):
     """The rules of late fixes after the sweep's transitions, timer-dwell evidence and spike holds are
     the same in the accelerated lanes (fast lane, steady skips in columns, discs) as stepping every fix:

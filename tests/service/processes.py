@@ -32,6 +32,7 @@ def process_env(database_url: str, workdir: Path, **extra: str) -> dict[str, str
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOFENCE_")}
     env.update({
         "GEOFENCE_ENV": "test", "GEOFENCE_DATABASE_URL": database_url, "GEOFENCE_AUTH_REQUIRED": "false",
+        "GEOFENCE_HASH_KEY": "test-hash-key-not-secret", "GEOFENCE_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
         "GEOFENCE_MIGRATE_ON_START": "false", "GEOFENCE_OUTBOX_DIR": str(workdir / "outbox"),
         "GEOFENCE_EXPORT_DIR": str(workdir / "exports"), "GEOFENCE_LIMITS__DEVICE_RATE_PER_S": "0",
         "GEOFENCE_LIMITS__KEY_RATE_PER_S": "0", "GEOFENCE_LOG__LEVEL": "WARNING",
@@ -310,7 +311,8 @@ def events_of_one_process(
 
     workdir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{workdir}/reference.db"
-    settings = Settings(env="test", database_url=url, scheduler={"enabled": False}, auth_required=False,
+    settings = Settings(env="test", hash_key="test-hash-key-not-secret", public_base_url="http://127.0.0.1:8000",
+                        database_url=url, scheduler={"enabled": False}, auth_required=False,
                         outbox_dir=workdir / "ref-outbox", export_dir=workdir / "ref-exports")
     runtime = bootstrap(settings)
     service = runtime.geofence

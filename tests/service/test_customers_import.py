@@ -141,7 +141,7 @@ def test_erase_then_reimport_stays_suppressed(session):
 
 def test_import_endpoint_reports_lines(engine, tmp_path):
     settings = Settings(
-        env="test",
+        env="test", public_base_url="http://127.0.0.1:8000",
         database_url=str(engine.url),
         scheduler={"enabled": False},
         auth_required=False,

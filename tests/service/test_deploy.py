@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from pydantic import BaseModel
 
@@ -48,6 +49,9 @@ def test_env_example_values_parse_as_settings(monkeypatch):
         match = re.match(r"^#? ?(GEOFENCE_[A-Z0-9_]+)=(.*)$", line)
         if match and match.group(2):
             monkeypatch.setenv(match.group(1), match.group(2))
+    with pytest.raises(ValueError, match="GEOFENCE_HASH_KEY is a placeholder"):
+        Settings()  # the example's hash key must be replaced before a production start
+    monkeypatch.setenv("GEOFENCE_HASH_KEY", "a-generated-secret-for-this-test")
     Settings()  # raises on a value of the wrong type
 
 

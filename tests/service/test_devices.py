@@ -28,7 +28,7 @@ WORDING = {
 @pytest.fixture
 def app_and_key(engine, tmp_path):
     settings = Settings(
-        env="test",
+        env="test", hash_key="test-hash-key-not-secret", public_base_url="http://127.0.0.1:8000",
         database_url=str(engine.url),
         outbox_dir=tmp_path / "outbox",
         export_dir=tmp_path / "exports",
@@ -59,14 +59,23 @@ def register(client, device_id="dev-1", **extra):
     }
     response = client.post("/v1/devices", json=body)
     assert response.status_code == 200, response.text
+    DEVICE_TOKENS[id(client), device_id] = response.json()["device_token"]
     return response.json()
+
+
+DEVICE_TOKENS: dict[tuple[int, str], str] = {}
+
+
+def bound(client, device_id="dev-1"):
+    """Headers proving ``device_id`` (its credential from ``register``), sent with the client's ingest key."""
+    return {"X-Device-Token": DEVICE_TOKENS[id(client), device_id]}
 
 
 def consent(client, device_id, purpose, granted, headers=None, **extra):
     return client.post(
         f"/v1/devices/{device_id}/consents",
         json={"purpose": purpose, "granted": granted, **WORDING, **extra},
-        headers=headers or {},
+        headers=headers if headers is not None else bound(client, device_id),
     )
 
 
@@ -194,9 +203,12 @@ def test_token_refresh_and_cadence(client, engine):
     customer_id = register(client)["customer_id"]
     with session_scope(engine) as s:
         s.get(Device, "dev-1").push_token_active = False
-    assert client.put("/v1/devices/dev-1/push-token", json={"push_token": "new-token"}).status_code == 200
+    assert client.put(
+        "/v1/devices/dev-1/push-token", json={"push_token": "new-token"}, headers=bound(client)
+    ).status_code == 200
     cadence = client.put(
-        "/v1/devices/dev-1/cadence", json={"max_offers_per_day": 1, "max_offers_per_week": 3}
+        "/v1/devices/dev-1/cadence", json={"max_offers_per_day": 1, "max_offers_per_week": 3},
+        headers=bound(client),
     )
     assert cadence.status_code == 200
     with Session(engine) as s:
@@ -209,14 +221,14 @@ def test_token_refresh_and_cadence(client, engine):
 BAD_INPUTS = [
     ("post", "/v1/devices", {"device_id": "d", "platform": "windows"}, 422),
     ("post", "/v1/devices", {"device_id": "bad id/../", "platform": "ios"}, 422),
-    ("post", "/v1/devices", {"device_id": "d", "platform": "ios", "customer_id": "nobody"}, 404),
+    ("post", "/v1/devices", {"device_id": "d", "platform": "ios", "customer_id": "nobody"}, 403),
     ("post", "/v1/devices", {"device_id": "d", "platform": "ios", "tz": "Moon/Base"}, 422),
-    ("put", "/v1/devices/unknown/push-token", {"push_token": "t"}, 404),
+    ("put", "/v1/devices/unknown/push-token", {"push_token": "t"}, 403),  # not this device's token
     (
         "post",
         "/v1/devices/unknown/consents",
         {"purpose": "location_offers", "granted": True, **WORDING},
-        404,
+        403,
     ),
     ("post", "/v1/devices/dev-1/consents", {"purpose": "newsletter", "granted": True, **WORDING}, 422),
     ("post", "/v1/devices/dev-1/consents", {"purpose": "location_offers", "granted": True}, 422),
@@ -240,11 +252,29 @@ BAD_INPUTS = [
 def test_bad_input_is_a_4xx_with_a_reason(client, engine):
     register(client)
     for method, path, body, status in BAD_INPUTS:
-        response = getattr(client, method)(path, json=body)
+        headers = bound(client) if path.startswith("/v1/devices/") else {}
+        response = getattr(client, method)(path, json=body, headers=headers)
         assert response.status_code == status, (path, body, response.text)
         assert response.json()["detail"]
     with Session(engine) as s:
         assert s.get(Device, "d") is None
+
+
+def test_the_app_key_alone_cannot_act_for_a_device(client, engine):
+    register(client)
+    assert "x-device-token" not in client.headers  # the client's ingest key, no device credential
+    for method, path, body in [
+        ("post", "/v1/devices/dev-1/consents", {"purpose": "sms_marketing", "granted": True, **WORDING}),
+        ("get", "/v1/devices/dev-1/consents", None),
+        ("put", "/v1/devices/dev-1/cadence", {"max_offers_per_day": 9}),
+        ("put", "/v1/devices/dev-1/push-token", {"push_token": "attacker"}),
+    ]:
+        kwargs = {"json": body} if body is not None else {}
+        response = client.request(method.upper(), path, **kwargs)
+        assert response.status_code == 403 and "X-Device-Token" in response.json()["detail"], path
+    with Session(engine) as s:
+        assert s.exec(select(ConsentEvent)).all() == []
+        assert s.get(Device, "dev-1").push_token == TOKEN
 
 
 def test_sms_grant_from_the_app_is_refused_after_an_sms_stop(client, engine):

@@ -123,7 +123,7 @@ def test_dispatch_job_uses_runtime_providers_and_settings(engine: Engine, sessio
     add_customer(session, clock.now())
     add_delivery(session, clock.now() - timedelta(seconds=3), key="k1")
     provider = RecordingProvider()
-    runtime = bootstrap(Settings(env="test", database_url="sqlite://"), engine)
+    runtime = bootstrap(Settings(env="local", database_url="sqlite://"), engine)
     runtime.providers = {"push": provider}
     stats = dispatch_job(runtime)
     assert stats.by_status == {SENT: 1}

@@ -71,7 +71,7 @@ def test_logged_event_to_provider(engine: Engine, session: Session, settings: Se
 def test_policy_comes_from_settings(tmp_path: Path) -> None:
     table = tmp_path / "legal.json"
     table.write_text(json.dumps({"sms": {"FR": {"hours": {"mon-sat": ["09:00-19:00"]}}}}))
-    settings = Settings(env="test", campaigns={"max_offers_per_day": 1, "legal_hours_file": str(table)})
+    settings = Settings(env="local", campaigns={"max_offers_per_day": 1, "legal_hours_file": str(table)})
     policy = decision_policy(settings)
     assert (policy.global_caps.per_day, policy.global_caps.per_week) == (1, 5)
     assert policy.legal_table.rule("sms", "FR").closed_on_public_holidays is False

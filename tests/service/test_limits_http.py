@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from geofence.service import apikeys, clock
 from geofence.service.app import create_app
 from geofence.service.db import session_scope
-from geofence.service.limits_http import Bucket, RateLimiter, take_token
+from geofence.service.rate_limits import MemoryRates, gcra
 from geofence.service.security import Principal, require_scope
 from geofence.service.tables.customers import Device
 
@@ -73,17 +73,20 @@ def test_bad_content_length_is_a_400(settings):
         assert r.status_code == 400
 
 
-def test_token_bucket_allows_the_burst_then_refills_at_the_rate():
-    bucket = None
+def test_bucket_allows_the_burst_then_refills_at_the_rate():
+    tat = None
     for _ in range(3):
-        bucket, wait = take_token(bucket, now_s=100.0, rate_per_s=2.0, burst=3)
+        tat, wait = gcra(tat, now_s=100.0, rate_per_s=2.0, burst=3)
         assert wait == 0
-    bucket, wait = take_token(bucket, now_s=100.0, rate_per_s=2.0, burst=3)
+    tat, wait = gcra(tat, now_s=100.0, rate_per_s=2.0, burst=3)
     assert wait == pytest.approx(0.5)
-    bucket, wait = take_token(bucket, now_s=100.5, rate_per_s=2.0, burst=3)
+    tat, wait = gcra(tat, now_s=100.5, rate_per_s=2.0, burst=3)
     assert wait == 0
-    bucket, _ = take_token(Bucket(0, 0.0), now_s=1e6, rate_per_s=2.0, burst=3)
-    assert bucket.tokens == 2  # refills up to the burst only
+    tat, _ = gcra(0.0, now_s=1e6, rate_per_s=2.0, burst=3)
+    for _ in range(2):  # refilled up to the burst only: 3 in all, the first just spent
+        tat, wait = gcra(tat, now_s=1e6, rate_per_s=2.0, burst=3)
+        assert wait == 0
+    assert gcra(tat, now_s=1e6, rate_per_s=2.0, burst=3)[1] > 0
 
 
 @given(
@@ -91,22 +94,22 @@ def test_token_bucket_allows_the_burst_then_refills_at_the_rate():
     rate=st.floats(min_value=0.01, max_value=100),
     burst=st.integers(min_value=1, max_value=20),
 )
-def test_token_bucket_never_allows_more_than_burst_plus_rate_times_elapsed(times, rate, burst):
+def test_bucket_never_allows_more_than_burst_plus_rate_times_elapsed(times, rate, burst):
     times = sorted(times)
-    bucket, allowed = None, 0
+    tat, allowed = None, 0
     for t in times:
-        bucket, wait = take_token(bucket, now_s=t, rate_per_s=rate, burst=burst)
+        tat, wait = gcra(tat, now_s=t, rate_per_s=rate, burst=burst)
         assert wait >= 0
         allowed += wait == 0
     assert allowed <= burst + rate * (times[-1] - times[0]) + 1e-6
 
 
 def test_limiter_disabled_by_zero_rate_and_buckets_are_bounded():
-    limiter = RateLimiter(max_buckets=2)
-    assert all(limiter.retry_after_s("k", rate_per_s=0, burst=1) == 0 for _ in range(10))
+    limiter = MemoryRates(max_buckets=2)
+    assert all(limiter.spend(None, "k", now_s=1.0, rate_per_s=0, burst=1) == 0 for _ in range(10))
     for name in ("a", "b", "c"):
-        limiter.retry_after_s(name, rate_per_s=1, burst=1)
-    assert len(limiter._buckets) == 2
+        limiter.spend(None, name, now_s=1.0, rate_per_s=1, burst=1)
+    assert len(limiter._tats) == 2
 
 
 # No freezegun over HTTP here: FastAPI >= 0.16x builds route models lazily at the first request, and

@@ -74,3 +74,50 @@ def test_a_request_alone_is_its_own_batch(runtime):
     with freeze_time(NOW):
         (only,) = serve(feed, runtime, [json.dumps(fix("dev-9")).encode()])
     assert only["accepted"] == 1 and feed.batches == 1
+
+
+class PoisonedService:
+    """The real presence service, except that a batch holding ``poison``'s fix fails the way a database
+    refusal would. A stand-in for failures the decoder cannot foresee: what matters is that one
+    request's failure stays its own."""
+
+    def __init__(self, real, poison: str) -> None:
+        self.real, self.poison, self.calls = real, poison, 0
+
+    def ingest(self, fixes, *, at, refused):
+        self.calls += 1
+        if any(f.device_id == self.poison for i, f in enumerate(fixes) if i not in refused):
+            raise RuntimeError("the database refused this batch")
+        return self.real.ingest(fixes, at=at, refused=refused)
+
+
+def test_a_failing_request_never_fails_the_requests_merged_with_it(runtime):
+    feed = LocationFeed(prepare, render)
+    poisoned = PoisonedService(runtime.geofence, poison="dev-bad")
+    runtime.geofence = poisoned
+    bodies = [json.dumps(fix(f"dev-{i}")).encode() for i in range(5)]
+    bodies.insert(2, json.dumps(fix("dev-bad")).encode())
+    with freeze_time(NOW):
+        answers = serve(feed, runtime, bodies)
+    failed = answers.pop(2)
+    assert isinstance(failed, RuntimeError)
+    assert [a["accepted"] for a in answers] == [1] * 5  # each served alone after the merged batch failed
+    assert poisoned.calls == 1 + 6
+    assert feed.requests == 6
+
+
+def test_a_nul_in_a_device_id_rejects_that_fix_alone(runtime):
+    feed = LocationFeed(prepare, render)
+    bodies = [
+        json.dumps({"fixes": [fix("dev-1"), fix("dev\u0000x"), fix("dev-2", client_fix_id="a\u0000")]})
+        .encode(),
+        json.dumps(fix("dev\u0000y")).encode(),
+        json.dumps(fix("dev-3")).encode(),
+    ]
+    assert b"\\u0000" in bodies[0]
+    with freeze_time(NOW):
+        batch, single, other = serve(feed, runtime, bodies)
+    assert [r["status"] for r in batch["results"]] == ["accepted", "rejected", "rejected"]
+    assert "NUL" in batch["results"][1]["reason"] and "client_fix_id" in batch["results"][2]["reason"]
+    assert isinstance(single, HTTPException) and single.status_code == 422 and "NUL" in single.detail
+    assert other["accepted"] == 1

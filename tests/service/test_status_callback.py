@@ -30,7 +30,8 @@ AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 @pytest.fixture
 def app_settings(tmp_path) -> Settings:
     return Settings(
-        env="test", public_base_url=BASE, auth_required=False, outbox_dir=tmp_path,
+        env="test", hash_key="test-hash-key-not-secret", public_base_url=BASE, auth_required=False,
+        outbox_dir=tmp_path,
         scheduler={"enabled": False}, twilio={"auth_token": TOKEN},
     )
 

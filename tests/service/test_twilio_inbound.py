@@ -161,7 +161,7 @@ def test_missing_or_forged_signature_is_403_and_nothing_is_recorded(client, engi
 
 def test_webhook_is_refused_when_no_auth_token_is_configured(engine, tmp_path):
     settings = Settings(
-        env="test",
+        env="test", hash_key="test-hash-key-not-secret",
         database_url=str(engine.url),
         scheduler={"enabled": False},
         migrate_on_start=False,

@@ -83,12 +83,10 @@ def test_csv_import_keeps_good_lines_and_reports_bad_ones_then_exports_geojson(c
 
 
 def test_import_rejects_non_utf8_and_garbage_without_500(client):
+    r = client.post("/v1/zones/import", content=b"\xff\xfe", headers={"content-type": "text/csv"})
+    assert r.status_code == 422 and "UTF-8" in r.json()["detail"]
     r = client.post("/v1/zones/import", content=b"\xff\xfe\x00", headers={"content-type": "text/csv"})
-    assert r.status_code == 422
-    r = client.post("/v1/zones/import", params={"format": "geojson"}, content=b"{not json",
-                    headers={"content-type": "application/geo+json"})
-    assert r.status_code in (200, 422)
-    assert r.status_code != 500
+    assert r.status_code == 422 and "NUL" in r.json()["detail"]
 
 
 def test_a_zone_carries_its_subdivision_derived_from_its_position_unless_given(client):
@@ -107,3 +105,18 @@ def test_a_zone_carries_its_subdivision_derived_from_its_position_unless_given(c
         assert load_zone(session, metz.json()["id"]).subdivision == "57"
     bad = client.post("/v1/zones", json={"name": "X", "subdivision": "5 7", "circle": CIRCLE})
     assert bad.status_code == 422
+
+
+@pytest.mark.parametrize(("fmt", "content", "reason"), [
+    ("geojson", b"{not json", "not JSON"),
+    ("geojson", b'{"type": "Feature"}', "FeatureCollection"),
+    ("geojson", b'{"type": "FeatureCollection"}', "features"),
+    ("csv", b"", "header row"),
+    ("csv", b"name,lat\nA,48\n", "missing column"),
+])
+def test_an_unreadable_file_is_a_422_in_both_formats_and_imports_nothing(client, fmt, content, reason):
+    r = client.post("/v1/zones/import", params={"format": fmt}, content=content,
+                    headers={"content-type": "text/csv" if fmt == "csv" else "application/geo+json"})
+    assert r.status_code == 422, r.text
+    assert reason in r.json()["detail"]
+    assert client.get("/v1/zones").json()["items"] == []

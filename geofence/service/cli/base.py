@@ -19,8 +19,21 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
+def checked_settings() -> Settings:
+    """The settings, or exit with the reason (not a traceback) when they are refused."""
+    from pydantic import ValidationError
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            err_console.print(f"configuration error{' in ' + where if where else ''}: {error['msg']}")
+        raise typer.Exit(2) from None
+
+
 def load_runtime(settings: Settings | None = None) -> Runtime:
-    return bootstrap(settings or get_settings())
+    return bootstrap(settings or checked_settings())
 
 
 def progress(items: Iterable[T], *, total: int | None, label: str) -> Iterator[T]:

@@ -7,7 +7,7 @@ import threading
 
 import typer
 
-from geofence.service.cli.base import app, console, load_runtime
+from geofence.service.cli.base import app, checked_settings, console, load_runtime
 
 
 @app.command()
@@ -24,6 +24,7 @@ def serve(
 
     if workers > 1 or not jobs:
         os.environ["GEOFENCE_SCHEDULER__ENABLED"] = "false"
+    checked_settings()  # refuse a bad configuration here, with its reason, before uvicorn starts
     uvicorn.run(
         "geofence.service.app:create_app", factory=True, host=host, port=port, workers=workers,
         log_level="info",

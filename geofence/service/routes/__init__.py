@@ -13,6 +13,7 @@ ROUTER_MODULES = (
     "devices",
     "customers",
     "suppressions",
+    "links",
     "twilio",
     "campaigns",
     "deliveries",

@@ -32,7 +32,14 @@ class DeviceRegister(BaseModel):
     platform: Literal["ios", "android"]
     push_token: str | None = Field(default=None, max_length=4096)
     app_version: str | None = Field(default=None, max_length=64)
-    customer_id: str | None = Field(default=None, max_length=64)
+    customer_id: str | None = Field(
+        default=None, max_length=64,
+        description="Link the device to this customer: needs `link_token` (or an admin key).",
+    )
+    link_token: str | None = Field(
+        default=None, max_length=512,
+        description="From POST /v1/customers/{customer_id}/link-tokens, via the retailer's back end.",
+    )
     locale: str | None = Field(default=None, max_length=20)
     tz: str | None = Field(default=None, max_length=64)
     country: str | None = Field(default=None, max_length=2)
@@ -73,12 +80,49 @@ def _own(principal: Principal, device_id: str) -> None:
         raise HTTPException(403, "this credential may only act for its own device")
 
 
+def _bound(principal: Principal, device_id: str) -> None:
+    """Acting on a device's customer (its consents, cadence, push token) needs that device's credential:
+    the app's ingest key alone would let anyone who extracts it act for every customer. Admin keys
+    (server-to-server) may act for any device."""
+    _own(principal, device_id)
+    if principal.device_id is None and "admin" not in principal.scopes:
+        raise HTTPException(403, "send this device's X-Device-Token (from registration) with the ingest key")
+
+
 def _fail(exc: uc.CustomerError) -> HTTPException:
     if isinstance(exc, uc.NotFound):
         return HTTPException(404, str(exc))
     if isinstance(exc, uc.Suppressed):
         return HTTPException(409, str(exc))
     return HTTPException(422, str(exc))
+
+
+def _linked_customer(
+    body: DeviceRegister, known: Device | None, principal: Principal, settings: SettingsDep, at: datetime
+) -> str | None:
+    """The customer the device may be linked to (None: keep its own, or a new one for a new device).
+
+    An ingest key ships inside the app: on its own it proves nothing about whose phone this is, so it
+    registers only unlinked devices. Linking needs a link token the retailer's back end obtained for
+    that customer, or an admin key (server-to-server). A device-bound caller re-registering keeps the
+    customer it already has.
+    """
+    if body.link_token is not None:
+        vouched = apikeys.verify_link_token(body.link_token, key=settings.hash_key.get_secret_value(), at=at)
+        if vouched is None:
+            raise HTTPException(403, "invalid or expired link_token: ask the back end for a new one")
+        if body.customer_id is not None and body.customer_id != vouched:
+            raise HTTPException(403, "link_token was issued for another customer")
+        return vouched
+    if body.customer_id is None or "admin" in principal.scopes:
+        return body.customer_id
+    if known is not None and known.customer_id == body.customer_id and principal.device_id == known.id:
+        return body.customer_id  # the device itself, naming the customer it already has
+    raise HTTPException(
+        403,
+        "linking a device to a customer needs a link_token (POST /v1/customers/{customer_id}/link-tokens, "
+        "from the retailer's back end) or an admin key",
+    )
 
 
 @router.post("/v1/devices", status_code=200)
@@ -95,9 +139,10 @@ def register_device(
         # by re-registering its id and receiving a fresh credential.
         raise HTTPException(409, "this device is already registered: call with its X-Device-Token")
     at = clock.now()
+    customer_id = _linked_customer(body, known, principal, settings, at)
     try:
         device, created = uc.register_device(
-            session, device_id=body.device_id, platform=body.platform, at=at, customer_id=body.customer_id,
+            session, device_id=body.device_id, platform=body.platform, at=at, customer_id=customer_id,
             push_token=body.push_token, app_version=body.app_version,
         )  # fmt: skip
         customer_id = str(device.customer_id)
@@ -121,7 +166,7 @@ def register_device(
 def refresh_token(
     device_id: DeviceId, body: TokenRefresh, session: SessionDep, principal: IngestPrincipal
 ) -> dict[str, str]:
-    _own(principal, device_id)
+    _bound(principal, device_id)
     try:
         uc.refresh_push_token(session, device_id, body.push_token, at=clock.now())
     except uc.CustomerError as exc:
@@ -141,7 +186,7 @@ def _state(session: SessionDep, customer_id: str, at: datetime, cancelled: int =
 
 @router.get("/v1/devices/{device_id}/consents")
 def get_consents(device_id: DeviceId, session: SessionDep, principal: IngestPrincipal) -> ConsentStatePublic:
-    _own(principal, device_id)
+    _bound(principal, device_id)
     try:
         customer = uc.customer_of_device(session, device_id)
     except uc.CustomerError as exc:
@@ -154,7 +199,7 @@ def change_consent(
     device_id: DeviceId, body: ConsentChange, session: SessionDep, principal: IngestPrincipal
 ) -> ConsentStatePublic:
     """Give or withdraw one purpose; a withdrawal cancels the matching queued messages at once."""
-    _own(principal, device_id)
+    _bound(principal, device_id)
     at = clock.now()
     try:
         customer = uc.customer_of_device(session, device_id)
@@ -179,7 +224,7 @@ def set_cadence(
     device_id: DeviceId, body: Cadence, session: SessionDep, principal: IngestPrincipal
 ) -> Cadence:
     """The customer's own limit on offers (None = no personal limit beyond the campaign caps)."""
-    _own(principal, device_id)
+    _bound(principal, device_id)
     try:
         customer = uc.customer_of_device(session, device_id)
         uc.set_cadence(session, customer.id, per_day=body.max_offers_per_day,

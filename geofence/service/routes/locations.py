@@ -23,7 +23,7 @@ from geofence.fixes import LocationFix
 from geofence.ingest import FixResult
 from geofence.service import clock
 from geofence.service.deps import RuntimeDep
-from geofence.service.limits_http import send_error
+from geofence.service.limits_http import read_whole_body, send_error
 from geofence.service.location_feed import LocationFeed
 from geofence.service.runtime import Runtime
 from geofence.service.security import Principal, principal_for, require_scope
@@ -99,6 +99,22 @@ def _error_reason(exc: Exception) -> str:
     return f"invalid: {exc}"[:200]
 
 
+def _text_reason(fix: LocationFix) -> str | None:
+    """Why a decoded fix's text cannot be stored (msgspec already refuses lone surrogates), or None."""
+    for name, text in (("device_id", fix.device_id), ("client_fix_id", fix.client_fix_id)):
+        if text is not None and "\x00" in text:
+            return f"invalid: {name} contains a NUL character, which no database can store"
+    return None
+
+
+def _refuse_unstorable(fixes: list[LocationFix], bad: dict[int, str]) -> None:
+    """Reject (in place) the fixes whose text cannot be stored: the others of the batch go on."""
+    for i, fix in enumerate(fixes):
+        if i not in bad and (reason := _text_reason(fix)) is not None:
+            fixes[i] = _PLACEHOLDER
+            bad[i] = reason
+
+
 def decode_fixes(body: bytes, max_batch: int) -> tuple[list[LocationFix], dict[int, str]]:
     """Body -> fixes, plus the positions that could not be decoded with their reason.
 
@@ -107,16 +123,21 @@ def decode_fixes(body: bytes, max_batch: int) -> tuple[list[LocationFix], dict[i
     """
     try:
         batch = _batch_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         pass
     else:
         if len(batch.fixes) > max_batch:
             raise HTTPException(413, detail=f"batch of {len(batch.fixes)} fixes; the limit is {max_batch}")
-        return batch.fixes, {}
+        fast_bad: dict[int, str] = {}
+        if b"\\u0000" in body:  # the only way JSON writes a NUL (a raw one is malformed)
+            _refuse_unstorable(batch.fixes, fast_bad)
+        return batch.fixes, fast_bad
     try:
         doc = _any_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise HTTPException(422, detail=f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPException(400, detail="the JSON body is nested too deeply") from None
     if isinstance(doc, dict) and "fixes" in doc:
         items = doc["fixes"]
         if not isinstance(items, list):
@@ -137,6 +158,7 @@ def decode_fixes(body: bytes, max_batch: int) -> tuple[list[LocationFix], dict[i
         except (msgspec.ValidationError, TypeError, ValueError, OverflowError) as exc:
             fixes.append(_PLACEHOLDER)
             bad[i] = _error_reason(exc)
+    _refuse_unstorable(fixes, bad)
     if len(items) == 1 and bad and isinstance(doc, dict) and "fixes" not in doc:
         raise HTTPException(422, detail=bad[0])  # a single malformed fix: the request itself is bad
     return fixes, bad
@@ -166,8 +188,11 @@ async def serve_locations(app: Any, scope: Scope, receive: Receive, send: Send) 
     the feed's thread (``location_feed``), which coalesces requests waiting together."""
     runtime: Runtime = app.state.runtime
     request = Request(scope, receive)
+    ingest = runtime.settings.ingest
     try:
-        body = await read_body(request, runtime.settings.ingest.max_body_bytes)
+        body = await read_whole_body(scope, receive, ingest.max_body_bytes, ingest.body_timeout_s)
+        if body is None:  # the client went away
+            return
         payload = await FEED.submit(runtime, request, body)
     except HTTPException as exc:
         await send_error(send, exc.status_code, exc.detail, exc.headers)

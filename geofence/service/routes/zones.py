@@ -286,7 +286,10 @@ async def import_zones(
     request: Request, service: ServiceDep, settings: SettingsDep, _p: AdminDep,
     format: Annotated[Literal["csv", "geojson"], Query()] = "csv",
 ) -> ImportOut:
-    """Every valid line is imported (created or replaced); each bad line is reported with its number."""
+    """Every valid line is imported (created or replaced); each bad line is reported with its number.
+
+    One rule for both formats: a file that cannot be read as a whole (not UTF-8, not JSON, not a
+    FeatureCollection, a CSV without its header) is a 422 with the reason and nothing is imported."""
     raw = await request.body()
     if len(raw) > MAX_IMPORT_BYTES:
         raise HTTPException(413, detail=f"import larger than {MAX_IMPORT_BYTES} bytes")
@@ -303,7 +306,7 @@ def _import(service: GeofenceService, body: str, format: str, settings: Settings
     extract = _configured(settings) if ("mode" in body or "method" in body) else None
     try:
         zones, errors = reader(body, extract)
-    except (ZoneError, ValueError) as exc:
+    except (ZoneError, ValueError) as exc:  # the file as a whole (UnreadableFile): 422, nothing imported
         raise HTTPException(422, detail=str(exc)) from None
     out = [ImportError_(line=e.line, reason=e.reason) for e in errors]
     saved = 0

@@ -6,6 +6,7 @@ from geofence.service.tables import (  # noqa: F401
     customers,
     exports,
     keys,
+    limits,
     presence,
     webhooks,
     zones,
