@@ -22,7 +22,7 @@ def _app(tmp_path: Path, **overrides: object) -> tuple[TestClient, str, str]:
     settings = Settings(
         env="test", database_url=f"sqlite:///{tmp_path}/c.db", outbox_dir=tmp_path / "o",
         export_dir=tmp_path / "e", scheduler={"enabled": False}, auth_required=True, hash_key="k" * 32,
-        **overrides,
+        **{"public_base_url": "http://127.0.0.1:8000", **overrides},
     )
     app = create_app(settings, run_jobs=False)
     engine = app.state.runtime.engine
