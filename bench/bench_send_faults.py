@@ -21,39 +21,20 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text
 
-from geofence.service.db import create_schema, make_engine
+from geofence.service.db import make_engine
 from tests.conftest import PG_ADMIN_URL
 from tests.fakes.fcm_transport import FakeFcmServer
 from tests.fakes.loopback import Chaos
 from tests.fakes.twilio_server import FakeTwilioServer
+from tests.service.processes import fresh_postgres
 from tests.service.test_sends_under_faults import Workers, check_once_each, fill, scalar, wait_until_settled
-
-
-def _database() -> tuple[str, object]:
-    name = f"geofence_bench_faults_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    create_schema(engine)
-    engine.dispose()
-    return url, (admin, name)
-
-
-def _drop(handle: object) -> None:
-    admin, name = handle  # type: ignore[misc]
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _report(phase: str, engine, fcm, twilio, rows: int, took_s: float, extra: str) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +51,8 @@ def _report(phase: str, engine, fcm, twilio, rows: int, took_s: float, extra: st
 
 
 def kills_phase(rows: int, kills: int) -> None:
-    url, handle = _database()
+    handle = ExitStack()  # the database is dropped when the phase ends
+    url = handle.enter_context(fresh_postgres(PG_ADMIN_URL))
     engine = make_engine(url)
     try:
         with tempfile.TemporaryDirectory() as tmp, FakeFcmServer(delay_s=0.3) as fcm, \
@@ -101,11 +83,12 @@ def kills_phase(rows: int, kills: int) -> None:
                     f"{kills} kills, {landed} with a send in flight")
     finally:
         engine.dispose()
-        _drop(handle)
+        handle.close()
 
 
 def chaos_phase(rows: int, seconds: float) -> None:
-    url, handle = _database()
+    handle = ExitStack()  # the database is dropped when the phase ends
+    url = handle.enter_context(fresh_postgres(PG_ADMIN_URL))
     engine = make_engine(url)
     stop = threading.Event()
     terminated: list[int] = []
@@ -140,7 +123,7 @@ def chaos_phase(rows: int, seconds: float) -> None:
                     f"{sum(terminated)} connections terminated, {fcm.arrived + twilio.arrived} requests")
     finally:
         engine.dispose()
-        _drop(handle)
+        handle.close()
 
 
 def main() -> None:

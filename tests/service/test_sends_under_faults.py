@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,18 +22,19 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from geofence.service import clock
-from geofence.service.db import create_schema, make_engine
+from geofence.service.db import make_engine
 from tests.conftest import IN_CI, PG_ADMIN_URL, _postgres_reachable
 from tests.fakes.fcm_transport import PROJECT, FakeFcmServer, service_account_file
 from tests.fakes.loopback import Chaos
 from tests.fakes.twilio_http import ACCOUNT_SID, AUTH_TOKEN
 from tests.fakes.twilio_server import FakeTwilioServer
 from tests.service.campaign_factories import add_customer, add_delivery
+from tests.service.processes import fresh_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -51,18 +51,8 @@ def own_pg_url() -> Iterator[str]:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required under CI=true but is not reachable: {problem}")
         pytest.skip(f"PostgreSQL not reachable ({problem})")
-    name = f"geofence_faults_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    create_schema(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres(PG_ADMIN_URL) as url:
+        yield url
 
 
 def fill(engine: Engine, n: int) -> None:
