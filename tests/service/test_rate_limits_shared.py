@@ -96,7 +96,10 @@ def test_failed_checks_of_one_key_id_are_limited_without_locking_out_its_holder(
 
 
 def _hammer(urls: list[str], headers: dict[str, str], duration_s: float) -> tuple[list[int], float]:
-    """Requests from 4 threads per process for ``duration_s``; returns the codes and the elapsed time."""
+    """Requests from 4 threads per process for ``duration_s``; returns the codes and the elapsed time.
+
+    A transport error (seen once in CI, not reproduced: one per client thread) is recorded as code 0 and
+    never counted as allowed; the test bounds them at one per thread instead of losing the thread's count."""
     codes: list[int] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + duration_s
@@ -104,7 +107,10 @@ def _hammer(urls: list[str], headers: dict[str, str], duration_s: float) -> tupl
     def worker(url: str) -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
             while time.monotonic() < stop_at:
-                status = client.get("/v1/zones", params={"limit": 1}).status_code
+                try:
+                    status = client.get("/v1/zones", params={"limit": 1}).status_code
+                except httpx.TransportError:
+                    status = 0
                 with lock:
                     codes.append(status)
 
@@ -134,7 +140,7 @@ def test_a_key_limit_holds_across_api_processes(pg_url, tmp_path):
         _truncate_all(engine)
         engine.dispose()
     allowed = codes.count(200)
-    assert set(codes) <= {200, 429}
+    assert set(codes) <= {0, 200, 429} and codes.count(0) <= 8, codes.count(0)  # 8 client threads
     assert codes.count(429) > 0
     # one shared bucket: the burst plus the rate over the run (per process, it would be twice that)
     assert 20 <= allowed <= 20 + 10 * elapsed_s + 2, (allowed, elapsed_s, len(codes))
