@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,10 +41,18 @@ def pg_url() -> Iterator[str]:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required under CI=true but is not reachable: {problem}")
         pytest.skip(f"PostgreSQL not reachable ({problem})")
-    from tests.service.processes import fresh_postgres
-
-    with fresh_postgres(PG_ADMIN_URL) as url:
-        yield url
+    name = f"geofence_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    eng = make_engine(url)
+    create_schema(eng)
+    eng.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _truncate_all(engine: Engine) -> None:
