@@ -9,6 +9,7 @@ from sqlalchemy import update
 from sqlmodel import Session
 
 from campaigns.storage.deliveries import CANCELLED, WAITING_STATUSES, Delivery
+from campaigns.store_events import MESSAGE_FIELDS, message_status
 
 
 def cancel_waiting_deliveries(
@@ -19,11 +20,18 @@ def cancel_waiting_deliveries(
     Rows already leased to a dispatcher (``sending``) are not touched here: the dispatcher re-reads
     consent right before it calls the provider, inside its own transaction.
     """
-    result = session.execute(
+    channels = list(channels)
+    if not channels:
+        return 0
+    table = Delivery.__table__.c  # type: ignore[attr-defined]
+    cancelled = session.execute(
         update(Delivery)
         .where(Delivery.customer_id == customer_id)  # type: ignore[arg-type]
-        .where(Delivery.channel.in_(list(channels)))  # type: ignore[attr-defined]
+        .where(Delivery.channel.in_(channels))  # type: ignore[attr-defined]
         .where(Delivery.status.in_(WAITING_STATUSES))  # type: ignore[attr-defined]
         .values(status=CANCELLED, reason=reason, updated_at=at)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        .returning(*(table[k] for k in ("id", *MESSAGE_FIELDS)))
+    ).mappings().all()
+    for row in cancelled:  # each is a message.skipped for the store side
+        message_status(session, row, CANCELLED, reason=reason, at=at)
+    return len(cancelled)

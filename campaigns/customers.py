@@ -27,6 +27,7 @@ from campaigns.cancellation import cancel_waiting_deliveries
 from campaigns.consent import WITHDRAWAL_CHANNELS, Purpose, Source, consent_state, is_granted
 from campaigns.phones import InvalidPhone, mask_token, phone_hash, place_of, to_e164
 from campaigns.storage.customers import ConsentEvent, Customer, Device, Suppression
+from campaigns.store_events import consent_changed
 
 log = logging.getLogger(__name__)
 
@@ -436,6 +437,8 @@ def record_consent(
             reason=f"consent_withdrawn:{purpose.value}",
             at=at,
         )
+    consent_changed(session, customer_id=customer_id, purpose=purpose.value, granted=granted,
+                    source=source.value, consent_id=event.id, cancelled=cancelled, at=at)  # fmt: skip
     return event, cancelled
 
 

@@ -6,9 +6,10 @@ The API, stable for every caller (campaigns, orders, the service)::
 
     emit(session, event_type, payload, *, subject_id, occurred_at) -> OutboundEvent
 
-- ``session``: the caller's open SQLModel/SQLAlchemy ``Session``; ``emit`` adds a row and flushes, it
-  never commits — the caller's ``commit()`` makes the event and its cause visible together, and a
-  rollback drops both. Call it last, right before the commit (see "Order" below).
+- ``session``: the caller's open SQLModel/SQLAlchemy ``Session``. ``emit`` never commits: the event is
+  held on the session and written by the caller's ``commit()`` (a ``before_commit`` hook), so it and
+  its cause become visible together; a rollback drops both. (An event emitted inside a savepoint that
+  is then rolled back is still written: emit outside ``begin_nested`` blocks you may roll back.)
 - ``event_type``: dotted, ``<family>.<past tense>`` (``message.sent``, ``order.ready``); the families a
   webhook filter may name are in ``FAMILIES``; an unknown family is refused (``ValueError``).
 - ``payload``: a JSON-serialisable dict of ids and facts. Never a phone number, push token, e-mail or
@@ -16,31 +17,36 @@ The API, stable for every caller (campaigns, orders, the service)::
 - ``subject_id``: what the event is about (a delivery, customer, order id), the id receivers join on.
 - ``occurred_at``: tz-aware UTC time of the change (the caller's ``at``, not the wall clock).
 
+It returns the ``OutboundEvent`` (its ``id`` is final; its ``seq`` is None until the commit numbers it).
 The body a receiver gets is ``{"type", "timestamp", "data": payload}`` plus ``data["event_id"]``
 and ``data["subject_id"]``.
 
 Order: each event takes the next ``seq`` from a one-row counter (``outbound_event_clock``) whose row
 lock the emitting transaction holds until it commits (PostgreSQL; SQLite has one writer), so numbers
 become visible in commit order and "events with ``seq`` > my cursor" never skips one a slower
-transaction commits later (the zone-event log's rule, ``geofence.service.event_log``). The price:
-emitting transactions queue on that row from ``emit`` to their commit — hence "call it last".
+transaction commits later (the zone-event log's rule, ``geofence.service.event_log``). Taking the
+numbers at commit time (not at ``emit``) keeps that lock to the commit itself: emitting transactions
+queue on one row only while they commit, and never hold it while waiting for another row.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, select, text
+from sqlalchemy import BigInteger, delete, insert, or_, select, text
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, Session, SQLModel, col
 
 from campaigns.storage.columns import as_utc, json_column, new_id, utc_column
 
 __all__ = [
     "FAMILIES", "PRIVATE_KEYS", "OutboundCursor", "OutboundEvent", "OutboundEventClock",
-    "OutboundEventRow", "emit", "read_after",
+    "OutboundEventRow", "emit", "erase_events_of", "read_after",
 ]  # fmt: skip
 
 FAMILIES = ("message", "consent", "customer", "store", "order")
@@ -60,6 +66,9 @@ class OutboundEventRow(SQLModel, table=True):
     id: str = Field(unique=True)  # evt_<hex>: the event_id receivers see
     type: str = Field(index=True)
     subject_id: str = Field(index=True)
+    # copied from the payload: what an erasure finds and deletes (``campaigns.privacy``)
+    customer_id: str | None = Field(default=None, index=True)
+    device_id: str | None = Field(default=None, index=True)
     payload: dict[str, Any] = json_column()
     occurred_at: datetime = utc_column(nullable=False, index=True)
 
@@ -85,7 +94,7 @@ class OutboundCursor(SQLModel, table=True):
 
 @dataclass(frozen=True)
 class OutboundEvent:
-    seq: int
+    seq: int | None  # None until the commit that writes it
     id: str
     type: str
     subject_id: str
@@ -102,7 +111,8 @@ def _private_keys(value: object, path: str = "") -> list[str]:
     return []
 
 
-_TICK = text("UPDATE outbound_event_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+_PENDING = "outbound_events.pending"  # key in ``session.info``: the events this transaction emitted
+_TICK = text("UPDATE outbound_event_clock SET seq = seq + :n WHERE id = 1 RETURNING seq")
 # the migration makes the row; this restores it (from the log's head) if something removed it. "WHERE
 # true": SQLite would otherwise read ON CONFLICT as part of the SELECT.
 _CLOCK_ROW = text(
@@ -111,13 +121,41 @@ _CLOCK_ROW = text(
 )
 
 
-def _next_seq(session: Session) -> int:
-    """The next number, under the clock row's lock (held until the caller's transaction ends)."""
-    seq = session.execute(_TICK).scalar()
-    if seq is None:  # a concurrent maker waits here for the first one's commit, then does nothing
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _take_seqs(session: OrmSession, n: int) -> int:
+    """The first of ``n`` numbers, under the clock row's lock (held until this transaction ends)."""
+    last = session.execute(_TICK, {"n": n}).scalar()
+    if last is None:  # a concurrent maker waits here for the first one's commit, then does nothing
         session.execute(_CLOCK_ROW)
-        seq = session.execute(_TICK).scalar()
-    return int(seq or 0)
+        last = session.execute(_TICK, {"n": n}).scalar()
+    return int(last or 0) - n + 1
+
+
+@sa_event.listens_for(OrmSession, "before_commit")
+def _write_pending(session: OrmSession) -> None:
+    pending: list[OutboundEvent] = session.info.pop(_PENDING, None) or []
+    if not pending:
+        return
+    first = _take_seqs(session, len(pending))
+    session.execute(
+        insert(OutboundEventRow.__table__),  # type: ignore[arg-type]
+        [
+            {"seq": first + k, "id": e.id, "type": e.type, "subject_id": e.subject_id, "payload": e.payload,
+             "customer_id": _text(e.payload.get("customer_id")),
+             "device_id": _text(e.payload.get("device_id")),
+             "occurred_at": e.occurred_at}
+            for k, e in enumerate(pending)
+        ],
+    )
+
+
+@sa_event.listens_for(OrmSession, "after_soft_rollback")
+def _drop_pending(session: OrmSession, previous_transaction: Any) -> None:
+    if not previous_transaction.nested:
+        session.info.pop(_PENDING, None)
 
 
 def emit(
@@ -128,7 +166,8 @@ def emit(
     subject_id: str,
     occurred_at: datetime,
 ) -> OutboundEvent:
-    """Record ``event_type`` about ``subject_id`` in the caller's transaction (not committed here).
+    """Record ``event_type`` about ``subject_id``, written by the caller's commit (see the module
+    docstring).
 
     Raises ``ValueError`` for an unknown family, a naive ``occurred_at``, a payload that is not JSON
     or that names a phone number, token or position.
@@ -140,14 +179,17 @@ def emit(
         raise ValueError("occurred_at must be timezone-aware")
     if bad := _private_keys(payload):
         raise ValueError(f"payload may not carry {bad} (no phone, token or position leaves the engine)")
-    json.dumps(payload)  # TypeError now, in the caller's transaction, rather than at delivery
-    row = OutboundEventRow(
-        seq=_next_seq(session), id=f"evt_{new_id()}", type=event_type, subject_id=subject_id,
-        payload=payload, occurred_at=occurred_at,
+    try:
+        json.dumps(payload)  # now, in the caller's code, rather than at its commit
+    except TypeError as exc:
+        raise ValueError(f"payload is not JSON: {exc}") from None
+    event = OutboundEvent(
+        seq=None, id=f"evt_{new_id()}", type=event_type, subject_id=subject_id, payload=dict(payload),
+        occurred_at=occurred_at,
     )
-    session.add(row)
-    session.flush()
-    return _event(row)
+    session.connection()  # a transaction is open: the commit that writes the event will come
+    session.info.setdefault(_PENDING, []).append(event)
+    return event
 
 
 def _event(row: OutboundEventRow) -> OutboundEvent:
@@ -164,3 +206,24 @@ def read_after(session: Session, seq: int, limit: int) -> list[OutboundEvent]:
         .order_by(col(OutboundEventRow.seq)).limit(limit)
     ).scalars()
     return [_event(r) for r in rows]
+
+
+def erase_events_of(session: Session, customer_id: str, device_ids: Sequence[str]) -> int:
+    """Delete the events naming the customer or one of their devices (erasure), written or still
+    pending in this transaction; returns how many were written. Deliveries of them to webhooks are the
+    service's to delete first (``LocationData.erase``)."""
+    pending: list[OutboundEvent] = session.info.get(_PENDING) or []
+    theirs = {customer_id, *device_ids}
+    pending[:] = [
+        e for e in pending if not ({e.payload.get("customer_id"), e.payload.get("device_id")} & theirs)
+    ]
+    return int(
+        session.execute(delete(OutboundEventRow).where(events_of(customer_id, device_ids))).rowcount  # type: ignore[attr-defined]
+        or 0
+    )
+
+
+def events_of(customer_id: str, device_ids: Sequence[str]) -> Any:
+    """The WHERE clause: events naming the customer or one of ``device_ids``."""
+    clause = col(OutboundEventRow.customer_id) == customer_id
+    return or_(clause, col(OutboundEventRow.device_id).in_(list(device_ids))) if device_ids else clause

@@ -7,11 +7,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from campaigns.storage.outbound_events import OutboundEventRow, emit, read_after
+from campaigns.storage.outbound_events import emit, read_after
 from geofence.service.db import create_schema, make_engine
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ def test_emitted_event_commits_with_the_change_and_a_rollback_drops_it(engine: E
     with Session(engine) as session:
         events = read_after(session, 0, 10)
     assert [(e.type, e.subject_id, e.payload) for e in events] == [("order.ready", "o2", {"order_id": "o2"})]
-    assert events[0].seq == kept.seq and events[0].id.startswith("evt_")
+    assert events[0].id == kept.id and kept.id.startswith("evt_") and kept.seq is None
     assert events[0].occurred_at == T0
 
 
@@ -52,44 +52,62 @@ def test_naive_time_is_refused(engine: Engine):
 
 
 @pytest.mark.postgres
-def test_numbers_follow_commit_order_across_concurrent_transactions(pg_url: str):
-    """A transaction that emits first but commits last must not leave a hole a reader passes: the
-    second emitter waits on the clock row, so its number is higher and visible after. (PostgreSQL
-    only: SQLite has one writer, so its order is that of the commits anyway.)"""
+def test_a_reader_following_its_cursor_misses_no_event_of_concurrent_writers(pg_url: str):
+    """Numbers are taken at commit under the clock row's lock, so they become visible in order: a
+    reader that moves its cursor to the highest number it saw never passes one committed later.
+    (PostgreSQL: SQLite has one writer, so its order is that of the commits anyway.)"""
     engine = make_engine(pg_url)
     create_schema(engine)
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM outbound_events"))
-    first_emitted, second_done = threading.Event(), threading.Event()
-    seqs: dict[str, int] = {}
-    overtaken: list[bool] = []
+    emitted: list[str] = []
+    seen: list[str] = []
+    done = threading.Event()
 
-    def slow() -> None:
-        with Session(engine) as session:
-            seqs["slow"] = emit(session, "order.ready", {}, subject_id="slow", occurred_at=T0).seq
-            first_emitted.set()
-            overtaken.append(second_done.wait(0.5))  # the other one must be held meanwhile
-            session.commit()
+    def write(w: int) -> None:
+        for i in range(40):
+            with Session(engine) as session:
+                ids = [
+                    emit(session, "order.ready", {"w": w}, subject_id=f"{w}-{i}-{k}", occurred_at=T0).id
+                    for k in range(1 + i % 2)
+                ]
+                session.commit()
+            emitted.extend(ids)
 
-    def fast() -> None:
-        first_emitted.wait(5)
-        with Session(engine) as session:
-            seqs["fast"] = emit(session, "order.ready", {}, subject_id="fast", occurred_at=T0).seq
-            session.commit()
-        second_done.set()
+    def read() -> None:
+        cursor, last_pass = 0, False
+        while not last_pass:
+            last_pass = done.is_set()
+            with Session(engine) as session:
+                events = read_after(session, cursor, 1000)
+            assert all(e.seq > cursor for e in events)
+            seen.extend(e.id for e in events)
+            cursor = events[-1].seq if events else cursor
 
-    threads = [threading.Thread(target=slow), threading.Thread(target=fast)]
-    for t in threads:
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for t in writers:
         t.start()
-    for t in threads:
-        t.join(10)
-    assert overtaken == [False]
-    assert seqs["slow"] < seqs["fast"]
-    with Session(engine) as session:
-        assert session.execute(select(func.count()).select_from(OutboundEventRow)).scalar() == 2
+    for t in writers:
+        t.join(60)
+    done.set()
+    reader.join(60)
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM outbound_events"))
     engine.dispose()
+    assert len(emitted) == 4 * 60
+    assert sorted(seen) == sorted(emitted) and len(set(seen)) == len(seen)
+
+
+def test_one_transaction_emitting_several_events_numbers_them_in_emit_order(engine: Engine):
+    with Session(engine) as session:
+        ids = [emit(session, "message.sent", {"i": i}, subject_id=f"d{i}", occurred_at=T0).id for i in "abc"]
+        session.commit()
+    with Session(engine) as session:
+        events = read_after(session, 0, 10)
+    assert [e.id for e in events] == ids
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
 
 
 def test_many_events_read_in_order_in_pages(engine: Engine):

@@ -24,6 +24,7 @@ class WebhookEndpointRow(SQLModel, table=True):
     url: str
     description: str = ""
     event_types: list[str] = json_column(list)
+    zone_ids: list[str] = json_column(list)  # empty: every zone; else only events naming one of these
     secrets: list[dict[str, str]] = json_column(list)  # [{"secret": "whsec_...", "until": iso | ""}]
     created_at: datetime = utc_column(nullable=False)
     disabled_at: datetime | None = utc_column()

@@ -1,5 +1,6 @@
-"""Wiring for outbound webhooks: the ``webhooks`` consumer of the zone-event log (enqueue) and the
-sender loop, both in the worker (``bootstrap`` in ``geofence.service.runtime`` adds them)."""
+"""Wiring for outbound webhooks: the ``webhooks`` consumer of the zone-event log (enqueue), the relay of
+store-side events (``outbound_events``) and the sender loop, all in the worker (``bootstrap`` in
+``geofence.service.runtime`` adds them)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from geofence.service.event_log import Consumer, ConsumerRunner, RetryPolicy
 from geofence.service.loops import Loop
+from geofence.service.webhook_store_events import StoreEventRelay
 from geofence.service.webhooks import WebhookEnqueuer, WebhookSender
 
 if TYPE_CHECKING:
@@ -41,15 +43,28 @@ def webhook_sender(runtime: Runtime) -> WebhookSender:
     )
 
 
+def store_event_relay(runtime: Runtime) -> StoreEventRelay:
+    return StoreEventRelay(runtime.engine, now=runtime.now, after_pass=runtime.wakeups.webhooks.set)
+
+
 def webhook_loops(runtime: Runtime) -> list[Loop]:
     """Enqueue on each committed event (its own follower of the events signal), send on each enqueue;
-    the sender's poll (1 s) catches retries coming due."""
+    the sender's poll (1 s) catches retries coming due. Store-side events are committed by many
+    writers (dispatcher, API, inbound SMS): the relay follows the outbox signal (most of them are
+    delivery status changes) and polls."""
     poll = runtime.settings.scheduler.events_poll_s
     return [
         Loop(
             f"consumer:{WEBHOOK_CONSUMER}",
             webhook_consumer(runtime).run_once,
             runtime.wakeups.events.follower(),
+            poll,
+            role="worker",
+        ),
+        Loop(
+            "webhooks.store_events",
+            store_event_relay(runtime).run_once,
+            runtime.wakeups.outbox.follower(),
             poll,
             role="worker",
         ),

@@ -1,5 +1,6 @@
 """store: the store-side event log (outbound_events, its clock and cursors); webhook deliveries name
-their stream (zone | store)
+their stream (zone | store);
+endpoints may be limited to zones (a store's own feed)
 
 Revision ID: store_outbound_events
 Revises: hostile_a_rate_limits
@@ -23,6 +24,8 @@ def upgrade() -> None:
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('type', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('subject_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('customer_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('device_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('payload', sa.JSON(), nullable=False),
     sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('seq'),
@@ -31,6 +34,8 @@ def upgrade() -> None:
     op.create_index(op.f('ix_outbound_events_type'), 'outbound_events', ['type'], unique=False)
     op.create_index(op.f('ix_outbound_events_subject_id'), 'outbound_events', ['subject_id'], unique=False)
     op.create_index(op.f('ix_outbound_events_occurred_at'), 'outbound_events', ['occurred_at'], unique=False)
+    op.create_index(op.f('ix_outbound_events_customer_id'), 'outbound_events', ['customer_id'], unique=False)
+    op.create_index(op.f('ix_outbound_events_device_id'), 'outbound_events', ['device_id'], unique=False)
     op.create_table('outbound_event_clock',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
@@ -46,14 +51,20 @@ def upgrade() -> None:
     with op.batch_alter_table('webhook_deliveries') as batch:
         batch.add_column(sa.Column('stream', sqlmodel.sql.sqltypes.AutoString(), server_default='zone',
                                    nullable=False))
+    with op.batch_alter_table('webhook_endpoints') as batch:
+        batch.add_column(sa.Column('zone_ids', sa.JSON(), server_default='[]', nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('webhook_endpoints') as batch:
+        batch.drop_column('zone_ids')
     with op.batch_alter_table('webhook_deliveries') as batch:
         batch.drop_column('stream')
     op.drop_table('outbound_event_cursors')
     op.drop_table('outbound_event_clock')
     op.drop_index(op.f('ix_outbound_events_occurred_at'), table_name='outbound_events')
+    op.drop_index(op.f('ix_outbound_events_customer_id'), table_name='outbound_events')
+    op.drop_index(op.f('ix_outbound_events_device_id'), table_name='outbound_events')
     op.drop_index(op.f('ix_outbound_events_subject_id'), table_name='outbound_events')
     op.drop_index(op.f('ix_outbound_events_type'), table_name='outbound_events')
     op.drop_table('outbound_events')
