@@ -20,6 +20,9 @@ class Purpose(StrEnum):
     LOCATION_OFFERS = "location_offers"
     PUSH_MARKETING = "push_marketing"
     SMS_MARKETING = "sms_marketing"
+    # the store may be told when the customer arrives (first name, language, an order waiting):
+    # a purpose of its own, never implied by the marketing ones
+    STORE_WELCOME = "store_welcome"
 
 
 _PURPOSES = {p.value: p for p in Purpose}  # str -> Purpose without the Enum constructor (hot path)
@@ -44,6 +47,7 @@ WITHDRAWAL_CHANNELS: Mapping[Purpose, tuple[str, ...]] = {
     Purpose.SMS_MARKETING: ("sms",),
     Purpose.PUSH_MARKETING: ("push",),
     Purpose.LOCATION_OFFERS: ("push", "sms"),
+    Purpose.STORE_WELCOME: (),  # no message is sent for it: arrival alerts check it as they happen
 }
 
 

@@ -437,6 +437,10 @@ def record_consent(
             reason=f"consent_withdrawn:{purpose.value}",
             at=at,
         )
+    if not granted and purpose is Purpose.STORE_WELCOME:
+        from campaigns.arrivals import withdraw_arrivals  # (arrivals reads the ledger this writes)
+
+        withdraw_arrivals(session, customer_id)
     consent_changed(session, customer_id=customer_id, purpose=purpose.value, granted=granted,
                     source=source.value, consent_id=event.id, cancelled=cancelled, at=at)  # fmt: skip
     return event, cancelled

@@ -36,6 +36,7 @@ from campaigns.customers import (
     suppress,
 )
 from campaigns.phones import mask_token
+from campaigns.storage.arrivals import StoreArrival
 from campaigns.storage.columns import as_utc
 from campaigns.storage.customers import Customer, Device, InboundMessage
 from campaigns.storage.deliveries import Delivery
@@ -149,6 +150,8 @@ def erase_customer(
     # the store-side events naming them (those this erasure emitted above included) go; one stays, with
     # the opaque id only: the receivers' cue to erase their own copy
     counts["store_events"] = erase_events_of(session, customer_id, device_ids)
+    theirs = col(StoreArrival.customer_id) == customer_id
+    session.execute(update(StoreArrival).where(theirs).values(customer_id=None))
     opted_out(session, customer_id=customer_id, channels=("push", "sms"), reason="erasure", at=at)
     customer.crm_id = customer.phone_e164 = customer.phone_hash = customer.first_name = None
     customer.subdivision = None

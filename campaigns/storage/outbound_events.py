@@ -16,6 +16,9 @@ The API, stable for every caller (campaigns, orders, the service)::
   position: keys that name one (``PRIVATE_KEYS``) are refused with ``ValueError`` at any depth.
 - ``subject_id``: what the event is about (a delivery, customer, order id), the id receivers join on.
 - ``occurred_at``: tz-aware UTC time of the change (the caller's ``at``, not the wall clock).
+- ``customer_id``, ``device_id`` (optional): whom the event concerns, kept in indexed columns so an
+  erasure finds it; by default the payload's own ``customer_id`` / ``device_id``. Pass them when the
+  payload must not name the customer (an arrival alert to a store).
 
 It returns the ``OutboundEvent`` (its ``id`` is final; its ``seq`` is None until the commit numbers it).
 The body a receiver gets is ``{"type", "timestamp", "data": payload}`` plus ``data["event_id"]``
@@ -100,6 +103,8 @@ class OutboundEvent:
     subject_id: str
     payload: dict[str, Any]
     occurred_at: datetime
+    customer_id: str | None = None  # whom it concerns (erasure finds it by these)
+    device_id: str | None = None
 
 
 def _private_keys(value: object, path: str = "") -> list[str]:
@@ -144,8 +149,7 @@ def _write_pending(session: OrmSession) -> None:
         insert(OutboundEventRow.__table__),  # type: ignore[arg-type]
         [
             {"seq": first + k, "id": e.id, "type": e.type, "subject_id": e.subject_id, "payload": e.payload,
-             "customer_id": _text(e.payload.get("customer_id")),
-             "device_id": _text(e.payload.get("device_id")),
+             "customer_id": e.customer_id, "device_id": e.device_id,
              "occurred_at": e.occurred_at}
             for k, e in enumerate(pending)
         ],
@@ -165,6 +169,8 @@ def emit(
     *,
     subject_id: str,
     occurred_at: datetime,
+    customer_id: str | None = None,
+    device_id: str | None = None,
 ) -> OutboundEvent:
     """Record ``event_type`` about ``subject_id``, written by the caller's commit (see the module
     docstring).
@@ -185,7 +191,8 @@ def emit(
         raise ValueError(f"payload is not JSON: {exc}") from None
     event = OutboundEvent(
         seq=None, id=f"evt_{new_id()}", type=event_type, subject_id=subject_id, payload=dict(payload),
-        occurred_at=occurred_at,
+        occurred_at=occurred_at, customer_id=customer_id or _text(payload.get("customer_id")),
+        device_id=device_id or _text(payload.get("device_id")),
     )
     session.connection()  # a transaction is open: the commit that writes the event will come
     session.info.setdefault(_PENDING, []).append(event)
@@ -196,6 +203,7 @@ def _event(row: OutboundEventRow) -> OutboundEvent:
     return OutboundEvent(
         seq=int(row.seq), id=row.id, type=row.type, subject_id=row.subject_id,
         payload=dict(row.payload), occurred_at=as_utc(row.occurred_at) or row.occurred_at,
+        customer_id=row.customer_id, device_id=row.device_id,
     )
 
 
@@ -215,7 +223,7 @@ def erase_events_of(session: Session, customer_id: str, device_ids: Sequence[str
     pending: list[OutboundEvent] = session.info.get(_PENDING) or []
     theirs = {customer_id, *device_ids}
     pending[:] = [
-        e for e in pending if not ({e.payload.get("customer_id"), e.payload.get("device_id")} & theirs)
+        e for e in pending if not ({e.customer_id, e.device_id} & theirs)
     ]
     return int(
         session.execute(delete(OutboundEventRow).where(events_of(customer_id, device_ids))).rowcount  # type: ignore[attr-defined]

@@ -98,13 +98,14 @@ class StoreEventRelay:
                     select(WebhookEndpointRow).where(col(WebhookEndpointRow.disabled_at).is_(None))
                 ).scalars()
             )
-            done = set(  # a replay may have written some already
-                session.execute(
+            done = {  # a replay may have written some already
+                (endpoint_id, event_id)
+                for endpoint_id, event_id in session.execute(
                     select(col(WebhookDeliveryRow.endpoint_id), col(WebhookDeliveryRow.event_id)).where(
                         col(WebhookDeliveryRow.event_id).in_([e.id for e in events])
                     )
-                ).tuples()
-            )
+                )
+            }
             at, added = self.now(), 0
             for event in events:
                 for endpoint in endpoints:

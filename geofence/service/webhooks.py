@@ -358,12 +358,30 @@ class WebhookSender:
                 return False
         return len(queue) == self.per_endpoint
 
+    def _withdrawn(self, d: WebhookDeliveryRow) -> bool:
+        """A store alert whose event left the log is cancelled instead of sent."""
+        from campaigns.storage.outbound_events import OutboundEventRow
+
+        with Session(self.engine) as session:
+            found = select(col(OutboundEventRow.seq)).where(col(OutboundEventRow.id) == d.event_id)
+            if session.execute(found).first():
+                return False
+            session.execute(
+                update(WebhookDeliveryRow)
+                .where(col(WebhookDeliveryRow.id) == d.id, col(WebhookDeliveryRow.status) == "pending")
+                .values(status="cancelled", last_error="its event was withdrawn (consent withdrawn, erasure)")
+            )
+            session.commit()
+        return True
+
     def _attempt(self, client: httpx.Client, endpoint: WebhookEndpointRow, d: WebhookDeliveryRow) -> bool:
         """One POST of the head; True when it was delivered (the next may go)."""
         at = self.now()
         body = d.payload.encode()
         status: int | None = None
         wait: timedelta | None = None
+        if d.stream == STORE_STREAM and d.event_type.startswith("store.") and self._withdrawn(d):
+            return True  # its event was deleted (consent withdrawn, erasure): never sent; the next may go
         # one resolution per attempt; the connection goes to the address that was checked
         target, error = resolve_target(endpoint.url, allow_private=self.allow_private, resolve=self.resolve)
         if target is not None:

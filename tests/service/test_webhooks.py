@@ -21,13 +21,13 @@ from geofence.service.event_log import Consumer, ConsumerRunner, append
 from geofence.service.settings import Settings, WebhookSettings
 from geofence.service.tables.webhooks import WebhookDeliveryRow
 from geofence.service.webhook_signing import new_secret, signed_headers
+from geofence.service.webhook_targets import PinnedTarget, resolve_target, target_refusal
 from geofence.service.webhooks import (
     MAX_AGE,
     WebhookEnqueuer,
     WebhookSender,
     backoff,
 )
-from geofence.service.webhook_targets import PinnedTarget, resolve_target, target_refusal
 from tests.service.webhook_receiver import Receiver, start_receiver
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -148,7 +148,8 @@ def test_a_public_target_is_accepted_and_a_name_resolving_inside_is_refused_at_s
     # a name passes registration; what it resolves to is checked before each attempt
     assert target_refusal("http://localhost./x", allow_private=False) is None
     assert resolve_target("http://localhost./x", allow_private=False)[1] is not None
-    assert resolve_target("http://127.0.0.1/x", allow_private=True) == (PinnedTarget("http://127.0.0.1/x"), None)
+    loopback = "http://127.0.0.1/x"
+    assert resolve_target(loopback, allow_private=True) == (PinnedTarget(loopback), None)
 
 
 def test_an_unknown_event_type_is_a_422(client: TestClient) -> None:

@@ -1,6 +1,6 @@
 """store: the store-side event log (outbound_events, its clock and cursors); webhook deliveries name
 their stream (zone | store);
-endpoints may be limited to zones (a store's own feed)
+endpoints may be limited to zones (a store's own feed); store arrivals (one alert per visit)
 
 Revision ID: store_outbound_events
 Revises: hostile_a_rate_limits
@@ -48,6 +48,18 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name'),
     )
+    op.create_table('store_arrivals',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('zone_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('visit_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('customer_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('alerted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('zone_id', 'visit_id', name='uq_store_arrival_visit'),
+    )
+    op.create_index(op.f('ix_store_arrivals_zone_id'), 'store_arrivals', ['zone_id'], unique=False)
+    op.create_index(op.f('ix_store_arrivals_customer_id'), 'store_arrivals', ['customer_id'], unique=False)
     with op.batch_alter_table('webhook_deliveries') as batch:
         batch.add_column(sa.Column('stream', sqlmodel.sql.sqltypes.AutoString(), server_default='zone',
                                    nullable=False))
@@ -60,6 +72,9 @@ def downgrade() -> None:
         batch.drop_column('zone_ids')
     with op.batch_alter_table('webhook_deliveries') as batch:
         batch.drop_column('stream')
+    op.drop_index(op.f('ix_store_arrivals_customer_id'), table_name='store_arrivals')
+    op.drop_index(op.f('ix_store_arrivals_zone_id'), table_name='store_arrivals')
+    op.drop_table('store_arrivals')
     op.drop_table('outbound_event_cursors')
     op.drop_table('outbound_event_clock')
     op.drop_index(op.f('ix_outbound_events_occurred_at'), table_name='outbound_events')
