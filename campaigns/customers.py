@@ -456,7 +456,9 @@ def _member_of(column: Any, values: set[str], session: Session) -> Any:
 
 
 def location_consented_devices(session: Session, device_ids: Iterable[str], *, at: datetime) -> set[str]:
-    """The devices among ``device_ids`` whose customer holds ``location_offers`` now.
+    """The devices among ``device_ids`` whose customer holds ``location_offers`` or ``store_welcome``
+    now: the two purposes for which a position is processed (offers near a zone; the store told of an
+    arrival). Campaigns still require ``location_offers`` for every location-triggered message.
 
     On the ingest hot path: one query returning plain rows (no ORM objects), projected in Python.
     """
@@ -481,4 +483,7 @@ def location_consented_devices(session: Session, device_ids: Iterable[str], *, a
     ledgers: dict[str, list[Any]] = {}
     for row in rows:
         ledgers.setdefault(row.device_id, []).append(row)
-    return {d for d, entries in ledgers.items() if is_granted(entries, Purpose.LOCATION_OFFERS, at)}
+    return {
+        d for d, entries in ledgers.items()
+        if is_granted(entries, Purpose.LOCATION_OFFERS, at) or is_granted(entries, Purpose.STORE_WELCOME, at)
+    }
