@@ -294,3 +294,15 @@ def test_metrics_show_attempts_pending_parked_and_the_oldest_pending_age_per_end
     age = next(line for line in text.splitlines()
                if line.startswith(f'geofence_webhook_oldest_pending_age_seconds{{endpoint="{endpoint}"}}'))
     assert float(age.split()[-1]) >= 0.0
+
+
+def test_store_welcome_alone_lets_positions_in_for_arrivals_but_no_marketing_purpose_does(
+    sqlite_engine: Engine,
+) -> None:
+    from campaigns.customers import location_consented_devices
+
+    with Session(sqlite_engine) as s:
+        add_customer(s, T0, consents=("store_welcome",))
+        add_customer(s, T0, cid="cust2", device_id="dev2", consents=("push_marketing", "sms_marketing"))
+        add_customer(s, T0, cid="cust3", device_id="dev3", consents=("location_offers",))
+        assert location_consented_devices(s, ["dev1", "dev2", "dev3"], at=T0) == {"dev1", "dev3"}
