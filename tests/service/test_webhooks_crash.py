@@ -1,5 +1,6 @@
-"""``kill -9`` of the worker while it sends webhooks: nothing lost, a repeat only with the same
-``webhook-id``, each endpoint's events in log order (real processes, PostgreSQL)."""
+"""``kill -9`` of the worker while it relays and sends webhooks: nothing lost, a repeat only with the
+same ``webhook-id``, each endpoint's events in log order per stream — zone events and store-side events
+(real processes, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
+from campaigns.storage.outbound_events import emit
 from geofence.events import TransitionKind, ZoneEvent
 from geofence.service.db import make_engine
 from geofence.service.event_log import append
@@ -23,7 +25,7 @@ from tests.service.processes import fresh_postgres, process_env, start_worker, s
 from tests.service.webhook_receiver import Receiver, start_receiver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-EVENTS, KILLS = 200, 3
+EVENTS, STORE_EVENTS, KILLS = 200, 100, 3
 
 
 @pytest.fixture
@@ -55,7 +57,7 @@ def test_kill_9_of_the_sender_loses_nothing_and_repeats_only_with_the_same_webho
     receiver.secret = new_secret()
     engine = make_engine(pg_database)
     with Session(engine) as s:
-        s.add(WebhookEndpointRow(id="ep", url=receiver.url, event_types=["zone.*"],
+        s.add(WebhookEndpointRow(id="ep", url=receiver.url, event_types=["zone.*", "consent.*"],
                                  secrets=[{"secret": receiver.secret, "until": ""}], created_at=now))
         s.commit()
     events = [
@@ -65,6 +67,13 @@ def test_kill_9_of_the_sender_loses_nothing_and_repeats_only_with_the_same_webho
     ]
     for start in range(0, EVENTS, 50):
         append(engine, events[start : start + 50], recorded_at=now)
+    store_ids = []
+    for i in range(STORE_EVENTS):  # as the consent ledger writes them, one transaction each
+        with Session(engine) as s:
+            payload = {"customer_id": f"c{i}", "purpose": "sms_marketing", "granted": False}
+            store_ids.append(emit(s, "consent.changed", payload, subject_id=f"c{i}", occurred_at=now).id)
+            s.commit()
+    everything = EVENTS + STORE_EVENTS
     engine.dispose()
     env = process_env(pg_database, tmp_path, GEOFENCE_SCHEDULER__EVENTS_POLL_S="0.2",
                       GEOFENCE_WEBHOOKS__ALLOW_PRIVATE_TARGETS="true")
@@ -83,14 +92,15 @@ def test_kill_9_of_the_sender_loses_nothing_and_repeats_only_with_the_same_webho
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         deadline = time.monotonic() + 120
-        while len(set(receiver.event_ids())) < EVENTS and time.monotonic() < deadline:
+        while len(set(receiver.event_ids())) < everything and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         stop(worker)
-    assert all(0 < n < EVENTS for n in at_kill), at_kill  # each kill landed mid-stream
+    assert all(0 < n < everything for n in at_kill), at_kill  # each kill landed mid-stream
     got = receiver.event_ids()
-    assert first_seen(got) == [e.id for e in events]  # none lost, in log order
-    assert len(got) - EVENTS <= KILLS  # at most the one in flight repeated per kill
+    assert first_seen([i for i in got if i.startswith("ev-")]) == [e.id for e in events]  # in log order
+    assert first_seen([i for i in got if i.startswith("evt_")]) == store_ids  # none lost, in order
+    assert len(got) - everything <= KILLS  # at most the one in flight (one at a time) repeated per kill
     ids: dict[str, set[str]] = {}
     for r in receiver.accepted:
         ids.setdefault(r.body["data"]["event_id"], set()).add(r.webhook_id)
