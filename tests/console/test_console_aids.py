@@ -96,6 +96,23 @@ def test_the_live_feed_gives_each_new_row_once_and_nothing_personal(tmp_path: Pa
     assert [i["id"] for i in feed.poll()] == ["e0"]
 
 
+def test_the_live_feed_shows_a_store_arrival_by_zone_and_time_only(tmp_path: Path) -> None:
+    from campaigns.storage.arrivals import StoreArrival
+
+    engine = make_engine(f"sqlite:///{tmp_path}/f.db")
+    create_schema(engine)
+    start = datetime.now(UTC)
+    feed = LiveFeed(engine, start_at=start)
+    with Session(engine) as s:
+        s.add(StoreArrival(id="arr_1", zone_id="z1", visit_id="v1", customer_id="c1", event_id="e1",
+                           alerted_at=start + timedelta(milliseconds=3)))
+        s.commit()
+    items = feed.poll()
+    assert items == [{"type": "arrival", "id": "arr_1", "zone_id": "z1", "zone_name": "z1",
+                      "at": (start + timedelta(milliseconds=3)).isoformat()}]
+    assert feed.poll() == []
+
+
 def test_results_come_from_a_snapshot_refreshed_in_the_background() -> None:
     import asyncio
 

@@ -129,7 +129,7 @@ async def _stream(request: Request, feed: LiveFeed) -> AsyncIterator[bytes]:
 
 @router.get("/live/stream")
 def live_stream(request: Request, _s: ReadSession) -> StreamingResponse:
-    """Server-sent events: ``zone_event`` and ``decision``, from the moment the page connects."""
+    """Server-sent events: ``zone_event``, ``decision`` and ``arrival``, from the moment the page connects."""
     feed = LiveFeed(console_of(request).engine, start_at=clock.now())
     return StreamingResponse(
         _stream(request, feed), media_type="text/event-stream",

@@ -5,6 +5,8 @@ endpoint only asks ``poll()`` for what is new. Rows are ordered by the time they
 (``recorded_at`` / ``created_at``); a writer can commit a little after stamping that time, so each
 poll re-reads a short overlap and skips the ids it already gave. Nothing personal leaves: no
 customer id, phone number or push token, only the device id, zone, kind and the decision's reason.
+Store arrival alerts (``store_arrivals``) show as the zone and the time only: the first name went to
+the store, not to the marketer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from campaigns.storage.arrivals import StoreArrival
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.campaigns import Delivery
 from geofence.service.tables.presence import ZoneEventRow
@@ -40,6 +43,7 @@ class LiveFeed:
         self.engine = engine
         self._events = _Cursor(start_at)
         self._decisions = _Cursor(start_at)
+        self._arrivals = _Cursor(start_at)
         self._zone_names: dict[str, str] = {}
 
     def poll(self) -> list[dict[str, Any]]:
@@ -57,7 +61,12 @@ class LiveFeed:
                 .where(Delivery.created_at >= self._decisions.after - OVERLAP)  # type: ignore[arg-type]
                 .order_by(Delivery.created_at, Delivery.id).limit(BATCH)  # type: ignore[arg-type]
             ).all()
-            self._learn_zone_names(conn, {r.zone_id for r in events} | {r.zone_id for r in decisions})
+            arrivals = conn.execute(
+                select(StoreArrival.id, StoreArrival.zone_id, StoreArrival.alerted_at)
+                .where(StoreArrival.alerted_at >= self._arrivals.after - OVERLAP)  # type: ignore[operator]
+                .order_by(StoreArrival.alerted_at, StoreArrival.id).limit(BATCH)  # type: ignore[arg-type]
+            ).all()
+            self._learn_zone_names(conn, {r.zone_id for rows in (events, decisions, arrivals) for r in rows})
         out: list[dict[str, Any]] = [
             {
                 "type": "zone_event", "id": r.id, "zone_id": r.zone_id,
@@ -73,6 +82,13 @@ class LiveFeed:
                 "channel": r.channel, "status": r.status, "reason": r.reason, "at": _iso(r.created_at),
             }
             for r in decisions if self._fresh(self._decisions, r.id, r.created_at)
+        )
+        out.extend(
+            {
+                "type": "arrival", "id": r.id, "zone_id": r.zone_id,
+                "zone_name": self._zone_names.get(r.zone_id, r.zone_id), "at": _iso(r.alerted_at),
+            }
+            for r in arrivals if self._fresh(self._arrivals, r.id, r.alerted_at)
         )
         return out
 

@@ -32,6 +32,10 @@
         dots.length = Math.min(dots.length, 200);
         map.getSource("live").setData({ type: "FeatureCollection", features: dots });
       }
+    } else if (item.type === "arrival") {
+      li.className = "event ARRIVAL";
+      li.textContent = `${(item.at || "").slice(11, 19)} ${document.body.dataset.lang === "fr" ? "ARRIVÉE · magasin prévenu" : "ARRIVAL · store told"} · ${item.zone_name}`;
+      $("live-events").prepend(li);
     } else {
       li.className = `decision ${item.status}`;
       li.textContent = `${(item.at || "").slice(11, 19)} ${item.status}${item.reason ? ` (${item.reason})` : ""} · ${item.campaign_id ?? ""} · ${item.zone_name ?? ""} · ${item.channel}`;
@@ -43,6 +47,7 @@
   const onItem = (e) => { const item = JSON.parse(e.data); if (paused) held.push(item); else show(item); };
   source.addEventListener("zone_event", onItem);
   source.addEventListener("decision", onItem);
+  source.addEventListener("arrival", onItem);
   const fr = document.body.dataset.lang === "fr";
   source.onopen = () => { $("live-state").textContent = fr ? "● connecté" : "● connected"; document.body.dataset.ready = "live"; };
   source.onerror = () => { $("live-state").textContent = fr ? "… reconnexion" : "… reconnecting"; };
