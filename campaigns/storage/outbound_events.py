@@ -144,6 +144,8 @@ _INSERT = insert(OutboundEventRow.__table__)  # type: ignore[arg-type]
 
 @sa_event.listens_for(OrmSession, "before_commit")
 def _write_pending(session: OrmSession) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint's release: the events wait for the real commit
     pending: list[OutboundEvent] = session.info.pop(_PENDING, None) or []
     if not pending:
         return
@@ -160,9 +162,11 @@ def _write_pending(session: OrmSession) -> None:
     )
 
 
-@sa_event.listens_for(OrmSession, "after_soft_rollback")
-def _drop_pending(session: OrmSession, previous_transaction: Any) -> None:
-    if not previous_transaction.nested:
+@sa_event.listens_for(OrmSession, "after_transaction_end")
+def _drop_pending(session: OrmSession, transaction: Any) -> None:
+    """A transaction that ended without writing its events (rolled back, or the session closed)
+    leaves nothing for the session's next one."""
+    if transaction.parent is None:
         session.info.pop(_PENDING, None)
 
 

@@ -120,3 +120,20 @@ def test_many_events_read_in_order_in_pages(engine: Engine):
         first = read_after(session, 0, 4)
         rest = read_after(session, first[-1].seq, 4)
     assert [e.payload["i"] for e in first + rest] == list(range(7))
+
+
+def test_events_are_written_by_the_outer_commit_only_and_a_closed_session_forgets_them(engine: Engine):
+    with Session(engine) as session:
+        with session.begin_nested():
+            emit(session, "order.ready", {"n": 1}, subject_id="o1", occurred_at=T0)
+        with Session(engine) as other:  # the savepoint's release wrote nothing yet
+            assert read_after(other, 0, 10) == []
+        session.rollback()
+    session = Session(engine)
+    emit(session, "order.ready", {"n": 2}, subject_id="o2", occurred_at=T0)
+    session.close()  # abandoned: not written by the next transaction of the same session
+    emit(session, "order.ready", {"n": 3}, subject_id="o3", occurred_at=T0)
+    session.commit()
+    session.close()
+    with Session(engine) as reader:
+        assert [e.payload for e in read_after(reader, 0, 10)] == [{"n": 3}]

@@ -306,3 +306,40 @@ def test_store_welcome_alone_lets_positions_in_for_arrivals_but_no_marketing_pur
         add_customer(s, T0, cid="cust2", device_id="dev2", consents=("push_marketing", "sms_marketing"))
         add_customer(s, T0, cid="cust3", device_id="dev3", consents=("location_offers",))
         assert location_consented_devices(s, ["dev1", "dev2", "dev3"], at=T0) == {"dev1", "dev3"}
+
+
+def test_the_worker_loops_alert_the_store_within_seconds_of_a_fix(
+    engine: Engine, settings: Settings, receiver: Receiver
+) -> None:
+    """The wiring, SQLite and PostgreSQL: a fix inside a store's zone -> zone event -> the
+    ``store_arrivals`` consumer (woken by the event) -> the relay (woken by the consumer) -> the sender;
+    the location gate lets the fix in on ``store_welcome`` alone."""
+    import time
+
+    from geofence.service.loops import start_loops
+    from geofence.service.runtime import bootstrap
+    from tests.geofence.tracks import STORE, fix
+    from zones.model import Circle, Zone
+
+    hooks = settings.model_copy(update={"webhooks": WebhookSettings(allow_private_targets=True)})
+    runtime = bootstrap(hooks, engine)
+    with TestClient(create_app(runtime=runtime, run_jobs=False)) as c:
+        register(c, receiver, ["store.customer_arrived"], zones=["store"])
+    with Session(engine) as s:
+        add_customer(s, T0, device_id="dev-1", consents=("store_welcome",), locale="fr")
+    service = runtime.geofence
+    service.save_zones([Zone("store", "Store", Circle(STORE[0], STORE[1], 60), store_id="S1")], at=T0)
+    loops = start_loops(runtime.loops, ("worker",), engine=engine, wakeups=runtime.wakeups)
+    try:
+        time.sleep(0.2)
+        inside = fix(0, 0, 60)
+        (event,) = service.ingest([inside], at=inside.recorded_at).events
+        deadline = time.monotonic() + 10
+        while not receiver.accepted and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        loops.stop()
+    assert receiver.bad_signatures == 0
+    assert [r.body["type"] for r in receiver.accepted] == ["store.customer_arrived"]
+    data = receiver.accepted[0].body["data"]
+    assert data == {**data, "store_id": "S1", "zone_id": event.zone_id, "first_name": "Ana", "language": "fr"}
