@@ -12,15 +12,22 @@ from campaigns.storage.deliveries import CANCELLED, WAITING_STATUSES, Delivery
 
 
 def cancel_waiting_deliveries(
-    session: Session, *, customer_id: str, channels: Iterable[str], reason: str, at: datetime
+    session: Session, *, customer_id: str, channels: Iterable[str], reason: str, at: datetime,
+    marketing_only: bool = False,
 ) -> int:
     """Mark pending and deferred deliveries cancelled, in the caller's transaction.
+
+    ``marketing_only``: leave transactional notices (no campaign: an order is ready) alone — a
+    withdrawn marketing consent does not stop them.
 
     Rows already leased to a dispatcher (``sending``) are not touched here: the dispatcher re-reads
     consent right before it calls the provider, inside its own transaction.
     """
+    stmt = update(Delivery)
+    if marketing_only:
+        stmt = stmt.where(Delivery.campaign_id.is_not(None))  # type: ignore[union-attr]
     result = session.execute(
-        update(Delivery)
+        stmt
         .where(Delivery.customer_id == customer_id)  # type: ignore[arg-type]
         .where(Delivery.channel.in_(list(channels)))  # type: ignore[attr-defined]
         .where(Delivery.status.in_(WAITING_STATUSES))  # type: ignore[attr-defined]

@@ -435,6 +435,7 @@ def record_consent(
             channels=WITHDRAWAL_CHANNELS[purpose],
             reason=f"consent_withdrawn:{purpose.value}",
             at=at,
+            marketing_only=True,
         )
     return event, cancelled
 

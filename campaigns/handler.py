@@ -193,6 +193,7 @@ def load_history(
             Delivery.due_at,
         )
         .where(Delivery.customer_id == customer_id)
+        .where(Delivery.campaign_id.is_not(None))  # type: ignore[union-attr]  # transactional: no cap
         .where(Delivery.status.not_in(NOT_COUNTING))  # type: ignore[attr-defined]
         .where(Delivery.due_at >= at - span)  # type: ignore[operator]
     )

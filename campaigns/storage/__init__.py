@@ -4,4 +4,4 @@
 importing the service; importing this package registers the campaigns' tables on ``SQLModel.metadata``.
 """
 
-from campaigns.storage import customers, deliveries, exports  # noqa: F401
+from campaigns.storage import customers, deliveries, exports, orders  # noqa: F401
