@@ -9,6 +9,7 @@ from sqlalchemy import update
 from sqlmodel import Session
 
 from campaigns.storage.deliveries import CANCELLED, WAITING_STATUSES, Delivery
+from campaigns.transactional import KEY_PREFIX
 
 
 def cancel_waiting_deliveries(
@@ -17,7 +18,7 @@ def cancel_waiting_deliveries(
 ) -> int:
     """Mark pending and deferred deliveries cancelled, in the caller's transaction.
 
-    ``marketing_only``: leave transactional notices (no campaign: an order is ready) alone — a
+    ``marketing_only``: leave transactional notices (an order is ready) alone — a
     withdrawn marketing consent does not stop them.
 
     Rows already leased to a dispatcher (``sending``) are not touched here: the dispatcher re-reads
@@ -25,7 +26,7 @@ def cancel_waiting_deliveries(
     """
     stmt = update(Delivery)
     if marketing_only:
-        stmt = stmt.where(Delivery.campaign_id.is_not(None))  # type: ignore[union-attr]
+        stmt = stmt.where(Delivery.idempotency_key.not_like(f"{KEY_PREFIX}%"))  # type: ignore[attr-defined]
     result = session.execute(
         stmt
         .where(Delivery.customer_id == customer_id)  # type: ignore[arg-type]

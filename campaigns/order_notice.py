@@ -16,9 +16,9 @@ from campaigns.storage.columns import as_utc
 from campaigns.storage.customers import ConsentEvent, Customer, Device
 from campaigns.storage.deliveries import CANCELLED, PENDING, SKIPPED, WAITING_STATUSES, Delivery
 from campaigns.storage.orders import OrderRow
-from campaigns.transactional import ready_text, transactional_send_at
+from campaigns.transactional import KEY_PREFIX, ready_text, transactional_send_at
 
-READY_KEY = "order:{}:ready"
+READY_KEY = KEY_PREFIX + "order:{}:ready"
 
 
 def ready_notice(session: Session, row: OrderRow, *, ready_at: datetime, at: datetime) -> Delivery | None:

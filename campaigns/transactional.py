@@ -13,7 +13,10 @@ from datetime import datetime, time
 
 from campaigns.windows import next_common_opening, quiet_period
 
-NIGHT = (time(22, 0), time(7, 0))  # local wall-clock: held from 22:00, sent from 07:00
+NIGHT = (time(22, 0), time(7, 0))
+# idempotency keys of transactional deliveries start with this: marketing caps do not count them, and a
+# withdrawn marketing consent does not cancel them (one portable LIKE, no JSON query)
+KEY_PREFIX = "txn:"  # local wall-clock: held from 22:00, sent from 07:00
 
 READY_TEXT = {
     "fr": ("Votre commande est prête", "Votre commande {order} vous attend à {store}."),

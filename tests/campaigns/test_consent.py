@@ -28,7 +28,8 @@ def test_no_entry_means_no_consent_for_every_purpose():
 def test_each_purpose_is_independent():
     state = consent_state([Entry("push_marketing", True, T0)], T0)
     assert state == {
-        Purpose.PUSH_MARKETING: True, Purpose.SMS_MARKETING: False, Purpose.LOCATION_OFFERS: False
+        Purpose.PUSH_MARKETING: True, Purpose.SMS_MARKETING: False, Purpose.LOCATION_OFFERS: False,
+        Purpose.ORDER_UPDATES: False,
     }
 
 

@@ -98,7 +98,7 @@ def customer_with_sms(engine, phone=FR_PHONE, locale="fr", crm_id="crm-1"):
         customer, _ = uc.upsert_customer(
             s, uc.CustomerInput(crm_id=crm_id, phone=phone, locale=locale, country=None), at=AT, hash_key=KEY
         )
-        for purpose in Purpose:
+        for purpose in (Purpose.LOCATION_OFFERS, Purpose.PUSH_MARKETING, Purpose.SMS_MARKETING):  # marketing
             uc.record_consent(
                 s, customer_id=customer.id, purpose=purpose, granted=True, source=Source.IMPORT, at=AT
             )
@@ -204,6 +204,7 @@ def test_stop_withdraws_sms_consent_cancels_queued_sms_and_replies_once_in_frenc
             Purpose.SMS_MARKETING: False,
             Purpose.PUSH_MARKETING: True,
             Purpose.LOCATION_OFFERS: True,
+            Purpose.ORDER_UPDATES: False,  # never granted here (STOP leaves it as it was)
         }
         withdrawal = s.exec(select(ConsentEvent).where(ConsentEvent.granted == False)).one()  # noqa: E712
         assert withdrawal.source == "sms_keyword" and withdrawal.purpose == "sms_marketing"

@@ -35,7 +35,9 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # no control characters (PostgreSQL refuses 
 OrderId = Annotated[str, Path(min_length=1, max_length=128, pattern=PRINTABLE)]
 ZoneId = Annotated[str, Path(min_length=1, max_length=128, pattern=PRINTABLE)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such order"}}
-CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "the order is closed the other way (cancelled / picked up)"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "the order is closed the other way (cancelled / picked up)"}
+}
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 
