@@ -23,6 +23,9 @@ class Purpose(StrEnum):
     # transactional, not marketing: "your order is ready" (campaigns.transactional); recorded as granted
     # with a customer's first order, withdrawable like any other purpose
     ORDER_UPDATES = "order_updates"
+    # the store may be told when the customer arrives (first name, language, an order waiting):
+    # a purpose of its own, never implied by the marketing ones
+    STORE_WELCOME = "store_welcome"
 
 
 _PURPOSES = {p.value: p for p in Purpose}  # str -> Purpose without the Enum constructor (hot path)
@@ -48,6 +51,7 @@ WITHDRAWAL_CHANNELS: Mapping[Purpose, tuple[str, ...]] = {
     Purpose.PUSH_MARKETING: ("push",),
     Purpose.LOCATION_OFFERS: ("push", "sms"),
     Purpose.ORDER_UPDATES: (),  # waiting notices are skipped at send time, with the reason
+    Purpose.STORE_WELCOME: (),  # no message is sent for it: arrival alerts check it as they happen
 }
 
 

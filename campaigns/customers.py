@@ -27,6 +27,7 @@ from campaigns.cancellation import cancel_waiting_deliveries
 from campaigns.consent import WITHDRAWAL_CHANNELS, Purpose, Source, consent_state, is_granted
 from campaigns.phones import InvalidPhone, mask_token, phone_hash, place_of, to_e164
 from campaigns.storage.customers import ConsentEvent, Customer, Device, Suppression
+from campaigns.store_events import consent_changed
 
 log = logging.getLogger(__name__)
 
@@ -437,6 +438,12 @@ def record_consent(
             at=at,
             marketing_only=True,
         )
+    if not granted and purpose is Purpose.STORE_WELCOME:
+        from campaigns.arrivals import withdraw_arrivals  # (arrivals reads the ledger this writes)
+
+        withdraw_arrivals(session, customer_id)
+    consent_changed(session, customer_id=customer_id, purpose=purpose.value, granted=granted,
+                    source=source.value, consent_id=event.id, cancelled=cancelled, at=at)  # fmt: skip
     return event, cancelled
 
 
@@ -450,7 +457,9 @@ def _member_of(column: Any, values: set[str], session: Session) -> Any:
 
 
 def location_consented_devices(session: Session, device_ids: Iterable[str], *, at: datetime) -> set[str]:
-    """The devices among ``device_ids`` whose customer holds ``location_offers`` now.
+    """The devices among ``device_ids`` whose customer holds ``location_offers`` or ``store_welcome``
+    now: the two purposes for which a position is processed (offers near a zone; the store told of an
+    arrival). Campaigns still require ``location_offers`` for every location-triggered message.
 
     On the ingest hot path: one query returning plain rows (no ORM objects), projected in Python.
     """
@@ -475,4 +484,7 @@ def location_consented_devices(session: Session, device_ids: Iterable[str], *, a
     ledgers: dict[str, list[Any]] = {}
     for row in rows:
         ledgers.setdefault(row.device_id, []).append(row)
-    return {d for d, entries in ledgers.items() if is_granted(entries, Purpose.LOCATION_OFFERS, at)}
+    return {
+        d for d, entries in ledgers.items()
+        if is_granted(entries, Purpose.LOCATION_OFFERS, at) or is_granted(entries, Purpose.STORE_WELCOME, at)
+    }

@@ -42,6 +42,7 @@ from campaigns.storage.deliveries import (
     Delivery,
 )
 from campaigns.storage.geofence_views import ZONES
+from campaigns.store_events import message_status
 from campaigns.transactional import KEY_PREFIX as TRANSACTIONAL
 from geofence.events import ZoneEvent
 
@@ -439,24 +440,26 @@ class CampaignHandler:
         history = load_history(session, recipient.customer_id, at, longest) if recipient else []
         customer_id = recipient.customer_id if recipient else None
         handled: list[Handled] = []
+        skipped: list[Delivery] = []  # added at the end, each with its message.skipped event
         winner: str | None = None
         for campaign in candidates:
             if idempotency_key(campaign.id, event.id) in done:
                 continue
             if winner is not None:
-                session.add(skipped_row(event, campaign, customer_id, f"superseded:{winner}", at))
+                skipped.append(skipped_row(event, campaign, customer_id, f"superseded:{winner}", at))
                 handled.append(Handled(campaign.id, "skip", f"superseded:{winner}"))
                 continue
             decision: Decision = decide(event, campaign, zone, recipient, history, at, self.policy)
             if isinstance(decision, Skip) or recipient is None:
                 reason = decision.reason
-                session.add(skipped_row(event, campaign, customer_id, reason, at, decision.channel))
+                skipped.append(skipped_row(event, campaign, customer_id, reason, at, decision.channel))
                 handled.append(Handled(campaign.id, "skip", reason))
                 continue
             if in_holdout(campaign.id, recipient.customer_id, campaign.holdout_share):
                 # Qualified but held back (the control group of the stats); it also wins over lower
                 # priority campaigns so the control group receives nothing from this trigger.
-                session.add(skipped_row(event, campaign, customer_id, HOLDOUT_REASON, at, decision.channel))
+                held_back = skipped_row(event, campaign, customer_id, HOLDOUT_REASON, at, decision.channel)
+                skipped.append(held_back)
                 handled.append(Handled(campaign.id, "skip", HOLDOUT_REASON))
                 winner = campaign.id
                 continue
@@ -464,7 +467,7 @@ class CampaignHandler:
                 row = delivery_row(event, campaign, zone, recipient, decision, at)
             except ValueError as exc:  # e.g. an SMS sender that cannot take STOP replies
                 reason = f"render_error:{exc}"[:300]
-                session.add(skipped_row(event, campaign, customer_id, reason, at, decision.channel))
+                skipped.append(skipped_row(event, campaign, customer_id, reason, at, decision.channel))
                 handled.append(Handled(campaign.id, "skip", reason))
                 continue
             try:
@@ -474,10 +477,13 @@ class CampaignHandler:
                     reserve(session, recipient.customer_id, decision.buckets, row.id, at)
             except CapTaken as taken:
                 reason = f"cap:{taken.bucket.split(':')[0]}_taken"
-                session.add(skipped_row(event, campaign, customer_id, reason, at, decision.channel))
+                skipped.append(skipped_row(event, campaign, customer_id, reason, at, decision.channel))
                 handled.append(Handled(campaign.id, "skip", reason))
                 continue
             winner = campaign.id
             handled.append(Handled(campaign.id, decision.outcome, decision.reason, row.id))
+        session.add_all(skipped)
         session.flush()
+        for row in skipped:
+            message_status(session, row, SKIPPED, reason=row.reason, at=at)
         return handled

@@ -27,6 +27,7 @@ from sqlmodel import Session
 from campaigns.providers.base import OutboundMessage, ProviderError, SendResult
 from campaigns.storage.columns import as_utc
 from campaigns.storage.deliveries import FAILED, SENDING, SENT, Delivery
+from campaigns.store_events import message_status
 
 log = logging.getLogger(__name__)
 
@@ -148,4 +149,8 @@ def settle(
 
 def _update(session: Session, delivery: Delivery, token: str, values: dict[str, Any]) -> bool:
     stmt = update(Delivery.__table__).where(_held(delivery, token)).values(**values)  # type: ignore[attr-defined]
-    return bool(session.connection().execute(stmt).rowcount)
+    held = bool(session.connection().execute(stmt).rowcount)
+    if held and "status" in values:
+        status, reason, at = values["status"], values.get("reason"), values["updated_at"]
+        message_status(session, delivery, status, reason=reason, at=at)
+    return held

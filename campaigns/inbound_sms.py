@@ -37,6 +37,7 @@ from campaigns.phones import canonical, guess_locale, mask_phone, phone_hash
 from campaigns.replies import ReplyKind, reply_text
 from campaigns.storage.columns import as_utc
 from campaigns.storage.customers import Customer, InboundMessage
+from campaigns.store_events import opted_out
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,9 @@ def _consent(session: Session, customers: list[Customer], sms: InboundSms, found
             },
         )
         cancelled += n
+        if not granted:  # STOP or a synonym (EN/FR): the customer opted out of SMS
+            opted_out(session, customer_id=customer.id, channels=["sms"], reason="sms_keyword", at=at,
+                      keyword=found.keyword)  # fmt: skip
     return cancelled
 
 
@@ -247,6 +251,7 @@ def decide_review(
                 evidence={"message_sid": row.message_sid, "phrase": row.keyword, "reviewed": True},
             )  # fmt: skip
             cancelled += n
+            opted_out(session, customer_id=customer.id, channels=["sms"], reason="review", at=at)
     row.review_decision, row.reviewed_by, row.reviewed_at, row.needs_review = decision, decided_by, at, False
     session.add(row)
     session.flush()

@@ -50,6 +50,7 @@ from campaigns.storage.deliveries import (
     Delivery,
 )
 from campaigns.storage.geofence_views import ZONE_EVENTS
+from campaigns.store_events import consent_changed, message_status, opted_out
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,11 @@ def _finish(session: Session, delivery: Delivery, token: str, **values: Any) -> 
     """Update the row only if this claim still holds it (a lapsed lease may have been re-claimed)."""
     keys = tuple(sorted(values))
     params = {f"v_{k}": values[k] for k in keys} | {"w_id": delivery.id, "w_token": token}
-    return bool(session.connection().execute(_finish_statement(keys), params).rowcount)
+    held = bool(session.connection().execute(_finish_statement(keys), params).rowcount)
+    if held and "status" in values:  # message.* for the store side, written by this transaction's commit
+        message_status(session, delivery, values["status"], reason=values.get("reason"),
+                       at=values.get("updated_at") or values.get("sent_at") or delivery.due_at)
+    return held
 
 
 def release_caps(session: Session, delivery_id: str) -> None:
@@ -349,21 +354,23 @@ def withdraw_sms_consent(
     top = session.execute(
         select(func.max(ConsentEvent.seq)).where(ConsentEvent.customer_id == customer_id)
     ).scalar()
-    session.add(
-        ConsentEvent(
-            seq=int(top or 0) + 1,
-            customer_id=customer_id,
-            purpose=CHANNEL_PURPOSE["sms"],
-            granted=False,
-            occurred_at=at,
-            recorded_at=at,
-            source="provider",
-            evidence={"code": code or "21610", "sender": sender},
-        )
+    withdrawal = ConsentEvent(
+        seq=int(top or 0) + 1,
+        customer_id=customer_id,
+        purpose=CHANNEL_PURPOSE["sms"],
+        granted=False,
+        occurred_at=at,
+        recorded_at=at,
+        source="provider",
+        evidence={"code": code or "21610", "sender": sender},
     )
-    cancel_waiting_deliveries(
+    session.add(withdrawal)
+    cancelled = cancel_waiting_deliveries(
         session, customer_id=customer_id, channels=["sms"], reason="unsubscribed", at=at
     )
+    consent_changed(session, customer_id=customer_id, purpose=CHANNEL_PURPOSE["sms"], granted=False,
+                    source="provider", consent_id=withdrawal.id, cancelled=cancelled, at=at)  # fmt: skip
+    opted_out(session, customer_id=customer_id, channels=["sms"], reason="provider", at=at)
 
 
 def apply_hygiene(session: Session, delivery: Delivery, error: InvalidRecipient, at: datetime) -> None:

@@ -10,6 +10,8 @@ hashes):
 - Devices are deleted (push tokens with them), with their open presences and any retained raw fixes;
   zone events lose their device and customer ids;
   deliveries lose customer, device, title, body and data; inbound SMS rows from the number are deleted.
+- Store-side events naming the customer or a device (``outbound_events``) are deleted, with their
+  webhook messages; a ``customer.opted_out`` (reason ``erasure``, the opaque id only) tells receivers.
 - The number's keyed hash goes on the suppression list with reason ``erased``: a later import or API
   grant cannot re-enable SMS marketing, and START by SMS is refused.
 """
@@ -34,9 +36,12 @@ from campaigns.customers import (
     suppress,
 )
 from campaigns.phones import mask_token
+from campaigns.storage.arrivals import StoreArrival
 from campaigns.storage.columns import as_utc
 from campaigns.storage.customers import Customer, Device, InboundMessage
 from campaigns.storage.deliveries import Delivery
+from campaigns.storage.outbound_events import erase_events_of
+from campaigns.store_events import opted_out
 
 
 class LocationData(Protocol):
@@ -142,6 +147,12 @@ def erase_customer(
     )
     counts.update(located)  # presences and location_fixes, when the customer had devices
     counts["devices"] = _count(session.execute(delete(Device).where(col(Device.customer_id) == customer_id)))
+    # the store-side events naming them (those this erasure emitted above included) go; one stays, with
+    # the opaque id only: the receivers' cue to erase their own copy
+    counts["store_events"] = erase_events_of(session, customer_id, device_ids)
+    theirs = col(StoreArrival.customer_id) == customer_id
+    session.execute(update(StoreArrival).where(theirs).values(customer_id=None))
+    opted_out(session, customer_id=customer_id, channels=("push", "sms"), reason="erasure", at=at)
     customer.crm_id = customer.phone_e164 = customer.phone_hash = customer.first_name = None
     customer.subdivision = None
     customer.attributes = {}

@@ -16,6 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from campaigns.privacy import json_row
+from campaigns.storage.outbound_events import OutboundEventRow, events_of
 from geofence.service.presence_store import drop_presence_caches
 from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
 from geofence.service.tables.webhooks import WebhookDeliveryRow
@@ -62,6 +63,11 @@ class SqlLocationData:
         theirs = select(col(ZoneEventRow.id)).where(_events_of(customer_id, device_ids))
         hooks = _count(
             session.execute(delete(WebhookDeliveryRow).where(col(WebhookDeliveryRow.event_id).in_(theirs)))
+        )
+        # and those about their store-side events (messages, consent, arrivals), which campaigns erase
+        store = select(col(OutboundEventRow.id)).where(events_of(customer_id, device_ids))
+        hooks += _count(
+            session.execute(delete(WebhookDeliveryRow).where(col(WebhookDeliveryRow.event_id).in_(store)))
         )
         unlink = update(ZoneEventRow).where(_events_of(customer_id, device_ids))
         counts = {"zone_events": _count(session.execute(unlink.values(device_id=None, customer_id=None))),

@@ -57,6 +57,7 @@ class Wakeups:
     outbox: Wakeup = field(default_factory=Wakeup)
     config: Wakeup = field(default_factory=Wakeup)
     webhooks: Wakeup = field(default_factory=Wakeup)  # deliveries enqueued (in-process: same worker)
+    store_events: Wakeup = field(default_factory=Wakeup)  # store-side events committed (in-process)
 
     def by_channel(self) -> dict[str, Wakeup]:
         return {EVENTS_CHANNEL: self.events, OUTBOX_CHANNEL: self.outbox, CONFIG_CHANNEL: self.config}

@@ -12,21 +12,19 @@ again: delivery is at least once, de-duplicated by the receiver on that id.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import random
-import socket
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -36,12 +34,22 @@ from geofence.service.tables._types import as_utc, new_id
 from geofence.service.tables.consumers import EventConsumerRow
 from geofence.service.tables.presence import ZoneEventRow
 from geofence.service.tables.webhooks import WebhookDeliveryRow, WebhookEndpointRow
+from geofence.service.webhook_metrics import ATTEMPTS, DELIVERIES
 from geofence.service.webhook_signing import signed_headers
+from geofence.service.webhook_targets import Resolver, resolve_target, system_resolver, target_refusal
 
 log = logging.getLogger(__name__)
 
 ZONE_TYPES = {"enter": "zone.entered", "dwell": "zone.dwelled", "exit": "zone.exited"}
-EVENT_TYPES = tuple(ZONE_TYPES.values())
+# the store-side events (``campaigns.storage.outbound_events.emit``); ``order.*`` types are the orders
+# module's own, accepted by name pattern (ORDER_TYPE)
+STORE_TYPES = (
+    "message.sent", "message.delivered", "message.failed", "message.skipped",
+    "consent.changed", "customer.opted_out", "store.customer_arrived",
+)  # fmt: skip
+EVENT_TYPES = (*ZONE_TYPES.values(), *STORE_TYPES)
+FAMILIES = ("zone", "message", "consent", "customer", "store", "order")
+ORDER_TYPE = re.compile(r"^order\.[a-z][a-z_]{0,39}$")
 # after the first attempt: Svix's schedule, then every 10 h until MAX_AGE (about 3 days, ~13 attempts)
 SCHEDULE = (
     timedelta(seconds=5),
@@ -52,6 +60,8 @@ SCHEDULE = (
     timedelta(hours=10),
 )
 MAX_AGE = timedelta(days=3)
+ZONE_STREAM, STORE_STREAM = "zone", "store"  # which log a delivery's seq belongs to
+STREAMS = (ZONE_STREAM, STORE_STREAM)
 MAX_RETRY_AFTER = timedelta(days=1)
 JITTER = 0.2  # +-20 %: receivers coming back are not hit by every sender at the same second
 
@@ -76,65 +86,33 @@ def retry_after(value: str | None, now: datetime) -> timedelta | None:
     return max(timedelta(0), min(wait, MAX_RETRY_AFTER))
 
 
-# -- targets: no requests into the operator's own network unless allowed ----------------------------
-def _private(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return not ip.is_global or ip.is_multicast
-
-
-def target_refusal(url: str, *, allow_private: bool) -> str | None:
-    """Why ``url`` may not be a target (None when it may): http(s) with a host, and no private,
-    loopback or link-local address unless ``allow_private``. Names are resolved at send time."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "the target must be an http or https URL with a host"
-    if allow_private:
-        return None
-    host = parts.hostname
-    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-        return f"{host} is a local name (webhooks.allow_private_targets is off)"
-    try:
-        if _private(host):
-            return f"{host} is a private or loopback address (webhooks.allow_private_targets is off)"
-    except ValueError:
-        pass  # a name
-    return None
-
-
-def resolved_refusal(url: str, *, allow_private: bool) -> str | None:
-    """``target_refusal`` plus every address the host resolves to now (a name may point inside)."""
-    if (reason := target_refusal(url, allow_private=allow_private)) or allow_private:
-        return reason
-    parts = urlsplit(url)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        return f"cannot resolve {parts.hostname}: {exc}"
-    bad = sorted({str(i[4][0]) for i in infos if _private(str(i[4][0]))})
-    return f"{parts.hostname} resolves to private addresses {bad}" if bad else None
-
-
 # -- endpoints ----------------------------------------------------------------------------------------
-FILTERS = (*EVENT_TYPES, "zone.*")  # what an endpoint's filter may name: a type, or a family
+# what an endpoint's filter may name: a type, or a family ("message.*")
+FILTERS = (*EVENT_TYPES, *(f"{f}.*" for f in FAMILIES))
+
+
+def known_filter(name: str) -> bool:
+    return name in FILTERS or bool(ORDER_TYPE.match(name))
 
 
 def register_endpoint(
     session: Session, url: str, event_types: Sequence[str], *, description: str = "",
-    allow_private: bool, at: datetime,
+    allow_private: bool, at: datetime, zone_ids: Sequence[str] = (),
 ) -> tuple[WebhookEndpointRow, str]:
     """A new endpoint and its signing secret (shown once); ValueError says why a request is refused.
-    The admin route and ``geofence webhooks add`` both come here."""
+    ``zone_ids``: only events naming one of these zones (a store's own feed). The admin route and
+    ``geofence webhooks add`` both come here."""
     from geofence.service.webhook_signing import new_secret
 
-    unknown = sorted(set(event_types) - set(FILTERS))
+    unknown = sorted(t for t in set(event_types) if not known_filter(t))
     if unknown or not event_types:
-        raise ValueError(f"unknown event types {unknown}; choose from {list(FILTERS)}")
+        raise ValueError(f"unknown event types {unknown}; choose from {list(FILTERS)} or order.<name>")
     if refusal := target_refusal(url, allow_private=allow_private):
         raise ValueError(f"url refused: {refusal}")
     secret = new_secret()
     row = WebhookEndpointRow(
         id=f"ep_{new_id()}", url=url, description=description, event_types=sorted(set(event_types)),
-        secrets=[{"secret": secret, "until": ""}], created_at=at,
+        zone_ids=sorted(set(zone_ids)), secrets=[{"secret": secret, "until": ""}], created_at=at,
     )
     session.add(row)
     session.commit()
@@ -161,7 +139,11 @@ def payload(event: ZoneEvent, event_type: str) -> str:
     )
 
 
-def wants(endpoint: WebhookEndpointRow, event_type: str) -> bool:
+def wants(endpoint: WebhookEndpointRow, event_type: str, zone_id: str | None = None) -> bool:
+    """The endpoint's filter: a type it names (or its family), and when it is limited to zones, an
+    event naming one of them (an event about no zone does not go to a store's feed)."""
+    if endpoint.zone_ids and zone_id not in endpoint.zone_ids:
+        return False
     return any(
         t == event_type or (t.endswith(".*") and event_type.startswith(t[:-1])) for t in endpoint.event_types
     )
@@ -182,7 +164,7 @@ class WebhookEnqueuer:
                 for e in session.execute(
                     select(WebhookEndpointRow).where(col(WebhookEndpointRow.disabled_at).is_(None))
                 ).scalars()
-                if wants(e, event_type)
+                if wants(e, event_type, event.zone_id)
             ]
             if not targets:
                 return
@@ -253,14 +235,16 @@ def replay(
     added = 0
     for row in rows:
         event_type = ZONE_TYPES.get(row.kind)
-        if row.id in had or event_type is None or not wants(endpoint, event_type):
+        if row.id in had or event_type is None or not wants(endpoint, event_type, row.zone_id):
             continue
         event = to_event(row)
         session.add(
             _delivery(endpoint.id, event, event_type, int(row.seq or 0), payload(event, event_type), now)
         )
         added += 1
-    return int(again) + added
+    from geofence.service.webhook_store_events import replay_store_events
+
+    return int(again) + added + replay_store_events(session, endpoint, since, had=had, now=now, limit=limit)
 
 
 # -- send ---------------------------------------------------------------------------------------------
@@ -292,8 +276,10 @@ class WebhookSender:
         per_endpoint: int = 50,
         rng: Callable[[], float] = random.random,
         consumer: str = "webhooks",
+        resolve: Resolver = system_resolver,
     ) -> None:
         self.engine, self.now, self.timeout_s, self.consumer = engine, now, timeout_s, consumer
+        self.resolve = resolve  # the DNS seam: tests answer as a rebinding attacker would
         self.allow_private, self.threads, self.per_endpoint, self.rng = (
             allow_private,
             threads,
@@ -315,7 +301,7 @@ class WebhookSender:
                                 select(col(WebhookDeliveryRow.endpoint_id)).where(
                                     col(WebhookDeliveryRow.status) == "pending",
                                     col(WebhookDeliveryRow.next_attempt_at) <= self.now(),
-                                    col(WebhookDeliveryRow.seq) <= self._settled(),
+                                    self._settled(),
                                 )
                             ),
                         )
@@ -331,37 +317,62 @@ class WebhookSender:
         return any(more)
 
     def _settled(self) -> Any:
-        """The log position the enqueuing consumer has finished: it enqueues a batch device by device,
-        so a delivery past its cursor may still get an earlier neighbour — sending it would break
-        the order."""
-        return (
+        """Deliveries that may go: a zone event's once the enqueuing consumer has finished its log
+        position (it enqueues a batch device by device, so a delivery past its cursor may still get an
+        earlier neighbour — sending it would break the order); a store event's at once (they are
+        enqueued in log order, with the cursor, in one transaction)."""
+        cursor = (
             select(col(EventConsumerRow.cursor_seq)).where(col(EventConsumerRow.name) == self.consumer)
         ).scalar_subquery()
+        return or_(col(WebhookDeliveryRow.stream) == STORE_STREAM, col(WebhookDeliveryRow.seq) <= cursor)
 
     def _drain(self, endpoint: WebhookEndpointRow) -> bool:
-        """The endpoint's oldest pending deliveries, one after another, until one waits or fails
-        (later ones wait behind it: order per endpoint). True when a full batch went."""
+        """Each stream of the endpoint (zone events, store events), in its log order. True when a
+        full batch went."""
+        with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
+            more = [self._drain_stream(client, endpoint, stream) for stream in STREAMS]  # each, always
+            return any(more)
+
+    def _drain_stream(self, client: httpx.Client, endpoint: WebhookEndpointRow, stream: str) -> bool:
+        """The stream's oldest pending deliveries, one after another, until one waits or fails
+        (later ones wait behind it: order per endpoint and stream)."""
         with Session(self.engine, expire_on_commit=False) as session:
             queue = list(
                 session.execute(
                     select(WebhookDeliveryRow)
                     .where(
                         col(WebhookDeliveryRow.endpoint_id) == endpoint.id,
+                        col(WebhookDeliveryRow.stream) == stream,
                         col(WebhookDeliveryRow.status) == "pending",
-                        col(WebhookDeliveryRow.seq) <= self._settled(),
+                        self._settled(),
                     )
                     .order_by(col(WebhookDeliveryRow.seq))
                     .limit(self.per_endpoint)
                 ).scalars()
             )
             session.expunge_all()
-        with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
-            for head in queue:
-                if (as_utc(head.next_attempt_at) or head.next_attempt_at) > self.now():
-                    return False
-                if not self._attempt(client, endpoint, head):
-                    return False
+        for head in queue:
+            if (as_utc(head.next_attempt_at) or head.next_attempt_at) > self.now():
+                return False
+            if not self._attempt(client, endpoint, head):
+                return False
         return len(queue) == self.per_endpoint
+
+    def _withdrawn(self, d: WebhookDeliveryRow) -> bool:
+        """A store alert whose event left the log is cancelled instead of sent."""
+        from campaigns.storage.outbound_events import OutboundEventRow
+
+        with Session(self.engine) as session:
+            found = select(col(OutboundEventRow.seq)).where(col(OutboundEventRow.id) == d.event_id)
+            if session.execute(found).first():
+                return False
+            session.execute(
+                update(WebhookDeliveryRow)
+                .where(col(WebhookDeliveryRow.id) == d.id, col(WebhookDeliveryRow.status) == "pending")
+                .values(status="cancelled", last_error="its event was withdrawn (consent withdrawn, erasure)")
+            )
+            session.commit()
+        return True
 
     def _attempt(self, client: httpx.Client, endpoint: WebhookEndpointRow, d: WebhookDeliveryRow) -> bool:
         """One POST of the head; True when it was delivered (the next may go)."""
@@ -369,13 +380,17 @@ class WebhookSender:
         body = d.payload.encode()
         status: int | None = None
         wait: timedelta | None = None
-        error = resolved_refusal(endpoint.url, allow_private=self.allow_private)
-        if error is None:
+        if d.stream == STORE_STREAM and d.event_type.startswith("store.") and self._withdrawn(d):
+            return True  # its event was deleted (consent withdrawn, erasure): never sent; the next may go
+        # one resolution per attempt; the connection goes to the address that was checked
+        target, error = resolve_target(endpoint.url, allow_private=self.allow_private, resolve=self.resolve)
+        if target is not None:
             try:
                 answer = client.post(
-                    endpoint.url,
+                    target.url,
                     content=body,
-                    headers=signed_headers(live_secrets(endpoint, at), d.id, at, body),
+                    headers=target.headers | signed_headers(live_secrets(endpoint, at), d.id, at, body),
+                    extensions=target.extensions,
                 )
                 status = answer.status_code
                 if not 200 <= status < 300:
@@ -385,10 +400,12 @@ class WebhookSender:
                 error = f"{type(exc).__name__}: {exc}"[:300]
         attempts = d.attempts + 1
         values: dict[str, object] = {"attempts": attempts, "last_status": status, "last_error": error}
+        outcome = "delivered" if error is None else "gone" if status == 410 else "failed"
         if error is None:
             values.update(status="delivered", delivered_at=at)
         elif at - (as_utc(d.created_at) or d.created_at) >= MAX_AGE:
             values.update(status="parked")
+            outcome = "parked"
             log.error(
                 "webhook %s to endpoint %s parked after %d attempts: %s", d.id, endpoint.id, attempts, error
             )
@@ -405,6 +422,9 @@ class WebhookSender:
                     .values(disabled_at=at, disabled_reason="the receiver answered 410 Gone")
                 )
             session.commit()
+        ATTEMPTS.labels(endpoint.id, outcome).inc()
+        if outcome in ("delivered", "parked"):
+            DELIVERIES.labels(endpoint.id, outcome).inc()
         return error is None
 
 

@@ -320,7 +320,7 @@ def test_access_export_holds_everything_with_tokens_masked(session):
     data = export_customer(session, customer.id, at=AT, location=SqlLocationData())
     assert data["customer"]["phone_e164"] == PHONE and data["customer"]["attributes"] == {"tier": "gold"}
     assert data["consent_state"] == {p.value: True for p in Purpose}
-    assert len(data["consent_ledger"]) == len(Purpose)  # one grant each
+    assert len(data["consent_ledger"]) == len(Purpose)
     assert [d["id"] for d in data["devices"]] == ["dev-1"]
     assert "fcm-secret-token-" + "x" * 120 not in str(data)
     assert data["devices"][0]["push_token"].startswith("fcm-se")
@@ -367,7 +367,7 @@ def test_erasure_removes_personal_data_keeps_the_ledger_and_suppresses_the_numbe
     statuses = sorted(d.status for d in session.exec(select(Delivery)))
     assert statuses == [CANCELLED, SENT]
     ledger = uc.ledger(session, customer.id)
-    assert len(ledger) == 2 * len(Purpose)  # the grants kept + a withdrawal appended for each
+    assert len(ledger) == 2 * len(Purpose)  # the grants kept + a withdrawal of each appended
     assert not any(uc.current_consent(session, customer.id, at=AT + timedelta(days=2)).values())
     suppression = session.get(Suppression, (phone_hash, "sms"))
     assert suppression is not None and suppression.reason == uc.SUPPRESSED_BY_ERASURE

@@ -98,7 +98,7 @@ def customer_with_sms(engine, phone=FR_PHONE, locale="fr", crm_id="crm-1"):
         customer, _ = uc.upsert_customer(
             s, uc.CustomerInput(crm_id=crm_id, phone=phone, locale=locale, country=None), at=AT, hash_key=KEY
         )
-        for purpose in (Purpose.LOCATION_OFFERS, Purpose.PUSH_MARKETING, Purpose.SMS_MARKETING):  # marketing
+        for purpose in Purpose:
             uc.record_consent(
                 s, customer_id=customer.id, purpose=purpose, granted=True, source=Source.IMPORT, at=AT
             )
@@ -154,7 +154,7 @@ def test_missing_or_forged_signature_is_403_and_nothing_is_recorded(client, engi
     assert {name: r.status_code for name, r in attempts.items()} == dict.fromkeys(attempts, 403)
     assert count(engine, InboundMessage) == 0
     assert count(engine, Suppression) == 0
-    assert count(engine, ConsentEvent) == 3
+    assert count(engine, ConsentEvent) == len(Purpose)  # the grants only
     assert set(delivery_statuses(engine).values()) == {PENDING, DEFERRED, SENT}
     assert "<Message>" in reply_of(post(client, params))  # the same request, correctly signed, works
 
@@ -204,7 +204,8 @@ def test_stop_withdraws_sms_consent_cancels_queued_sms_and_replies_once_in_frenc
             Purpose.SMS_MARKETING: False,
             Purpose.PUSH_MARKETING: True,
             Purpose.LOCATION_OFFERS: True,
-            Purpose.ORDER_UPDATES: False,  # never granted here (STOP leaves it as it was)
+            Purpose.STORE_WELCOME: True,  # STOP is about SMS only
+            Purpose.ORDER_UPDATES: True,  # STOP is about SMS marketing; its suppression still blocks SMS
         }
         withdrawal = s.exec(select(ConsentEvent).where(ConsentEvent.granted == False)).one()  # noqa: E712
         assert withdrawal.source == "sms_keyword" and withdrawal.purpose == "sms_marketing"
@@ -224,7 +225,7 @@ def test_twilio_retry_of_the_same_message_sid_changes_nothing_and_does_not_reply
     again = reply_of(post(client, params))
     assert "<Message>" not in again
     assert count(engine, InboundMessage) == 1
-    assert count(engine, ConsentEvent) == 4  # 3 grants + one withdrawal, not two
+    assert count(engine, ConsentEvent) == len(Purpose) + 1  # the grants + one withdrawal, not two
 
 
 OPT_OUT_BODIES = [

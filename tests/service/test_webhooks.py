@@ -21,13 +21,12 @@ from geofence.service.event_log import Consumer, ConsumerRunner, append
 from geofence.service.settings import Settings, WebhookSettings
 from geofence.service.tables.webhooks import WebhookDeliveryRow
 from geofence.service.webhook_signing import new_secret, signed_headers
+from geofence.service.webhook_targets import PinnedTarget, resolve_target, target_refusal
 from geofence.service.webhooks import (
     MAX_AGE,
     WebhookEnqueuer,
     WebhookSender,
     backoff,
-    resolved_refusal,
-    target_refusal,
 )
 from tests.service.webhook_receiver import Receiver, start_receiver
 
@@ -148,8 +147,9 @@ def test_a_public_target_is_accepted_and_a_name_resolving_inside_is_refused_at_s
     assert target_refusal("https://203.0.113.9/hooks", allow_private=False) is not None  # documentation range
     # a name passes registration; what it resolves to is checked before each attempt
     assert target_refusal("http://localhost./x", allow_private=False) is None
-    assert resolved_refusal("http://localhost./x", allow_private=False) is not None
-    assert resolved_refusal("http://127.0.0.1/x", allow_private=True) is None
+    assert resolve_target("http://localhost./x", allow_private=False)[1] is not None
+    loopback = "http://127.0.0.1/x"
+    assert resolve_target(loopback, allow_private=True) == (PinnedTarget(loopback), None)
 
 
 def test_an_unknown_event_type_is_a_422(client: TestClient) -> None:

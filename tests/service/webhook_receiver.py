@@ -16,6 +16,7 @@ class Received:
     webhook_id: str
     body: dict  # type: ignore[type-arg]
     at: float = field(default_factory=time.perf_counter)  # when it arrived (benchmarks)
+    host: str = ""  # the Host header it came with
 
 
 @dataclass
@@ -51,7 +52,7 @@ def start_receiver() -> Receiver:
                 self.send_response(400)
                 self.end_headers()
                 return
-            got = Received(self.headers["webhook-id"], parsed)
+            got = Received(self.headers["webhook-id"], parsed, host=self.headers.get("host", ""))
             receiver.attempts.append(got)
             status = 500 if parsed["data"]["event_id"] in receiver.fail_events else receiver.status
             if 200 <= status < 300:

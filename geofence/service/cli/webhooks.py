@@ -24,6 +24,9 @@ def add(
         ..., "--event", "-e", help=f"Event type (repeatable): {', '.join(FILTERS)}."
     ),
     description: str = typer.Option("", help="Who receives it, e.g. 'CRM'."),
+    zone: list[str] = typer.Option(
+        [], "--zone", "-z", help="Only events naming this zone (repeatable): a store's own feed."
+    ),
 ) -> None:
     """Register an endpoint and print its signing secret ONCE."""
     runtime = load_runtime()
@@ -32,6 +35,7 @@ def add(
             row, secret = register_endpoint(
                 session, url, event, description=description,
                 allow_private=runtime.settings.webhooks.allow_private_targets, at=clock.now(),
+                zone_ids=zone,
             )
         except ValueError as exc:
             raise fail(str(exc)) from None

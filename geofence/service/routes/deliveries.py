@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from campaigns.providers.errors import scrub
 from campaigns.providers.twilio_sms import STATUS_CALLBACK_PATH, next_status
+from campaigns.store_events import STATUS_EVENTS, message_status
 from geofence.service import clock
 from geofence.service.deps import RuntimeDep, SessionDep
 from geofence.service.metrics import DELIVERIES
@@ -74,6 +75,9 @@ def apply_twilio_status(engine: Engine, form: dict[str, str], *, delivery_hint: 
                 .values(**values)
             )
             if result.rowcount == 1:  # type: ignore[attr-defined]
+                if STATUS_EVENTS.get(new) != STATUS_EVENTS.get(row.status):  # queued -> sent: no news
+                    why = error_code if new in (UNDELIVERED, FAILED) else None
+                    message_status(session, row, new, reason=why, at=at)
                 session.commit()
                 DELIVERIES.labels(status=new, channel=row.channel).inc()
                 return new

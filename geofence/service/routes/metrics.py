@@ -18,6 +18,7 @@ from geofence.service.deps import RuntimeDep
 from geofence.service.event_log import refresh_consumer_gauges
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.campaigns import WAITING_STATUSES, Delivery
+from geofence.service.webhook_metrics import refresh_webhook_gauges
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def prometheus_metrics(runtime: RuntimeDep) -> Response:
         with Session(runtime.engine) as session:
             refresh_outbox_gauges(session, at=clock.now())
             refresh_consumer_gauges(session)
+            refresh_webhook_gauges(session, at=clock.now())
     except SQLAlchemyError as exc:  # the counters are still worth serving; /readyz reports the database
-        log.warning("outbox / consumer gauges not refreshed: %s", type(exc).__name__)
+        log.warning("outbox / consumer / webhook gauges not refreshed: %s", type(exc).__name__)
     return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -23,9 +23,17 @@ from geofence.service.webhooks import EVENT_TYPES, register_endpoint, replay
 router = APIRouter(tags=["webhooks"])
 Admin = Annotated[object, Depends(require_scope("admin"))]
 EndpointId = Annotated[str, Path(max_length=64)]
-# what a filter may name: an exact type, or a family ("zone.*")
-EventType = Literal["zone.entered", "zone.dwelled", "zone.exited", "zone.*"]
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters (PostgreSQL refuses NUL in text)
+# what a filter may name: an exact type (the catalogue in docs/webhooks.md; ``order.<name>`` for the
+# orders module's), or a family ("message.*"); register_endpoint refuses unknown names with a 422
+EventType = Annotated[
+    str,
+    Field(
+        pattern=r"^(zone|message|consent|customer|store|order)\.([a-z][a-z_]{0,39}|\*)$",
+        examples=["zone.entered", "message.*", "store.customer_arrived"],
+    ),
+]
+ZoneId = Annotated[str, Field(min_length=1, max_length=200, pattern=PRINTABLE)]
 NOT_FOUND = {404: {"description": "no such endpoint"}}
 
 
@@ -33,6 +41,8 @@ class WebhookIn(BaseModel):
     url: str = Field(max_length=2000, pattern=PRINTABLE, examples=["https://crm.example.com/hooks/geofence"])
     event_types: list[EventType] = Field(min_length=1, max_length=20)
     description: str = Field(default="", max_length=200, pattern=PRINTABLE)
+    # a store's own feed: only events naming one of these zones (events naming no zone are not sent)
+    zone_ids: list[ZoneId] = Field(default_factory=list, max_length=100)
 
 
 class WebhookPublic(BaseModel):
@@ -40,6 +50,7 @@ class WebhookPublic(BaseModel):
     url: str
     description: str
     event_types: list[str]
+    zone_ids: list[str]
     created_at: datetime
     disabled_at: datetime | None
     disabled_reason: str | None
@@ -58,7 +69,7 @@ class DeliveryPublic(BaseModel):
     id: str  # the webhook-id header
     event_id: str
     event_type: str
-    status: str  # pending | delivered | parked
+    status: str  # pending | delivered | parked | cancelled (its store event was withdrawn)
     attempts: int
     next_attempt_at: datetime
     last_status: int | None
@@ -81,6 +92,7 @@ def _public(row: WebhookEndpointRow) -> WebhookPublic:
         url=row.url,
         description=row.description,
         event_types=row.event_types,
+        zone_ids=list(row.zone_ids or []),
         created_at=as_utc(row.created_at),
         disabled_at=as_utc(row.disabled_at),  # type: ignore[arg-type]
         disabled_reason=row.disabled_reason,
@@ -121,7 +133,7 @@ def create_webhook(
     try:
         row, secret = register_endpoint(
             session, body.url, body.event_types, description=body.description,
-            allow_private=settings.webhooks.allow_private_targets, at=clock.now(),
+            allow_private=settings.webhooks.allow_private_targets, at=clock.now(), zone_ids=body.zone_ids,
         )
     except ValueError as exc:
         raise HTTPException(422, detail=str(exc)) from None
@@ -210,7 +222,7 @@ def list_deliveries(
     session: SessionDep,
     page: PageDep,
     _admin: Admin,
-    status: Annotated[Literal["pending", "delivered", "parked"] | None, Query()] = None,
+    status: Annotated[Literal["pending", "delivered", "parked", "cancelled"] | None, Query()] = None,
 ) -> Paginated[DeliveryPublic]:
     _get(session, endpoint_id)
     query = select(WebhookDeliveryRow).where(col(WebhookDeliveryRow.endpoint_id) == endpoint_id)

@@ -24,6 +24,7 @@ class WebhookEndpointRow(SQLModel, table=True):
     url: str
     description: str = ""
     event_types: list[str] = json_column(list)
+    zone_ids: list[str] = json_column(list)  # empty: every zone; else only events naming one of these
     secrets: list[dict[str, str]] = json_column(list)  # [{"secret": "whsec_...", "until": iso | ""}]
     created_at: datetime = utc_column(nullable=False)
     disabled_at: datetime | None = utc_column()
@@ -41,6 +42,9 @@ class WebhookDeliveryRow(SQLModel, table=True):
     endpoint_id: str = Field(index=True)
     event_id: str
     event_type: str
+    # which log the event came from: "zone" (zone_events.seq) or "store" (outbound_events.seq); each
+    # stream is sent in its own ``seq`` order per endpoint
+    stream: str = Field(default="zone", sa_column_kwargs={"server_default": "zone"})
     seq: int = Field(sa_type=BigInteger)  # the event's log position: the order of sending
     occurred_at: datetime = utc_column(nullable=False, index=True)  # the event's time (replay from)
     payload: str  # the JSON body, fixed at enqueue so every attempt signs the same bytes

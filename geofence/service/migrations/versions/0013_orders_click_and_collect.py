@@ -1,7 +1,7 @@
 """orders: click-and-collect orders and their events
 
 Revision ID: orders_click_and_collect
-Revises: hostile_a_rate_limits
+Revises: store_outbound_events
 Create Date: 2026-12-06 17:00:00
 
 One row per order (the state of campaigns.pickup.Order, versioned) and one per event that happened to
@@ -14,7 +14,7 @@ import sqlmodel  # noqa: F401  (autogenerate renders sqlmodel.sql.sqltypes.AutoS
 from alembic import op
 
 revision: str = 'orders_click_and_collect'
-down_revision: str | Sequence[str] | None = 'hostile_a_rate_limits'
+down_revision: str | Sequence[str] | None = 'store_outbound_events'  # chained after store's (merged into this branch)
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
