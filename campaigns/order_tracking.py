@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from campaigns.order_zones import is_other_store, load_zone
-from campaigns.orders import EmitFn, StaleOrder, advance, open_orders
+from campaigns.orders import StaleOrder, advance, open_orders
 from campaigns.pickup import OPEN, Entered, Observation, OrderEvent, PickupPolicy, Seen, Tick
 from campaigns.storage.columns import as_utc
 from campaigns.storage.customers import Device
@@ -59,11 +59,10 @@ class OrderTracker:
         *,
         now: Callable[[], datetime],
         policy: PickupPolicy | None = None,
-        emit: EmitFn | None = None,
         batch: int = 500,
         on_events: Callable[[], None] | None = None,
     ) -> None:
-        self.engine, self.now, self.emit, self.batch = engine, now, emit, batch
+        self.engine, self.now, self.batch = engine, now, batch
         self.policy = policy or PickupPolicy()
         self.on_events = on_events  # after a commit that fired events (wake the dispatcher: a notice)
 
@@ -142,9 +141,7 @@ class OrderTracker:
         observations = _ordered([*fixes, *extra])
         if tick:
             observations.append(Tick(at))
-        return advance(
-            session, row, observations, at=at, policy=self.policy, emit=self.emit, fixes_read_at=read_until
-        )
+        return advance(session, row, observations, at=at, policy=self.policy, fixes_read_at=read_until)
 
     def _fixes(self, session: Session, row: OrderRow) -> tuple[list[Observation], datetime | None]:
         """The customer's devices' raw fixes received since the order's cursor (minus ``REREAD``), and

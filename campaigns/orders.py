@@ -40,10 +40,7 @@ from campaigns.pickup import (
 from campaigns.storage.columns import as_utc, new_id
 from campaigns.storage.customers import Customer
 from campaigns.storage.orders import OrderEventRow, OrderRow
-
-# Stands in for the store-side event log's ``emit`` until it is on this branch: the same call, in the
-# same transaction as the change (here the order's own history is the record).
-EmitFn = Callable[..., object]
+from campaigns.storage.outbound_events import emit
 
 
 class OrderError(ValueError):
@@ -134,7 +131,6 @@ def advance(
     *,
     at: datetime,
     policy: PickupPolicy,
-    emit: EmitFn | None = None,
     fixes_read_at: datetime | None = None,
 ) -> list[OrderEvent]:
     """Step the order through ``observations`` and write the result (raises ``StaleOrder``)."""
@@ -156,7 +152,7 @@ def advance(
     if not written:
         raise StaleOrder(row.id)
     for event in events:
-        _record(session, after, event, at=at, emit=emit)
+        _record(session, after, event, at=at)
         if event.type is OrderEventType.READY:
             ready_notice(session, row, ready_at=event.at, at=at)
         elif event.type in (OrderEventType.PICKED_UP, OrderEventType.CANCELLED):
@@ -177,7 +173,9 @@ def event_payload(order: Order, event: OrderEvent) -> dict[str, Any]:
     }
 
 
-def _record(session: Session, order: Order, event: OrderEvent, *, at: datetime, emit: EmitFn | None) -> None:
+def _record(session: Session, order: Order, event: OrderEvent, *, at: datetime) -> None:
+    """The order's history row and the store-side event (webhooks ``order.*``), in the caller's
+    transaction; a duplicate row (a second writer) publishes nothing."""
     zone_key = (
         str(event.details.get("zone_id", "")) if event.type is OrderEventType.ARRIVED_AT_WRONG_STORE else ""
     )
@@ -198,10 +196,7 @@ def _record(session: Session, order: Order, event: OrderEvent, *, at: datetime, 
             )
     except IntegrityError:
         return
-    if emit is not None:
-        emit(
-            session, event.type.value, event_payload(order, event), subject_id=order.id, occurred_at=event.at
-        )
+    emit(session, event.type.value, event_payload(order, event), subject_id=order.id, occurred_at=event.at)
 
 
 # -- use cases --------------------------------------------------------------------------------------
@@ -224,7 +219,6 @@ def create_order(
     default_minutes: float,
     default_profile: str,
     extract: Callable[[], Any] | None = None,
-    emit: EmitFn | None = None,
 ) -> tuple[OrderRow, bool]:
     """Place an order (or find the same one placed before: idempotent on its id). (row, created)."""
     existing = session.get(OrderRow, inp.id)
@@ -260,7 +254,7 @@ def create_order(
     session.add(row)
     grant_order_updates(session, inp.customer_id, inp.id, at)
     session.flush()
-    advance(session, row, [Tick(at)], at=at, policy=policy, emit=emit)
+    advance(session, row, [Tick(at)], at=at, policy=policy)
     session.refresh(row)
     return row, True
 
@@ -289,7 +283,6 @@ def close_order(
     *,
     at: datetime,
     policy: PickupPolicy,
-    emit: EmitFn | None = None,
 ) -> OrderRow:
     """The store confirms the pickup, or the order is cancelled. Repeating the same close is a no-op;
     closing the other way is a conflict."""
@@ -299,7 +292,7 @@ def close_order(
         return row
     if row.status not in OPEN:
         raise OrderConflict(f"order {order_id!r} is {row.status}")
-    advance(session, row, [Tick(at), obs], at=at, policy=policy, emit=emit)
+    advance(session, row, [Tick(at), obs], at=at, policy=policy)
     session.refresh(row)
     return row
 
@@ -330,6 +323,21 @@ def waiting_order_for(session: Session, customer_id: str, store_zone_id: str) ->
         pickup_from=as_utc(row.pickup_from),
         pickup_until=as_utc(row.pickup_until),
     )
+
+
+def order_waiting(session: Session, customer_id: str, zone_id: str, at: datetime) -> dict[str, Any] | None:  # noqa: ARG001
+    """The arrival alert's hook (``campaigns.arrivals.WaitingOrder``): what the store may know of the
+    order waiting for this customer at this zone — its id, status and times — or None."""
+    waiting = waiting_order_for(session, customer_id, zone_id)
+    if waiting is None:
+        return None
+    return {
+        "order_id": waiting.order_id,
+        "status": waiting.status,
+        "ready_at": waiting.ready_at.isoformat(),
+        "pickup_from": None if waiting.pickup_from is None else waiting.pickup_from.isoformat(),
+        "pickup_until": None if waiting.pickup_until is None else waiting.pickup_until.isoformat(),
+    }
 
 
 @dataclass(frozen=True)

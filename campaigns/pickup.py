@@ -264,11 +264,10 @@ def _tick(order: Order, at: datetime, policy: PickupPolicy) -> Step:
         events.append(OrderEvent(OrderEventType.READY, max(order.ready_at, order.created_at), "clock"))
     if order.approaching_at is None and order.arrived_at is None:
         # The schedule stands in from the later of: the scheduled approach, and the moment the phone
-        # went silent (its last position + stale_after; never seen: silent from the start).
-        silent_from = (
-            order.created_at if order.last_seen_at is None else order.last_seen_at + policy.stale_after
-        )
-        stands_in_at = max(order.scheduled_approach_at, silent_from, order.created_at)
+        # went silent — its last position + stale_after (never seen: the order's creation + stale_after,
+        # the time a phone is given to show up).
+        silent_from = (order.last_seen_at or order.created_at) + policy.stale_after
+        stands_in_at = max(order.scheduled_approach_at, silent_from)
         if at >= stands_in_at:
             order = replace(order, approaching_at=stands_in_at, approaching_basis="schedule")
             details = {

@@ -148,6 +148,7 @@ def test_ready_at_the_ready_time_or_at_creation_when_placed_ready():
         (2, 40, 35),  # silent since 12 min; the schedule's approach (40 - 5) comes later
         (30, 36, 40),  # the scheduled approach (31) passed while the phone still shared: silent from 40
         (None, 30, 25),  # never shared: the schedule alone
+        (None, 8, 10),  # never shared, the schedule comes early: the phone had 10 minutes to show up
     ],
 )
 def test_schedule_stands_in_at_the_later_of_scheduled_approach_and_silence(

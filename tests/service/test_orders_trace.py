@@ -17,6 +17,7 @@ from campaigns.orders import OrderInput, close_order, create_order, get_order, o
 from campaigns.pickup import PickedUp, PickupPolicy, distance_m
 from campaigns.storage.deliveries import Delivery
 from campaigns.storage.geofence_views import LOCATION_FIXES
+from campaigns.storage.outbound_events import read_after
 from geofence.fixes import LocationFix
 from geofence.service.event_log import Consumer, ConsumerRunner
 from geofence.service.runtime import bootstrap
@@ -161,6 +162,13 @@ def test_a_run_to_the_store_gives_approaching_then_arrived_then_picked_up_with_t
         # the positions came from the retained fixes: every accepted one is kept, not only those the
         # zone index was asked about
         assert session.execute(select(func.count()).select_from(LOCATION_FIXES)).scalar() == replay.accepted
+        # the same events, with the same times, on the store-side log the webhooks relay (order.*)
+        logged = [
+            (e.type, e.occurred_at, e.payload["basis"])
+            for e in read_after(session, 0, 1000)
+            if e.type.startswith("order.")
+        ]
+        assert logged == replay.events()
 
 
 @pytest.mark.parametrize(
