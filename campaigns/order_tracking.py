@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from campaigns.order_zones import is_other_store, load_zone
-from campaigns.orders import StaleOrder, advance, open_orders
+from campaigns.orders import StaleOrder, advance, open_order_ids
 from campaigns.pickup import OPEN, Entered, Observation, OrderEvent, PickupPolicy, Seen, Tick
 from campaigns.storage.columns import as_utc
 from campaigns.storage.customers import Device
@@ -113,25 +113,32 @@ class OrderTracker:
 
     # -- the periodic pass --------------------------------------------------------------------------
     def run_once(self) -> bool:
-        """Every open order: new positions, then the clock. True when a full batch was seen."""
-        with Session(self.engine) as session:
-            ids = [row.id for row in open_orders(session, limit=self.batch)]
-        for order_id in ids:
-            for _ in range(ATTEMPTS):
-                with Session(self.engine, expire_on_commit=False) as session:
-                    row = session.get(OrderRow, order_id)
-                    if row is None or row.status not in OPEN:
-                        break
-                    try:
-                        fired = self._advance(session, row, [], tick=True)
-                    except StaleOrder:
-                        session.rollback()
-                        continue
-                    session.commit()
-                    if fired and self.on_events is not None:
-                        self.on_events()
-                    break
-        return len(ids) == self.batch
+        """Every open order, a page of ``batch`` at a time: new positions, then the clock."""
+        after = ""
+        while True:
+            with Session(self.engine) as session:
+                ids = open_order_ids(session, after=after, limit=self.batch)
+            for order_id in ids:
+                self._pass_one(order_id)
+            if len(ids) < self.batch:
+                return False
+            after = ids[-1]
+
+    def _pass_one(self, order_id: str) -> None:
+        for _ in range(ATTEMPTS):
+            with Session(self.engine, expire_on_commit=False) as session:
+                row = session.get(OrderRow, order_id)
+                if row is None or row.status not in OPEN:
+                    return
+                try:
+                    fired = self._advance(session, row, [], tick=True)
+                except StaleOrder:
+                    session.rollback()
+                    continue
+                session.commit()
+                if fired and self.on_events is not None:
+                    self.on_events()
+                return
 
     def _advance(
         self, session: Session, row: OrderRow, extra: list[Observation], *, tick: bool = False

@@ -362,12 +362,13 @@ def pickup_stats(session: Session, store_zone_id: str, *, since: datetime) -> Pi
     return PickupStats(store_zone_id, since, len(rows), len(waits), wait_median_s(waits))
 
 
-def open_orders(session: Session, *, limit: int) -> list[OrderRow]:
+def open_order_ids(session: Session, *, after: str, limit: int) -> list[str]:
+    """Ids of open orders after ``after``, in id order (a pass pages through all of them)."""
     return list(
         session.execute(
-            select(OrderRow)
-            .where(col(OrderRow.status).in_(OPEN))
-            .order_by(col(OrderRow.ready_at))
+            select(col(OrderRow.id))
+            .where(col(OrderRow.status).in_(OPEN), col(OrderRow.id) > after)
+            .order_by(col(OrderRow.id))
             .limit(limit)
         ).scalars()
     )
