@@ -37,7 +37,7 @@ def ready_notice(session: Session, row: OrderRow, *, ready_at: datetime, at: dat
                 col(Device.push_token).is_not(None),
                 col(Device.push_token_active).is_(True),
             )
-            .order_by(col(Device.updated_at).desc(), col(Device.id))
+            .order_by(col(Device.updated_at).desc().nulls_last(), col(Device.id))
             .limit(1)
         )
         .scalars()
