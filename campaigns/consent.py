@@ -20,6 +20,9 @@ class Purpose(StrEnum):
     LOCATION_OFFERS = "location_offers"
     PUSH_MARKETING = "push_marketing"
     SMS_MARKETING = "sms_marketing"
+    # transactional, not marketing: "your order is ready" (campaigns.transactional); recorded as granted
+    # with a customer's first order, withdrawable like any other purpose
+    ORDER_UPDATES = "order_updates"
     # the store may be told when the customer arrives (first name, language, an order waiting):
     # a purpose of its own, never implied by the marketing ones
     STORE_WELCOME = "store_welcome"
@@ -47,6 +50,7 @@ WITHDRAWAL_CHANNELS: Mapping[Purpose, tuple[str, ...]] = {
     Purpose.SMS_MARKETING: ("sms",),
     Purpose.PUSH_MARKETING: ("push",),
     Purpose.LOCATION_OFFERS: ("push", "sms"),
+    Purpose.ORDER_UPDATES: (),  # waiting notices are skipped at send time, with the reason
     Purpose.STORE_WELCOME: (),  # no message is sent for it: arrival alerts check it as they happen
 }
 

@@ -436,6 +436,7 @@ def record_consent(
             channels=WITHDRAWAL_CHANNELS[purpose],
             reason=f"consent_withdrawn:{purpose.value}",
             at=at,
+            marketing_only=True,
         )
     if not granted and purpose is Purpose.STORE_WELCOME:
         from campaigns.arrivals import withdraw_arrivals  # (arrivals reads the ledger this writes)

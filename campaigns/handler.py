@@ -43,6 +43,7 @@ from campaigns.storage.deliveries import (
 )
 from campaigns.storage.geofence_views import ZONES
 from campaigns.store_events import message_status
+from campaigns.transactional import KEY_PREFIX as TRANSACTIONAL
 from geofence.events import ZoneEvent
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ def load_history(
             Delivery.due_at,
         )
         .where(Delivery.customer_id == customer_id)
+        .where(Delivery.idempotency_key.not_like(f"{TRANSACTIONAL}%"))  # type: ignore[attr-defined]  # no cap
         .where(Delivery.status.not_in(NOT_COUNTING))  # type: ignore[attr-defined]
         .where(Delivery.due_at >= at - span)  # type: ignore[operator]
     )

@@ -58,6 +58,7 @@ BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 # Keys of ``Delivery.data`` that are for the dispatcher's re-check, not for the provider payload.
 CONTEXT_PREFIX = "_"
+PURPOSE_KEY = "_purpose"  # set on transactional deliveries: the consent purpose that gates them
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
@@ -268,7 +269,9 @@ def recheck(
     consents = pre.consents.get(customer.id, {})
     if delivery.zone_id and not consents.get(LOCATION_PURPOSE, False):
         return f"no_consent:{LOCATION_PURPOSE}", None
-    purpose = CHANNEL_PURPOSE.get(delivery.channel)
+    # a transactional notice (an order is ready) answers to its own purpose, not to marketing consent
+    transactional = (delivery.data or {}).get(PURPOSE_KEY)
+    purpose = transactional or CHANNEL_PURPOSE.get(delivery.channel)
     if purpose is None or not consents.get(purpose, False):
         return f"no_consent:{purpose}", None
     address: str | None

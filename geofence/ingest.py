@@ -827,8 +827,10 @@ class Ingestor:
                 uow.presence.save(changed, seen=seen)
             if events:
                 uow.events.add(events, recorded_at=at)
-            if uow.fixes is not None:
-                uow.fixes.add([fixes[i] for i in order], received_at=at)
+            if uow.fixes is not None:  # every accepted fix, those the discs settled without the index too
+                fast = lane.positions if lane is not None else ()
+                accepted = sorted({*fast, *(i for positions in kept.values() for i in positions)})
+                uow.fixes.add([fixes[i] for i in accepted], received_at=at)
             uow.commit()
         except BaseException:
             if uow is not None:

@@ -5,4 +5,4 @@ importing the service; importing this package registers the campaigns' tables on
 ``outbound_events`` is the store-side event log and its ``emit`` (see that module's docstring).
 """
 
-from campaigns.storage import arrivals, customers, deliveries, exports, outbound_events  # noqa: F401
+from campaigns.storage import arrivals, customers, deliveries, exports, orders, outbound_events  # noqa: F401

@@ -40,3 +40,15 @@ ZONES = Table(
     Column("data", JSON),  # zones.Zone.to_dict()
     Column("deleted_at", UtcDateTime()),
 )
+
+LOCATION_FIXES = Table(  # written only when ingest.fix_retention_s > 0 (click-and-collect reads positions)
+    "location_fixes",
+    VIEWS,
+    Column("id", Integer, primary_key=True),
+    Column("device_id", String, nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lng", Float, nullable=False),
+    Column("accuracy_m", Float, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+)

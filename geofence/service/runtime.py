@@ -35,6 +35,7 @@ from geofence.service.wakeup import Wakeups
 from geofence.service.wiring import campaigns as campaign_jobs
 from geofence.service.wiring import exports as export_jobs
 from geofence.service.wiring import geofence as geofence_jobs
+from geofence.service.wiring import orders as order_jobs
 from geofence.service.wiring import webhooks as webhook_jobs
 from geofence.service.wiring.geofence import GeofenceService
 
@@ -136,4 +137,5 @@ def loops_for(runtime: Runtime) -> list[Loop]:
         campaign_jobs.campaign_consumer_loop(runtime),
         campaign_jobs.dispatch_loop(runtime),
         *webhook_jobs.webhook_loops(runtime),
+        *order_jobs.order_loops(runtime),
     ]

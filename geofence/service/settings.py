@@ -152,6 +152,16 @@ class WebhookSettings(BaseModel):
     rotation_overlap_s: int = Field(default=86400, ge=0)  # an old secret still signs this long
 
 
+class OrderSettings(BaseModel):
+    """Click-and-collect (docs/orders.md): when a customer is "approaching", when the schedule stands in."""
+
+    approach_minutes: float = Field(default=5.0, gt=0, le=60)  # an order may set its own
+    # the travel profile of a store zone that names none (zones.sizing.PROFILES)
+    default_profile: Literal["walk", "bike", "transit", "drive_urban", "drive_rural"] = "drive_urban"
+    stale_after_s: int = Field(default=600, ge=60)  # no position this long: the phone stopped sharing
+    track_every_s: float = Field(default=5.0, gt=0)  # the pass over open orders (positions, the clock)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -187,6 +197,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     streets: StreetSettings = Field(default_factory=StreetSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    orders: OrderSettings = Field(default_factory=OrderSettings)
 
     @model_validator(mode="after")
     def refuse_placeholders_outside_local(self) -> Settings:

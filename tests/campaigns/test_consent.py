@@ -29,7 +29,7 @@ def test_each_purpose_is_independent():
     state = consent_state([Entry("push_marketing", True, T0)], T0)
     assert state == {
         Purpose.PUSH_MARKETING: True, Purpose.SMS_MARKETING: False, Purpose.LOCATION_OFFERS: False,
-        Purpose.STORE_WELCOME: False,
+        Purpose.STORE_WELCOME: False, Purpose.ORDER_UPDATES: False,
     }
 
 

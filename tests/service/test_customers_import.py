@@ -48,13 +48,10 @@ def test_good_file_creates_customers_with_their_consents_and_proof(session):
     report = run(session, GOOD)
     assert (report.lines, report.created, report.updated, report.failed) == (3, 3, 0, 0)
     assert report.consents_recorded == 4  # c1: 3 grants; c2: push (no sms withdrawal: nothing to withdraw)
-    assert state(session, "c1") == dict.fromkeys(Purpose, True) | {Purpose.STORE_WELCOME: False}  # no column
-    assert state(session, "c2") == {
-        Purpose.PUSH_MARKETING: True,
-        Purpose.SMS_MARKETING: False,
-        Purpose.LOCATION_OFFERS: False,
-        Purpose.STORE_WELCOME: False,
-    }
+    # the file's columns are the three marketing purposes; the others stay as they were (none)
+    imported = (Purpose.SMS_MARKETING, Purpose.PUSH_MARKETING, Purpose.LOCATION_OFFERS)
+    assert state(session, "c1") == {p: p in imported for p in Purpose}
+    assert state(session, "c2") == {p: p is Purpose.PUSH_MARKETING for p in Purpose}
     c1 = uc.find_by_crm_id(session, "c1")
     assert c1.phone_e164 == "+33612345678" and c1.attributes == {"tier": "gold", "store": "Lyon"}
     assert uc.find_by_crm_id(session, "c2").first_name == "Bob, Jr"
@@ -134,6 +131,7 @@ def test_erase_then_reimport_stays_suppressed(session):
         Purpose.PUSH_MARKETING: True,
         Purpose.LOCATION_OFFERS: True,
         Purpose.STORE_WELCOME: False,
+        Purpose.ORDER_UPDATES: False,
     }
     assert session.get(Customer, c1.id).phone_e164 is None
 

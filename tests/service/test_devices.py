@@ -129,6 +129,7 @@ def test_consent_from_the_app_is_recorded_with_its_wording_and_drives_the_locati
         "push_marketing": False,
         "sms_marketing": False,
         "store_welcome": False,
+        "order_updates": False,
     }
     with Session(engine) as s:
         assert keep(s, {"dev-1", "dev-unknown"}) == {"dev-1"}

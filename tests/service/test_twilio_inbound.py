@@ -205,6 +205,7 @@ def test_stop_withdraws_sms_consent_cancels_queued_sms_and_replies_once_in_frenc
             Purpose.PUSH_MARKETING: True,
             Purpose.LOCATION_OFFERS: True,
             Purpose.STORE_WELCOME: True,  # STOP is about SMS only
+            Purpose.ORDER_UPDATES: True,  # STOP is about SMS marketing; its suppression still blocks SMS
         }
         withdrawal = s.exec(select(ConsentEvent).where(ConsentEvent.granted == False)).one()  # noqa: E712
         assert withdrawal.source == "sms_keyword" and withdrawal.purpose == "sms_marketing"

@@ -20,6 +20,7 @@ ROUTER_MODULES = (
     "exports",
     "consumers",
     "webhooks",
+    "orders",
     "metrics",
 )
 

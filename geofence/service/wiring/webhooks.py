@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session
 
 from campaigns.arrivals import WaitingOrder, alert_arrival, no_waiting_order
+from campaigns.orders import order_waiting
 from geofence.events import ZoneEvent
 from geofence.service.event_log import Consumer, ConsumerRunner, RetryPolicy
 from geofence.service.loops import Loop
@@ -97,7 +98,7 @@ def webhook_loops(runtime: Runtime) -> list[Loop]:
         ),
         Loop(
             f"consumer:{ARRIVALS_CONSUMER}",
-            arrival_consumer(runtime).run_once,
+            arrival_consumer(runtime, waiting_order=order_waiting).run_once,  # the order waiting there
             runtime.wakeups.events.follower(),
             poll,
             role="worker",
