@@ -86,7 +86,7 @@ ConsentGate = Callable[[Session, Iterable[str]], set[str]]
 SWEEP_CHUNK = 500
 SWEEP_LIMIT = 100_000
 _RECORDED_AT = attrgetter("recorded_at")
-OPEN_DEVICES_RESCAN_S = 60.0  # a safety net: the change feed keeps the set current (``Ingestor._apply``)
+OPEN_DEVICES_RESCAN_S = 60.0  # a safety net: the change feed keeps the set current (``ingest.accelerated``)
 PURGE_EVERY_S = 3600.0
 
 
@@ -138,7 +138,6 @@ class GeofenceService:
             self.index, policy=self.policy, limits=limits_from_defaults(settings.fence),
             zone_policy=self._zone_policy,
         )
-        self.ingestor.fix_store_wanted = self.retain_fixes
         try:
             self.sync_open_devices()
         except DBAPIError:
