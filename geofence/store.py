@@ -90,6 +90,19 @@ class FixStore(Protocol):
     def purge(self, *, before: datetime) -> int: ...
 
 
+class AnswerStore(Protocol):
+    def add(self, results: Sequence[Any], events: Sequence[ZoneEvent]) -> None:
+        """What the batch answers (a ``FixResult`` per fix, the events), given last before the commit: an
+        adapter that answers retried requests as the first time stores it with the batch's effects."""
+        ...
+
+
+def answers_of(uow: UnitOfWork) -> AnswerStore | None:
+    """A unit of work's answer store: its optional ``answers`` attribute (None: answers are not kept)."""
+    answers: AnswerStore | None = getattr(uow, "answers", None)
+    return answers
+
+
 class UnitOfWork(Protocol):
     presence: PresenceStore
     events: EventStore

@@ -26,12 +26,13 @@ from geofence.fixes import LocationFix
 from geofence.ingest.columns import Heartbeat, IngestStats, SteadyColumns
 from geofence.ingest.discs import Discs
 from geofence.ingest.fast_screen import Lane
+from geofence.ingest.results import FixResult
 from geofence.ingest.screening import Undo
 from geofence.ingest.steady import Hits, Summary, ZoneFacts
 from geofence.ingest.stepping import changes_of, head_due, step_device
 from geofence.ingest.zone_policies import ZoneLookup, ZonePolicies
 from geofence.presence import Presence, leaves_outside_alone
-from geofence.store import StoredDevice, UnitOfWork
+from geofence.store import StoredDevice, UnitOfWork, answers_of
 from geofence.tracks import Tracks
 from zones.index import ZoneMatches
 
@@ -70,10 +71,10 @@ class AcceleratedLane:
 
     def apply(
         self, fixes: Sequence[LocationFix], kept: dict[str, list[int]], undo: dict[str, Undo],
-        uow_factory: Callable[[], UnitOfWork], at: datetime, lane: Lane | None,
+        uow_factory: Callable[[], UnitOfWork], at: datetime, lane: Lane | None, results: list[FixResult],
     ) -> list[ZoneEvent]:
-        """Step and save the kept fixes (by device, from the reference screen) and the lane's; the
-        events committed."""
+        """Step and save the kept fixes (by device, from the reference screen) and the lane's, with the
+        batch's ``results`` where answers are kept; the events committed."""
         n_fast = 0 if lane is None else len(lane.positions)
         in_disc = in_presence = np.zeros(n_fast, bool)
         if lane is not None and n_fast:
@@ -105,7 +106,10 @@ class AcceleratedLane:
             near_rows = (np.flatnonzero(hits.counts[len(matched):]) + len(matched)).tolist()
             busy_set.update(fixes[order[j]].device_id for j in near_rows)
             slow_busy = [d for d in kept if d in busy_set]  # kept order: deterministic event order
-            if not disc_busy and not fast_busy and not unsettled and not slow_busy and uow.fixes is None:
+            if (
+                not disc_busy and not fast_busy and not unsettled and not slow_busy and uow.fixes is None
+                and answers_of(uow) is None
+            ):
                 uow.rollback()
                 return []  # the sparse common case: nowhere near any zone, no visit open: no writes
             looped = fast_busy
@@ -128,6 +132,8 @@ class AcceleratedLane:
             for device_id, rows_all, before_batch in work:
                 self._step_or_settle(batch, device_id, rows_all, before_batch, hits)
             self._write(batch, uow, at, order if lane is None else lane.positions + order[len(matched):])
+            if (answers := answers_of(uow)) is not None:
+                answers.add(results, batch.events)  # last: see ``geofence.store.AnswerStore``
             uow.commit()
         except BaseException:
             if uow is not None:

@@ -18,7 +18,7 @@ from geofence.ingest.stepping import HEARTBEAT
 from geofence.ingest.zone_policies import ZoneLookup, ZonePolicies
 from geofence.policy import FencePolicy
 from geofence.presence import Presence, adopt, close, sweep
-from geofence.store import ConflictError, UnitOfWork
+from geofence.store import ConflictError, UnitOfWork, answers_of
 from geofence.tracks import Tracks
 
 MAX_CONFLICT_RETRIES = 3
@@ -95,7 +95,9 @@ class Ingestor:
         events: list[ZoneEvent] = []
         try:
             if kept or (lane is not None and lane.positions):
-                events = self._apply_with_retries(fixes, kept, undo, uow_factory, at, lane)
+                events = self._apply_with_retries(fixes, kept, undo, uow_factory, at, lane, results)
+            else:
+                _answer_alone(uow_factory(), results)
         except BaseException:
             restore(self.tracks, undo)  # nothing was committed: the device tracks go back as they were
             if lane is not None:
@@ -114,14 +116,14 @@ class Ingestor:
 
     def _apply_with_retries(
         self, fixes: Sequence[LocationFix], kept: dict[str, list[int]], undo: dict[str, Undo],
-        uow_factory: Callable[[], UnitOfWork], at: datetime, lane: Lane | None,
+        uow_factory: Callable[[], UnitOfWork], at: datetime, lane: Lane | None, results: list[FixResult],
     ) -> list[ZoneEvent]:
         """Step and save, again on fresh rows after a version conflict (another writer got there first)."""
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 if self._reference is not None:
-                    return self._reference.apply(fixes, kept, undo, uow_factory, at)
-                return self._accelerated.apply(fixes, kept, undo, uow_factory, at, lane)
+                    return self._reference.apply(fixes, kept, undo, uow_factory, at, results)
+                return self._accelerated.apply(fixes, kept, undo, uow_factory, at, lane, results)
             except ConflictError:
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
@@ -169,3 +171,17 @@ class Ingestor:
             if p is not None:
                 adopted.append(p)
         return adopted
+
+
+def _answer_alone(uow: UnitOfWork, results: list[FixResult]) -> None:
+    """A batch with nothing to step (every fix rejected or a duplicate) still has its answer kept, where
+    answers are kept; otherwise the unit of work is left unused."""
+    answers = answers_of(uow)
+    if answers is None:
+        return
+    try:
+        answers.add(results, [])
+        uow.commit()
+    except BaseException:
+        uow.rollback()
+        raise

@@ -22,11 +22,12 @@ import numpy as np
 
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
+from geofence.ingest.results import FixResult
 from geofence.ingest.screening import Undo
 from geofence.ingest.stepping import changes_of, head_due, step_device
 from geofence.ingest.zone_policies import ZoneLookup, ZonePolicies
 from geofence.presence import Presence
-from geofence.store import UnitOfWork
+from geofence.store import UnitOfWork, answers_of
 
 
 class ReferenceLane:
@@ -35,9 +36,10 @@ class ReferenceLane:
 
     def apply(
         self, fixes: Sequence[LocationFix], kept: dict[str, list[int]], undo: dict[str, Undo],
-        uow_factory: Callable[[], UnitOfWork], at: datetime,
+        uow_factory: Callable[[], UnitOfWork], at: datetime, results: list[FixResult],
     ) -> list[ZoneEvent]:
-        """Step and save the kept fixes (by device, each device's in time order); the events committed."""
+        """Step and save the kept fixes (by device, each device's in time order), with the batch's
+        ``results`` where answers are kept; the events committed."""
         zones_at = self._zones_at(fixes, [i for positions in kept.values() for i in positions])
         uow = uow_factory()
         try:
@@ -63,7 +65,8 @@ class ReferenceLane:
                 has_head = device is not None and device.version > 0
                 if device_changed or head_due(device, t, self.heartbeat) and (has_head or is_open):
                     seen[device_id] = t
-            if not changed and not seen and uow.fixes is None:
+            answers = answers_of(uow)
+            if not changed and not seen and uow.fixes is None and answers is None:
                 uow.rollback()
                 return []
             if changed or seen:
@@ -72,6 +75,8 @@ class ReferenceLane:
                 uow.events.add(events, recorded_at=at)
             if uow.fixes is not None:
                 uow.fixes.add([fixes[i] for positions in kept.values() for i in positions], received_at=at)
+            if answers is not None:
+                answers.add(results, events)
             uow.commit()
         except BaseException:
             uow.rollback()

@@ -38,7 +38,7 @@ from geofence.service.tables.presence import (
     PresenceRow,
 )
 from geofence.service.wakeup import EVENTS_CHANNEL
-from geofence.store import ConflictError, StoredDevice
+from geofence.store import AnswerStore, ConflictError, StoredDevice
 
 PRESENCES = PresenceRow.__table__  # type: ignore[attr-defined]
 HEADS = PresenceHeadRow.__table__  # type: ignore[attr-defined]
@@ -632,11 +632,13 @@ class SqlUnitOfWork:
     def __init__(
         self, session: Session | ConnectionUnit, *, retain_fixes: bool = False,
         cache: PresenceCache | None = None, on_events: Callable[[], None] | None = None,
+        answers: AnswerStore | None = None,
     ) -> None:
         self.session = session
         self.presence = SqlPresenceStore(session, cache)
         self.events = SqlEventStore(session)
         self.fixes = SqlFixStore(session) if retain_fixes else None
+        self.answers = answers  # the batch's answers, kept for retried requests (``ingest_answers``)
         self.on_events = on_events  # after a commit that wrote events: wake this process's consumers
 
     def commit(self) -> None:
