@@ -51,6 +51,10 @@ class PresenceStore(Protocol):
         that cannot be known (the first look, after a reset): any device may have moved."""
         ...
 
+    def moved_last_fix(self, device_id: str) -> datetime | None:
+        """The last fix of a device's head as ``moved`` found it written elsewhere (None: not there)."""
+        ...
+
     def beat(self, heads: Sequence[tuple[str, int, datetime]]) -> None:
         """Heartbeats: (device, head version, last fix) each, a device whose head is at that version (its
         caller's copy, not read here) and whose only change is this newer last fix. Written only where

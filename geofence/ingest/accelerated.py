@@ -84,7 +84,7 @@ class AcceleratedLane:
         uow: UnitOfWork | None = None
         try:
             uow = uow_factory()
-            self._read_feed(uow, kept, batch.devices)
+            orphans = self._read_feed(uow, kept, batch.devices)
             disc_busy, unsettled = self._settle_in_discs(batch, uow, in_disc, in_presence)
             # the index for the other lane rows (and the unsettled), then the other kept fixes, device
             # after device: row j of ``hits`` is lane row ``matched[j]``, for j < len(matched)
@@ -107,8 +107,8 @@ class AcceleratedLane:
             busy_set.update(fixes[order[j]].device_id for j in near_rows)
             slow_busy = [d for d in kept if d in busy_set]  # kept order: deterministic event order
             if (
-                not disc_busy and not fast_busy and not unsettled and not slow_busy and uow.fixes is None
-                and answers_of(uow) is None
+                not disc_busy and not fast_busy and not unsettled and not slow_busy and not orphans
+                and uow.fixes is None and answers_of(uow) is None
             ):
                 uow.rollback()
                 return []  # the sparse common case: nowhere near any zone, no visit open: no writes
@@ -131,6 +131,8 @@ class AcceleratedLane:
                 work.append((device_id, rows_all, undo.get(device_id)))
             for device_id, rows_all, before_batch in work:
                 self._step_or_settle(batch, device_id, rows_all, before_batch, hits)
+            if orphans:
+                self._restep(batch, uow, orphans)
             self._write(batch, uow, at, order if lane is None else lane.positions + order[len(matched):])
             if (answers := answers_of(uow)) is not None:
                 answers.add(results, batch.events)  # last: see ``geofence.store.AnswerStore``
@@ -144,15 +146,60 @@ class AcceleratedLane:
         self.open_devices.update(batch.open_now)
         return batch.events
 
-    def _read_feed(self, uow: UnitOfWork, kept: Collection[str], devices: list[str]) -> None:
+    def _read_feed(self, uow: UnitOfWork, kept: Collection[str], devices: list[str]) -> list[tuple[str, int]]:
         """The change feed, every batch: a device whose head another process wrote may have had a visit
-        opened or closed there, so it is stepped here even with no zone near its fix."""
+        opened or closed there, so it is stepped here even with no zone near its fix. Returns the
+        devices (and their track's slot) not in this batch whose last fix here is newer than the one
+        written elsewhere: a fix settled here without a write (steady), which the rows written there
+        never saw (``_restep``)."""
         elsewhere = uow.presence.moved()
         if elsewhere is None:  # unknown (first look, reset): every device of the batch
             self.open_devices.update(kept)
             self.open_devices.update(devices)
-        elif elsewhere:
-            self.open_devices.update(elsewhere)
+            return []
+        if not elsewhere:
+            return []
+        self.open_devices.update(elsewhere)
+        tracks, orphans = self.tracks, []
+        for device_id in elsewhere:
+            slot = tracks.slot_of.get(device_id)
+            if slot is None or device_id in kept:
+                continue
+            written = uow.presence.moved_last_fix(device_id)
+            if written is not None and tracks.at_s[slot] > written.timestamp() + 1e-6:
+                orphans.append((device_id, slot))
+        if orphans and devices:
+            in_lane = set(devices)
+            orphans = [(d, slot) for d, slot in orphans if d not in in_lane]
+        return orphans
+
+    def _restep(self, batch: _Batch, uow: UnitOfWork, orphans: list[tuple[str, int]]) -> None:
+        """Step, against the rows written elsewhere, the last fix this process accepted of each of these
+        devices (settled without a write): as if that process's request came first, and this one's
+        after it — the order the fixes were taken in (docs/presence.md, "One truth across processes")."""
+        tracks = self.tracks
+        fixes = [LocationFix(d, float(tracks.lat[s]), float(tracks.lng[s]), float(tracks.acc[s]),
+                             tracks.last_fix_at(s)) for d, s in orphans]
+        found = self._match(fixes, list(range(len(fixes))))
+        zones_at: dict[int, list[str]] = {}
+        for row, zone_id in zip(found.positions.tolist(), found.ids[found.zones].tolist(), strict=True):
+            zones_at.setdefault(row, []).append(zone_id)
+        stored = uow.presence.load([f.device_id for f in fixes])
+        for k, fix in enumerate(fixes):
+            device = stored.get(fix.device_id)
+            if device is None or device.last_fix_at is None or fix.recorded_at <= device.last_fix_at:
+                continue
+            before = device.presences
+            current = dict(before)
+            step_device(fixes, [k], None, {k: zones_at[k]} if k in zones_at else {}, current, before,
+                        batch.events, index=self.index, policy_for=self.policies)
+            changed, is_open = changes_of(before, current)
+            batch.busy.append(fix.device_id)
+            if is_open:
+                batch.open_now.add(fix.device_id)
+            if changed:
+                batch.changed += changed
+                batch.seen[fix.device_id] = fix.recorded_at
 
     def _settle_in_discs(
         self, batch: _Batch, uow: UnitOfWork, in_disc: np.ndarray, in_presence: np.ndarray

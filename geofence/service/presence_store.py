@@ -238,6 +238,8 @@ class SqlPresenceStore:
         self._followed: int | None = None  # the feed position this unit of work read up to
         self._beats: list[tuple[str, int, datetime]] = []  # heartbeats written, until commit
         self._moved: list[str] | None = None  # devices in the feed read by ``follow`` (None: unknown)
+        self._moved_last: dict[str, Any] = {}  # their heads' last fix, as the driver returned it
+        self._parse: Callable[[Any], datetime | None] = as_utc
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
@@ -259,12 +261,19 @@ class SqlPresenceStore:
         # every tick up to ``seq`` has committed (ticks commit in order); in this snapshot, no later one
         heads = [r for r in rows if r[0] is not None]
         self._moved = [r[0] for r in heads]
-        cache.apply(heads, _sqlite_time if conn.dialect.name == "sqlite" else as_utc)
+        self._moved_last = {r[0]: r[3] for r in heads}
+        self._parse = _sqlite_time if conn.dialect.name == "sqlite" else as_utc
+        cache.apply(heads, self._parse)
         cache.seq = seq
 
     def moved(self) -> Collection[str] | None:
         self.follow()
         return self._moved
+
+    def moved_last_fix(self, device_id: str) -> datetime | None:
+        self.follow()
+        raw = self._moved_last.get(device_id)
+        return None if raw is None else self._parse(raw)
 
     def watch_versions(
         self, method: Callable[[dict[str, int], Sequence[str] | None, Sequence[int]], None]

@@ -899,25 +899,27 @@ def test_spikes_late_batches_and_sweeps_give_the_events_of_stepping_every_fix(en
         assert [at for at, _ in seq] == sorted(at for at, _ in seq), pair
 
 
-@pytest.mark.xfail(strict=True, reason="docs/presence.md: a request that changes nothing stored is not "
-                   "ordered against an earlier request of its device on another process")
 def test_an_earlier_request_stepped_after_a_later_steady_one_elsewhere_gives_the_events_of_one_process(
     engine, index
 ):
-    """The documented gap, on two workers sharing the database: a device stands in the store; worker b
-    settles its fix at 40 s (steady: nothing written before the heartbeat), then worker a gets the
-    device's *earlier* request (outside at 20 s and 30 s). One process would give either nothing (the
-    earlier request late: b's order) or EXIT at 30 s then ENTER at 40 s (the sending order); here a steps
-    the earlier request against rows that never saw the 40 s fix, and the device is left outside."""
+    """Two workers sharing the database: a device stands in the store; worker b settles its fix at 40 s
+    (steady: nothing written before the heartbeat), then worker a gets the device's *earlier* request
+    (outside at 20 s and 30 s) and exits it at 30 s. One process taking the requests in their sending
+    order gives EXIT at 30 s, then ENTER at 40 s: b's next batch, reading a's write in the change feed,
+    steps its 40 s fix against a's rows (docs/presence.md)."""
     caches = {"a": PresenceCache(), "b": PresenceCache()}
 
     def run_on(worker, ingestor, fixes):
         with Session(engine, expire_on_commit=False) as s:
             return ingestor.ingest(fixes, uow_factory=lambda: SqlUnitOfWork(s, cache=caches[worker]), at=AT)
 
+    def shown(outcome):
+        return [(e.kind.value, e.at) for e in outcome.events]
+
     a, b = make(index), make(index)
     assert [e.kind.value for e in run_on("a", a, [fix(0, 0, 0)]).events] == ["enter"]
     assert run_on("b", b, [fix(0, 0, 40)]).events == []  # steady at b: nothing written
-    late = run_on("a", a, [fix(100, 0, 20), fix(150, 0, 30)])
-    kinds = [e.kind.value for e in late.events]
-    assert kinds in ([], ["exit", "enter"])
+    assert shown(run_on("a", a, [fix(100, 0, 20), fix(150, 0, 30)])) == [("exit", T0 + timedelta(seconds=30))]
+    later = run_on("b", b, [fix(0, 3000, 50, device_id="dev-2")])  # any batch of b's
+    assert shown(later) == [("enter", T0 + timedelta(seconds=40))]
+    assert stored(engine)[:2] == (PresenceState.INSIDE, T0 + timedelta(seconds=40))
