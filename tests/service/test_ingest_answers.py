@@ -121,3 +121,15 @@ def test_a_retry_at_another_api_process_gets_the_first_answer(pg_url: str, tmp_p
                 for api in (b, a):
                     again = http.post(f"{api.url}/v1/locations", json={"fixes": fixes}, timeout=30)
                     assert again.json() == first.json()
+
+
+def test_with_no_retention_no_answer_is_kept_and_a_retry_is_answered_afresh(settings, engine):
+    settings.ingest.answer_retention_s = 0
+    app = create_app(settings, engine=engine)
+    app.state.runtime.geofence.location_consent = None
+    batch = {"fixes": [body_fix(t=NOW - timedelta(seconds=5))]}
+    with TestClient(app) as c, freeze_time(NOW):
+        app.state.runtime.geofence.save_zones([Zone("store", "Store", Circle(*STORE, 60))], at=NOW)
+        assert c.post("/v1/locations", json=batch).json()["results"][0]["status"] == "accepted"
+        assert c.post("/v1/locations", json=batch).json()["results"][0]["status"] == "duplicate"
+    assert answers(engine) == 0

@@ -177,7 +177,8 @@ class GeofenceService:
                 if i not in refused and f.device_id not in allowed:
                     refused[i] = "no_location_consent"
         with self._lock, ConnectionUnit(self.engine) as unit:
-            answers = (lambda: SqlAnswerStore(unit, answered, at)) if answered else (lambda: None)
+            keep = answered and self.answer_retention > timedelta(0)
+            answers = (lambda: SqlAnswerStore(unit, answered, at)) if keep else (lambda: None)
             outcome = self.ingestor.ingest(
                 fixes, uow_factory=lambda: self._uow(unit, answers()), at=at, refused=refused
             )
