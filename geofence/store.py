@@ -51,6 +51,10 @@ class PresenceStore(Protocol):
         that cannot be known (the first look, after a reset): any device may have moved."""
         ...
 
+    def moved_last_fix(self, device_id: str) -> datetime | None:
+        """The last fix of a device's head as ``moved`` found it written elsewhere (None: not there)."""
+        ...
+
     def beat(self, heads: Sequence[tuple[str, int, datetime]]) -> None:
         """Heartbeats: (device, head version, last fix) each, a device whose head is at that version (its
         caller's copy, not read here) and whose only change is this newer last fix. Written only where
@@ -88,6 +92,19 @@ class FixStore(Protocol):
     def add(self, fixes: Sequence[LocationFix], *, received_at: datetime) -> None: ...
 
     def purge(self, *, before: datetime) -> int: ...
+
+
+class AnswerStore(Protocol):
+    def add(self, results: Sequence[Any], events: Sequence[ZoneEvent]) -> None:
+        """What the batch answers (a ``FixResult`` per fix, the events), given last before the commit: an
+        adapter that answers retried requests as the first time stores it with the batch's effects."""
+        ...
+
+
+def answers_of(uow: UnitOfWork) -> AnswerStore | None:
+    """A unit of work's answer store: its optional ``answers`` attribute (None: answers are not kept)."""
+    answers: AnswerStore | None = getattr(uow, "answers", None)
+    return answers
 
 
 class UnitOfWork(Protocol):

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,7 @@ LOCK_NAP_S = 0.0001  # between two tries for SQLite's write lock (``first_write`
 LOCK_NAPS = 200  # then SQLite's own handler, up to the connection's timeout
 
 
-def first_write(raw: sqlite3.Connection, sql: str) -> list[Any] | None:
+def first_write(raw: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any] | None:
     """Run a transaction's first write on a pysqlite connection, waiting for the write lock in short naps;
     None when it did not run (the caller then runs it the usual way, with SQLite's own busy handler).
 
@@ -172,7 +172,7 @@ def first_write(raw: sqlite3.Connection, sql: str) -> list[Any] | None:
     with busy_timeout(raw, 0):
         for _ in range(LOCK_NAPS):
             try:
-                return raw.execute(sql).fetchall()
+                return raw.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 if getattr(exc, "sqlite_errorcode", SQLITE_BUSY) & 0xFF != SQLITE_BUSY:
                     return None  # not the lock: the usual way raises it, wrapped as everywhere else

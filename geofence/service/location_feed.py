@@ -27,6 +27,7 @@ from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.ingest import FixResult
 from geofence.service import clock
+from geofence.service.ingest_answers import AlreadyAnswered, AnsweredRequest
 
 if TYPE_CHECKING:
     from geofence.service.runtime import Runtime
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 MAX_FIXES = 1000  # one merged batch at most (the largest request allowed on its own)
 MAX_JOBS = 32  # requests taken from the queue at once
 
-Prepared = tuple[list[LocationFix], dict[int, str]]
+Prepared = tuple[list[LocationFix], dict[int, str], str]  # fixes, refused positions, answer key
 
 
 @dataclass(eq=False)
@@ -51,6 +52,7 @@ class FeedJob:
     fixes: list[LocationFix] = field(default_factory=list)
     refused: dict[int, str] = field(default_factory=dict)
     devices: set[str] = field(default_factory=set)
+    key: str = ""  # the request's answer key (``ingest_answers``): a retry of it gets the same answer
 
     def resolve(self, payload: bytes | None = None, error: BaseException | None = None) -> None:
         def settle() -> None:
@@ -69,15 +71,18 @@ class FeedJob:
 
 class LocationFeed:
     """``submit`` from the event loop; ``prepare`` (authenticate, decode: may raise ``HTTPException``) and
-    ``render`` (results, events -> body) are the route's; ``service.ingest`` is the use case."""
+    ``render`` (results, events -> body) and ``replay`` (the stored answer of a request already answered,
+    by key) are the route's; ``service.ingest`` is the use case."""
 
     def __init__(
         self,
         prepare: Callable[[Any, Any, bytes], Prepared],
         render: Callable[[Sequence[FixResult], Sequence[ZoneEvent]], bytes],
+        replay: Callable[[Runtime, str], bytes | None],
     ) -> None:
         self._prepare = prepare
         self._render = render
+        self._replay = replay
         self._queue: queue.SimpleQueue[FeedJob] = queue.SimpleQueue()
         self._start = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -117,7 +122,7 @@ class LocationFeed:
         size = 0
         for job in jobs:
             try:
-                job.fixes, job.refused = self._prepare(job.runtime, job.context, job.body)
+                job.fixes, job.refused, job.key = self._prepare(job.runtime, job.context, job.body)
             except Exception as exc:
                 job.resolve(error=exc)
                 continue
@@ -146,11 +151,15 @@ class LocationFeed:
             for job in group:
                 refused.update((len(fixes) + i, reason) for i, reason in job.refused.items())
                 fixes.extend(job.fixes)
+        answered, start = [], 0
+        for job in group:
+            answered.append(AnsweredRequest(job.key, start, start + len(job.fixes), frozenset(job.devices)))
+            start += len(job.fixes)
         try:
-            outcome = service.ingest(fixes, at=clock.now(), refused=refused)
+            outcome = service.ingest(fixes, at=clock.now(), refused=refused, answered=answered)
         except Exception as exc:
             if len(group) == 1:
-                group[0].resolve(error=exc)
+                self._fail_or_replay(group[0], exc, retried)
                 return
             # One request's fixes must never fail another's: nothing was committed (the ingest is one
             # transaction and restores its caches on failure), so serve each request on its own.
@@ -169,3 +178,19 @@ class LocationFeed:
             events = [e for e in outcome.events if owner.get(e.device_id) is job]
             job.resolve(self._render(outcome.results[start:end], events))
             start = end
+
+    def _fail_or_replay(self, job: FeedJob, exc: Exception, retried: bool) -> None:
+        """A request answered first (by this process or another): its stored answer. Any other failure
+        is the request's own."""
+        if not isinstance(exc, AlreadyAnswered):
+            job.resolve(error=exc)
+            return
+        try:
+            payload = self._replay(job.runtime, job.key)
+        except Exception as failure:
+            job.resolve(error=failure)
+            return
+        if payload is None and not retried:  # purged in between: an answer of its own, then
+            self._ingest([job], retried=True)
+            return
+        job.resolve(payload, error=None if payload is not None else exc)

@@ -38,7 +38,7 @@ from geofence.service.tables.presence import (
     PresenceRow,
 )
 from geofence.service.wakeup import EVENTS_CHANNEL
-from geofence.store import ConflictError, StoredDevice
+from geofence.store import AnswerStore, ConflictError, StoredDevice
 
 PRESENCES = PresenceRow.__table__  # type: ignore[attr-defined]
 HEADS = PresenceHeadRow.__table__  # type: ignore[attr-defined]
@@ -238,6 +238,8 @@ class SqlPresenceStore:
         self._followed: int | None = None  # the feed position this unit of work read up to
         self._beats: list[tuple[str, int, datetime]] = []  # heartbeats written, until commit
         self._moved: list[str] | None = None  # devices in the feed read by ``follow`` (None: unknown)
+        self._moved_last: dict[str, Any] = {}  # their heads' last fix, as the driver returned it
+        self._parse: Callable[[Any], datetime | None] = as_utc
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
@@ -259,12 +261,19 @@ class SqlPresenceStore:
         # every tick up to ``seq`` has committed (ticks commit in order); in this snapshot, no later one
         heads = [r for r in rows if r[0] is not None]
         self._moved = [r[0] for r in heads]
-        cache.apply(heads, _sqlite_time if conn.dialect.name == "sqlite" else as_utc)
+        self._moved_last = {r[0]: r[3] for r in heads}
+        self._parse = _sqlite_time if conn.dialect.name == "sqlite" else as_utc
+        cache.apply(heads, self._parse)
         cache.seq = seq
 
     def moved(self) -> Collection[str] | None:
         self.follow()
         return self._moved
+
+    def moved_last_fix(self, device_id: str) -> datetime | None:
+        self.follow()
+        raw = self._moved_last.get(device_id)
+        return None if raw is None else self._parse(raw)
 
     def watch_versions(
         self, method: Callable[[dict[str, int], Sequence[str] | None, Sequence[int]], None]
@@ -351,6 +360,27 @@ class SqlPresenceStore:
                 tick = 1
             self._tick = int(tick)
         return self._tick
+
+    def take_event_numbers(self, n: int) -> int:
+        """The last of ``n`` event numbers taken for this unit of work's events (``SqlEventStore``): with
+        the clock's tick in the same statement when it has none yet (a batch that writes events writes
+        presences too: one round trip for both), or on their own after it."""
+        conn = self.session.connection()
+        sqlite = conn.dialect.name == "sqlite"
+        if self._tick is not None:
+            rows = execute(conn, _EVENT_SEQ_SQLITE if sqlite else _EVENT_SEQ_PG, (n,)).fetchall()
+            if not rows:
+                raise RuntimeError("presence_clock has no row: run the migrations (or create_schema)")
+            return int(rows[0][0])
+        taken = None
+        if sqlite:  # the first write: wait for the lock in short naps, as ``_clock_tick``
+            taken = first_write(conn.connection.driver_connection, _TICK_EVENTS_SQLITE, (n,))  # type: ignore[arg-type]
+        if taken is None:
+            taken = execute(conn, _TICK_EVENTS_SQLITE if sqlite else _TICK_EVENTS_PG, (n,)).fetchall()
+        if not taken:
+            raise RuntimeError("presence_clock has no row: run the migrations (or create_schema)")
+        self._tick = int(taken[0][0])
+        return int(taken[0][1])
 
     def beat(self, heads: Sequence[tuple[str, int, datetime]]) -> None:
         """Heartbeats (``geofence.store.PresenceStore.beat``): one executemany of ``_BEAT`` (the statement of
@@ -562,6 +592,14 @@ _EVENT_SEQ_PG = (
     "UPDATE presence_clock SET events = events + %s WHERE id = 1"
     " RETURNING events, pg_notify('" + EVENTS_CHANNEL + "', '')"
 )
+# the same with the unit of work's tick (``SqlPresenceStore.take_event_numbers``)
+_TICK_EVENTS_SQLITE = (
+    "UPDATE presence_clock SET seq = seq + 1, events = events + ? WHERE id = 1 RETURNING seq, events"
+)
+_TICK_EVENTS_PG = (
+    "UPDATE presence_clock SET seq = seq + 1, events = events + %s WHERE id = 1"
+    " RETURNING seq, events, pg_notify('" + EVENTS_CHANNEL + "', '')"
+)
 _SQLITE_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id IN (SELECT value FROM json_each(?))"
 _PG_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id = ANY(%s)"
 
@@ -569,8 +607,9 @@ _PG_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id = ANY(%s)"
 class SqlEventStore:
     """The zone-event log: each event gets the next ``seq`` in the transaction that writes it."""
 
-    def __init__(self, session: Session | ConnectionUnit) -> None:
+    def __init__(self, session: Session | ConnectionUnit, presence: SqlPresenceStore | None = None) -> None:
         self.session = session
+        self.presence = presence  # its unit of work's presence store: the tick and the numbers in one go
         self.added = 0  # events written in this unit of work (the unit wakes the consumers on commit)
 
     def add(self, events: Sequence[ZoneEvent], *, recorded_at: datetime) -> None:
@@ -578,10 +617,14 @@ class SqlEventStore:
             return
         conn = self.session.connection()
         sqlite = conn.dialect.name == "sqlite"
-        taken = execute(conn, _EVENT_SEQ_SQLITE if sqlite else _EVENT_SEQ_PG, (len(events),)).fetchall()
-        if not taken:
-            raise RuntimeError("presence_clock has no row: run the migrations (or create_schema)")
-        first = int(taken[0][0]) - len(events) + 1
+        if self.presence is not None:
+            last = self.presence.take_event_numbers(len(events))
+        else:
+            taken = execute(conn, _EVENT_SEQ_SQLITE if sqlite else _EVENT_SEQ_PG, (len(events),)).fetchall()
+            if not taken:
+                raise RuntimeError("presence_clock has no row: run the migrations (or create_schema)")
+            last = int(taken[0][0])
+        first = last - len(events) + 1
         self.added += len(events)
         device_ids = sorted({e.device_id for e in events})
         if sqlite:
@@ -632,11 +675,13 @@ class SqlUnitOfWork:
     def __init__(
         self, session: Session | ConnectionUnit, *, retain_fixes: bool = False,
         cache: PresenceCache | None = None, on_events: Callable[[], None] | None = None,
+        answers: AnswerStore | None = None,
     ) -> None:
         self.session = session
         self.presence = SqlPresenceStore(session, cache)
-        self.events = SqlEventStore(session)
+        self.events = SqlEventStore(session, self.presence)
         self.fixes = SqlFixStore(session) if retain_fixes else None
+        self.answers = answers  # the batch's answers, kept for retried requests (``ingest_answers``)
         self.on_events = on_events  # after a commit that wrote events: wake this process's consumers
 
     def commit(self) -> None:

@@ -124,6 +124,8 @@ def jobs_for(settings: Settings) -> list[Job]:
     jobs = [Job("geofence.sweep", presence.sweep_job, scheduler.sweep_every_s, role="worker")]
     if settings.ingest.fix_retention_s > 0:
         jobs.append(Job("geofence.purge_fixes", presence.purge_fixes_job, presence.PURGE_EVERY_S))
+    jobs.append(Job("geofence.purge_answers", presence.purge_answers_job, presence.PURGE_ANSWERS_EVERY_S,
+                    role="worker"))
     jobs.append(Job("daily_export", export_jobs.daily_export, export_jobs.DAILY_S, role="worker"))
     jobs.append(Job("purge_rate_limits", purge_rate_limits_job, PURGE_RATE_LIMITS_EVERY_S, role="worker"))
     return jobs

@@ -40,6 +40,8 @@ class IngestSettings(BaseModel):
     max_body_bytes: int = 1_000_000
     body_timeout_s: float = 30.0  # to receive a whole request body (more: 408, connection closed; 0 = none)
     fix_retention_s: int = 0  # 0 = raw fixes are not stored
+    # answers kept for retried requests (15 min; 0: none kept, a retry is answered afresh)
+    answer_retention_s: float = Field(default=900.0, ge=0)
 
 
 class SchedulerSettings(BaseModel):

@@ -34,8 +34,9 @@ def index():
     return circle_index({"store": (STORE, 50.0), "far": (offset(*STORE, 5000, 0), 80.0)})
 
 
-def make(index, **kw) -> Ingestor:
-    return Ingestor(index, policy=FencePolicy(**kw), limits=FixLimits())
+def make(index, *, reference=False, fast_screen=True, **kw) -> Ingestor:
+    return Ingestor(index, policy=FencePolicy(**kw), limits=FixLimits(), reference=reference,
+                    fast_screen=fast_screen)
 
 
 def run(ingestor, engine, fixes, *, at=AT, retain=False, refused=None, cache=None):
@@ -140,6 +141,18 @@ def test_raw_fixes_are_kept_only_when_retention_is_on(engine, index):
     run(make(index), engine, [fix(0, 0, 0, device_id="dev-2")], retain=True)
     with Session(engine) as s:
         assert s.exec(select(func.count()).select_from(LocationFixRow)).scalar_one() == 1
+
+
+def test_retention_keeps_every_accepted_fix_even_those_its_disc_spared_the_index(engine, index):
+    """A fix close to where its device was last matched is not matched again (its disc): it is still
+    an accepted fix, and retained like the others."""
+    ing, cache = make(index), PresenceCache()
+    fixes = [fix(0, 0, 10 * k) for k in range(6)] + [fix(3000, 0, 100 + 10 * k) for k in range(4)]
+    for f in fixes:
+        run(ing, engine, [f], retain=True, cache=cache)
+    assert ing.stats.disc_fixes >= 4
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(LocationFixRow)).scalar_one() == len(fixes)
 
 
 def test_concurrent_workers_fire_one_enter_per_visit(engine, index):
@@ -377,10 +390,10 @@ def test_an_ingestor_moving_between_presence_caches_trusts_only_the_copies_of_th
     assert [e.kind.value for e in run_on(one, ing, [fix(0, 0, 0)]).events] == ["enter"]
     assert run_on(one, ing, [fix(0, 0, 5)]).events == []
     assert run_on(one, ing, [fix(0, 0, 10)]).events == []  # settled in columns against cache one
-    columns = ing.column_skips
+    columns = ing.stats.column_skips
     assert columns >= 1
     assert run_on(two, ing, [fix(0, 0, 15)]).events == []  # cache two has no copy: read, not settled
-    assert ing.column_skips == columns
+    assert ing.stats.column_skips == columns
     other.open_devices.add("dev-1")
     gone = run_on(elsewhere, other, [fix(0, 100, 20), fix(0, 220, 30)])  # another worker: dev-1 leaves
     assert [e.kind.value for e in gone.events] == ["exit"]
@@ -458,8 +471,7 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
         i += size
 
     def replay(eng, skip):
-        ing = make(index, dwell_after=timedelta(seconds=90))
-        ing.skip_steady = ing.discs = skip
+        ing = make(index, dwell_after=timedelta(seconds=90), reference=not skip)
         cache = PresenceCache()  # as the service has: the steady summaries are then tested in columns
         events = []
         for b in batches:
@@ -470,7 +482,7 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
         rows = sorted(
             (p.zone_id, p.state, p.last_fix_at, p.version, p.dwelled) for p in device.presences.values()
         )
-        skips = (ing.steady_skips, ing.column_skips, ing.disc_fixes)
+        skips = (ing.stats.steady_skips, ing.stats.column_skips, ing.stats.disc_fixes)
         return (events, rows, device.version, device.last_fix_at), skips
 
     fast, (skips, column_skips, disc_fixes) = replay(engine, True)
@@ -487,8 +499,7 @@ def test_steady_visits_skip_the_machine_with_the_same_rows_and_events_as_steppin
 def _one_fix_a_batch(index, eng, fixes, dwell_after, *, skip):
     """Replay ``fixes`` one a batch with a presence cache: the events of each batch and the device's head
     (version, last fix) as stored, and how many fixes were settled in columns."""
-    ing = make(index, dwell_after=dwell_after)
-    ing.skip_steady = ing.discs = skip
+    ing = make(index, dwell_after=dwell_after, reference=not skip)
     cache = PresenceCache()
     per_batch = []
     for f in fixes:
@@ -497,7 +508,7 @@ def _one_fix_a_batch(index, eng, fixes, dwell_after, *, skip):
     with Session(eng) as s:
         head = s.get(PresenceHeadRow, "dev-1")
         stored = (head.version, as_utc(head.last_fix_at))
-    return (per_batch, stored), ing.column_skips
+    return (per_batch, stored), ing.stats.column_skips
 
 
 def test_a_device_settled_in_columns_dwells_at_the_first_fix_past_its_dwell_time(engine, index, tmp_path):
@@ -535,7 +546,7 @@ def test_a_device_settled_in_columns_stays_there_through_its_own_heartbeats(engi
 def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_path(
     engine, index, tmp_path
 ):
-    """The vectorised screen is a second implementation of the common case of ``_screen``: a random
+    """The vectorised screen is a second implementation of the common case of ``screening.screen``: a random
     stream mixing plain fixes with retries, late and far-jumping fixes, bad values, naive times, reported
     speeds, refused positions and devices twice in a batch gives the same everything without it."""
     import random
@@ -572,8 +583,7 @@ def test_the_fast_lane_gives_the_results_events_rows_and_tracks_of_the_generic_p
         batches.append((batch, refused))
 
     def replay(eng, lane):
-        ing = make(index)
-        ing.fast_lane = lane
+        ing = make(index, fast_screen=lane)
         out = []
         for b, refused in batches:
             o = run(ing, eng, b, at=T0 + timedelta(seconds=max(clock.values()) + 10), refused=refused)
@@ -624,8 +634,7 @@ def test_zone_hits_too_shallow_to_enter_skip_the_machine_with_the_same_rows_and_
         track.append(fix(north, east, t, accuracy_m=rng.choice([15, 25, 40, 40])))
 
     def replay(eng, skip, cache):
-        ing = make(index, dwell_after=timedelta(hours=1))
-        ing.skip_steady = ing.discs = skip
+        ing = make(index, dwell_after=timedelta(hours=1), reference=not skip)
         events = []
         for f in track:
             out = run(ing, eng, [f], at=T0 + timedelta(seconds=t + 10), cache=cache)
@@ -634,7 +643,7 @@ def test_zone_hits_too_shallow_to_enter_skip_the_machine_with_the_same_rows_and_
         with Session(eng) as s:
             device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
         rows = sorted((p.zone_id, p.state, p.last_fix_at, p.version) for p in device.presences.values())
-        shallow = (ing.shallow_skips, ing.shallow_column_skips + ing.presence_skips)
+        shallow = (ing.stats.shallow_skips, ing.stats.shallow_column_skips + ing.stats.presence_skips)
         return (events, rows, device.version, device.last_fix_at), shallow
 
     def engine_at(name):
@@ -712,8 +721,7 @@ def test_discs_give_the_events_rows_and_heads_of_matching_every_fix(engine, tmp_
         from tests.geofence.zone_index import ZoneIndex, circle_zone
 
         index = ZoneIndex(zones())
-        ing = make(index, dwell_after=timedelta(seconds=90))
-        ing.discs = discs
+        ing = make(index, dwell_after=timedelta(seconds=90), reference=not discs)
         cache = PresenceCache()
         events = []
         for k, b in enumerate(batches):
@@ -730,7 +738,7 @@ def test_discs_give_the_events_rows_and_heads_of_matching_every_fix(engine, tmp_
         rows = {d: (v.version, v.last_fix_at, sorted((z, p.state, p.pending_fixes, p.last_fix_at)
                                                      for z, p in v.presences.items()))
                 for d, v in stored.items()}
-        return (events, rows), (ing.disc_fixes, ing.presence_skips)
+        return (events, rows), (ing.stats.disc_fixes, ing.stats.presence_skips)
 
     fast, (disc_fixes, presence_skips) = replay(engine, True)
     total = sum(len(b) for b in batches)
@@ -763,8 +771,7 @@ def test_presence_discs_give_the_events_of_matching_every_fix_across_zone_edges(
         track.append(fix(rng.uniform(-1, 1), east, t, accuracy_m=rng.choice([5, 10, 20, 40])))
 
     def replay(eng, discs):
-        ing = make(index, dwell_after=timedelta(hours=1))
-        ing.discs = discs
+        ing = make(index, dwell_after=timedelta(hours=1), reference=not discs)
         cache = PresenceCache()
         events = []
         for f in track:
@@ -773,7 +780,7 @@ def test_presence_discs_give_the_events_of_matching_every_fix_across_zone_edges(
         with Session(eng) as s:
             device = SqlPresenceStore(s).load(["dev-1"])["dev-1"]
         rows = sorted((p.zone_id, p.state, p.last_fix_at, p.version) for p in device.presences.values())
-        return (events, rows, device.version, device.last_fix_at), ing.presence_skips
+        return (events, rows, device.version, device.last_fix_at), ing.stats.presence_skips
 
     fast, presence_skips = replay(engine, True)
     assert presence_skips >= 30
@@ -851,8 +858,7 @@ def test_spikes_late_batches_and_sweeps_give_the_events_of_stepping_every_fix(en
         index = ZoneIndex(zones)
         base = FencePolicy(dwell_after=timedelta(seconds=120))
         ing = Ingestor(index, policy=base, limits=FixLimits(max_age=timedelta(days=2)),
-                       zone_policy=lambda z: policy_for_zone(base, index.get(z).fence))
-        ing.skip_steady = ing.discs = ing.fast_lane = lanes
+                       zone_policy=lambda z: policy_for_zone(base, index.get(z).fence), reference=not lanes)
         cache = PresenceCache()
         events = []
         for second in range(0, last + 3600):
@@ -876,7 +882,7 @@ def test_spikes_late_batches_and_sweeps_give_the_events_of_stepping_every_fix(en
             stored = SqlPresenceStore(s).load(devices)
         rows = {d: (v.last_fix_at, sorted((z, p.state, p.pending_fixes) for z, p in v.presences.items()))
                 for d, v in stored.items()}
-        return (events, rows), ing.steady_skips + ing.disc_fixes
+        return (events, rows), ing.stats.steady_skips + ing.stats.disc_fixes
 
     fast, skips = replay(engine, True)
     assert skips > 100  # the lanes did serve
@@ -891,3 +897,29 @@ def test_spikes_late_batches_and_sweeps_give_the_events_of_stepping_every_fix(en
         by_pair.setdefault((d, z), []).append((at, k))
     for pair, seq in by_pair.items():  # emission order: never an event stamped before an earlier one
         assert [at for at, _ in seq] == sorted(at for at, _ in seq), pair
+
+
+def test_an_earlier_request_stepped_after_a_later_steady_one_elsewhere_gives_the_events_of_one_process(
+    engine, index
+):
+    """Two workers sharing the database: a device stands in the store; worker b settles its fix at 40 s
+    (steady: nothing written before the heartbeat), then worker a gets the device's *earlier* request
+    (outside at 20 s and 30 s) and exits it at 30 s. One process taking the requests in their sending
+    order gives EXIT at 30 s, then ENTER at 40 s: b's next batch, reading a's write in the change feed,
+    steps its 40 s fix against a's rows (docs/presence.md)."""
+    caches = {"a": PresenceCache(), "b": PresenceCache()}
+
+    def run_on(worker, ingestor, fixes):
+        with Session(engine, expire_on_commit=False) as s:
+            return ingestor.ingest(fixes, uow_factory=lambda: SqlUnitOfWork(s, cache=caches[worker]), at=AT)
+
+    def shown(outcome):
+        return [(e.kind.value, e.at) for e in outcome.events]
+
+    a, b = make(index), make(index)
+    assert [e.kind.value for e in run_on("a", a, [fix(0, 0, 0)]).events] == ["enter"]
+    assert run_on("b", b, [fix(0, 0, 40)]).events == []  # steady at b: nothing written
+    assert shown(run_on("a", a, [fix(100, 0, 20), fix(150, 0, 30)])) == [("exit", T0 + timedelta(seconds=30))]
+    later = run_on("b", b, [fix(0, 3000, 50, device_id="dev-2")])  # any batch of b's
+    assert shown(later) == [("enter", T0 + timedelta(seconds=40))]
+    assert stored(engine)[:2] == (PresenceState.INSIDE, T0 + timedelta(seconds=40))

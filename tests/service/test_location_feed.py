@@ -13,7 +13,7 @@ from freezegun import freeze_time
 
 from geofence.service.app import create_app
 from geofence.service.location_feed import FeedJob, LocationFeed
-from geofence.service.routes.locations import prepare, render
+from geofence.service.routes.locations import prepare, render, replay
 from tests.geofence.tracks import STORE, offset
 from zones.model import Circle, Zone
 
@@ -49,7 +49,7 @@ def serve(feed: LocationFeed, runtime, bodies: list[bytes]) -> list[object]:
 
 
 def test_requests_without_common_devices_share_one_batch_and_keep_their_own_answers(runtime):
-    feed = LocationFeed(prepare, render)
+    feed = LocationFeed(prepare, render, replay)
     later = NOW + timedelta(seconds=5)
     bodies = [
         json.dumps({"fixes": [fix("dev-1"), fix("dev-2", north_m=5_000)]}).encode(),
@@ -70,7 +70,7 @@ def test_requests_without_common_devices_share_one_batch_and_keep_their_own_answ
 
 
 def test_a_request_alone_is_its_own_batch(runtime):
-    feed = LocationFeed(prepare, render)
+    feed = LocationFeed(prepare, render, replay)
     with freeze_time(NOW):
         (only,) = serve(feed, runtime, [json.dumps(fix("dev-9")).encode()])
     assert only["accepted"] == 1 and feed.batches == 1
@@ -84,15 +84,15 @@ class PoisonedService:
     def __init__(self, real, poison: str) -> None:
         self.real, self.poison, self.calls = real, poison, 0
 
-    def ingest(self, fixes, *, at, refused):
+    def ingest(self, fixes, *, at, refused, answered=()):
         self.calls += 1
         if any(f.device_id == self.poison for i, f in enumerate(fixes) if i not in refused):
             raise RuntimeError("the database refused this batch")
-        return self.real.ingest(fixes, at=at, refused=refused)
+        return self.real.ingest(fixes, at=at, refused=refused, answered=answered)
 
 
 def test_a_failing_request_never_fails_the_requests_merged_with_it(runtime):
-    feed = LocationFeed(prepare, render)
+    feed = LocationFeed(prepare, render, replay)
     poisoned = PoisonedService(runtime.geofence, poison="dev-bad")
     runtime.geofence = poisoned
     bodies = [json.dumps(fix(f"dev-{i}")).encode() for i in range(5)]
@@ -107,7 +107,7 @@ def test_a_failing_request_never_fails_the_requests_merged_with_it(runtime):
 
 
 def test_a_nul_in_a_device_id_rejects_that_fix_alone(runtime):
-    feed = LocationFeed(prepare, render)
+    feed = LocationFeed(prepare, render, replay)
     bodies = [
         json.dumps({"fixes": [fix("dev-1"), fix("dev\u0000x"), fix("dev-2", client_fix_id="a\u0000")]})
         .encode(),

@@ -23,6 +23,13 @@ from geofence.fixes import LocationFix
 from geofence.ingest import FixResult
 from geofence.service import clock
 from geofence.service.deps import RuntimeDep
+from geofence.service.ingest_answers import (
+    AlreadyAnswered,
+    AnsweredRequest,
+    answer_key,
+    event_dict,
+    find_answer,
+)
 from geofence.service.limits_http import read_whole_body, send_error
 from geofence.service.location_feed import LocationFeed
 from geofence.service.runtime import Runtime
@@ -221,10 +228,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-def prepare(runtime: Runtime, request: Request, body: bytes) -> tuple[list[LocationFix], dict[int, str]]:
+def prepare(runtime: Runtime, request: Request, body: bytes) -> tuple[list[LocationFix], dict[int, str], str]:
     """Authenticate (``ingest`` scope), decode, and refuse the fixes of devices the caller may not post for
-    (blocking: the key check reads the database)."""
-    return _decode_for(runtime, body, principal_for(runtime, request, "ingest"))
+    (blocking: the key check reads the database); the request's answer key (``ingest_answers``)."""
+    principal = principal_for(runtime, request, "ingest")
+    fixes, refused = _decode_for(runtime, body, principal)
+    return fixes, refused, answer_key(principal.key_id, principal.device_id, body)
 
 
 def _decode_for(
@@ -241,24 +250,42 @@ def _decode_for(
 def ingest_body(runtime: Runtime, body: bytes, principal: Principal) -> bytes:
     """Decode, ingest and encode the answer, in the calling thread (``post_locations``)."""
     fixes, refused = _decode_for(runtime, body, principal)
-    outcome = runtime.geofence.ingest(fixes, at=clock.now(), refused=refused)
-    return render(outcome.results, outcome.events)
+    key = answer_key(principal.key_id, principal.device_id, body)
+    devices = frozenset(f.device_id for i, f in enumerate(fixes) if i not in refused)
+    for attempt in range(2):
+        try:
+            outcome = runtime.geofence.ingest(fixes, at=clock.now(), refused=refused,
+                                              answered=[AnsweredRequest(key, 0, len(fixes), devices)])
+        except AlreadyAnswered:
+            if (payload := replay(runtime, key)) is not None or attempt:
+                if payload is None:
+                    raise
+                return payload
+            continue  # purged in between: an answer of its own, then
+        return render(outcome.results, outcome.events)
+    raise AssertionError("unreachable")
+
+
+def replay(runtime: Runtime, key: str) -> bytes | None:
+    """The stored answer of a request already answered (``ingest_answers``), or None."""
+    with runtime.engine.connect() as conn:
+        found = find_answer(conn, key)
+    return None if found is None else render_dicts(*found)
 
 
 def render(results: Sequence[FixResult], events: Sequence[ZoneEvent]) -> bytes:
     """The answer (``IngestOut``) to a request's fixes: a result each, and the events of its devices."""
+    return render_dicts(results, [event_dict(e) for e in events])
+
+
+def render_dicts(results: Sequence[FixResult], events: Sequence[dict[str, Any]]) -> bytes:
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     for r in results:
         counts[r.status] += 1
     return _encoder.encode({
         "accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
-        "results": [{"status": r.status, "reason": r.reason} for r in results],
-        "events": [
-            {"id": e.id, "zone_id": e.zone_id, "device_id": e.device_id, "kind": e.kind.value, "at": e.at,
-             "visit_id": e.visit_id, "reason": e.reason, "lat": e.lat, "lng": e.lng}
-            for e in events
-        ],
+        "results": [{"status": r.status, "reason": r.reason} for r in results], "events": events,
     })
 
 
-FEED = LocationFeed(prepare, render)
+FEED = LocationFeed(prepare, render, replay)

@@ -63,6 +63,7 @@ from geofence.policy import FencePolicy, limits_from_defaults, policy_for_zone, 
 from geofence.presence import Presence, PresenceState
 from geofence.service import clock
 from geofence.service.db import ConnectionUnit
+from geofence.service.ingest_answers import AnsweredRequest, SqlAnswerStore, purge_answers
 from geofence.service.loops import Loop
 from geofence.service.metrics import FIXES, ZONE_EVENTS
 from geofence.service.presence_store import PresenceCache, SqlUnitOfWork
@@ -71,7 +72,7 @@ from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
 from geofence.service.wakeup import CONFIG_CHANNEL, Wakeups, notify
-from geofence.store import ConflictError
+from geofence.store import AnswerStore, ConflictError
 from geofence.traces import Sweep, live_schedule
 from zones.geometry import validate_zone
 from zones.index import ZoneIndex
@@ -86,8 +87,9 @@ ConsentGate = Callable[[Session, Iterable[str]], set[str]]
 SWEEP_CHUNK = 500
 SWEEP_LIMIT = 100_000
 _RECORDED_AT = attrgetter("recorded_at")
-OPEN_DEVICES_RESCAN_S = 60.0  # a safety net: the change feed keeps the set current (``Ingestor._apply``)
+OPEN_DEVICES_RESCAN_S = 60.0  # a safety net: the change feed keeps the set current (``ingest.accelerated``)
 PURGE_EVERY_S = 3600.0
+PURGE_ANSWERS_EVERY_S = 60.0  # the answers table holds about retention + a minute of requests
 
 
 def zone_from_row(row: ZoneRow) -> Zone:
@@ -116,6 +118,7 @@ class GeofenceService:
         self.location_consent = location_consent
         self.retain_fixes = settings.ingest.fix_retention_s > 0
         self.fix_retention = timedelta(seconds=settings.ingest.fix_retention_s)
+        self.answer_retention = timedelta(seconds=settings.ingest.answer_retention_s)
         self.policy: FencePolicy = policy_from_defaults(settings.fence)
         self._lock = threading.RLock()  # index and track cache are shared by the API's worker threads
         self.presence_cache = PresenceCache()  # decoded rows, validated against the database every batch
@@ -138,7 +141,6 @@ class GeofenceService:
             self.index, policy=self.policy, limits=limits_from_defaults(settings.fence),
             zone_policy=self._zone_policy,
         )
-        self.ingestor.fix_store_wanted = self.retain_fixes
         try:
             self.sync_open_devices()
         except DBAPIError:
@@ -148,19 +150,22 @@ class GeofenceService:
         zone = self.index.get(zone_id)
         return policy_for_zone(self.policy, zone.fence, size_m=zone_size_m(zone), profile=zone.profile)
 
-    def _uow(self, session: Session | ConnectionUnit) -> SqlUnitOfWork:
+    def _uow(self, session: Session | ConnectionUnit, answers: AnswerStore | None = None) -> SqlUnitOfWork:
         return SqlUnitOfWork(session, retain_fixes=self.retain_fixes, cache=self.presence_cache,
-                             on_events=self.wakeups.events.set)
+                             on_events=self.wakeups.events.set, answers=answers)
 
     # -- ingest -----------------------------------------------------------------------------------
     def ingest(
-        self, fixes: Sequence[LocationFix], *, at: datetime, refused: Mapping[int, str] | None = None
+        self, fixes: Sequence[LocationFix], *, at: datetime, refused: Mapping[int, str] | None = None,
+        answered: Sequence[AnsweredRequest] = (),
     ) -> IngestOutcome:
         """The ingest path shared by ``POST /v1/locations``, ``geofence replay`` and the demo.
 
         ``refused`` holds positions the adapter already rejected (decoding, device not allowed). Fixes
         of devices without location consent (``location_consent``, the consent domain's gate) are
-        dropped unstored with ``no_location_consent``. Events are published after the commit.
+        dropped unstored with ``no_location_consent``. Events are published after the commit. The answers
+        of the ``answered`` requests are stored with the batch (``ingest_answers``: raises
+        ``AlreadyAnswered``, nothing committed, when one was answered first).
         """
         refused = dict(refused or {})
         consent_filter = self.location_consent
@@ -172,7 +177,11 @@ class GeofenceService:
                 if i not in refused and f.device_id not in allowed:
                     refused[i] = "no_location_consent"
         with self._lock, ConnectionUnit(self.engine) as unit:
-            outcome = self.ingestor.ingest(fixes, uow_factory=lambda: self._uow(unit), at=at, refused=refused)
+            keep = answered and self.answer_retention > timedelta(0)
+            answers = (lambda: SqlAnswerStore(unit, answered, at)) if keep else (lambda: None)
+            outcome = self.ingestor.ingest(
+                fixes, uow_factory=lambda: self._uow(unit, answers()), at=at, refused=refused
+            )
         for (status, reason), n in outcome.counts.items():
             FIXES.labels(status, reason.split(":", 1)[0]).inc(n)  # "invalid: <decoder message>" -> bounded
         self._publish(outcome.events)
@@ -230,6 +239,13 @@ class GeofenceService:
             else:
                 outcome = self.ingest(step.fixes, at=step.at)
                 yield outcome, outcome.events
+
+    def purge_answers(self, at: datetime) -> int:
+        """Drop the answers kept for retried requests once older than ``ingest.answer_retention_s``."""
+        with ConnectionUnit(self.engine) as unit:
+            n = purge_answers(unit.connection(), before=at - self.answer_retention)
+            unit.commit()
+        return n
 
     def purge_fixes(self, at: datetime) -> int:
         if not self.retain_fixes:
@@ -413,6 +429,10 @@ def zones_sync_loop(service: GeofenceService, *, poll_s: float) -> Loop:
         return False
 
     return Loop("geofence.zones_sync", sync, service.wakeups.config, poll_s, role="any")
+
+
+def purge_answers_job(runtime: Runtime) -> None:
+    runtime.geofence.purge_answers(clock.now())
 
 
 def purge_fixes_job(runtime: Runtime) -> None:
