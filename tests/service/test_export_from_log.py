@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from freezegun import freeze_time
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from campaigns.export.pipeline import export_file_name, write_export
+from campaigns.export.scheduled import _only_run
 from campaigns.export.zone_event_queue import claim
 from geofence.events import TransitionKind, ZoneEvent
+from geofence.service.db import create_schema, make_engine
 from geofence.service.event_log import append
 from geofence.service.runtime import bootstrap
 from geofence.service.settings import Settings
@@ -26,7 +30,9 @@ from geofence.service.wiring.exports import (
     daily_export,
     export_incremental,
 )
+from tests.conftest import _truncate_all
 from tests.service.campaign_factories import add_customer
+from tests.service.processes import _cli, process_env
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -113,3 +119,45 @@ def test_a_run_stopped_after_renaming_its_file_is_not_exported_again_and_one_sto
     assert seen["ndjson"] == Counter({"e1": 1, "e2": 1})
     with Session(engine) as s:
         assert all(r.exported_at is not None for r in s.exec(select(ExportZoneEventRow)))
+
+
+@pytest.mark.postgres
+def test_a_scheduled_run_skips_while_another_process_holds_the_export(pg_url: str, tmp_path: Path) -> None:
+    engine = make_engine(pg_url)
+    create_schema(engine)  # the clock row the log numbers from (other tests truncate it)
+    try:
+        customer(engine)
+        append(engine, [event("e1", T0)], recorded_at=T0)
+        intake = ExportIntakeRunner(engine, now=lambda: T0)
+        with _only_run(engine) as first:  # another worker's run, under way
+            assert first
+            assert export_incremental(engine, tmp_path, at=T0 + DAY, intake=intake) == []
+        assert export_incremental(engine, tmp_path, at=T0 + DAY, intake=intake) != []
+    finally:
+        _truncate_all(engine)
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_export_processes_started_together_put_each_event_in_one_file(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """``geofence export all --incremental`` in two processes at once, as two workers' daily runs."""
+    engine = make_engine(pg_url)
+    create_schema(engine)  # the clock row the log numbers from (other tests truncate it)
+    try:
+        customer(engine)
+        append(engine, [event(f"e{i}", T0 + timedelta(seconds=i)) for i in range(200)], recorded_at=T0)
+        env = process_env(pg_url, tmp_path)
+        runs = [
+            subprocess.Popen(_cli("export", "all", "--dir", str(tmp_path / "out"), "--incremental"), env=env,
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)
+        ]  # fmt: skip
+        assert [run.wait(120) for run in runs] == [0, 0]
+    finally:
+        _truncate_all(engine)
+        engine.dispose()
+    for fmt, ids in exported_ids(tmp_path / "out").items():
+        assert ids == Counter({f"e{i}": 1 for i in range(200)}), fmt
