@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from sqlmodel import Session, SQLModel
 
 from geofence.service.db import create_schema, make_engine
 from geofence.service.settings import Settings
+from tests.service.processes import fresh_postgres
 
 PG_ADMIN_URL = os.environ.get(
     "GEOFENCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -33,26 +34,24 @@ def _postgres_reachable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A throw-away PostgreSQL database for this test session, with the schema created once."""
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A new PostgreSQL database with the schema, dropped afterwards; the test is skipped when the server
+    is unreachable, and fails instead under CI=true."""
     problem = _postgres_reachable()
     if problem:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required under CI=true but is not reachable: {problem}")
         pytest.skip(f"PostgreSQL not reachable ({problem})")
-    name = f"geofence_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    eng = make_engine(url)
-    create_schema(eng)
-    eng.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres(PG_ADMIN_URL) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database for this test session, with the schema created once."""
+    with throwaway_postgres() as url:
+        yield url
 
 
 def _truncate_all(engine: Engine) -> None:

@@ -349,6 +349,7 @@ class ExportPlan:
     since: Cursor | None
     upto: Cursor | None  # None: nothing to export
     at: datetime
+    members: Any = None  # an SQL condition the rows must also meet (the queued zone events of one file)
 
     @property
     def next_cursor(self) -> str | None:
@@ -362,6 +363,8 @@ class ExportPlan:
             clauses.append(_after(self.kind, self.since))
         if self.upto is not None:
             clauses.append(_upto(self.kind, self.upto))
+        if self.members is not None:
+            clauses.append(self.members)
         return clauses
 
 

@@ -72,6 +72,9 @@ def create_app(
             loops.stop()
             if scheduler:
                 scheduler.shutdown(wait=False)
+            # collectable again: an app shut down inside a longer-lived process (tests, an embedding
+            # program) would otherwise never be freed, nor its engine's files let go
+            gc.unfreeze()
 
     app = GeofenceApp(
         title="Geofence engine",

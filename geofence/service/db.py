@@ -104,13 +104,20 @@ class _Checkpointer:
     engine of this process uses, and copies one longer than ``CHECKPOINT_BYTES`` back into the database
     (a PASSIVE checkpoint, on its own connection: writers and readers go on meanwhile; the GIL is free
     while SQLite works). The next write transaction then restarts the WAL from its beginning. A WAL that
-    readers keep it from finishing is still bounded by ``WAL_RESTART_BYTES``."""
+    readers keep it from finishing is still bounded by ``WAL_RESTART_BYTES``.
+
+    A WAL file keeps its length when the next writer restarts it, so its size alone would call for a
+    checkpoint at every look, for ever: a WAL unchanged (size and modification time) since a checkpoint
+    that copied all of it is left alone. Needless checkpoints take the WAL's read locks for a moment, and
+    a writer that meets them cannot restart the WAL: it grows instead."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._watched: dict[str, int] = {}  # path -> engines using it
         self._pid = 0  # the process whose thread runs (a forked child starts its own)
         self.checkpoints = 0
+        self.completed: dict[str, int] = {}  # path -> checkpoints that copied its whole WAL back
+        self._copied: dict[str, tuple[int, int]] = {}  # path -> the WAL's (size, mtime) then
 
     def watch(self, path: str) -> None:
         with self._lock:
@@ -118,6 +125,10 @@ class _Checkpointer:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="sqlite-checkpointer", daemon=True).start()
+
+    def watches(self, path: str) -> bool:
+        with self._lock:
+            return path in self._watched
 
     def unwatch(self, path: str) -> None:
         with self._lock:
@@ -135,15 +146,21 @@ class _Checkpointer:
                 paths = list(self._watched)
             for path in [p for p in conns if p not in paths]:
                 conns.pop(path).close()
+                self._copied.pop(path, None)
             for path in paths:
                 try:
-                    if os.path.getsize(path + "-wal") < CHECKPOINT_BYTES:
+                    wal = os.stat(path + "-wal")
+                    seen = (wal.st_size, wal.st_mtime_ns)
+                    if wal.st_size < CHECKPOINT_BYTES or self._copied.get(path) == seen:
                         continue
                     conn = conns.get(path)
                     if conn is None:
                         conn = conns[path] = sqlite3.connect(path, timeout=0, check_same_thread=False)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
                     self.checkpoints += 1
+                    if not busy and frames == copied:
+                        self._copied[path] = seen
+                        self.completed[path] = self.completed.get(path, 0) + 1
                 except (OSError, sqlite3.Error):  # gone, or busy: look again later
                     old = conns.pop(path, None)
                     if old is not None:

@@ -122,9 +122,12 @@ def configure_logging(settings: Settings, stream: Any = None) -> logging.Handler
     handler = build_handler(settings, stream)
     root.addHandler(handler)
     root.setLevel(settings.log.level.upper())
-    # uvicorn installs its own unmasked handlers; the access log line holds query strings.
+    # uvicorn installs its own unmasked handlers; the access log line holds query strings. It also sets
+    # its loggers' levels (INFO): inherit ours instead, or GEOFENCE_LOG__LEVEL=WARNING still writes a line
+    # per request.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uv = logging.getLogger(name)
         uv.handlers = []
         uv.propagate = True
+        uv.setLevel(logging.NOTSET)
     return handler

@@ -66,6 +66,7 @@ class Runtime:
     location_data: SqlLocationData  # geofence's half of access requests and erasure
     decision_policy: DecisionPolicy
     campaign_handler: CampaignHandler  # the zone-event log's ``campaigns`` consumer (``loops``)
+    export_intake: export_jobs.ExportIntakeRunner  # the log's ``crm_export`` consumer (loop, daily export)
     providers: dict[str, NotificationProvider]  # by channel: "push", "sms"
     dispatch_pacer: Pacer
     sms_keywords: KeywordConfig
@@ -105,6 +106,7 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
         location_data=SqlLocationData(),
         decision_policy=policy,
         campaign_handler=handler,
+        export_intake=export_jobs.export_intake(settings, engine, now=clock.now),
         # synchronous, as the SDKs are: the dispatcher calls them from scheduler threads, never from an
         # async route, so firebase-admin and twilio never block the event loop
         providers=build_providers(settings, now=clock.now),
@@ -133,11 +135,13 @@ def jobs_for(settings: Settings) -> list[Job]:
 
 def loops_for(runtime: Runtime) -> list[Loop]:
     """The loops woken by the commits that give them work: zone sync (every process), the campaign
-    consumer of the zone-event log, the dispatcher, the webhook consumer and sender (worker)."""
+    consumer of the zone-event log, the dispatcher, the webhook consumer and sender, the CRM export's
+    consumer (worker)."""
     return [
         geofence_jobs.zones_sync_loop(runtime.geofence, poll_s=runtime.settings.scheduler.config_poll_s),
         campaign_jobs.campaign_consumer_loop(runtime),
         campaign_jobs.dispatch_loop(runtime),
         *webhook_jobs.webhook_loops(runtime),
         *order_jobs.order_loops(runtime),
+        export_jobs.export_intake_loop(runtime),
     ]

@@ -7,26 +7,30 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
 
-from campaigns.export.scheduled import run_scheduled_export
 from geofence.service.runtime import bootstrap
 from geofence.service.tables.customers import Customer
 from geofence.service.tables.exports import ExportCursorRow
 from geofence.service.tables.presence import ZoneEventRow
-from geofence.service.wiring.exports import daily_export
+from geofence.service.wiring.exports import ExportIntakeRunner, daily_export, export_incremental
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-def _event(eid: str, at: datetime) -> ZoneEventRow:
-    return ZoneEventRow(id=eid, zone_id="z1", customer_id="c1", kind="enter", at=at, visit_id=eid,
+def _event(eid: str, at: datetime, seq: int) -> ZoneEventRow:
+    return ZoneEventRow(id=eid, seq=seq, zone_id="z1", customer_id="c1", kind="enter", at=at, visit_id=eid,
                         reason="inside", recorded_at=at)  # fmt: skip
+
+
+def run_scheduled_export(engine, export_dir, *, at):
+    """The scheduled export as the daily job runs it: the log's ``crm_export`` consumer drained first."""
+    return export_incremental(engine, export_dir, at=at, intake=ExportIntakeRunner(engine, now=lambda: at))
 
 
 def test_daily_runs_write_only_what_changed_and_remember_the_cursor(engine, tmp_path):
     with Session(engine) as s:
         s.add(Customer(id="c1", created_at=T0))
-        s.add(_event("e1", T0))
+        s.add(_event("e1", T0, seq=1))
         s.commit()
     first = run_scheduled_export(engine, tmp_path, at=T0 + DAY)
     assert {(w.kind, w.fmt) for w in first} == {
@@ -37,7 +41,7 @@ def test_daily_runs_write_only_what_changed_and_remember_the_cursor(engine, tmp_
     assert run_scheduled_export(engine, tmp_path, at=T0 + DAY + timedelta(hours=1)) == []  # nothing new
 
     with Session(engine) as s:
-        s.add(_event("e2", T0 + DAY + timedelta(hours=2)))
+        s.add(_event("e2", T0 + DAY + timedelta(hours=2), seq=2))
         s.commit()
     second = run_scheduled_export(engine, tmp_path, at=T0 + 2 * DAY)
     # the new visit also changes the contact's last-visit summary: the contact is exported again

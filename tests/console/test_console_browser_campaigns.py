@@ -236,8 +236,14 @@ def test_the_campaign_form_saves_back_exactly_what_it_loaded(page: Any, served: 
     with served.api() as api:
         after = api.get("/v1/campaigns/round-trip").json()
     assert after["definition"] == before and after["version"] == 2
+    held: list[Any] = []  # the status change, kept waiting: the first save's "saved" must be gone meanwhile
+    page.route("**/campaigns/round-trip/status", lambda route: held.append(route))
     page.select_option("#c-status", "active")  # the status goes through POST .../status
     page.click("#campaign-save")
+    while not held:
+        page.wait_for_timeout(10)
+    assert page.query_selector("#campaign-saved") is None
+    held[0].continue_()
     page.wait_for_selector("#campaign-saved")
     with served.api() as api:
         assert api.get("/v1/campaigns/round-trip").json()["status"] == "active"

@@ -27,23 +27,29 @@ def free_port() -> int:
 def api_processes(
     count: int, env: dict[str, str], cwd: Path, timeout_s: float = 120.0
 ) -> Iterator[list[str]]:
-    """Start ``count`` API processes (no jobs) with ``env``; yields their base URLs; stops them by PID."""
+    """Start ``count`` API processes (no jobs) with ``env``; yields their base URLs; stops them by PID.
+
+    Their logs go to ``cwd/api-<port>.log``: a pipe nobody reads while they run fills up (64 KiB, a few
+    hundred requests' log lines) and then blocks the process in its next write."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GEOFENCE_")}
     full_env.update(env)
-    procs, urls = [], []
+    procs, urls, logs = [], [], []
     try:
         for _ in range(count):
             port = free_port()
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-jobs"],
-                env=full_env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            ))  # fmt: skip
+            logs.append(Path(cwd) / f"api-{port}.log")
+            serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--no-jobs"]
+            with logs[-1].open("wb") as log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-c", CLI, *serve], env=full_env, cwd=cwd,
+                    stdout=subprocess.DEVNULL, stderr=log,
+                ))  # fmt: skip
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + timeout_s
-        for proc, url in zip(procs, urls, strict=True):
+        for proc, url, log_path in zip(procs, urls, logs, strict=True):
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"API process exited: {proc.stderr.read().decode()[-2000:]}")
+                    raise RuntimeError(f"API process exited: {log_path.read_text(errors='replace')[-2000:]}")
                 try:
                     if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                         break
@@ -63,5 +69,3 @@ def api_processes(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            if proc.stderr:
-                proc.stderr.close()

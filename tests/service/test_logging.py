@@ -72,3 +72,18 @@ def test_configure_is_idempotent_and_routes_uvicorn_through_the_masking_handler(
     assert len(ours) == 1
     assert logging.getLogger("uvicorn.access").handlers == []
     assert logging.getLogger("uvicorn.access").propagate
+
+
+def test_the_configured_level_holds_for_uvicorns_access_log(settings):
+    """uvicorn sets its loggers to INFO; under level WARNING a request must not write a line."""
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO)  # as ``uvicorn.run(log_level="info")`` does
+    buf, root_level = io.StringIO(), logging.getLogger().level
+    quiet = settings.model_copy(update={"log": settings.log.model_copy(update={"level": "WARNING"})})
+    handler = configure_logging(quiet, buf)
+    try:
+        logging.getLogger("uvicorn.access").info('127.0.0.1:1 - "GET /v1/zones HTTP/1.1" 200')
+        logging.getLogger("uvicorn.error").warning("still shown")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(root_level)
+    assert [json.loads(line)["msg"] for line in buf.getvalue().splitlines()] == ["still shown"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -141,3 +142,35 @@ def test_0003_starts_the_change_feed_with_every_head_current(fresh_pg):
         clock = conn.execute(text("SELECT id, seq, resets FROM presence_clock")).all()
     assert [tuple(h) for h in heads] == [("d1", 4, 4, 0)]
     assert [tuple(c) for c in clock] == [(1, 0, 0)]
+
+
+@needs_revisions
+def test_0014_starts_the_export_queue_where_the_old_time_cursor_stopped(fresh_pg):
+    """Logged events at or before the daily export's old cursor are marked exported (the log's consumer
+    then finds them queued already), events older than the log after it are queued; nothing else."""
+    from campaigns.export.cursor import Cursor, encode_cursor
+
+    cursor = encode_cursor("zone_events", Cursor(datetime(2026, 3, 14, 10, 0, tzinfo=UTC), "b"))
+    with fresh_pg.begin() as conn:
+        config = alembic_config(connection=conn)
+        command.upgrade(config, "hostile_a_rate_limits")
+        ten = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
+        for eid, seq, minutes in [("a", 1, 0), ("b", 2, 0), ("c", 3, 0), ("d", 4, 5), ("old0", None, -1),
+                                  ("old2", None, 1)]:  # fmt: skip
+            conn.execute(text(
+                "INSERT INTO zone_events (id, seq, zone_id, kind, at, visit_id, reason, recorded_at) VALUES "
+                "(:id, :seq, 'z', 'enter', :at, :id, 'inside', :at)"
+            ), {"id": eid, "seq": seq, "at": ten + timedelta(minutes=minutes)})
+        conn.execute(text(
+            "INSERT INTO export_cursors (kind, format, cursor, last_file, rows_total) "
+            "VALUES ('zone_events', 'csv', :c, 'f.csv', 2)"
+        ), {"c": cursor})
+        command.upgrade(config, "head")
+        rows = conn.execute(text(
+            "SELECT format, event_id, batch, exported_at IS NOT NULL FROM export_zone_events "
+            "ORDER BY format, event_id"
+        )).all()
+    assert [tuple(r) for r in rows] == [
+        ("csv", "a", "f.csv", True), ("csv", "b", "f.csv", True), ("csv", "old2", None, False),
+        ("ndjson", "old0", None, False), ("ndjson", "old2", None, False),  # never exported in NDJSON
+    ]  # fmt: skip

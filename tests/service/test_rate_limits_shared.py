@@ -95,18 +95,23 @@ def test_failed_checks_of_one_key_id_are_limited_without_locking_out_its_holder(
         assert holder.get("/v1/zones", headers={"X-API-Key": token}).status_code == 200
 
 
-def _hammer(urls: list[str], headers: dict[str, str], duration_s: float) -> tuple[list[int], float]:
-    """Requests from 4 threads per process for ``duration_s``; returns the codes and the elapsed time.
-
-    A transport error (seen once in CI, not reproduced: one per client thread) is recorded as code 0 and
-    never counted as allowed; the test bounds them at one per thread instead of losing the thread's count."""
+def _hammer(
+    urls: list[str], headers: dict[str, str], duration_s: float, *, min_requests: int, cap_s: float
+) -> tuple[list[int], float]:
+    """Requests from 4 threads per process for ``duration_s``, and on until ``min_requests`` were answered
+    (a loaded machine answers slowly: the key's budget must still be outrun) or ``cap_s``; returns the
+    codes and the elapsed time. A transport error is recorded as code 0 (the thread's count is kept)."""
     codes: list[int] = []
     lock = threading.Lock()
-    stop_at = time.monotonic() + duration_s
+    started = time.monotonic()
+
+    def going() -> bool:
+        elapsed = time.monotonic() - started
+        return elapsed < duration_s or (len(codes) < min_requests and elapsed < cap_s)
 
     def worker(url: str) -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
-            while time.monotonic() < stop_at:
+            while going():
                 try:
                     status = client.get("/v1/zones", params={"limit": 1}).status_code
                 except httpx.TransportError:
@@ -115,7 +120,6 @@ def _hammer(urls: list[str], headers: dict[str, str], duration_s: float) -> tupl
                     codes.append(status)
 
     threads = [threading.Thread(target=worker, args=(url,)) for url in urls for _ in range(4)]
-    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
@@ -135,12 +139,12 @@ def test_a_key_limit_holds_across_api_processes(pg_url, tmp_path):
     }  # fmt: skip
     try:
         with api_processes(2, env, tmp_path) as urls:
-            codes, elapsed_s = _hammer(urls, headers, duration_s=2.0)
+            codes, elapsed_s = _hammer(urls, headers, duration_s=2.0, min_requests=150, cap_s=20.0)
     finally:  # the session's shared database: leave it as the ``engine`` fixture would
         _truncate_all(engine)
         engine.dispose()
     allowed = codes.count(200)
-    assert set(codes) <= {0, 200, 429} and codes.count(0) <= 8, codes.count(0)  # 8 client threads
-    assert codes.count(429) > 0
+    assert set(codes) <= {200, 429}, codes.count(0)  # 0: a transport error
+    assert len(codes) >= 150 and codes.count(429) > 0
     # one shared bucket: the burst plus the rate over the run (per process, it would be twice that)
     assert 20 <= allowed <= 20 + 10 * elapsed_s + 2, (allowed, elapsed_s, len(codes))

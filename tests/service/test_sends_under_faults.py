@@ -28,13 +28,12 @@ from sqlmodel import Session
 
 from geofence.service import clock
 from geofence.service.db import make_engine
-from tests.conftest import IN_CI, PG_ADMIN_URL, _postgres_reachable
+from tests.conftest import throwaway_postgres
 from tests.fakes.fcm_transport import PROJECT, FakeFcmServer, service_account_file
 from tests.fakes.loopback import Chaos
 from tests.fakes.twilio_http import ACCOUNT_SID, AUTH_TOKEN
 from tests.fakes.twilio_server import FakeTwilioServer
 from tests.service.campaign_factories import add_customer, add_delivery
-from tests.service.processes import fresh_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -46,12 +45,7 @@ TERMINAL_WAIT_S = 120.0
 @pytest.fixture
 def own_pg_url() -> Iterator[str]:
     """A database of its own: the workers poll every due row in it."""
-    problem = _postgres_reachable()
-    if problem:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is required under CI=true but is not reachable: {problem}")
-        pytest.skip(f"PostgreSQL not reachable ({problem})")
-    with fresh_postgres(PG_ADMIN_URL) as url:
+    with throwaway_postgres() as url:
         yield url
 
 

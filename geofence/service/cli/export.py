@@ -14,10 +14,10 @@ import typer
 
 from campaigns.export import FORMATS, KIND_NAMES, CursorError, UnknownKind, count_rows, plan_export
 from campaigns.export.pipeline import export_file_name, render_plan, write_export
-from campaigns.export.scheduled import run_scheduled_export
 from geofence.service import clock
 from geofence.service.cli.base import app, console, err_console, fail, load_runtime, progress
 from geofence.service.runtime import Runtime
+from geofence.service.wiring.exports import export_incremental
 
 
 def _check_format(fmt: str) -> str:
@@ -73,7 +73,9 @@ def _export_all(
     formats = FORMATS if fmt in (None, "both") else (_check_format(fmt),)
     at = clock.now()
     if incremental:
-        written = run_scheduled_export(runtime.engine, directory, at=at, formats=formats, settle_s=settle_s)
+        written = export_incremental(
+            runtime.engine, directory, at=at, intake=runtime.export_intake, formats=formats, settle_s=settle_s
+        )
     else:
         written = []
         for kind in progress(KIND_NAMES, total=len(KIND_NAMES), label="exporting"):

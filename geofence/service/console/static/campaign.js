@@ -128,12 +128,15 @@
 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
+    // the last save's answer goes while this one is under way: a "saved" left on screen would claim it done
+    $("campaign-status").innerHTML = "";
     const id = form.dataset.id;
     const d = definition();
     const r = await Console.api(id ? "PUT" : "POST", id ? `campaigns/${encodeURIComponent(id)}` : "campaigns", d);
     if (r.ok && id && existing.status && d.status !== existing.status) {
       const s = await Console.api("POST", `campaigns/${encodeURIComponent(id)}/status`, { status: d.status });
       if (!s.ok) { $("campaign-status").innerHTML = `<p class="error">${s.status}: ${Console.esc(Console.detail(s.data))}</p>`; return; }
+      existing.status = d.status;
     }
     if (!r.ok) { $("campaign-status").innerHTML = `<p class="error" id="campaign-error">${r.status}: ${Console.esc(Console.detail(r.data))}</p>`; return; }
     const warnings = (r.data.warnings || []).map((w) => `<li>${Console.esc(w)}</li>`).join("");
