@@ -3,7 +3,7 @@ their stream (zone | store);
 endpoints may be limited to zones (a store's own feed); store arrivals (one alert per visit)
 
 Revision ID: store_outbound_events
-Revises: hostile_a_rate_limits
+Revises: ingest_ingest_answers
 Create Date: 2026-12-06 17:10:00
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = 'store_outbound_events'
-down_revision: str | Sequence[str] | None = 'hostile_a_rate_limits'
+down_revision: str | Sequence[str] | None = 'ingest_ingest_answers'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

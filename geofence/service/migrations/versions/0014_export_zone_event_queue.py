@@ -1,7 +1,7 @@
 """export_zone_events: the daily CRM export takes zone events from the log's ``crm_export`` consumer
 
 Revision ID: export_zone_event_queue
-Revises: hostile_a_rate_limits
+Revises: orders_click_and_collect
 Create Date: 2026-12-06 17:30:00
 
 Until now the daily export read zone events after a time cursor kept in ``export_cursors``; from now on
@@ -21,7 +21,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = 'export_zone_event_queue'
-down_revision: str | Sequence[str] | None = 'hostile_a_rate_limits'
+down_revision: str | Sequence[str] | None = 'orders_click_and_collect'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
