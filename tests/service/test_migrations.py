@@ -153,7 +153,7 @@ def test_0014_starts_the_export_queue_where_the_old_time_cursor_stopped(fresh_pg
     cursor = encode_cursor("zone_events", Cursor(datetime(2026, 3, 14, 10, 0, tzinfo=UTC), "b"))
     with fresh_pg.begin() as conn:
         config = alembic_config(connection=conn)
-        command.upgrade(config, "hostile_a_rate_limits")
+        command.upgrade(config, "orders_click_and_collect")
         ten = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
         for eid, seq, minutes in [("a", 1, 0), ("b", 2, 0), ("c", 3, 0), ("d", 4, 5), ("old0", None, -1),
                                   ("old2", None, 1)]:  # fmt: skip
