@@ -72,6 +72,8 @@ def create_app(
             loops.stop()
             if scheduler:
                 scheduler.shutdown(wait=False)
+            if runtime.geofence.publisher is not None:  # GEOFENCE_BUS: flush and close the connection
+                runtime.geofence.publisher.link.close()
 
     app = GeofenceApp(
         title="Geofence engine",

@@ -1,6 +1,7 @@
 """SQLModel tables, one module per domain. Importing this package registers all of them."""
 
 from geofence.service.tables import (  # noqa: F401
+    bus,
     campaigns,
     consumers,
     customers,
