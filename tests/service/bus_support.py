@@ -7,18 +7,24 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from geofence.service.settings import PartitionedIngestSettings
+from geofence.service.bus.link import NatsLink
+from geofence.service.bus.worker import run_until_stopped
+from geofence.service.runtime import bootstrap
+from geofence.service.settings import PartitionedIngestSettings, Settings
 from tests.conftest import IN_CI
 from tests.service.processes import free_port
 
@@ -33,6 +39,15 @@ def _reachable(url: str) -> str | None:
             return None
     except OSError as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def require_nats_server() -> str:
+    """The ``nats-server`` binary, for tests that run one of their own (skipped without; CI has it)."""
+    if not Path(NATS_SERVER).exists():
+        if IN_CI:
+            pytest.fail(f"{NATS_SERVER} is required under CI=true")
+        pytest.skip(f"no nats-server at {NATS_SERVER}")
+    return NATS_SERVER
 
 
 def require_nats() -> str:
@@ -117,23 +132,72 @@ def wait_drained(
         engine.dispose()
 
 
+@dataclass
+class Bus:
+    url: str
+    config: PartitionedIngestSettings
+
+
+def settings_for(tmp_path: Path, database_url: str, bus: Bus | None) -> Settings:
+    return Settings(
+        env="test", hash_key="test-hash-key-not-secret", public_base_url="http://127.0.0.1:8000",
+        database_url=database_url, outbox_dir=tmp_path / "outbox", export_dir=tmp_path / "exports",
+        scheduler={"enabled": False}, auth_required=False, migrate_on_start=False,
+        limits={"store": "memory", "key_rate_per_s": 0, "device_rate_per_s": 0},
+        bus=bus.url if bus else "", partitioned=bus.config if bus else PartitionedIngestSettings(),
+    )
+
+
 @contextmanager
-def own_nats_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A ``nats-server`` with JetStream of the test's own (to stop, restart or kill), stopped by pid."""
-    port = free_port()
-    store = workdir / f"nats-{port}"
-    store.mkdir(parents=True, exist_ok=True)
-    log = (workdir / f"nats-{port}.log").open("wb")
-    proc = subprocess.Popen([NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"nats://127.0.0.1:{port}"
+def ingest_worker(settings: Settings) -> Iterator[None]:
+    """A worker on a thread of this process, as ``geofence ingest-worker`` runs it."""
+    runtime = bootstrap(settings.model_copy(update={"bus": ""}))
+    link = NatsLink(settings.bus, settings.partitioned)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_until_stopped, args=(runtime.geofence, link, stop), daemon=True)
+    thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while _reachable(url) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield url, proc
+        yield
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(10)
-        log.close()
+        stop.set()
+        thread.join(30)
+        link.close()
+        runtime.engine.dispose()
+
+
+class NatsServer:
+    """A ``nats-server`` with JetStream of a test's own, on a free loopback port and its own store, to be
+    killed and started again on the same port and store; stopped by pid."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.store = workdir / f"nats-{self.port}"
+        self.store.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / f"nats-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 10
+        while _reachable(self.url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@contextmanager
+def own_nats_server(workdir: Path) -> Iterator[NatsServer]:
+    server = NatsServer(workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

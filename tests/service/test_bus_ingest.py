@@ -4,10 +4,7 @@ events, with ids a replay of the stream gives again."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,12 +14,16 @@ from sqlalchemy import create_engine, text
 
 from geofence.events import TransitionKind, ZoneEvent
 from geofence.service.app import create_app
-from geofence.service.bus.link import NatsLink
 from geofence.service.bus.partitions import event_id_for, partition_of
-from geofence.service.bus.worker import run_until_stopped
-from geofence.service.runtime import bootstrap
-from geofence.service.settings import PartitionedIngestSettings, Settings
-from tests.service.bus_support import drop_names, own_names, require_nats, wait_drained
+from tests.service.bus_support import (
+    Bus,
+    drop_names,
+    ingest_worker,
+    own_names,
+    require_nats,
+    settings_for,
+    wait_drained,
+)
 from tests.service.processes import (
     events_of,
     events_of_one_process,
@@ -33,12 +34,6 @@ from tests.service.processes import (
 )
 
 pytestmark = [pytest.mark.postgres]
-
-
-@dataclass
-class Bus:
-    url: str
-    config: PartitionedIngestSettings
 
 
 @pytest.fixture
@@ -53,33 +48,6 @@ def bus() -> Iterator[Bus]:
 def pg_database(pg_url: str) -> Iterator[str]:
     with fresh_postgres(pg_url.rsplit("/", 1)[0] + "/postgres") as url:
         yield url
-
-
-def settings_for(tmp_path: Path, database_url: str, bus: Bus | None) -> Settings:
-    return Settings(
-        env="test", hash_key="test-hash-key-not-secret", public_base_url="http://127.0.0.1:8000",
-        database_url=database_url, outbox_dir=tmp_path / "outbox", export_dir=tmp_path / "exports",
-        scheduler={"enabled": False}, auth_required=False, migrate_on_start=False,
-        limits={"store": "memory", "key_rate_per_s": 0, "device_rate_per_s": 0},
-        bus=bus.url if bus else "", partitioned=bus.config if bus else PartitionedIngestSettings(),
-    )
-
-
-@contextmanager
-def ingest_worker(settings: Settings) -> Iterator[None]:
-    """A worker on a thread of this process, as ``geofence ingest-worker`` runs it."""
-    runtime = bootstrap(settings.model_copy(update={"bus": ""}))
-    link = NatsLink(settings.bus, settings.partitioned)
-    stop = threading.Event()
-    thread = threading.Thread(target=run_until_stopped, args=(runtime.geofence, link, stop), daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
-        link.close()
-        runtime.engine.dispose()
 
 
 def post_all(client: TestClient, requests: dict[int, list[list[dict[str, object]]]]) -> None:

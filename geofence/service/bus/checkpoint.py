@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import NamedTuple, cast
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
@@ -28,9 +29,18 @@ from geofence.service.db import ConnectionUnit
 from geofence.service.presence_store import SqlUnitOfWork
 from geofence.service.tables.bus import IngestPartitionRow
 from geofence.service.tables.presence import ZoneEventRow
+from geofence.store import EventStore, FixStore, PresenceStore
 
 PARTITIONS = IngestPartitionRow.__table__  # type: ignore[attr-defined]
 EVENTS = ZoneEventRow.__table__  # type: ignore[attr-defined]
+
+
+class Move(NamedTuple):
+    """A checkpoint's move: from stream sequence ``after`` to ``to``, having ingested ``fixes``."""
+
+    after: int
+    to: int
+    fixes: int
 
 
 class PartitionLost(Exception):
@@ -44,22 +54,23 @@ def read_checkpoint(engine: Engine, partition: int) -> int:
             select(PARTITIONS.c.stream_seq).where(PARTITIONS.c.partition == partition)
         ).scalar()
         if seq is None:
-            conn.execute(insert(PARTITIONS).values(partition=partition, stream_seq=0, owner=""))
+            conn.execute(insert(PARTITIONS).values(partition=partition, stream_seq=0, fixes=0, owner=""))
             return 0
         return int(seq)
 
 
 def move_checkpoint(
-    unit: ConnectionUnit, partition: int, *, after: int, to: int, owner: str, at: datetime
+    unit: ConnectionUnit, partition: int, move: Move, *, owner: str, at: datetime
 ) -> None:
-    """Move the partition's row from ``after`` to ``to`` in ``unit``'s transaction, or ``PartitionLost``."""
+    """Move the partition's row from ``move.after`` to ``move.to`` in ``unit``'s transaction, counting
+    ``move.fixes``, or raise ``PartitionLost``."""
     moved = unit.execute(
         update(PARTITIONS)
-        .where(PARTITIONS.c.partition == partition, PARTITIONS.c.stream_seq == after)
-        .values(stream_seq=to, owner=owner, updated_at=at)
+        .where(PARTITIONS.c.partition == partition, PARTITIONS.c.stream_seq == move.after)
+        .values(stream_seq=move.to, fixes=PARTITIONS.c.fixes + move.fixes, owner=owner, updated_at=at)
     )
     if moved.rowcount != 1:
-        raise PartitionLost(f"partition {partition} moved past {after} by another worker")
+        raise PartitionLost(f"partition {partition} moved past {move.after} by another worker")
 
 
 class _RenamedPresences:
@@ -96,10 +107,10 @@ class _RenamedEvents:
 
 class CheckpointedUnit:
     """A ``geofence.store.UnitOfWork`` over ``SqlUnitOfWork`` whose commit also moves the partitions'
-    checkpoints (``moves``: partition -> (after, to)); ``committed`` tells whether a commit happened."""
+    checkpoints (``moves``, by partition); ``committed`` tells whether a commit happened."""
 
     def __init__(
-        self, unit: ConnectionUnit, inner: SqlUnitOfWork, moves: Mapping[int, tuple[int, int]], *,
+        self, unit: ConnectionUnit, inner: SqlUnitOfWork, moves: Mapping[int, Move], *,
         owner: str, at: datetime,
     ) -> None:
         renamer = Renamer()
@@ -108,15 +119,16 @@ class CheckpointedUnit:
         self._moves = moves
         self._owner = owner
         self._at = at
-        self.presence = _RenamedPresences(inner.presence, renamer)
-        self.events = _RenamedEvents(unit, inner.events, renamer)
-        self.fixes = inner.fixes
+        # the store's other methods pass through ``__getattr__``, which a Protocol cannot see
+        self.presence: PresenceStore = cast(PresenceStore, _RenamedPresences(inner.presence, renamer))
+        self.events: EventStore = _RenamedEvents(unit, inner.events, renamer)
+        self.fixes: FixStore | None = inner.fixes
         self.committed = False
 
     def commit(self) -> None:
         try:
-            for partition, (after, to) in sorted(self._moves.items()):  # one order: no deadlock
-                move_checkpoint(self._unit, partition, after=after, to=to, owner=self._owner, at=self._at)
+            for partition, move in sorted(self._moves.items()):  # one order: no deadlock
+                move_checkpoint(self._unit, partition, move, owner=self._owner, at=self._at)
         except PartitionLost:
             self._inner.rollback()
             raise

@@ -28,7 +28,13 @@ from nats.js import JetStreamContext, api
 from geofence.fixes import LocationFix
 from geofence.ingest import IngestOutcome
 from geofence.service import clock
-from geofence.service.bus.checkpoint import CheckpointedUnit, PartitionLost, move_checkpoint, read_checkpoint
+from geofence.service.bus.checkpoint import (
+    CheckpointedUnit,
+    Move,
+    PartitionLost,
+    move_checkpoint,
+    read_checkpoint,
+)
 from geofence.service.bus.leases import PartitionLeases
 from geofence.service.bus.link import NatsLink
 from geofence.service.bus.partitions import decode, partition_of, subject_of
@@ -64,6 +70,7 @@ class IngestWorker:
         self.config = link.config
         self.worker_id = worker_id or new_worker_id()
         self.running: dict[int, Partition] = {}
+        self._leaving: set[int] = set()  # partitions being given back
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold leases and consume until ``stop`` is set; then give every partition back."""
@@ -76,11 +83,12 @@ class IngestWorker:
                 except Exception as exc:  # the broker is away: the checkpoint fences any overlap
                     log.warning("lease renewal failed: %s: %s", type(exc).__name__, exc)
                     gained, lost, surplus = set(), set(), set()
-                for number in lost:
-                    await self._stop(number)
-                for number in surplus:
-                    await self._stop(number)
-                    await leases.release(number)
+                for number in lost:  # no waiting for the batch in hand: its commit is fenced anyway
+                    self._abandon(number)
+                for number in surplus:  # given back once the batch in hand is committed
+                    if number not in self._leaving:
+                        self._leaving.add(number)
+                        asyncio.create_task(self._give_back(number, leases))
                 for number in gained:
                     await self._start(number)
                 try:
@@ -96,6 +104,19 @@ class IngestWorker:
                 log.warning("could not release the leases; they expire within %.0f s", self.config.lease_s)
 
     # -- one partition ---------------------------------------------------------------------------
+    def _abandon(self, number: int) -> None:
+        state = self.running.pop(number, None)
+        if state is not None:
+            state.stopping = True
+            log.info("worker %s lost partition %d", self.worker_id, number)
+
+    async def _give_back(self, number: int, leases: PartitionLeases) -> None:
+        try:
+            await self._stop(number)
+            await leases.release(number)
+        finally:
+            self._leaving.discard(number)
+
     async def _start(self, number: int) -> None:
         state = Partition(number)
         self.running[number] = state
@@ -130,11 +151,6 @@ class IngestWorker:
         state.stopping = True  # the batch in hand is finished (and committed) first
         if state.task is not None:
             await state.task
-        if state.sub is not None:
-            try:
-                await state.sub.unsubscribe()
-            except Exception:
-                pass
         log.info("worker %s left partition %d at stream sequence %d", self.worker_id, number, state.seq)
 
     async def _consume(self, state: Partition) -> None:
@@ -157,6 +173,11 @@ class IngestWorker:
                 log.exception("ingest of partition %d failed; replaying from its checkpoint", state.number)
                 await asyncio.sleep(RETRY_AFTER_S)
                 await self._reopen(state)
+        if state.sub is not None:  # its ephemeral consumer goes with it
+            try:
+                await state.sub.unsubscribe()
+            except Exception:
+                pass
 
     async def _reopen(self, state: Partition) -> None:
         while not state.stopping:
@@ -187,14 +208,14 @@ class IngestWorker:
             self._commit(state, fixes, at or clock.now(), last)
 
     def _commit(self, state: Partition, fixes: list[LocationFix], at: datetime, last: int) -> None:
-        outcome = self.ingest(fixes, at=at, moves={state.number: (state.seq, last)})
+        outcome = self.ingest(fixes, at=at, moves={state.number: Move(state.seq, last, len(fixes))})
         state.seq = last
         state.batches += 1
         for event in outcome.events:
             ZONE_EVENTS.labels(event.kind.value).inc()
 
     def ingest(
-        self, fixes: Sequence[LocationFix], *, at: datetime, moves: Mapping[int, tuple[int, int]]
+        self, fixes: Sequence[LocationFix], *, at: datetime, moves: Mapping[int, Move]
     ) -> IngestOutcome:
         """The embedded ingest of ``GeofenceService`` with the checkpoints ``moves`` in its transaction.
 
@@ -212,8 +233,8 @@ class IngestWorker:
 
             outcome = service.ingestor.ingest(fixes, uow_factory=unit_of_work, at=at)
             if not any(u.committed for u in units):  # nothing to write but the checkpoint
-                for partition, (after, to) in sorted(moves.items()):
-                    move_checkpoint(unit, partition, after=after, to=to, owner=owner, at=written_at)
+                for partition, move in sorted(moves.items()):
+                    move_checkpoint(unit, partition, move, owner=owner, at=written_at)
                 unit.commit()
         return outcome
 

@@ -23,5 +23,6 @@ class IngestPartitionRow(SQLModel, table=True):
 
     partition: int = Field(primary_key=True)
     stream_seq: int = Field(default=0, sa_type=BigInteger)
-    owner: str = Field(default="", max_length=200)
+    fixes: int = Field(default=0, sa_type=BigInteger)  # ingested so far: throughput and lag, by sampling
+    owner: str = Field(default="", max_length=200)  # the worker that wrote it last (host-pid-tag)
     updated_at: datetime | None = utc_column()

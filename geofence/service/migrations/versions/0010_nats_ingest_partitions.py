@@ -24,6 +24,7 @@ def upgrade() -> None:
     op.create_table('ingest_partitions',
     sa.Column('partition', sa.Integer(), nullable=False),
     sa.Column('stream_seq', sa.BigInteger(), nullable=False),
+    sa.Column('fixes', sa.BigInteger(), nullable=False),
     sa.Column('owner', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('partition'),
