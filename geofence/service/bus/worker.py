@@ -118,11 +118,16 @@ class IngestWorker:
             self._leaving.discard(number)
 
     async def _start(self, number: int) -> None:
+        """Open and consume on a task of its own: opening waits for the ingest lock (the tracks are
+        dropped under it), which must never hold up the lease renewals."""
         state = Partition(number)
         self.running[number] = state
-        await self._open(state)
-        state.task = asyncio.create_task(self._consume(state), name=f"partition-{number}")
-        log.info("worker %s took partition %d at stream sequence %d", self.worker_id, number, state.seq)
+        state.task = asyncio.create_task(self._open_and_consume(state), name=f"partition-{number}")
+
+    async def _open_and_consume(self, state: Partition) -> None:
+        await self._reopen(state)
+        log.info("worker %s took partition %d at stream sequence %d", self.worker_id, state.number, state.seq)
+        await self._consume(state)
 
     async def _open(self, state: Partition) -> None:
         """(Re)start reading after the checkpoint, with the partition's tracks forgotten."""
