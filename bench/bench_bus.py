@@ -72,6 +72,43 @@ def _drop(nats_url: str, stream: str, bucket: str) -> None:
     asyncio.run(drop())
 
 
+def free_port_pair() -> int:
+    """A port p with p + 1 free too (the 2 uvicorns): other benchmarks may hold bench_ingest's default."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return int(port)
+    raise RuntimeError("no two consecutive free ports")
+
+
+def wait_workers_ready(nats_url: str, bucket: str, workers: int, timeout_s: float = 600) -> None:
+    """Until every worker has registered in the lease bucket (it has built its zone index)."""
+
+    async def registered() -> int:
+        import nats
+        from nats.js.errors import BucketNotFoundError, NoKeysError
+
+        nc = await nats.connect(nats_url)
+        try:
+            kv = await nc.jetstream().key_value(bucket)
+            return sum(1 for k in await kv.keys() if k.startswith("w."))
+        except (BucketNotFoundError, NoKeysError):
+            return 0
+        finally:
+            await nc.close()
+
+    deadline = time.monotonic() + timeout_s
+    while asyncio.run(registered()) < workers and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
     tag = uuid.uuid4().hex[:8]
     stream, subject, bucket = f"BENCH_FIXES_{tag}", f"bench.{tag}.fixes", f"bench_leases_{tag}"
@@ -96,6 +133,7 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
         ]
         groups = [p.pid for p in procs]
         try:
+            wait_workers_ready(args.nats, bucket, workers)  # start-up (the zone index) is not measured
             samples: list[tuple[float, int, float]] = []  # (time, fixes ingested, workers' CPU s)
             stop = threading.Event()
 
@@ -108,7 +146,7 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
             sampler.start()
             t0 = time.monotonic()
             http = bench_http(url, w, seconds=args.http_seconds, workers=2, clients=args.clients,
-                              listen="ports")
+                              listen="ports", port=free_port_pair())
             t_http = time.monotonic()
             at_end = ingested(url)
             share = len(w.homes) // args.clients  # each client's devices: two untimed rounds of them first
@@ -124,8 +162,12 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
         finally:
             for p in procs:
                 os.killpg(p.pid, signal.SIGTERM)
-            for p in procs:
-                p.wait(30)
+            for p in procs:  # a worker finishes its batch in hand first: on a busy box, that can take a while
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(10)
     http_s = float(http["seconds"])
     api_cpu_s = float(http["server_cores"]) * http_s
     # the workers' steady rate: from their first commit to the stream's end (start-up excluded)
