@@ -373,7 +373,8 @@ def _mark_server_cpu(groups: list[int], mark) -> None:  # the barrier's action: 
 
 
 def bench_http(
-    url: str, w: Workload, *, seconds: float, workers: int, clients: int, listen: str = "shared"
+    url: str, w: Workload, *, seconds: float, workers: int, clients: int, listen: str = "shared",
+    port: int = 18765,
 ) -> dict[str, float]:
     """``clients`` processes, one request in flight each, on keep-alive connections.
 
@@ -383,7 +384,6 @@ def bench_http(
     client's requests (35k fixes/s against 51k for a 2/2 split, same code). ``listen="ports"``: N
     single-worker uvicorn processes on N ports sharing the database, client ``i`` on port ``i % N``: what
     a load balancer in front of N replicas does, and the split is even whatever the accept race."""
-    port = 18765
     env = dict(os.environ, PYTHONPATH=str(ROOT), GEOFENCE_DATABASE_URL=url, GEOFENCE_AUTH_REQUIRED="false",
                GEOFENCE_SCHEDULER__ENABLED="false", GEOFENCE_LOG__LEVEL="WARNING")
     layout = [(port, workers)] if listen == "shared" else [(port + i, 1) for i in range(workers)]

@@ -75,6 +75,8 @@ def create_app(
             # collectable again: an app shut down inside a longer-lived process (tests, an embedding
             # program) would otherwise never be freed, nor its engine's files let go
             gc.unfreeze()
+            if runtime.geofence.publisher is not None:  # GEOFENCE_BUS: flush and close the connection
+                runtime.geofence.publisher.link.close()
 
     app = GeofenceApp(
         title="Geofence engine",

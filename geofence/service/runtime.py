@@ -115,6 +115,10 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
         rates=rates,
         authenticate=make_authenticator(settings, engine, rates),
     )
+    if settings.bus:  # the scaled path: API processes publish, `geofence ingest-worker`s ingest
+        from geofence.service.bus import publisher_for
+
+        runtime.geofence.publisher = publisher_for(settings, runtime.geofence.ingestor.limits)
     runtime.jobs = jobs_for(settings)
     runtime.loops = loops_for(runtime)
     return runtime

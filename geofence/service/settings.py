@@ -164,6 +164,20 @@ class OrderSettings(BaseModel):
     track_every_s: float = Field(default=5.0, gt=0)  # the pass over open orders (positions, the clock)
 
 
+class PartitionedIngestSettings(BaseModel):
+    """The scaled ingest path, used when ``bus`` is set (docs/scaling.md, "Partitioned ingest")."""
+
+    partitions: int = Field(default=16, ge=1, le=1024)  # fixed for the stream's life: a device's home
+    stream: str = "GEOFENCE_FIXES"  # JetStream stream holding the fixes, subjects ``<subject>.<partition>``
+    subject: str = "geofence.fixes"
+    lease_bucket: str = "geofence_ingest_leases"  # key-value bucket of partition leases (its TTL: lease_s)
+    lease_s: float = Field(default=6.0, ge=1.0)  # a dead worker's partitions move on within this
+    fetch_batch: int = Field(default=500, ge=1, le=10_000)  # messages read from a partition at once
+    duplicate_window_s: float = Field(default=120.0, gt=0)  # a retried request within it is dropped
+    max_age_s: int = Field(default=7 * 86400, gt=0)  # fixes kept in the stream (replay horizon)
+    publish_timeout_s: float = Field(default=5.0, gt=0)  # JetStream's acknowledgement, else 503
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -186,6 +200,12 @@ class Settings(BaseSettings):
     # PostgreSQL: run `alembic upgrade head` when the app/CLI starts (False = run `geofence db upgrade`
     # yourself before starting). SQLite always creates its tables directly.
     migrate_on_start: bool = True
+
+    # "" = the embedded path (each API process ingests into the database itself); "nats://host:4222"
+    # (comma-separated for a cluster) = API processes publish fixes to JetStream and `geofence
+    # ingest-worker` processes ingest them, partitioned by device (``partitioned``).
+    bus: str = ""
+    partitioned: PartitionedIngestSettings = Field(default_factory=PartitionedIngestSettings)
 
     fence: FenceDefaults = Field(default_factory=FenceDefaults)
     ingest: IngestSettings = Field(default_factory=IngestSettings)

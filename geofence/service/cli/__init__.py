@@ -8,6 +8,7 @@ from geofence.service.cli.base import app
 
 COMMAND_MODULES = (
     "serve", "zones", "replay", "customers", "campaigns", "export", "keys", "demo", "db", "webhooks",
+    "ingest_worker",
 )
 
 for _name in COMMAND_MODULES:

@@ -176,7 +176,8 @@ def decode_fixes(body: bytes, max_batch: int) -> tuple[list[LocationFix], dict[i
     response_model=IngestOut,
     summary="Post one location fix or a batch",
     openapi_extra={"requestBody": _request_schema()},
-    responses={413: {"description": "body or batch too large"}, 422: {"description": "malformed body"}},
+    responses={413: {"description": "body or batch too large"}, 422: {"description": "malformed body"},
+               503: {"description": "GEOFENCE_BUS set and the fix stream did not acknowledge: retry"}},
 )
 async def post_locations(
     request: Request, runtime: RuntimeDep, principal: Annotated[Principal, Depends(require_scope("ingest"))]

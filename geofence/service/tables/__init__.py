@@ -2,6 +2,7 @@
 
 from geofence.service.tables import (  # noqa: F401
     answers,
+    bus,
     campaigns,
     consumers,
     customers,

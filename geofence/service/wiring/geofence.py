@@ -80,6 +80,7 @@ from zones.model import Zone
 from zones.sizing import zone_size_m
 
 if TYPE_CHECKING:
+    from geofence.service.bus.publisher import FixPublisher
     from geofence.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class GeofenceService:
         self.bus = bus
         self.wakeups = wakeups
         self.location_consent = location_consent
+        self.publisher: FixPublisher | None = None  # set when fixes go to the bus (``geofence.service.bus``)
         self.retain_fixes = settings.ingest.fix_retention_s > 0
         self.fix_retention = timedelta(seconds=settings.ingest.fix_retention_s)
         self.answer_retention = timedelta(seconds=settings.ingest.answer_retention_s)
@@ -176,12 +178,15 @@ class GeofenceService:
             for i, f in enumerate(fixes):
                 if i not in refused and f.device_id not in allowed:
                     refused[i] = "no_location_consent"
-        with self._lock, ConnectionUnit(self.engine) as unit:
-            keep = answered and self.answer_retention > timedelta(0)
-            answers = (lambda: SqlAnswerStore(unit, answered, at)) if keep else (lambda: None)
-            outcome = self.ingestor.ingest(
-                fixes, uow_factory=lambda: self._uow(unit, answers()), at=at, refused=refused
-            )
+        if self.publisher is not None:  # GEOFENCE_BUS: a partition's ingest worker takes it from here
+            outcome = self.publisher.publish(fixes, at=at, refused=refused)  # retries: JetStream's Nats-Msg-Id
+        else:
+            with self._lock, ConnectionUnit(self.engine) as unit:
+                keep = answered and self.answer_retention > timedelta(0)
+                answers = (lambda: SqlAnswerStore(unit, answered, at)) if keep else (lambda: None)
+                outcome = self.ingestor.ingest(
+                    fixes, uow_factory=lambda: self._uow(unit, answers()), at=at, refused=refused
+                )
         for (status, reason), n in outcome.counts.items():
             FIXES.labels(status, reason.split(":", 1)[0]).inc(n)  # "invalid: <decoder message>" -> bounded
         self._publish(outcome.events)

@@ -1,0 +1,210 @@
+"""Partitioned ingest benchmark: fixes/s over HTTP with GEOFENCE_BUS on PostgreSQL, 2 API processes and
+1, 2 and 4 ``geofence ingest-worker`` processes, with p99 of the answers and CPU per 1,000 fixes.
+
+    .venv/bin/python -m bench.bench_bus                       # 1, 2 and 4 workers, sparse workload
+    .venv/bin/python -m bench.bench_bus --ingest-workers 2 --http-seconds 20 --devices 50000
+
+The load generator and the API side are ``bench.bench_ingest``'s (``bench_http``: ``--clients`` processes
+posting 100-fix bodies to 2 uvicorns on 2 ports, its sparse workload: ~8,700 zones, devices near stores,
+~10 zones per fix), with ``GEOFENCE_BUS`` set: the API checks and publishes, answering once JetStream has
+acknowledged. The ingest workers run at the same time, on the same 2 cores, and drain the stream into a
+throw-away PostgreSQL database (``tests.service.processes.fresh_postgres``); a NATS stream, subject and
+lease bucket of the run's own on the local server (``--nats``).
+
+Printed per worker count: ``http`` (bench_http's figures: fixes/s acknowledged, p50/p99 ms, the API
+processes' and the clients' cores), ``workers_fixes_per_s`` (fixes committed by the workers per second
+from the start of the timed phase until the stream is drained: what the deployment sustains),
+``lag_fixes_at_end`` (published, not yet ingested, when the HTTP phase ended), CPU seconds per 1,000
+fixes of the API processes and of the workers, and fixes per CPU-second of each (per-core efficiency).
+The machine is shared: give ``/proc/loadavg`` (printed) next to any figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_ingest import _group_cpu_s, bench_http, make_workload, seed_database  # noqa: E402
+from tests.service.processes import fresh_postgres  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get(
+    "GEOFENCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def ingested(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        n = conn.execute(text("SELECT coalesce(sum(fixes), 0) FROM ingest_partitions")).scalar()
+    engine.dispose()
+    return int(n or 0)
+
+
+def _drop(nats_url: str, stream: str, bucket: str) -> None:
+    async def drop() -> None:
+        import nats
+
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        for coro in (js.delete_stream(stream), js.delete_key_value(bucket)):
+            try:
+                await coro
+            except Exception:
+                pass
+        await nc.close()
+
+    asyncio.run(drop())
+
+
+def free_port_pair() -> int:
+    """A port p with p + 1 free too (the 2 uvicorns): other benchmarks may hold bench_ingest's default."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return int(port)
+    raise RuntimeError("no two consecutive free ports")
+
+
+def wait_workers_ready(nats_url: str, bucket: str, workers: int, timeout_s: float = 600) -> None:
+    """Until every worker has registered in the lease bucket (it has built its zone index)."""
+
+    async def registered() -> int:
+        import nats
+        from nats.js.errors import BucketNotFoundError, NoKeysError
+
+        nc = await nats.connect(nats_url)
+        try:
+            kv = await nc.jetstream().key_value(bucket)
+            return sum(1 for k in await kv.keys() if k.startswith("w."))
+        except (BucketNotFoundError, NoKeysError):
+            return 0
+        finally:
+            await nc.close()
+
+    deadline = time.monotonic() + timeout_s
+    while asyncio.run(registered()) < workers and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
+    tag = uuid.uuid4().hex[:8]
+    stream, subject, bucket = f"BENCH_FIXES_{tag}", f"bench.{tag}.fixes", f"bench_leases_{tag}"
+    w = make_workload("sparse", 0, args.devices, 5.0)
+    with ExitStack() as stack:
+        url = stack.enter_context(fresh_postgres(PG_ADMIN_URL))
+        stack.callback(_drop, args.nats, stream, bucket)
+        seed_database(url, w.zones)
+        env = {
+            "GEOFENCE_BUS": args.nats, "GEOFENCE_PARTITIONED__STREAM": stream,
+            "GEOFENCE_PARTITIONED__SUBJECT": subject, "GEOFENCE_PARTITIONED__LEASE_BUCKET": bucket,
+            "GEOFENCE_PARTITIONED__PARTITIONS": str(args.partitions), "GEOFENCE_MIGRATE_ON_START": "false",
+            "GEOFENCE_DATABASE_URL": url, "GEOFENCE_LOG__LEVEL": "WARNING", "GEOFENCE_AUTH_REQUIRED": "false",
+            "GEOFENCE_SCHEDULER__ENABLED": "false",
+        }
+        os.environ.update(env)  # bench_http's uvicorns inherit the environment
+        procs = [
+            subprocess.Popen([sys.executable, "-c", "from geofence.service.cli import main; main()",
+                              "ingest-worker"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                             start_new_session=True, stdout=subprocess.DEVNULL)
+            for _ in range(workers)
+        ]
+        groups = [p.pid for p in procs]
+        try:
+            wait_workers_ready(args.nats, bucket, workers)  # start-up (the zone index) is not measured
+            samples: list[tuple[float, int, float]] = []  # (time, fixes ingested, workers' CPU s)
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.is_set():
+                    samples.append((time.monotonic(), ingested(url), _group_cpu_s(groups)))
+                    stop.wait(0.5)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            t0 = time.monotonic()
+            http = bench_http(url, w, seconds=args.http_seconds, workers=2, clients=args.clients,
+                              listen="ports", port=free_port_pair())
+            t_http = time.monotonic()
+            at_end = ingested(url)
+            share = len(w.homes) // args.clients  # each client's devices: two untimed rounds of them first
+            posted = int(http["fixes"]) + args.clients * math.ceil(2 * share / 100) * 100
+            deadline = time.monotonic() + args.drain_timeout_s
+            while ingested(url) < posted and time.monotonic() < deadline:
+                time.sleep(0.2)
+            t_drained = time.monotonic()
+            stop.set()
+            sampler.join()
+            done = ingested(url)
+            cpu_workers = _group_cpu_s(groups) - (samples[0][2] if samples else 0.0)
+        finally:
+            for p in procs:
+                os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:  # a worker finishes its batch in hand first: on a busy box, that can take a while
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(10)
+    http_s = float(http["seconds"])
+    api_cpu_s = float(http["server_cores"]) * http_s
+    # the workers' steady rate: from their first commit to the stream's end (start-up excluded)
+    first = next((s for s in samples if s[1] > 0), (t0, 0, 0.0))
+    return {
+        "ingest_workers": workers, "partitions": args.partitions,
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        "http_fixes_per_s": round(float(http["fixes_per_s"])), "p50_ms": round(float(http["p50_ms"]), 1),
+        "p99_ms": round(float(http["p99_ms"]), 1), "http_errors": http["errors"],
+        "api_cores": round(float(http["server_cores"]), 2),
+        "client_cores": round(float(http["client_cores"]), 2),
+        "api_cpu_s_per_1000_fixes": round(1000 * api_cpu_s / max(1, int(http["fixes"])), 3),
+        "api_fixes_per_cpu_s": round(int(http["fixes"]) / max(1e-9, api_cpu_s)),
+        "posted_fixes": posted, "ingested_fixes": done, "lag_fixes_at_end": posted - at_end,
+        "workers_fixes_per_s": round((done - first[1]) / max(1e-9, t_drained - first[0])),
+        "drain_s_after_http": round(t_drained - t_http, 1),
+        "workers_cpu_s_per_1000_fixes": round(1000 * cpu_workers / max(1, done), 3),
+        "workers_fixes_per_cpu_s": round(done / max(1e-9, cpu_workers)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ingest-workers", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--devices", type=int, default=50_000)
+    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--http-seconds", type=float, default=15.0)
+    parser.add_argument("--drain-timeout-s", type=float, default=300.0)
+    parser.add_argument("--nats", default=os.environ.get("GEOFENCE_TEST_NATS_URL", "nats://127.0.0.1:4222"))
+    args = parser.parse_args()
+    print(f"cpus={os.cpu_count()} loadavg={Path('/proc/loadavg').read_text().strip()}", flush=True)
+    for n in args.ingest_workers:
+        print(json.dumps({"bus": run(args, n)}, indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()

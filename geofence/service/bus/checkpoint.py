@@ -1,0 +1,139 @@
+"""A partition's checkpoint, committed with the presences and zone events its fixes produced.
+
+The ingest writes through ``SqlUnitOfWork`` exactly as the embedded path does (versioned presence rows
+and heads, the zone-event log with its ``seq``); ``CheckpointedUnit`` adds, in the same transaction:
+
+- the partition's row in ``ingest_partitions`` moved to the last stream sequence of the batch, only
+  ``WHERE stream_seq = <the sequence the batch started after>`` — a worker that lost its partition (a
+  stall longer than the lease) cannot commit over its successor, it gets ``PartitionLost`` instead;
+- deterministic visit and event ids (``partitions.Renamer``), and events whose id is already in the log
+  left out, so a batch that is replayed cannot write an event twice.
+
+After a crash the new owner reads the row and replays the stream from the next sequence: what was
+committed is not done again, what was not is done exactly as the first time would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import NamedTuple, cast
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Engine
+
+from geofence.events import ZoneEvent
+from geofence.presence import Presence
+from geofence.service.bus.partitions import Renamer
+from geofence.service.db import ConnectionUnit
+from geofence.service.presence_store import SqlUnitOfWork
+from geofence.service.tables.bus import IngestPartitionRow
+from geofence.service.tables.presence import ZoneEventRow
+from geofence.store import EventStore, FixStore, PresenceStore
+
+PARTITIONS = IngestPartitionRow.__table__  # type: ignore[attr-defined]
+EVENTS = ZoneEventRow.__table__  # type: ignore[attr-defined]
+
+
+class Move(NamedTuple):
+    """A checkpoint's move: from stream sequence ``after`` to ``to``, having ingested ``fixes``."""
+
+    after: int
+    to: int
+    fixes: int
+
+
+class PartitionLost(Exception):
+    """Another worker moved the partition's checkpoint: this worker no longer owns it."""
+
+
+def read_checkpoint(engine: Engine, partition: int) -> int:
+    """The partition's last committed stream sequence (0: none; the row is made then)."""
+    with engine.begin() as conn:
+        seq = conn.execute(
+            select(PARTITIONS.c.stream_seq).where(PARTITIONS.c.partition == partition)
+        ).scalar()
+        if seq is None:
+            conn.execute(insert(PARTITIONS).values(partition=partition, stream_seq=0, fixes=0, owner=""))
+            return 0
+        return int(seq)
+
+
+def move_checkpoint(
+    unit: ConnectionUnit, partition: int, move: Move, *, owner: str, at: datetime
+) -> None:
+    """Move the partition's row from ``move.after`` to ``move.to`` in ``unit``'s transaction, counting
+    ``move.fixes``, or raise ``PartitionLost``."""
+    moved = unit.execute(
+        update(PARTITIONS)
+        .where(PARTITIONS.c.partition == partition, PARTITIONS.c.stream_seq == move.after)
+        .values(stream_seq=move.to, fixes=PARTITIONS.c.fixes + move.fixes, owner=owner, updated_at=at)
+    )
+    if moved.rowcount != 1:
+        raise PartitionLost(f"partition {partition} moved past {move.after} by another worker")
+
+
+class _RenamedPresences:
+    """``uow.presence`` with the visits renamed on save; everything else passes through."""
+
+    def __init__(self, inner: object, renamer: Renamer) -> None:
+        self._inner = inner
+        self._renamer = renamer
+
+    def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
+        self._inner.save(self._renamer.presences(list(changed)), seen=seen)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+class _RenamedEvents:
+    """``uow.events`` with deterministic ids, leaving out events the log already holds."""
+
+    def __init__(self, unit: ConnectionUnit, inner: object, renamer: Renamer) -> None:
+        self._unit = unit
+        self._inner = inner
+        self._renamer = renamer
+
+    def add(self, events: Sequence[ZoneEvent], *, recorded_at: datetime) -> None:
+        renamed = self._renamer.events(events)
+        if not renamed:
+            return
+        known = set(self._unit.execute(
+            select(EVENTS.c.id).where(EVENTS.c.id.in_([e.id for e in renamed]))
+        ).scalars())
+        self._inner.add([e for e in renamed if e.id not in known], recorded_at=recorded_at)  # type: ignore[attr-defined]
+
+
+class CheckpointedUnit:
+    """A ``geofence.store.UnitOfWork`` over ``SqlUnitOfWork`` whose commit also moves the partitions'
+    checkpoints (``moves``, by partition); ``committed`` tells whether a commit happened."""
+
+    def __init__(
+        self, unit: ConnectionUnit, inner: SqlUnitOfWork, moves: Mapping[int, Move], *,
+        owner: str, at: datetime,
+    ) -> None:
+        renamer = Renamer()
+        self._unit = unit
+        self._inner = inner
+        self._moves = moves
+        self._owner = owner
+        self._at = at
+        # the store's other methods pass through ``__getattr__``, which a Protocol cannot see
+        self.presence: PresenceStore = cast(PresenceStore, _RenamedPresences(inner.presence, renamer))
+        self.events: EventStore = _RenamedEvents(unit, inner.events, renamer)
+        self.fixes: FixStore | None = inner.fixes
+        self.committed = False
+
+    def commit(self) -> None:
+        try:
+            for partition, move in sorted(self._moves.items()):  # one order: no deadlock
+                move_checkpoint(self._unit, partition, move, owner=self._owner, at=self._at)
+        except PartitionLost:
+            self._inner.rollback()
+            raise
+        self._inner.commit()
+        self.committed = True
+
+    def rollback(self) -> None:
+        self._inner.rollback()
