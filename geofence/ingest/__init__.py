@@ -18,12 +18,12 @@ heartbeat old, not on every fix (docs/presence.md says what that costs).
 
 from geofence.ingest.columns import IngestStats
 from geofence.ingest.ingestor import MAX_CONFLICT_RETRIES, Changes, Ingestor
-from geofence.ingest.results import ACCEPTED, DUPLICATE, REJECTED, FixResult, IngestOutcome
+from geofence.ingest.results import ACCEPTED, DUPLICATE, OK, REJECTED, FixResult, IngestOutcome
 from geofence.ingest.screening import JUMPS_BEFORE_REANCHOR
 from geofence.ingest.stepping import HEARTBEAT
 from geofence.ingest.zone_policies import ZoneLookup
 
 __all__ = [
-    "ACCEPTED", "DUPLICATE", "HEARTBEAT", "JUMPS_BEFORE_REANCHOR", "MAX_CONFLICT_RETRIES", "REJECTED",
+    "ACCEPTED", "DUPLICATE", "HEARTBEAT", "JUMPS_BEFORE_REANCHOR", "MAX_CONFLICT_RETRIES", "OK", "REJECTED",
     "Changes", "FixResult", "IngestOutcome", "IngestStats", "Ingestor", "ZoneLookup",
 ]

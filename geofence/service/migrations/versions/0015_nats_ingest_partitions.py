@@ -1,7 +1,7 @@
 """ingest_partitions: where each partition of the JetStream fixes stream stands
 
 Revision ID: nats_ingest_partitions
-Revises: hostile_a_rate_limits
+Revises: export_zone_event_queue
 Create Date: 2026-12-06 17:00:00
 
 One row per partition of the partitioned ingest (GEOFENCE_BUS): the last stream sequence whose fixes
@@ -15,7 +15,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = 'nats_ingest_partitions'
-down_revision: str | Sequence[str] | None = 'hostile_a_rate_limits'
+down_revision: str | Sequence[str] | None = 'export_zone_event_queue'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
