@@ -52,6 +52,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``run_jobs`` starts the periodic jobs in this process (default: the settings')."""
     settings = settings or (runtime.settings if runtime else get_settings())
+    owns_engine = runtime is None and engine is None  # then the app closes it when it shuts down
     runtime = runtime or bootstrap(settings, engine)
     start_jobs = settings.scheduler.enabled if run_jobs is None else run_jobs
 
@@ -77,6 +78,8 @@ def create_app(
             gc.unfreeze()
             if runtime.geofence.publisher is not None:  # GEOFENCE_BUS: flush and close the connection
                 runtime.geofence.publisher.link.close()
+            if owns_engine:  # its pooled connections closed now, not left to the collector
+                runtime.engine.dispose()
 
     app = GeofenceApp(
         title="Geofence engine",
