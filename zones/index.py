@@ -33,7 +33,7 @@ from zones.cells import _circle_slack_m, cover, haversine_many
 from zones.errors import ZoneError
 from zones.geometry import CIRCLE_VERTICES, EARTH_RADIUS_M, checked_shape, signed_distance_m, zone_shape
 from zones.model import Circle, Zone
-from zones.sizing import RESOLUTION_TABLE
+from zones.sizing import FINEST_RES
 
 # h3's own compiled function, without the API module's Python wrapper around it (a tenth of match()'s time)
 _latlng_to_cell = getattr(getattr(h3, "_cy", None), "latlng_to_cell", h3i.latlng_to_cell)
@@ -48,7 +48,7 @@ RUN_ZONES = 256  # the most zones in a run made of single changes: re-packing on
 IMPORT_RUN_ZONES = 4096  # an import (``add_many``) packs its zones in runs of this size
 MAX_RUNS = 32  # beyond this, ``compaction_due``
 SCALAR_MAX_KEYS = 4_000_000  # a larger base makes ``match`` use the kernel (~10 us) instead of dicts (~3 us)
-FINE_RES = max(res for _, res in RESOLUTION_TABLE)
+FINE_RES = FINEST_RES
 
 
 _KEEP_ARR, _SET_ARR = kernel.res_masks(np.arange(16))
@@ -585,15 +585,13 @@ class ZoneIndex:
         The outputs are allocated once per table, with room for the pairs shapely confirms afterwards: at
         tens of millions of pairs per call, every extra copy of them shows in the throughput."""
         fine = cells_at(lats, lngs, FINE_RES)
-        order = np.argsort(fine)
-        fine = fine[order]  # the kernel reads fixes in cell order: sequential, cache-friendly
-        p, g = np.radians(lats[order]), np.radians(lngs[order])
-        cos_p = np.cos(p)
-        ux, uy, uz = cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p)
-        cut = _on_cut(lngs[order])
-        if cut.any():  # on the cut of split zones, circles' chord test does not hold: shapely decides
-            ux, uy, uz = ux.copy(), uy.copy(), uz.copy()
-            ux[cut] = uy[cut] = uz[cut] = np.nan
+        # the kernel reads fixes in cell order: its searches move forward, its reads follow the tables
+        if FINE_RES == 11 and len(fine) < kernel.SORT_MAX:
+            order, fine = kernel.sorted_cells(fine)
+        else:  # pragma: no cover - batches of 16 M fixes
+            order = np.argsort(fine, kind="stable")
+            fine = fine[order]
+        cut = _on_cut(lngs)  # the kernel sends circles' boundary hits there to shapely
         n = len(order)
         chunks: list[tuple[np.ndarray, np.ndarray, int]] = []
         checks: list[tuple[np.ndarray, np.ndarray]] = []
@@ -612,7 +610,7 @@ class ZoneIndex:
                 cp, cs = np.empty(small, np.int64), np.empty(small, np.int64)
                 start = begin
                 m, c, begin = kernel.lookup(
-                    fine, order, begin, cursor, ux, uy, uz, f.keep, f.setb, f.kstart, f.keys, f.fence,
+                    fine, order, begin, cursor, lats, lngs, f.keep, f.setb, f.kstart, f.keys, f.fence,
                     f.istart, f.bstart, f.islots, f.bslots, self._circ, self._alive, dead, f.room,
                     pos, slot, cp, cs,
                 )
@@ -625,10 +623,8 @@ class ZoneIndex:
         cp = np.concatenate([ch[0] for ch in checks]) if checks else _NO_INT64
         cs = np.concatenate([ch[1] for ch in checks]) if checks else _NO_INT64
         if cut.any():  # interior cells do not hold on the cut either: every pair there is tested
-            fixed = np.zeros(len(lats), dtype=bool)
-            fixed[order[cut]] = True
             for i, (pos, slot, m) in enumerate(chunks):
-                on = fixed[pos[:m]]
+                on = cut[pos[:m]]
                 cp, cs = np.concatenate([cp, pos[:m][on]]), np.concatenate([cs, slot[:m][on]])
                 keep = np.flatnonzero(~on)
                 pos[: len(keep)], slot[: len(keep)] = pos[keep], slot[keep]
