@@ -152,6 +152,17 @@ class WebhookSettings(BaseModel):
     rotation_overlap_s: int = Field(default=86400, ge=0)  # an old secret still signs this long
 
 
+class ZoneIndexSettings(BaseModel):
+    """The in-memory zone index of every process (docs/zones.md, *Start-up from a snapshot*)."""
+
+    # The worker writes its index here (refreshed every snapshot_every_s when the zones changed); API
+    # processes start from it when it matches the zones table, then catch up. None: every process builds
+    # its index from the database.
+    snapshot_path: Path | None = None
+    snapshot_every_s: float = Field(default=300.0, gt=0)
+    compact_check_s: float = Field(default=60.0, gt=0)  # how often a process looks whether to compact
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -187,6 +198,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     streets: StreetSettings = Field(default_factory=StreetSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    zone_index: ZoneIndexSettings = Field(default_factory=ZoneIndexSettings)
 
     @model_validator(mode="after")
     def refuse_placeholders_outside_local(self) -> Settings:
