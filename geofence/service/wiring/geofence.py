@@ -27,14 +27,15 @@ How presence stays consistent across several API workers (uvicorn ``--workers N`
 - **Events are persisted in the same transaction** as the presence rows, numbered in commit order: the
   zone-event log its consumers read with their own cursors (``geofence.service.event_log``). After the
   commit they are counted and shown to in-process observers (``runtime.bus``: dry runs, tests).
-- **In-process state is only a cache.** Each process keeps the zone index (built from the ``zones`` table
-  at startup, kept current by the admin routes in this process and by the ``geofence.zones_sync`` loop
-  in every other process, woken by ``NOTIFY`` or polling ``zones.updated_at``). Every batch reads the
-  change feed first: a device whose head another process wrote is stepped at its next fix, near a zone
-  or not, so its visit ends at the same fix on any process. It also keeps a per-device track (last fix
-  time/position, recent client fix ids) used for duplicate / late / jump checks. Losing it (restart, a
-  fix routed to another worker) costs at most one duplicate fix being re-evaluated, which the device's
-  head turns into a no-op. The track is not written to the database: raw positions are not stored by default.
+- **In-process state is only a cache.** Each process keeps the zone index (built from the ``zones`` table at
+  startup, or taken from the worker's snapshot file and caught up: ``wiring.zone_snapshot``; kept current by
+  the admin routes in this process and by the ``geofence.zones_sync`` loop in every other process, woken by
+  ``NOTIFY`` or polling ``zones.updated_at``). Every batch reads the change feed first: a device whose head
+  another process wrote is stepped at its next fix, near a zone or not, so its visit ends at the same fix on
+  any process. It also keeps a per-device track (last fix time/position, recent client fix ids) used for
+  duplicate / late / jump checks. Losing it (restart, a fix routed to another worker) costs at most one
+  duplicate fix being re-evaluated, which the device's head turns into a no-op. The track is not written to
+  the database: raw positions are not stored by default.
 - **Timers** (dwell for silent devices, silence exits) run in the dispatcher process (``role="worker"``)
   as ``geofence.sweep``; they use the same versioned writes, so an ingest racing a sweep is safe.
 
