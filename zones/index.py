@@ -16,7 +16,7 @@ zones are masked out. ``match`` (one fix) runs the same logic in plain Python ov
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -30,10 +30,12 @@ from zones import build, clearance, kernel
 from zones.boundary import Rings
 from zones.boundary import rings as ring_arrays
 from zones.cells import _circle_slack_m, cover, haversine_many
+from zones.entries import Entry as _Entry
+from zones.entries import LazyEntries
 from zones.errors import ZoneError
 from zones.geometry import CIRCLE_VERTICES, EARTH_RADIUS_M, checked_shape, signed_distance_m, zone_shape
 from zones.model import Circle, Zone
-from zones.sizing import RESOLUTION_TABLE
+from zones.sizing import FINEST_RES
 
 # h3's own compiled function, without the API module's Python wrapper around it (a tenth of match()'s time)
 _latlng_to_cell = getattr(getattr(h3, "_cy", None), "latlng_to_cell", h3i.latlng_to_cell)
@@ -48,7 +50,7 @@ RUN_ZONES = 256  # the most zones in a run made of single changes: re-packing on
 IMPORT_RUN_ZONES = 4096  # an import (``add_many``) packs its zones in runs of this size
 MAX_RUNS = 32  # beyond this, ``compaction_due``
 SCALAR_MAX_KEYS = 4_000_000  # a larger base makes ``match`` use the kernel (~10 us) instead of dicts (~3 us)
-FINE_RES = max(res for _, res in RESOLUTION_TABLE)
+FINE_RES = FINEST_RES
 
 
 _KEEP_ARR, _SET_ARR = kernel.res_masks(np.arange(16))
@@ -74,6 +76,20 @@ class _Scalar(NamedTuple):
     coarser: list[tuple[int, int, dict[int, _Rows]]]  # (keep, set, dict) per resolution
 
 
+class Packed(NamedTuple):
+    """An index's base as ``zones.snapshot`` stores it (slot s of each list or array), plus later zones."""
+
+    ids: Sequence[str | None]  # None: a removed zone's slot
+    bodies: Sequence[Zone | bytes | None]  # the zone, or its JSON as read from a snapshot and not decoded
+    res: np.ndarray  # int8
+    ref: np.ndarray  # (n, 2)
+    reach: np.ndarray
+    circ: np.ndarray  # (n, 5), see ``ZoneIndex._grow``
+    tables: build.Tables
+    room: int
+    later: Sequence[Zone]  # zones added or replaced since the base was packed (runs and pending)
+
+
 class ZoneMatches(NamedTuple):
     """Result of :meth:`ZoneIndex.match_many`: pairs as (fix position, zone index into ``ids``).
 
@@ -89,17 +105,6 @@ class ZoneMatches(NamedTuple):
         """The zone id of every pair (an object array aligned with ``positions``)."""
         ids: np.ndarray = self.ids[self.zones]
         return ids
-
-
-@dataclass(slots=True)
-class _Entry:
-    zone: Zone
-    res: int
-    ref: tuple[float, float]
-    reach_m: float  # distance from ref to the farthest point of the zone
-    shape: BaseGeometry | None = None  # areas: always; circles: made on their first exact test
-    cover: tuple[np.ndarray, np.ndarray] | None = None  # kept while the zone is pending or in a run
-    rings: Rings | None = None  # an area's boundary arrays, made on first use (``signed_distance_m``)
 
 
 @dataclass
@@ -119,14 +124,22 @@ class _Flat:
     bslots: np.ndarray
 
 
-def _flat(t: build.Tables) -> _Flat:
+def _flat(t: build.Tables, room: int | None = None) -> _Flat:
+    """``t`` for the kernel; ``room`` (see ``_Flat``) when known (a snapshot stores it)."""
     keep, setb = kernel.res_masks(t.res)
+    if room is None:
+        room = table_room(t)
+    fence = np.ascontiguousarray(t.keys[:: kernel.FENCE])
+    return _Flat(room, t.res, keep, setb, t.kstart, t.keys, fence, t.istart, t.bstart, t.islots, t.bslots)
+
+
+def table_room(t: build.Tables) -> int:
+    """The most (fix, zone) entries one fix can produce in ``t``: its largest block per resolution."""
     room = 0
     for r in range(len(t.res)):
         a, b = int(t.kstart[r]), int(t.kstart[r + 1]) + 1
         room += int(np.diff(t.istart[a:b]).max(initial=0)) + int(np.diff(t.bstart[a:b]).max(initial=0))
-    fence = np.ascontiguousarray(t.keys[:: kernel.FENCE])
-    return _Flat(room, t.res, keep, setb, t.kstart, t.keys, fence, t.istart, t.bstart, t.islots, t.bslots)
+    return room
 
 
 @dataclass
@@ -153,6 +166,20 @@ def cells_at(lats: np.ndarray, lngs: np.ndarray, res: int) -> np.ndarray:
         dtype=np.uint64,
         count=len(lats),
     ).view(np.int64)
+
+
+def _circ_of(zones: Sequence[Zone]) -> np.ndarray:
+    """The ``circ`` rows of ``zones`` (see ``ZoneIndex._grow``): circles' chord data, areas'
+    (0, 0, 0, -1, inf)."""
+    out = np.zeros((len(zones), 5))
+    out[:, 3], out[:, 4] = -1.0, np.inf
+    circles = [s for s, z in enumerate(zones) if isinstance(z.geometry, Circle)]
+    if circles:
+        g: list[Circle] = [zones[s].geometry for s in circles]  # type: ignore[misc]
+        out[circles] = _circle_rows(
+            np.array([c.lat for c in g]), np.array([c.lng for c in g]), np.array([c.radius_m for c in g])
+        )
+    return out
 
 
 def _circle_rows(lat: np.ndarray, lng: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
@@ -205,30 +232,34 @@ class ZoneIndex:
             cells.append(got.cells)
             owners.append(got.owner + at)
             inside.append(got.interior)
-        self._install(zones, res, ref, reach, build.assemble(cells, owners, inside))
-
-    def _install(
-        self, zones: Sequence[Zone | None], res: np.ndarray, ref: np.ndarray, reach: np.ndarray,
-        tables: build.Tables,
-    ) -> None:
-        """Make ``tables`` the base, slot s holding ``zones[s]`` (None: a removed zone's slot)."""
-        n = len(zones)
-        self._entries: list[_Entry | None] = [
-            None if z is None
-            else _Entry(z, r, (a, b), c, None if isinstance(z.geometry, Circle) else checked_shape(z))
+        entries: list[_Entry | None] = [
+            _Entry(z, r, (a, b), c, None if isinstance(z.geometry, Circle) else checked_shape(z))
             for z, r, (a, b), c in zip(zones, res.tolist(), ref.tolist(), reach.tolist(), strict=True)
         ]
-        self._slot_of = {z.id: s for s, z in enumerate(zones) if z is not None}
+        tables = build.assemble(cells, owners, inside)
+        self._install(entries, [z.id for z in zones], _circ_of(zones), tables, facts=(res, ref, reach))
+
+    def _install(
+        self, entries: list[_Entry | None] | LazyEntries, ids: Sequence[str | None], circ: np.ndarray,
+        tables: build.Tables, room: int | None = None,
+        facts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Make ``tables`` the base, slot s holding ``entries[s]`` with id ``ids[s]`` and circle row
+        ``circ[s]`` (None: a removed zone's slot); ``facts``: the base's (res, ref, reach) arrays."""
+        n = len(ids)
+        self._facts = facts if facts is not None else (
+            np.zeros(0, np.int8), np.zeros((0, 2)), np.zeros(0)
+        )
+        self._entries: list[_Entry | None] | LazyEntries = entries
+        self._slot_of = {z: s for s, z in enumerate(ids) if z is not None}
         self._grow(n + max(1024, n // 4))  # room for changes: growing copies every per-slot array
-        self._alive[:n] = [z is not None for z in zones]
-        self._ids[:n] = [_REMOVED if z is None else z.id for z in zones]
-        circles = [s for s, z in enumerate(zones) if z is not None and isinstance(z.geometry, Circle)]
-        if circles:
-            g = [zones[s].geometry for s in circles]  # type: ignore[union-attr]
-            self._circ[circles] = _circle_rows(
-                np.array([c.lat for c in g]), np.array([c.lng for c in g]), np.array([c.radius_m for c in g])  # type: ignore[union-attr]
-            )
-        self._base = _Part(_flat(tables), list(range(n)), {_REMOVED} if None in zones else set())
+        ids_arr = np.array(ids, dtype=object)
+        alive = ids_arr != None  # noqa: E711 - elementwise
+        self._alive[:n] = alive
+        ids_arr[~alive] = _REMOVED
+        self._ids[:n] = ids_arr
+        self._circ[:n] = circ
+        self._base = _Part(_flat(tables, room), list(range(n)), set() if alive.all() else {_REMOVED})
         self._runs: list[_Part] = []
         self._run_of: dict[int, int] = {}  # slot -> index of the run holding it
         self._pending: list[int] = []
@@ -255,29 +286,46 @@ class ZoneIndex:
         for new, o in zip((self._alive, self._ids, self._circ), old, strict=True):
             new[: len(o)] = o
 
-    def packed(self) -> tuple[list[Zone | None], np.ndarray, np.ndarray, np.ndarray, build.Tables, list[Zone]]:  # noqa: E501
-        """What ``zones.snapshot`` writes: the base's zones by slot (None: removed), their resolutions,
-        reference points and reaches, the base tables, and the zones changed since (runs and pending)."""
+    def packed(self) -> Packed:
+        """What ``zones.snapshot`` writes (see ``Packed``); cheap enough to take under a writer's lock:
+        zones are referenced, not encoded."""
         n = len(self._base.slots)
-        base = [e.zone if (e := self._entries[s]) is not None and self._alive[s] else None for s in range(n)]
-        res = np.array([e.res if e else 0 for e in self._entries[:n]], dtype=np.int8)
-        ref = np.array([e.ref if e else (0.0, 0.0) for e in self._entries[:n]], dtype=float).reshape(-1, 2)
-        reach = np.array([e.reach_m if e else 0.0 for e in self._entries[:n]])
+        entries = self._entries
+        alive = self._alive[:n].tolist()
+        raw = entries.raw if isinstance(entries, LazyEntries) else (lambda _: None)
+        bodies: list[Zone | bytes | None] = [
+            None if not alive[s] else (raw(s) or entries[s].zone)  # type: ignore[union-attr]
+            for s in range(n)
+        ]
+        ids = [self._ids[s] if alive[s] else None for s in range(n)]
+        res, ref, reach = self._facts
         f = self._base.flat
         tables = build.Tables(f.res, f.kstart, f.keys, f.istart, f.bstart, f.islots, f.bslots)
-        later = [e.zone for e in self._entries[n:] if e is not None]
-        return base, res, ref, reach, tables, later
+        later = [e.zone for e in entries[n:] if e is not None]
+        return Packed(ids, bodies, res, ref, reach, self._circ[:n].copy(), tables, f.room, later)
 
     @classmethod
-    def restore(
-        cls, zones: Sequence[Zone | None], res: np.ndarray, ref: np.ndarray, reach: np.ndarray,
-        tables: build.Tables, later: Sequence[Zone] = (),
-    ) -> ZoneIndex:
-        """The index :meth:`packed` described, without covering its base again (``zones.snapshot``)."""
+    def restore(cls, p: Packed, zone_of: Callable[[int], Zone]) -> ZoneIndex:
+        """The index ``p`` describes, without covering its base again (``zones.snapshot``): base slot s
+        holds ``zone_of(s)``, called when the zone is first needed (``p.bodies`` is not read)."""
         index = cls()
-        index._install(zones, res, ref, reach, tables)
-        if later:
-            index.add_many(later)
+        res, ref, reach = p.res, p.ref, p.reach
+
+        def make(s: int) -> _Entry | None:
+            if p.ids[s] is None:
+                return None
+            z = zone_of(s)
+            shape = None if isinstance(z.geometry, Circle) else checked_shape(z)
+            return _Entry(z, int(res[s]), (float(ref[s, 0]), float(ref[s, 1])), float(reach[s]), shape)
+
+        def raw(s: int) -> bytes | None:
+            b = p.bodies[s]
+            return b if isinstance(b, bytes) else None
+
+        entries = LazyEntries(len(p.ids), make, raw)
+        index._install(entries, p.ids, p.circ, p.tables, p.room, (res, ref, reach))
+        if p.later:
+            index.add_many(p.later)
         return index
 
     def compact(self, workers: int | None = 1) -> None:
@@ -289,7 +337,8 @@ class ZoneIndex:
     @property
     def compaction_due(self) -> bool:
         """Many runs (each one more table a lookup searches) or many masked entries in the base."""
-        dead = len(self._base.slots) - sum(1 for s in self._base.slots if self._alive[s])
+        n = len(self._base.slots)  # the base's slots are 0..n-1
+        dead = n - int(np.count_nonzero(self._alive[:n]))
         return len(self._runs) > MAX_RUNS or dead > max(1000, len(self._base.slots) // 10)
 
     # ------------------------------------------------------------------ incremental changes
@@ -585,15 +634,13 @@ class ZoneIndex:
         The outputs are allocated once per table, with room for the pairs shapely confirms afterwards: at
         tens of millions of pairs per call, every extra copy of them shows in the throughput."""
         fine = cells_at(lats, lngs, FINE_RES)
-        order = np.argsort(fine)
-        fine = fine[order]  # the kernel reads fixes in cell order: sequential, cache-friendly
-        p, g = np.radians(lats[order]), np.radians(lngs[order])
-        cos_p = np.cos(p)
-        ux, uy, uz = cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p)
-        cut = _on_cut(lngs[order])
-        if cut.any():  # on the cut of split zones, circles' chord test does not hold: shapely decides
-            ux, uy, uz = ux.copy(), uy.copy(), uz.copy()
-            ux[cut] = uy[cut] = uz[cut] = np.nan
+        # the kernel reads fixes in cell order: its searches move forward, its reads follow the tables
+        if FINE_RES == 11 and len(fine) < kernel.SORT_MAX:
+            order, fine = kernel.sorted_cells(fine)
+        else:  # pragma: no cover - batches of 16 M fixes
+            order = np.argsort(fine, kind="stable")
+            fine = fine[order]
+        cut = _on_cut(lngs)  # the kernel sends circles' boundary hits there to shapely
         n = len(order)
         chunks: list[tuple[np.ndarray, np.ndarray, int]] = []
         checks: list[tuple[np.ndarray, np.ndarray]] = []
@@ -612,7 +659,7 @@ class ZoneIndex:
                 cp, cs = np.empty(small, np.int64), np.empty(small, np.int64)
                 start = begin
                 m, c, begin = kernel.lookup(
-                    fine, order, begin, cursor, ux, uy, uz, f.keep, f.setb, f.kstart, f.keys, f.fence,
+                    fine, order, begin, cursor, lats, lngs, f.keep, f.setb, f.kstart, f.keys, f.fence,
                     f.istart, f.bstart, f.islots, f.bslots, self._circ, self._alive, dead, f.room,
                     pos, slot, cp, cs,
                 )
@@ -625,10 +672,8 @@ class ZoneIndex:
         cp = np.concatenate([ch[0] for ch in checks]) if checks else _NO_INT64
         cs = np.concatenate([ch[1] for ch in checks]) if checks else _NO_INT64
         if cut.any():  # interior cells do not hold on the cut either: every pair there is tested
-            fixed = np.zeros(len(lats), dtype=bool)
-            fixed[order[cut]] = True
             for i, (pos, slot, m) in enumerate(chunks):
-                on = fixed[pos[:m]]
+                on = cut[pos[:m]]
                 cp, cs = np.concatenate([cp, pos[:m][on]]), np.concatenate([cs, slot[:m][on]])
                 keep = np.flatnonzero(~on)
                 pos[: len(keep)], slot[: len(keep)] = pos[keep], slot[keep]

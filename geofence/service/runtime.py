@@ -37,6 +37,7 @@ from geofence.service.wiring import exports as export_jobs
 from geofence.service.wiring import geofence as geofence_jobs
 from geofence.service.wiring import orders as order_jobs
 from geofence.service.wiring import webhooks as webhook_jobs
+from geofence.service.wiring import zone_snapshot as zone_index_jobs
 from geofence.service.wiring.geofence import GeofenceService
 
 PURGE_RATE_LIMITS_EVERY_S = 600.0
@@ -134,6 +135,11 @@ def jobs_for(settings: Settings) -> list[Job]:
                     role="worker"))
     jobs.append(Job("daily_export", export_jobs.daily_export, export_jobs.DAILY_S, role="worker"))
     jobs.append(Job("purge_rate_limits", purge_rate_limits_job, PURGE_RATE_LIMITS_EVERY_S, role="worker"))
+    zone_index = settings.zone_index
+    snap = zone_index_jobs
+    jobs.append(Job("geofence.zones_compact", snap.compact_zones_job, zone_index.compact_check_s, role="any"))
+    if zone_index.snapshot_path is not None:
+        jobs.append(Job("geofence.zones_snapshot", snap.snapshot_zones_job, zone_index.snapshot_every_s))
     return jobs
 
 

@@ -178,6 +178,17 @@ class PartitionedIngestSettings(BaseModel):
     publish_timeout_s: float = Field(default=5.0, gt=0)  # JetStream's acknowledgement, else 503
 
 
+class ZoneIndexSettings(BaseModel):
+    """The in-memory zone index of every process (docs/zones.md, *Start-up from a snapshot*)."""
+
+    # The worker writes its index here (refreshed every snapshot_every_s when the zones changed); API
+    # processes start from it when it matches the zones table, then catch up. None: every process builds
+    # its index from the database.
+    snapshot_path: Path | None = None
+    snapshot_every_s: float = Field(default=300.0, gt=0)
+    compact_check_s: float = Field(default=60.0, gt=0)  # how often a process looks whether to compact
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -220,6 +231,7 @@ class Settings(BaseSettings):
     streets: StreetSettings = Field(default_factory=StreetSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     orders: OrderSettings = Field(default_factory=OrderSettings)
+    zone_index: ZoneIndexSettings = Field(default_factory=ZoneIndexSettings)
 
     @model_validator(mode="after")
     def refuse_placeholders_outside_local(self) -> Settings:

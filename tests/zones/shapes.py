@@ -10,7 +10,7 @@ import shapely
 from zones.geometry import M_PER_DEG, zone_shape
 from zones.model import Area, Circle, Zone
 
-# one size per row of the resolution table: 11, 10, 9, 8, 7
+# one size per row of the resolution table: circles at res 10, 9, 8, 7, 6 (areas one finer: 11 to 7)
 SIZES_M = (20.0, 1_000.0, 3_000.0, 12_000.0, 40_000.0)
 
 

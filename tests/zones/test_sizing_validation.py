@@ -55,32 +55,32 @@ def test_size_zone_rejects_with_a_clear_message(kwargs, message):
 @pytest.mark.parametrize(
     ("size", "res"),
     [
-        (10, 11),
-        (400, 11),
-        (599, 11),
-        (600, 10),
-        (1000, 10),
-        (1999, 10),
-        (2000, 9),
-        (4861, 9),
-        (8000, 8),
-        (24_999, 8),
-        (25_000, 7),
-        (50_000, 7),
+        (10, 10),
+        (400, 10),
+        (599, 10),
+        (600, 9),
+        (1000, 9),
+        (1999, 9),
+        (2000, 8),
+        (4861, 8),
+        (8000, 7),
+        (24_999, 7),
+        (25_000, 6),
+        (50_000, 6),
     ],
 )
 def test_resolution_table(size, res):
     assert choose_resolution(size) == res
-    assert choose_resolution(size, area=True) == min(res + 1, 11)  # polygons: one level finer
+    assert choose_resolution(size, area=True) == res + 1  # polygons: one level finer (up to 11)
 
 
 def test_every_profile_at_five_minutes_gets_a_documented_resolution():
     assert {p: choose_resolution(size_zone(48.85, 2.35, p).radius_m) for p in PROFILES} == {
-        "walk": 11,
-        "bike": 10,
-        "transit": 10,
-        "drive_urban": 10,
-        "drive_rural": 9,
+        "walk": 10,
+        "bike": 9,
+        "transit": 9,
+        "drive_urban": 9,
+        "drive_rural": 8,
     }
 
 

@@ -27,14 +27,15 @@ How presence stays consistent across several API workers (uvicorn ``--workers N`
 - **Events are persisted in the same transaction** as the presence rows, numbered in commit order: the
   zone-event log its consumers read with their own cursors (``geofence.service.event_log``). After the
   commit they are counted and shown to in-process observers (``runtime.bus``: dry runs, tests).
-- **In-process state is only a cache.** Each process keeps the zone index (built from the ``zones`` table
-  at startup, kept current by the admin routes in this process and by the ``geofence.zones_sync`` loop
-  in every other process, woken by ``NOTIFY`` or polling ``zones.updated_at``). Every batch reads the
-  change feed first: a device whose head another process wrote is stepped at its next fix, near a zone
-  or not, so its visit ends at the same fix on any process. It also keeps a per-device track (last fix
-  time/position, recent client fix ids) used for duplicate / late / jump checks. Losing it (restart, a
-  fix routed to another worker) costs at most one duplicate fix being re-evaluated, which the device's
-  head turns into a no-op. The track is not written to the database: raw positions are not stored by default.
+- **In-process state is only a cache.** Each process keeps the zone index (built from the ``zones`` table at
+  startup, or taken from the worker's snapshot file and caught up: ``wiring.zone_snapshot``; kept current by
+  the admin routes in this process and by the ``geofence.zones_sync`` loop in every other process, woken by
+  ``NOTIFY`` or polling ``zones.updated_at``). Every batch reads the change feed first: a device whose head
+  another process wrote is stepped at its next fix, near a zone or not, so its visit ends at the same fix on
+  any process. It also keeps a per-device track (last fix time/position, recent client fix ids) used for
+  duplicate / late / jump checks. Losing it (restart, a fix routed to another worker) costs at most one
+  duplicate fix being re-evaluated, which the device's head turns into a no-op. The track is not written to
+  the database: raw positions are not stored by default.
 - **Timers** (dwell for silent devices, silence exits) run in the dispatcher process (``role="worker"``)
   as ``geofence.sweep``; they use the same versioned writes, so an ingest racing a sweep is safe.
 
@@ -72,6 +73,7 @@ from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import PresenceRow
 from geofence.service.tables.zones import ZoneRow
 from geofence.service.wakeup import CONFIG_CHANNEL, Wakeups, notify
+from geofence.service.wiring import zone_snapshot
 from geofence.store import AnswerStore, ConflictError
 from geofence.traces import Sweep, live_schedule
 from zones.geometry import validate_zone
@@ -127,26 +129,51 @@ class GeofenceService:
         self.zones_synced_at = clock.now()
         self._zones_looked_at = self.zones_synced_at
         self._zone_stamps: dict[str, datetime] = {}  # each zone row's stamp as last applied here
+        self.index_looked_at = self.zones_synced_at  # the zone sync's look the index reflects (snapshots)
+        self.snapshot_generation: tuple[int, int] | None = None  # the index last written to a snapshot
+        self.changed_while_compacting: set[str] | None = None  # zone ids, while a compaction runs
+        from_snapshot = self._start_from_snapshot(settings)
         try:
-            with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
-                live = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
-                rows = list(session.execute(live).scalars())
-                zones = [zone_from_row(r) for r in rows]
-                # covers in one process per CPU for a large start-up (zones.build); small ones stay here
-                self.index = ZoneIndex(zones, workers=None if len(zones) > 50_000 else 1)
-                self._zone_stamps = {r.id: as_utc(r.updated_at) for r in rows}  # type: ignore[misc]
+            if not from_snapshot:
+                with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
+                    live = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
+                    rows = list(session.execute(live).scalars())
+                    zones = [zone_from_row(r) for r in rows]
+                    # covers in one process per CPU for a large start-up (zones.build); small ones stay here
+                    self.index = ZoneIndex(zones, workers=None if len(zones) > 50_000 else 1)
+                    self._zone_stamps = {r.id: as_utc(r.updated_at) for r in rows}  # type: ignore[misc]
         except DBAPIError:  # no schema yet (migrations not run): start empty, the sync job catches up
             log.warning("zones table unreadable at startup; the zone index starts empty")
             self.index = ZoneIndex()
             self.zones_synced_at = self._zones_looked_at = datetime(1970, 1, 1, tzinfo=UTC)
+            self.index_looked_at = self.zones_synced_at
         self.ingestor = Ingestor(
             self.index, policy=self.policy, limits=limits_from_defaults(settings.fence),
             zone_policy=self._zone_policy,
         )
+        if from_snapshot:  # the rows changed since the snapshot, now, before any request
+            self.sync_zones()
         try:
             self.sync_open_devices()
         except DBAPIError:
             log.warning("presences table unreadable at startup")
+
+    def _start_from_snapshot(self, settings: Settings) -> bool:
+        """Take the index from the worker's snapshot file when it matches the zones table (then the
+        caller catches up with ``sync_zones``); False: build from the database."""
+        path = settings.zone_index.snapshot_path
+        if path is None:
+            return False
+        try:
+            got = zone_snapshot.load_snapshot(self, path)
+        except DBAPIError:  # no schema yet
+            return False
+        if got is None:
+            return False
+        self.index, looked_at = got
+        self._zones_looked_at = self.zones_synced_at = self.index_looked_at = looked_at
+        log.info("zone index started from snapshot %s: %d zones", path, len(self.index))
+        return True
 
     def _zone_policy(self, zone_id: str) -> FencePolicy:
         zone = self.index.get(zone_id)
@@ -179,7 +206,7 @@ class GeofenceService:
                 if i not in refused and f.device_id not in allowed:
                     refused[i] = "no_location_consent"
         if self.publisher is not None:  # GEOFENCE_BUS: a partition's ingest worker takes it from here
-            outcome = self.publisher.publish(fixes, at=at, refused=refused)  # retries: JetStream's Nats-Msg-Id
+            outcome = self.publisher.publish(fixes, at=at, refused=refused)  # retries: Nats-Msg-Id
         else:
             with self._lock, ConnectionUnit(self.engine) as unit:
                 keep = answered and self.answer_retention > timedelta(0)
@@ -292,7 +319,7 @@ class GeofenceService:
             for row in rows:
                 if row.deleted_at is not None:
                     if row.id in self.index:
-                        self.index.remove(row.id)
+                        self._remove_from_index(row.id)
                         self.ingestor.forget_zone(row.id)
                         applied += 1
                     continue
@@ -305,6 +332,7 @@ class GeofenceService:
                 self.ingestor.forget_zone(row.id)
                 applied += 1
             self._index_zones(changed)
+            self.index_looked_at = looked_at
             latest = max((r.updated_at for r in rows), default=None)
             if latest is not None:
                 latest = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
@@ -318,11 +346,18 @@ class GeofenceService:
     def _index_zones(self, zones: list[Zone]) -> None:
         """Add or replace zones in the index: one by one, or as one import when there are many (covers
         in bulk, one generation; see ``ZoneIndex.add_many``)."""
+        if self.changed_while_compacting is not None:
+            self.changed_while_compacting.update(z.id for z in zones)
         if len(zones) > 32:
             self.index.add_many(zones)
         else:
             for zone in zones:
                 self.index.add(zone)
+
+    def _remove_from_index(self, zone_id: str) -> None:
+        if self.changed_while_compacting is not None:
+            self.changed_while_compacting.add(zone_id)
+        self.index.remove(zone_id)
 
     def sync_open_devices(self) -> None:
         """Add the devices with an open presence in the database (any worker's) to those whose fixes are
@@ -391,7 +426,7 @@ class GeofenceService:
         notify(self.engine, CONFIG_CHANNEL)
         with self._lock:
             if zone_id in self.index:
-                self.index.remove(zone_id)
+                self._remove_from_index(zone_id)
             self.ingestor.forget_zone(zone_id)
         self._publish(events)
         return True
