@@ -24,6 +24,7 @@ from campaigns.providers.base import NotificationProvider
 from geofence.events import EventBus
 from geofence.service import clock
 from geofence.service.db import create_schema, is_postgres, make_engine
+from geofence.service.event_stream import LazyBridge
 from geofence.service.location_data import SqlLocationData
 from geofence.service.logging import configure_logging
 from geofence.service.loops import Loop
@@ -72,6 +73,7 @@ class Runtime:
     authenticate: Callable[[Request, str], Principal]
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)  # woken by commits (``geofence.service.loops``)
+    nats: LazyBridge | None = None  # GEOFENCE_BUS set: this process's NATS connection, opened on first use
 
 
 def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
@@ -111,6 +113,7 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
         sms_keywords=campaign_jobs.keyword_config(settings),
         rates=rates,
         authenticate=make_authenticator(settings, engine, rates),
+        nats=LazyBridge(settings.bus, name="geofence") if settings.bus else None,
     )
     runtime.jobs = jobs_for(settings)
     runtime.loops = loops_for(runtime)
@@ -131,9 +134,14 @@ def jobs_for(settings: Settings) -> list[Job]:
 def loops_for(runtime: Runtime) -> list[Loop]:
     """The loops woken by the commits that give them work: zone sync (every process), the campaign
     consumer of the zone-event log, the dispatcher, the webhook consumer and sender (worker)."""
-    return [
+    loops = [
         geofence_jobs.zones_sync_loop(runtime.geofence, poll_s=runtime.settings.scheduler.config_poll_s),
         campaign_jobs.campaign_consumer_loop(runtime),
         campaign_jobs.dispatch_loop(runtime),
         *webhook_jobs.webhook_loops(runtime),
     ]
+    if runtime.nats is not None:  # the bus: the database log is relayed to the events stream
+        from geofence.service.wiring.event_bus import relay_loop
+
+        loops.append(relay_loop(runtime))
+    return loops

@@ -45,13 +45,21 @@ def webhook_loops(runtime: Runtime) -> list[Loop]:
     """Enqueue on each committed event (its own follower of the events signal), send on each enqueue;
     the sender's poll (1 s) catches retries coming due."""
     poll = runtime.settings.scheduler.events_poll_s
+    intake = Loop(
+        f"consumer:{WEBHOOK_CONSUMER}",
+        webhook_consumer(runtime).run_once,
+        runtime.wakeups.events.follower(),
+        poll,
+        role="worker",
+    )
+    if runtime.nats is not None:  # the bus: a durable JetStream consumer shared by every worker
+        from geofence.service.wiring.event_bus import stream_consumer_loop
+
+        intake = stream_consumer_loop(
+            runtime, Consumer(WEBHOOK_CONSUMER, WebhookEnqueuer(runtime.engine, now=runtime.now).handle),
+            after_pass=runtime.wakeups.webhooks.set,
+        )
     return [
-        Loop(
-            f"consumer:{WEBHOOK_CONSUMER}",
-            webhook_consumer(runtime).run_once,
-            runtime.wakeups.events.follower(),
-            poll,
-            role="worker",
-        ),
+        intake,
         Loop("webhooks.send", webhook_sender(runtime).run_once, runtime.wakeups.webhooks, 1.0, role="worker"),
     ]
