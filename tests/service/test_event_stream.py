@@ -161,3 +161,27 @@ def test_a_failing_handler_is_retried_then_parked_with_its_reason_then_retried_b
         consumer.run_once()
         assert client.get("/v1/admin/consumers/webhooks/parked").json()["items"] == []
     assert tries.count("a") == 4
+
+
+def test_without_the_bus_no_connection_is_made_and_consumers_keep_their_database_cursor(
+    settings: Settings, sqlite_engine: Engine
+) -> None:
+    from geofence.service.runtime import bootstrap
+
+    runtime = bootstrap(settings, engine=sqlite_engine)
+    assert runtime.nats is None
+    ids = {loop.id for loop in runtime.loops}
+    assert {"consumer:campaigns", "consumer:webhooks"} <= ids and f"consumer:{RELAY}" not in ids
+
+
+def test_with_the_bus_the_worker_relays_the_log_and_its_consumers_read_the_stream(
+    settings: Settings, sqlite_engine: Engine
+) -> None:
+    from geofence.service.runtime import bootstrap
+
+    runtime = bootstrap(settings.model_copy(update={"bus": "nats://127.0.0.1:1"}), engine=sqlite_engine)
+    assert runtime.nats is not None  # not connected yet: API processes never open it
+    loops = {loop.id: loop for loop in runtime.loops}
+    assert f"consumer:{RELAY}" in loops
+    for name in ("campaigns", "webhooks"):
+        assert type(loops[f"consumer:{name}"].work.__self__).__name__ == "StreamConsumer"  # type: ignore[attr-defined]
