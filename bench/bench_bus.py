@@ -122,7 +122,8 @@ def consume_rate(bridge: NatsBridge, stream: str, subject: str, n: int, pids: li
 
 def single_node(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = local_cluster._free_port()
-    command = [local_cluster.nats_server(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(workdir / "r1")]
+    store = str(workdir / "r1")
+    command = [local_cluster.nats_server(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
