@@ -12,7 +12,9 @@ deploy/nats/cluster.conf, for R3) and a throw-away PostgreSQL database:
 - bytes per message on the wire and in the stream (``stream_info``: payload, subject and headers);
 - pull-consumer rate (fetch 500, ack each) R1 and R3;
 - PostgreSQL: zone events appended to the log (``event_log.append``, 100 per transaction), events/s;
-- the relay end to end: log rows to stream (R1), events/s.
+- the relay end to end: log rows to stream (R1), events/s;
+- campaign decisions by 1 and 2 real ``geofence worker`` processes reading the stream (R1, PostgreSQL):
+  decisions/s, and the workers' CPU per decision (in the client column).
 
 The client is one Python process: rates are the client's ceiling as much as the server's; its CPU
 seconds are printed next to each. Run on a quiet machine; the load average is printed.
@@ -99,7 +101,7 @@ def publish_rate(bridge: NatsBridge, stream: str, subject: str, make: Callable[[
     bridge.call(run(), timeout_s=600)
     wall, cpu, server = time.perf_counter() - wall, time.process_time() - cpu, server_cpu_s(pids) - server
     state = bridge.call(bridge.js.stream_info(stream)).state
-    return {"msgs_per_s": n / wall, "client_cpu_s": cpu, "wall_s": wall, "payload_b": len(payloads[0]),
+    return {"msgs_per_s": n / wall, "client_cpu_us": cpu / n * 1e6, "payload_b": len(payloads[0]),
             "server_cpu_us_per_msg": server / n * 1e6,
             "stored_b_per_msg": state.bytes / max(1, state.messages), "stored": state.messages}
 
@@ -116,7 +118,7 @@ def consume_rate(bridge: NatsBridge, stream: str, subject: str, n: int, pids: li
         bridge.settle([d.msg for d in batch], [], [])
         got += len(batch)
     wall, cpu, server = time.perf_counter() - wall, time.process_time() - cpu, server_cpu_s(pids) - server
-    return {"msgs_per_s": got / wall, "client_cpu_s": cpu, "consumed": got,
+    return {"msgs_per_s": got / wall, "client_cpu_us": cpu / max(1, got) * 1e6, "consumed": got,
             "server_cpu_us_per_msg": server / max(1, got) * 1e6}
 
 
@@ -136,6 +138,10 @@ def single_node(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 Row = tuple[str, dict[str, float]]
+
+
+def per_message(n: int, wall_s: float, cpu_s: float) -> dict[str, float]:
+    return {"msgs_per_s": n / wall_s, "client_cpu_us": cpu_s / n * 1e6}
 
 
 def bus_runs(url: str, replicas: int, n: int, window: int, pids: list[int]) -> list[Row]:
@@ -173,7 +179,7 @@ def postgres_runs(admin_url: str, nats_url: str, n: int) -> list[tuple[str, dict
         for start in range(0, n, 100):
             append(engine, events[start : start + 100], recorded_at=T0)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        rows.append(("PostgreSQL append events (100/tx)", {"msgs_per_s": n / wall, "client_cpu_s": cpu}))
+        rows.append(("PostgreSQL append events (100/tx)", per_message(n, wall, cpu)))
         conf = EventStreamSettings(name=f"BENCH_EV_{uuid.uuid4().hex[:8]}",
                                    subject_prefix=f"bench{uuid.uuid4().hex[:8]}.events")
         bridge = LazyBridge(nats_url, name="bench-relay")
@@ -182,11 +188,57 @@ def postgres_runs(admin_url: str, nats_url: str, n: int) -> list[tuple[str, dict
         while relay.run_once():
             pass
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        rows.append(("relay log -> stream (R1, 500/batch)", {"msgs_per_s": n / wall, "client_cpu_s": cpu}))
+        rows.append(("relay log -> stream (R1, 500/batch)", per_message(n, wall, cpu)))
         bridge.get().call(bridge.get().js.delete_stream(conf.name))
         bridge.close()
         engine.dispose()
     return rows
+
+
+def decision_runs(admin_url: str, nats_url: str, events: int, workers: int) -> list[Row]:
+    """``workers`` real ``geofence worker`` processes deciding ``events`` ENTER events from the stream
+    (campaign consumer on PostgreSQL): decisions/s from the first to the last, workers' CPU per decision."""
+    from geofence.service.db import make_engine
+    from geofence.service.event_log import append
+    from tests.service import processes
+
+    conf_tag = uuid.uuid4().hex[:8]
+    with processes.fresh_postgres(admin_url) as db, tempfile.TemporaryDirectory(prefix="bench-dec-") as tmp:
+        processes.seed_world(db, events)
+        env = processes.process_env(db, Path(tmp), GEOFENCE_BUS=nats_url,
+                                    GEOFENCE_EVENT_STREAM__NAME=f"BD_{conf_tag}",
+                                    GEOFENCE_EVENT_STREAM__SUBJECT_PREFIX=f"bd{conf_tag}.events")
+        procs = [processes.start_worker(env, Path(tmp) / f"w{i}.log") for i in range(workers)]
+        try:
+            time.sleep(3)  # imports; their CPU is counted from here
+            cpu0 = server_cpu_s([p.pid for p in procs])
+            engine = make_engine(db)
+            at = datetime.now(UTC)
+            for start in range(0, events, 100):
+                append(engine, [ZoneEvent(id=f"ev-{i:06d}", zone_id=processes.ZONE_ID, device_id=f"dev-{i}",
+                                          kind=TransitionKind.ENTER, at=at, visit_id=f"v-{i}", reason="bench")
+                                for i in range(start, min(events, start + 100))], recorded_at=at)
+            engine.dispose()
+            first = last = None
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                done = len(processes.decided(db))
+                if done and first is None:
+                    first = (time.perf_counter(), done)
+                if done >= events:
+                    last = time.perf_counter()
+                    break
+                time.sleep(0.05)
+            cpu = server_cpu_s([p.pid for p in procs]) - cpu0
+        finally:
+            for p in procs:
+                processes.stop(p)
+    if first is None or last is None:
+        raise RuntimeError("not every event was decided")
+    rate = (events - first[1]) / max(1e-9, last - first[0])
+    # the workers' CPU goes in the client column: it is what an event worker spends per decision
+    return [(f"decide from stream, {workers} worker(s)", {"msgs_per_s": rate,
+                                                          "client_cpu_us": cpu / events * 1e6})]
 
 
 def main() -> int:
@@ -194,9 +246,12 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=40_000)
     parser.add_argument("--window", type=int, default=1000, help="publishes in flight before awaiting acks")
     parser.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--decisions", type=int, default=2000, help="events decided by real workers")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n = 5_000 if args.quick else args.messages
+    if args.quick:
+        args.decisions = 300
     print(f"load average before: {open('/proc/loadavg').read().split()[:3]}  cores: {os.cpu_count()}")
     rows: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-bus-") as tmp:
@@ -205,6 +260,8 @@ def main() -> int:
         try:
             rows += bus_runs(url, 1, n, args.window, [proc.pid])
             rows += postgres_runs(args.admin_url, url, n)
+            for workers in (1, 2):
+                rows += decision_runs(args.admin_url, url, args.decisions, workers)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -216,7 +273,7 @@ def main() -> int:
     print(f"{'run':38} {'msgs/s':>8} {'client CPU us/msg':>17} {'server CPU us/msg':>17} {'payload B':>9} "
           f"{'stored B/msg':>12}")
     for label, f in rows:
-        print(f"{label:38} {f['msgs_per_s']:8,.0f} {f['client_cpu_s'] / n * 1e6:17.0f} "
+        print(f"{label:38} {f['msgs_per_s']:8,.0f} {f['client_cpu_us']:17.0f} "
               f"{f.get('server_cpu_us_per_msg', nan):17.0f} {f.get('payload_b', nan):9.0f} "
               f"{f.get('stored_b_per_msg', nan):12.0f}")
     print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
