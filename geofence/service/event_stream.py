@@ -179,6 +179,7 @@ class StreamConsumer:
         self.parked = ConsumerRunner(engine, consumer, now=now, retry=retry, after_event=after_event)
         self.after_event = after_event
         self._failures_checked = -math.inf
+        self._stream_ready = False
 
     @property
     def name(self) -> str:
@@ -198,8 +199,12 @@ class StreamConsumer:
         if time.monotonic() - self._failures_checked >= FAILURE_CHECK_S:
             self._failures_checked = time.monotonic()
             self.parked.retry_due_failures()
-        deliveries = self.bridge.get().fetch(self.conf.name, self.consumer_config(), batch=self.conf.batch,
-                                             timeout_s=FETCH_WAIT_S)
+        bridge = self.bridge.get()
+        if not self._stream_ready:  # whichever of relay and consumers starts first makes the stream
+            bridge.ensure_stream(stream_config(self.conf))
+            self._stream_ready = True
+        deliveries = bridge.fetch(self.conf.name, self.consumer_config(), batch=self.conf.batch,
+                                  timeout_s=FETCH_WAIT_S)
         if not deliveries:
             return False
         errors = self._handle_all(deliveries)
@@ -213,7 +218,7 @@ class StreamConsumer:
                 terms.append(d.msg)
             else:
                 naks.append((d.msg, self.retry.delay(d.delivered).total_seconds()))
-        self.bridge.get().settle(acks, naks, terms)
+        bridge.settle(acks, naks, terms)
         handled = [_seq(d) for d in deliveries if d.stream_seq not in errors]
         if handled:
             _advance_cursor(self.engine, self.name, max(handled), at=self.now())

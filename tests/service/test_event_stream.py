@@ -124,6 +124,20 @@ def test_two_runners_of_one_stream_consumer_share_the_events_and_handle_each_onc
         )
 
 
+def test_a_consumer_started_before_the_relay_makes_the_stream_and_waits(
+    engine: Engine, bus: tuple[str, EventStreamSettings], bridges: list[LazyBridge]
+) -> None:
+    _, conf = bus
+    seen: list[str] = []
+    consumer = StreamConsumer(engine, Consumer("early", lambda e: seen.append(e.id)), bridges[0], conf,
+                              now=now, retry=RetryPolicy())
+    assert consumer.run_once() is False  # no stream yet: made, nothing to pull
+    append(engine, events("a"), recorded_at=T0)
+    EventRelay(engine, bridges[1], conf, now=now).run_once()
+    consumer.run_once()
+    assert seen == ["a"]
+
+
 def test_a_failing_handler_is_retried_then_parked_with_its_reason_then_retried_by_an_operator(
     engine: Engine, settings: Settings, bus: tuple[str, EventStreamSettings], bridges: list[LazyBridge]
 ) -> None:
