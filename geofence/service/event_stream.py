@@ -125,6 +125,14 @@ def _advance_cursor(engine: Engine, name: str, seq: int, *, at: datetime) -> Non
 
 
 # -- the relay: database log -> stream ----------------------------------------------------------------
+def _switch_over(session: Session) -> int:
+    """Where a first relay starts: after what every database consumer has already handled (a deployment
+    moving from the embedded path to the bus), else at the log's beginning."""
+    cursors = [int(c) for c in session.execute(
+        select(col(EventConsumerRow.cursor_seq)).where(col(EventConsumerRow.name) != RELAY)
+    ).scalars()]
+    return min(cursors) if cursors else 0
+
 class EventRelay:
     """Publishes the committed log, in ``seq`` order, to the stream (one process at a time)."""
 
@@ -144,7 +152,8 @@ class EventRelay:
                 return False
             with Session(self.engine) as session:
                 row = session.get(EventConsumerRow, RELAY)
-                events = read_after(session, int(row.cursor_seq) if row else 0, self.batch)
+                after = int(row.cursor_seq) if row else _switch_over(session)
+                events = read_after(session, after, self.batch)
             if not events:
                 return False
             acks = bridge.publish_all([

@@ -28,6 +28,7 @@ from geofence.service.event_stream import (
 )
 from geofence.service.settings import EventStreamSettings, Settings
 from geofence.service.tables.consumers import ConsumerFailureRow, EventConsumerRow
+from geofence.service.tables.presence import ZoneEventRow
 from tests.service.bus import drop_stream, nats_url, unique_stream
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -89,6 +90,20 @@ def test_the_relay_publishes_each_committed_event_once_even_when_it_publishes_a_
     append(engine, events("d"), recorded_at=T0)
     relay.run_once()
     assert stream_messages(bridges[0], conf.name) == 4
+
+
+def test_a_deployment_moving_to_the_bus_relays_only_what_its_database_consumers_have_not_handled(
+    engine: Engine, bus: tuple[str, EventStreamSettings], bridges: list[LazyBridge]
+) -> None:
+    _, conf = bus
+    append(engine, events("old-1", "old-2", "new-1"), recorded_at=T0)
+    with Session(engine) as s:
+        seqs = list(s.execute(select(ZoneEventRow.seq).order_by(ZoneEventRow.seq)).scalars())
+        s.add(EventConsumerRow(name="campaigns", cursor_seq=seqs[1], updated_at=T0))  # handled old-1, old-2
+        s.add(EventConsumerRow(name="webhooks", cursor_seq=seqs[2], updated_at=T0))
+        s.commit()
+    EventRelay(engine, bridges[0], conf, now=now).run_once()
+    assert stream_messages(bridges[0], conf.name) == 1  # new-1 only: nothing decided twice, none skipped
 
 
 def test_two_runners_of_one_stream_consumer_share_the_events_and_handle_each_once(
