@@ -26,6 +26,9 @@ QUICK_ARGS = {
     "send_faults": ["--rows", "60", "--kills", "3", "--chaos-seconds", "5"],
     "isochrones": ["-n", "100"],
     "webhooks": ["--events", "500", "--latency-events", "100"],
+    "bus": ["--ingest-workers", "1", "2", "--devices", "5000", "--http-seconds", "5",
+            "--drain-timeout-s", "60"],
+    "stream": ["--quick"],
 }
 
 

@@ -171,6 +171,16 @@ class ConsumerRunner:
             self.after_pass()
         return more
 
+    def retry_due_failures(self) -> int:
+        """Only the failed events due again (a consumer fed by the bus rather than by this cursor: an
+        operator's retry of a parked event lands here); how many were tried."""
+        with self.engine.connect() as lock:
+            if not _exclusive(lock, self.name):
+                return 0
+            retried = self._due_failures()
+            lock.rollback()
+        return retried
+
     def _handle(self, event: ZoneEvent) -> str | None:
         """The consumer's handler; the error's text when it fails."""
         try:

@@ -24,6 +24,7 @@ from campaigns.providers.base import NotificationProvider
 from geofence.events import EventBus
 from geofence.service import clock
 from geofence.service.db import create_schema, is_postgres, make_engine
+from geofence.service.event_stream import LazyBridge
 from geofence.service.location_data import SqlLocationData
 from geofence.service.logging import configure_logging
 from geofence.service.loops import Loop
@@ -75,6 +76,7 @@ class Runtime:
     authenticate: Callable[[Request, str], Principal]
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)  # woken by commits (``geofence.service.loops``)
+    nats: LazyBridge | None = None  # GEOFENCE_BUS set: this process's NATS connection, opened on first use
 
 
 def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
@@ -115,6 +117,7 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
         sms_keywords=campaign_jobs.keyword_config(settings),
         rates=rates,
         authenticate=make_authenticator(settings, engine, rates),
+        nats=LazyBridge(settings.bus, name="geofence") if settings.bus else None,
     )
     if settings.bus:  # the scaled path: API processes publish, `geofence ingest-worker`s ingest
         from geofence.service.bus import publisher_for
@@ -145,9 +148,9 @@ def jobs_for(settings: Settings) -> list[Job]:
 
 def loops_for(runtime: Runtime) -> list[Loop]:
     """The loops woken by the commits that give them work: zone sync (every process), the campaign
-    consumer of the zone-event log, the dispatcher, the webhook consumer and sender, the CRM export's
-    consumer (worker)."""
-    return [
+    consumer of the zone-event log, the dispatcher, the webhook consumer and sender, the orders' and the
+    CRM export's consumers (worker); with the bus, the relay of the log to the events stream."""
+    loops = [
         geofence_jobs.zones_sync_loop(runtime.geofence, poll_s=runtime.settings.scheduler.config_poll_s),
         campaign_jobs.campaign_consumer_loop(runtime),
         campaign_jobs.dispatch_loop(runtime),
@@ -155,3 +158,8 @@ def loops_for(runtime: Runtime) -> list[Loop]:
         *order_jobs.order_loops(runtime),
         export_jobs.export_intake_loop(runtime),
     ]
+    if runtime.nats is not None:  # the bus: the database log is relayed to the events stream
+        from geofence.service.wiring.event_bus import relay_loop
+
+        loops.append(relay_loop(runtime))
+    return loops

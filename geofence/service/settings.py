@@ -189,6 +189,19 @@ class ZoneIndexSettings(BaseModel):
     compact_check_s: float = Field(default=60.0, gt=0)  # how often a process looks whether to compact
 
 
+class EventStreamSettings(BaseModel):
+    """The zone-event stream on the bus (``GEOFENCE_BUS`` set): JetStream names and delivery rules."""
+
+    name: str = "GEOFENCE_EVENTS"  # the stream; its subjects are ``<subject_prefix>.<enter|exit|dwell>``
+    subject_prefix: str = "geofence.events"
+    replicas: int = Field(default=1, ge=1, le=5)  # 3 on a 3-node cluster (deploy/)
+    max_age_s: int = Field(default=7 * 86400, gt=0)  # events kept this long (consumers replay within it)
+    duplicate_window_s: int = Field(default=600, gt=0)  # a relay republishing after a crash is de-duplicated
+    ack_wait_s: float = Field(default=30.0, gt=0)  # an unacknowledged event (worker killed) is handed again
+    max_ack_pending: int = Field(default=2000, ge=1)  # per consumer, over all its worker processes
+    batch: int = Field(default=100, ge=1, le=1000)  # events fetched per pull
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GEOFENCE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -232,6 +245,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     orders: OrderSettings = Field(default_factory=OrderSettings)
     zone_index: ZoneIndexSettings = Field(default_factory=ZoneIndexSettings)
+    event_stream: EventStreamSettings = Field(default_factory=EventStreamSettings)
 
     @model_validator(mode="after")
     def refuse_placeholders_outside_local(self) -> Settings:

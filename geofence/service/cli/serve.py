@@ -63,3 +63,5 @@ def worker(
     finally:
         loops.stop()
         scheduler.shutdown(wait=True)
+        if runtime.nats is not None:
+            runtime.nats.close()

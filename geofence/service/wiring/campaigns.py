@@ -90,6 +90,13 @@ def campaign_consumer_loop(runtime: Runtime) -> Loop:
     scheduler = runtime.settings.scheduler
     wakeups, engine = runtime.wakeups, runtime.engine
     threads = scheduler.consumer_threads if engine.dialect.name == "postgresql" else 1  # SQLite: one writer
+    if runtime.nats is not None:  # the bus: a durable JetStream consumer shared by every worker
+        from geofence.service.wiring.event_bus import stream_consumer_loop
+
+        return stream_consumer_loop(
+            runtime, Consumer(CAMPAIGN_CONSUMER, runtime.campaign_handler.handle), threads=threads,
+            after_event=wakeups.outbox.set, after_pass=lambda: notify(engine, OUTBOX_CHANNEL),
+        )
     runner = ConsumerRunner(
         engine, Consumer(CAMPAIGN_CONSUMER, runtime.campaign_handler.handle), now=runtime.now,
         threads=threads, after_event=wakeups.outbox.set, after_pass=lambda: notify(engine, OUTBOX_CHANNEL),

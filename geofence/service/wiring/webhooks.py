@@ -88,14 +88,22 @@ def webhook_loops(runtime: Runtime) -> list[Loop]:
     writers (dispatcher, API, inbound SMS): the relay follows the outbox signal (most of them are
     delivery status changes) and polls; the arrivals consumer wakes it."""
     poll = runtime.settings.scheduler.events_poll_s
+    intake = Loop(
+        f"consumer:{WEBHOOK_CONSUMER}",
+        webhook_consumer(runtime).run_once,
+        runtime.wakeups.events.follower(),
+        poll,
+        role="worker",
+    )
+    if runtime.nats is not None:  # the bus: a durable JetStream consumer shared by every worker
+        from geofence.service.wiring.event_bus import stream_consumer_loop
+
+        intake = stream_consumer_loop(
+            runtime, Consumer(WEBHOOK_CONSUMER, WebhookEnqueuer(runtime.engine, now=runtime.now).handle),
+            after_pass=runtime.wakeups.webhooks.set,
+        )
     return [
-        Loop(
-            f"consumer:{WEBHOOK_CONSUMER}",
-            webhook_consumer(runtime).run_once,
-            runtime.wakeups.events.follower(),
-            poll,
-            role="worker",
-        ),
+        intake,
         Loop(
             f"consumer:{ARRIVALS_CONSUMER}",
             arrival_consumer(runtime, waiting_order=order_waiting).run_once,  # the order waiting there
