@@ -44,7 +44,11 @@ def start_receiver() -> Receiver:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
+            length = int(self.headers["content-length"])
+            body = self.rfile.read(length)
+            if len(body) < length:  # the sender died mid-request (kill -9): nothing was delivered, nor
+                self.close_connection = True  # answered; not a bad signature
+                return
             try:
                 parsed = Webhook(receiver.secret).verify(body, dict(self.headers.items()))
             except WebhookVerificationError:
