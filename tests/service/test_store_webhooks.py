@@ -33,7 +33,7 @@ from geofence.service.webhook_store_events import StoreEventRelay
 from geofence.service.webhook_targets import pin, resolve_target
 from geofence.service.webhooks import WebhookSender
 from tests.service.campaign_factories import add_customer, add_delivery, add_zone
-from tests.service.webhook_receiver import Receiver, start_receiver
+from tests.service.webhook_receiver import Receiver, running_receiver
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 PHONE = "+33612345678"
@@ -45,11 +45,8 @@ def now() -> datetime:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = start_receiver()
-    yield r
-    assert r.server is not None
-    r.server.shutdown()
-    r.server.server_close()
+    with running_receiver() as r:
+        yield r
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from geofence.service.webhooks import (
     WebhookSender,
     backoff,
 )
-from tests.service.webhook_receiver import Receiver, start_receiver
+from tests.service.webhook_receiver import Receiver, running_receiver
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 KINDS = [TransitionKind.ENTER, TransitionKind.DWELL, TransitionKind.EXIT]
@@ -55,11 +55,8 @@ def zone_events(prefix: str, n: int, *, at: datetime = T0, devices: int = 2) -> 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = start_receiver()
-    yield r
-    assert r.server is not None
-    r.server.shutdown()
-    r.server.server_close()
+    with running_receiver() as r:
+        yield r
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from geofence.service.event_log import append
 from geofence.service.tables.webhooks import WebhookEndpointRow
 from geofence.service.webhook_signing import new_secret
 from tests.service.processes import fresh_postgres, process_env, start_worker, stop
-from tests.service.webhook_receiver import Receiver, start_receiver
+from tests.service.webhook_receiver import Receiver, running_receiver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 EVENTS, STORE_EVENTS, KILLS = 200, 100, 3
@@ -36,11 +36,8 @@ def pg_database(pg_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = start_receiver()
-    yield r
-    assert r.server is not None
-    r.server.shutdown()
-    r.server.server_close()
+    with running_receiver() as r:
+        yield r
 
 
 def first_seen(ids: list[str]) -> list[str]:

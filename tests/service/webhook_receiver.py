@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -75,4 +77,16 @@ def start_receiver() -> Receiver:
     return receiver
 
 
-__all__ = ["Receiver", "start_receiver"]
+@contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    """A receiver for the block's length, shut down and its socket closed afterwards (the tests' fixture)."""
+    receiver = start_receiver()
+    try:
+        yield receiver
+    finally:
+        assert receiver.server is not None
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+__all__ = ["Receiver", "running_receiver", "start_receiver"]
