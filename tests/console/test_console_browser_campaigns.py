@@ -88,6 +88,12 @@ def test_a_dry_run_on_a_gpx_trace_shows_each_decision_and_its_reason(page: Any, 
     assert page.locator("#dry-run-rows tbody tr").count() == 0
 
 
+def midday_tz(now: datetime) -> str:
+    """A time zone where it is about 13:00 at ``now``: the offer is sent whatever the hour of the run."""
+    offset = (13 - now.hour + 12) % 24 - 12  # UTC-12 .. UTC+11
+    return f"Etc/GMT{-offset:+d}"  # POSIX sign: Etc/GMT-2 is UTC+2
+
+
 @pytest.fixture(scope="module")
 def customer_in_zone(served: Served) -> None:
     """A customer with every consent, their device and a zone around Paris's Hôtel de Ville."""
@@ -97,6 +103,7 @@ def customer_in_zone(served: Served) -> None:
             session, datetime.now(UTC), cid="live-cust", device_id="live-dev", phone=PHONE
         )
         customer.phone_hash = phone_hash(PHONE, HASH_KEY)  # how an inbound SMS finds its customer
+        customer.tz = midday_tz(datetime.now(UTC))  # push quiet hours (21:00-08:00 local) never in the way
         session.add(customer)
         session.commit()
     with served.api() as api:
