@@ -46,6 +46,10 @@ class Move(NamedTuple):
 class PartitionLost(Exception):
     """Another worker moved the partition's checkpoint: this worker no longer owns it."""
 
+    def __init__(self, partition: int, after: int) -> None:
+        super().__init__(f"partition {partition} moved past {after} by another worker")
+        self.partition = partition
+
 
 def read_checkpoint(engine: Engine, partition: int) -> int:
     """The partition's last committed stream sequence (0: none; the row is made then)."""
@@ -70,7 +74,7 @@ def move_checkpoint(
         .values(stream_seq=move.to, fixes=PARTITIONS.c.fixes + move.fixes, owner=owner, updated_at=at)
     )
     if moved.rowcount != 1:
-        raise PartitionLost(f"partition {partition} moved past {move.after} by another worker")
+        raise PartitionLost(partition, move.after)
 
 
 class _RenamedPresences:
