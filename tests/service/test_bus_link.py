@@ -9,6 +9,7 @@ import pytest
 from nats.js import api
 from nats.js.errors import ServerError
 
+from geofence.service.bus.acks import NotAcknowledged
 from geofence.service.bus.link import NatsLink
 from geofence.service.settings import PartitionedIngestSettings
 from tests.service.bus_support import drop_names, own_names, require_nats
@@ -67,3 +68,24 @@ def test_a_lease_bucket_made_with_another_ttl_is_brought_to_the_settings(
     finally:
         link.close()
     assert bucket.config.max_age == 9.0 and bucket.config.num_replicas == 1
+
+
+def test_a_batch_is_acknowledged_only_when_jetstream_stored_every_message(
+    names: tuple[str, PartitionedIngestSettings],
+) -> None:
+    url, config = names
+    link = NatsLink(url, config)
+    try:
+        js = link.connect()
+        assert link.nc is not None
+        ok = [(f"{config.subject}.{p}", b"x", {"Nats-Msg-Id": f"m{p}"}) for p in range(3)]
+        link.call(link.acks.publish_all(link.nc, config.stream, ok, 5.0))
+        link.call(link.acks.publish_all(link.nc, config.stream, ok, 5.0))  # a retry: duplicates, stored once
+        assert link.call(js.stream_info(config.stream)).state.messages == 3
+        nowhere = [*ok, ("no.stream.holds.this", b"x", {"Nats-Msg-Id": "lost"})]
+        with pytest.raises(NotAcknowledged, match="no responders"):
+            link.call(link.acks.publish_all(link.nc, config.stream, nowhere, 5.0))
+        with pytest.raises(NotAcknowledged, match="error"):  # another stream holds the subject
+            link.call(link.acks.publish_all(link.nc, "ANOTHER_STREAM", ok[:1], 5.0))
+    finally:
+        link.close()

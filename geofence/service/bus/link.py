@@ -19,6 +19,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
+from geofence.service.bus.acks import PubAcks
 from geofence.service.settings import PartitionedIngestSettings
 
 T = TypeVar("T")
@@ -36,6 +37,7 @@ class NatsLink:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.leases: KeyValue | None = None
+        self.acks = PubAcks()  # the acknowledgements of ``FixPublisher``'s messages
         self._connected = threading.Lock()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
@@ -57,6 +59,7 @@ class NatsLink:
         self.js = self.nc.jetstream(timeout=self.config.publish_timeout_s)
         await ensure_stream(self.js, self.config)
         self.leases = await ensure_lease_bucket(self.js, self.config)
+        await self.acks.start(self.nc)
 
     def close(self) -> None:
         """Drain the connection and stop the loop (the link can be connected again afterwards: no)."""
