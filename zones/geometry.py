@@ -343,7 +343,8 @@ def signed_distance_m(
             # outside the band where the 128-gon and the circle may disagree, and far from the
             # antimeridian (where the polygon is split and a point on the cut is on its boundary)
             return d
-    shape = zone_shape(zone) if shape is None else shape
+    if inside is None or not isinstance(g, Circle):  # a circle's polygon only to test containment
+        shape = zone_shape(zone) if shape is None else shape
     if inside is None:
         inside = bool(shapely.contains_xy(shape, lng, lat))
     if not isinstance(g, Circle):
