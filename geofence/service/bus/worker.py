@@ -40,7 +40,7 @@ from geofence.service.bus.checkpoint import (
     CheckpointedUnit,
     Move,
     PartitionLost,
-    move_checkpoint,
+    move_checkpoints,
     read_checkpoint,
 )
 from geofence.service.bus.leases import PartitionLeases
@@ -358,8 +358,7 @@ class IngestWorker:
 
             outcome = service.ingestor.ingest(fixes, uow_factory=unit_of_work, at=at)
             if not any(u.committed for u in units):  # nothing to write but the checkpoints
-                for partition, move in sorted(moves.items()):
-                    move_checkpoint(unit, partition, move, owner=owner, at=written_at)
+                move_checkpoints(unit, moves, owner=owner, at=written_at)
                 unit.commit()
         return outcome
 
