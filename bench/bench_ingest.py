@@ -56,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -368,13 +369,15 @@ def _group_cpu_s(groups: list[int]) -> float:
     return total / tick
 
 
-def _mark_server_cpu(groups: list[int], mark) -> None:  # the barrier's action: the timed phase starts
-    mark.value = _group_cpu_s(groups)
+def _mark_server_cpu(groups: list[int], mark, before_timed=None) -> None:  # the barrier's action
+    if before_timed is not None:  # e.g. bench_bus: until the ingest workers have drained the untimed rounds
+        before_timed()
+    mark.value = _group_cpu_s(groups)  # the timed phase starts
 
 
 def bench_http(
     url: str, w: Workload, *, seconds: float, workers: int, clients: int, listen: str = "shared",
-    port: int = 18765,
+    port: int = 18765, before_timed: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """``clients`` processes, one request in flight each, on keep-alive connections.
 
@@ -383,7 +386,8 @@ def bench_http(
     runs of 4 (seen with ``ss``): one worker queues 3 requests while the other idles between its
     client's requests (35k fixes/s against 51k for a 2/2 split, same code). ``listen="ports"``: N
     single-worker uvicorn processes on N ports sharing the database, client ``i`` on port ``i % N``: what
-    a load balancer in front of N replicas does, and the split is even whatever the accept race."""
+    a load balancer in front of N replicas does, and the split is even whatever the accept race.
+    ``before_timed`` runs between the untimed rounds and the timed phase (the clients wait at a barrier)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), GEOFENCE_DATABASE_URL=url, GEOFENCE_AUTH_REQUIRED="false",
                GEOFENCE_SCHEDULER__ENABLED="false", GEOFENCE_LOG__LEVEL="WARNING")
     layout = [(port, workers)] if listen == "shared" else [(port + i, 1) for i in range(workers)]
@@ -404,7 +408,7 @@ def bench_http(
         queue: mp.Queue = mp.Queue()
         groups = [server.pid for server in servers]  # each uvicorn leads its own session
         server_cpu0 = mp.Value("d", 0.0)
-        barrier = mp.Barrier(clients, action=partial(_mark_server_cpu, groups, server_cpu0))
+        barrier = mp.Barrier(clients, action=partial(_mark_server_cpu, groups, server_cpu0, before_timed))
         share = len(w.homes) // clients
         procs = [
             mp.Process(target=_client, args=(layout[i % len(layout)][0], seconds, i,

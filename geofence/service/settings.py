@@ -171,8 +171,9 @@ class PartitionedIngestSettings(BaseModel):
     stream: str = "GEOFENCE_FIXES"  # JetStream stream holding the fixes, subjects ``<subject>.<partition>``
     subject: str = "geofence.fixes"
     lease_bucket: str = "geofence_ingest_leases"  # key-value bucket of partition leases (its TTL: lease_s)
+    replicas: int = Field(default=1, ge=1, le=5)  # copies of the stream and the bucket; 3 on a 3-node cluster
     lease_s: float = Field(default=6.0, ge=1.0)  # a dead worker's partitions move on within this
-    fetch_batch: int = Field(default=500, ge=1, le=10_000)  # messages read from a partition at once
+    fetch_batch: int = Field(default=500, ge=1, le=10_000)  # messages read ahead per partition
     duplicate_window_s: float = Field(default=120.0, gt=0)  # a retried request within it is dropped
     max_age_s: int = Field(default=7 * 86400, gt=0)  # fixes kept in the stream (replay horizon)
     publish_timeout_s: float = Field(default=5.0, gt=0)  # JetStream's acknowledgement, else 503

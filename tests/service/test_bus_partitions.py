@@ -1,4 +1,5 @@
-"""The bus's pure parts: where a device's fixes go, what a message looks like, deterministic ids."""
+"""The bus's pure parts: where a device's fixes go, what a message looks like, deterministic ids, what
+one of the worker's transactions takes from the partitions' buffers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from geofence.events import TransitionKind, ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.presence import Presence, PresenceState
+from geofence.service.bus.checkpoint import Move
 from geofence.service.bus.partitions import (
     AT_HEADER,
     MSG_ID_HEADER,
@@ -20,6 +22,7 @@ from geofence.service.bus.partitions import (
     split_by_partition,
     visit_id_for,
 )
+from geofence.service.bus.worker import Entry, take
 
 AT = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -71,3 +74,52 @@ def test_renaming_gives_a_visit_begun_in_the_batch_one_id_in_its_presence_and_it
     again = Renamer().events([enter, exit_, older])
     assert [e.id for e in again] == [e.id for e in events]  # a replay names them the same
     assert len({e.id for e in events}) == 3
+
+
+# -- the worker's batches: every partition's buffer in one transaction -------------------------------------
+def entry(seq: int, *devices: str, at_s: float = 0.0) -> Entry:
+    return Entry(seq, [fix(d) for d in devices], AT + timedelta(seconds=at_s))
+
+
+def test_a_batch_takes_every_partition_after_its_checkpoint_and_moves_each() -> None:
+    batch = take([
+        (0, 10, [entry(9, "old"), entry(11, "a", "b"), entry(14, "c")]),  # 9: committed already
+        (1, 3, [entry(12, "d")]),
+        (2, 7, []),
+    ])
+    assert batch is not None
+    assert [f.device_id for f in batch.fixes] == ["a", "b", "c", "d"]
+    assert batch.moves == {0: Move(10, 14, 3), 1: Move(3, 12, 1)}  # partition 2: nothing to move
+    assert batch.at == AT
+
+
+def test_a_partition_stops_at_a_device_met_again_and_the_next_batch_starts_there() -> None:
+    buffers = [(0, 0, [entry(1, "a"), entry(2, "b"), entry(3, "a", "c"), entry(4, "d")]),
+               (1, 0, [entry(5, "e")])]
+    batch = take(buffers)
+    assert batch is not None
+    assert [f.device_id for f in batch.fixes] == ["a", "b", "e"]  # a device's requests never merged
+    assert batch.moves == {0: Move(0, 2, 2), 1: Move(0, 5, 1)}
+    rest = take([(0, 2, buffers[0][2])])
+    assert rest is not None and rest.moves == {0: Move(2, 4, 3)}
+
+
+def test_a_batch_is_bounded_in_fixes_and_in_the_span_of_receive_times() -> None:
+    big = take([(0, 0, [entry(1, "a", "b"), entry(2, "c", "d")]), (1, 0, [entry(3, "e")])], max_fixes=3)
+    assert big is not None and big.moves == {0: Move(0, 1, 2), 1: Move(0, 3, 1)}
+    alone = take([(0, 0, [entry(1, *[f"d{i}" for i in range(5)])])], max_fixes=3)
+    assert alone is not None and len(alone.fixes) == 5  # a first message always goes
+    spread = take([(0, 0, [entry(1, "a", at_s=5.0), entry(2, "b", at_s=5.5)]),
+                   (1, 0, [entry(3, "c", at_s=4.8), entry(4, "d", at_s=6.5)])],
+                  max_at_span=timedelta(seconds=1))
+    assert spread is not None and spread.moves == {0: Move(0, 2, 2), 1: Move(0, 3, 1)}
+    assert spread.at == AT + timedelta(seconds=5.5)  # the latest receive time taken
+    # a partition far behind (taken over, replaying) is not merged with current ones: its own batch
+    behind = take([(0, 0, [entry(1, "a", at_s=60.0)]), (1, 0, [entry(2, "b", at_s=0.0)])],
+                  max_at_span=timedelta(seconds=1))
+    assert behind is not None and behind.moves == {0: Move(0, 1, 1)}
+    assert behind.at == AT + timedelta(seconds=60)
+
+
+def test_nothing_buffered_is_no_batch() -> None:
+    assert take([(0, 4, []), (1, 9, [entry(9, "a")])]) is None

@@ -34,6 +34,7 @@ def test_the_scaled_compose_file_runs_a_three_node_cluster_and_every_role_on_it(
         env = services[role]["environment"]
         assert set(env["GEOFENCE_BUS"].split(",")) == {f"nats://{name}:4222" for name in nats}
         assert env["GEOFENCE_EVENT_STREAM__REPLICAS"] == "3"
+        assert env["GEOFENCE_PARTITIONED__REPLICAS"] == "3"
     assert services["ingest-worker"]["command"] == ["geofence", "ingest-worker"]
     assert services["event-worker"]["command"] == ["geofence", "worker"]
     for name, service in services.items():
@@ -61,7 +62,9 @@ def test_kubernetes_runs_nats_as_a_statefulset_of_three_from_the_same_cluster_co
         f"nats-route://nats-{i}.nats-headless:6222" for i in range(3)
     }
     assert container["readinessProbe"]["httpGet"]["path"].startswith("/healthz")
-    assert docs[("ConfigMap", "geofence-config")]["data"]["GEOFENCE_EVENT_STREAM__REPLICAS"] == "3"  # type: ignore[index]
+    app_config = docs[("ConfigMap", "geofence-config")]["data"]
+    assert app_config["GEOFENCE_EVENT_STREAM__REPLICAS"] == "3"  # type: ignore[index]
+    assert app_config["GEOFENCE_PARTITIONED__REPLICAS"] == "3"  # type: ignore[index]
 
 
 def test_kubernetes_probes_use_the_health_routes_the_api_serves() -> None:
@@ -105,3 +108,29 @@ def test_a_three_node_cluster_keeps_publishing_and_consuming_when_the_stream_lea
     assert result["replicas"] == 3 and result["new_leader"] != result["killed_leader"]
     # none lost, none stored twice
     assert result["stored"] == result["published"] == result["consumed_unique"] == 2000
+
+
+@pytest.mark.slow
+def test_on_a_three_node_cluster_the_fix_stream_and_the_lease_bucket_get_the_replicas_setting(
+    tmp_path: Path,
+) -> None:
+    _nats_server()
+    sys.path.insert(0, str(DEPLOY / "nats"))
+    try:
+        from local_cluster import start_cluster  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(DEPLOY / "nats"))
+    from geofence.service.bus.link import NatsLink
+    from geofence.service.settings import PartitionedIngestSettings
+
+    config = PartitionedIngestSettings(replicas=3)
+    with start_cluster(tmp_path) as cluster:
+        link = NatsLink(cluster.urls, config)
+        try:
+            js = link.connect()
+            fixes = link.call(js.stream_info(config.stream))
+            leases = link.call(js.stream_info(f"KV_{config.lease_bucket}"))
+        finally:
+            link.close()
+    assert fixes.config.num_replicas == 3 and 1 + len(fixes.cluster.replicas or []) == 3  # type: ignore[union-attr]
+    assert leases.config.num_replicas == 3

@@ -3,9 +3,10 @@
 The ingest writes through ``SqlUnitOfWork`` exactly as the embedded path does (versioned presence rows
 and heads, the zone-event log with its ``seq``); ``CheckpointedUnit`` adds, in the same transaction:
 
-- the partition's row in ``ingest_partitions`` moved to the last stream sequence of the batch, only
-  ``WHERE stream_seq = <the sequence the batch started after>`` — a worker that lost its partition (a
-  stall longer than the lease) cannot commit over its successor, it gets ``PartitionLost`` instead;
+- each partition's row in ``ingest_partitions`` (a batch covers every partition its worker owns) moved
+  to the partition's last stream sequence in the batch, only ``WHERE stream_seq = <the sequence the
+  batch started after>`` — a worker that lost a partition (a stall longer than the lease) cannot commit
+  over its successor, it gets ``PartitionLost`` for it instead, and nothing of the batch is committed;
 - deterministic visit and event ids (``partitions.Renamer``), and events whose id is already in the log
   left out, so a batch that is replayed cannot write an event twice.
 
@@ -19,13 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple, cast
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection, Engine
 
 from geofence.events import ZoneEvent
 from geofence.presence import Presence
 from geofence.service.bus.partitions import Renamer
 from geofence.service.db import ConnectionUnit
+from geofence.service.driver_sql import DriverSql, execute, time_binder
 from geofence.service.presence_store import SqlUnitOfWork
 from geofence.service.tables.bus import IngestPartitionRow
 from geofence.service.tables.presence import ZoneEventRow
@@ -46,6 +48,10 @@ class Move(NamedTuple):
 class PartitionLost(Exception):
     """Another worker moved the partition's checkpoint: this worker no longer owns it."""
 
+    def __init__(self, partition: int, after: int) -> None:
+        super().__init__(f"partition {partition} moved past {after} by another worker")
+        self.partition = partition
+
 
 def read_checkpoint(engine: Engine, partition: int) -> int:
     """The partition's last committed stream sequence (0: none; the row is made then)."""
@@ -59,18 +65,31 @@ def read_checkpoint(engine: Engine, partition: int) -> int:
         return int(seq)
 
 
-def move_checkpoint(
-    unit: ConnectionUnit, partition: int, move: Move, *, owner: str, at: datetime
+_MOVE = DriverSql(
+    "UPDATE ingest_partitions SET stream_seq = :to, fixes = fixes + :fixes, owner = :owner, updated_at = :at"
+    " WHERE partition = :partition AND stream_seq = :after"
+)
+
+
+def move_checkpoints(
+    unit: ConnectionUnit, moves: Mapping[int, Move], *, owner: str, at: datetime
 ) -> None:
-    """Move the partition's row from ``move.after`` to ``move.to`` in ``unit``'s transaction, counting
-    ``move.fixes``, or raise ``PartitionLost``."""
-    moved = unit.execute(
-        update(PARTITIONS)
-        .where(PARTITIONS.c.partition == partition, PARTITIONS.c.stream_seq == move.after)
-        .values(stream_seq=move.to, fixes=PARTITIONS.c.fixes + move.fixes, owner=owner, updated_at=at)
-    )
-    if moved.rowcount != 1:
-        raise PartitionLost(f"partition {partition} moved past {move.after} by another worker")
+    """Move each partition's row from ``move.after`` to ``move.to`` in ``unit``'s transaction, counting
+    ``move.fixes``, in one round trip (a batch covers every partition the worker owns), or raise
+    ``PartitionLost`` for a partition another worker moved on. In partition order: no deadlock."""
+    if not moves:
+        return
+    conn = unit.connection()
+    time = time_binder(conn)
+    params = [{"partition": p, "after": m.after, "to": m.to, "fixes": m.fixes, "owner": owner, "at": time(at)}
+              for p, m in sorted(moves.items())]
+    if _MOVE.run(conn, params).rowcount == len(params):
+        return
+    now = dict(conn.execute(
+        select(PARTITIONS.c.partition, PARTITIONS.c.stream_seq).where(PARTITIONS.c.partition.in_(list(moves)))
+    ).all())
+    lost = min(p for p, m in moves.items() if now.get(p) != m.to)
+    raise PartitionLost(lost, moves[lost].after)
 
 
 class _RenamedPresences:
@@ -99,10 +118,26 @@ class _RenamedEvents:
         renamed = self._renamer.events(events)
         if not renamed:
             return
-        known = set(self._unit.execute(
-            select(EVENTS.c.id).where(EVENTS.c.id.in_([e.id for e in renamed]))
-        ).scalars())
-        self._inner.add([e for e in renamed if e.id not in known], recorded_at=recorded_at)  # type: ignore[attr-defined]
+        known = known_event_ids(self._unit.connection(), [e.id for e in renamed])
+        if known:
+            renamed = [e for e in renamed if e.id not in known]
+        self._inner.add(renamed, recorded_at=recorded_at)  # type: ignore[attr-defined]
+
+
+_PG_KNOWN = "SELECT id FROM zone_events WHERE id = ANY(%s)"
+
+
+def known_event_ids(conn: Connection, ids: list[str]) -> set[str]:
+    """Those of ``ids`` already in the log. On PostgreSQL one array parameter: a batch's cold round (every
+    device entering its zones) has 100,000s of events, and an ``IN`` list of as many placeholders costs
+    more to build and parse than the lookup itself."""
+    if conn.dialect.name == "postgresql":
+        return {row[0] for row in execute(conn, _PG_KNOWN, (ids,)).fetchall()}
+    known: set[str] = set()
+    for chunk in range(0, len(ids), 900):
+        found = conn.execute(select(EVENTS.c.id).where(EVENTS.c.id.in_(ids[chunk : chunk + 900])))
+        known.update(found.scalars())
+    return known
 
 
 class CheckpointedUnit:
@@ -127,8 +162,7 @@ class CheckpointedUnit:
 
     def commit(self) -> None:
         try:
-            for partition, move in sorted(self._moves.items()):  # one order: no deadlock
-                move_checkpoint(self._unit, partition, move, owner=self._owner, at=self._at)
+            move_checkpoints(self._unit, self._moves, owner=self._owner, at=self._at)
         except PartitionLost:
             self._inner.rollback()
             raise

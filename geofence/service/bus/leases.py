@@ -5,7 +5,7 @@ Each worker writes ``w.<worker id>`` (it is alive) and, for each partition it ow
 with its id, every third of the lease. A partition is taken with ``create`` (refused while someone
 holds it) and renewed with ``update(last=<revision>)`` (refused once someone else took it after the
 lease ran out), so at most one worker believes it owns a partition at a time — up to one renewal
-period, which the checkpoint's conditional write (``checkpoint.move_checkpoint``) covers.
+period, which the checkpoint's conditional write (``checkpoint.move_checkpoints``) covers.
 
 Balance: each worker aims at ``ceil(partitions / live workers)`` partitions: it takes free ones up to
 that and gives back (after the batch in hand) what it holds beyond it, so a new worker gets a share and

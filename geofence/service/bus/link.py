@@ -19,6 +19,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
+from geofence.service.bus.acks import PubAcks
 from geofence.service.settings import PartitionedIngestSettings
 
 T = TypeVar("T")
@@ -36,6 +37,7 @@ class NatsLink:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.leases: KeyValue | None = None
+        self.acks = PubAcks()  # the acknowledgements of ``FixPublisher``'s messages
         self._connected = threading.Lock()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
@@ -56,7 +58,8 @@ class NatsLink:
         self.nc = await nats.connect(servers=servers, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         self.js = self.nc.jetstream(timeout=self.config.publish_timeout_s)
         await ensure_stream(self.js, self.config)
-        self.leases = await self.js.create_key_value(bucket=self.config.lease_bucket, ttl=self.config.lease_s)
+        self.leases = await ensure_lease_bucket(self.js, self.config)
+        await self.acks.start(self.nc)
 
     def close(self) -> None:
         """Drain the connection and stop the loop (the link can be connected again afterwards: no)."""
@@ -73,17 +76,34 @@ class NatsLink:
 
 
 async def ensure_stream(js: JetStreamContext, config: PartitionedIngestSettings) -> None:
-    """The fixes stream: file storage, kept ``max_age_s`` (the replay horizon), de-duplicated by
-    ``Nats-Msg-Id`` over ``duplicate_window_s``. Adding an identical stream again is a no-op."""
+    """The fixes stream: file storage, ``replicas`` copies, kept ``max_age_s`` (the replay horizon),
+    de-duplicated by ``Nats-Msg-Id`` over ``duplicate_window_s``. Adding an identical stream again is a
+    no-op; an existing one is brought to the settings (replicas, limits), as the events stream is. A
+    setting JetStream refuses (3 replicas on a single server) fails the connection: no silent downgrade."""
     wanted = api.StreamConfig(
         name=config.stream,
         subjects=[f"{config.subject}.*"],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
+        num_replicas=config.replicas,
         max_age=float(config.max_age_s),
         duplicate_window=config.duplicate_window_s,
     )
     try:
         await js.add_stream(wanted)
-    except BadRequestError:  # exists with another configuration (an operator's replicas): keep it
-        await js.stream_info(config.stream)
+    except BadRequestError:  # exists with another configuration
+        await js.update_stream(wanted)
+
+
+async def ensure_lease_bucket(js: JetStreamContext, config: PartitionedIngestSettings) -> KeyValue:
+    """The lease bucket: TTL ``lease_s`` and ``replicas`` copies (the leases survive a node's loss); an
+    existing bucket made with other ones is brought to them."""
+    try:
+        return await js.create_key_value(
+            bucket=config.lease_bucket, ttl=config.lease_s, replicas=config.replicas
+        )
+    except BadRequestError:  # exists with another configuration: its stream, updated
+        stream = f"KV_{config.lease_bucket}"
+        current = (await js.stream_info(stream)).config
+        await js.update_stream(current.evolve(num_replicas=config.replicas, max_age=config.lease_s))
+        return await js.key_value(config.lease_bucket)

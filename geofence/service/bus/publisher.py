@@ -5,14 +5,14 @@
 CLI use it unchanged. It rejects what the API can know alone, with the reasons the embedded path gives
 (refused by the adapter: decoding, device not allowed, no location consent; ``fixes.fix_problem``: stale,
 from the future, inaccurate, out of range), publishes the rest, one message per partition, and waits
-for JetStream's acknowledgement of each. A fix is then ``accepted``: durably queued. What needs the
-device's history (duplicate or late fixes, jumps, the transitions) is decided by the partition's worker;
-the answer carries no events on this path (they reach consumers through the zone-event log).
+for JetStream's acknowledgement of each (``acks``: one wait per request, not one request per message).
+A fix is then ``accepted``: durably queued. What needs the device's history (duplicate or late fixes,
+jumps, the transitions) is decided by the partition's worker; the answer carries no events on this path
+(they reach consumers through the zone-event log).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -56,19 +56,17 @@ class FixPublisher:
 
     def _send(self, fixes: Sequence[LocationFix], at: datetime) -> None:
         config = self.link.config
-        by_partition = split_by_partition(fixes, config.partitions)
-        messages = [encode(subject_of(config.subject, p), part, at) + (subject_of(config.subject, p),)
-                    for p, part in by_partition.items()]
-        js = self.link.connect()
-
-        async def send_all() -> None:
-            await asyncio.gather(*(
-                js.publish(subject, payload, headers=headers, stream=config.stream)
-                for payload, headers, subject in messages
-            ))
-
+        messages = []
+        for p, part in split_by_partition(fixes, config.partitions).items():
+            subject = subject_of(config.subject, p)
+            payload, headers = encode(subject, part, at)
+            messages.append((subject, payload, headers))
+        link = self.link
+        link.connect()
+        assert link.nc is not None
+        send = link.acks.publish_all(link.nc, config.stream, messages, config.publish_timeout_s)
         try:
-            self.link.call(send_all(), timeout_s=config.publish_timeout_s + 1.0)
+            link.call(send, timeout_s=config.publish_timeout_s + 1.0)
         except Exception as exc:  # not acknowledged: nothing is promised, the client retries
             log.warning("fixes not acknowledged by JetStream: %s: %s", type(exc).__name__, exc)
             detail = "the fix stream did not acknowledge the fixes; retry"

@@ -1,13 +1,21 @@
 """``geofence ingest-worker``: ingest the partitions this process holds a lease on.
 
-For each owned partition: read its checkpoint (``ingest_partitions``), read the stream from the next
-sequence with an ephemeral pull consumer (no acknowledgements: the checkpoint in PostgreSQL is the
-only cursor, committed with the work), and step every batch of messages through the same ingest as
-the embedded path (``GeofenceService``'s ``Ingestor`` and stores: presences cached in memory and
-validated against the database's change feed, versioned writes, the zone-event log), moving the
-checkpoint in that transaction. Partitions come and go with the leases (``leases``); a partition
-taken over starts from its checkpoint with the devices' in-memory tracks of the partition dropped,
-since another worker may have moved them on.
+Each owned partition has a reader: from the partition's checkpoint (``ingest_partitions``) it reads the
+stream with an ephemeral pull consumer (no acknowledgements: the checkpoint in PostgreSQL is the only
+cursor, committed with the work) into a buffer, at most ``fetch_batch`` messages ahead. One committer
+takes what the partitions have buffered (``take``) and steps it through the same ingest as the embedded
+path (``GeofenceService``'s ``Ingestor`` and stores: presences cached in memory and validated against
+the database's change feed, versioned writes, the zone-event log) in one transaction that also moves
+every partition's checkpoint it covers.
+
+Why one transaction for all the partitions: a 100-fix request spans about every partition, so one
+partition's message holds a few fixes, and a batch per partition paid the change-feed read, the clock
+tick, the checkpoint and the commit for a handful of fixes, 16 times a round; merged, they are paid
+once, and the accelerated lane vectorises over the whole batch. A partition that another worker moved
+on (``PartitionLost``) fails the batch, which nothing of is committed: that partition is read again
+from its checkpoint, the others are taken again at once. Partitions come and go with the leases
+(``leases``); a partition taken over starts from its checkpoint with the devices' in-memory tracks of
+the partition dropped, since another worker may have moved them on.
 """
 
 from __future__ import annotations
@@ -19,10 +27,10 @@ import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import nats.errors
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from geofence.fixes import LocationFix
@@ -32,7 +40,7 @@ from geofence.service.bus.checkpoint import (
     CheckpointedUnit,
     Move,
     PartitionLost,
-    move_checkpoint,
+    move_checkpoints,
     read_checkpoint,
 )
 from geofence.service.bus.leases import PartitionLeases
@@ -44,13 +52,22 @@ from geofence.service.wiring.geofence import GeofenceService
 
 log = logging.getLogger(__name__)
 
-MAX_FIXES = 5000  # fixes per transaction; a fetch larger than that is committed in several
+MAX_FIXES = 5000  # fixes per transaction, over all partitions
+MAX_AT_SPAN = timedelta(seconds=1)  # between API receive times in a batch (``IngestWorker.ingest``)
 FETCH_WAIT_S = 0.5  # a fetch waits this long for a first message
-RETRY_AFTER_S = 1.0  # after a failed batch (database down...), before replaying from the checkpoint
+RETRY_AFTER_S = 1.0  # after a failed batch (database down...), before replaying from the checkpoints
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Entry(NamedTuple):
+    """One message of a partition, decoded: its stream sequence, fixes and the API's receive time."""
+
+    seq: int
+    fixes: list[LocationFix]
+    at: datetime
 
 
 @dataclass(eq=False)
@@ -59,8 +76,55 @@ class Partition:
     seq: int = 0  # last stream sequence committed (the checkpoint, as this worker last wrote or read it)
     sub: JetStreamContext.PullSubscription | None = None
     task: asyncio.Task[None] | None = None
+    buffer: list[Entry] = field(default_factory=list)  # read after ``seq``, not committed yet
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # the committer took some of the buffer
+    ready: bool = False  # opened at its checkpoint: the committer may take from it
+    reopen: bool = False  # read again from the checkpoint (the buffer was dropped)
     stopping: bool = False
-    batches: int = field(default=0)
+
+
+@dataclass
+class Batch:
+    """What one transaction ingests: the fixes, their ``at``, each partition's checkpoint move."""
+
+    fixes: list[LocationFix]
+    at: datetime
+    moves: dict[int, Move]
+
+
+def take(
+    parts: Sequence[tuple[int, int, Sequence[Entry]]], *, max_fixes: int = MAX_FIXES,
+    max_at_span: timedelta = MAX_AT_SPAN,
+) -> Batch | None:
+    """One batch from the partitions' buffers (``(number, checkpoint, entries)``, in the order to serve
+    them): from each, the messages after its checkpoint up to the first that shares a device with the
+    batch (a device met once takes the ingest's fast lane, and two requests of a device are never
+    merged, as the location feed does), while the batch holds at most ``max_fixes`` (a first message
+    always goes) and its receive times span at most ``max_at_span``. None when there is nothing."""
+    fixes: list[LocationFix] = []
+    devices: set[str] = set()
+    moves: dict[int, Move] = {}
+    lo = hi = datetime.max.replace(tzinfo=UTC)  # set by the first message
+    for number, after, entries in parts:
+        last, n = after, 0
+        for entry in entries:
+            if entry.seq <= last:  # read again after a reopen
+                continue
+            mine = {f.device_id for f in entry.fixes}
+            if fixes and (
+                len(fixes) + len(entry.fixes) > max_fixes or not devices.isdisjoint(mine)
+                or max(hi, entry.at) - min(lo, entry.at) > max_at_span
+            ):
+                break
+            if not fixes:
+                lo = hi = entry.at
+            fixes.extend(entry.fixes)
+            devices |= mine
+            lo, hi = min(lo, entry.at), max(hi, entry.at)
+            last, n = entry.seq, n + len(entry.fixes)
+        if last > after:
+            moves[number] = Move(after, last, n)
+    return Batch(fixes, hi, moves) if moves else None
 
 
 class IngestWorker:
@@ -71,11 +135,18 @@ class IngestWorker:
         self.worker_id = worker_id or new_worker_id()
         self.running: dict[int, Partition] = {}
         self._leaving: set[int] = set()  # partitions being given back
+        self._wake = asyncio.Event()  # a reader buffered messages
+        self._in_flight: dict[int, Partition] = {}  # the partitions of the batch being committed
+        self._committed = asyncio.Condition()  # notified after each batch
+        self._rotation = 0
+        self.batches = 0  # transactions committed, for tests and the benchmark
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold leases and consume until ``stop`` is set; then give every partition back."""
         assert self.link.leases is not None, "connect() first"
         leases = PartitionLeases(self.link.leases, self.worker_id, self.config.partitions)
+        closing = asyncio.Event()
+        committer = asyncio.create_task(self._commit_loop(closing), name="committer")
         try:
             while not stop.is_set():
                 try:
@@ -90,7 +161,7 @@ class IngestWorker:
                         self._leaving.add(number)
                         asyncio.create_task(self._give_back(number, leases))
                 for number in gained:
-                    await self._start(number)
+                    self._start(number)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.config.lease_s / 3)
                 except TimeoutError:
@@ -98,16 +169,20 @@ class IngestWorker:
         finally:
             for number in list(self.running):
                 await self._stop(number)
+            closing.set()
+            self._wake.set()
+            await committer
             try:
                 await leases.release_all()
             except Exception:  # the leases expire on their own
                 log.warning("could not release the leases; they expire within %.0f s", self.config.lease_s)
 
-    # -- one partition ---------------------------------------------------------------------------
+    # -- one partition: its reader -----------------------------------------------------------------
     def _abandon(self, number: int) -> None:
         state = self.running.pop(number, None)
         if state is not None:
             state.stopping = True
+            state.room.set()
             log.info("worker %s lost partition %d", self.worker_id, number)
 
     async def _give_back(self, number: int, leases: PartitionLeases) -> None:
@@ -117,20 +192,75 @@ class IngestWorker:
         finally:
             self._leaving.discard(number)
 
-    async def _start(self, number: int) -> None:
-        """Open and consume on a task of its own: opening waits for the ingest lock (the tracks are
+    def _start(self, number: int) -> None:
+        """Open and read on a task of its own: opening waits for the ingest lock (the tracks are
         dropped under it), which must never hold up the lease renewals."""
         state = Partition(number)
         self.running[number] = state
-        state.task = asyncio.create_task(self._open_and_consume(state), name=f"partition-{number}")
+        state.task = asyncio.create_task(self._read(state), name=f"partition-{number}")
 
-    async def _open_and_consume(self, state: Partition) -> None:
+    async def _stop(self, number: int) -> None:
+        """Stop reading; the batch in hand, if it holds this partition, is committed first."""
+        state = self.running.get(number)
+        if state is None:
+            return
+        state.stopping = True
+        state.room.set()
+        if state.task is not None:
+            await state.task
+        async with self._committed:
+            await self._committed.wait_for(lambda: self._in_flight.get(number) is not state)
+        self.running.pop(number, None)
+        log.info("worker %s left partition %d at stream sequence %d", self.worker_id, number, state.seq)
+
+    async def _read(self, state: Partition) -> None:
         await self._reopen(state)
         log.info("worker %s took partition %d at stream sequence %d", self.worker_id, state.number, state.seq)
-        await self._consume(state)
+        while not state.stopping:
+            if state.reopen:
+                await self._reopen(state)
+                continue
+            room = self.config.fetch_batch - len(state.buffer)
+            if room <= 0:  # the committer is behind: wait until it takes some
+                state.room.clear()
+                await state.room.wait()
+                continue
+            assert state.sub is not None
+            try:
+                msgs = await state.sub.fetch(room, timeout=FETCH_WAIT_S)
+                entries = [Entry(m.metadata.sequence.stream, *decode(m.data, m.headers)) for m in msgs]
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            except Exception as exc:
+                log.warning("reading partition %d failed: %s: %s", state.number, type(exc).__name__, exc)
+                await asyncio.sleep(RETRY_AFTER_S)
+                state.reopen = True
+                continue
+            if state.reopen or state.stopping:  # read on the subscription being replaced
+                continue
+            after = state.buffer[-1].seq if state.buffer else state.seq
+            state.buffer += [e for e in entries if e.seq > after]
+            self._wake.set()
+        if state.sub is not None:  # its ephemeral consumer goes with it
+            try:
+                await state.sub.unsubscribe()
+            except Exception:
+                pass
+
+    async def _reopen(self, state: Partition) -> None:
+        state.ready = False
+        while not state.stopping:
+            try:
+                await self._open(state)
+                state.reopen, state.ready = False, True
+                return
+            except Exception as exc:
+                log.warning("reopening partition %d failed: %s: %s", state.number, type(exc).__name__, exc)
+                await asyncio.sleep(RETRY_AFTER_S)
 
     async def _open(self, state: Partition) -> None:
         """(Re)start reading after the checkpoint, with the partition's tracks forgotten."""
+        state.buffer.clear()
         state.seq = await asyncio.to_thread(read_checkpoint, self.service.engine, state.number)
         await asyncio.to_thread(self._forget_tracks, state.number)
         if state.sub is not None:
@@ -149,80 +279,62 @@ class IngestWorker:
             ),
         )
 
-    async def _stop(self, number: int) -> None:
-        state = self.running.pop(number, None)
-        if state is None:
-            return
-        state.stopping = True  # the batch in hand is finished (and committed) first
-        if state.task is not None:
-            await state.task
-        log.info("worker %s left partition %d at stream sequence %d", self.worker_id, number, state.seq)
+    def _read_again(self, state: Partition) -> None:
+        state.reopen = True
+        state.buffer.clear()
+        state.room.set()
 
-    async def _consume(self, state: Partition) -> None:
-        while not state.stopping:
-            assert state.sub is not None
-            try:
-                msgs = await state.sub.fetch(self.config.fetch_batch, timeout=FETCH_WAIT_S)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            except Exception as exc:
-                log.warning("fetch on partition %d failed: %s: %s", state.number, type(exc).__name__, exc)
-                await self._reopen(state)
-                continue
-            try:
-                await asyncio.to_thread(self._ingest_messages, state, msgs)
-            except PartitionLost:
-                log.warning("partition %d was moved on by another worker; rereading it", state.number)
-                await self._reopen(state)
-            except Exception:
-                log.exception("ingest of partition %d failed; replaying from its checkpoint", state.number)
-                await asyncio.sleep(RETRY_AFTER_S)
-                await self._reopen(state)
-        if state.sub is not None:  # its ephemeral consumer goes with it
-            try:
-                await state.sub.unsubscribe()
-            except Exception:
-                pass
+    # -- the committer: every partition's buffer in one transaction -------------------------------------
+    async def _commit_loop(self, closing: asyncio.Event) -> None:
+        while not closing.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            while not closing.is_set():
+                parts = [s for s in self.running.values() if s.ready and s.buffer
+                         and not (s.reopen or s.stopping)]
+                if not parts:
+                    break
+                self._rotation = (self._rotation + 1) % len(parts)  # each partition first in turn
+                parts = parts[self._rotation:] + parts[: self._rotation]
+                batch = take([(s.number, s.seq, s.buffer) for s in parts])
+                if batch is None:
+                    break
+                try:
+                    await self._commit_batch(batch, {s.number: s for s in parts})
+                except Exception:  # a bug here must not stop the worker: log, go on
+                    log.exception("committer failed")
+                    await asyncio.sleep(RETRY_AFTER_S)
 
-    async def _reopen(self, state: Partition) -> None:
-        while not state.stopping:
-            try:
-                await self._open(state)
-                return
-            except Exception as exc:
-                log.warning("reopening partition %d failed: %s: %s", state.number, type(exc).__name__, exc)
-                await asyncio.sleep(RETRY_AFTER_S)
+    async def _commit_batch(self, batch: Batch, states: dict[int, Partition]) -> None:
+        self._in_flight = {n: states[n] for n in batch.moves}
+        try:
+            await asyncio.to_thread(self._commit, batch)
+        except PartitionLost as lost:
+            log.warning("partition %d was moved on by another worker; rereading it", lost.partition)
+            self._read_again(states[lost.partition])
+        except Exception:
+            log.exception("ingest of partitions %s failed; replaying them from their checkpoints",
+                          sorted(batch.moves))
+            await asyncio.sleep(RETRY_AFTER_S)
+            for number in batch.moves:
+                self._read_again(states[number])
+        else:
+            for number, move in batch.moves.items():
+                state = states[number]
+                if state.reopen or not state.ready:  # being read again: its checkpoint is read then
+                    continue
+                state.seq = move.to
+                state.buffer = [e for e in state.buffer if e.seq > move.to]
+                state.room.set()
+        finally:
+            async with self._committed:
+                self._in_flight = {}
+                self._committed.notify_all()
 
     # -- ingest (in a thread: the event loop keeps renewing the leases meanwhile) --------------------
-    def _ingest_messages(self, state: Partition, msgs: Sequence[Msg]) -> None:
-        """Consecutive messages with no device in common are ingested as one batch (at most
-        ``MAX_FIXES``), as the location feed merges requests: a device met once in a batch can take
-        the ingest's vectorised fast lane, one met several times cannot. Each batch commits its
-        checkpoint."""
-        fixes: list[LocationFix] = []
-        devices: set[str] = set()
-        at: datetime | None = None
-        last = state.seq
-        for msg in msgs:
-            seq = msg.metadata.sequence.stream
-            if seq <= last:  # read again after a reopen
-                continue
-            part, sent_at = decode(msg.data, msg.headers)
-            mine = {f.device_id for f in part}
-            if fixes and (len(fixes) + len(part) > MAX_FIXES or not devices.isdisjoint(mine)):
-                self._commit(state, fixes, at or sent_at, last)
-                fixes, devices, at = [], set(), None
-            fixes.extend(part)
-            devices |= mine
-            at = sent_at if at is None else max(at, sent_at)
-            last = seq
-        if last > state.seq:
-            self._commit(state, fixes, at or clock.now(), last)
-
-    def _commit(self, state: Partition, fixes: list[LocationFix], at: datetime, last: int) -> None:
-        outcome = self.ingest(fixes, at=at, moves={state.number: Move(state.seq, last, len(fixes))})
-        state.seq = last
-        state.batches += 1
+    def _commit(self, batch: Batch) -> None:
+        outcome = self.ingest(batch.fixes, at=batch.at, moves=batch.moves)
+        self.batches += 1
         for event in outcome.events:
             ZONE_EVENTS.labels(event.kind.value).inc()
 
@@ -231,8 +343,9 @@ class IngestWorker:
     ) -> IngestOutcome:
         """The embedded ingest of ``GeofenceService`` with the checkpoints ``moves`` in its transaction.
 
-        ``at`` is the latest API receive time of the batch: the age and clock-skew checks the API made
-        pass again (a fix would fail only if it was within the batch's span of the 24 h age limit)."""
+        ``at`` is the latest API receive time of the batch (they span at most ``MAX_AT_SPAN``): the age
+        and clock-skew checks the API made pass again (a fix would fail only if it was within that span
+        of the 24 h age limit)."""
         service = self.service
         units: list[CheckpointedUnit] = []
         owner, written_at = self.worker_id, clock.now()
@@ -244,9 +357,8 @@ class IngestWorker:
                 return made
 
             outcome = service.ingestor.ingest(fixes, uow_factory=unit_of_work, at=at)
-            if not any(u.committed for u in units):  # nothing to write but the checkpoint
-                for partition, move in sorted(moves.items()):
-                    move_checkpoint(unit, partition, move, owner=owner, at=written_at)
+            if not any(u.committed for u in units):  # nothing to write but the checkpoints
+                move_checkpoints(unit, moves, owner=owner, at=written_at)
                 unit.commit()
         return outcome
 
