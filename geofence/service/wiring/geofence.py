@@ -490,4 +490,4 @@ def _raw_stamps(session: Session, since: datetime | None) -> dict[str, object]:
     stmt = select(ZONES.c.id, stamp)
     if since is not None:
         stmt = stmt.where(ZONES.c.updated_at >= since)
-    return {zid: raw for zid, raw in session.connection().execute(stmt)}
+    return dict(session.connection().execute(stmt).all())
