@@ -77,16 +77,16 @@ def test_the_live_feed_gives_each_new_row_once_and_nothing_personal(tmp_path: Pa
     assert feed.poll() == []
     with Session(engine) as s:
         s.execute(insert(ZoneEventRow).values(
-            id="e1", zone_id="z1", device_id="d1", customer_id="c1", kind="enter", at=start, visit_id="v1",
-            reason="fix", lat=48.8, lng=2.3, recorded_at=start + timedelta(milliseconds=5)))
-        s.add(Delivery(idempotency_key="k1", campaign_id="camp", customer_id="c1", device_id="d1",
-                       zone_id="z1", channel="sms", status="skipped", reason="no_consent:sms_marketing",
+            id="e1", zone_id="z1", device_id="d1", customer_id="cust_private", kind="enter", at=start,
+            visit_id="v1", reason="fix", lat=48.8, lng=2.3, recorded_at=start + timedelta(milliseconds=5)))
+        s.add(Delivery(idempotency_key="k1", campaign_id="camp", customer_id="cust_private",
+                       device_id="d1", zone_id="z1", channel="sms", status="skipped", reason="no_consent:sms_marketing",
                        due_at=start, created_at=start + timedelta(milliseconds=6), body="secret offer"))
         s.commit()
     items = feed.poll()
     assert [(i["type"], i.get("kind"), i.get("reason")) for i in items] == [
         ("zone_event", "ENTER", "fix"), ("decision", None, "no_consent:sms_marketing")]
-    assert "c1" not in repr(items) and "secret offer" not in repr(items)
+    assert "cust_private" not in repr(items) and "secret offer" not in repr(items)
     assert feed.poll() == []  # the overlap re-read gives nothing twice
     with Session(engine) as s:  # a row committed late, stamped inside the overlap, still arrives
         s.execute(insert(ZoneEventRow).values(
