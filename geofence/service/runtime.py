@@ -40,6 +40,7 @@ from geofence.service.wiring import orders as order_jobs
 from geofence.service.wiring import webhooks as webhook_jobs
 from geofence.service.wiring import zone_snapshot as zone_index_jobs
 from geofence.service.wiring.geofence import GeofenceService
+from geofence.service.wiring.zone_catalogue import zones_sync_loop
 
 PURGE_RATE_LIMITS_EVERY_S = 600.0
 
@@ -151,7 +152,7 @@ def loops_for(runtime: Runtime) -> list[Loop]:
     consumer of the zone-event log, the dispatcher, the webhook consumer and sender, the orders' and the
     CRM export's consumers (worker); with the bus, the relay of the log to the events stream."""
     loops = [
-        geofence_jobs.zones_sync_loop(runtime.geofence, poll_s=runtime.settings.scheduler.config_poll_s),
+        zones_sync_loop(runtime.geofence, poll_s=runtime.settings.scheduler.config_poll_s),
         campaign_jobs.campaign_consumer_loop(runtime),
         campaign_jobs.dispatch_loop(runtime),
         *webhook_jobs.webhook_loops(runtime),

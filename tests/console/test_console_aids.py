@@ -80,7 +80,8 @@ def test_the_live_feed_gives_each_new_row_once_and_nothing_personal(tmp_path: Pa
             id="e1", zone_id="z1", device_id="d1", customer_id="cust_private", kind="enter", at=start,
             visit_id="v1", reason="fix", lat=48.8, lng=2.3, recorded_at=start + timedelta(milliseconds=5)))
         s.add(Delivery(idempotency_key="k1", campaign_id="camp", customer_id="cust_private",
-                       device_id="d1", zone_id="z1", channel="sms", status="skipped", reason="no_consent:sms_marketing",
+                       device_id="d1", zone_id="z1", channel="sms", status="skipped",
+                       reason="no_consent:sms_marketing",
                        due_at=start, created_at=start + timedelta(milliseconds=6), body="secret offer"))
         s.commit()
     items = feed.poll()

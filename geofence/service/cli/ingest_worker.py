@@ -15,7 +15,7 @@ def ingest_worker() -> None:
     from geofence.service.bus.worker import run_until_stopped
     from geofence.service.loops import start_loops
     from geofence.service.runtime import bootstrap
-    from geofence.service.wiring.geofence import zones_sync_loop
+    from geofence.service.wiring.zone_catalogue import zones_sync_loop
 
     settings = checked_settings()
     if not settings.bus:

@@ -21,7 +21,8 @@ from geofence.service.settings import Settings
 from geofence.service.streets import configured_extract
 from geofence.service.tables._types import as_utc, new_id
 from geofence.service.tables.zones import ZoneRow
-from geofence.service.wiring.geofence import GeofenceService, zone_from_row
+from geofence.service.wiring.geofence import GeofenceService
+from geofence.service.wiring.zone_catalogue import zone_from_row
 from zones.errors import ZoneError
 from zones.geometry import validate_zone
 from zones.io import read_zones_csv, read_zones_geojson, with_subdivision, write_zones_geojson

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from geofence.service.tables.zones import ZoneRow
@@ -37,13 +38,13 @@ log = logging.getLogger(__name__)
 COUNT_LAG = timedelta(seconds=60)  # rows created before looked_at - COUNT_LAG are committed by then
 
 
-def _rows_created_by(service: GeofenceService, cut: datetime) -> int:
-    with Session(service.engine) as session:
+def _rows_created_by(engine: Engine, cut: datetime) -> int:
+    with Session(engine) as session:
         stmt = select(func.count()).select_from(ZoneRow).where(ZoneRow.created_at <= cut)  # type: ignore[arg-type]
         return int(session.execute(stmt).scalar_one())
 
 
-def load_snapshot(service: GeofenceService, path: Path) -> tuple[ZoneIndex, datetime] | None:
+def load_snapshot(engine: Engine, path: Path) -> tuple[ZoneIndex, datetime] | None:
     """The index in ``path`` and the time its zone sync last looked, if the file is readable and matches
     the zones table (see the module's docstring); None otherwise (the caller builds from the database)."""
     if not path.exists():
@@ -55,7 +56,7 @@ def load_snapshot(service: GeofenceService, path: Path) -> tuple[ZoneIndex, date
     except (SnapshotError, KeyError, TypeError, ValueError) as exc:
         log.warning("zone snapshot %s ignored: %s", path, exc)
         return None
-    have = _rows_created_by(service, looked_at - COUNT_LAG)
+    have = _rows_created_by(engine, looked_at - COUNT_LAG)
     if have != rows:
         log.warning("zone snapshot %s ignored: %d zone rows by then, the table has %d", path, rows, have)
         return None
@@ -73,7 +74,7 @@ def write_zone_snapshot(service: GeofenceService, path: Path) -> bool:
         looked_at = service.index_looked_at
     meta: dict[str, Any] = {
         "looked_at": looked_at.isoformat(),
-        "rows": _rows_created_by(service, looked_at - COUNT_LAG),
+        "rows": _rows_created_by(service.engine, looked_at - COUNT_LAG),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_snapshot(packed, path, meta)
