@@ -22,176 +22,39 @@ windows, legal hours and expiry are evaluated at the time the trace was recorded
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 from sqlalchemy import select
 from sqlmodel import Session
 
 from geofence.fixes import LocationFix
+from geofence.service.demo_narration import DemoReport, Emit, Observer, store_time
+from geofence.service.demo_scenario import (
+    APP_VERSION,
+    BATCH,
+    CONSENT_EVIDENCE,
+    CONSENT_WORDING,
+    CUSTOMERS,
+    STOP_SENDER,
+    STORE_TZ,
+    SimulatedClock,
+    campaign_definitions,
+    load_stores,
+    load_trace,
+    simulated_clock,
+)
 from geofence.service.settings import Settings
 
 if TYPE_CHECKING:
     from geofence.service.runtime import Runtime
 
-STORE_TZ = "Europe/Paris"
-PARIS = ZoneInfo(STORE_TZ)
-BATCH = timedelta(seconds=60)  # fixes are ingested one simulated minute at a time
-STOP_SENDER = "36111"  # a French marketing short code (36xxx)
-APP_VERSION = "demo-1.0"
-CONSENT_EVIDENCE = {"screen": "onboarding/offers", "app_version": APP_VERSION}
-
-Emit = Callable[[str], None]
 Wrap = Callable[[Sequence[Any], str], Iterable[Any]]
-
-
-# --- the simulated clock ---------------------------------------------------------------------------
-
-
-class SimulatedClock:
-    """Monotonic replay time: ``set`` never goes backwards."""
-
-    def __init__(self, start: datetime) -> None:
-        self.at = start
-
-    def now(self) -> datetime:
-        return self.at
-
-    def set(self, at: datetime) -> None:
-        self.at = max(self.at, at)
-
-
-@contextmanager
-def simulated_clock(start: datetime) -> Iterator[SimulatedClock]:
-    """Route ``geofence.service.clock.now`` to a simulated clock for the block (restored after)."""
-    from geofence.service import clock
-
-    sim = SimulatedClock(start)
-    original = clock.now
-    clock.now = sim.now  # type: ignore[assignment]
-    try:
-        yield sim
-    finally:
-        clock.now = original  # type: ignore[assignment]
-
-
-# --- demo data -----------------------------------------------------------------------------------
-
-
-def data_file(name: str) -> Path:
-    return Path(str(resources.files("geofence") / "demo_data" / name))
-
-
-def load_stores() -> list[dict[str, Any]]:
-    return list(json.loads(data_file("stores.json").read_text(encoding="utf-8"))["stores"])
-
-
-def load_trace(name: str, device_id: str) -> list[LocationFix]:
-    from geofence.traces import read_trace
-
-    fixes, _errors = read_trace(data_file(name).read_text(encoding="utf-8"), name=name, device_id=device_id)
-    return sorted(fixes, key=lambda f: f.recorded_at)
-
-
-@dataclass(frozen=True)
-class DemoCustomer:
-    key: str
-    first_name: str
-    crm_id: str
-    phone: str  # made up; the demo never leaves the machine (local outbox channel)
-    device_id: str
-    platform: str
-    push_token: str | None
-    purposes: tuple[str, ...]  # consents granted (with proof)
-
-
-CUSTOMERS = (
-    DemoCustomer("camille", "Camille", "CRM-1001", "+33612345601", "demo-phone-camille", "android",
-                 "demo-fcm-token-camille", ("location_offers", "push_marketing")),
-    DemoCustomer("karim", "Karim", "CRM-1002", "+33612345642", "demo-phone-karim", "ios", None,
-                 ("location_offers", "sms_marketing")),
-    DemoCustomer("ines", "Inès", "CRM-1003", "+33612345677", "demo-phone-ines", "android", None,
-                 ("location_offers",)),  # no SMS consent: her offers are skipped, with the reason
-)  # fmt: skip
-
-CONSENT_WORDING = {
-    "location_offers": "Utiliser ma position pour me proposer des offres des magasins proches (v2).",
-    "push_marketing": "Recevoir des offres par notification.",
-    "sms_marketing": "Recevoir des offres par SMS. STOP au 36111 pour ne plus en recevoir.",
-}
-
-
-def campaign_definitions() -> list[dict[str, Any]]:
-    return [
-        {
-            "id": "lunch-walk", "name": "Lunch offer (walking zones)", "status": "active", "priority": 1,
-            "trigger": {"kinds": ["enter", "dwell"], "zone_tags": ["walking"]},
-            "channel": "push",
-            "templates": {
-                "fr": {"title": "Pause déjeuner ?", "body": "{first_name}, -20 % sur la formule midi chez "
-                       "{store_name} aujourd'hui (jusqu'à {offer_expiry})."},
-                "en": {"title": "Lunch break?", "body": "{first_name}, 20% off the lunch menu at "
-                       "{store_name} today (until {offer_expiry})."},
-            },
-            "windows": [{"days": "mon-fri", "start": "12:00", "end": "14:00"}],
-            "offer_ttl_s": 3600,
-        },
-        {
-            "id": "after-work-drive", "name": "After-work offer (driving zones)", "status": "active",
-            "priority": 1,
-            "trigger": {"kinds": ["enter"], "zone_tags": ["driving"]},
-            "channel": "sms",
-            "templates": {
-                "fr": {"body": "{first_name}, ce soir -10 % chez {store_name} jusqu'à {offer_expiry}."},
-            },
-            "windows": [{"days": "mon-fri", "start": "17:30", "end": "18:30"}],
-            "caps": {"cooldown_s": 0},  # one offer per store visit, several stores per evening
-            "offer_ttl_s": 5400,
-            "advertiser": "Demo Retail",
-            "sender": STOP_SENDER,
-        },
-    ]  # fmt: skip
-
-
-# --- the report ----------------------------------------------------------------------------------
-
-
-@dataclass
-class DemoReport:
-    workdir: Path
-    fixes: int = 0
-    zone_events: list[str] = field(default_factory=list)
-    decisions: list[str] = field(default_factory=list)
-    sent: list[str] = field(default_factory=list)
-    stop_cancelled: int = 0
-    stop_line: str = ""
-    export_files: list[Path] = field(default_factory=list)
-    stats: dict[str, Any] = field(default_factory=dict)
-    wall_s: float = 0.0
-
-
-def _local(at: datetime) -> str:
-    return at.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _mask(phone: str | None) -> str:
-    from campaigns.providers.errors import mask
-
-    return str(mask(phone))
-
-
-def _no_wrap(items: Sequence[Any], _label: str) -> Iterable[Any]:
-    return items
 
 
 # --- steps ---------------------------------------------------------------------------------------
@@ -299,80 +162,6 @@ def batches(fixes: Sequence[LocationFix], every: timedelta = BATCH) -> list[list
     return out
 
 
-class _Observer:
-    """Reads what the engine did since the last look (zone events, decisions, sends) and narrates it."""
-
-    def __init__(self, runtime: Runtime, names: dict[str, str], zone_names: dict[str, str], emit: Emit,
-                 report: DemoReport) -> None:  # fmt: skip
-        self.runtime, self.names, self.zone_names, self.emit, self.report = (
-            runtime,
-            names,
-            zone_names,
-            emit,
-            report,
-        )
-        self.seen_events: set[str] = set()
-        self.statuses: dict[str, str] = {}
-
-    def _who(self, customer_id: str | None) -> str:
-        return self.names.get(customer_id or "", "unknown device")
-
-    def look(self) -> None:
-        from geofence.service.tables.campaigns import Delivery
-        from geofence.service.tables.presence import ZoneEventRow
-
-        with Session(self.runtime.engine) as session:
-            events = (
-                session.execute(
-                    select(ZoneEventRow).order_by(ZoneEventRow.at, ZoneEventRow.id)  # type: ignore[arg-type]
-                )
-                .scalars()
-                .all()
-            )
-            deliveries = (
-                session.execute(
-                    select(Delivery).order_by(Delivery.created_at, Delivery.id)  # type: ignore[arg-type]
-                )
-                .scalars()
-                .all()
-            )
-            phones = self._phones(session)
-        for e in events:
-            if e.id in self.seen_events:
-                continue
-            self.seen_events.add(e.id)
-            line = (f"{_local(e.at)}  {e.kind.upper():<5} {self.zone_names.get(e.zone_id, e.zone_id):<36} "
-                    f"{self._who(e.customer_id)}")  # fmt: skip
-            self.report.zone_events.append(line)
-            self.emit(f"  zone   {line}")
-        # same batch, same instant: order by who, so every run prints the same story
-        deliveries = sorted(deliveries, key=lambda d: (d.created_at, self._who(d.customer_id), d.id))
-        for d in deliveries:
-            before = self.statuses.get(d.id)
-            if before == d.status:
-                continue
-            self.statuses[d.id] = d.status
-            who = self._who(d.customer_id)
-            if before is None:
-                verdict = {"pending": "SEND", "deferred": "DEFER", "skipped": "SKIP"}.get(d.status, d.status)
-                line = f"{d.campaign_id:<17} -> {who:<8} {verdict:<5} ({d.reason or 'ok'}) via {d.channel}"
-                self.report.decisions.append(line)
-                self.emit(f"  decide {line}")
-            if d.status in ("sent", "delivered") and before not in ("sent", "delivered"):
-                to = _mask(phones.get(d.customer_id or "")) if d.channel == "sms" else f"{who}'s phone"
-                line = f"{d.channel.upper():<4} to {to}: {(d.title + ' — ') if d.title else ''}{d.body}"
-                self.report.sent.append(line)
-                self.emit(f"  sent   {line}")
-            elif d.status == "cancelled":
-                self.emit(f"  cancel {d.campaign_id} -> {who}: {d.reason}")
-
-    @staticmethod
-    def _phones(session: Session) -> dict[str, str | None]:
-        from geofence.service.tables.customers import Customer
-
-        return {c.id: c.phone_e164 for c in session.execute(select(Customer)).scalars()}
-
-
 def status_counts(runtime: Runtime, customer_id: str) -> dict[str, int]:
     from sqlalchemy import func
 
@@ -406,7 +195,7 @@ def simulate_stop(runtime: Runtime, phone: str, at: datetime) -> tuple[int, str]
 
 
 def _replay(runtime: Runtime, sim: SimulatedClock, fixes: list[LocationFix], *, label: str, wrap: Wrap,
-            observer: _Observer, after_batch: Callable[[datetime], None] | None = None) -> None:  # fmt: skip
+            observer: Observer, after_batch: Callable[[datetime], None] | None = None) -> None:  # fmt: skip
     from geofence.service.wiring.campaigns import dispatch_job
 
     service = runtime.geofence
@@ -452,6 +241,10 @@ def campaign_stats(runtime: Runtime, campaign_id: str) -> Any:
         )
 
 
+def _no_wrap(items: Sequence[Any], _label: str) -> Iterable[Any]:
+    return items
+
+
 def run_demo(workdir: Path, *, emit: Emit = print, wrap: Wrap = _no_wrap) -> DemoReport:
     """Run the whole demo in ``workdir`` (reset first) and narrate it through ``emit``."""
     from geofence.service.runtime import bootstrap
@@ -490,10 +283,11 @@ def run_demo(workdir: Path, *, emit: Emit = print, wrap: Wrap = _no_wrap) -> Dem
         emit("Clock: simulated. The traces were recorded in 2018 and 2019; every component reads the time "
              "through geofence.service.clock, which the demo sets to each batch's last fix time, so send "
              "windows and legal hours apply at the time of day the trace was recorded.")  # fmt: skip
-        observer = _Observer(runtime, names, zone_names, emit, report)
+        observer = Observer(runtime, names, zone_names, emit, report)
 
-        emit(f"\n1) Camille walks in Vincennes on {_local(vincennes[0].recorded_at)} (Paris time): the real "
-             f"trace, {len(vincennes)} fixes, replayed at its own time of day (lunch time).")  # fmt: skip
+        emit(f"\n1) Camille walks in Vincennes on {store_time(vincennes[0].recorded_at)} (Paris time): "
+             f"the real trace, {len(vincennes)} fixes, replayed at its own time of day "
+             "(lunch time).")  # fmt: skip
         _replay(runtime, sim, vincennes, label="Vincennes (walking)", wrap=wrap, observer=observer)
 
         karim_id = by_key["Karim"]
@@ -509,12 +303,12 @@ def run_demo(workdir: Path, *, emit: Emit = print, wrap: Wrap = _no_wrap) -> Dem
             stopped = True
             cancelled, reply = simulate_stop(runtime, CUSTOMERS[1].phone, at)
             report.stop_cancelled = cancelled
-            report.stop_line = (f"{_local(at)}  Karim replies STOP to {STOP_SENDER}: consent withdrawn, "
+            report.stop_line = (f"{store_time(at)}  Karim replies STOP to {STOP_SENDER}: consent withdrawn, "
                                 f"{cancelled} waiting message(s) cancelled; reply: {reply!r}")  # fmt: skip
             emit(f"  STOP   {report.stop_line}")
 
         fixes = sorted([*senart, *ines_fixes], key=lambda f: f.recorded_at)
-        emit(f"\n2) Karim and Inès drive around Sénart on {_local(senart[0].recorded_at)} (Paris time): "
+        emit(f"\n2) Karim and Inès drive around Sénart on {store_time(senart[0].recorded_at)} (Paris time): "
              f"the real trace, {len(senart)} fixes each. Karim will reply STOP while his second offer "
              "waits.")  # fmt: skip
         _replay(runtime, sim, fixes, label="Sénart (driving)", wrap=wrap, observer=observer,

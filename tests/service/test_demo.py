@@ -8,7 +8,8 @@ import json
 import pytest
 
 from geofence.service import clock
-from geofence.service.demo import batches, load_stores, load_trace
+from geofence.service.demo import batches
+from geofence.service.demo_scenario import load_stores, load_trace
 
 pytestmark = pytest.mark.slow
 
