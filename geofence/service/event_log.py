@@ -103,7 +103,7 @@ def read_after(session: Session, seq: int, limit: int) -> list[tuple[int, ZoneEv
 def append(engine: Engine, events: Sequence[ZoneEvent], *, recorded_at: datetime) -> None:
     """Write events to the log in their own transaction (the ingest writes them with its presences)."""
     from geofence.service.db import ConnectionUnit
-    from geofence.service.presence_store import SqlEventStore
+    from geofence.service.unit_of_work import SqlEventStore
 
     with ConnectionUnit(engine) as unit:
         SqlEventStore(unit).add(events, recorded_at=recorded_at)

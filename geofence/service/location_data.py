@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from campaigns.privacy import json_row
 from campaigns.storage.outbound_events import OutboundEventRow, events_of
-from geofence.service.presence_store import drop_presence_caches
+from geofence.service.presence_cache import drop_presence_caches
 from geofence.service.tables.presence import LocationFixRow, PresenceHeadRow, PresenceRow, ZoneEventRow
 from geofence.service.tables.webhooks import WebhookDeliveryRow
 

@@ -12,7 +12,8 @@ from geofence.fixes import FixLimits, LocationFix
 from geofence.ingest import Ingestor
 from geofence.policy import FencePolicy
 from geofence.presence import PresenceState
-from geofence.service.presence_store import PresenceCache, SqlPresenceStore, SqlUnitOfWork
+from geofence.service.presence_cache import PresenceCache
+from geofence.service.presence_store import SqlPresenceStore
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.customers import Customer, Device
 from geofence.service.tables.presence import (
@@ -22,6 +23,7 @@ from geofence.service.tables.presence import (
     PresenceRow,
     ZoneEventRow,
 )
+from geofence.service.unit_of_work import SqlUnitOfWork
 from geofence.store import ConflictError
 from tests.geofence.tracks import STORE, T0, fix, offset
 from tests.geofence.zone_index import circle_index
@@ -269,7 +271,7 @@ def test_a_late_fix_within_the_heartbeat_on_another_worker_fires_nothing(engine,
 
 
 def test_a_process_presence_cache_never_hides_what_another_worker_wrote(engine, index):
-    from geofence.service.presence_store import PresenceCache
+    from geofence.service.presence_cache import PresenceCache
 
     caches = {"a": PresenceCache(), "b": PresenceCache()}
 
@@ -298,7 +300,7 @@ def test_the_change_feed_moves_a_copy_on_after_a_heartbeat_elsewhere_and_drops_i
     """Worker a trusts its cached copy of a device until the change feed says another writer moved it:
     after b's heartbeat (only the last fix moved) a's copy keeps its decoded presences under the new
     version; after b's exit it is dropped, and a's next fix is stepped against the stored rows."""
-    from geofence.service.presence_store import PresenceCache
+    from geofence.service.presence_cache import PresenceCache
 
     caches = {"a": PresenceCache(), "b": PresenceCache()}
 
@@ -329,7 +331,7 @@ def test_a_worker_skips_its_own_tick_in_the_change_feed_but_never_another_writer
     """A commit whose clock tick came right after the feed position its unit of work read moves the
     position past that tick: those heads are its own, and cached as written. Had another writer ticked in
     between, the position stays, and the next batch reads that writer's heads too."""
-    from geofence.service.presence_store import PresenceCache
+    from geofence.service.presence_cache import PresenceCache
 
     caches = {"a": PresenceCache(), "b": PresenceCache()}
 
@@ -378,7 +380,7 @@ def test_an_ingestor_moving_between_presence_caches_trusts_only_the_copies_of_th
 ):
     """The tracks mirror the versions of the cache a batch reads: a batch on another cache starts from
     that cache's copies, and a change seen by one cache never vouches for a copy in another."""
-    from geofence.service.presence_store import PresenceCache
+    from geofence.service.presence_cache import PresenceCache
 
     one, two, elsewhere = PresenceCache(), PresenceCache(), PresenceCache()
 
@@ -430,7 +432,7 @@ def test_a_sweep_chunk_after_a_rolled_back_one_still_checks_the_heads_it_read(en
 
 def test_a_cached_presence_is_dropped_with_its_row(engine, index):
     """An erasure deletes rows behind every worker's back and says so on the presence clock."""
-    from geofence.service.presence_store import PresenceCache, drop_presence_caches
+    from geofence.service.presence_cache import PresenceCache, drop_presence_caches
 
     cache = PresenceCache()
     ing = make(index)

@@ -16,10 +16,10 @@ from geofence.events import TransitionKind, ZoneEvent
 from geofence.service.app import create_app
 from geofence.service.db import ConnectionUnit
 from geofence.service.event_log import Consumer, ConsumerRunner, RetryPolicy, append, consumer_states
-from geofence.service.presence_store import SqlEventStore
 from geofence.service.settings import Settings
 from geofence.service.tables.consumers import ConsumerFailureRow, EventConsumerRow
 from geofence.service.tables.presence import ZoneEventRow
+from geofence.service.unit_of_work import SqlEventStore
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

@@ -28,9 +28,9 @@ from geofence.presence import Presence
 from geofence.service.bus.partitions import Renamer
 from geofence.service.db import ConnectionUnit
 from geofence.service.driver_sql import DriverSql, execute, time_binder
-from geofence.service.presence_store import SqlUnitOfWork
 from geofence.service.tables.bus import IngestPartitionRow
 from geofence.service.tables.presence import ZoneEventRow
+from geofence.service.unit_of_work import SqlUnitOfWork
 from geofence.store import EventStore, FixStore, PresenceStore
 
 PARTITIONS = IngestPartitionRow.__table__  # type: ignore[attr-defined]

@@ -64,8 +64,9 @@ from geofence.service import clock
 from geofence.service.db import ConnectionUnit
 from geofence.service.ingest_answers import AnsweredRequest, SqlAnswerStore, purge_answers
 from geofence.service.metrics import FIXES, ZONE_EVENTS
-from geofence.service.presence_store import PresenceCache, SqlUnitOfWork
+from geofence.service.presence_cache import PresenceCache
 from geofence.service.settings import Settings
+from geofence.service.unit_of_work import SqlUnitOfWork
 from geofence.service.wakeup import Wakeups
 from geofence.service.wiring.zone_catalogue import ZoneCatalogue
 from geofence.store import AnswerStore, ConflictError

@@ -40,7 +40,7 @@ from zones.index import ZoneIndex
 from zones.model import Zone
 
 if TYPE_CHECKING:
-    from geofence.service.presence_store import SqlUnitOfWork
+    from geofence.service.unit_of_work import SqlUnitOfWork
     from geofence.service.wiring.geofence import GeofenceService
 
 ZONES = ZoneRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,136 @@
+"""The SQL of the presence store (``geofence.service.presence_store``): its statements, run through the
+driver (``DriverSql``: no SQLAlchemy compilation per batch on the hot path), the row codecs, and the
+change feed's query. Apart so that the store reads as what it does with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import and_, case, or_, select
+
+from geofence.presence import Presence, PresenceState
+from geofence.service.driver_sql import DriverSql
+from geofence.service.tables._types import as_utc
+from geofence.service.tables.presence import (
+    LocationFixRow,
+    PresenceClockRow,
+    PresenceHeadRow,
+    PresenceRow,
+)
+from geofence.service.wakeup import EVENTS_CHANNEL
+
+PRESENCES = PresenceRow.__table__  # type: ignore[attr-defined]
+HEADS = PresenceHeadRow.__table__  # type: ignore[attr-defined]
+CLOCK = PresenceClockRow.__table__  # type: ignore[attr-defined]
+FIXES = LocationFixRow.__table__  # type: ignore[attr-defined]
+CHUNK = 900  # bound parameters per IN (...) list
+OUTSIDE = PresenceState.OUTSIDE.value
+
+
+def chunks(items: Iterable[str], size: int = CHUNK) -> Iterable[list[str]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def to_presence(row: Any) -> Presence:
+    return Presence(
+        device_id=row.device_id, zone_id=row.zone_id, state=PresenceState(row.state),
+        since_at=as_utc(row.since_at), last_fix_at=as_utc(row.last_fix_at), entered_at=as_utc(row.entered_at),
+        visit_id=row.visit_id, pending_fixes=row.pending_fixes, dwelled=bool(row.dwelled),
+        lat=row.lat, lng=row.lng, version=row.version,
+    )
+
+
+def row_values(p: Presence, time: Callable[[datetime | None], Any]) -> dict[str, Any]:
+    return {
+        "state": p.state.value, "since_at": time(p.since_at), "last_fix_at": time(p.last_fix_at),
+        "entered_at": time(p.entered_at), "visit_id": p.visit_id, "pending_fixes": p.pending_fixes,
+        "dwelled": p.dwelled, "lat": p.lat, "lng": p.lng,
+    }
+
+
+P, H = PRESENCES.c, HEADS.c
+ROW_WHERE = "WHERE device_id = :b_device_id AND zone_id = :b_zone_id AND version = :b_version"
+PRESENCE_COLUMNS = (
+    "state", "since_at", "last_fix_at", "entered_at", "visit_id", "pending_fixes", "dwelled", "lat", "lng",
+    "version",
+)
+UPDATE = DriverSql(
+    "UPDATE presences SET " + ", ".join(f"{c} = :{c}" for c in PRESENCE_COLUMNS) + " " + ROW_WHERE
+)
+DELETE = DriverSql("DELETE FROM presences " + ROW_WHERE)
+INSERT = DriverSql(
+    "INSERT INTO presences (device_id, zone_id, " + ", ".join(PRESENCE_COLUMNS) + ") VALUES"
+    " (:device_id, :zone_id, " + ", ".join(f":{c}" for c in PRESENCE_COLUMNS) + ")"
+)
+HEAD_WHERE = "WHERE device_id = :b_device_id AND version = :b_version"
+HEAD_CAS = DriverSql(  # a write that changed presence rows
+    "UPDATE presence_heads SET version = :new_version, rows_version = :new_version,"
+    " last_fix_at = :new_last, seq = :b_seq " + HEAD_WHERE
+)
+BEAT = DriverSql(  # a heartbeat: only the last fix moved; cached copies of the rows stay good
+    "UPDATE presence_heads SET version = ?, last_fix_at = ?, seq = ? WHERE device_id = ? AND version = ?"
+)
+HEAD_BUMP = DriverSql(
+    "UPDATE presence_heads SET version = version + 1, rows_version = version + 1, seq = :b_seq"
+    " WHERE device_id = :b_device_id"
+)
+HEAD_INSERT = DriverSql(
+    "INSERT INTO presence_heads (device_id, version, rows_version, last_fix_at, seq)"
+    " VALUES (:device_id, :version, :rows_version, :last_fix_at, :seq)"
+)
+TICK = DriverSql("UPDATE presence_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+CLOCK_INSERT = DriverSql("INSERT INTO presence_clock (id, seq, resets) VALUES (1, 1, 0)")
+# the clock, and the heads stamped after the last tick seen, in one statement (one snapshot, one round
+# trip per batch): the clock's row is the one without a device
+FEED = DriverSql(
+    "SELECT NULL, seq, resets, NULL FROM presence_clock WHERE id = 1"
+    " UNION ALL SELECT device_id, version, rows_version, last_fix_at FROM presence_heads WHERE seq > :seq"
+)
+NO_FEED = 2**62  # a tick no head has: the first look reads the clock alone
+SQLITE_HEADS = (
+    "SELECT device_id, version, rows_version, last_fix_at FROM presence_heads"
+    " WHERE device_id IN (SELECT value FROM json_each(?))"
+)
+SQLITE_PRESENCES = (
+    "SELECT device_id, zone_id, state, since_at, last_fix_at, entered_at, visit_id, pending_fixes, dwelled,"
+    " lat, lng, version FROM presences WHERE device_id IN (SELECT value FROM json_each(?))"
+)
+STATES = {s.value: s for s in PresenceState}
+
+
+def sqlite_time(text: str | None) -> datetime | None:
+    """A time as SQLAlchemy stores it in SQLite (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC: see ``UtcDateTime``)."""
+    return None if text is None else datetime.fromisoformat(text + "+00:00")  # aware: UTC itself
+HEADS_FULL = select(H.device_id, H.version, H.rows_version, H.last_fix_at)
+# the device's last fix when it is later than the row's (the row keeps the fix of its last change)
+LAST_FIX = case(
+    (and_(H.last_fix_at.is_not(None), or_(P.last_fix_at.is_(None), H.last_fix_at > P.last_fix_at)),
+     H.last_fix_at),
+    else_=P.last_fix_at,
+)
+WITH_HEAD = select(
+    PRESENCES, H.version.label("head_version"), LAST_FIX.label("device_last_fix_at")
+).select_from(PRESENCES.outerjoin(HEADS, H.device_id == P.device_id))
+# The log's numbers are taken under the presence clock's row lock (held to commit on PostgreSQL; SQLite
+# has one writer), so they commit in order: a consumer reading "seq > my cursor" never passes a number
+# that a slower transaction has yet to commit. The NOTIFY is delivered at commit (to the consumers'
+# listeners), and not at all on rollback.
+EVENT_SEQ_SQLITE = "UPDATE presence_clock SET events = events + ? WHERE id = 1 RETURNING events"
+EVENT_SEQ_PG = (
+    "UPDATE presence_clock SET events = events + %s WHERE id = 1"
+    " RETURNING events, pg_notify('" + EVENTS_CHANNEL + "', '')"
+)
+# the same with the unit of work's tick (``SqlPresenceStore.take_event_numbers``)
+TICK_EVENTS_SQLITE = (
+    "UPDATE presence_clock SET seq = seq + 1, events = events + ? WHERE id = 1 RETURNING seq, events"
+)
+TICK_EVENTS_PG = (
+    "UPDATE presence_clock SET seq = seq + 1, events = events + %s WHERE id = 1"
+    " RETURNING seq, events, pg_notify('" + EVENTS_CHANNEL + "', '')"
+)
