@@ -11,69 +11,45 @@ confirmed exactly: circles by a chord test (only fixes in the sub-metre band bet
 true circle reach shapely), areas by ``shapely.contains_xy`` batched per zone. Zones added since the last
 snapshot are checked directly (bounding box + shapely) until ``REBUILD_AFTER`` changes accumulate; removed
 zones are masked out. ``match`` (one fix) runs the same logic in plain Python over dicts.
+
+The table layouts are ``zones.lookup_tables``, a fix's cells ``zones.fix_cells``, the circle rows
+``zones.circle_rows``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import h3
 import numpy as np
 import shapely
-from h3.api import basic_int as h3i
 from shapely.geometry.base import BaseGeometry
 
 from zones import build, clearance, kernel
 from zones.boundary import Rings
 from zones.boundary import rings as ring_arrays
-from zones.cells import _circle_slack_m, cover, haversine_many
+from zones.cells import cover, haversine_many
+from zones.circle_rows import circ_of as _circ_of
+from zones.circle_rows import circle_rows as _circle_rows
 from zones.entries import Entry as _Entry
 from zones.entries import LazyEntries
 from zones.errors import ZoneError
-from zones.geometry import CIRCLE_VERTICES, EARTH_RADIUS_M, checked_shape, signed_distance_m, zone_shape
+from zones.fix_cells import FINE_RES, cells_at
+from zones.fix_cells import latlng_to_cell as _latlng_to_cell
+from zones.geometry import checked_shape, signed_distance_m, zone_shape
+from zones.lookup_tables import Part as _Part
+from zones.lookup_tables import Rows as _Rows
+from zones.lookup_tables import Scalar as _Scalar
+from zones.lookup_tables import flat as _flat
+from zones.lookup_tables import scalar_of
 from zones.model import Circle, Zone
-from zones.sizing import FINEST_RES
-
-# h3's own compiled function, without the API module's Python wrapper around it (a tenth of match()'s time)
-_latlng_to_cell = getattr(getattr(h3, "_cy", None), "latlng_to_cell", h3i.latlng_to_cell)
-
-try:  # vectorised latlng_to_cell (~2x the h3 Python loop); optional
-    from h3ronpy.vector import coordinates_to_cells as _h3ronpy_cells
-except ImportError:  # pragma: no cover
-    _h3ronpy_cells = None
 
 PENDING = 32  # zones checked directly (bounding box + shapely) before they are packed into a run
 RUN_ZONES = 256  # the most zones in a run made of single changes: re-packing one costs ~5-15 ms of CPU
 IMPORT_RUN_ZONES = 4096  # an import (``add_many``) packs its zones in runs of this size
 MAX_RUNS = 32  # beyond this, ``compaction_due``
 SCALAR_MAX_KEYS = 4_000_000  # a larger base makes ``match`` use the kernel (~10 us) instead of dicts (~3 us)
-FINE_RES = FINEST_RES
-
-
-_KEEP_ARR, _SET_ARR = kernel.res_masks(np.arange(16))
-_KEEP = [int(k) & 0xFFFFFFFFFFFFFFFF for k in _KEEP_ARR]  # the same masks as Python ints, for match()
-_SET = [int(v) for v in _SET_ARR]
-
-
-def ancestors_at(cells: np.ndarray, res: int) -> np.ndarray:
-    """Vectorised ``cell_to_parent`` of int64 cells (all at a finer or equal resolution) to ``res``."""
-    parents: np.ndarray = (cells & _KEEP_ARR[res]) | _SET_ARR[res]
-    return parents
-
-
-_Rows = tuple[tuple[Any, ...], tuple[Any, ...]]  # a cell's zones inside and its boundary rows
-
-
-class _Scalar(NamedTuple):
-    """What :meth:`ZoneIndex.match` probes (see ``_build_scalar``)."""
-
-    keep: int | None  # masks turning a FINE_RES cell into the finest resolution in use (None: same)
-    setb: int
-    finest: dict[int, _Rows]  # ancestors merged in
-    coarser: list[tuple[int, int, dict[int, _Rows]]]  # (keep, set, dict) per resolution
 
 
 class Packed(NamedTuple):
@@ -107,91 +83,9 @@ class ZoneMatches(NamedTuple):
         return ids
 
 
-@dataclass
-class _Flat:
-    """One table of zones (all resolutions) in the layout of ``zones.kernel.lookup`` (see its docstring)."""
-
-    room: int  # the most (fix, zone) entries one fix can produce
-    res: np.ndarray  # the resolutions in use, ascending (keys kstart[r]:kstart[r + 1] are res[r])
-    keep: np.ndarray
-    setb: np.ndarray
-    kstart: np.ndarray
-    keys: np.ndarray
-    fence: np.ndarray  # every FENCE-th key: the part of the search that stays in cache
-    istart: np.ndarray
-    bstart: np.ndarray
-    islots: np.ndarray
-    bslots: np.ndarray
-
-
-def _flat(t: build.Tables, room: int | None = None) -> _Flat:
-    """``t`` for the kernel; ``room`` (see ``_Flat``) when known (a snapshot stores it)."""
-    keep, setb = kernel.res_masks(t.res)
-    if room is None:
-        room = table_room(t)
-    fence = np.ascontiguousarray(t.keys[:: kernel.FENCE])
-    return _Flat(room, t.res, keep, setb, t.kstart, t.keys, fence, t.istart, t.bstart, t.islots, t.bslots)
-
-
-def table_room(t: build.Tables) -> int:
-    """The most (fix, zone) entries one fix can produce in ``t``: its largest block per resolution."""
-    room = 0
-    for r in range(len(t.res)):
-        a, b = int(t.kstart[r]), int(t.kstart[r + 1]) + 1
-        room += int(np.diff(t.istart[a:b]).max(initial=0)) + int(np.diff(t.bstart[a:b]).max(initial=0))
-    return room
-
-
-@dataclass
-class _Part:
-    """The base table, or a run: a small table of zones changed since (see ``ZoneIndex``)."""
-
-    flat: _Flat
-    slots: list[int]  # the zones packed in it
-    dead_ids: set[str]  # ids of its zones removed or replaced since it was packed (``match`` skips them)
-    scalar: _Scalar | None = None
-
-
 _NO_INT64 = np.zeros(0, dtype=np.int64)
 _REMOVED = "\x00removed"  # the id of a slot restored from a snapshot whose zone had been removed
 _EMPTY = build.assemble([], [], [])
-
-
-def cells_at(lats: np.ndarray, lngs: np.ndarray, res: int) -> np.ndarray:
-    """int64 H3 cells of finite, in-range fixes (callers filter); vectorised with h3ronpy when available."""
-    if _h3ronpy_cells is not None and len(lats) > 64:
-        return np.asarray(_h3ronpy_cells(lats, lngs, res)).view(np.int64)
-    return np.fromiter(
-        (h3i.latlng_to_cell(a, b, res) for a, b in zip(lats.tolist(), lngs.tolist(), strict=True)),
-        dtype=np.uint64,
-        count=len(lats),
-    ).view(np.int64)
-
-
-def _circ_of(zones: Sequence[Zone]) -> np.ndarray:
-    """The ``circ`` rows of ``zones`` (see ``ZoneIndex._grow``): circles' chord data, areas'
-    (0, 0, 0, -1, inf)."""
-    out = np.zeros((len(zones), 5))
-    out[:, 3], out[:, 4] = -1.0, np.inf
-    circles = [s for s, z in enumerate(zones) if isinstance(z.geometry, Circle)]
-    if circles:
-        g: list[Circle] = [zones[s].geometry for s in circles]  # type: ignore[misc]
-        out[circles] = _circle_rows(
-            np.array([c.lat for c in g]), np.array([c.lng for c in g]), np.array([c.radius_m for c in g])
-        )
-    return out
-
-
-def _circle_rows(lat: np.ndarray, lng: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
-    """(n, 5): unit vector of each circle's centre and its squared chord margins (see ``_set_circle``)."""
-    p, g = np.radians(lat), np.radians(lng)
-    slack = _circle_slack_m(radius_m)
-    inner = np.maximum(radius_m * math.cos(math.pi / CIRCLE_VERTICES) - slack, 0.0)
-    outer = radius_m + slack
-    chord_in = 2.0 * np.sin(inner / (2.0 * EARTH_RADIUS_M))
-    chord_out = 2.0 * np.sin(np.minimum(outer / (2.0 * EARTH_RADIUS_M), math.pi / 2))
-    cos_p = np.cos(p)
-    return np.column_stack([cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p), chord_in**2, chord_out**2])
 
 
 class ZoneIndex:
@@ -535,54 +429,8 @@ class ZoneIndex:
         return out
 
     def _scalar(self, part: _Part) -> _Scalar:
-        """The dicts of :meth:`match` for one table: cell -> (ids it is interior to, boundary rows), per
-        resolution.
-
-        The finest resolution's dict is *merged*: each of its cells also holds what its ancestors hold,
-        so most fixes need one probe; a fix whose finest cell is not a key probes the coarser dicts.
-        A boundary row is (circle unit vector, dot-product margins, zone id, slot), one shared tuple per
-        zone (float64 rounding of the dot product: at most ~2 mm of distance, measured at 10 m to 50 km
-        radii, inside the margins' 1 cm slack). Equal tuples are shared too (a zone's interior cells all
-        hold the same few ids).
-        """
-        f = part.flat
-        shared: dict[Any, Any] = {}
-        per_res: list[tuple[int, dict[int, _Rows]]] = []
-        ids = self._ids[f.islots].tolist()
-        rows: dict[int, tuple[Any, ...]] = {}
-        for s in set(f.bslots.tolist()):
-            ux, uy, uz, cin2, cout2 = self._circ[s].tolist()
-            # dot-product margins: chord^2 < c2  <=>  a.b > 1 - c2 / 2 (areas: never decided here)
-            rows[s] = (
-                (ux, uy, uz, 1.0 - cin2 / 2.0, 1.0 - cout2 / 2.0, self._ids[s], s) if cin2 >= 0.0
-                else (0.0, 0.0, 0.0, 2.0, -2.0, self._ids[s], s)
-            )
-        brow = [rows[s] for s in f.bslots.tolist()]
-        ist, bst = f.istart.tolist(), f.bstart.tolist()  # global offsets, one past each block
-        for r, res in enumerate(f.res.tolist()):
-            first, last = int(f.kstart[r]), int(f.kstart[r + 1])
-            table = {}
-            for j, key in enumerate(f.keys[first:last].tolist(), start=first):
-                inside = tuple(ids[ist[j] : ist[j + 1]])
-                edge = tuple(brow[bst[j] : bst[j + 1]])
-                value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
-                table[key] = shared.setdefault(value, value)
-            per_res.append((res, table))
-        if not per_res:
-            part.scalar = scalar = _Scalar(None, 0, {}, [])
-            return scalar
-        finest_res, finest = per_res[-1]
-        coarser = [(_KEEP[r], _SET[r], table) for r, table in per_res[:-1]]
-        merged = {}
-        for key, (inside, edge) in finest.items():
-            for keep, setb, table in coarser:
-                up = table.get((key & keep) | setb)
-                if up is not None:
-                    inside, edge = inside + up[0], edge + up[1]
-            value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
-            merged[key] = shared.setdefault(value, value)
-        fine_keep = None if finest_res == FINE_RES else _KEEP[finest_res]  # None: the fix's own cell
-        part.scalar = scalar = _Scalar(fine_keep, _SET[finest_res], merged, coarser)
+        """The dicts of :meth:`match` for one table (``zones.lookup_tables.scalar_of``), kept on it."""
+        part.scalar = scalar = scalar_of(part.flat, self._ids, self._circ)
         return scalar
 
     def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> ZoneMatches:
