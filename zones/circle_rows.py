@@ -22,7 +22,7 @@ from zones.model import Circle, Zone
 
 
 def circ_of(zones: Sequence[Zone]) -> np.ndarray:
-    """The ``circ`` rows of ``zones`` (see ``ZoneIndex._grow``): circles' chord data, areas'
+    """The ``circ`` rows of ``zones`` (see ``PackedZones._grow``): circles' chord data, areas'
     (0, 0, 0, -1, inf)."""
     out = np.zeros((len(zones), 5))
     out[:, 3], out[:, 4] = -1.0, np.inf
