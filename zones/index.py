@@ -11,83 +11,37 @@ confirmed exactly: circles by a chord test (only fixes in the sub-metre band bet
 true circle reach shapely), areas by ``shapely.contains_xy`` batched per zone. Zones added since the last
 snapshot are checked directly (bounding box + shapely) until ``REBUILD_AFTER`` changes accumulate; removed
 zones are masked out. ``match`` (one fix) runs the same logic in plain Python over dicts.
+
+This module holds the lookups; building and changing the tables is ``zones.packing`` (``PackedZones``,
+which ``ZoneIndex`` extends), their layouts ``zones.lookup_tables``, a fix's cells ``zones.fix_cells``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
-import h3
 import numpy as np
 import shapely
-from h3.api import basic_int as h3i
-from shapely.geometry.base import BaseGeometry
 
-from zones import build, clearance, kernel
+from zones import clearance, kernel
 from zones.boundary import Rings
 from zones.boundary import rings as ring_arrays
-from zones.cells import _circle_slack_m, cover, haversine_many
+from zones.cells import haversine_many
 from zones.entries import Entry as _Entry
-from zones.entries import LazyEntries
 from zones.errors import ZoneError
-from zones.geometry import CIRCLE_VERTICES, EARTH_RADIUS_M, checked_shape, signed_distance_m, zone_shape
-from zones.model import Circle, Zone
-from zones.sizing import FINEST_RES
+from zones.fix_cells import FINE_RES, cells_at
+from zones.fix_cells import latlng_to_cell as _latlng_to_cell
+from zones.geometry import signed_distance_m
+from zones.lookup_tables import Part as _Part
+from zones.lookup_tables import Rows as _Rows
+from zones.lookup_tables import Scalar as _Scalar
+from zones.lookup_tables import scalar_of
+from zones.model import Circle
+from zones.packing import PackedZones
 
-# h3's own compiled function, without the API module's Python wrapper around it (a tenth of match()'s time)
-_latlng_to_cell = getattr(getattr(h3, "_cy", None), "latlng_to_cell", h3i.latlng_to_cell)
-
-try:  # vectorised latlng_to_cell (~2x the h3 Python loop); optional
-    from h3ronpy.vector import coordinates_to_cells as _h3ronpy_cells
-except ImportError:  # pragma: no cover
-    _h3ronpy_cells = None
-
-PENDING = 32  # zones checked directly (bounding box + shapely) before they are packed into a run
-RUN_ZONES = 256  # the most zones in a run made of single changes: re-packing one costs ~5-15 ms of CPU
-IMPORT_RUN_ZONES = 4096  # an import (``add_many``) packs its zones in runs of this size
-MAX_RUNS = 32  # beyond this, ``compaction_due``
 SCALAR_MAX_KEYS = 4_000_000  # a larger base makes ``match`` use the kernel (~10 us) instead of dicts (~3 us)
-FINE_RES = FINEST_RES
-
-
-_KEEP_ARR, _SET_ARR = kernel.res_masks(np.arange(16))
-_KEEP = [int(k) & 0xFFFFFFFFFFFFFFFF for k in _KEEP_ARR]  # the same masks as Python ints, for match()
-_SET = [int(v) for v in _SET_ARR]
-
-
-def ancestors_at(cells: np.ndarray, res: int) -> np.ndarray:
-    """Vectorised ``cell_to_parent`` of int64 cells (all at a finer or equal resolution) to ``res``."""
-    parents: np.ndarray = (cells & _KEEP_ARR[res]) | _SET_ARR[res]
-    return parents
-
-
-_Rows = tuple[tuple[Any, ...], tuple[Any, ...]]  # a cell's zones inside and its boundary rows
-
-
-class _Scalar(NamedTuple):
-    """What :meth:`ZoneIndex.match` probes (see ``_build_scalar``)."""
-
-    keep: int | None  # masks turning a FINE_RES cell into the finest resolution in use (None: same)
-    setb: int
-    finest: dict[int, _Rows]  # ancestors merged in
-    coarser: list[tuple[int, int, dict[int, _Rows]]]  # (keep, set, dict) per resolution
-
-
-class Packed(NamedTuple):
-    """An index's base as ``zones.snapshot`` stores it (slot s of each list or array), plus later zones."""
-
-    ids: Sequence[str | None]  # None: a removed zone's slot
-    bodies: Sequence[Zone | bytes | None]  # the zone, or its JSON as read from a snapshot and not decoded
-    res: np.ndarray  # int8
-    ref: np.ndarray  # (n, 2)
-    reach: np.ndarray
-    circ: np.ndarray  # (n, 5), see ``ZoneIndex._grow``
-    tables: build.Tables
-    room: int
-    later: Sequence[Zone]  # zones added or replaced since the base was packed (runs and pending)
 
 
 class ZoneMatches(NamedTuple):
@@ -107,94 +61,10 @@ class ZoneMatches(NamedTuple):
         return ids
 
 
-@dataclass
-class _Flat:
-    """One table of zones (all resolutions) in the layout of ``zones.kernel.lookup`` (see its docstring)."""
-
-    room: int  # the most (fix, zone) entries one fix can produce
-    res: np.ndarray  # the resolutions in use, ascending (keys kstart[r]:kstart[r + 1] are res[r])
-    keep: np.ndarray
-    setb: np.ndarray
-    kstart: np.ndarray
-    keys: np.ndarray
-    fence: np.ndarray  # every FENCE-th key: the part of the search that stays in cache
-    istart: np.ndarray
-    bstart: np.ndarray
-    islots: np.ndarray
-    bslots: np.ndarray
-
-
-def _flat(t: build.Tables, room: int | None = None) -> _Flat:
-    """``t`` for the kernel; ``room`` (see ``_Flat``) when known (a snapshot stores it)."""
-    keep, setb = kernel.res_masks(t.res)
-    if room is None:
-        room = table_room(t)
-    fence = np.ascontiguousarray(t.keys[:: kernel.FENCE])
-    return _Flat(room, t.res, keep, setb, t.kstart, t.keys, fence, t.istart, t.bstart, t.islots, t.bslots)
-
-
-def table_room(t: build.Tables) -> int:
-    """The most (fix, zone) entries one fix can produce in ``t``: its largest block per resolution."""
-    room = 0
-    for r in range(len(t.res)):
-        a, b = int(t.kstart[r]), int(t.kstart[r + 1]) + 1
-        room += int(np.diff(t.istart[a:b]).max(initial=0)) + int(np.diff(t.bstart[a:b]).max(initial=0))
-    return room
-
-
-@dataclass
-class _Part:
-    """The base table, or a run: a small table of zones changed since (see ``ZoneIndex``)."""
-
-    flat: _Flat
-    slots: list[int]  # the zones packed in it
-    dead_ids: set[str]  # ids of its zones removed or replaced since it was packed (``match`` skips them)
-    scalar: _Scalar | None = None
-
-
 _NO_INT64 = np.zeros(0, dtype=np.int64)
-_REMOVED = "\x00removed"  # the id of a slot restored from a snapshot whose zone had been removed
-_EMPTY = build.assemble([], [], [])
 
 
-def cells_at(lats: np.ndarray, lngs: np.ndarray, res: int) -> np.ndarray:
-    """int64 H3 cells of finite, in-range fixes (callers filter); vectorised with h3ronpy when available."""
-    if _h3ronpy_cells is not None and len(lats) > 64:
-        return np.asarray(_h3ronpy_cells(lats, lngs, res)).view(np.int64)
-    return np.fromiter(
-        (h3i.latlng_to_cell(a, b, res) for a, b in zip(lats.tolist(), lngs.tolist(), strict=True)),
-        dtype=np.uint64,
-        count=len(lats),
-    ).view(np.int64)
-
-
-def _circ_of(zones: Sequence[Zone]) -> np.ndarray:
-    """The ``circ`` rows of ``zones`` (see ``ZoneIndex._grow``): circles' chord data, areas'
-    (0, 0, 0, -1, inf)."""
-    out = np.zeros((len(zones), 5))
-    out[:, 3], out[:, 4] = -1.0, np.inf
-    circles = [s for s, z in enumerate(zones) if isinstance(z.geometry, Circle)]
-    if circles:
-        g: list[Circle] = [zones[s].geometry for s in circles]  # type: ignore[misc]
-        out[circles] = _circle_rows(
-            np.array([c.lat for c in g]), np.array([c.lng for c in g]), np.array([c.radius_m for c in g])
-        )
-    return out
-
-
-def _circle_rows(lat: np.ndarray, lng: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
-    """(n, 5): unit vector of each circle's centre and its squared chord margins (see ``_set_circle``)."""
-    p, g = np.radians(lat), np.radians(lng)
-    slack = _circle_slack_m(radius_m)
-    inner = np.maximum(radius_m * math.cos(math.pi / CIRCLE_VERTICES) - slack, 0.0)
-    outer = radius_m + slack
-    chord_in = 2.0 * np.sin(inner / (2.0 * EARTH_RADIUS_M))
-    chord_out = 2.0 * np.sin(np.minimum(outer / (2.0 * EARTH_RADIUS_M), math.pi / 2))
-    cos_p = np.cos(p)
-    return np.column_stack([cos_p * np.cos(g), cos_p * np.sin(g), np.sin(p), chord_in**2, chord_out**2])
-
-
-class ZoneIndex:
+class ZoneIndex(PackedZones):
     """In-memory exact index of zones. Not thread-safe: callers serialise writes (reads may share).
 
     Layout: a *base* table packed when the index is built (or ``compact``-ed), *runs*: small tables of the
@@ -203,281 +73,6 @@ class ZoneIndex:
     or replaced zones stay in their table, masked (``alive``), until ``compact``. Nothing a change does
     grows with the size of the base.
     """
-
-    def __init__(self, zones: Iterable[Zone] = (), workers: int | None = 1) -> None:
-        """Index ``zones`` (validated: raises ZoneError on the first invalid one; a repeated id: the last
-        wins). ``workers``: processes computing covers (None: one per CPU; see ``zones.build.covers``)."""
-        self.generation = 0  # bumped by every change of the zones (what a clearance was measured against)
-        self._pairs_per_fix = 16.0
-        self._clear_cells: clearance.Cells | None = None  # the base's, made on first use after a build
-        self._clear_runs: clearance.Cells | None = None  # the runs', made on first use after a run is packed
-        self._clear_shapes: clearance.Shapes | None = None
-        self._shapes_stale: set[int] = set()  # slots changed since _clear_shapes was updated
-        self._build(list(zones), workers)
-
-    # ------------------------------------------------------------------ building
-    def _build(self, zones: list[Zone], workers: int | None) -> None:
-        # a repeated id: the last wins; slots follow the zones' places (``build.spatial_order``)
-        zones = build.spatial_order(list({z.id: z for z in zones}.values()))
-        n = len(zones)
-        res, ref, reach = np.zeros(n, np.int8), np.zeros((n, 2)), np.zeros(n)
-        cells: list[np.ndarray] = []
-        owners: list[np.ndarray] = []
-        inside: list[np.ndarray] = []
-        for at, got in build.covers(zones, workers):
-            if got.errors:
-                raise ZoneError(got.errors[0][1])
-            f, m = got.facts, len(got.facts.res)
-            res[at : at + m], ref[at : at + m], reach[at : at + m] = f.res, f.ref, f.reach_m
-            cells.append(got.cells)
-            owners.append(got.owner + at)
-            inside.append(got.interior)
-        entries: list[_Entry | None] = [
-            _Entry(z, r, (a, b), c, None if isinstance(z.geometry, Circle) else checked_shape(z))
-            for z, r, (a, b), c in zip(zones, res.tolist(), ref.tolist(), reach.tolist(), strict=True)
-        ]
-        tables = build.assemble(cells, owners, inside)
-        self._install(entries, [z.id for z in zones], _circ_of(zones), tables, facts=(res, ref, reach))
-
-    def _install(
-        self, entries: list[_Entry | None] | LazyEntries, ids: Sequence[str | None], circ: np.ndarray,
-        tables: build.Tables, room: int | None = None,
-        facts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-    ) -> None:
-        """Make ``tables`` the base, slot s holding ``entries[s]`` with id ``ids[s]`` and circle row
-        ``circ[s]`` (None: a removed zone's slot); ``facts``: the base's (res, ref, reach) arrays."""
-        n = len(ids)
-        self._facts = facts if facts is not None else (
-            np.zeros(0, np.int8), np.zeros((0, 2)), np.zeros(0)
-        )
-        self._entries: list[_Entry | None] | LazyEntries = entries
-        self._slot_of = {z: s for s, z in enumerate(ids) if z is not None}
-        self._grow(n + max(1024, n // 4))  # room for changes: growing copies every per-slot array
-        ids_arr = np.array(ids, dtype=object)
-        alive = ids_arr != None  # noqa: E711 - elementwise
-        self._alive[:n] = alive
-        ids_arr[~alive] = _REMOVED
-        self._ids[:n] = ids_arr
-        self._circ[:n] = circ
-        self._base = _Part(_flat(tables, room), list(range(n)), set() if alive.all() else {_REMOVED})
-        self._runs: list[_Part] = []
-        self._run_of: dict[int, int] = {}  # slot -> index of the run holding it
-        self._pending: list[int] = []
-        self._clear_cells = None
-        self._clear_runs = None
-        self._clear_shapes = None
-        self._shapes_stale = set()
-        self.generation += 1
-
-    def _grow(self, n: int) -> None:
-        cap = max(16, n)
-        self._alive = np.zeros(cap, dtype=bool)
-        self._ids = np.empty(cap, dtype=object)
-        # per slot: unit vector of a circle's centre and its squared chord margins (see _set_circle);
-        # an area has chord margins (-1, inf): every boundary hit goes to shapely
-        self._circ = np.zeros((cap, 5))
-        self._circ[:, 3], self._circ[:, 4] = -1.0, np.inf
-
-    def _ensure(self, slot: int) -> None:
-        if slot < len(self._alive):
-            return
-        old = (self._alive, self._ids, self._circ)
-        self._grow(2 * slot + 16)
-        for new, o in zip((self._alive, self._ids, self._circ), old, strict=True):
-            new[: len(o)] = o
-
-    def packed(self) -> Packed:
-        """What ``zones.snapshot`` writes (see ``Packed``); cheap enough to take under a writer's lock:
-        zones are referenced, not encoded."""
-        n = len(self._base.slots)
-        entries = self._entries
-        alive = self._alive[:n].tolist()
-        raw = entries.raw if isinstance(entries, LazyEntries) else (lambda _: None)
-        bodies: list[Zone | bytes | None] = [
-            None if not alive[s] else (raw(s) or entries[s].zone)  # type: ignore[union-attr]
-            for s in range(n)
-        ]
-        ids = [self._ids[s] if alive[s] else None for s in range(n)]
-        res, ref, reach = self._facts
-        f = self._base.flat
-        tables = build.Tables(f.res, f.kstart, f.keys, f.istart, f.bstart, f.islots, f.bslots)
-        later = [e.zone for e in entries[n:] if e is not None]
-        return Packed(ids, bodies, res, ref, reach, self._circ[:n].copy(), tables, f.room, later)
-
-    @classmethod
-    def restore(cls, p: Packed, zone_of: Callable[[int], Zone]) -> ZoneIndex:
-        """The index ``p`` describes, without covering its base again (``zones.snapshot``): base slot s
-        holds ``zone_of(s)``, called when the zone is first needed (``p.bodies`` is not read)."""
-        index = cls()
-        res, ref, reach = p.res, p.ref, p.reach
-
-        def make(s: int) -> _Entry | None:
-            if p.ids[s] is None:
-                return None
-            z = zone_of(s)
-            shape = None if isinstance(z.geometry, Circle) else checked_shape(z)
-            return _Entry(z, int(res[s]), (float(ref[s, 0]), float(ref[s, 1])), float(reach[s]), shape)
-
-        def raw(s: int) -> bytes | None:
-            b = p.bodies[s]
-            return b if isinstance(b, bytes) else None
-
-        entries = LazyEntries(len(p.ids), make, raw)
-        index._install(entries, p.ids, p.circ, p.tables, p.room, (res, ref, reach))
-        if p.later:
-            index.add_many(p.later)
-        return index
-
-    def compact(self, workers: int | None = 1) -> None:
-        """Re-pack every live zone into one base table (covers recomputed): reclaims the memory of
-        removed zones and folds the runs in. Costs a build; for an owner to run when ``compaction_due``,
-        off the request path (a changed zone never triggers it)."""
-        self._build(list(self.zones()), workers)
-
-    @property
-    def compaction_due(self) -> bool:
-        """Many runs (each one more table a lookup searches) or many masked entries in the base."""
-        n = len(self._base.slots)  # the base's slots are 0..n-1
-        dead = n - int(np.count_nonzero(self._alive[:n]))
-        return len(self._runs) > MAX_RUNS or dead > max(1000, len(self._base.slots) // 10)
-
-    # ------------------------------------------------------------------ incremental changes
-    def _add(self, zone: Zone, covered: tuple[np.ndarray, np.ndarray] | None = None) -> int:
-        res, ref, reach, shape = build.zone_facts(zone)
-        if covered is None:
-            covered = cover(zone, shape, res, ref)
-        if zone.id in self._slot_of:
-            self._kill(self._slot_of[zone.id])
-        slot = len(self._entries)
-        self._entries.append(_Entry(zone, res, ref, reach, shape, covered))
-        self._slot_of[zone.id] = slot
-        self._ensure(slot)
-        self._alive[slot] = True
-        self._ids[slot] = zone.id
-        g = zone.geometry
-        if isinstance(g, Circle):
-            self._circ[slot] = _circle_rows(np.array([g.lat]), np.array([g.lng]), np.array([g.radius_m]))[0]
-        self._shapes_stale.add(slot)
-        return slot
-
-    def _kill(self, slot: int) -> None:
-        self._alive[slot] = False
-        e = self._entries[slot]
-        assert e is not None
-        run = self._run_of.pop(slot, None)
-        if run is not None:
-            self._runs[run].dead_ids.add(e.zone.id)
-        elif slot < len(self._base.slots):
-            self._base.dead_ids.add(e.zone.id)
-        if slot in self._pending:
-            self._pending.remove(slot)
-        self._entries[slot] = None
-        self._shapes_stale.add(slot)
-
-    def _pack(self, slots: list[int], into: int | None) -> None:
-        """(Re-)pack run ``into`` (None: a new run) with its live zones and ``slots``."""
-        if into is None:
-            self._runs.append(_Part(_flat(_EMPTY), [], set()))
-            into = len(self._runs) - 1
-        part = self._runs[into]
-        members = [s for s in part.slots if self._alive[s]] + slots
-        if not members:
-            self._runs[into] = _Part(_flat(_EMPTY), [], set())
-            return
-        parts = [self._entries[s].cover for s in members]  # type: ignore[union-attr]
-        cells = [c for a, b in parts for c in (a, b)]  # type: ignore[misc]
-        owners = [np.full(len(c), s, dtype=np.int32) for s in members for c in self._entries[s].cover]  # type: ignore[union-attr]
-        inside = [np.full(len(c), k == 0) for a, b in parts for k, c in enumerate((a, b))]  # type: ignore[misc]
-        tables = build.assemble(  # one part, one slice: a run is small
-            [np.concatenate(cells)], [np.concatenate(owners)], [np.concatenate(inside)], slices=1
-        )
-        self._runs[into] = _Part(_flat(tables), members, set())
-        for s in members:
-            self._run_of[s] = into
-        self._clear_runs = None
-
-    def _settle(self) -> None:
-        """Pack the pending zones into the last run once there are ``PENDING`` of them."""
-        if len(self._pending) < PENDING:
-            return
-        last = len(self._runs) - 1
-        fits = last >= 0 and len(self._runs[last].slots) + len(self._pending) <= RUN_ZONES
-        self._pack(self._pending, last if fits else None)
-        self._pending = []
-
-    def add(self, zone: Zone) -> None:
-        """Add ``zone`` (validated; raises ZoneError) or replace the one with its id; no full rebuild."""
-        slot = self._add(zone)
-        self._pending.append(slot)
-        self.generation += 1
-        self._settle()
-
-    def add_many(self, zones: Iterable[Zone], workers: int | None = 1) -> None:
-        """:meth:`add` of many zones: covers computed in bulk, packed into new runs of ``IMPORT_RUN_ZONES``.
-        Validates every zone first: raises ZoneError (and changes nothing) if one is invalid."""
-        batch = list({z.id: z for z in zones}.values())
-        found: list[tuple[np.ndarray, np.ndarray]] = []
-        for _, got in build.covers(batch, workers):
-            if got.errors:
-                raise ZoneError(got.errors[0][1])
-            by_zone = np.argsort(got.owner, kind="stable")  # a chunk lists its zones by cover group
-            cells, owner, inside = got.cells[by_zone], got.owner[by_zone], got.interior[by_zone]
-            split = np.searchsorted(owner, np.arange(len(got.facts.res) + 1))
-            found += [
-                (cells[a:b][inside[a:b]], cells[a:b][~inside[a:b]])
-                for a, b in zip(split[:-1].tolist(), split[1:].tolist(), strict=True)
-            ]
-        slots = [self._add(z, c) for z, c in zip(batch, found, strict=True)]
-        self.generation += 1
-        for a in range(0, len(slots), IMPORT_RUN_ZONES):
-            self._pack(slots[a : a + IMPORT_RUN_ZONES], None)
-
-    def replace(self, zone: Zone) -> None:
-        """Same as :meth:`add` for an existing id."""
-        self.add(zone)
-
-    def remove(self, zone_id: str) -> None:
-        """Remove a zone; raises KeyError if unknown."""
-        slot = self._slot_of.pop(zone_id)
-        self._kill(slot)
-        self.generation += 1
-
-    def get(self, zone_id: str) -> Zone:
-        return self._entry(zone_id).zone
-
-    def _entry(self, zone_id: str) -> _Entry:
-        e = self._entries[self._slot_of[zone_id]]
-        assert e is not None
-        return e
-
-    def _shape(self, e: _Entry) -> BaseGeometry:
-        """The zone's shape; a circle's is made on first use (it is needed only for exact tests)."""
-        if e.shape is None:
-            e.shape = zone_shape(e.zone)
-            shapely.prepare(e.shape)
-        return e.shape
-
-    def __len__(self) -> int:
-        return len(self._slot_of)
-
-    def __contains__(self, zone_id: object) -> bool:
-        return zone_id in self._slot_of
-
-    def zones(self) -> Iterator[Zone]:
-        return (e.zone for e in self._entries if e is not None)
-
-    def resolution(self, zone_id: str) -> int:
-        return self._entry(zone_id).res
-
-    def cells(self, zone_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(interior, boundary) int64 H3 cells of a zone (recomputed for zones of the base table)."""
-        e = self._entry(zone_id)
-        if e.cover is not None:
-            return e.cover
-        return cover(e.zone, self._shape(e), e.res, e.ref)
-
-    def _parts(self) -> list[_Part]:
-        return [self._base, *self._runs]
 
     # ------------------------------------------------------------------ lookups
     def match(self, lat: float, lng: float) -> list[str]:
@@ -535,54 +130,8 @@ class ZoneIndex:
         return out
 
     def _scalar(self, part: _Part) -> _Scalar:
-        """The dicts of :meth:`match` for one table: cell -> (ids it is interior to, boundary rows), per
-        resolution.
-
-        The finest resolution's dict is *merged*: each of its cells also holds what its ancestors hold,
-        so most fixes need one probe; a fix whose finest cell is not a key probes the coarser dicts.
-        A boundary row is (circle unit vector, dot-product margins, zone id, slot), one shared tuple per
-        zone (float64 rounding of the dot product: at most ~2 mm of distance, measured at 10 m to 50 km
-        radii, inside the margins' 1 cm slack). Equal tuples are shared too (a zone's interior cells all
-        hold the same few ids).
-        """
-        f = part.flat
-        shared: dict[Any, Any] = {}
-        per_res: list[tuple[int, dict[int, _Rows]]] = []
-        ids = self._ids[f.islots].tolist()
-        rows: dict[int, tuple[Any, ...]] = {}
-        for s in set(f.bslots.tolist()):
-            ux, uy, uz, cin2, cout2 = self._circ[s].tolist()
-            # dot-product margins: chord^2 < c2  <=>  a.b > 1 - c2 / 2 (areas: never decided here)
-            rows[s] = (
-                (ux, uy, uz, 1.0 - cin2 / 2.0, 1.0 - cout2 / 2.0, self._ids[s], s) if cin2 >= 0.0
-                else (0.0, 0.0, 0.0, 2.0, -2.0, self._ids[s], s)
-            )
-        brow = [rows[s] for s in f.bslots.tolist()]
-        ist, bst = f.istart.tolist(), f.bstart.tolist()  # global offsets, one past each block
-        for r, res in enumerate(f.res.tolist()):
-            first, last = int(f.kstart[r]), int(f.kstart[r + 1])
-            table = {}
-            for j, key in enumerate(f.keys[first:last].tolist(), start=first):
-                inside = tuple(ids[ist[j] : ist[j + 1]])
-                edge = tuple(brow[bst[j] : bst[j + 1]])
-                value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
-                table[key] = shared.setdefault(value, value)
-            per_res.append((res, table))
-        if not per_res:
-            part.scalar = scalar = _Scalar(None, 0, {}, [])
-            return scalar
-        finest_res, finest = per_res[-1]
-        coarser = [(_KEEP[r], _SET[r], table) for r, table in per_res[:-1]]
-        merged = {}
-        for key, (inside, edge) in finest.items():
-            for keep, setb, table in coarser:
-                up = table.get((key & keep) | setb)
-                if up is not None:
-                    inside, edge = inside + up[0], edge + up[1]
-            value = (shared.setdefault(inside, inside), shared.setdefault(edge, edge))
-            merged[key] = shared.setdefault(value, value)
-        fine_keep = None if finest_res == FINE_RES else _KEEP[finest_res]  # None: the fix's own cell
-        part.scalar = scalar = _Scalar(fine_keep, _SET[finest_res], merged, coarser)
+        """The dicts of :meth:`match` for one table (``zones.lookup_tables.scalar_of``), kept on it."""
+        part.scalar = scalar = scalar_of(part.flat, self._ids, self._circ)
         return scalar
 
     def match_many(self, lats: np.ndarray, lngs: np.ndarray) -> ZoneMatches:

@@ -27,8 +27,9 @@ import msgspec
 import numpy as np
 
 from zones.build import Tables
-from zones.index import Packed, ZoneIndex
+from zones.index import ZoneIndex
 from zones.model import Zone
+from zones.packing import Packed
 
 FORMAT = 2
 MAGIC = b"GEOFENCE-ZONES\x00\x00"  # 16 bytes, then the header's length (8 bytes, little endian)

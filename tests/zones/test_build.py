@@ -118,7 +118,7 @@ def test_the_kernels_search_finds_what_searchsorted_finds():
 
 def test_changes_go_to_runs_never_to_the_base_and_stay_exact_until_compacted():
     from tests.zones.test_index_exact import assert_exact
-    from zones.index import PENDING, RUN_ZONES
+    from zones.packing import PENDING, RUN_ZONES
 
     zones = mixed_zones(150)
     index = ZoneIndex(zones)

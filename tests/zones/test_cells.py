@@ -93,7 +93,7 @@ def test_circumradius_bound_holds_for_the_hierarchical_region_used_by_lookups():
 
 
 def test_vectorised_ancestors_equal_cell_to_parent():
-    from zones.index import FINE_RES, ancestors_at
+    from zones.fix_cells import FINE_RES, ancestors_at
 
     rng = np.random.default_rng(9)
     cells = [

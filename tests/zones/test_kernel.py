@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from tests.zones.test_build import mixed_zones
 from zones import kernel
-from zones.index import FINE_RES, ZoneIndex, cells_at
+from zones.fix_cells import FINE_RES, cells_at
+from zones.index import ZoneIndex
 
 _INDEX = ZoneIndex(mixed_zones(300))
 for _zid in ("w3", "d7", "p9"):
