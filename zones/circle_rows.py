@@ -36,7 +36,8 @@ def circ_of(zones: Sequence[Zone]) -> np.ndarray:
 
 
 def circle_rows(lat: np.ndarray, lng: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
-    """(n, 5): unit vector of each circle's centre and its squared chord margins (see ``_set_circle``)."""
+    """(n, 5): unit vector of each circle's centre and its squared chord margins (the chord test that
+    confirms ``ZoneIndex``'s boundary hits)."""
     p, g = np.radians(lat), np.radians(lng)
     slack = _circle_slack_m(radius_m)
     inner = np.maximum(radius_m * math.cos(math.pi / CIRCLE_VERTICES) - slack, 0.0)

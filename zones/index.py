@@ -9,8 +9,8 @@ which differs from the cell's own hexagon near its edges — the parent trap), s
 distance bound used to classify cells holds for both. An interior hit is a match, a boundary hit is
 confirmed exactly: circles by a chord test (only fixes in the sub-metre band between the 128-gon and the
 true circle reach shapely), areas by ``shapely.contains_xy`` batched per zone. Zones added since the last
-snapshot are checked directly (bounding box + shapely) until ``REBUILD_AFTER`` changes accumulate; removed
-zones are masked out. ``match`` (one fix) runs the same logic in plain Python over dicts.
+snapshot are checked directly (bounding box + shapely) until ``PENDING`` of them are packed into a run;
+removed zones are masked out. ``match`` (one fix) runs the same logic in plain Python over dicts.
 
 This module holds the lookups; building and changing the tables is ``zones.packing`` (``PackedZones``,
 which ``ZoneIndex`` extends), their layouts ``zones.lookup_tables``, a fix's cells ``zones.fix_cells``.
@@ -371,11 +371,6 @@ def _on_cut(lng: float | np.ndarray) -> np.ndarray:
     boundary, so outside them (docs/zones.md, *Edges*), whatever the cells or a circle's centre say."""
     on: np.ndarray = np.abs(lng) == 180.0
     return on
-
-
-def _unit(lat: float, lng: float) -> tuple[float, float, float]:
-    p, g = lat * _RAD, lng * _RAD
-    return math.cos(p) * math.cos(g), math.cos(p) * math.sin(g), math.sin(p)
 
 
 __all__ = ["ZoneError", "ZoneIndex", "ZoneMatches"]

@@ -124,7 +124,7 @@ class PackedZones:
         cap = max(16, n)
         self._alive = np.zeros(cap, dtype=bool)
         self._ids = np.empty(cap, dtype=object)
-        # per slot: unit vector of a circle's centre and its squared chord margins (see _set_circle);
+        # per slot: unit vector of a circle's centre and its squared chord margins (see ``circle_rows``);
         # an area has chord margins (-1, inf): every boundary hit goes to shapely
         self._circ = np.zeros((cap, 5))
         self._circ[:, 3], self._circ[:, 4] = -1.0, np.inf
