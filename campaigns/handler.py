@@ -26,7 +26,7 @@ from campaigns.decide import Decision, DecisionPolicy, Defer, Recipient, Send, S
 from campaigns.holdout import in_holdout
 from campaigns.limits import CapBucket, PastDelivery
 from campaigns.model import Campaign, CampaignInvalid, CampaignStatus, ZoneInfo, parse_campaign
-from campaigns.outbox import consent_now, is_suppressed
+from campaigns.outbox_recheck import consent_now, is_suppressed
 from campaigns.ports import NO_METRICS, CampaignMetrics
 from campaigns.render import render_for_event
 from campaigns.storage.columns import as_utc, new_id
