@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 
 from campaigns.in_flight import AMBIGUOUS_SEND, RECONCILED
 from campaigns.limits import TokenBucket
-from campaigns.outbox import Outcome, claim_due, send_batch
+from campaigns.outbox import Outcome, claim_due
+from campaigns.outbox_sending import send_batch
 from campaigns.ports import NO_METRICS, CampaignMetrics
 
 log = logging.getLogger(__name__)

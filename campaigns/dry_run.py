@@ -203,7 +203,8 @@ def dry_run_in_db(
 ) -> DryRunReport:
     """``dry_run`` with zones, customers, consents (at each event's time) and history read from the
     database through ``session``; read-only."""
-    from campaigns.handler import load_history, load_recipient, load_zone
+    from campaigns.decision_inputs import load_history, load_recipient
+    from campaigns.zone_info import load_zone
 
     zones: dict[str, ZoneInfo | None] = {}
 
@@ -232,8 +233,8 @@ def campaign_zone_ids(session: Any, campaign: Campaign) -> list[str]:
     """The zones a campaign can trigger in: its zone ids plus every zone carrying one of its tags."""
     from sqlalchemy import select
 
-    from campaigns.handler import zone_info_from_row
     from campaigns.storage.geofence_views import ZONES
+    from campaigns.zone_info import zone_info_from_row
 
     ids = set(campaign.trigger.zone_ids)
     if campaign.trigger.zone_tags:

@@ -6,50 +6,38 @@ skipped with ``superseded:<winner>``, and every skip keeps its reason (stats, dr
 delivery row and its cap reservations are inserted in ONE transaction; a UNIQUE (customer, bucket,
 slot) constraint on the reservations makes two concurrent events unable to both take a cap of one
 (the loser re-reads and re-decides).
+
+This module holds the handler and the delivery rows it writes; what it reads lives beside it
+(``campaigns.decision_inputs``: recipient, history, matching campaigns; ``campaigns.zone_info``: the
+zone), and so do the cap reservations (``campaigns.cap_reservations``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from campaigns.attribution import HOLDOUT_REASON
+from campaigns.cap_reservations import CapTaken, reserve
 from campaigns.decide import Decision, DecisionPolicy, Defer, Recipient, Send, Skip, decide
+from campaigns.decision_inputs import HISTORY_SPAN, CampaignCache, load_history, load_recipient, matching
 from campaigns.holdout import in_holdout
-from campaigns.limits import CapBucket, PastDelivery
-from campaigns.model import Campaign, CampaignInvalid, CampaignStatus, ZoneInfo, parse_campaign
-from campaigns.outbox import consent_now, is_suppressed
+from campaigns.model import Campaign, ZoneInfo
 from campaigns.ports import NO_METRICS, CampaignMetrics
 from campaigns.render import render_for_event
-from campaigns.storage.columns import as_utc, new_id
-from campaigns.storage.customers import Customer, Device
-from campaigns.storage.deliveries import (
-    CANCELLED,
-    DEFERRED,
-    FAILED,
-    PENDING,
-    SKIPPED,
-    CampaignRow,
-    CapReservation,
-    Delivery,
-)
-from campaigns.storage.geofence_views import ZONES
+from campaigns.storage.columns import new_id
+from campaigns.storage.deliveries import DEFERRED, PENDING, SKIPPED, Delivery
 from campaigns.store_events import message_status
-from campaigns.transactional import KEY_PREFIX as TRANSACTIONAL
+from campaigns.zone_info import load_zone
 from geofence.events import ZoneEvent
 
-log = logging.getLogger(__name__)
-
-NOT_COUNTING = (SKIPPED, CANCELLED, FAILED)
-HISTORY_SPAN = timedelta(days=8)
 RESERVE_RETRIES = 4
 
 ZoneResolver = Callable[[Session, str], ZoneInfo | None]
@@ -59,235 +47,9 @@ class ReservationContention(Exception):
     """Concurrent events kept taking the slots this one was deciding on: the log retries it later."""
 
 
-class CapTaken(Exception):
-    """A reservation bucket is full (another delivery took the last slot first)."""
-
-    def __init__(self, bucket: str) -> None:
-        super().__init__(bucket)
-        self.bucket = bucket
-
-
-# -- loading the decision's inputs ----------------------------------------------------------------
-def _first(data: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if data.get(key) not in (None, ""):
-            return data[key]
-    return None
-
-
-def _area_centre(geometry: Any) -> tuple[float | None, float | None]:
-    """A rough centre (mean of the outer ring's vertices) of a GeoJSON Point/Polygon/MultiPolygon."""
-    if isinstance(geometry, dict) and "geojson" in geometry:
-        geometry = geometry["geojson"]
-    if not isinstance(geometry, dict):
-        return None, None
-    kind, coords = geometry.get("type"), geometry.get("coordinates")
-    try:
-        if kind == "Point":
-            return float(coords[1]), float(coords[0])
-        ring = coords[0] if kind == "Polygon" else coords[0][0] if kind == "MultiPolygon" else None
-        if not ring:
-            return None, None
-        if len(ring) > 1 and list(ring[0]) == list(ring[-1]):
-            ring = ring[:-1]  # GeoJSON repeats the first vertex to close the ring
-        return (sum(float(p[1]) for p in ring) / len(ring), sum(float(p[0]) for p in ring) / len(ring))
-    except (TypeError, IndexError, ValueError):
-        return None, None
-
-
-class ZoneRecord(Protocol):
-    """A row of the zones table, as far as campaigns read it."""
-
-    id: str
-    name: str
-    data: dict[str, Any] | None
-
-
-def zone_info_from_row(row: ZoneRecord) -> ZoneInfo:
-    """A ``ZoneInfo`` from the zones table (its JSON is ``zones.Zone.to_dict()``)."""
-    data = dict(row.data or {})
-    lat = _first(data, "lat", "center_lat")
-    lng = _first(data, "lng", "lon", "center_lng")
-    center = _first(data, "center", "centre")
-    if isinstance(center, dict):
-        lat, lng = center.get("lat", lat), center.get("lng", center.get("lon", lng))
-    elif isinstance(center, list | tuple) and len(center) == 2:
-        lng, lat = center  # GeoJSON order (lng, lat), as the zones package stores positions
-    geometry = data.get("geometry")
-    circle = data.get("circle") or (
-        geometry if isinstance(geometry, dict) and geometry.get("type") == "circle" else None
-    )
-    if lat is None and isinstance(circle, dict):
-        lat, lng = circle.get("lat"), circle.get("lng")
-    travel = data.get("travel") if isinstance(data.get("travel"), dict) else {}
-    if travel.get("lat") is not None and travel.get("lng") is not None:
-        lat, lng = travel["lat"], travel["lng"]  # the store an isochrone was drawn around
-    if lat is None:
-        lat, lng = _area_centre(data.get("area") or data.get("geometry"))
-    return ZoneInfo(
-        id=row.id,
-        name=row.name or str(data.get("name", "")),
-        tz=str(_first(data, "tz", "timezone", "time_zone") or "UTC"),
-        tags=frozenset(str(t) for t in data.get("tags") or ()),
-        country=_first(data, "country"),
-        subdivision=_first(data, "subdivision"),
-        lat=float(lat) if lat is not None else None,
-        lng=float(lng) if lng is not None else None,
-        travel_mode=_travel_mode(travel.get("mode"), data.get("profile")),
-    )
-
-
-def _travel_mode(mode: Any, profile: Any) -> str | None:
-    """walk / drive from the zone's travel-time sizing, else from its circle's profile."""
-    if mode in ("walk", "drive"):
-        return str(mode)
-    if profile == "walk":
-        return "walk"
-    return "drive" if isinstance(profile, str) and profile.startswith("drive") else None
-
-
-def load_zone(session: Session, zone_id: str) -> ZoneInfo | None:
-    zones = ZONES.c
-    row = session.execute(
-        select(zones.id, zones.name, zones.data, zones.deleted_at).where(zones.id == zone_id)
-    ).first()
-    if row is None or row.deleted_at is not None:
-        return None
-    return zone_info_from_row(row)  # type: ignore[arg-type]  # a Row has the record's attributes
-
-
-def load_recipient(session: Session, device_id: str | None, at: datetime) -> Recipient | None:
-    """The customer behind a device, with consent (ledger at ``at``) and suppression applied."""
-    device = session.get(Device, device_id) if device_id else None
-    if device is None or not device.customer_id:
-        return None
-    customer = session.get(Customer, device.customer_id)
-    if customer is None or customer.erased_at is not None:
-        return None
-    return Recipient(
-        customer_id=customer.id,
-        consents=consent_now(session, customer.id, at),
-        locale=customer.locale,
-        tz=customer.tz,
-        country=customer.country,
-        subdivision=customer.subdivision,
-        phone_e164=customer.phone_e164,
-        phone_suppressed=is_suppressed(session, customer.phone_hash),
-        push_token_live=bool(device.push_token and device.push_token_active),
-        first_name=customer.first_name,
-        attributes=dict(customer.attributes or {}),
-        max_offers_per_day=customer.max_offers_per_day,
-        max_offers_per_week=customer.max_offers_per_week,
-        platform=device.platform,
-    )
-
-
-def load_history(
-    session: Session, customer_id: str, at: datetime, span: timedelta = HISTORY_SPAN
-) -> list[PastDelivery]:
-    rows = session.execute(
-        select(
-            Delivery.campaign_id,
-            Delivery.zone_id,
-            Delivery.visit_id,
-            Delivery.channel,
-            Delivery.sent_at,
-            Delivery.due_at,
-        )
-        .where(Delivery.customer_id == customer_id)
-        .where(Delivery.idempotency_key.not_like(f"{TRANSACTIONAL}%"))  # type: ignore[attr-defined]  # no cap
-        .where(Delivery.status.not_in(NOT_COUNTING))  # type: ignore[attr-defined]
-        .where(Delivery.due_at >= at - span)  # type: ignore[operator]
-    )
-    return [
-        PastDelivery(r.campaign_id, r.zone_id, r.visit_id, r.channel, as_utc(r.sent_at or r.due_at))  # type: ignore[arg-type]
-        for r in rows
-    ]
-
-
-@dataclass
-class CampaignCache:
-    """Parsed active campaigns, re-read when the table changes (cheap: one indexed query per event)."""
-
-    _parsed: dict[tuple[str, int], Campaign]
-
-    def __init__(self) -> None:
-        self._parsed = {}
-
-    def active(self, session: Session) -> list[Campaign]:
-        rows = session.execute(
-            select(CampaignRow.id, CampaignRow.version, CampaignRow.definition, CampaignRow.status).where(
-                CampaignRow.status == CampaignStatus.ACTIVE.value
-            )
-        ).all()
-        out = []
-        for row in rows:
-            key = (row.id, row.version)
-            if key not in self._parsed:
-                try:
-                    self._parsed[key] = parse_campaign({**row.definition, "id": row.id, "status": row.status})
-                except CampaignInvalid as exc:  # saved before a rule tightened: skip it, loudly
-                    log.warning("campaign %s is not valid any more: %s", row.id, exc)
-                    continue
-            out.append(self._parsed[key])
-        return out
-
-
-def matching(campaigns: Iterable[Campaign], event: ZoneEvent, zone: ZoneInfo, at: datetime) -> list[Campaign]:
-    """Live campaigns whose trigger matches, highest priority first (then by id, deterministic)."""
-    found = [c for c in campaigns if c.is_live(at) and c.trigger.matches(event.kind, zone.id, zone.tags)]
-    return sorted(found, key=lambda c: (-c.priority, c.id))
-
-
-# -- writing ---------------------------------------------------------------------------------------
 def idempotency_key(campaign_id: str, event_id: str) -> str:
     """One decision per (campaign, zone event): a re-published event cannot produce a second offer."""
     return f"{campaign_id}:{event_id}"
-
-
-def _free_slots(session: Session, customer_id: str, bucket: CapBucket) -> list[int]:
-    taken = set(
-        session.execute(
-            select(CapReservation.slot).where(
-                CapReservation.customer_id == customer_id, CapReservation.bucket == bucket.key
-            )
-        ).scalars()
-    )
-    return [slot for slot in range(bucket.limit) if slot not in taken]
-
-
-def _release_dead(session: Session, customer_id: str, bucket_key: str) -> None:
-    dead = select(Delivery.id).where(Delivery.status.in_(NOT_COUNTING))  # type: ignore[attr-defined]
-    session.execute(
-        delete(CapReservation)
-        .where(CapReservation.customer_id == customer_id, CapReservation.bucket == bucket_key)  # type: ignore[arg-type]
-        .where(CapReservation.delivery_id.in_(dead))  # type: ignore[attr-defined]
-    )
-
-
-def reserve(
-    session: Session, customer_id: str, buckets: Sequence[CapBucket], delivery_id: str, at: datetime
-) -> None:
-    """Take the lowest free slot of every bucket (raises ``CapTaken`` when one is full)."""
-    for bucket in buckets:
-        free = _free_slots(session, customer_id, bucket)
-        if not free:
-            # Slots held by deliveries that will never be sent (cancelled by an opt-out, skipped at send
-            # time, failed) are given back lazily, here, when they are needed.
-            _release_dead(session, customer_id, bucket.key)
-            free = _free_slots(session, customer_id, bucket)
-        if not free:
-            raise CapTaken(bucket.key)
-        session.add(
-            CapReservation(
-                customer_id=customer_id,
-                bucket=bucket.key,
-                slot=free[0],
-                delivery_id=delivery_id,
-                created_at=at,
-            )
-        )
-    session.flush()
 
 
 def _row(

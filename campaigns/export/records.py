@@ -1,8 +1,8 @@
 """What the exports read: plain, frozen views of our rows, already joined with the customer's keys.
 
-The query layer (``campaigns.export.sources``) builds these from the tables; the pure renderers
-(``contacts``, ``segment``) turn them into CSV rows and Segment records. Coordinates are the ~100 m
-rounded ones the presence core stores; nothing here carries a device id or a push token.
+The query layer (``campaigns.export.record_builders``) builds these from the tables; the pure
+renderers (``contacts``, ``segment``) turn them into CSV rows and Segment records. Coordinates are
+the ~100 m rounded ones the presence core stores; nothing here carries a device id or a push token.
 """
 
 from __future__ import annotations

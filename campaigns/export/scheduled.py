@@ -22,8 +22,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from campaigns.export import zone_event_queue
+from campaigns.export.kinds import KIND_NAMES
 from campaigns.export.pipeline import WrittenExport, export_file_name, write_export
-from campaigns.export.sources import KIND_NAMES, plan_export
+from campaigns.export.sources import plan_export
 from campaigns.export.writers import FORMATS
 from campaigns.storage.exports import ExportCursorRow
 

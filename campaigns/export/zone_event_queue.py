@@ -25,7 +25,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from campaigns.export.cursor import Cursor
-from campaigns.export.sources import EPOCH, ExportPlan, _utc, get_kind
+from campaigns.export.kinds import get_kind
+from campaigns.export.record_builders import EPOCH, to_utc
+from campaigns.export.sources import ExportPlan
 from campaigns.export.writers import FORMATS
 from campaigns.storage.exports import ExportZoneEventRow
 from geofence.events import ZoneEvent
@@ -94,7 +96,7 @@ def claim(engine: Engine, fmt: str, batch: str, *, at: datetime) -> ExportPlan:
         ).first()
         if last is None:
             confirm(session, fmt, batch, at=at)
-    upto = Cursor(_utc(last[0]) or EPOCH, str(last[1])) if last else None
+    upto = Cursor(to_utc(last[0]) or EPOCH, str(last[1])) if last else None
     return ExportPlan(kind=kind, since=None, upto=upto, at=at, members=members)
 
 

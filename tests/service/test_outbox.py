@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from campaigns.outbox import backoff, claim_due, enqueue, send_claimed
+from campaigns.outbox import backoff, claim_due, enqueue
+from campaigns.outbox_sending import send_claimed
 from campaigns.providers.base import InvalidRecipient, PermanentError, RetryableError
 from geofence.service import clock
 from geofence.service.tables.campaigns import (

@@ -259,7 +259,7 @@ def test_cap_slot_of_a_cancelled_delivery_is_given_back(engine: Engine, session:
 
 def test_zone_info_reads_the_zones_package_format() -> None:
     import zones.model as zones_model
-    from campaigns.handler import zone_info_from_row
+    from campaigns.zone_info import zone_info_from_row
 
     at = MONDAY_1145
     circle = zones_model.Zone(
@@ -292,7 +292,7 @@ def test_zone_info_reads_the_zones_package_format() -> None:
 
 def test_zone_info_of_a_travel_time_zone_has_its_mode_and_store() -> None:
     import zones.model as zones_model
-    from campaigns.handler import zone_info_from_row
+    from campaigns.zone_info import zone_info_from_row
 
     square = [[2.0, 48.0], [2.2, 48.0], [2.2, 48.2], [2.0, 48.2], [2.0, 48.0]]
     travel = zones_model.Travel(lat=48.01, lng=2.02, mode="walk", minutes=5, method="isochrone",

@@ -19,7 +19,8 @@ from campaigns.arrivals import alert_arrival
 from campaigns.cancellation import cancel_waiting_deliveries
 from campaigns.customers import record_consent
 from campaigns.inbound_sms import InboundSms, handle_inbound_sms
-from campaigns.outbox import claim_due, record_result
+from campaigns.outbox import claim_due
+from campaigns.outbox_results import record_result
 from campaigns.privacy import erase_customer
 from campaigns.providers.base import SendResult
 from campaigns.storage.outbound_events import OutboundEventRow

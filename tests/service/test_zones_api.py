@@ -98,7 +98,7 @@ def test_a_zone_carries_its_subdivision_derived_from_its_position_unless_given(c
     assert given.json()["zone"]["subdivision"] == "67"  # explicit wins (a store near a border)
     paris = client.post("/v1/zones", json={"name": "P", "circle": CIRCLE})
     assert paris.json()["zone"]["subdivision"] is None
-    from campaigns.handler import load_zone
+    from campaigns.zone_info import load_zone
     from geofence.service.db import session_scope
 
     with session_scope(client.app.state.runtime.engine) as session:  # what the send decision reads

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
+from campaigns.export.kinds import KIND_NAMES
 from campaigns.export.pipeline import WrittenExport
 from campaigns.export.scheduled import run_scheduled_export
-from campaigns.export.sources import KIND_NAMES
 from campaigns.export.writers import FORMATS
 from campaigns.export.zone_event_queue import ExportIntake
 from campaigns.ports import Clock
