@@ -42,13 +42,6 @@ def backoff(attempts: int, *, base: timedelta = BACKOFF_BASE, cap: timedelta = B
     return min(cap, base * (2 ** max(0, attempts - 1)))
 
 
-def mask(value: str | None) -> str:
-    """A recipient for logs: last 3 characters only."""
-    if not value:
-        return "-"
-    return "…" + value[-3:]
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     delivery_id: str

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from campaigns.in_flight import mark_in_flight, settle, write_with_retry
-from campaigns.outbox import Outcome, backoff, mask
+from campaigns.outbox import Outcome, backoff
 from campaigns.outbox_recheck import Prefetched, recheck, to_message
 from campaigns.outbox_results import (
     finish_claimed,
@@ -29,6 +29,7 @@ from campaigns.outbox_results import (
     skip_claimed,
 )
 from campaigns.providers.base import OutboundMessage, PermanentError, SendResult
+from campaigns.providers.errors import mask
 from campaigns.storage.columns import as_utc
 from campaigns.storage.deliveries import FAILED, PENDING, SENDING, SKIPPED, Delivery
 
