@@ -75,6 +75,9 @@ def run_scheduled_export(
                 result = _export_one(engine, kind, fmt, path, at, settle_s)
                 if result is not None:
                     written.append(result)
+        if zone_event_queue.QUEUED_KINDS & set(kinds):
+            with Session(engine) as session, session.begin():
+                zone_event_queue.purge_exported(session, before=at - zone_event_queue.KEEP_EXPORTED)
     return written
 
 

@@ -11,15 +11,20 @@ reaches exactly one file of each format.
 A run stopped between its claim and its confirmation leaves the claim behind; the next run confirms it
 when its file exists (the file is renamed into place complete, so it holds every claimed row) and takes
 the rows again otherwise.
+
+An exported row is kept ``KEEP_EXPORTED`` (30 days) and then deleted by the scheduled run
+(:func:`purge_exported`): long enough that an event handed again (a consumer's retry, an operator
+retrying a parked event) finds its row and is not exported twice; the table then holds about a month of
+events, not every event ever.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Connection, Insert, select, update
+from sqlalchemy import ColumnElement, Connection, Insert, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -32,6 +37,7 @@ from campaigns.export.writers import FORMATS
 from campaigns.storage.exports import ExportZoneEventRow
 from geofence.events import ZoneEvent
 
+KEEP_EXPORTED = timedelta(days=30)  # then an exported row is deleted (see the module's docstring)
 QUEUED_KINDS = frozenset({"zone_events"})  # the kinds a scheduled run takes from the log's queue
 _QUEUE = ExportZoneEventRow.__table__  # type: ignore[attr-defined]
 _FORMAT, _EVENT_ID = col(ExportZoneEventRow.format), col(ExportZoneEventRow.event_id)
@@ -103,3 +109,9 @@ def claim(engine: Engine, fmt: str, batch: str, *, at: datetime) -> ExportPlan:
 def confirm(session: Session, fmt: str, batch: str, *, at: datetime) -> None:
     """Mark the events claimed for ``batch`` exported (in the caller's transaction)."""
     session.execute(update(_QUEUE).where(*_claimed(fmt, batch)).values(exported_at=at))
+
+
+def purge_exported(session: Session, *, before: datetime) -> int:
+    """Delete the rows exported before ``before`` (in the caller's transaction); how many."""
+    result = session.execute(delete(_QUEUE).where(_EXPORTED_AT.is_not(None), _EXPORTED_AT < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -27,7 +27,8 @@ class ExportZoneEventRow(SQLModel, table=True):
     """A zone event the daily export's log consumer queued for one file format (idempotent: the key).
 
     ``batch`` is the file a run claimed it for; ``exported_at`` is set once that file is complete. Rows
-    stay after their export, so an event handed again (at-least-once delivery) is not queued again."""
+    stay 30 days after their export, so an event handed again (at-least-once delivery) is not queued
+    again; then the scheduled run deletes them (``campaigns.export.zone_event_queue.purge_exported``)."""
 
     __tablename__ = "export_zone_events"
 

@@ -161,3 +161,23 @@ def test_two_export_processes_started_together_put_each_event_in_one_file(
         engine.dispose()
     for fmt, ids in exported_ids(tmp_path / "out").items():
         assert ids == Counter({f"e{i}": 1 for i in range(200)}), fmt
+
+
+def test_exported_queue_rows_are_deleted_after_30_days_and_a_late_retry_within_them_is_not_exported_again(
+    engine: Engine, tmp_path: Path
+) -> None:
+    intake = ExportIntakeRunner(engine, now=lambda: T0)
+    customer(engine)
+    append(engine, [event("e1", T0)], recorded_at=T0)
+    intake.catch_up()
+    export_incremental(engine, tmp_path, at=T0 + DAY, intake=intake, kinds=("zone_events",))
+    append(engine, [event("e2", T0 + 20 * DAY)], recorded_at=T0 + 20 * DAY)
+    export_incremental(engine, tmp_path, at=T0 + 21 * DAY, intake=intake, kinds=("zone_events",))
+    intake.runner.consumer.handle(event("e1", T0))  # handed again 3 weeks on: its row is still there
+    export_incremental(engine, tmp_path, at=T0 + 29 * DAY, intake=intake, kinds=("zone_events",))
+    with Session(engine) as s:
+        assert sorted(r.event_id for r in s.exec(select(ExportZoneEventRow))) == ["e1", "e1", "e2", "e2"]
+    export_incremental(engine, tmp_path, at=T0 + 32 * DAY, intake=intake, kinds=("zone_events",))
+    with Session(engine) as s:  # e1 exported on day 1, more than 30 days before: gone; e2 (day 21) kept
+        assert sorted(r.event_id for r in s.exec(select(ExportZoneEventRow))) == ["e2", "e2"]
+    assert exported_ids(tmp_path)["csv"] == Counter({"e1": 1, "e2": 1})
