@@ -13,9 +13,9 @@ when its file exists (the file is renamed into place complete, so it holds every
 the rows again otherwise.
 
 An exported row is kept ``KEEP_EXPORTED`` (30 days) and then deleted by the scheduled run
-(:func:`purge_exported`): long enough that an event handed again (the consumer re-reads what it handled
-before a crash; an operator rewinds its cursor) finds its row and is not exported twice; the table then holds about a month of
-events, not every event ever.
+(:func:`purge_exported`): long enough that an event handed again (the consumer re-reads what it
+handled before a crash; an operator rewinds its cursor) finds its row and is not exported twice; the
+table then holds about a month of events, not every event ever.
 """
 
 from __future__ import annotations
