@@ -23,6 +23,7 @@ from campaigns.providers import build_providers
 from campaigns.providers.base import NotificationProvider
 from geofence.events import EventBus
 from geofence.service import clock
+from geofence.service import webhook_store_events as store_events
 from geofence.service.db import create_schema, is_postgres, make_engine
 from geofence.service.event_stream import LazyBridge
 from geofence.service.location_data import SqlLocationData
@@ -130,7 +131,8 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
 
 
 def jobs_for(settings: Settings) -> list[Job]:
-    """The periodic jobs: presence timers, raw-fix purge, daily CRM export."""
+    """The periodic jobs: presence timers, purges (raw fixes, answers, rate limits, store-side events),
+    daily CRM export, zone index upkeep."""
     presence, scheduler = geofence_jobs, settings.scheduler
     jobs = [Job("geofence.sweep", presence.sweep_job, scheduler.sweep_every_s, role="worker")]
     if settings.ingest.fix_retention_s > 0:
@@ -139,6 +141,8 @@ def jobs_for(settings: Settings) -> list[Job]:
                     role="worker"))
     jobs.append(Job("daily_export", export_jobs.daily_export, export_jobs.DAILY_S, role="worker"))
     jobs.append(Job("purge_rate_limits", purge_rate_limits_job, PURGE_RATE_LIMITS_EVERY_S, role="worker"))
+    jobs.append(Job("webhooks.purge_store_events", store_events.purge_store_events_job,
+                    store_events.PURGE_EVERY_S, role="worker"))
     zone_index = settings.zone_index
     snap = zone_index_jobs
     jobs.append(Job("geofence.zones_compact", snap.compact_zones_job, zone_index.compact_check_s, role="any"))

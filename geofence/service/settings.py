@@ -152,6 +152,8 @@ class WebhookSettings(BaseModel):
     timeout_s: float = Field(default=15.0, gt=0)  # per attempt, to connect and again to answer
     threads: int = Field(default=4, ge=1, le=32)  # endpoints sent to side by side (each in order)
     rotation_overlap_s: int = Field(default=86400, ge=0)  # an old secret still signs this long
+    # the store-side event log (``outbound_events``) is kept this long, then purged once relayed and sent
+    store_events_retention_days: int = Field(default=30, ge=1)
 
 
 class OrderSettings(BaseModel):

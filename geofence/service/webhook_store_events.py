@@ -5,15 +5,22 @@ The relay's cursor moves in the same transaction as the deliveries it writes, an
 position it read (a compare-and-set): a crash, or a second worker doing the same pass, adds nothing
 twice. Events arrive in the log's commit order (``campaigns.storage.outbound_events``), so the
 deliveries of a pass are settled at once — unlike zone events, no ``seq`` waits for a neighbour.
+
+The log is kept ``webhooks.store_events_retention_days`` (30) and then purged (``purge_store_events``,
+a worker job): an event is deleted once it is that old, every relay has passed it and no message of it
+is still waiting to be sent (a store alert whose event is gone is cancelled, not sent). A replay reaches
+back as far as the log does.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -23,7 +30,12 @@ from geofence.service.tables._types import as_utc, new_id
 from geofence.service.tables.webhooks import WebhookDeliveryRow, WebhookEndpointRow
 from geofence.service.webhooks import STORE_STREAM, wants
 
+if TYPE_CHECKING:
+    from geofence.service.runtime import Runtime
+
 STORE_CURSOR = "webhooks"
+PURGE_EVERY_S = 6 * 3600.0
+log = logging.getLogger(__name__)
 
 
 def store_payload(event: OutboundEvent) -> str:
@@ -153,3 +165,29 @@ def replay_store_events(
         session.add(store_delivery(endpoint.id, event, now))
         added += 1
     return added
+
+
+def purge_store_events(session: Session, *, before: datetime) -> int:
+    """Delete the store-side events that occurred before ``before``, that every relay cursor has passed
+    (all of them when there is no relay) and that no pending message still needs; how many."""
+    ev = OutboundEventRow.__table__.c  # type: ignore[attr-defined]
+    cursors = OutboundCursor.__table__.c  # type: ignore[attr-defined]
+    deliveries = WebhookDeliveryRow.__table__.c  # type: ignore[attr-defined]
+    slowest = select(func.min(cursors.cursor_seq)).scalar_subquery()
+    passed = or_(~exists(select(cursors.name)), ev.seq <= slowest)
+    waiting = select(deliveries.event_id).where(
+        deliveries.status == "pending", deliveries.stream == STORE_STREAM
+    )
+    result = session.execute(
+        delete(OutboundEventRow).where(ev.occurred_at < before, passed, ev.id.not_in(waiting))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def purge_store_events_job(runtime: Runtime) -> None:
+    keep = timedelta(days=runtime.settings.webhooks.store_events_retention_days)
+    with Session(runtime.engine) as session:
+        n = purge_store_events(session, before=runtime.now() - keep)
+        session.commit()
+    if n:
+        log.info("purged %d store-side events past retention", n)

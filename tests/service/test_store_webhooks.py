@@ -341,3 +341,48 @@ def test_the_worker_loops_alert_the_store_within_seconds_of_a_fix(
     assert [r.body["type"] for r in receiver.accepted] == ["store.customer_arrived"]
     data = receiver.accepted[0].body["data"]
     assert data == {**data, "store_id": "S1", "zone_id": event.zone_id, "first_name": "Ana", "language": "fr"}
+
+
+def test_the_store_side_log_is_purged_past_retention_once_relayed_and_sent_and_the_job_runs_in_the_worker(
+    settings: Settings, sqlite_engine: Engine, receiver: Receiver
+) -> None:
+    from campaigns.storage.outbound_events import emit
+    from geofence.service.runtime import jobs_for
+    from geofence.service.webhook_store_events import purge_store_events
+
+    def log_ids() -> list[str]:
+        with Session(sqlite_engine) as s:
+            return sorted(s.execute(select(col(OutboundEventRow.subject_id))).scalars())
+
+    def add(subject: str, at: datetime) -> None:
+        with Session(sqlite_engine) as s:
+            emit(s, "consent.changed", {"purpose": "store_welcome", "granted": True}, subject_id=subject, occurred_at=at)
+            s.commit()
+
+    old, recent = T0 - timedelta(days=40), T0 - timedelta(days=2)
+    add("old-no-relay", old)
+    add("recent", recent)
+    with Session(sqlite_engine) as s:  # no relay has run yet (no cursor): age alone decides
+        assert purge_store_events(s, before=T0 - timedelta(days=30)) == 1
+        s.commit()
+    assert log_ids() == ["recent"]
+    hooks = settings.model_copy(update={"webhooks": WebhookSettings(allow_private_targets=True)})
+    with TestClient(create_app(hooks, engine=sqlite_engine, run_jobs=False)) as c:
+        register(c, receiver, ["consent.changed"])
+    StoreEventRelay(sqlite_engine, now=now).run_once()  # the relay's cursor now exists, past "recent"
+    add("old-not-relayed", old)  # numbered after the cursor: not passed yet
+    with Session(sqlite_engine) as s:
+        assert purge_store_events(s, before=T0 - timedelta(days=30)) == 0
+        s.commit()
+    StoreEventRelay(sqlite_engine, now=now).run_once()  # relayed, its message pending (receiver not run)
+    with Session(sqlite_engine) as s:
+        assert purge_store_events(s, before=T0 - timedelta(days=30)) == 0  # its message still waits
+        s.commit()
+    pump(sqlite_engine)
+    assert "consent.changed" in types_of(receiver)
+    with Session(sqlite_engine) as s:
+        assert purge_store_events(s, before=T0 - timedelta(days=30)) == 1
+        s.commit()
+    assert log_ids() == ["recent"]
+    (job,) = [j for j in jobs_for(settings) if j.id == "webhooks.purge_store_events"]
+    assert job.role == "worker"
