@@ -22,7 +22,7 @@ from campaigns.ports import CampaignMetrics, Clock
 from campaigns.providers import build_providers
 from campaigns.providers.base import NotificationProvider
 from geofence.events import EventBus
-from geofence.service import clock
+from geofence.service import clock, event_retention
 from geofence.service import webhook_store_events as store_events
 from geofence.service.db import create_schema, is_postgres, make_engine
 from geofence.service.event_stream import LazyBridge
@@ -141,6 +141,9 @@ def jobs_for(settings: Settings) -> list[Job]:
                     role="worker"))
     jobs.append(Job("daily_export", export_jobs.daily_export, export_jobs.DAILY_S, role="worker"))
     jobs.append(Job("purge_rate_limits", purge_rate_limits_job, PURGE_RATE_LIMITS_EVERY_S, role="worker"))
+    if settings.ingest.zone_event_retention_days > 0:
+        jobs.append(Job("geofence.purge_zone_events", event_retention.purge_zone_events_job,
+                        event_retention.PURGE_EVERY_S, role="worker"))
     jobs.append(Job("webhooks.purge_store_events", store_events.purge_store_events_job,
                     store_events.PURGE_EVERY_S, role="worker"))
     zone_index = settings.zone_index

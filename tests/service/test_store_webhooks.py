@@ -356,7 +356,8 @@ def test_the_store_side_log_is_purged_past_retention_once_relayed_and_sent_and_t
 
     def add(subject: str, at: datetime) -> None:
         with Session(sqlite_engine) as s:
-            emit(s, "consent.changed", {"purpose": "store_welcome", "granted": True}, subject_id=subject, occurred_at=at)
+            payload = {"purpose": "store_welcome", "granted": True}
+            emit(s, "consent.changed", payload, subject_id=subject, occurred_at=at)
             s.commit()
 
     old, recent = T0 - timedelta(days=40), T0 - timedelta(days=2)
