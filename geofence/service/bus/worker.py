@@ -46,7 +46,7 @@ from geofence.service.bus.checkpoint import (
 )
 from geofence.service.bus.leases import PartitionLeases
 from geofence.service.bus.link import NatsLink
-from geofence.service.bus.partitions import decode, partition_of, subject_of
+from geofence.service.bus.partitions import decode, partition_of, stream_sequence, subject_of
 from geofence.service.db import ConnectionUnit
 from geofence.service.metrics import ZONE_EVENTS
 from geofence.service.wiring.geofence import GeofenceService
@@ -232,7 +232,7 @@ class IngestWorker:
             assert state.sub is not None
             try:
                 msgs = await state.sub.fetch(room, timeout=FETCH_WAIT_S)
-                entries = [Entry(m.metadata.sequence.stream, *decode(m.data, m.headers)) for m in msgs]
+                entries = [Entry(stream_sequence(m.reply), *decode(m.data, m.headers)) for m in msgs]
             except (nats.errors.TimeoutError, TimeoutError):
                 await self._check_consumer(state)
                 continue
