@@ -115,11 +115,13 @@ def wait_ingested(url: str, fixes: int, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def mark_timed_start(settle, path: Path, worker_groups: list[int], database: str) -> None:
-    """The clients' barrier action: drain the untimed rounds (``settle``), then read the CPU map."""
+def mark_timed_start(settle, path: Path, worker_groups: list[int], url: str) -> None:
+    """The clients' barrier action: drain the untimed rounds (``settle``), then read the CPU map and
+    how many fixes the workers had ingested."""
     if settle is not None:
         settle()
-    path.write_text(json.dumps(cpu_by_role(worker_groups, database)))
+    roles = cpu_by_role(worker_groups, url.rsplit("/", 1)[1])
+    path.write_text(json.dumps({"roles": roles, "ingested": ingested(url)}))
 
 
 def cpu_map(http: dict[str, float], during: dict[str, float], fixes: int) -> dict[str, float]:
@@ -197,12 +199,12 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
             t0 = time.monotonic()
             share = len(w.homes) // args.clients  # each client's devices: two untimed rounds of them first
             warm = args.clients * math.ceil(2 * share / 100) * 100
-            settle = None if args.no_settle else partial(wait_ingested, url, warm, args.drain_timeout_s)
+            settle = None if args.no_settle else partial(wait_ingested, url, warm, args.settle_timeout_s)
             mark = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "timed_start.json"
             database = url.rsplit("/", 1)[1]
             http = bench_http(url, w, seconds=args.http_seconds, workers=2, clients=args.clients,
                               listen="ports", port=free_port_pair(),
-                              before_timed=partial(mark_timed_start, settle, mark, groups, database),
+                              before_timed=partial(mark_timed_start, settle, mark, groups, url),
                               prepared_fixes=math.ceil(args.prepare_rate * args.http_seconds / args.clients))
             t_http = time.monotonic()
             at_end = ingested(url)
@@ -211,7 +213,8 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
             while ingested(url) < posted and time.monotonic() < deadline:
                 time.sleep(0.2)
             t_drained = time.monotonic()
-            during = difference(cpu_by_role(groups, database), json.loads(mark.read_text()))
+            at_start = json.loads(mark.read_text())
+            during = difference(cpu_by_role(groups, database), at_start["roles"])
             stop.set()
             sampler.join()
             done = ingested(url)
@@ -250,6 +253,9 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
         "workers_cpu_s_per_1000_fixes": round(1000 * cpu_workers / max(1, done), 3),
         "workers_fixes_per_cpu_s": round(done / max(1e-9, cpu_workers)),
         "warm_up_fixes": warm, "warm_up_workers_cpu_s": round(steady[2] - first[2], 1),
+        # > 0: the settle timed out and the untimed rounds' rest (the cold round's ENTERs) is in the timed
+        # phase's figures
+        "untimed_fixes_left_at_timed_start": max(0, warm - int(at_start["ingested"])),
         "workers_timed_fixes_per_s": round((done - steady[1]) / max(1e-9, t_drained - steady[0])),
         "workers_timed_fixes_per_cpu_s": round((done - steady[1]) / max(1e-9, steady_cpu_s)),
         "acknowledged_and_ingested_fixes_per_s": round(min(done - warm, int(http["fixes"]))
@@ -265,13 +271,16 @@ def main() -> None:
     )
     parser.add_argument("--ingest-workers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--devices", type=int, default=50_000)
-    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--partitions", type=int, default=4,
+                        help="the stream's partitions (P >= the most workers run: 4 here)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--http-seconds", type=float, default=15.0)
     parser.add_argument("--drain-timeout-s", type=float, default=300.0)
     parser.add_argument("--prepare-rate", type=float, default=80_000,
                         help="fixes/s the clients encode before the timed phase (then on the fly; 0: all"
                              " on the fly, as before)")
+    parser.add_argument("--settle-timeout-s", type=float, default=600.0,
+                        help="at most this long for the workers to ingest the untimed rounds")
     parser.add_argument("--no-settle", action="store_true",
                         help="start the timed phase without waiting for the workers to drain the warm-up")
     parser.add_argument("--nats", default=os.environ.get("GEOFENCE_TEST_NATS_URL", "nats://127.0.0.1:4222"))
