@@ -25,6 +25,15 @@ first commit, CPU seconds per 1,000 fixes of the API processes and fixes per CPU
 efficiency). ``--partitions`` sets the stream's partitions: a 100-fix request is one message per
 partition it touches (about all of them), the API's main cost per request. The machine is shared: give
 ``/proc/loadavg`` (printed) next to any figure.
+
+``cpu_us_per_fix`` is the map of where the CPU went, in µs per timed fix: ``clients`` (the load
+generator) and ``api`` over the HTTP phase, ``workers``, ``nats`` (the local ``nats-server``, shared with
+the box), ``postgres_db`` (the backends of the run's database) and ``postgres_background`` (WAL writer,
+checkpointer…, shared) from the timed phase's start until the workers had ingested everything
+(``bench.cpu_roles``); ``sum`` of those, and ``machine``: the whole box's busy time over that span, so
+other users' load shows as ``machine - sum``. The clients encode the timed phase's bodies before it
+(``--prepare-rate`` fixes/s, then on the fly; ``prepared_fixes_left`` > 0 means none were made on the
+fly): the load generator is not the product, yet it shares the cores.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -48,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_ingest import _group_cpu_s, bench_http, make_workload, seed_database  # noqa: E402
+from bench.cpu_roles import cpu_by_role, difference  # noqa: E402
 from tests.service.processes import fresh_postgres  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get(
@@ -102,6 +113,31 @@ def wait_ingested(url: str, fixes: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while ingested(url) < fixes and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def mark_timed_start(settle, path: Path, worker_groups: list[int], url: str) -> None:
+    """The clients' barrier action: drain the untimed rounds (``settle``), then read the CPU map and
+    how many fixes the workers had ingested."""
+    if settle is not None:
+        settle()
+    roles = cpu_by_role(worker_groups, url.rsplit("/", 1)[1])
+    path.write_text(json.dumps({"roles": roles, "ingested": ingested(url)}))
+
+
+def cpu_map(http: dict[str, float], during: dict[str, float], fixes: int) -> dict[str, float]:
+    """Microseconds of CPU per timed fix, per role: the clients and the API over the HTTP phase (their
+    own readings), the rest from the timed phase's start until the workers had ingested everything."""
+    seconds = float(http["seconds"])
+    cpu_s = {
+        "clients": float(http["client_cores"]) * seconds, "api": float(http["server_cores"]) * seconds,
+        **{k: v for k, v in during.items() if k != "machine"},
+    }
+    per_fix = {k: round(1e6 * v / max(1, fixes), 1) for k, v in cpu_s.items()}
+    per_fix["sum"] = round(sum(per_fix.values()), 1)
+    # the machine's busy time over the timed phase and drain: what the roles above leave out is the
+    # harness, the kernel and other users of the box
+    per_fix["machine"] = round(1e6 * during["machine"] / max(1, fixes), 1)
+    return per_fix
 
 
 def wait_workers_ready(nats_url: str, bucket: str, workers: int, timeout_s: float = 600) -> None:
@@ -163,9 +199,13 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
             t0 = time.monotonic()
             share = len(w.homes) // args.clients  # each client's devices: two untimed rounds of them first
             warm = args.clients * math.ceil(2 * share / 100) * 100
-            settle = None if args.no_settle else partial(wait_ingested, url, warm, args.drain_timeout_s)
+            settle = None if args.no_settle else partial(wait_ingested, url, warm, args.settle_timeout_s)
+            mark = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "timed_start.json"
+            database = url.rsplit("/", 1)[1]
             http = bench_http(url, w, seconds=args.http_seconds, workers=2, clients=args.clients,
-                              listen="ports", port=free_port_pair(), before_timed=settle)
+                              listen="ports", port=free_port_pair(),
+                              before_timed=partial(mark_timed_start, settle, mark, groups, url),
+                              prepared_fixes=math.ceil(args.prepare_rate * args.http_seconds / args.clients))
             t_http = time.monotonic()
             at_end = ingested(url)
             posted = int(http["fixes"]) + warm
@@ -173,6 +213,8 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
             while ingested(url) < posted and time.monotonic() < deadline:
                 time.sleep(0.2)
             t_drained = time.monotonic()
+            at_start = json.loads(mark.read_text())
+            during = difference(cpu_by_role(groups, database), at_start["roles"])
             stop.set()
             sampler.join()
             done = ingested(url)
@@ -202,6 +244,7 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
         "p99_ms": round(float(http["p99_ms"]), 1), "http_errors": http["errors"],
         "api_cores": round(float(http["server_cores"]), 2),
         "client_cores": round(float(http["client_cores"]), 2),
+        "prepared_fixes_left": http.get("prepared_left"),
         "api_cpu_s_per_1000_fixes": round(1000 * api_cpu_s / max(1, int(http["fixes"])), 3),
         "api_fixes_per_cpu_s": round(int(http["fixes"]) / max(1e-9, api_cpu_s)),
         "posted_fixes": posted, "ingested_fixes": done, "lag_fixes_at_end": posted - at_end,
@@ -210,10 +253,15 @@ def run(args: argparse.Namespace, workers: int) -> dict[str, object]:
         "workers_cpu_s_per_1000_fixes": round(1000 * cpu_workers / max(1, done), 3),
         "workers_fixes_per_cpu_s": round(done / max(1e-9, cpu_workers)),
         "warm_up_fixes": warm, "warm_up_workers_cpu_s": round(steady[2] - first[2], 1),
+        # > 0: the settle timed out and the untimed rounds' rest (the cold round's ENTERs) is in the timed
+        # phase's figures
+        "untimed_fixes_left_at_timed_start": max(0, warm - int(at_start["ingested"])),
         "workers_timed_fixes_per_s": round((done - steady[1]) / max(1e-9, t_drained - steady[0])),
         "workers_timed_fixes_per_cpu_s": round((done - steady[1]) / max(1e-9, steady_cpu_s)),
         "acknowledged_and_ingested_fixes_per_s": round(min(done - warm, int(http["fixes"]))
                                                       / max(1e-9, t_drained - timed_start)),
+        "cpu_us_per_fix": cpu_map(http, during, int(http["fixes"])),
+        "timed_and_drain_s": round(t_drained - timed_start, 1),
     }
 
 
@@ -223,10 +271,16 @@ def main() -> None:
     )
     parser.add_argument("--ingest-workers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--devices", type=int, default=50_000)
-    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--partitions", type=int, default=4,
+                        help="the stream's partitions (P >= the most workers run: 4 here)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--http-seconds", type=float, default=15.0)
     parser.add_argument("--drain-timeout-s", type=float, default=300.0)
+    parser.add_argument("--prepare-rate", type=float, default=80_000,
+                        help="fixes/s the clients encode before the timed phase (then on the fly; 0: all"
+                             " on the fly, as before)")
+    parser.add_argument("--settle-timeout-s", type=float, default=600.0,
+                        help="at most this long for the workers to ingest the untimed rounds")
     parser.add_argument("--no-settle", action="store_true",
                         help="start the timed phase without waiting for the workers to drain the warm-up")
     parser.add_argument("--nats", default=os.environ.get("GEOFENCE_TEST_NATS_URL", "nats://127.0.0.1:4222"))

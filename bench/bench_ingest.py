@@ -51,6 +51,7 @@ import multiprocessing as mp
 import os
 import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -279,19 +280,64 @@ def bench_app():  # uvicorn --factory bench.bench_ingest:bench_app
     return app
 
 
+class _KeepAlive:
+    """``POST /v1/locations`` on one HTTP/1.1 keep-alive connection, framed by hand: ``http.client``
+    parses every answer's headers through the ``email`` package (~50 µs a request here). The answer's
+    status is returned, its body (``content-length``) read and dropped."""
+
+    def __init__(self, port: int, timeout: float = 60) -> None:
+        self.port, self.timeout = port, timeout
+        self.sock: socket.socket | None = None
+        self.buf = b""
+        self.head = (f"POST /v1/locations HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+                     "content-type: application/json\r\ncontent-length: ").encode()
+
+    def _recv(self) -> None:
+        assert self.sock is not None
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buf += chunk
+
+    def post(self, body: bytes) -> int:
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+            self.buf = b""
+        self.sock.sendall(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            self._recv()
+        head = self.buf[:end].lower() + b"\r\n"
+        at = head.find(b"\r\ncontent-length:")
+        if not head.startswith(b"http/1.1 ") or at < 0:
+            raise http.client.HTTPException(f"unexpected answer: {head[:200]!r}")
+        length = int(head[at + 17 : head.index(b"\r\n", at + 2)])
+        while len(self.buf) < end + 4 + length:
+            self._recv()
+        self.buf = self.buf[end + 4 + length :]
+        return int(head[9:12])
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+
+
 def _client(
     port: int, seconds: float, client_no: int, pos: list, interval_s: float | None, warm_up: bool,
-    barrier, out: mp.Queue,
+    barrier, out: mp.Queue, prepared_fixes: int = 0,
 ) -> None:
     rng = random.Random(100 + client_no)
     n_devices = len(pos)
     devices = [f"c{client_no}d{i}" for i in range(n_devices)]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    lean = _KeepAlive(port) if prepared_fixes else None
+    if lean is not None:  # the parent's heap (the workload's zones) is no garbage of the load generator's
+        gc.freeze()
     base = datetime.now(UTC) - timedelta(hours=1)
     k = 0
 
-    def post() -> tuple[bool, float]:
-        nonlocal k, conn
+    def body() -> bytes:
+        nonlocal k
         parts = []
         if interval_s is None:
             stamp = (base + timedelta(milliseconds=k)).isoformat()
@@ -306,11 +352,25 @@ def _client(
                 f'{{"device_id":"{devices[d]}","lat":{lat:.6f},"lng":{lng:.6f},'
                 f'"accuracy_m":{rng.randint(5, 40)},"recorded_at":"{stamp}","client_fix_id":"{k}-{j}"}}'
             )
-        body = ('{"fixes":[' + ",".join(parts) + "]}").encode()
         k += 1
+        return ('{"fixes":[' + ",".join(parts) + "]}").encode()
+
+    def post(prepared: bytes | None = None) -> tuple[bool, float]:
+        nonlocal conn
+        payload = body() if prepared is None else prepared
         t0 = time.perf_counter()
+        if lean is not None:
+            try:
+                status = lean.post(payload)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                print(f"client {client_no}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                lean.close()
+                return False, time.perf_counter() - t0
+            if status != 200:
+                print(f"client {client_no}: HTTP {status}", file=sys.stderr)
+            return status == 200, time.perf_counter() - t0
         try:
-            conn.request("POST", "/v1/locations", body, {"Content-Type": "application/json"})
+            conn.request("POST", "/v1/locations", payload, {"Content-Type": "application/json"})
             resp = conn.getresponse()
             resp.read()
             ok = resp.status == 200
@@ -333,23 +393,29 @@ def _client(
         while k * 100 < 2 * n_devices:
             post()
     settle_s = time.perf_counter() - t_settle
+    # the timed phase's bodies made now, untimed: the load generator is not the product (then made on
+    # the fly if the server outpaces them)
+    prepared = [body() for _ in range(math.ceil(prepared_fixes / 100))]
+    prepared.reverse()
     barrier.wait()
     cpu0 = time.process_time()
     conn.close()  # idle at the barrier longer than uvicorn's keep-alive: the server may have closed it
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    if lean is not None:
+        lean.close()
     latencies: list[float] = []
     fixes_sent = errors = 0
     t0 = time.perf_counter()
     deadline = t0 + seconds
     while time.perf_counter() < deadline:
-        ok, latency = post()
+        ok, latency = post(prepared.pop() if prepared else None)
         latencies.append(latency)
         if ok:
             fixes_sent += 100
         else:
             errors += 1
     out.put((fixes_sent, errors, latencies, time.perf_counter() - t0, warm_s, settle_s,
-             time.process_time() - cpu0))
+             time.process_time() - cpu0, len(prepared)))
 
 
 def _group_cpu_s(groups: list[int]) -> float:
@@ -377,7 +443,7 @@ def _mark_server_cpu(groups: list[int], mark, before_timed=None) -> None:  # the
 
 def bench_http(
     url: str, w: Workload, *, seconds: float, workers: int, clients: int, listen: str = "shared",
-    port: int = 18765, before_timed: Callable[[], None] | None = None,
+    port: int = 18765, before_timed: Callable[[], None] | None = None, prepared_fixes: int = 0,
 ) -> dict[str, float]:
     """``clients`` processes, one request in flight each, on keep-alive connections.
 
@@ -387,7 +453,10 @@ def bench_http(
     client's requests (35k fixes/s against 51k for a 2/2 split, same code). ``listen="ports"``: N
     single-worker uvicorn processes on N ports sharing the database, client ``i`` on port ``i % N``: what
     a load balancer in front of N replicas does, and the split is even whatever the accept race.
-    ``before_timed`` runs between the untimed rounds and the timed phase (the clients wait at a barrier)."""
+    ``before_timed`` runs between the untimed rounds and the timed phase (the clients wait at a barrier).
+    ``prepared_fixes``: each client encodes that many fixes' bodies before the timed phase instead of
+    during it (``prepared_left``: fixes of them not posted; 0 means some were made on the fly), and posts
+    with ``_KeepAlive`` instead of ``http.client``: a leaner load generator, checking every status."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), GEOFENCE_DATABASE_URL=url, GEOFENCE_AUTH_REQUIRED="false",
                GEOFENCE_SCHEDULER__ENABLED="false", GEOFENCE_LOG__LEVEL="WARNING")
     layout = [(port, workers)] if listen == "shared" else [(port + i, 1) for i in range(workers)]
@@ -413,7 +482,8 @@ def bench_http(
         procs = [
             mp.Process(target=_client, args=(layout[i % len(layout)][0], seconds, i,
                                              list(w.homes[i * share : (i + 1) * share]),
-                                             w.interval_s, w.cold_round, barrier, queue))
+                                             w.interval_s, w.cold_round, barrier, queue,
+                                             prepared_fixes))
             for i in range(clients)
         ]
         for p in procs:
@@ -446,6 +516,8 @@ def bench_http(
         "server_cpu_ms_per_request": 1000 * server_cpu_s / max(1, len(lat)),
         "client_cpu_ms_per_request": 1000 * sum(r[6] for r in results) / max(1, len(lat)),
     }
+    if prepared_fixes:
+        out["prepared_left"] = 100 * min(r[7] for r in results)
     if w.cold_round:
         out["cold_round_s"] = max(r[4] for r in results)
         out["cold_round_fixes_per_s"] = share * clients / out["cold_round_s"]

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.service.bus import drop_stream, unique_stream
 from tests.service.bus_support import bus_env, drop_names, own_names, require_nats, wait_drained
 from tests.service.processes import (
     ROOT,
@@ -103,8 +104,13 @@ def test_kill_9_of_ingest_workers_20_times_loses_nothing_and_decides_nothing_twi
     start = datetime.now(UTC) - timedelta(minutes=15)
     seed_world(pg_database, DEVICES, zone=False)
     seed_zones(pg_database)
+    # a zone-event stream of its own: the machine's default one (GEOFENCE_EVENTS, consumer "campaigns")
+    # is shared with whatever else runs on the local server, whose events the decider would decide too
+    events_stream = unique_stream()
     env = process_env(pg_database, tmp_path, GEOFENCE_SCHEDULER__SWEEP_EVERY_S="3600",
-                      GEOFENCE_SCHEDULER__EVENTS_POLL_S="0.2", **bus_env(url, config))
+                      GEOFENCE_SCHEDULER__EVENTS_POLL_S="0.2", GEOFENCE_EVENT_STREAM__NAME=events_stream.name,
+                      GEOFENCE_EVENT_STREAM__SUBJECT_PREFIX=events_stream.subject_prefix,
+                      **bus_env(url, config))
     rng = random.Random(7)
     kills: list[int] = []  # progress (sum of checkpoints) at each kill
     decider = start_worker(env, tmp_path / "worker.log")
@@ -168,6 +174,7 @@ def test_kill_9_of_ingest_workers_20_times_loses_nothing_and_decides_nothing_twi
             stop(w)
         stop(decider)
         drop_names(url, config)
+        drop_stream(url, events_stream.name)
     print(f"{KILLS} kills at checkpoint sums {kills} (end {final}); {len(got)} events; "
           f"{time.monotonic() - t0:.1f} s")
     assert len(kills) == KILLS

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nats.aio.msg import Msg
 
 from geofence.events import TransitionKind, ZoneEvent
 from geofence.fixes import LocationFix
@@ -20,6 +22,7 @@ from geofence.service.bus.partitions import (
     encode,
     partition_of,
     split_by_partition,
+    stream_sequence,
     visit_id_for,
 )
 from geofence.service.bus.worker import Entry, take
@@ -45,6 +48,20 @@ def test_split_keeps_each_devices_fixes_in_request_order(devices: list[str]) -> 
     for p, part in parts.items():
         assert all(partition_of(f.device_id, 3) == p for f in part)
         assert part == [f for f in fixes if partition_of(f.device_id, 3) == p]
+
+
+@pytest.mark.parametrize("reply", [
+    "$JS.ACK.FIXES.c1.1.4242.17.1733500000000000000.3",  # no domain
+    "$JS.ACK.hub.ACCHASH.FIXES.c1.1.4242.17.1733500000000000000.3",  # domain, account hash
+    "$JS.ACK.hub.ACCHASH.FIXES.c1.1.4242.17.1733500000000000000.3.x7Kq",  # and a random token
+])
+def test_the_stream_sequence_read_from_the_reply_is_nats_metadatas(reply: str) -> None:
+    assert stream_sequence(reply) == Msg.Metadata._from_reply(reply).sequence.stream == 4242
+
+
+def test_a_reply_that_is_no_jetstream_ack_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a JetStream"):
+        stream_sequence("_INBOX.abc.1")
 
 
 def test_a_retry_received_later_has_the_same_message_id_and_round_trips() -> None:

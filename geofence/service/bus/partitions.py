@@ -53,6 +53,16 @@ def encode(subject: str, fixes: Sequence[LocationFix], at: datetime) -> tuple[by
     return payload, {MSG_ID_HEADER: msg_id, AT_HEADER: at.isoformat()}
 
 
+def stream_sequence(reply: str) -> int:
+    """A JetStream message's stream sequence, from its reply subject: ``$JS.ACK.<stream>.<consumer>.
+    <delivered>.<stream seq>.…`` (9 tokens), or with ``<domain>.<account hash>`` after ``ACK`` (11 or
+    12). nats-py's ``Msg.metadata`` parses every token into a dataclass (and a datetime) per message."""
+    tokens = reply.split(".")
+    if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+        raise ValueError(f"not a JetStream message reply: {reply!r}")
+    return int(tokens[5] if len(tokens) == 9 else tokens[7])
+
+
 def decode(payload: bytes, headers: Mapping[str, str] | None) -> tuple[list[LocationFix], datetime]:
     if not headers or AT_HEADER not in headers:
         raise ValueError(f"fix message without a {AT_HEADER} header")

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext, api
 
 from geofence.fixes import LocationFix
@@ -45,7 +46,7 @@ from geofence.service.bus.checkpoint import (
 )
 from geofence.service.bus.leases import PartitionLeases
 from geofence.service.bus.link import NatsLink
-from geofence.service.bus.partitions import decode, partition_of, subject_of
+from geofence.service.bus.partitions import decode, partition_of, stream_sequence, subject_of
 from geofence.service.db import ConnectionUnit
 from geofence.service.metrics import ZONE_EVENTS
 from geofence.service.wiring.geofence import GeofenceService
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 MAX_FIXES = 5000  # fixes per transaction, over all partitions
 MAX_AT_SPAN = timedelta(seconds=1)  # between API receive times in a batch (``IngestWorker.ingest``)
 FETCH_WAIT_S = 0.5  # a fetch waits this long for a first message
+CONSUMER_CHECK_S = 5.0  # a partition read nothing this long: is its consumer still there?
 RETRY_AFTER_S = 1.0  # after a failed batch (database down...), before replaying from the checkpoints
 
 
@@ -80,6 +82,7 @@ class Partition:
     room: asyncio.Event = field(default_factory=asyncio.Event)  # the committer took some of the buffer
     ready: bool = False  # opened at its checkpoint: the committer may take from it
     reopen: bool = False  # read again from the checkpoint (the buffer was dropped)
+    read_at: float = 0.0  # (monotonic) when its consumer last answered
     stopping: bool = False
 
 
@@ -214,6 +217,7 @@ class IngestWorker:
         log.info("worker %s left partition %d at stream sequence %d", self.worker_id, number, state.seq)
 
     async def _read(self, state: Partition) -> None:
+        loop = asyncio.get_running_loop()
         await self._reopen(state)
         log.info("worker %s took partition %d at stream sequence %d", self.worker_id, state.number, state.seq)
         while not state.stopping:
@@ -228,14 +232,16 @@ class IngestWorker:
             assert state.sub is not None
             try:
                 msgs = await state.sub.fetch(room, timeout=FETCH_WAIT_S)
-                entries = [Entry(m.metadata.sequence.stream, *decode(m.data, m.headers)) for m in msgs]
+                entries = [Entry(stream_sequence(m.reply), *decode(m.data, m.headers)) for m in msgs]
             except (nats.errors.TimeoutError, TimeoutError):
+                await self._check_consumer(state)
                 continue
             except Exception as exc:
                 log.warning("reading partition %d failed: %s: %s", state.number, type(exc).__name__, exc)
                 await asyncio.sleep(RETRY_AFTER_S)
                 state.reopen = True
                 continue
+            state.read_at = loop.time()
             if state.reopen or state.stopping:  # read on the subscription being replaced
                 continue
             after = state.buffer[-1].seq if state.buffer else state.seq
@@ -246,6 +252,32 @@ class IngestWorker:
                 await state.sub.unsubscribe()
             except Exception:
                 pass
+
+    async def _check_consumer(self, state: Partition) -> None:
+        """Subscribe again after the buffer if the partition's consumer is gone. JetStream deletes an
+        ephemeral consumer with no pull request for ``inactive_threshold``: a reader waits that long
+        when the committer is behind (its buffer full: a cold round, a busy machine), and a fetch on a
+        deleted consumer only ever times out, so the partition would stall with its lease held."""
+        now = asyncio.get_running_loop().time()
+        if now - state.read_at < CONSUMER_CHECK_S or state.sub is None:
+            return
+        state.read_at = now
+        try:
+            await state.sub.consumer_info()
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        except Exception as exc:  # the broker is away: the next fetch fails and reopens
+            log.warning("partition %d: no consumer info: %s: %s", state.number, type(exc).__name__, exc)
+            return
+        after = state.buffer[-1].seq if state.buffer else state.seq
+        log.warning("partition %d: its consumer was gone; reading again after stream sequence %d",
+                    state.number, after)
+        try:
+            await self._subscribe(state, after)
+        except Exception as exc:
+            log.warning("partition %d: no new consumer: %s: %s", state.number, type(exc).__name__, exc)
+            state.reopen = True
 
     async def _reopen(self, state: Partition) -> None:
         state.ready = False
@@ -263,6 +295,10 @@ class IngestWorker:
         state.buffer.clear()
         state.seq = await asyncio.to_thread(read_checkpoint, self.service.engine, state.number)
         await asyncio.to_thread(self._forget_tracks, state.number)
+        await self._subscribe(state, state.seq)
+
+    async def _subscribe(self, state: Partition, after: int) -> None:
+        """A new ephemeral consumer of the partition from stream sequence ``after + 1``."""
         if state.sub is not None:
             try:
                 await state.sub.unsubscribe()
@@ -274,10 +310,11 @@ class IngestWorker:
             subject_of(self.config.subject, state.number),
             stream=self.config.stream,
             config=api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=state.seq + 1,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1,
                 ack_policy=api.AckPolicy.NONE, inactive_threshold=max(60.0, 10 * self.config.lease_s),
             ),
         )
+        state.read_at = asyncio.get_running_loop().time()
 
     def _read_again(self, state: Partition) -> None:
         state.reopen = True
