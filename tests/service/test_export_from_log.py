@@ -63,6 +63,15 @@ def exported_ids(export_dir: Path) -> dict[str, Counter[str]]:
     return seen
 
 
+def queued_e1(engine: Engine) -> ExportIntakeRunner:
+    """A customer's event e1 at T0, queued for the export by the intake (returned)."""
+    intake = ExportIntakeRunner(engine, now=lambda: T0)
+    customer(engine)
+    append(engine, [event("e1", T0)], recorded_at=T0)
+    intake.catch_up()
+    return intake
+
+
 def test_an_event_stamped_before_the_export_cursor_but_committed_after_it_is_exported_exactly_once(
     settings: Settings, engine: Engine
 ) -> None:
@@ -102,10 +111,7 @@ def test_the_export_consumer_runs_in_the_worker_and_queues_an_event_once_per_for
 def test_a_run_stopped_after_renaming_its_file_is_not_exported_again_and_one_stopped_before_is(
     engine: Engine, tmp_path: Path
 ) -> None:
-    intake = ExportIntakeRunner(engine, now=lambda: T0)
-    customer(engine)
-    append(engine, [event("e1", T0)], recorded_at=T0)
-    intake.catch_up()
+    intake = queued_e1(engine)
     # run 1 (csv): claimed and wrote its file, stopped before confirming
     at1 = T0 + DAY
     path1 = tmp_path / at1.strftime("%Y-%m-%d") / export_file_name("zone_events", "csv", at1)
@@ -166,10 +172,7 @@ def test_two_export_processes_started_together_put_each_event_in_one_file(
 def test_exported_queue_rows_are_deleted_after_30_days_and_a_late_retry_within_them_is_not_exported_again(
     engine: Engine, tmp_path: Path
 ) -> None:
-    intake = ExportIntakeRunner(engine, now=lambda: T0)
-    customer(engine)
-    append(engine, [event("e1", T0)], recorded_at=T0)
-    intake.catch_up()
+    intake = queued_e1(engine)
     export_incremental(engine, tmp_path, at=T0 + DAY, intake=intake, kinds=("zone_events",))
     append(engine, [event("e2", T0 + 20 * DAY)], recorded_at=T0 + 20 * DAY)
     export_incremental(engine, tmp_path, at=T0 + 21 * DAY, intake=intake, kinds=("zone_events",))
