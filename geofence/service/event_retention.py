@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select
 from sqlmodel import Session
 
 from geofence.service.tables.consumers import ConsumerFailureRow, EventConsumerRow
 from geofence.service.tables.presence import ZoneEventRow
 from geofence.service.tables.webhooks import WebhookDeliveryRow
+from geofence.service.webhooks import ZONE_STREAM
 
 if TYPE_CHECKING:
     from geofence.service.runtime import Runtime
@@ -35,18 +36,24 @@ _FAILURES = ConsumerFailureRow.__table__.c  # type: ignore[attr-defined]
 _DELIVERIES = WebhookDeliveryRow.__table__.c  # type: ignore[attr-defined]
 
 
+def passed_by_every_cursor(seq: Any, cursors: Any) -> ColumnElement[bool]:
+    """``seq`` is at or behind every cursor of a log's cursor table (``name``, ``cursor_seq``), or the log
+    has no reader at all: what no consumer will read again. Both logs' purges use it."""
+    slowest = select(func.min(cursors.cursor_seq)).scalar_subquery()
+    return or_(~exists(select(cursors.name)), seq <= slowest)
+
+
+def pending_messages(stream: str) -> Select[Any]:
+    """The event ids of the webhook messages of ``stream`` still to be sent."""
+    return select(_DELIVERIES.event_id).where(_DELIVERIES.status == "pending", _DELIVERIES.stream == stream)
+
+
 def purgeable(before: datetime) -> list[ColumnElement[bool]]:
     """The conditions an event must meet to be deleted (see the module's docstring)."""
-    slowest = select(func.min(_CURSORS.cursor_seq)).scalar_subquery()
     newest = select(func.max(_E.seq)).scalar_subquery()
-    failed = select(_FAILURES.event_id)
-    waiting = select(_DELIVERIES.event_id).where(
-        _DELIVERIES.status == "pending", _DELIVERIES.stream == "zone"
-    )
     return [
-        _E.at < before, _E.seq.is_not(None), _E.seq < newest,
-        or_(~exists(select(_CURSORS.name)), _E.seq <= slowest),
-        _E.id.not_in(failed), _E.id.not_in(waiting),
+        _E.at < before, _E.seq.is_not(None), _E.seq < newest, passed_by_every_cursor(_E.seq, _CURSORS),
+        _E.id.not_in(select(_FAILURES.event_id)), _E.id.not_in(pending_messages(ZONE_STREAM)),
     ]
 
 

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from campaigns.storage.outbound_events import OutboundCursor, OutboundEvent, OutboundEventRow, read_after
+from geofence.service.event_retention import passed_by_every_cursor, pending_messages
 from geofence.service.tables._types import as_utc, new_id
 from geofence.service.tables.webhooks import WebhookDeliveryRow, WebhookEndpointRow
 from geofence.service.webhooks import STORE_STREAM, wants
@@ -171,15 +172,11 @@ def purge_store_events(session: Session, *, before: datetime) -> int:
     """Delete the store-side events that occurred before ``before``, that every relay cursor has passed
     (all of them when there is no relay) and that no pending message still needs; how many."""
     ev = OutboundEventRow.__table__.c  # type: ignore[attr-defined]
-    cursors = OutboundCursor.__table__.c  # type: ignore[attr-defined]
-    deliveries = WebhookDeliveryRow.__table__.c  # type: ignore[attr-defined]
-    slowest = select(func.min(cursors.cursor_seq)).scalar_subquery()
-    passed = or_(~exists(select(cursors.name)), ev.seq <= slowest)
-    waiting = select(deliveries.event_id).where(
-        deliveries.status == "pending", deliveries.stream == STORE_STREAM
-    )
+    passed = passed_by_every_cursor(ev.seq, OutboundCursor.__table__.c)  # type: ignore[attr-defined]
     result = session.execute(
-        delete(OutboundEventRow).where(ev.occurred_at < before, passed, ev.id.not_in(waiting))
+        delete(OutboundEventRow).where(
+            ev.occurred_at < before, passed, ev.id.not_in(pending_messages(STORE_STREAM))
+        )
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 

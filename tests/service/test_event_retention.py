@@ -13,6 +13,7 @@ from geofence.service.event_log import Consumer, ConsumerRunner, RetryPolicy, ap
 from geofence.service.event_retention import purge_zone_events
 from geofence.service.runtime import jobs_for
 from geofence.service.settings import IngestSettings, Settings
+from geofence.service.tables.consumers import EventConsumerRow
 from geofence.service.tables.presence import ZoneEventRow
 from geofence.service.tables.webhooks import WebhookDeliveryRow
 
@@ -72,8 +73,6 @@ def test_a_consumer_behind_holds_the_purge_back_and_the_newest_event_is_kept(eng
     consume(engine, "fast")
     append(engine, [event("c", OLD)], recorded_at=OLD)  # nobody has read it
     with Session(engine) as s:
-        from geofence.service.tables.consumers import EventConsumerRow
-
         s.add(EventConsumerRow(name="stopped", cursor_seq=0, updated_at=NOW))
         s.commit()
     assert purge(engine) == 0
