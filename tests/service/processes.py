@@ -81,6 +81,26 @@ class Api:
         self._log.close()
 
 
+def post_fixes(
+    client: httpx.Client, url: str, fixes: list[dict[str, object]], *, attempts: int = 4
+) -> httpx.Response:
+    """``POST /v1/locations`` as a mobile app should: the same body again when the answer was lost (a
+    keep-alive connection the server closed as the request went out, a timeout) or was 503; the stored
+    answer (``ingest_answers``) makes the retry safe. Any other answer is returned to be checked."""
+    for attempt in range(attempts):
+        try:
+            answer = client.post(f"{url}/v1/locations", json={"fixes": fixes}, timeout=30)
+        except httpx.TransportError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+            continue
+        if answer.status_code != 503 or attempt == attempts - 1:
+            return answer
+        time.sleep(float(answer.headers.get("retry-after", "1")))
+    raise AssertionError("unreachable")
+
+
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(_cli("worker"), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

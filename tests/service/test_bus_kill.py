@@ -30,6 +30,7 @@ from tests.service.processes import (
     events_of,
     events_of_one_process,
     fresh_postgres,
+    post_fixes,
     process_env,
     seed_world,
     seed_zones,
@@ -125,15 +126,21 @@ def test_kill_9_of_ingest_workers_20_times_loses_nothing_and_decides_nothing_twi
             api.wait_ready()
         print(f"\nset up in {time.monotonic() - t0:.1f} s")
 
+        failures: list[BaseException] = []  # a sender's, raised here: a thread's exception fails nothing
+
         def send(s: int) -> None:
             """A sender's rounds, one every REPLAY_S / ROUNDS: the replay lasts as long as the kills."""
-            with httpx.Client(timeout=30) as client:
-                for r, bodies in enumerate(senders[s]):
-                    while time.monotonic() < t_replay + r * REPLAY_S / ROUNDS:
-                        time.sleep(0.05)
-                    for k, body in enumerate(bodies):
-                        answer = client.post(f"{apis[(s + k) % 2].url}/v1/locations", json={"fixes": body})
-                        assert answer.status_code == 200, answer.text
+            try:
+                with httpx.Client(timeout=30) as client:
+                    for r, bodies in enumerate(senders[s]):
+                        while time.monotonic() < t_replay + r * REPLAY_S / ROUNDS:
+                            time.sleep(0.05)
+                        for k, body in enumerate(bodies):
+                            answer = post_fixes(client, apis[(s + k) % 2].url, body)
+                            assert answer.status_code == 200, answer.text
+            except BaseException as exc:
+                failures.append(exc)
+                raise
 
         t_replay = time.monotonic()
         threads = [threading.Thread(target=send, args=(s,)) for s in range(SENDERS)]
@@ -159,6 +166,7 @@ def test_kill_9_of_ingest_workers_20_times_loses_nothing_and_decides_nothing_twi
             workers.append(start_ingest_worker(env, tmp_path / f"ingest-{len(kills) + WORKERS}.log"))
         for t in threads:
             t.join()
+        assert not failures, failures
         wait_drained(url, config, pg_database, timeout_s=120)
         final = progress(pg_database)
         got = events_of(pg_database)

@@ -23,6 +23,7 @@ from tests.service.processes import (
     events_of,
     events_of_one_process,
     fresh_postgres,
+    post_fixes,
     process_env,
     seed_world,
     seed_zones,
@@ -56,7 +57,7 @@ def test_every_event_is_decided_exactly_once_when_its_consumer_is_killed_mid_str
 
 
 def _post(client: httpx.Client, api: Api, fixes: list[dict[str, object]]) -> None:
-    answer = client.post(f"{api.url}/v1/locations", json={"fixes": fixes}, timeout=30)
+    answer = post_fixes(client, api.url, fixes)
     assert answer.status_code == 200, answer.text
 
 
