@@ -14,6 +14,7 @@ a dead one's partitions are taken by the others once its leases expire.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -31,10 +32,18 @@ class PartitionLeases:
         self.partitions = partitions
         self.owned: dict[int, int] = {}  # partition -> revision of our lease key
         self._rng = random.Random(worker_id)
+        # A renewal and a give-back never interleave: a release landing while the renewal of its
+        # partition is in flight would either fail the renewal (the key deleted under it) or be undone
+        # by it (the partition renewed after its reader stopped: held, never read again).
+        self._turn = asyncio.Lock()
 
     async def beat(self) -> tuple[set[int], set[int], set[int]]:
         """Renew, balance and take. Returns (gained, lost, surplus): partitions to start consuming,
         to stop consuming at once, and to give back (``release``) after the batch in hand."""
+        async with self._turn:
+            return await self._beat()
+
+    async def _beat(self) -> tuple[set[int], set[int], set[int]]:
         me = self.worker_id.encode()
         await self.kv.put(f"w.{self.worker_id}", b"alive")
         lost: set[int] = set()
@@ -62,6 +71,10 @@ class PartitionLeases:
 
     async def release(self, partition: int) -> None:
         """Give a partition back now (its checkpoint is committed): the next owner need not wait."""
+        async with self._turn:
+            await self._release(partition)
+
+    async def _release(self, partition: int) -> None:
         revision = self.owned.pop(partition, None)
         if revision is not None:
             try:
@@ -70,9 +83,10 @@ class PartitionLeases:
                 pass
 
     async def release_all(self) -> None:
-        for partition in list(self.owned):
-            await self.release(partition)
-        await self.kv.delete(f"w.{self.worker_id}")
+        async with self._turn:
+            for partition in list(self.owned):
+                await self._release(partition)
+            await self.kv.delete(f"w.{self.worker_id}")
 
     async def _live_workers(self) -> int:
         try:
