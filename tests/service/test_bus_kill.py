@@ -167,7 +167,9 @@ def test_kill_9_of_ingest_workers_20_times_loses_nothing_and_decides_nothing_twi
         for t in threads:
             t.join()
         assert not failures, failures
+        t_posted = time.monotonic()
         wait_drained(url, config, pg_database, timeout_s=120)
+        t_drained = time.monotonic()
         final = progress(pg_database)
         got = events_of(pg_database)
         store_enters = sum(1 for e in got if e[1] == ZONE_ID and e[2] == "enter")
@@ -184,7 +186,8 @@ def test_kill_9_of_ingest_workers_20_times_loses_nothing_and_decides_nothing_twi
         drop_names(url, config)
         drop_stream(url, events_stream.name)
     print(f"{KILLS} kills at checkpoint sums {kills} (end {final}); {len(got)} events; "
-          f"{time.monotonic() - t0:.1f} s")
+          f"{time.monotonic() - t0:.1f} s (kills and posting done at {t_posted - t_replay:.1f} s, "
+          f"ingested at {t_drained - t_replay:.1f} s)")
     assert len(kills) == KILLS
     assert kills[-1] < final  # every kill came before the replay's end
     assert Counter(got) == Counter(expected)  # 0 lost, 0 twice, none different
