@@ -131,6 +131,9 @@ class ZoneCatalogue:
                 ).scalars()
             ]
         self._zones_looked_at = looked_at
+        if not rows:  # the usual sync, twice a second: the index is as current as it was, not touched, so
+            self.index_looked_at = looked_at  # the ingest's lock is left to the ingest
+            return 0
         for row in rows:  # a row changed between the two reads is newer than its stamp: read again next time
             known[row.id] = fresh[row.id]
         applied = 0
