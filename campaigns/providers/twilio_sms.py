@@ -32,44 +32,11 @@ from twilio.rest import Client
 
 from campaigns.providers.base import Channel, OutboundMessage, PermanentError, SendResult
 from campaigns.providers.errors import from_twilio
+from campaigns.providers.twilio_status import STATUS_CALLBACK_PATH, TWILIO_STATUS
 
-STATUS_CALLBACK_PATH = "/v1/deliveries/twilio/status"
 _UNSET = values.unset
 MAX_VALIDITY_S = 36000  # Twilio's range is 1..36000 s (10 h)
 MIN_VALIDITY_S = 5  # below this the message would expire inside Twilio's own queue
-
-# Twilio MessageStatus -> our delivery status (tables/campaigns.py constants, by value).
-TWILIO_STATUS = {
-    "accepted": "queued",
-    "scheduled": "queued",
-    "queued": "queued",
-    "sending": "sent",
-    "sent": "sent",
-    "delivered": "delivered",
-    "read": "delivered",
-    "undelivered": "undelivered",
-    "failed": "failed",
-    "canceled": "cancelled",
-}
-# How far along a delivery is; a callback never moves a row to a lower rank (callbacks can arrive
-# out of order, and "delivered" is the strongest fact we can learn).
-_RANK = {"queued": 1, "sent": 2, "undelivered": 3, "failed": 3, "cancelled": 3, "delivered": 4}
-
-
-def next_status(current: str, reported: str) -> str | None:
-    """The delivery's new status after a Twilio callback reporting ``reported``, or None to ignore.
-
-    Examples
-    --------
-    >>> next_status("sent", "delivered"), next_status("delivered", "failed"), next_status("sending", "sent")
-    ('delivered', None, 'sent')
-    """
-    mapped = TWILIO_STATUS.get(reported.lower())
-    if mapped is None:
-        return None
-    if _RANK[mapped] > _RANK.get(current, 0):
-        return mapped
-    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,8 +44,9 @@ from geofence.service.event_log import (
     _exclusive,
     read_after,
 )
+from geofence.service.lazy_bridge import LazyBridge
 from geofence.service.metrics import REGISTRY
-from geofence.service.nats_bridge import Delivery, NatsBridge, Outgoing
+from geofence.service.nats_bridge import Delivery, Outgoing
 from geofence.service.settings import EventStreamSettings
 from geofence.service.tables.consumers import ConsumerFailureRow, EventConsumerRow
 
@@ -85,27 +85,6 @@ def stream_config(conf: EventStreamSettings) -> api.StreamConfig:
         num_replicas=conf.replicas, max_age=float(conf.max_age_s),
         duplicate_window=float(conf.duplicate_window_s),
     )
-
-
-class LazyBridge:
-    """The process's connection, opened by the first loop that needs it (API processes never do)."""
-
-    def __init__(self, url: str, *, name: str) -> None:
-        self.url, self.name = url, name
-        self._bridge: NatsBridge | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> NatsBridge:
-        with self._lock:
-            if self._bridge is None:
-                self._bridge = NatsBridge(self.url, name=self.name)
-            return self._bridge
-
-    def close(self) -> None:
-        with self._lock:
-            if self._bridge is not None:
-                self._bridge.close()
-                self._bridge = None
 
 
 def _advance_cursor(engine: Engine, name: str, seq: int, *, at: datetime) -> None:

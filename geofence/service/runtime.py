@@ -25,7 +25,7 @@ from geofence.events import EventBus
 from geofence.service import clock, event_retention
 from geofence.service import webhook_store_events as store_events
 from geofence.service.db import create_schema, is_postgres, make_engine
-from geofence.service.event_stream import LazyBridge
+from geofence.service.lazy_bridge import LazyBridge
 from geofence.service.location_data import SqlLocationData
 from geofence.service.logging import configure_logging
 from geofence.service.loops import Loop

@@ -20,9 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +44,9 @@ from geofence.service.webhook_endpoints import (
 from geofence.service.webhook_metrics import ATTEMPTS, DELIVERIES
 from geofence.service.webhook_signing import signed_headers
 from geofence.service.webhook_targets import Resolver, resolve_target, system_resolver
+
+if TYPE_CHECKING:  # httpx is imported by the sender, which only workers run: API processes and the CLI
+    import httpx  # start without it (~0.1-0.25 s)
 
 __all__ = [  # the endpoint vocabulary is re-exported: routes, CLI and tests import it from here
     "EVENT_TYPES", "FILTERS", "MAX_AGE", "STORE_TYPES", "ZONE_TYPES", "WebhookEnqueuer", "WebhookSender",
@@ -291,6 +293,8 @@ class WebhookSender:
     def _drain(self, endpoint: WebhookEndpointRow) -> bool:
         """Each stream of the endpoint (zone events, store events), in its log order. True when a
         full batch went."""
+        import httpx
+
         with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
             more = [self._drain_stream(client, endpoint, stream) for stream in STREAMS]  # each, always
             return any(more)
@@ -338,6 +342,8 @@ class WebhookSender:
 
     def _attempt(self, client: httpx.Client, endpoint: WebhookEndpointRow, d: WebhookDeliveryRow) -> bool:
         """One POST of the head; True when it was delivered (the next may go)."""
+        import httpx
+
         at = self.now()
         body = d.payload.encode()
         status: int | None = None

@@ -22,13 +22,8 @@ from campaigns.providers.base import (
     RetryableError,
 )
 from campaigns.providers.errors import mask, scrub
-from campaigns.providers.twilio_sms import (
-    STATUS_CALLBACK_PATH,
-    TwilioSender,
-    TwilioSmsProvider,
-    next_status,
-    to_twilio_params,
-)
+from campaigns.providers.twilio_sms import TwilioSender, TwilioSmsProvider, to_twilio_params
+from campaigns.providers.twilio_status import STATUS_CALLBACK_PATH, next_status
 from geofence.service.settings import Settings
 from tests.fakes.twilio_http import (
     ACCOUNT_SID,

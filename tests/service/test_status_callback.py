@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 
-from campaigns.providers.twilio_sms import STATUS_CALLBACK_PATH
+from campaigns.providers.twilio_status import STATUS_CALLBACK_PATH
 from geofence.service.routes import deliveries
 from geofence.service.runtime import bootstrap
 from geofence.service.settings import Settings

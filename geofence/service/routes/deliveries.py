@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.providers.errors import scrub
-from campaigns.providers.twilio_sms import STATUS_CALLBACK_PATH, next_status
+from campaigns.providers.twilio_status import STATUS_CALLBACK_PATH, next_status
 from campaigns.store_events import STATUS_EVENTS, message_status
 from geofence.service import clock
 from geofence.service.deps import RuntimeDep, SessionDep
