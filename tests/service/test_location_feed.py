@@ -69,6 +69,17 @@ def test_requests_without_common_devices_share_one_batch_and_keep_their_own_answ
     assert c["accepted"] == 2 and c["events"] == []  # dev-1 already inside: as if c came alone, after a
 
 
+def test_the_answer_key_digests_the_body_only_where_answers_are_kept(runtime):
+    body = json.dumps(fix("dev-1")).encode()
+    key = prepare(runtime, None, body)[2]
+    assert len(key) == 64 and key != prepare(runtime, None, json.dumps(fix("dev-2")).encode())[2]
+    runtime.geofence.answer_retention = timedelta(0)  # nothing kept: no digest of the body
+    assert prepare(runtime, None, body)[2] == ""
+    runtime.geofence.answer_retention = timedelta(minutes=15)
+    runtime.geofence.publisher = object()  # on the bus: a retry is de-duplicated by its message id
+    assert prepare(runtime, None, body)[2] == ""
+
+
 def test_a_request_alone_is_its_own_batch(runtime):
     feed = LocationFeed(prepare, render, replay)
     with freeze_time(NOW):
@@ -83,6 +94,10 @@ class PoisonedService:
 
     def __init__(self, real, poison: str) -> None:
         self.real, self.poison, self.calls = real, poison, 0
+
+    @property
+    def keeps_answers(self) -> bool:
+        return self.real.keeps_answers
 
     def ingest(self, fixes, *, at, refused, answered=()):
         self.calls += 1

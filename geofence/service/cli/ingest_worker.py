@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 
@@ -25,6 +26,9 @@ def ingest_worker() -> None:
     sync = zones_sync_loop(runtime.geofence, poll_s=settings.scheduler.config_poll_s)
     loops = start_loops([sync], ("ingest",), engine=runtime.engine, wakeups=runtime.wakeups)
     link = NatsLink(settings.bus, settings.partitioned)
+    # the zone index and the rest of start-up live as long as the process: out of the collector's passes,
+    # as the API processes do in their lifespan (``app.create_app``), for the same reason
+    gc.freeze()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     partitions = settings.partitioned.partitions

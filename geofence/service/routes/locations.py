@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
-from geofence.ingest import FixResult
+from geofence.ingest import OK, FixResult
 from geofence.service import clock
 from geofence.service.deps import RuntimeDep
 from geofence.service.ingest_answers import (
@@ -231,9 +231,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 def prepare(runtime: Runtime, request: Request, body: bytes) -> tuple[list[LocationFix], dict[int, str], str]:
     """Authenticate (``ingest`` scope), decode, and refuse the fixes of devices the caller may not post for
-    (blocking: the key check reads the database); the request's answer key (``ingest_answers``)."""
+    (blocking: the key check reads the database); the request's answer key (``ingest_answers``; "" where
+    answers are not kept)."""
     principal = principal_for(runtime, request, "ingest")
     fixes, refused = _decode_for(runtime, body, principal)
+    if not runtime.geofence.keeps_answers:  # nothing is stored under the key: "" (no digest of the body)
+        return fixes, refused, ""
     return fixes, refused, answer_key(principal.key_id, principal.device_id, body)
 
 
@@ -280,6 +283,19 @@ def render(results: Sequence[FixResult], events: Sequence[ZoneEvent]) -> bytes:
 
 
 def render_dicts(results: Sequence[FixResult], events: Sequence[dict[str, Any]]) -> bytes:
+    """The answer's bytes. The usual one, every fix accepted (always so on the bus path but for
+    rejections), is put together from encoded pieces instead of a dict per fix: ~10x cheaper for 100
+    fixes, the same bytes as ``render_document`` (``tests/service/test_locations_render.py``)."""
+    if type(results) is list and results.count(OK) == len(results):
+        n = len(results)
+        accepted = _ACCEPTED.get(n) or _ACCEPTED.setdefault(n, b",".join([_ACCEPTED_ONE] * n))
+        return b'{"accepted":%d,"duplicates":0,"rejected":0,"results":[%b],"events":%b}' % (
+            n, accepted, _encoder.encode(events))
+    return render_document(results, events)
+
+
+def render_document(results: Sequence[FixResult], events: Sequence[dict[str, Any]]) -> bytes:
+    """The answer as one encoded document (the reference of ``render_dicts``)."""
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     for r in results:
         counts[r.status] += 1
@@ -287,6 +303,10 @@ def render_dicts(results: Sequence[FixResult], events: Sequence[dict[str, Any]])
         "accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
         "results": [{"status": r.status, "reason": r.reason} for r in results], "events": events,
     })
+
+
+_ACCEPTED_ONE = _encoder.encode({"status": OK.status, "reason": OK.reason})
+_ACCEPTED: dict[int, bytes] = {}  # n accepted results, encoded and joined (n <= ingest.max_batch)
 
 
 FEED = LocationFeed(prepare, render, replay)

@@ -140,6 +140,13 @@ class GeofenceService(ZoneCatalogue):
                              on_events=self.wakeups.events.set, answers=answers)
 
     # -- ingest -----------------------------------------------------------------------------------
+    @property
+    def keeps_answers(self) -> bool:
+        """Whether ``ingest`` stores the answers of the ``answered`` requests: not with answers kept for
+        no time, nor on the bus (a retry is de-duplicated by its message id there), where the adapter
+        need not even compute their keys (a SHA-256 of each body)."""
+        return self.publisher is None and self.answer_retention > timedelta(0)
+
     def ingest(
         self, fixes: Sequence[LocationFix], *, at: datetime, refused: Mapping[int, str] | None = None,
         answered: Sequence[AnsweredRequest] = (),
@@ -165,7 +172,7 @@ class GeofenceService(ZoneCatalogue):
             outcome = self.publisher.publish(fixes, at=at, refused=refused)  # retries: Nats-Msg-Id
         else:
             with self._lock, ConnectionUnit(self.engine) as unit:
-                keep = answered and self.answer_retention > timedelta(0)
+                keep = answered and self.keeps_answers
                 answers = (lambda: SqlAnswerStore(unit, answered, at)) if keep else (lambda: None)
                 outcome = self.ingestor.ingest(
                     fixes, uow_factory=lambda: self._uow(unit, answers()), at=at, refused=refused
