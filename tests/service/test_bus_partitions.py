@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 from geofence.events import TransitionKind, ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.presence import Presence, PresenceState
+from geofence.service.bus.batching import Entry, take
 from geofence.service.bus.checkpoint import Move
 from geofence.service.bus.partitions import (
     AT_HEADER,
@@ -25,7 +26,6 @@ from geofence.service.bus.partitions import (
     stream_sequence,
     visit_id_for,
 )
-from geofence.service.bus.worker import Entry, take
 
 AT = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

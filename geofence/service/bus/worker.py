@@ -27,8 +27,7 @@ import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from datetime import datetime
 
 import nats.errors
 import nats.js.errors
@@ -37,6 +36,7 @@ from nats.js import JetStreamContext, api
 from geofence.fixes import LocationFix
 from geofence.ingest import IngestOutcome
 from geofence.service import clock
+from geofence.service.bus.batching import Batch, Entry, take
 from geofence.service.bus.checkpoint import (
     CheckpointedUnit,
     Move,
@@ -54,8 +54,6 @@ from geofence.service.wiring.geofence import GeofenceService
 
 log = logging.getLogger(__name__)
 
-MAX_FIXES = 5000  # fixes per transaction, over all partitions
-MAX_AT_SPAN = timedelta(seconds=1)  # between API receive times in a batch (``IngestWorker.ingest``)
 FETCH_WAIT_S = 0.5  # a fetch waits this long for a first message
 CONSUMER_CHECK_S = 5.0  # a partition read nothing this long: is its consumer still there?
 RETRY_AFTER_S = 1.0  # after a failed batch (database down...), before replaying from the checkpoints
@@ -63,14 +61,6 @@ RETRY_AFTER_S = 1.0  # after a failed batch (database down...), before replaying
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-class Entry(NamedTuple):
-    """One message of a partition, decoded: its stream sequence, fixes and the API's receive time."""
-
-    seq: int
-    fixes: list[LocationFix]
-    at: datetime
 
 
 @dataclass(eq=False)
@@ -85,50 +75,6 @@ class Partition:
     reopen: bool = False  # read again from the checkpoint (the buffer was dropped)
     read_at: float = 0.0  # (monotonic) when its consumer last answered
     stopping: bool = False
-
-
-@dataclass
-class Batch:
-    """What one transaction ingests: the fixes, their ``at``, each partition's checkpoint move."""
-
-    fixes: list[LocationFix]
-    at: datetime
-    moves: dict[int, Move]
-
-
-def take(
-    parts: Sequence[tuple[int, int, Sequence[Entry]]], *, max_fixes: int = MAX_FIXES,
-    max_at_span: timedelta = MAX_AT_SPAN,
-) -> Batch | None:
-    """One batch from the partitions' buffers (``(number, checkpoint, entries)``, in the order to serve
-    them): from each, the messages after its checkpoint up to the first that shares a device with the
-    batch (a device met once takes the ingest's fast lane, and two requests of a device are never
-    merged, as the location feed does), while the batch holds at most ``max_fixes`` (a first message
-    always goes) and its receive times span at most ``max_at_span``. None when there is nothing."""
-    fixes: list[LocationFix] = []
-    devices: set[str] = set()
-    moves: dict[int, Move] = {}
-    lo = hi = datetime.max.replace(tzinfo=UTC)  # set by the first message
-    for number, after, entries in parts:
-        last, n = after, 0
-        for entry in entries:
-            if entry.seq <= last:  # read again after a reopen
-                continue
-            mine = {f.device_id for f in entry.fixes}
-            if fixes and (
-                len(fixes) + len(entry.fixes) > max_fixes or not devices.isdisjoint(mine)
-                or max(hi, entry.at) - min(lo, entry.at) > max_at_span
-            ):
-                break
-            if not fixes:
-                lo = hi = entry.at
-            fixes.extend(entry.fixes)
-            devices |= mine
-            lo, hi = min(lo, entry.at), max(hi, entry.at)
-            last, n = entry.seq, n + len(entry.fixes)
-        if last > after:
-            moves[number] = Move(after, last, n)
-    return Batch(fixes, hi, moves) if moves else None
 
 
 class IngestWorker:
@@ -381,9 +327,9 @@ class IngestWorker:
     ) -> IngestOutcome:
         """The embedded ingest of ``GeofenceService`` with the checkpoints ``moves`` in its transaction.
 
-        ``at`` is the latest API receive time of the batch (they span at most ``MAX_AT_SPAN``): the age
-        and clock-skew checks the API made pass again (a fix would fail only if it was within that span
-        of the 24 h age limit)."""
+        ``at`` is the latest API receive time of the batch (they span at most ``batching.MAX_AT_SPAN``):
+        the age and clock-skew checks the API made pass again (a fix would fail only if it was within
+        that span of the 24 h age limit)."""
         service = self.service
         units: list[CheckpointedUnit] = []
         owner, written_at = self.worker_id, clock.now()
