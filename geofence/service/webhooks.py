@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select, text, update
@@ -42,6 +41,7 @@ from geofence.service.webhook_endpoints import (
     wants,
 )
 from geofence.service.webhook_metrics import ATTEMPTS, DELIVERIES
+from geofence.service.webhook_retries import backoff, retry_after
 from geofence.service.webhook_signing import signed_headers
 from geofence.service.webhook_targets import Resolver, resolve_target, system_resolver
 
@@ -55,40 +55,9 @@ __all__ = [  # the endpoint vocabulary is re-exported: routes, CLI and tests imp
 
 log = logging.getLogger(__name__)
 
-# after the first attempt: Svix's schedule, then every 10 h until MAX_AGE (about 3 days, ~13 attempts)
-SCHEDULE = (
-    timedelta(seconds=5),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=5),
-    timedelta(hours=10),
-)
 MAX_AGE = timedelta(days=3)
 ZONE_STREAM, STORE_STREAM = "zone", "store"  # which log a delivery's seq belongs to
 STREAMS = (ZONE_STREAM, STORE_STREAM)
-MAX_RETRY_AFTER = timedelta(days=1)
-JITTER = 0.2  # +-20 %: receivers coming back are not hit by every sender at the same second
-
-
-def backoff(attempts: int, rng: Callable[[], float] = random.random) -> timedelta:
-    """Wait after the ``attempts``-th failed attempt (1 = the first), with jitter."""
-    base = SCHEDULE[min(attempts, len(SCHEDULE)) - 1]
-    return base * (1 + JITTER * (2 * rng() - 1))
-
-
-def retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """``Retry-After`` as seconds or an HTTP date; capped at a day; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        wait = timedelta(seconds=max(0, int(value.strip())))
-    except ValueError:
-        try:
-            wait = parsedate_to_datetime(value) - now
-        except (TypeError, ValueError):
-            return None
-    return max(timedelta(0), min(wait, MAX_RETRY_AFTER))
 
 
 # -- endpoints ----------------------------------------------------------------------------------------
