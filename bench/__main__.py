@@ -29,6 +29,7 @@ QUICK_ARGS = {
     "bus": ["--ingest-workers", "1", "2", "--devices", "5000", "--http-seconds", "5",
             "--drain-timeout-s", "60"],
     "stream": ["--quick"],
+    "route_cpu": ["--devices", "5000", "--timed", "300"],
 }
 
 
