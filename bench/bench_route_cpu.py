@@ -40,7 +40,9 @@ from bench.bench_ingest import SPARSE_INTERVAL_S, make_workload, seed_database  
 
 
 class Bodies:
-    """100-fix bodies as ``bench_ingest``'s clients make them: every device in turn, moving a few metres."""
+    """100-fix bodies as ``bench_ingest``'s clients make them: every device in turn, moving a few metres.
+    A copy of its client's ``body``, not an import: with ``BENCH_TREE``, ``bench.bench_ingest`` is the other
+    checkout's, whose clients may make their bodies otherwise (or inside a closure, as ``1da5186``'s)."""
 
     def __init__(self, homes: list[tuple[float, float]], interval_s: float) -> None:
         self.pos, self.interval_s = list(homes), interval_s

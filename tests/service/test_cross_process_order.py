@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from geofence.service.db import make_engine
 from tests.geofence.tracks import offset
-from tests.service.processes import STORE, api_processes, fresh_postgres, process_env, seed_world
+from tests.service.processes import STORE, api_processes, fresh_postgres, post_fixes, process_env, seed_world
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -36,7 +36,7 @@ def test_an_earlier_request_after_a_later_steady_one_on_another_process_gives_th
             t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
             def post(api, *fixes):
-                answer = http.post(f"{api.url}/v1/locations", json={"fixes": list(fixes)}, timeout=30)
+                answer = post_fixes(http, api.url, list(fixes))
                 assert answer.status_code == 200, answer.text
                 return [(e["kind"], e["at"]) for e in answer.json()["events"]]
 
