@@ -116,6 +116,7 @@ class GeofenceService(ZoneCatalogue):
         self.zones_synced_at = clock.now()
         self._zones_looked_at = self.zones_synced_at
         self._zone_stamps = {}
+        self._zone_revision = None
         self.index_looked_at = self.zones_synced_at
         self.snapshot_generation: tuple[int, int] | None = None  # the index last written to a snapshot
         self.changed_while_compacting = None

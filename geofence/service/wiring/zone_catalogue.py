@@ -31,7 +31,7 @@ from geofence.service.db import ConnectionUnit
 from geofence.service.loops import Loop
 from geofence.service.settings import Settings
 from geofence.service.tables.presence import PresenceRow
-from geofence.service.tables.zones import ZoneRow
+from geofence.service.tables.zones import ZoneRevisionRow, ZoneRow
 from geofence.service.wakeup import CONFIG_CHANNEL, Wakeups, notify
 from geofence.service.wiring import zone_snapshot
 from geofence.store import AnswerStore, ConflictError
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from geofence.service.wiring.geofence import GeofenceService
 
 ZONES = ZoneRow.__table__  # type: ignore[attr-defined]
+REVISION = ZoneRevisionRow.__table__  # type: ignore[attr-defined]
 log = logging.getLogger(__name__)
 OPEN_DEVICES_RESCAN_S = 60.0  # a safety net: the change feed keeps the set current (``ingest.accelerated``)
 SYNC_WINDOW = timedelta(seconds=30)  # the zone sync rereads rows stamped this long before its last look
@@ -64,6 +65,7 @@ class ZoneCatalogue:
     zones_synced_at: datetime  # the newest zone change this index has applied
     _zones_looked_at: datetime  # the sync's last look (its window starts SYNC_WINDOW before)
     _zone_stamps: dict[str, object]  # each zone row's stamp as last applied here (raw)
+    _zone_revision: int | None  # ``zone_revision.n`` as of the last stamps read (None: not read)
     index_looked_at: datetime  # the zone sync's look the index reflects (snapshots)
     changed_while_compacting: set[str] | None  # zone ids, while a compaction runs
 
@@ -80,6 +82,7 @@ class ZoneCatalogue:
             return True
         try:
             with Session(self.engine) as session:  # one bulk build at startup, then incremental syncs
+                self._zone_revision = _revision(session)  # first: the rows read are at least this new
                 live = select(ZoneRow).where(ZoneRow.deleted_at.is_(None))  # type: ignore[union-attr]
                 rows = list(session.execute(live).scalars())
                 zones = [zone_from_row(r) for r in rows]
@@ -121,6 +124,10 @@ class ZoneCatalogue:
         looked_at = clock.now()
         since = self._zones_looked_at - SYNC_WINDOW
         with Session(self.engine) as session:
+            revision = _revision(session)  # before the stamps: a commit in between is read again next time
+            if revision is not None and revision == self._zone_revision:
+                self._zones_looked_at = self.index_looked_at = looked_at  # no zone written since
+                return 0
             known = self._zone_stamps
             fresh = {zid: raw for zid, raw in _raw_stamps(session, since).items() if known.get(zid) != raw}
             ids = list(fresh)
@@ -130,7 +137,7 @@ class ZoneCatalogue:
                     select(ZoneRow).where(ZoneRow.id.in_(ids[chunk : chunk + 500]))  # type: ignore[attr-defined]
                 ).scalars()
             ]
-        self._zones_looked_at = looked_at
+        self._zones_looked_at, self._zone_revision = looked_at, revision
         if not rows:  # the usual sync, twice a second: the index is as current as it was, not touched, so
             self.index_looked_at = looked_at  # the ingest's lock is left to the ingest
             return 0
@@ -269,6 +276,12 @@ def zones_sync_loop(service: GeofenceService, *, poll_s: float) -> Loop:
         return False
 
     return Loop("geofence.zones_sync", sync, service.wakeups.config, poll_s, role="any")
+
+
+def _revision(session: Session) -> int | None:
+    """``zone_revision.n`` (``tables.zones.ZoneRevisionRow``), or None where it has no row yet."""
+    found = session.connection().execute(select(REVISION.c.n).where(REVISION.c.id == 1)).first()
+    return None if found is None else int(found[0])
 
 
 def _raw_stamps(session: Session, since: datetime) -> dict[str, object]:
