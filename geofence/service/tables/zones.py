@@ -40,7 +40,9 @@ class ZoneRevisionRow(SQLModel, table=True):
     n: int = Field(default=0, sa_type=BigInteger)
 
 
-_BUMP = "INSERT INTO zone_revision (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = zone_revision.n + 1"
+_BUMP = (
+    "INSERT INTO zone_revision (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = zone_revision.n + 1"
+)
 
 
 def revision_triggers(dialect: str) -> list[str]:
@@ -53,16 +55,16 @@ def revision_triggers(dialect: str) -> list[str]:
             for op in ("INSERT", "UPDATE", "DELETE")
         ]
     return [
-        f"CREATE OR REPLACE FUNCTION zones_revision_bump() RETURNS trigger LANGUAGE plpgsql AS"
-        f" $$ BEGIN {_BUMP}; RETURN NULL; END $$",
+        (f"CREATE OR REPLACE FUNCTION zones_revision_bump() RETURNS trigger LANGUAGE plpgsql AS"
+         f" $$ BEGIN {_BUMP}; RETURN NULL; END $$"),
         "DROP TRIGGER IF EXISTS zones_revision ON zones",
-        "CREATE TRIGGER zones_revision AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON zones"
-        " FOR EACH STATEMENT EXECUTE FUNCTION zones_revision_bump()",
+        ("CREATE TRIGGER zones_revision AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON zones"
+         " FOR EACH STATEMENT EXECUTE FUNCTION zones_revision_bump()"),
     ]
 
 
 @event.listens_for(SQLModel.metadata, "after_create")
-def _create_revision_triggers(target: object, connection: Connection, **kw: object) -> None:
+def _create_revision_triggers(_metadata: object, connection: Connection, **_kw: object) -> None:
     """``create_all`` (``db.create_schema``, tests) makes the triggers the migrations make."""
     if {"zones", "zone_revision"} <= set(inspect(connection).get_table_names()):
         for statement in revision_triggers(connection.dialect.name):
