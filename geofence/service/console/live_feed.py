@@ -1,9 +1,10 @@
 """Where the live page's events come from: a tail of the ``zone_events`` and ``deliveries`` tables.
 
-Kept to one small class so it can be pointed at a durable event log with a sequence later: the SSE
-endpoint only asks ``poll()`` for what is new. Rows are ordered by the time they were written
-(``recorded_at`` / ``created_at``); a writer can commit a little after stamping that time, so each
-poll re-reads a short overlap and skips the ids it already gave. Nothing personal leaves: no
+The SSE endpoint only asks ``poll()`` for what is new. Zone events are read by their place in the log
+(``seq``, numbered in commit order: nothing is missed and nothing needs an index of its own). Decisions
+and arrivals are ordered by the time they were written (``created_at`` / ``alerted_at``); a writer can
+commit a little after stamping that time, so each poll re-reads a short overlap and skips the ids it
+already gave. Nothing personal leaves: no
 customer id, phone number or push token, only the device id, zone, kind and the decision's reason.
 Store arrival alerts (``store_arrivals``) show as the zone and the time only: the first name went to
 the store, not to the marketer.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from campaigns.storage.arrivals import StoreArrival
@@ -37,24 +38,20 @@ class _Cursor:
 
 
 class LiveFeed:
-    """New zone events and decisions since the feed was opened (``poll`` is blocking: call it in a thread)."""
+    """New zone events and decisions since the feed was opened (blocking: open it and poll in a thread)."""
 
     def __init__(self, engine: Engine, *, start_at: datetime) -> None:
         self.engine = engine
-        self._events = _Cursor(start_at)
+        with engine.connect() as conn:  # the log position read up to: its end, as the page connects
+            end = select(func.coalesce(func.max(ZoneEventRow.seq), 0))
+            self._events_after: int = conn.execute(end).scalar_one()
         self._decisions = _Cursor(start_at)
         self._arrivals = _Cursor(start_at)
         self._zone_names: dict[str, str] = {}
 
     def poll(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            events = conn.execute(
-                select(ZoneEventRow.id, ZoneEventRow.zone_id, ZoneEventRow.device_id, ZoneEventRow.kind,
-                       ZoneEventRow.at, ZoneEventRow.reason, ZoneEventRow.lat, ZoneEventRow.lng,
-                       ZoneEventRow.recorded_at)
-                .where(ZoneEventRow.recorded_at >= self._events.after - OVERLAP)  # type: ignore[operator]
-                .order_by(ZoneEventRow.recorded_at, ZoneEventRow.id).limit(BATCH)
-            ).all()
+            events = self._new_events(conn)
             decisions = conn.execute(
                 select(Delivery.id, Delivery.campaign_id, Delivery.zone_id, Delivery.device_id,
                        Delivery.channel, Delivery.status, Delivery.reason, Delivery.created_at)
@@ -73,7 +70,7 @@ class LiveFeed:
                 "zone_name": self._zone_names.get(r.zone_id, r.zone_id), "device_id": r.device_id,
                 "kind": r.kind.upper(), "at": _iso(r.at), "reason": r.reason, "lat": r.lat, "lng": r.lng,
             }
-            for r in events if self._fresh(self._events, r.id, r.recorded_at)
+            for r in events
         ]
         out.extend(
             {
@@ -91,6 +88,18 @@ class LiveFeed:
             for r in arrivals if self._fresh(self._arrivals, r.id, r.alerted_at)
         )
         return out
+
+    def _new_events(self, conn: Any) -> list[Any]:
+        """The zone events after the last one given, in log order."""
+        seq = ZoneEventRow.seq
+        rows = conn.execute(
+            select(ZoneEventRow.id, ZoneEventRow.zone_id, ZoneEventRow.device_id, ZoneEventRow.kind,
+                   ZoneEventRow.at, ZoneEventRow.reason, ZoneEventRow.lat, ZoneEventRow.lng, seq)
+            .where(seq > self._events_after).order_by(seq).limit(BATCH)  # type: ignore[operator]
+        ).all()
+        if rows:
+            self._events_after = rows[-1].seq
+        return list(rows)
 
     @staticmethod
     def _fresh(cursor: _Cursor, row_id: str, written_at: datetime | None) -> bool:

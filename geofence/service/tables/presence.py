@@ -27,7 +27,7 @@ class ZoneEventRow(SQLModel, table=True):
     reason: str
     lat: float | None = None  # rounded to ~100 m
     lng: float | None = None
-    recorded_at: datetime | None = utc_column(index=True)  # the live console tails by write time
+    recorded_at: datetime | None = utc_column()  # no index: the live console tails by ``seq``
 
 
 class PresenceHeadRow(SQLModel, table=True):
