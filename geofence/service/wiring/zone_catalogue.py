@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -54,7 +55,7 @@ def zone_from_row(row: ZoneRow) -> Zone:
     return Zone.from_dict(row.data)
 
 
-class ZoneCatalogue:
+class ZoneCatalogue(ABC):
     """Zone writes and the zone sync of ``GeofenceService`` (which sets these attributes up)."""
 
     engine: Engine
@@ -69,11 +70,13 @@ class ZoneCatalogue:
     index_looked_at: datetime  # the zone sync's look the index reflects (snapshots)
     changed_while_compacting: set[str] | None  # zone ids, while a compaction runs
 
+    @abstractmethod
     def _uow(self, session: Session | ConnectionUnit, answers: AnswerStore | None = None) -> SqlUnitOfWork:
-        raise NotImplementedError
+        """The presence stores' unit of work over ``session`` (the ingest's: ``GeofenceService``)."""
 
+    @abstractmethod
     def _publish(self, events: Sequence[ZoneEvent]) -> None:
-        raise NotImplementedError
+        """Show committed events to in-process observers (``GeofenceService``)."""
 
     def _load_index(self, settings: Settings) -> bool:
         """The index at start-up: from the worker's snapshot, caught up later (True), or built from the
