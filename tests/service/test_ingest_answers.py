@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from freezegun import freeze_time
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from geofence.service.app import create_app
@@ -70,6 +71,30 @@ def test_a_retried_batch_gets_the_first_answer_per_fix(client, engine):
     assert answers(engine) == 1
     with Session(engine) as s:  # the retries fired nothing
         assert s.exec(select(func.count()).select_from(ZoneEventRow)).scalar_one() == 2
+
+
+def test_an_answer_names_its_events_by_their_place_in_the_log_and_a_replay_leaves_out_erased_ones(
+    client, engine
+):
+    """No copy of a position is kept with an answer; an erasure since (the events' device taken off)
+    keeps the erased person's events out of a replayed answer."""
+    batch = {"fixes": [body_fix(t=NOW - timedelta(seconds=20)),
+                       body_fix("dev-2", t=NOW - timedelta(seconds=10))]}
+    with freeze_time(NOW):
+        first = client.post("/v1/locations", json=batch).json()
+    assert [(e["device_id"], e["kind"]) for e in first["events"]] == [("dev-1", "enter"), ("dev-2", "enter")]
+    with Session(engine) as s:
+        stored = s.execute(select(IngestAnswerRow.events)).scalar_one()
+        seqs = s.execute(select(ZoneEventRow.seq).order_by(ZoneEventRow.seq)).scalars().all()
+    assert json.loads(stored) == list(seqs)
+    with freeze_time(NOW + timedelta(seconds=5)):
+        assert client.post("/v1/locations", json=batch).json() == first  # the same bytes' worth
+    with Session(engine) as s:
+        s.exec(update(ZoneEventRow).where(ZoneEventRow.device_id == "dev-2").values(device_id=None))
+        s.commit()
+    with freeze_time(NOW + timedelta(seconds=10)):
+        again = client.post("/v1/locations", json=batch).json()
+    assert again == {**first, "events": first["events"][:1]}
 
 
 def test_a_fix_rejected_for_its_age_stays_rejected_on_retry_and_a_new_body_is_a_new_request(client):
