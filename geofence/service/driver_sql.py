@@ -18,6 +18,7 @@ from itertools import repeat
 from operator import floordiv, sub
 from typing import Any
 
+import msgspec
 import numpy as np
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -39,6 +40,48 @@ class DriverSql:
     ) -> Any:
         """Execute (``executemany`` for a list of parameter sets); returns the driver's cursor."""
         return execute(conn, self.sqlite if conn.dialect.name == "sqlite" else self.pg, params)
+
+
+class BulkSql(DriverSql):
+    """A statement run for many parameter sets at once: on SQLite with ``executemany`` (``DriverSql``), on
+    PostgreSQL as one statement (``bulk``) whose one parameter is the sets as a JSON array of objects, read
+    as rows by ``json_to_recordset`` (``recordset``). Sets are mappings, or tuples named by ``positional``.
+
+    Why: per parameter set, psycopg's ``executemany`` costs ~10 us of Python (binding, the pipeline's
+    queue) and the backend ~9 (a bind and an execute of the prepared statement each); one statement over
+    a JSON array costs ~1 + ~5 (msgspec encodes it in C; arrays bound as ``unnest`` parameters cost ~5 us
+    of Python a set, psycopg dumping their elements one by one). Measured on the local server with
+    2,000 versioned head updates a statement; an ingest worker writes thousands of heads and presences a
+    batch. The meaning is the same: the rowcount of an ``UPDATE``/``DELETE`` over the rows counts those
+    that matched, as the sum of ``executemany``'s does, so a versioned write that lost a race is still seen,
+    and a duplicate key fails an ``INSERT`` either way. Values go through JSON exactly: strings, integers,
+    booleans, NULL, floats (shortest round-trip form, read back to the same double) and times (RFC 3339
+    with microseconds and offset)."""
+
+    __slots__ = ("bulk", "positional")
+
+    def __init__(self, sql: str, bulk: str, positional: Sequence[str] = ()) -> None:
+        super().__init__(sql)
+        self.bulk = " ".join(bulk.split())
+        self.positional = tuple(positional)
+
+    def run(
+        self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> Any:
+        if isinstance(params, list) and conn.dialect.name == "postgresql":
+            if self.positional:
+                names = self.positional
+                params = [dict(zip(names, p, strict=True)) for p in params]
+            return execute(conn, self.bulk, (_json.encode(params).decode(),))
+        return super().run(conn, params)
+
+
+def recordset(columns: Sequence[tuple[str, str]]) -> str:
+    """``json_to_recordset(%s::json) AS v(name type, ...)``: a ``BulkSql``'s parameter sets as rows."""
+    return f"json_to_recordset(%s::json) AS v({', '.join(f'{n} {t}' for n, t in columns)})"
+
+
+_json = msgspec.json.Encoder()
 
 
 def execute(conn: Connection, sql: str, params: Any = None) -> Any:
