@@ -32,12 +32,12 @@ def pg(pg_url: str) -> Iterator[Engine]:
     create_schema(eng)
     yield eng
     with eng.begin() as conn:
-        conn.execute(text("TRUNCATE presences, presence_heads"))
+        conn.execute(text("TRUNCATE presences, presence_heads, zone_events"))
     eng.dispose()
 
 
 def _seed(conn: Connection) -> None:
-    conn.execute(text("TRUNCATE presences, presence_heads"))
+    conn.execute(text("TRUNCATE presences, presence_heads, zone_events"))
     for k, d in enumerate(DEVICES):
         conn.execute(text("INSERT INTO presence_heads (device_id, version, rows_version, last_fix_at, seq)"
                           " VALUES (:d, :v, :v, :t, 1)"), {"d": d, "v": k + 1, "t": T0})
@@ -48,10 +48,11 @@ def _seed(conn: Connection) -> None:
                 " 'v', 0, false, 1.5, 2.5, :v)"), {"d": d, "z": z, "t": T0, "v": k + 1})
 
 
-def _tables(conn: Connection) -> tuple[list[Any], list[Any]]:
+def _tables(conn: Connection) -> tuple[list[Any], ...]:
     heads = conn.execute(text("SELECT * FROM presence_heads ORDER BY device_id")).all()
     rows = conn.execute(text("SELECT * FROM presences ORDER BY device_id, zone_id")).all()
-    return [tuple(r) for r in heads], [tuple(r) for r in rows]
+    events = conn.execute(text("SELECT * FROM zone_events ORDER BY seq")).all()
+    return [tuple(r) for r in heads], [tuple(r) for r in rows], [tuple(r) for r in events]
 
 
 def _both_ways(engine: Engine, stmt: BulkSql, params: list[Any]) -> int:
@@ -108,6 +109,19 @@ def test_head_writes_count_and_write_alike(pg: Engine) -> None:
     assert _both_ways(pg, sql.HEAD_CAS, cas) == 3
     beats = [(k + 2, _values(k)["last_fix_at"], 6, d, k + 1 if k != 0 else 3) for k, d in enumerate(DEVICES)]
     assert _both_ways(pg, sql.BEAT, beats) == 3
+
+
+def test_zone_events_are_written_alike(pg: Engine) -> None:
+    from geofence.service.unit_of_work import _EVENT_INSERT
+
+    def event(k: int, d: str) -> dict[str, Any]:
+        v = _values(k)
+        return {"id": f"e{k}'\\", "seq": 1000 + k, "zone_id": ZONES[k % 2], "device_id": d,
+                "customer_id": None if k % 2 else f"c{k}", "kind": ["enter", "dwell", "exit"][k % 3],
+                "at": v["last_fix_at"], "visit_id": f"v{d}", "reason": "r\"é", "lat": v["lat"],
+                "lng": v["lng"], "recorded_at": None if k == 2 else T0}
+
+    assert _both_ways(pg, _EVENT_INSERT, [event(k, d) for k, d in enumerate(DEVICES)]) == 4
 
 
 def test_a_duplicate_key_fails_the_bulk_insert_as_it_fails_executemany(pg: Engine) -> None:
