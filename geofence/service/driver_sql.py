@@ -45,7 +45,7 @@ class DriverSql:
 class BulkSql(DriverSql):
     """A statement run for many parameter sets at once: on SQLite with ``executemany`` (``DriverSql``), on
     PostgreSQL as one statement (``bulk``) whose one parameter is the sets as a JSON array of objects, read
-    as rows by ``json_to_recordset`` (``recordset``). Sets are mappings, or tuples named by ``positional``.
+    as rows: mappings by ``json_to_recordset`` (``recordset``), tuples by position (``tuples``).
 
     Why: per parameter set, psycopg's ``executemany`` costs ~10 us of Python (binding, the pipeline's
     queue) and the backend ~9 (a bind and an execute of the prepared statement each); one statement over
@@ -58,27 +58,31 @@ class BulkSql(DriverSql):
     booleans, NULL, floats (shortest round-trip form, read back to the same double) and times (RFC 3339
     with microseconds and offset)."""
 
-    __slots__ = ("bulk", "positional")
+    __slots__ = ("bulk",)
 
-    def __init__(self, sql: str, bulk: str, positional: Sequence[str] = ()) -> None:
+    def __init__(self, sql: str, bulk: str) -> None:
         super().__init__(sql)
         self.bulk = " ".join(bulk.split())
-        self.positional = tuple(positional)
 
     def run(
         self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
     ) -> Any:
         if isinstance(params, list) and conn.dialect.name == "postgresql":
-            if self.positional:
-                names = self.positional
-                params = [dict(zip(names, p, strict=True)) for p in params]
             return execute(conn, self.bulk, (_json.encode(params).decode(),))
         return super().run(conn, params)
 
 
 def recordset(columns: Sequence[tuple[str, str]]) -> str:
-    """``json_to_recordset(%s::json) AS v(name type, ...)``: a ``BulkSql``'s parameter sets as rows."""
+    """``json_to_recordset(%s::json) AS v(name type, ...)``: a ``BulkSql``'s parameter sets (mappings, by
+    name) as rows."""
     return f"json_to_recordset(%s::json) AS v({', '.join(f'{n} {t}' for n, t in columns)})"
+
+
+def tuples(columns: Sequence[tuple[str, str]]) -> str:
+    """The same for parameter sets that are tuples, their values in the order of ``columns`` (a JSON array
+    each: no mapping made per set)."""
+    values = ", ".join(f"(e->>{k})::{t} AS {n}" for k, (n, t) in enumerate(columns))
+    return f"(SELECT {values} FROM json_array_elements(%s::json) AS e) AS v"
 
 
 _json = msgspec.json.Encoder()

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, case, or_, select
 
 from geofence.presence import Presence, PresenceState
-from geofence.service.driver_sql import BulkSql, DriverSql, recordset
+from geofence.service.driver_sql import BulkSql, DriverSql, recordset, tuples
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import (
     LocationFixRow,
@@ -98,8 +98,7 @@ HEAD_CAS = BulkSql(  # a write that changed presence rows
 BEAT = BulkSql(  # a heartbeat: only the last fix moved; cached copies of the rows stay good
     "UPDATE presence_heads SET version = ?, last_fix_at = ?, seq = ? WHERE device_id = ? AND version = ?",
     "UPDATE presence_heads AS h SET version = v.new_version, last_fix_at = v.new_last, seq = v.b_seq FROM "
-    + recordset(_HEAD_SET) + " WHERE " + _HEAD_MATCH,
-    positional=[name for name, _ in _HEAD_SET],  # its parameter sets are tuples in that order
+    + tuples(_HEAD_SET) + " WHERE " + _HEAD_MATCH,  # its parameter sets are tuples in that order
 )
 HEAD_BUMP = DriverSql(
     "UPDATE presence_heads SET version = version + 1, rows_version = version + 1, seq = :b_seq"
