@@ -55,8 +55,9 @@ class BulkSql(DriverSql):
     batch. The meaning is the same: the rowcount of an ``UPDATE``/``DELETE`` over the rows counts those
     that matched, as the sum of ``executemany``'s does, so a versioned write that lost a race is still seen,
     and a duplicate key fails an ``INSERT`` either way. Values go through JSON exactly: strings, integers,
-    booleans, NULL, floats (shortest round-trip form, read back to the same double) and times (RFC 3339
-    with microseconds and offset)."""
+    booleans, NULL, floats (shortest round-trip form, read back to the same double; NaN and infinities
+    would become NULL, and none is written: positions are checked) and times (RFC 3339 with microseconds
+    and offset)."""
 
     __slots__ = ("bulk",)
 
@@ -92,7 +93,18 @@ def tuples(columns: Sequence[tuple[str, str]]) -> str:
     return f"(SELECT {values} FROM json_array_elements(%s::json) AS e LIMIT %s) AS v"
 
 
-_json = msgspec.json.Encoder()
+def _plain(value: object) -> object:
+    """What msgspec does not encode itself, as psycopg would have bound it: a ``datetime`` subclass (a
+    test's frozen clock) as its ISO text, which PostgreSQL reads back to the same instant, and a numpy
+    scalar as its Python number; anything else fails (``TypeError``), as it would have in psycopg."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise NotImplementedError
+
+
+_json = msgspec.json.Encoder(enc_hook=_plain)
 
 
 def execute(conn: Connection, sql: str, params: Any = None) -> Any:

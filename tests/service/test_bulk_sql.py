@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -103,9 +104,17 @@ def test_presence_and_head_inserts_write_alike(pg: Engine) -> None:
     assert _both_ways(pg, sql.HEAD_INSERT, heads) == 4
 
 
+class _SubclassedTime(datetime):
+    """A ``datetime`` subclass, as a frozen test clock hands out (msgspec encodes exact ``datetime`` only)."""
+
+
 def test_head_writes_count_and_write_alike(pg: Engine) -> None:
+    def last(k: int) -> datetime:  # every other one a subclass
+        t = _values(k)["last_fix_at"]
+        return _SubclassedTime.fromtimestamp(t.timestamp(), t.tzinfo) if k % 2 else t
+
     cas = [{"b_device_id": d, "b_version": k + 1 if k != 1 else 7, "new_version": k + 2,
-            "new_last": _values(k)["last_fix_at"], "b_seq": 5} for k, d in enumerate(DEVICES)]
+            "new_last": last(k), "b_seq": np.int64(5)} for k, d in enumerate(DEVICES)]
     assert _both_ways(pg, sql.HEAD_CAS, cas) == 3
     beats = [(k + 2, _values(k)["last_fix_at"], 6, d, k + 1 if k != 0 else 3) for k, d in enumerate(DEVICES)]
     assert _both_ways(pg, sql.BEAT, beats) == 3
