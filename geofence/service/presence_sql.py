@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, case, or_, select
 
 from geofence.presence import Presence, PresenceState
-from geofence.service.driver_sql import DriverSql
+from geofence.service.driver_sql import BulkSql, DriverSql, recordset, tuples
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import (
     LocationFixRow,
@@ -60,29 +60,56 @@ PRESENCE_COLUMNS = (
     "state", "since_at", "last_fix_at", "entered_at", "visit_id", "pending_fixes", "dwelled", "lat", "lng",
     "version",
 )
-UPDATE = DriverSql(
-    "UPDATE presences SET " + ", ".join(f"{c} = :{c}" for c in PRESENCE_COLUMNS) + " " + ROW_WHERE
+# PostgreSQL's types of the columns written in bulk (``BulkSql``: the rows' JSON read as a record set)
+PG_TYPES = {
+    "device_id": "text", "zone_id": "text", "state": "text", "since_at": "timestamptz",
+    "last_fix_at": "timestamptz", "entered_at": "timestamptz", "visit_id": "text", "pending_fixes": "integer",
+    "dwelled": "boolean", "lat": "float8", "lng": "float8", "version": "integer", "rows_version": "integer",
+    "seq": "bigint",
+}
+_ROW_KEY = (("b_device_id", "text"), ("b_zone_id", "text"), ("b_version", "integer"))
+_ROW_MATCH = "p.device_id = v.b_device_id AND p.zone_id = v.b_zone_id AND p.version = v.b_version"
+UPDATE = BulkSql(
+    "UPDATE presences SET " + ", ".join(f"{c} = :{c}" for c in PRESENCE_COLUMNS) + " " + ROW_WHERE,
+    "UPDATE presences AS p SET " + ", ".join(f"{c} = v.{c}" for c in PRESENCE_COLUMNS) + " FROM "
+    + recordset([(c, PG_TYPES[c]) for c in PRESENCE_COLUMNS] + list(_ROW_KEY)) + " WHERE " + _ROW_MATCH,
 )
-DELETE = DriverSql("DELETE FROM presences " + ROW_WHERE)
-INSERT = DriverSql(
+DELETE = BulkSql(
+    "DELETE FROM presences " + ROW_WHERE,
+    "DELETE FROM presences AS p USING " + recordset(_ROW_KEY) + " WHERE " + _ROW_MATCH,
+)
+_INSERTED = ("device_id", "zone_id", *PRESENCE_COLUMNS)
+INSERT = BulkSql(
     "INSERT INTO presences (device_id, zone_id, " + ", ".join(PRESENCE_COLUMNS) + ") VALUES"
-    " (:device_id, :zone_id, " + ", ".join(f":{c}" for c in PRESENCE_COLUMNS) + ")"
+    " (:device_id, :zone_id, " + ", ".join(f":{c}" for c in PRESENCE_COLUMNS) + ")",
+    f"INSERT INTO presences ({', '.join(_INSERTED)}) SELECT {', '.join(_INSERTED)} FROM "
+    + recordset([(c, PG_TYPES[c]) for c in _INSERTED]),
 )
 HEAD_WHERE = "WHERE device_id = :b_device_id AND version = :b_version"
-HEAD_CAS = DriverSql(  # a write that changed presence rows
+_HEAD_SET = (("new_version", "integer"), ("new_last", "timestamptz"), ("b_seq", "bigint"),
+             ("b_device_id", "text"), ("b_version", "integer"))
+_HEAD_MATCH = "h.device_id = v.b_device_id AND h.version = v.b_version"
+HEAD_CAS = BulkSql(  # a write that changed presence rows
     "UPDATE presence_heads SET version = :new_version, rows_version = :new_version,"
-    " last_fix_at = :new_last, seq = :b_seq " + HEAD_WHERE
+    " last_fix_at = :new_last, seq = :b_seq " + HEAD_WHERE,
+    "UPDATE presence_heads AS h SET version = v.new_version, rows_version = v.new_version,"
+    " last_fix_at = v.new_last, seq = v.b_seq FROM " + recordset(_HEAD_SET) + " WHERE " + _HEAD_MATCH,
 )
-BEAT = DriverSql(  # a heartbeat: only the last fix moved; cached copies of the rows stay good
-    "UPDATE presence_heads SET version = ?, last_fix_at = ?, seq = ? WHERE device_id = ? AND version = ?"
+BEAT = BulkSql(  # a heartbeat: only the last fix moved; cached copies of the rows stay good
+    "UPDATE presence_heads SET version = ?, last_fix_at = ?, seq = ? WHERE device_id = ? AND version = ?",
+    "UPDATE presence_heads AS h SET version = v.new_version, last_fix_at = v.new_last, seq = v.b_seq FROM "
+    + tuples(_HEAD_SET) + " WHERE " + _HEAD_MATCH,  # its parameter sets are tuples in that order
 )
 HEAD_BUMP = DriverSql(
     "UPDATE presence_heads SET version = version + 1, rows_version = version + 1, seq = :b_seq"
     " WHERE device_id = :b_device_id"
 )
-HEAD_INSERT = DriverSql(
+_HEAD_COLUMNS = ("device_id", "version", "rows_version", "last_fix_at", "seq")
+HEAD_INSERT = BulkSql(
     "INSERT INTO presence_heads (device_id, version, rows_version, last_fix_at, seq)"
-    " VALUES (:device_id, :version, :rows_version, :last_fix_at, :seq)"
+    " VALUES (:device_id, :version, :rows_version, :last_fix_at, :seq)",
+    f"INSERT INTO presence_heads ({', '.join(_HEAD_COLUMNS)}) SELECT {', '.join(_HEAD_COLUMNS)} FROM "
+    + recordset([(c, PG_TYPES[c]) for c in _HEAD_COLUMNS]),
 )
 TICK = DriverSql("UPDATE presence_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq")
 CLOCK_INSERT = DriverSql("INSERT INTO presence_clock (id, seq, resets) VALUES (1, 1, 0)")

@@ -16,17 +16,24 @@ from geofence.events import ZoneEvent
 from geofence.fixes import LocationFix
 from geofence.service import presence_sql as sql
 from geofence.service.db import ConnectionUnit
-from geofence.service.driver_sql import DriverSql, execute, time_binder
+from geofence.service.driver_sql import BulkSql, execute, recordset, time_binder
 from geofence.service.ingest_answers import SqlAnswerStore
 from geofence.service.presence_cache import PresenceCache
 from geofence.service.presence_sql import FIXES
 from geofence.service.presence_store import SqlPresenceStore
 from geofence.store import AnswerStore
 
-_EVENT_INSERT = DriverSql(
+_EVENT_INSERT = BulkSql(  # on PostgreSQL one statement for the batch's events (see ``BulkSql``)
     "INSERT INTO zone_events (id, seq, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
     " recorded_at) VALUES (:id, :seq, :zone_id, :device_id, :customer_id, :kind, :at, :visit_id, :reason,"
-    " :lat, :lng, :recorded_at)"
+    " :lat, :lng, :recorded_at)",
+    "INSERT INTO zone_events (id, seq, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
+    " recorded_at) SELECT id, seq, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
+    " recorded_at FROM " + recordset([
+        ("id", "text"), ("seq", "bigint"), ("zone_id", "text"), ("device_id", "text"),
+        ("customer_id", "text"), ("kind", "text"), ("at", "timestamptz"), ("visit_id", "text"),
+        ("reason", "text"), ("lat", "float8"), ("lng", "float8"), ("recorded_at", "timestamptz"),
+    ]),
 )
 _SQLITE_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id IN (SELECT value FROM json_each(?))"
 _PG_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id = ANY(%s)"

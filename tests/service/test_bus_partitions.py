@@ -93,6 +93,17 @@ def test_renaming_gives_a_visit_begun_in_the_batch_one_id_in_its_presence_and_it
     assert len({e.id for e in events}) == 3
 
 
+def test_renaming_keeps_every_other_field() -> None:
+    from dataclasses import fields, replace
+
+    event = ZoneEvent("r1", "z", "d", TransitionKind.DWELL, AT, "random-visit", "dwell_after_fix", 48.851,
+                      2.352)
+    (renamed,) = Renamer().events([event])
+    assert renamed == replace(event, id=renamed.id, visit_id=renamed.visit_id)
+    assert [f.name for f in fields(ZoneEvent)] == [  # a new field: name it in ``partitions._renamed``
+        "id", "zone_id", "device_id", "kind", "at", "visit_id", "reason", "lat", "lng"]
+
+
 # -- the worker's batches: every partition's buffer in one transaction -------------------------------------
 def entry(seq: int, *devices: str, at_s: float = 0.0) -> Entry:
     return Entry(seq, [fix(d) for d in devices], AT + timedelta(seconds=at_s))

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple, cast
 
+import msgspec
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
 
@@ -124,15 +125,17 @@ class _RenamedEvents:
         self._inner.add(renamed, recorded_at=recorded_at)  # type: ignore[attr-defined]
 
 
-_PG_KNOWN = "SELECT id FROM zone_events WHERE id = ANY(%s)"
+_PG_KNOWN = "SELECT id FROM zone_events WHERE id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
+_json = msgspec.json.Encoder()
 
 
 def known_event_ids(conn: Connection, ids: list[str]) -> set[str]:
-    """Those of ``ids`` already in the log. On PostgreSQL one array parameter: a batch's cold round (every
-    device entering its zones) has 100,000s of events, and an ``IN`` list of as many placeholders costs
-    more to build and parse than the lookup itself."""
+    """Those of ``ids`` already in the log. On PostgreSQL one array, sent as JSON: a batch's cold round
+    (every device entering its zones) has 100,000s of events, and an ``IN`` list of as many placeholders
+    costs more to build and parse than the lookup itself; a list parameter costs psycopg ~1 us an element
+    to dump (in Python), the JSON ~0.05 (msgspec)."""
     if conn.dialect.name == "postgresql":
-        return {row[0] for row in execute(conn, _PG_KNOWN, (ids,)).fetchall()}
+        return {row[0] for row in execute(conn, _PG_KNOWN, (_json.encode(ids).decode(),)).fetchall()}
     known: set[str] = set()
     for chunk in range(0, len(ids), 900):
         found = conn.execute(select(EVENTS.c.id).where(EVENTS.c.id.in_(ids[chunk : chunk + 900])))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 import msgspec
@@ -111,7 +110,14 @@ class Renamer:
                 self.visits.setdefault(e.visit_id, visit_id_for(e.device_id, e.zone_id, e.at))
         visits = self.visits
         out = []
-        for e in events:  # one ``replace`` each: a cold round renames 100,000s
+        for e in events:  # a cold round renames 100,000s, a dwell round as many: ``_renamed``
             visit = visits.get(e.visit_id, e.visit_id)
-            out.append(replace(e, visit_id=visit, id=event_id_for(e, visit)))
+            out.append(_renamed(e, event_id_for(e, visit), visit))
         return out
+
+
+def _renamed(e: ZoneEvent, event_id: str, visit_id: str) -> ZoneEvent:
+    """``dataclasses.replace(e, id=event_id, visit_id=visit_id)`` in ~1 us instead of ~4 (``replace``
+    walks the fields and calls the constructor with keywords). Every field is named here:
+    ``test_renaming_keeps_every_other_field`` fails when ``ZoneEvent`` gains one this leaves out."""
+    return ZoneEvent(event_id, e.zone_id, e.device_id, e.kind, e.at, visit_id, e.reason, e.lat, e.lng)
