@@ -133,9 +133,9 @@ class AcceleratedLane:
                 self._step_or_settle(batch, device_id, rows_all, before_batch, hits)
             if orphans:
                 self._restep(batch, uow, orphans)
-            self._write(batch, uow, at, order if lane is None else lane.positions + order[len(matched):])
             if (answers := answers_of(uow)) is not None:
-                answers.add(results, batch.events)  # last: see ``geofence.store.AnswerStore``
+                answers.add(results, batch.events)  # first: see ``geofence.store.AnswerStore``
+            self._write(batch, uow, at, order if lane is None else lane.positions + order[len(matched):])
             uow.commit()
         except BaseException:
             if uow is not None:

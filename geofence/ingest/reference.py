@@ -69,14 +69,14 @@ class ReferenceLane:
             if not changed and not seen and uow.fixes is None and answers is None:
                 uow.rollback()
                 return []
-            if events:  # first: a store may number them with its first write (its clock's tick)
+            if answers is not None:  # first: see ``geofence.store.AnswerStore``
+                answers.add(results, events)
+            if events:  # then: a store may number them with its first write (its clock's tick)
                 uow.events.add(events, recorded_at=at)
             if changed or seen:
                 uow.presence.save(changed, seen=seen)
             if uow.fixes is not None:
                 uow.fixes.add([fixes[i] for positions in kept.values() for i in positions], received_at=at)
-            if answers is not None:
-                answers.add(results, events)
             uow.commit()
         except BaseException:
             uow.rollback()

@@ -11,12 +11,16 @@ A retry is ingested like any request, and its ``INSERT`` finds the key taken —
 original's commit if that one is still in flight on another process — which raises ``AlreadyAnswered``:
 the transaction rolls back (nothing of the retry is kept) and the stored answer is sent.
 
-Stored: the results that are not ``accepted`` (the others are implied) and the places of the answer's
-events in the zone-event log (their ``seq``, numbered in the same transaction), not copies of them: a
-request whose fixes entered ~1,000 zones stored ~250 kB of rendered events, written twice with the log,
-and an erased person's events stayed in the copies until their purge. A replay reads the events back
-from ``zone_events``; one erased since is no longer there, and is not given again. (Rows stored before
-held the events as rendered; they are read as such.)
+Stored: the results that are not ``accepted`` (the others are implied) and the ids of the answer's
+events, which the same transaction writes to the zone-event log, not copies of them: a request whose
+fixes entered ~1,000 zones stored ~250 kB of rendered events, written twice with the log, and an erased
+person's events stayed in the copies until their purge. A replay reads the events back from
+``zone_events``, in log order; one erased since is no longer there, and is not given again. (Rows stored
+before held the events as rendered; they are read as such.)
+
+The row is the transaction's first write (``geofence.store.AnswerStore``): on PostgreSQL the presence
+clock's row lock, which the batch's writes take and hold to the commit, is not held across it, and a
+retry of a request still in flight elsewhere waits for it holding nothing.
 Kept ``ingest.answer_retention_s`` (15 min by default: a client's retries after a timeout, with backoff,
 come within it; the table holds at most retention x request rate rows), then purged; a retry later than
 that is answered afresh. On PostgreSQL the table is unlogged (``tables.answers``).
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,32 +102,24 @@ def decode_results(text: str) -> list[FixResult]:
 
 
 class SqlAnswerStore:
-    """A unit of work's ``answers``: the answers of the batch's requests, written last before commit.
-    ``numbered``: the log positions of the events the unit of work wrote, by event id (its
-    ``SqlEventStore.numbered``, linked by ``SqlUnitOfWork``)."""
+    """A unit of work's ``answers``: the answers of the batch's requests, written first."""
 
     def __init__(
         self, session: Session | ConnectionUnit, requests: Sequence[AnsweredRequest], at: datetime
     ) -> None:
         self.session, self.requests, self.at = session, requests, at
-        self.numbered: Mapping[str, int] = {}
 
     def add(self, results: Sequence[FixResult], events: Sequence[ZoneEvent]) -> None:
         """One ``INSERT`` of every request's row (one statement, one round trip); ``AlreadyAnswered``
-        when one's key is taken. On SQLite, when it is the transaction's first write, it waits for the
-        write lock as the clock tick does (``db.first_write``)."""
+        when one's key is taken. On SQLite, as the transaction's first write, it waits for the write lock
+        as the clock tick does (``db.first_write``)."""
         conn = self.session.connection()
         created_at = time_binder(conn)(self.at)
         params: list[Any] = []
-        numbered = self.numbered
         for request in self.requests:
-            mine = [e for e in events if e.device_id in request.devices]
-            if all(e.id in numbered for e in mine):
-                stored: list[Any] = [numbered[e.id] for e in mine]
-            else:  # events written outside this unit of work's log (none today): a copy of each
-                stored = [event_dict(e) for e in mine]
+            mine = [e.id for e in events if e.device_id in request.devices]
             params += (request.key, created_at, encode_results(results[request.start : request.end]),
-                       _encoder.encode(stored).decode())
+                       _encoder.encode(mine).decode())
         sqlite = conn.dialect.name == "sqlite"
         mark = "?" if sqlite else "%s"
         sql = _INSERT + ", ".join([f"({mark}, {mark}, {mark}, {mark})"] * len(self.requests))
@@ -140,22 +136,22 @@ def find_answer(conn: Connection, key: str) -> tuple[list[FixResult], list[dict[
     if row is None:
         return None
     stored = msgspec.json.decode(row[1])
-    if stored and all(type(x) is int for x in stored):
+    if stored and all(type(x) is str for x in stored):
         stored = logged_events(conn, stored)
     return decode_results(row[0]), stored
 
 
-def logged_events(conn: Connection, seqs: Sequence[int]) -> list[dict[str, Any]]:
-    """The events at these places of the log, rendered as ``event_dict``, in log order; those erased
-    since (deleted, or their device taken off) are left out."""
-    found: list[dict[str, Any]] = []
-    for start in range(0, len(seqs), 500):
-        rows = conn.execute(
-            select(*[_E[name] for name in _EVENT_FIELDS])
-            .where(_E.seq.in_(seqs[start : start + 500]), _E.device_id.is_not(None)).order_by(_E.seq)
+def logged_events(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """These events of the log, rendered as ``event_dict``, in log order; those erased since (deleted,
+    or their device taken off) are left out."""
+    rows: list[Any] = []
+    for start in range(0, len(ids), 500):
+        rows += conn.execute(
+            select(*[_E[name] for name in _EVENT_FIELDS], _E.seq)
+            .where(_E.id.in_(ids[start : start + 500]), _E.device_id.is_not(None))
         ).all()
-        found += [{**dict(zip(_EVENT_FIELDS, r, strict=True)), "at": _plain(r.at)} for r in rows]
-    return found
+    rows.sort(key=lambda r: r.seq)
+    return [{**dict(zip(_EVENT_FIELDS, r[:-1], strict=True)), "at": _plain(r.at)} for r in rows]
 
 
 def _plain(at: datetime) -> datetime:

@@ -17,7 +17,6 @@ from geofence.fixes import LocationFix
 from geofence.service import presence_sql as sql
 from geofence.service.db import ConnectionUnit
 from geofence.service.driver_sql import BulkSql, execute, recordset, time_binder
-from geofence.service.ingest_answers import SqlAnswerStore
 from geofence.service.presence_cache import PresenceCache
 from geofence.service.presence_sql import FIXES
 from geofence.service.presence_store import SqlPresenceStore
@@ -46,7 +45,6 @@ class SqlEventStore:
         self.session = session
         self.presence = presence  # its unit of work's presence store: the tick and the numbers in one go
         self.added = 0  # events written in this unit of work (the unit wakes the consumers on commit)
-        self.numbered: dict[str, int] = {}  # their places in the log, by event id (``ingest_answers``)
 
     def add(self, events: Sequence[ZoneEvent], *, recorded_at: datetime) -> None:
         if not events:
@@ -63,7 +61,6 @@ class SqlEventStore:
             last = int(taken[0][0])
         first = last - len(events) + 1
         self.added += len(events)
-        self.numbered.update(zip([e.id for e in events], range(first, last + 1), strict=True))
         device_ids = sorted({e.device_id for e in events})
         if sqlite:
             found = execute(conn, _SQLITE_CUSTOMERS, (json.dumps(device_ids),))
@@ -120,14 +117,11 @@ class SqlUnitOfWork:
         self.events = SqlEventStore(session, self.presence)
         self.fixes = SqlFixStore(session) if retain_fixes else None
         self.answers = answers  # the batch's answers, kept for retried requests (``ingest_answers``)
-        if isinstance(answers, SqlAnswerStore):
-            answers.numbered = self.events.numbered  # an answer names its events by their place in the log
         self.on_events = on_events  # after a commit that wrote events: wake this process's consumers
 
     def commit(self) -> None:
         self.session.commit()
         self.presence.committed()
-        self.events.numbered.clear()
         if self.events.added:
             self.events.added = 0
             if self.on_events is not None:
@@ -137,4 +131,3 @@ class SqlUnitOfWork:
         self.session.rollback()
         self.presence.rolled_back()
         self.events.added = 0
-        self.events.numbered.clear()

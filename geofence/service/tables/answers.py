@@ -12,8 +12,8 @@ from geofence.service.tables._types import utc_column
 
 
 class IngestAnswerRow(SQLModel, table=True):
-    """One request's answer: per-fix results (only those not accepted) and its events' places in the log
-    (their ``seq``; rows stored before held the events as rendered)."""
+    """One request's answer: per-fix results (only those not accepted) and its events' ids in the log (rows
+    stored before held the events as rendered)."""
 
     __tablename__ = "ingest_answers"
 
