@@ -365,7 +365,7 @@ class AcceleratedLane:
         return self.index.match_many(lats, lngs)
 
     def _write(self, batch: _Batch, uow: UnitOfWork, at: datetime, accepted: list[int]) -> None:
-        if batch.events:  # first: a store may number them with its first write (its clock's tick)
+        if batch.events:  # first of the batch's writes: a store may number them with its clock's tick
             uow.events.add(batch.events, recorded_at=at)
         if batch.heads:
             uow.presence.beat(batch.heads)

@@ -21,6 +21,7 @@ before held the events as rendered; they are read as such.)
 The row is the transaction's first write (``geofence.store.AnswerStore``): on PostgreSQL the presence
 clock's row lock, which the batch's writes take and hold to the commit, is not held across it, and a
 retry of a request still in flight elsewhere waits for it holding nothing.
+
 Kept ``ingest.answer_retention_s`` (15 min by default: a client's retries after a timeout, with backoff,
 come within it; the table holds at most retention x request rate rows), then purged; a retry later than
 that is answered afresh. On PostgreSQL the table is unlogged (``tables.answers``).

@@ -4,8 +4,8 @@ The SSE endpoint only asks ``poll()`` for what is new. Zone events are read by t
 (``seq``, numbered in commit order: nothing is missed and nothing needs an index of its own). Decisions
 and arrivals are ordered by the time they were written (``created_at`` / ``alerted_at``); a writer can
 commit a little after stamping that time, so each poll re-reads a short overlap and skips the ids it
-already gave. Nothing personal leaves: no
-customer id, phone number or push token, only the device id, zone, kind and the decision's reason.
+already gave. Nothing personal leaves: no customer id, phone number or push token, only the device id,
+zone, kind and the decision's reason.
 Store arrival alerts (``store_arrivals``) show as the zone and the time only: the first name went to
 the store, not to the marketer.
 """
