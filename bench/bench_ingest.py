@@ -66,6 +66,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import pg_counters  # noqa: E402  (after the path: run as a script too)
+
 BOX = (48.10, 49.30, 1.40, 3.60)  # lat min/max, lng min/max: Ile-de-France, ~130 x 160 km
 SPARSE_INTERVAL_S = 5.0  # walking pace: a few metres between fixes
 
@@ -435,9 +437,14 @@ def _group_cpu_s(groups: list[int]) -> float:
     return total / tick
 
 
-def _mark_server_cpu(groups: list[int], mark, before_timed=None) -> None:  # the barrier's action
+def _mark_server_cpu(
+    groups: list[int], mark, before_timed=None, pg_mark: tuple[str, str] | None = None
+) -> None:
+    """The barrier's action (in the last client to arrive): the timed phase starts."""
     if before_timed is not None:  # e.g. bench_bus: until the ingest workers have drained the untimed rounds
         before_timed()
+    if pg_mark is not None:  # (url, file): PostgreSQL's counters at the start, for the parent
+        pg_counters.snapshot_to(*pg_mark)
     mark.value = _group_cpu_s(groups)  # the timed phase starts
 
 
@@ -460,6 +467,7 @@ def bench_http(
     env = dict(os.environ, PYTHONPATH=str(ROOT), GEOFENCE_DATABASE_URL=url, GEOFENCE_AUTH_REQUIRED="false",
                GEOFENCE_SCHEDULER__ENABLED="false", GEOFENCE_LOG__LEVEL="WARNING")
     layout = [(port, workers)] if listen == "shared" else [(port + i, 1) for i in range(workers)]
+    pg_file = tempfile.NamedTemporaryFile(suffix=".json") if url.startswith("postgresql") else None
     servers = [
         subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "bench.bench_ingest:bench_app",
@@ -477,7 +485,9 @@ def bench_http(
         queue: mp.Queue = mp.Queue()
         groups = [server.pid for server in servers]  # each uvicorn leads its own session
         server_cpu0 = mp.Value("d", 0.0)
-        barrier = mp.Barrier(clients, action=partial(_mark_server_cpu, groups, server_cpu0, before_timed))
+        pg_mark = (url, pg_file.name) if pg_file is not None else None
+        action = partial(_mark_server_cpu, groups, server_cpu0, before_timed, pg_mark)
+        barrier = mp.Barrier(clients, action=action)
         share = len(w.homes) // clients
         procs = [
             mp.Process(target=_client, args=(layout[i % len(layout)][0], seconds, i,
@@ -490,6 +500,7 @@ def bench_http(
             p.start()
         results = [queue.get() for _ in procs]
         server_cpu_s = _group_cpu_s(groups) - server_cpu0.value
+        pg_cpu_end = pg_counters.backend_cpu_s(url) if pg_file is not None else {}
         for p in procs:
             p.join()
     finally:
@@ -516,6 +527,12 @@ def bench_http(
         "server_cpu_ms_per_request": 1000 * server_cpu_s / max(1, len(lat)),
         "client_cpu_ms_per_request": 1000 * sum(r[6] for r in results) / max(1, len(lat)),
     }
+    if pg_file is not None:  # read after the servers stopped: their backends' exit flushed the counters
+        time.sleep(0.5)
+        start = json.loads(Path(pg_file.name).read_text())
+        end = {**pg_cpu_end, **pg_counters.counters(url)}
+        out["postgres_per_request"] = pg_counters.per_request(start, end, len(lat))
+        pg_file.close()
     if prepared_fixes:
         out["prepared_left"] = 100 * min(r[7] for r in results)
     if w.cold_round:
