@@ -73,13 +73,28 @@ class RunningLoops:
 def start_loops(
     loops: Iterable[Loop], roles: Iterable[str], *, engine: Engine, wakeups: Wakeups
 ) -> RunningLoops:
-    """Start the loops of ``roles`` (and "any"), and on PostgreSQL the process's LISTEN connection."""
+    """Start the loops of ``roles`` (and "any"), and on PostgreSQL the process's LISTEN connection, on
+    the channels whose signal one of them waits for (``listened``)."""
     wanted = set(roles) | {"any"}
     threads = [LoopThread(loop) for loop in loops if loop.role in wanted]
     listener = None
-    if threads and engine.dialect.name == "postgresql":
-        listener = PgListener(engine, wakeups.by_channel())
+    channels = listened(wakeups, [thread.loop for thread in threads])
+    if channels and engine.dialect.name == "postgresql":
+        listener = PgListener(engine, channels)
         listener.start()
     for thread in threads:
         thread.start()
     return RunningLoops(threads, listener)
+
+
+def listened(wakeups: Wakeups, loops: Iterable[Loop]) -> dict[str, Wakeup]:
+    """The channels some loop of this process waits on (itself or through a follower). Why not all: each
+    NOTIFY wakes every listening connection — a backend's transaction, a message, a thread taking the
+    GIL — so an API process, whose only loop is the zone sync, listening to the zone-event channel
+    would be woken by every batch that writes an event, in every process."""
+    waited = {id(loop.wakeup) for loop in loops}
+
+    def waited_on(wakeup: Wakeup) -> bool:
+        return id(wakeup) in waited or any(waited_on(f) for f in wakeup.followers)
+
+    return {channel: w for channel, w in wakeups.by_channel().items() if waited_on(w)}

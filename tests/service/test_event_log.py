@@ -235,3 +235,21 @@ def test_a_listener_is_woken_by_the_commit_of_events_in_another_connection(pg_ur
         with engine.begin() as conn:
             conn.execute(ZoneEventRow.__table__.delete())  # type: ignore[attr-defined]
         engine.dispose()
+
+
+def test_a_process_listens_only_on_the_channels_its_loops_wait_for() -> None:
+    """An API process's only loop is the zone sync: it listens for configuration changes, and a batch
+    that commits events elsewhere does not wake it. A worker's consumers wait on followers of the
+    events' signal, its dispatcher on the outbox's."""
+    from geofence.service.loops import Loop, listened
+    from geofence.service.wakeup import CONFIG_CHANNEL, EVENTS_CHANNEL, OUTBOX_CHANNEL, Wakeups
+
+    wakeups = Wakeups()
+    zones_sync = Loop("geofence.zones_sync", lambda: False, wakeups.config, 0.5, role="any")
+    consumer = Loop("consumer:webhooks", lambda: False, wakeups.events.follower(), 1.0)
+    dispatch = Loop("dispatch", lambda: False, wakeups.outbox, 1.0)
+    assert listened(wakeups, []) == {}
+    assert listened(wakeups, [zones_sync]) == {CONFIG_CHANNEL: wakeups.config}
+    assert listened(wakeups, [zones_sync, consumer, dispatch]) == {
+        CONFIG_CHANNEL: wakeups.config, EVENTS_CHANNEL: wakeups.events, OUTBOX_CHANNEL: wakeups.outbox,
+    }
