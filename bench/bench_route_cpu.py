@@ -37,6 +37,7 @@ ROOT = Path(os.environ.get("BENCH_TREE") or Path(__file__).resolve().parents[1])
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_ingest import SPARSE_INTERVAL_S, make_workload, seed_database  # noqa: E402
+from bench.pg_counters import backend_cpu_s  # noqa: E402
 
 
 class Bodies:
@@ -116,12 +117,19 @@ async def run(app: Any, bodies: Bodies, devices: int, timed: int, profile: str |
                    "-f", "raw", "-o", profile]
             subprocess.Popen(spy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             await asyncio.sleep(1.0)  # py-spy attaches
+        url = os.environ["GEOFENCE_DATABASE_URL"]
+        pg = url.startswith("postgresql")
+        backends0 = backend_cpu_s(url)["cpu_s_backends"] if pg else 0.0
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for body in prepared:
             await post(app, body, seen)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    return {"cpu_ms_per_request": round(1000 * cpu / timed, 3),
-            "wall_ms_per_request": round(1000 * wall / timed, 3), "timed_answers": dict(sorted(seen.items()))}
+        backends = backend_cpu_s(url)["cpu_s_backends"] - backends0 if pg else 0.0
+    out = {"cpu_ms_per_request": round(1000 * cpu / timed, 3),
+           "wall_ms_per_request": round(1000 * wall / timed, 3)}
+    if pg:  # the database's share: what the same request costs its backends (``bench.pg_counters``)
+        out["postgres_cpu_ms_per_request"] = round(1000 * backends / timed, 3)
+    return {**out, "timed_answers": dict(sorted(seen.items()))}
 
 
 def main() -> None:
@@ -131,10 +139,12 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=20_000)
     parser.add_argument("--timed", type=int, default=1000, help="timed requests (100 fixes each)")
     parser.add_argument("--profile", default=None, help="py-spy raw output file for the timed phase")
+    parser.add_argument("--database-url", default=None,
+                        help="PostgreSQL (a fresh database): its backends' CPU a request is reported too")
     args = parser.parse_args()
     workload = make_workload("sparse", 10_000, args.devices, SPARSE_INTERVAL_S)
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
+        url = args.database_url or f"sqlite:///{tmp}/bench.db"
         seed_database(url, workload.zones)
         os.environ.update(GEOFENCE_DATABASE_URL=url, GEOFENCE_AUTH_REQUIRED="false",
                           GEOFENCE_SCHEDULER__ENABLED="false", GEOFENCE_LOG__LEVEL="WARNING")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -113,6 +114,13 @@ class UnitOfWork(Protocol):
     presence: PresenceStore
     events: EventStore
     fixes: FixStore | None  # None when raw fixes are not retained (the default)
+
+    def writing(self) -> AbstractContextManager[object]:
+        """The scope of a batch's writes (events, heartbeats, presences, heads): a store may send them
+        without waiting for each one's answer (PostgreSQL: one round trip for all, while the writer holds
+        the presence clock), so a write that lost a race may raise ``ConflictError`` when the scope ends
+        rather than at its call. Nothing is committed at its end."""
+        ...
 
     def commit(self) -> None: ...
 

@@ -365,11 +365,12 @@ class AcceleratedLane:
         return self.index.match_many(lats, lngs)
 
     def _write(self, batch: _Batch, uow: UnitOfWork, at: datetime, accepted: list[int]) -> None:
-        if batch.events:  # first of the batch's writes: a store may number them with its clock's tick
-            uow.events.add(batch.events, recorded_at=at)
-        if batch.heads:
-            uow.presence.beat(batch.heads)
-        if batch.changed or batch.seen:
-            uow.presence.save(batch.changed, seen=batch.seen)
+        with uow.writing():  # sent together where the store can (a lost race may raise at its end)
+            if batch.events:  # first of the batch's writes: a store may number them with its clock's tick
+                uow.events.add(batch.events, recorded_at=at)
+            if batch.heads:
+                uow.presence.beat(batch.heads)
+            if batch.changed or batch.seen:
+                uow.presence.save(batch.changed, seen=batch.seen)
         if uow.fixes is not None:
             uow.fixes.add([batch.fixes[i] for i in accepted], received_at=at)

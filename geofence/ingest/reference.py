@@ -71,10 +71,11 @@ class ReferenceLane:
                 return []
             if answers is not None:  # first: see ``geofence.store.AnswerStore``
                 answers.add(results, events)
-            if events:  # then: a store may number them with its first write (its clock's tick)
-                uow.events.add(events, recorded_at=at)
-            if changed or seen:
-                uow.presence.save(changed, seen=seen)
+            with uow.writing():  # sent together where the store can (a lost race may raise at its end)
+                if events:  # then: a store may number them with its first write (its clock's tick)
+                    uow.events.add(events, recorded_at=at)
+                if changed or seen:
+                    uow.presence.save(changed, seen=seen)
             if uow.fixes is not None:
                 uow.fixes.add([fixes[i] for positions in kept.values() for i in positions], received_at=at)
             uow.commit()

@@ -12,7 +12,8 @@ them: UTC ``YYYY-MM-DD HH:MM:SS.ffffff`` text on SQLite, aware values on Postgre
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from operator import floordiv, sub
@@ -122,6 +123,30 @@ def execute(conn: Connection, sql: str, params: Any = None) -> Any:
             sql, params, exc, conn.dialect.dbapi.Error, hide_parameters=True, dialect=conn.dialect  # type: ignore[union-attr]
         ) from exc
     return cursor
+
+
+@contextmanager
+def pipeline(conn: Connection) -> Iterator[Any]:
+    """PostgreSQL: the statements run on the driver's cursor inside are sent without waiting for each
+    one's answer (psycopg's pipeline mode); the answers come back together when the block ends, so the
+    block costs one round trip however many statements it holds (and a ``fetch`` inside, one more for
+    what was sent so far). A cursor's rowcount is known only then. Errors come out as SQLAlchemy's
+    exceptions, at the end or at a fetch. Yields psycopg's ``Pipeline`` (``sync()`` for an answer needed
+    at once); on SQLite, where a statement is a function call, nothing is changed and it yields None.
+
+    Why: on PostgreSQL an ingest batch's writes run while it holds the presence clock's row lock (to its
+    commit), so every round trip among them is time every other writer of every process waits."""
+    if conn.dialect.name != "postgresql":
+        yield None
+        return
+    error = conn.dialect.dbapi.Error  # type: ignore[union-attr]
+    try:
+        with conn.connection.driver_connection.pipeline() as pipe:  # type: ignore[union-attr]
+            yield pipe
+    except error as exc:
+        raise DBAPIError.instance(
+            "(pipelined statements)", None, exc, error, hide_parameters=True, dialect=conn.dialect
+        ) from exc
 
 
 def sqlite_time(value: datetime | None) -> str | None:

@@ -8,13 +8,15 @@ on) the copies another writer changed. Cached devices then cost no read at all; 
 decoded in full. Writes are versioned twice: each presence row (``UPDATE``/``DELETE … WHERE version``,
 ``INSERT`` on the primary key) and its device's head (``WHERE version = <read>``), so a concurrent
 writer — or a copy gone stale behind the feed's back — makes the batch roll back, forget the devices it
-wrote, and retry.
+wrote, and retry. On PostgreSQL a batch's writes go out together (``write_scope``: one round trip while
+the batch holds the clock), and the checks of their row counts wait for the answers.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +28,7 @@ from sqlmodel import Session
 from geofence.presence import Presence, PresenceState
 from geofence.service import presence_sql as sql
 from geofence.service.db import ConnectionUnit, first_write
-from geofence.service.driver_sql import execute, sqlite_times, time_binder
+from geofence.service.driver_sql import execute, pipeline, sqlite_times, time_binder
 from geofence.service.presence_cache import PresenceCache
 from geofence.service.tables._types import as_utc
 from geofence.store import ConflictError, StoredDevice
@@ -51,6 +53,35 @@ class SqlPresenceStore:
         self._moved: list[str] | None = None  # devices in the feed read by ``follow`` (None: unknown)
         self._moved_last: dict[str, Any] = {}  # their heads' last fix, as the driver returned it
         self._parse: Callable[[Any], datetime | None] = as_utc
+        self._pipe: Any = None  # psycopg's pipeline, inside ``writing`` on PostgreSQL
+        self._checks: list[tuple[Any, int, str]] = []  # (cursor, rows it must have matched, why not)
+
+    @contextmanager
+    def write_scope(self) -> Iterator[None]:
+        """The scope of a batch's writes (``geofence.store.UnitOfWork.writing``): on PostgreSQL they are
+        pipelined, and the versioned writes' row counts are checked once their answers are in."""
+        conn = self.session.connection()
+        try:
+            with pipeline(conn) as self._pipe:
+                yield
+            for cursor, expected, why in self._checks:
+                if cursor.rowcount != expected:
+                    raise ConflictError(why)
+        except IntegrityError as exc:  # a key taken since the read: a row or head created concurrently
+            if getattr(getattr(exc.orig, "diag", None), "table_name", None) in sql.VERSIONED_TABLES:
+                raise ConflictError("a presence or head was created concurrently") from exc
+            raise
+        finally:
+            self._pipe = None
+            self._checks.clear()
+
+    def _expect(self, cursor: Any, expected: int, why: str) -> None:
+        """A versioned write matched every row it names, or ``ConflictError`` (inside ``writing`` on
+        PostgreSQL: when its answer is in)."""
+        if self._pipe is not None:
+            self._checks.append((cursor, expected, why))
+        elif cursor.rowcount != expected:
+            raise ConflictError(why)
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
@@ -58,7 +89,11 @@ class SqlPresenceStore:
         if cache is None or self._followed is not None:
             return
         conn = self.session.connection()
-        rows = sql.FEED.run(conn, {"seq": sql.NO_FEED if cache.seq is None else cache.seq}).fetchall()
+        with pipeline(conn) as pipe:  # PostgreSQL: with the transaction's BEGIN, one round trip for all
+            if pipe is not None:
+                execute(conn, sql.GENERIC_PLANS)  # for the batch's statements: see there
+            cursor = sql.FEED.run(conn, {"seq": sql.NO_FEED if cache.seq is None else cache.seq})
+        rows = cursor.fetchall()
         clock = next((r for r in rows if r[0] is None), None)
         seq, resets = (int(clock[1]), int(clock[2])) if clock is not None else (0, 0)
         self._followed = seq
@@ -210,8 +245,7 @@ class SqlPresenceStore:
             lasts = [last for _, _, last in ordered]
         params = [(v + 1, last, tick, d, v) for (d, v, _), last in zip(ordered, lasts, strict=True)]
         self._beats.extend(heads)  # before the write: a rollback drops their copies
-        if sql.BEAT.run(conn, params).rowcount != len(params):
-            raise ConflictError("a device's presences changed concurrently")
+        self._expect(sql.BEAT.run(conn, params), len(params), "a device's presences changed concurrently")
 
     def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
         seen = seen or {}
@@ -239,8 +273,8 @@ class SqlPresenceStore:
         # executemany, one statement each: the rowcount of a versioned UPDATE/DELETE is the number of rows
         # that still had the version we read; anything less means another writer got there first
         for stmt, params in ((sql.UPDATE, updates), (sql.DELETE, deletes)):
-            if params and stmt.run(conn, params).rowcount != len(params):
-                raise ConflictError("a presence changed concurrently")
+            if params:
+                self._expect(stmt.run(conn, params), len(params), "a presence changed concurrently")
         if inserts:
             try:  # the transaction is rolled back and the batch retried on conflict
                 sql.INSERT.run(conn, inserts)
@@ -276,10 +310,13 @@ class SqlPresenceStore:
                 beats.append((version + 1, time(last), tick, d, version))
             self.pending[d] = (version + 1, self._after(stored, written, version + 1, last))
         for stmt, params in ((sql.HEAD_CAS, cas), (sql.BEAT, beats)):
-            if params and stmt.run(conn, params).rowcount != len(params):
-                raise ConflictError("a device's presences changed concurrently")
+            if params:
+                self._expect(stmt.run(conn, params), len(params), "a device's presences changed concurrently")
         for d in bump:
-            if sql.HEAD_BUMP.run(conn, {"b_device_id": d, "b_seq": tick}).rowcount == 0:
+            bumped = sql.HEAD_BUMP.run(conn, {"b_device_id": d, "b_seq": tick})
+            if self._pipe is not None:  # its row count now (a rare write: a head not read here)
+                self._pipe.sync()
+            if bumped.rowcount == 0:
                 last = max((p.last_fix_at for p in by_device[d] if p.last_fix_at is not None), default=None)
                 new.append(_new_head(d, time(last), tick))
         if new:

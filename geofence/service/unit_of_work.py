@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from sqlalchemy import delete, insert
@@ -26,16 +27,16 @@ _EVENT_INSERT = BulkSql(  # on PostgreSQL one statement for the batch's events (
     "INSERT INTO zone_events (id, seq, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
     " recorded_at) VALUES (:id, :seq, :zone_id, :device_id, :customer_id, :kind, :at, :visit_id, :reason,"
     " :lat, :lng, :recorded_at)",
+    # the device's customer joined here: no round trip of its own while the batch holds the clock
     "INSERT INTO zone_events (id, seq, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
-    " recorded_at) SELECT id, seq, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
-    " recorded_at FROM " + recordset([
+    " recorded_at) SELECT v.id, v.seq, v.zone_id, v.device_id, d.customer_id, v.kind, v.at, v.visit_id,"
+    " v.reason, v.lat, v.lng, v.recorded_at FROM " + recordset([
         ("id", "text"), ("seq", "bigint"), ("zone_id", "text"), ("device_id", "text"),
-        ("customer_id", "text"), ("kind", "text"), ("at", "timestamptz"), ("visit_id", "text"),
+        ("kind", "text"), ("at", "timestamptz"), ("visit_id", "text"),
         ("reason", "text"), ("lat", "float8"), ("lng", "float8"), ("recorded_at", "timestamptz"),
-    ]),
+    ]) + " LEFT JOIN devices AS d ON d.id = v.device_id ORDER BY v.seq",
 )
 _SQLITE_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id IN (SELECT value FROM json_each(?))"
-_PG_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id = ANY(%s)"
 
 
 class SqlEventStore:
@@ -61,12 +62,10 @@ class SqlEventStore:
             last = int(taken[0][0])
         first = last - len(events) + 1
         self.added += len(events)
-        device_ids = sorted({e.device_id for e in events})
+        customers: dict[str, str | None] = {}  # on PostgreSQL the statement joins them
         if sqlite:
-            found = execute(conn, _SQLITE_CUSTOMERS, (json.dumps(device_ids),))
-        else:
-            found = execute(conn, _PG_CUSTOMERS, (device_ids,))
-        customers = dict(found.fetchall())
+            device_ids = sorted({e.device_id for e in events})
+            customers = dict(execute(conn, _SQLITE_CUSTOMERS, (json.dumps(device_ids),)).fetchall())
         time = time_binder(conn)
         received = time(recorded_at)
         _EVENT_INSERT.run(
@@ -118,6 +117,9 @@ class SqlUnitOfWork:
         self.fixes = SqlFixStore(session) if retain_fixes else None
         self.answers = answers  # the batch's answers, kept for retried requests (``ingest_answers``)
         self.on_events = on_events  # after a commit that wrote events: wake this process's consumers
+
+    def writing(self) -> AbstractContextManager[object]:
+        return self.presence.write_scope()
 
     def commit(self) -> None:
         self.session.commit()

@@ -196,6 +196,33 @@ def test_version_conflict_is_retried_on_fresh_rows(engine, index):
     assert [e.kind.value for e in out.events] == ["exit"]
 
 
+def test_a_presence_created_concurrently_is_a_conflict_retried_on_fresh_rows(engine, index):
+    """Another worker inserts the device's first presence and head between our read and our write: our
+    insert hits their keys (on PostgreSQL when the pipelined writes' answers come in, at the end of the
+    write scope) and the batch is retried on their rows, not failed and not a second ENTER."""
+    a, b = make(index), make(index)
+    calls = {"n": 0}
+
+    def factory():
+        calls["n"] += 1
+        uow = SqlUnitOfWork(Session(engine, expire_on_commit=False))
+        if calls["n"] == 1:
+            original = uow.presence.load
+
+            def load(ids):
+                rows = original(ids)
+                assert run(b, engine, [fix(0, 0, 0)]).events  # b enters first: its row and head stored
+                return rows
+
+            uow.presence.load = load
+        return uow
+
+    out = a.ingest([fix(0, 0, 5)], uow_factory=factory, at=AT)
+    assert calls["n"] == 2
+    assert out.events == []
+    assert stored(engine)[0] is PresenceState.INSIDE
+
+
 def stored(engine):
     """(state of the store presence, the device's last fix, presence row version, head version)."""
     with Session(engine) as s:

@@ -17,6 +17,7 @@ committed is not done again, what was not is done exactly as the first time woul
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import NamedTuple, cast
 
@@ -162,6 +163,9 @@ class CheckpointedUnit:
         self.events: EventStore = _RenamedEvents(unit, inner.events, renamer)
         self.fixes: FixStore | None = inner.fixes
         self.committed = False
+
+    def writing(self) -> AbstractContextManager[object]:
+        return self._inner.writing()
 
     def commit(self) -> None:
         try:
