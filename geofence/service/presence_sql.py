@@ -126,7 +126,10 @@ FEED = DriverSql(
 # one — which it always does for a JSON record set under ``LIMIT $n`` (``driver_sql.recordset``): the
 # generic plan assumes 10 rows, the custom one the batch's 1 or 2. The plans are the same (an index probe
 # a row); the planning cost ~0.15 ms a statement (measured with ``log_min_duration_statement``: the
-# ``bind`` of the heads' write). ``follow`` sets it for the transaction, with the change feed's read.
+# ``bind`` of the heads' write). Set for the rest of the transaction at the start of its writes
+# (``SqlPresenceStore.write_scope``, pipelined with them), not before its reads: the change feed's
+# ``seq > $1`` is a range the generic plan would guess at a third of the heads, and scan them all
+# (seen: a sequential scan of the 20,000 heads in every other batch).
 GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
 NO_FEED = 2**62  # a tick no head has: the first look reads the clock alone
 SQLITE_HEADS = (

@@ -63,6 +63,8 @@ class SqlPresenceStore:
         conn = self.session.connection()
         try:
             with pipeline(conn) as self._pipe:
+                if self._pipe is not None:
+                    execute(conn, sql.GENERIC_PLANS)  # for the writes that follow: see there
                 yield
             for cursor, expected, why in self._checks:
                 if cursor.rowcount != expected:
@@ -89,9 +91,7 @@ class SqlPresenceStore:
         if cache is None or self._followed is not None:
             return
         conn = self.session.connection()
-        with pipeline(conn) as pipe:  # PostgreSQL: with the transaction's BEGIN, one round trip for all
-            if pipe is not None:
-                execute(conn, sql.GENERIC_PLANS)  # for the batch's statements: see there
+        with pipeline(conn):  # PostgreSQL: sent with the transaction's BEGIN, one round trip for both
             cursor = sql.FEED.run(conn, {"seq": sql.NO_FEED if cache.seq is None else cache.seq})
         rows = cursor.fetchall()
         clock = next((r for r in rows if r[0] is None), None)
