@@ -22,7 +22,7 @@ from campaigns.ports import CampaignMetrics, Clock
 from campaigns.providers import build_providers
 from campaigns.providers.base import NotificationProvider
 from geofence.events import EventBus
-from geofence.service import clock, event_retention
+from geofence.service import clock, event_retention, webhook_retention
 from geofence.service import webhook_store_events as store_events
 from geofence.service.db import create_schema, is_postgres, make_engine
 from geofence.service.lazy_bridge import LazyBridge
@@ -131,8 +131,8 @@ def bootstrap(settings: Settings, engine: Engine | None = None) -> Runtime:
 
 
 def jobs_for(settings: Settings) -> list[Job]:
-    """The periodic jobs: presence timers, purges (raw fixes, answers, rate limits, store-side events),
-    daily CRM export, zone index upkeep."""
+    """The periodic jobs: presence timers, purges (raw fixes, answers, rate limits, store-side events,
+    webhook messages), daily CRM export, zone index upkeep."""
     presence, scheduler = geofence_jobs, settings.scheduler
     jobs = [Job("geofence.sweep", presence.sweep_job, scheduler.sweep_every_s, role="worker")]
     if settings.ingest.fix_retention_s > 0:
@@ -146,6 +146,9 @@ def jobs_for(settings: Settings) -> list[Job]:
                         event_retention.PURGE_EVERY_S, role="worker"))
     jobs.append(Job("webhooks.purge_store_events", store_events.purge_store_events_job,
                     store_events.PURGE_EVERY_S, role="worker"))
+    if settings.webhooks.delivery_retention_days > 0:
+        jobs.append(Job("webhooks.purge_deliveries", webhook_retention.purge_webhook_deliveries_job,
+                        webhook_retention.PURGE_EVERY_S, role="worker"))
     zone_index = settings.zone_index
     snap = zone_index_jobs
     jobs.append(Job("geofence.zones_compact", snap.compact_zones_job, zone_index.compact_check_s, role="any"))

@@ -157,6 +157,9 @@ class WebhookSettings(BaseModel):
     rotation_overlap_s: int = Field(default=86400, ge=0)  # an old secret still signs this long
     # the store-side event log (``outbound_events``) is kept this long, then purged once relayed and sent
     store_events_retention_days: int = Field(default=30, ge=1)
+    # a settled message (delivered, parked, cancelled) is deleted from the delivery log this long after;
+    # pending ones never are (0: kept for ever; geofence.service.webhook_retention)
+    delivery_retention_days: int = Field(default=30, ge=0)
 
 
 class OrderSettings(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from geofence.service.tables._types import json_column, utc_column
@@ -36,7 +36,12 @@ class WebhookDeliveryRow(SQLModel, table=True):
     so a receiver de-duplicates retries. Sent in ``seq`` order per endpoint."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_delivery_event"),)
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_delivery_event"),
+        # the retention purge reads delivered messages by age (geofence.service.webhook_retention); the
+        # status prefix serves every read by status (the sender's pending, the listing's filter)
+        Index("ix_webhook_deliveries_status_delivered_at", "status", "delivered_at"),
+    )
 
     id: str = Field(primary_key=True)  # msg_<hex>
     endpoint_id: str = Field(index=True)
@@ -48,7 +53,7 @@ class WebhookDeliveryRow(SQLModel, table=True):
     seq: int = Field(sa_type=BigInteger)  # the event's log position: the order of sending
     occurred_at: datetime = utc_column(nullable=False, index=True)  # the event's time (replay from)
     payload: str  # the JSON body, fixed at enqueue so every attempt signs the same bytes
-    status: str = Field(default="pending", index=True)  # pending | delivered | parked
+    status: str = "pending"  # pending | delivered | parked | cancelled
     attempts: int = 0
     next_attempt_at: datetime = utc_column(nullable=False)
     last_status: int | None = None  # the receiver's last HTTP status
