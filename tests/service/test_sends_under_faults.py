@@ -109,6 +109,20 @@ class Workers:
         proc.wait(timeout=10)
         assert proc.returncode == -signal.SIGKILL
 
+    def wait_started(self, timeout_s: float = 90.0) -> None:
+        """Until every worker serves its /metrics: its runtime is built and its loops start. On a loaded
+        machine that takes many seconds; a fault window opened before would fall on no worker at all."""
+        deadline = time.monotonic() + timeout_s
+        for name, proc in self.procs.items():
+            while True:
+                assert proc.poll() is None, (self.tmp / f"{name}.log").read_text()[-3000:]
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/metrics", timeout=5).read()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, f"worker {name} did not start in {timeout_s} s"
+                    time.sleep(0.1)
+
     def metric(self, name: str, family: str) -> dict[tuple[tuple[str, str], ...], float]:
         url = f"http://127.0.0.1:{self.ports[name]}/metrics"
         body = urllib.request.urlopen(url, timeout=5).read().decode()
@@ -245,6 +259,7 @@ def test_terminated_connections_503s_and_held_requests_never_send_a_message_twic
             workers.start("a")
             workers.start("b")
             fill(engine, n)
+            workers.wait_started()  # the 6 s of faults fall on running workers, however slow their start
             killer.start()
             time.sleep(6)
             stop.set()
