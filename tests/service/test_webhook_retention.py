@@ -8,7 +8,7 @@ from typing import Any
 from freezegun import freeze_time
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from geofence.service.runtime import bootstrap, jobs_for
 from geofence.service.settings import Settings, WebhookSettings
@@ -52,7 +52,7 @@ def add(engine: Engine, *rows: WebhookDeliveryRow) -> None:
 
 def kept(engine: Engine) -> set[str]:
     with Session(engine) as s:
-        return set(s.execute(select(WebhookDeliveryRow.id)).scalars())
+        return set(s.execute(select(col(WebhookDeliveryRow.id))).scalars())
 
 
 def test_settled_messages_past_the_retention_go_and_pending_or_younger_ones_stay(

@@ -20,6 +20,7 @@ from geofence.service.app import create_app
 from geofence.service.event_log import Consumer, ConsumerRunner, append
 from geofence.service.settings import Settings, WebhookSettings
 from geofence.service.tables.webhooks import WebhookDeliveryRow
+from geofence.service.webhook_retention import purge_webhook_deliveries
 from geofence.service.webhook_signing import new_secret, signed_headers
 from geofence.service.webhook_targets import PinnedTarget, resolve_target, target_refusal
 from geofence.service.webhooks import (
@@ -281,6 +282,37 @@ def test_replay_from_a_point_in_time_sends_again_in_order_with_the_same_ids(
     again = receiver.accepted[4:]
     assert [r.body["data"]["event_id"] for r in again] == ["x2", "x3"]
     assert [r.webhook_id for r in again] == [first["x2"], first["x3"]]
+
+
+def test_the_retention_purges_what_the_sender_settled_never_what_waits_and_a_replay_sends_anew(
+    client: TestClient, receiver: Receiver, sqlite_engine: Engine
+) -> None:
+    endpoint = register(client, receiver, ["zone.*"])
+    sender = sender_for(sqlite_engine)
+    receiver.fail_events = {"r0", "w0"}
+    with freeze_time(T0) as clock:
+        append(sqlite_engine, zone_events("r", 2), recorded_at=T0)
+        for _ in range(int(MAX_AGE / timedelta(hours=6)) + 4):  # r0 parked after 3 days, then r1 delivered
+            pump(sqlite_engine, sender)
+            clock.tick(timedelta(hours=6))
+        first_r1 = receiver.accepted[0].webhook_id
+        clock.move_to(T0 + timedelta(days=40))
+        append(sqlite_engine, zone_events("w", 1, at=T0 + timedelta(days=40)), recorded_at=now())
+        pump(sqlite_engine, sender)  # w0 fails: pending, waiting for its next attempt
+        with Session(sqlite_engine) as s:
+            assert purge_webhook_deliveries(s, before=now() - timedelta(days=30)) == 2
+    assert client_statuses(client, endpoint) == [("w0", "pending")]  # the delivery log: r0, r1 gone
+    receiver.fail_events = set()
+    answer = client.post(f"/v1/admin/webhooks/{endpoint}/replay", json={"since": T0.isoformat()})
+    assert answer.status_code == 202 and answer.json() == {"due": 3}  # w0 again, r0 and r1 anew
+    pump(sqlite_engine, sender)
+    assert receiver.event_ids() == ["r1", "r0", "r1", "w0"]
+    assert receiver.accepted[2].webhook_id != first_r1  # its message was purged: a new id
+
+
+def client_statuses(client: TestClient, endpoint: str) -> list[tuple[str, str]]:
+    items = client.get(f"/v1/admin/webhooks/{endpoint}/deliveries").json()["items"]
+    return [(d["event_id"], d["status"]) for d in items]
 
 
 def test_backoff_spreads_about_three_days_with_jitter() -> None:
