@@ -8,15 +8,14 @@ on) the copies another writer changed. Cached devices then cost no read at all; 
 decoded in full. Writes are versioned twice: each presence row (``UPDATE``/``DELETE … WHERE version``,
 ``INSERT`` on the primary key) and its device's head (``WHERE version = <read>``), so a concurrent
 writer — or a copy gone stale behind the feed's back — makes the batch roll back, forget the devices it
-wrote, and retry. On PostgreSQL a batch's writes go out together (``write_scope``: one round trip while
-the batch holds the clock), and the checks of their row counts wait for the answers.
+wrote, and retry; on PostgreSQL a batch's writes go out together (``versioned_writes``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +30,10 @@ from geofence.service.db import ConnectionUnit, first_write
 from geofence.service.driver_sql import execute, pipeline, sqlite_times, time_binder
 from geofence.service.presence_cache import PresenceCache
 from geofence.service.tables._types import as_utc
+from geofence.service.versioned_writes import VersionedWrites
 from geofence.store import ConflictError, StoredDevice
+
+_MOVED = "a device's presences changed concurrently"
 
 
 def _new_head(device_id: str, last: Any, tick: int) -> dict[str, Any]:
@@ -53,37 +55,11 @@ class SqlPresenceStore:
         self._moved: list[str] | None = None  # devices in the feed read by ``follow`` (None: unknown)
         self._moved_last: dict[str, Any] = {}  # their heads' last fix, as the driver returned it
         self._parse: Callable[[Any], datetime | None] = as_utc
-        self._pipe: Any = None  # psycopg's pipeline, inside ``writing`` on PostgreSQL
-        self._checks: list[tuple[Any, int, str]] = []  # (cursor, rows it must have matched, why not)
+        self._writes = VersionedWrites()  # pipelined on PostgreSQL inside ``write_scope``
 
-    @contextmanager
-    def write_scope(self) -> Iterator[None]:
-        """The scope of a batch's writes (``geofence.store.UnitOfWork.writing``): on PostgreSQL they are
-        pipelined, and the versioned writes' row counts are checked once their answers are in."""
-        conn = self.session.connection()
-        try:
-            with pipeline(conn) as self._pipe:
-                if self._pipe is not None:
-                    execute(conn, sql.GENERIC_PLANS)  # for the writes that follow: see there
-                yield
-            for cursor, expected, why in self._checks:
-                if cursor.rowcount != expected:
-                    raise ConflictError(why)
-        except IntegrityError as exc:  # a key taken since the read: a row or head created concurrently
-            if getattr(getattr(exc.orig, "diag", None), "table_name", None) in sql.VERSIONED_TABLES:
-                raise ConflictError("a presence or head was created concurrently") from exc
-            raise
-        finally:
-            self._pipe = None
-            self._checks.clear()
-
-    def _expect(self, cursor: Any, expected: int, why: str) -> None:
-        """A versioned write matched every row it names, or ``ConflictError`` (inside ``writing`` on
-        PostgreSQL: when its answer is in)."""
-        if self._pipe is not None:
-            self._checks.append((cursor, expected, why))
-        elif cursor.rowcount != expected:
-            raise ConflictError(why)
+    def write_scope(self) -> AbstractContextManager[None]:
+        """The scope of a batch's writes (``geofence.store.UnitOfWork.writing``): ``VersionedWrites``."""
+        return self._writes.scope(self.session.connection())
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
@@ -245,7 +221,7 @@ class SqlPresenceStore:
             lasts = [last for _, _, last in ordered]
         params = [(v + 1, last, tick, d, v) for (d, v, _), last in zip(ordered, lasts, strict=True)]
         self._beats.extend(heads)  # before the write: a rollback drops their copies
-        self._expect(sql.BEAT.run(conn, params), len(params), "a device's presences changed concurrently")
+        self._writes.expect(sql.BEAT.run(conn, params), len(params), _MOVED)
 
     def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
         seen = seen or {}
@@ -274,7 +250,7 @@ class SqlPresenceStore:
         # that still had the version we read; anything less means another writer got there first
         for stmt, params in ((sql.UPDATE, updates), (sql.DELETE, deletes)):
             if params:
-                self._expect(stmt.run(conn, params), len(params), "a presence changed concurrently")
+                self._writes.expect(stmt.run(conn, params), len(params), "a presence changed concurrently")
         if inserts:
             try:  # the transaction is rolled back and the batch retried on conflict
                 sql.INSERT.run(conn, inserts)
@@ -311,11 +287,10 @@ class SqlPresenceStore:
             self.pending[d] = (version + 1, self._after(stored, written, version + 1, last))
         for stmt, params in ((sql.HEAD_CAS, cas), (sql.BEAT, beats)):
             if params:
-                self._expect(stmt.run(conn, params), len(params), "a device's presences changed concurrently")
+                self._writes.expect(stmt.run(conn, params), len(params), _MOVED)
         for d in bump:
             bumped = sql.HEAD_BUMP.run(conn, {"b_device_id": d, "b_seq": tick})
-            if self._pipe is not None:  # its row count now (a rare write: a head not read here)
-                self._pipe.sync()
+            self._writes.answer_now()  # its row count now (a rare write: a head not read here)
             if bumped.rowcount == 0:
                 last = max((p.last_fix_at for p in by_device[d] if p.last_fix_at is not None), default=None)
                 new.append(_new_head(d, time(last), tick))
