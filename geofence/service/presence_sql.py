@@ -127,7 +127,7 @@ FEED = DriverSql(
 # generic plan assumes 10 rows, the custom one the batch's 1 or 2. The plans are the same (an index probe
 # a row); the planning cost ~0.15 ms a statement (measured with ``log_min_duration_statement``: the
 # ``bind`` of the heads' write). Set for the rest of the transaction at the start of its writes
-# (``SqlPresenceStore.write_scope``, pipelined with them), not before its reads: the change feed's
+# (``versioned_writes.VersionedWrites.scope``, pipelined with them), not before its reads: the change feed's
 # ``seq > $1`` is a range the generic plan would guess at a third of the heads, and scan them all
 # (seen: a sequential scan of the 20,000 heads in every other batch).
 GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
