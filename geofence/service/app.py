@@ -78,6 +78,7 @@ def create_app(
             gc.unfreeze()
             if runtime.geofence.publisher is not None:  # GEOFENCE_BUS: flush and close the connection
                 runtime.geofence.publisher.link.close()
+            runtime.geofence.kept.release()  # the ingest's connection, back to the pool
             if owns_engine:  # its pooled connections closed now, not left to the collector
                 runtime.engine.dispose()
 

@@ -232,20 +232,65 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+KEPT_IDLE_S = 2.0  # a kept connection unused this long goes back to the pool (its pre-ping checks the next)
+
+
+class KeptConnection:
+    """One Connection kept from batch to batch by a caller that runs them one at a time (the ingest,
+    under its lock): no pool checkout, reset and, on PostgreSQL, pre-ping round trip each batch.
+
+    Why it stays correct: it is handed back to the pool (closed) after any batch that raised, so a
+    connection the server ended is used for at most the batch that found out (answered 503, as with a
+    pooled one that failed mid-batch); and after ``KEPT_IDLE_S`` unused, when the pool's pre-ping is
+    worth its round trip again. Not for an in-memory SQLite (a ``StaticPool``: one connection shared
+    by every checkout, which a kept Connection would hold in whatever state it left it)."""
+
+    def __init__(self, engine: Engine, idle_s: float = KEPT_IDLE_S) -> None:
+        self.engine, self.idle_s = engine, idle_s
+        self.enabled = not isinstance(engine.pool, StaticPool)
+        self._conn: Connection | None = None
+        self._used_at = 0.0
+        # disposed: its pool is gone (a connection given back to it would be left open), so closed at once
+        event.listen(engine, "engine_disposed", lambda _engine: self.release(invalidate=True))
+
+    def take(self) -> Connection:
+        conn, self._conn = self._conn, None
+        if conn is not None and (conn.invalidated or time.monotonic() - self._used_at > self.idle_s):
+            conn.close()
+            conn = None
+        return conn if conn is not None else self.engine.connect()
+
+    def give_back(self, conn: Connection, *, failed: bool) -> None:
+        if failed or not self.enabled or conn.invalidated or conn.in_transaction():
+            conn.close()  # rolls back what is open, returns the connection to the pool (or drops it)
+            return
+        self.release()
+        self._conn, self._used_at = conn, time.monotonic()
+
+    def release(self, *, invalidate: bool = False) -> None:
+        """Hand the kept connection back to the pool (shutdown), or close it (``invalidate``)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if invalidate:
+                conn.invalidate()
+            conn.close()
+
+
 class ConnectionUnit:
     """What the presence stores use of a ``Session`` (``connection``, ``execute``, ``commit``,
-    ``rollback``) on a bare Connection, checked out on first use. The ingest opens one per batch: a
-    Session's own bookkeeping cost about as much as the transaction it ran (measured: ~210 us for a
-    one-statement write, ~110 us through a Connection), and a batch away from every zone checks out
-    nothing at all."""
+    ``rollback``) on a bare Connection, checked out on first use (or a ``KeptConnection``'s). The ingest
+    opens one per batch: a Session's own bookkeeping cost about as much as the transaction it ran
+    (measured: ~210 us for a one-statement write, ~110 us through a Connection), and a batch away from
+    every zone checks out nothing at all."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, kept: KeptConnection | None = None) -> None:
         self._engine = engine
+        self._kept = kept
         self._conn: Connection | None = None
 
     def connection(self) -> Connection:
         if self._conn is None:
-            self._conn = self._engine.connect()
+            self._conn = self._engine.connect() if self._kept is None else self._kept.take()
         if not self._conn.in_transaction():
             self._conn.begin()  # explicitly: statements on the driver's cursor do not autobegin
         return self._conn
@@ -261,13 +306,16 @@ class ConnectionUnit:
         if self._conn is not None and self._conn.in_transaction():
             self._conn.rollback()
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         if self._conn is not None:
-            self._conn.close()  # rolls back anything left open, returns the connection to the pool
+            if self._kept is not None:
+                self._kept.give_back(self._conn, failed=failed)
+            else:
+                self._conn.close()  # rolls back anything left open, returns the connection to the pool
             self._conn = None
 
     def __enter__(self) -> ConnectionUnit:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        self.close(failed=exc_type is not None)

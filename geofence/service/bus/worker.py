@@ -334,7 +334,7 @@ class IngestWorker:
         units: list[CheckpointedUnit] = []
         owner, written_at = self.worker_id, clock.now()
 
-        with service._lock, ConnectionUnit(service.engine) as unit:
+        with service._lock, ConnectionUnit(service.engine, service.kept) as unit:
             def unit_of_work() -> CheckpointedUnit:
                 made = CheckpointedUnit(unit, service._uow(unit), moves, owner=owner, at=written_at)
                 units.append(made)

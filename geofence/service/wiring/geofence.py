@@ -61,7 +61,7 @@ from geofence.ingest import Ingestor, IngestOutcome
 from geofence.policy import FencePolicy, limits_from_defaults, policy_for_zone, policy_from_defaults
 from geofence.presence import Presence
 from geofence.service import clock
-from geofence.service.db import ConnectionUnit
+from geofence.service.db import ConnectionUnit, KeptConnection
 from geofence.service.ingest_answers import AnsweredRequest, SqlAnswerStore, purge_answers
 from geofence.service.metrics import FIXES, ZONE_EVENTS
 from geofence.service.presence_cache import PresenceCache
@@ -112,6 +112,7 @@ class GeofenceService(ZoneCatalogue):
         self.answer_retention = timedelta(seconds=settings.ingest.answer_retention_s)
         self.policy: FencePolicy = policy_from_defaults(settings.fence)
         self._lock = threading.RLock()  # index and track cache are shared by the API's worker threads
+        self.kept = KeptConnection(engine)  # the ingest's connection from batch to batch (under the lock)
         self.presence_cache = PresenceCache()  # decoded rows, validated against the database every batch
         self.zones_synced_at = clock.now()
         self._zones_looked_at = self.zones_synced_at
@@ -172,7 +173,7 @@ class GeofenceService(ZoneCatalogue):
         if self.publisher is not None:  # GEOFENCE_BUS: a partition's ingest worker takes it from here
             outcome = self.publisher.publish(fixes, at=at, refused=refused)  # retries: Nats-Msg-Id
         else:
-            with self._lock, ConnectionUnit(self.engine) as unit:
+            with self._lock, ConnectionUnit(self.engine, self.kept) as unit:
                 keep = answered and self.keeps_answers
                 answers = (lambda: SqlAnswerStore(unit, answered, at)) if keep else (lambda: None)
                 outcome = self.ingestor.ingest(
