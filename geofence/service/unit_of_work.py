@@ -5,7 +5,6 @@ only when ``ingest.fix_retention_s`` asks for it).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -24,10 +23,12 @@ from geofence.service.presence_store import SqlPresenceStore
 from geofence.store import AnswerStore
 
 _EVENT_INSERT = BulkSql(  # on PostgreSQL one statement for the batch's events (see ``BulkSql``)
+    # the device's customer looked up in the statement (SQLite) or joined (PostgreSQL): no statement, nor
+    # on PostgreSQL a round trip while the batch holds the clock, of its own
     "INSERT INTO zone_events (id, seq, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
-    " recorded_at) VALUES (:id, :seq, :zone_id, :device_id, :customer_id, :kind, :at, :visit_id, :reason,"
-    " :lat, :lng, :recorded_at)",
-    # the device's customer joined here: no round trip of its own while the batch holds the clock
+    " recorded_at) VALUES (:id, :seq, :zone_id, :device_id,"
+    " (SELECT customer_id FROM devices WHERE id = CAST(:device_id AS VARCHAR)),"
+    " :kind, :at, :visit_id, :reason, :lat, :lng, :recorded_at)",
     "INSERT INTO zone_events (id, seq, zone_id, device_id, customer_id, kind, at, visit_id, reason, lat, lng,"
     " recorded_at) SELECT v.id, v.seq, v.zone_id, v.device_id, d.customer_id, v.kind, v.at, v.visit_id,"
     " v.reason, v.lat, v.lng, v.recorded_at FROM " + recordset([
@@ -36,7 +37,6 @@ _EVENT_INSERT = BulkSql(  # on PostgreSQL one statement for the batch's events (
         ("reason", "text"), ("lat", "float8"), ("lng", "float8"), ("recorded_at", "timestamptz"),
     ]) + " LEFT JOIN devices AS d ON d.id = v.device_id ORDER BY v.seq",
 )
-_SQLITE_CUSTOMERS = "SELECT id, customer_id FROM devices WHERE id IN (SELECT value FROM json_each(?))"
 
 
 class SqlEventStore:
@@ -62,10 +62,6 @@ class SqlEventStore:
             last = int(taken[0][0])
         first = last - len(events) + 1
         self.added += len(events)
-        customers: dict[str, str | None] = {}  # on PostgreSQL the statement joins them
-        if sqlite:
-            device_ids = sorted({e.device_id for e in events})
-            customers = dict(execute(conn, _SQLITE_CUSTOMERS, (json.dumps(device_ids),)).fetchall())
         time = time_binder(conn)
         received = time(recorded_at)
         _EVENT_INSERT.run(
@@ -73,7 +69,7 @@ class SqlEventStore:
             [
                 {
                     "id": e.id, "seq": first + k, "zone_id": e.zone_id, "device_id": e.device_id,
-                    "customer_id": customers.get(e.device_id), "kind": e.kind.value, "at": time(e.at),
+                    "kind": e.kind.value, "at": time(e.at),
                     "visit_id": e.visit_id, "reason": e.reason, "lat": e.lat, "lng": e.lng,
                     "recorded_at": received,
                 }
