@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from operator import floordiv, sub
@@ -125,8 +125,7 @@ def execute(conn: Connection, sql: str, params: Any = None) -> Any:
     return cursor
 
 
-@contextmanager
-def pipeline(conn: Connection) -> Iterator[Any]:
+def pipeline(conn: Connection) -> AbstractContextManager[Any]:
     """PostgreSQL: the statements run on the driver's cursor inside are sent without waiting for each
     one's answer (psycopg's pipeline mode); the answers come back together when the block ends, so the
     block costs one round trip however many statements it holds (and a ``fetch`` inside, one more for
@@ -136,9 +135,14 @@ def pipeline(conn: Connection) -> Iterator[Any]:
 
     Why: on PostgreSQL an ingest batch's writes run while it holds the presence clock's row lock (to its
     commit), so every round trip among them is time every other writer of every process waits."""
-    if conn.dialect.name != "postgresql":
-        yield None
-        return
+    return _pipelined(conn) if conn.dialect.name == "postgresql" else _NOTHING
+
+
+_NOTHING = nullcontext()  # reusable: holds no state
+
+
+@contextmanager
+def _pipelined(conn: Connection) -> Iterator[Any]:
     error = conn.dialect.dbapi.Error  # type: ignore[union-attr]
     try:
         with conn.connection.driver_connection.pipeline() as pipe:  # type: ignore[union-attr]

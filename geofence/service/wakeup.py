@@ -33,7 +33,8 @@ class Wakeup:
         self.followers: list[Wakeup] = []  # other loops woken by the same work (each clears its own)
 
     def set(self) -> None:
-        self._event.set()
+        if not self._event.is_set():  # set already: nothing to do (``Event.set`` takes its lock to see)
+            self._event.set()
         for follower in self.followers:
             follower.set()
 
