@@ -104,7 +104,16 @@ async def post(app: Any, body: bytes, seen: collections.Counter[str]) -> None:
         seen[key] += answer[key]
 
 
-async def run(app: Any, bodies: Bodies, devices: int, timed: int, profile: str | None) -> dict[str, Any]:
+def _callgrind(state: str) -> None:
+    """Instrumentation on or off in the valgrind running this process; waits until valgrind has seen it
+    (it polls its command file while the process runs)."""
+    subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+async def run(
+    app: Any, bodies: Bodies, devices: int, timed: int, profile: str | None, callgrind: bool = False
+) -> dict[str, Any]:
     seen: collections.Counter[str] = collections.Counter()
     async with app.router.lifespan_context(app):
         while bodies.k * 100 < 2 * devices:  # the cold and the settling rounds
@@ -120,10 +129,31 @@ async def run(app: Any, bodies: Bodies, devices: int, timed: int, profile: str |
         url = os.environ["GEOFENCE_DATABASE_URL"]
         pg = url.startswith("postgresql")
         backends0 = backend_cpu_s(url)["cpu_s_backends"] if pg else 0.0
+        prof = None
+        if os.environ.get("BENCH_CPROFILE"):  # the feed thread's work (the ingest), deterministic counts
+            import cProfile
+
+            from geofence.service import location_feed
+            prof = cProfile.Profile()
+            serve = location_feed.LocationFeed.serve
+
+            def profiled(self: Any, jobs: Any) -> None:
+                prof.enable()
+                try:
+                    serve(self, jobs)
+                finally:
+                    prof.disable()
+            location_feed.LocationFeed.serve = profiled
+        if callgrind:  # run under ``valgrind --tool=callgrind --instr-atstart=no``: count the timed phase
+            _callgrind("on")
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for body in prepared:
             await post(app, body, seen)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        if callgrind:
+            _callgrind("off")
+        if prof is not None:
+            prof.dump_stats(os.environ["BENCH_CPROFILE"])
         backends = backend_cpu_s(url)["cpu_s_backends"] - backends0 if pg else 0.0
     out = {"cpu_ms_per_request": round(1000 * cpu / timed, 3),
            "wall_ms_per_request": round(1000 * wall / timed, 3)}
@@ -139,6 +169,9 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=20_000)
     parser.add_argument("--timed", type=int, default=1000, help="timed requests (100 fixes each)")
     parser.add_argument("--profile", default=None, help="py-spy raw output file for the timed phase")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="under valgrind --tool=callgrind --instr-atstart=no: instructions of the timed "
+                             "phase only (repeatable whatever else the box runs)")
     parser.add_argument("--database-url", default=None,
                         help="PostgreSQL (a fresh database): its backends' CPU a request is reported too")
     args = parser.parse_args()
@@ -151,7 +184,7 @@ def main() -> None:
         from bench.bench_ingest import bench_app  # the app as the HTTP benchmark serves it
 
         result = asyncio.run(run(bench_app(), Bodies(workload.homes, workload.interval_s), args.devices,
-                                 args.timed, args.profile))
+                                 args.timed, args.profile, args.callgrind))
     print(json.dumps({"tree": str(ROOT), "devices": args.devices, "timed_requests": args.timed, **result,
                       "loadavg": Path("/proc/loadavg").read_text().split()[:3]}))
 
