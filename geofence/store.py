@@ -97,10 +97,11 @@ class FixStore(Protocol):
 
 class AnswerStore(Protocol):
     def add(self, results: Sequence[Any], events: Sequence[ZoneEvent]) -> None:
-        """What the batch answers (a ``FixResult`` per fix, the events), given before the batch's first
-        write: an adapter that answers retried requests as the first time stores it with the batch's
-        effects, and claims the request there, before any lock the writes take (a retry then waits for
-        the first answer, or finds it, holding nothing)."""
+        """What the batch answers (a ``FixResult`` per fix, the events), given first in the batch's
+        writing scope (``UnitOfWork.writing``), before any other write: an adapter that answers retried
+        requests as the first time stores it with the batch's effects, and claims the request there,
+        before any lock the writes take (a retry then waits for the first answer, or finds it, holding
+        nothing). It may say the request was answered first when the scope ends rather than at the call."""
         ...
 
 

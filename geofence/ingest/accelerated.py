@@ -133,9 +133,8 @@ class AcceleratedLane:
                 self._step_or_settle(batch, device_id, rows_all, before_batch, hits)
             if orphans:
                 self._restep(batch, uow, orphans)
-            if (answers := answers_of(uow)) is not None:
-                answers.add(results, batch.events)  # first: see ``geofence.store.AnswerStore``
-            self._write(batch, uow, at, order if lane is None else lane.positions + order[len(matched):])
+            self._write(batch, uow, at, order if lane is None else lane.positions + order[len(matched):],
+                        results)
             uow.commit()
         except BaseException:
             if uow is not None:
@@ -364,8 +363,12 @@ class AcceleratedLane:
         lngs = np.fromiter((fixes[i].lng for i in order), dtype=np.float64, count=len(order))
         return self.index.match_many(lats, lngs)
 
-    def _write(self, batch: _Batch, uow: UnitOfWork, at: datetime, accepted: list[int]) -> None:
+    def _write(
+        self, batch: _Batch, uow: UnitOfWork, at: datetime, accepted: list[int], results: list[FixResult]
+    ) -> None:
         with uow.writing():  # sent together where the store can (a lost race may raise at its end)
+            if (answers := answers_of(uow)) is not None:  # first: see ``geofence.store.AnswerStore``
+                answers.add(results, batch.events)
             if batch.events:  # first of the batch's writes: a store may number them with its clock's tick
                 uow.events.add(batch.events, recorded_at=at)
             if batch.heads:

@@ -69,9 +69,9 @@ class ReferenceLane:
             if not changed and not seen and uow.fixes is None and answers is None:
                 uow.rollback()
                 return []
-            if answers is not None:  # first: see ``geofence.store.AnswerStore``
-                answers.add(results, events)
             with uow.writing():  # sent together where the store can (a lost race may raise at its end)
+                if answers is not None:  # first: see ``geofence.store.AnswerStore``
+                    answers.add(results, events)
                 if events:  # then: a store may number them with its first write (its clock's tick)
                     uow.events.add(events, recorded_at=at)
                 if changed or seen:

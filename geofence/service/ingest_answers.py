@@ -48,6 +48,7 @@ from geofence.service.db import ConnectionUnit, first_write
 from geofence.service.driver_sql import execute, time_binder
 from geofence.service.tables.answers import IngestAnswerRow
 from geofence.service.tables.presence import ZoneEventRow
+from geofence.service.versioned_writes import VersionedWrites
 
 ANSWERS = IngestAnswerRow.__table__  # type: ignore[attr-defined]
 _E = ZoneEventRow.__table__.c  # type: ignore[attr-defined]
@@ -109,11 +110,14 @@ class SqlAnswerStore:
         self, session: Session | ConnectionUnit, requests: Sequence[AnsweredRequest], at: datetime
     ) -> None:
         self.session, self.requests, self.at = session, requests, at
+        self.writes: VersionedWrites | None = None  # its unit of work's (``SqlUnitOfWork``)
 
     def add(self, results: Sequence[FixResult], events: Sequence[ZoneEvent]) -> None:
-        """One ``INSERT`` of every request's row (one statement, one round trip); ``AlreadyAnswered``
-        when one's key is taken. On SQLite, as the transaction's first write, it waits for the write lock
-        as the clock tick does (``db.first_write``)."""
+        """One ``INSERT`` of every request's row (one statement); ``AlreadyAnswered`` when one's key is
+        taken. On PostgreSQL, first in the writing scope, it goes out with the clock's tick (one round
+        trip; a taken key is raised when the scope's answers come in: ``VersionedWrites.claim``). On
+        SQLite, as the transaction's first write, it waits for the write lock as the clock tick does
+        (``db.first_write``)."""
         conn = self.session.connection()
         created_at = time_binder(conn)(self.at)
         params: list[Any] = []
@@ -124,11 +128,14 @@ class SqlAnswerStore:
         sqlite = conn.dialect.name == "sqlite"
         mark = "?" if sqlite else "%s"
         sql = _INSERT + ", ".join([f"({mark}, {mark}, {mark}, {mark})"] * len(self.requests))
+        keys = [r.key for r in self.requests]
+        if self.writes is not None and self.writes.pipe is not None:
+            self.writes.claim(ANSWERS.name, lambda: AlreadyAnswered(keys))
         try:
             if not sqlite or first_write(conn.connection.driver_connection, sql, params) is None:  # type: ignore[arg-type]
                 execute(conn, sql, tuple(params))
         except (IntegrityError, sqlite3.IntegrityError) as exc:
-            raise AlreadyAnswered([r.key for r in self.requests]) from exc
+            raise AlreadyAnswered(keys) from exc
 
 
 def find_answer(conn: Connection, key: str) -> tuple[list[FixResult], list[dict[str, Any]]] | None:

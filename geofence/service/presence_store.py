@@ -55,11 +55,11 @@ class SqlPresenceStore:
         self._moved: list[str] | None = None  # devices in the feed read by ``follow`` (None: unknown)
         self._moved_last: dict[str, Any] = {}  # their heads' last fix, as the driver returned it
         self._parse: Callable[[Any], datetime | None] = as_utc
-        self._writes = VersionedWrites()  # pipelined on PostgreSQL inside ``write_scope``
+        self.writes = VersionedWrites()  # pipelined on PostgreSQL inside ``write_scope``
 
     def write_scope(self) -> AbstractContextManager[None]:
         """The scope of a batch's writes (``geofence.store.UnitOfWork.writing``): ``VersionedWrites``."""
-        return self._writes.scope(self.session.connection())
+        return self.writes.scope(self.session.connection())
 
     def follow(self) -> None:
         """Apply the change feed to the cache: the heads stamped with a clock tick it has not seen."""
@@ -221,7 +221,7 @@ class SqlPresenceStore:
             lasts = [last for _, _, last in ordered]
         params = [(v + 1, last, tick, d, v) for (d, v, _), last in zip(ordered, lasts, strict=True)]
         self._beats.extend(heads)  # before the write: a rollback drops their copies
-        self._writes.expect(sql.BEAT.run(conn, params), len(params), _MOVED)
+        self.writes.expect(sql.BEAT.run(conn, params), len(params), _MOVED)
 
     def save(self, changed: Iterable[Presence], *, seen: Mapping[str, datetime] | None = None) -> None:
         seen = seen or {}
@@ -250,7 +250,7 @@ class SqlPresenceStore:
         # that still had the version we read; anything less means another writer got there first
         for stmt, params in ((sql.UPDATE, updates), (sql.DELETE, deletes)):
             if params:
-                self._writes.expect(stmt.run(conn, params), len(params), "a presence changed concurrently")
+                self.writes.expect(stmt.run(conn, params), len(params), "a presence changed concurrently")
         if inserts:
             try:  # the transaction is rolled back and the batch retried on conflict
                 sql.INSERT.run(conn, inserts)
@@ -287,10 +287,10 @@ class SqlPresenceStore:
             self.pending[d] = (version + 1, self._after(stored, written, version + 1, last))
         for stmt, params in ((sql.HEAD_CAS, cas), (sql.BEAT, beats)):
             if params:
-                self._writes.expect(stmt.run(conn, params), len(params), _MOVED)
+                self.writes.expect(stmt.run(conn, params), len(params), _MOVED)
         for d in bump:
             bumped = sql.HEAD_BUMP.run(conn, {"b_device_id": d, "b_seq": tick})
-            self._writes.answer_now()  # its row count now (a rare write: a head not read here)
+            self.writes.answer_now()  # its row count now (a rare write: a head not read here)
             if bumped.rowcount == 0:
                 last = max((p.last_fix_at for p in by_device[d] if p.last_fix_at is not None), default=None)
                 new.append(_new_head(d, time(last), tick))

@@ -17,6 +17,7 @@ from geofence.fixes import LocationFix
 from geofence.service import presence_sql as sql
 from geofence.service.db import ConnectionUnit
 from geofence.service.driver_sql import BulkSql, execute, recordset, time_binder
+from geofence.service.ingest_answers import SqlAnswerStore
 from geofence.service.presence_cache import PresenceCache
 from geofence.service.presence_sql import FIXES
 from geofence.service.presence_store import SqlPresenceStore
@@ -112,6 +113,8 @@ class SqlUnitOfWork:
         self.events = SqlEventStore(session, self.presence)
         self.fixes = SqlFixStore(session) if retain_fixes else None
         self.answers = answers  # the batch's answers, kept for retried requests (``ingest_answers``)
+        if isinstance(answers, SqlAnswerStore):  # sent in the writes' pipeline (PostgreSQL)
+            answers.writes = self.presence.writes
         self.on_events = on_events  # after a commit that wrote events: wake this process's consumers
 
     def writing(self) -> AbstractContextManager[object]:
