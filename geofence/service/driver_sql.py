@@ -43,6 +43,22 @@ class DriverSql:
         return execute(conn, self.sqlite if conn.dialect.name == "sqlite" else self.pg, params)
 
 
+class UnpreparedSql(DriverSql):
+    """A statement PostgreSQL plans for its values at every execution: never prepared (psycopg prepares
+    a statement at its fifth execution on a connection, and PostgreSQL may then settle on a generic plan,
+    one for any value). For a range whose width only the value tells, such as the change feed's
+    ``seq > $1`` (the few heads written since the last look, or all of them)."""
+
+    __slots__ = ()
+
+    def run(
+        self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> Any:
+        if conn.dialect.name == "sqlite":
+            return execute(conn, self.sqlite, params)
+        return execute(conn, self.pg, params, prepare=False)
+
+
 class BulkSql(DriverSql):
     """A statement run for many parameter sets at once: on SQLite with ``executemany`` (``DriverSql``), on
     PostgreSQL as one statement (``bulk``) whose parameters are the sets as a JSON array and their number,
@@ -108,14 +124,17 @@ def _plain(value: object) -> object:
 _json = msgspec.json.Encoder(enc_hook=_plain)
 
 
-def execute(conn: Connection, sql: str, params: Any = None) -> Any:
-    """Run driver SQL on the driver's cursor of ``conn`` (a list of parameter sets: ``executemany``)."""
+def execute(conn: Connection, sql: str, params: Any = None, *, prepare: bool | None = None) -> Any:
+    """Run driver SQL on the driver's cursor of ``conn`` (a list of parameter sets: ``executemany``);
+    ``prepare``: psycopg's (PostgreSQL only; None: prepared from its fifth execution)."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         if params is None:
             cursor.execute(sql)
         elif isinstance(params, list):
             cursor.executemany(sql, params)
+        elif prepare is not None:
+            cursor.execute(sql, params, prepare=prepare)
         else:
             cursor.execute(sql, params)
     except conn.dialect.dbapi.Error as exc:  # type: ignore[union-attr]

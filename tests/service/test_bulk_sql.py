@@ -159,3 +159,19 @@ def test_a_duplicate_key_fails_the_bulk_insert_as_it_fails_executemany(pg: Engin
             with pytest.raises(IntegrityError):
                 run(conn)
             conn.rollback()
+
+
+def test_the_change_feed_is_never_prepared_so_each_read_is_planned_for_its_bound(pg: Engine) -> None:
+    # psycopg prepares a statement at its fifth execution on a connection; PostgreSQL may then keep a
+    # generic plan for ``seq > $1``, which cannot know the range is the few heads since the last look
+    prepared = ("SELECT count(*) FROM pg_prepared_statements"
+                " WHERE statement LIKE '%FROM presence_heads WHERE seq >%'")
+    with pg.connect() as conn:
+        _seed(conn)
+        for _ in range(8):
+            sql.FEED.run(conn, {"seq": 0}).fetchall()
+        assert conn.execute(text(prepared)).scalar() == 0
+        for _ in range(8):  # the same text as an ordinary driver statement: prepared (the check can fail)
+            DriverSql.run(sql.FEED, conn, {"seq": 0}).fetchall()
+        assert conn.execute(text(prepared)).scalar() == 1
+        conn.rollback()
