@@ -31,6 +31,7 @@ class DriverSql:
     """One statement, rendered for SQLite and for PostgreSQL (psycopg)."""
 
     __slots__ = ("pg", "sqlite")
+    prepare: bool | None = None  # psycopg's ``prepare`` for it (None: prepared from its fifth execution)
 
     def __init__(self, sql: str) -> None:
         self.sqlite = " ".join(sql.split())
@@ -40,7 +41,9 @@ class DriverSql:
         self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
     ) -> Any:
         """Execute (``executemany`` for a list of parameter sets); returns the driver's cursor."""
-        return execute(conn, self.sqlite if conn.dialect.name == "sqlite" else self.pg, params)
+        if conn.dialect.name == "sqlite":
+            return execute(conn, self.sqlite, params)
+        return execute(conn, self.pg, params, prepare=self.prepare)
 
 
 class UnpreparedSql(DriverSql):
@@ -50,13 +53,7 @@ class UnpreparedSql(DriverSql):
     ``seq > $1`` (the few heads written since the last look, or all of them)."""
 
     __slots__ = ()
-
-    def run(
-        self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
-    ) -> Any:
-        if conn.dialect.name == "sqlite":
-            return execute(conn, self.sqlite, params)
-        return execute(conn, self.pg, params, prepare=False)
+    prepare = False
 
 
 class BulkSql(DriverSql):

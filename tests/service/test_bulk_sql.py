@@ -172,6 +172,6 @@ def test_the_change_feed_is_never_prepared_so_each_read_is_planned_for_its_bound
             sql.FEED.run(conn, {"seq": 0}).fetchall()
         assert conn.execute(text(prepared)).scalar() == 0
         for _ in range(8):  # the same text as an ordinary driver statement: prepared (the check can fail)
-            DriverSql.run(sql.FEED, conn, {"seq": 0}).fetchall()
+            DriverSql(sql.FEED.sqlite).run(conn, {"seq": 0}).fetchall()
         assert conn.execute(text(prepared)).scalar() == 1
         conn.rollback()

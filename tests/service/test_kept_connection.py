@@ -3,10 +3,12 @@ given back after a batch that failed or a pause, closed when the engine is dispo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from geofence.fixes import LocationFix
@@ -20,6 +22,21 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 def _driver(unit: ConnectionUnit) -> object:
     return unit.connection().connection.driver_connection
+
+
+@contextmanager
+def _checkouts(engine: Engine) -> Iterator[list[int]]:
+    """The pool's checkouts while the block runs (one item each)."""
+    seen: list[int] = []
+
+    def counted(*_args: object) -> None:
+        seen.append(1)
+
+    event.listen(engine, "checkout", counted)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "checkout", counted)
 
 
 def test_batches_one_after_another_run_on_one_connection(engine: Engine) -> None:
@@ -39,57 +56,29 @@ def test_batches_one_after_another_run_on_one_connection(engine: Engine) -> None
 def test_a_batch_that_failed_gives_its_connection_back_and_the_next_takes_another(engine: Engine) -> None:
     kept = KeptConnection(engine)
     with pytest.raises(RuntimeError), ConnectionUnit(engine, kept) as unit:
-        first = _driver(unit)
         unit.execute(text("SELECT 1"))
         raise RuntimeError("the batch failed")
     assert engine.pool.checkedout() == 0  # handed back, its transaction rolled back
-    checkouts = []
-
-    from sqlalchemy import event
-
-    @event.listens_for(engine, "checkout")
-    def counted(*_args: object) -> None:
-        checkouts.append(1)
-
-    try:
+    assert kept._conn is None
+    with _checkouts(engine) as checkouts:
         with ConnectionUnit(engine, kept) as unit:
             unit.execute(text("SELECT 1"))
         # the pool may hand the same connection out again (LIFO), but through a checkout: its pre-ping
         # (PostgreSQL) and reset-on-return ran in between
         assert checkouts == [1]
-        assert first is not None
-    finally:
-        event.remove(engine, "checkout", counted)
-        kept.release()
+    kept.release()
 
 
 def test_a_connection_left_idle_past_the_limit_goes_back_to_the_pool(engine: Engine) -> None:
-    kept = KeptConnection(engine, idle_s=0.0)
-    checkouts = []
-
-    from sqlalchemy import event
-
-    @event.listens_for(engine, "checkout")
-    def counted(*_args: object) -> None:
-        checkouts.append(1)
-
-    try:
-        for _ in range(3):
-            with ConnectionUnit(engine, kept) as unit:
-                unit.execute(text("SELECT 1"))
-                unit.commit()
-        assert len(checkouts) == 3  # idle "too long" every time: a checkout each
-        kept_long = KeptConnection(engine, idle_s=60.0)
-        checkouts.clear()
-        for _ in range(3):
-            with ConnectionUnit(engine, kept_long) as unit:
-                unit.execute(text("SELECT 1"))
-                unit.commit()
-        assert len(checkouts) == 1
-        kept_long.release()
-    finally:
-        event.remove(engine, "checkout", counted)
+    for idle_s, expected in ((0.0, 3), (60.0, 1)):  # idle "too long" every time: a checkout each
+        kept = KeptConnection(engine, idle_s=idle_s)
+        with _checkouts(engine) as checkouts:
+            for _ in range(3):
+                with ConnectionUnit(engine, kept) as unit:
+                    unit.execute(text("SELECT 1"))
+                    unit.commit()
         kept.release()
+        assert len(checkouts) == expected
 
 
 def test_disposing_the_engine_closes_the_kept_connection(engine: Engine) -> None:
