@@ -42,6 +42,9 @@ class IngestSettings(BaseModel):
     fix_retention_s: int = 0  # 0 = raw fixes are not stored
     # answers kept for retried requests (15 min; 0: none kept, a retry is answered afresh)
     answer_retention_s: float = Field(default=900.0, ge=0)
+    # under load (requests waited through the last batch), how long the feed thread waits for a second
+    # request to join a lone one: one transaction for both (location_feed; 0: it never waits)
+    group_wait_ms: float = Field(default=0.5, ge=0, le=20)
     # zone events are deleted this long after they happened, once nothing needs them (0: kept for ever;
     # geofence.service.event_retention)
     zone_event_retention_days: int = Field(default=395, ge=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -136,3 +137,60 @@ def test_a_nul_in_a_device_id_rejects_that_fix_alone(runtime):
     assert "NUL" in batch["results"][1]["reason"] and "client_fix_id" in batch["results"][2]["reason"]
     assert isinstance(single, HTTPException) and single.status_code == 422 and "NUL" in single.detail
     assert other["accepted"] == 1
+
+
+def _jobs(loop, runtime, n: int) -> list[FeedJob]:
+    return [FeedJob(loop, loop.create_future(), runtime, None, b"{}") for _ in range(n)]
+
+
+def _take_while_one_more_arrives(feed: LocationFeed, first: FeedJob, later: FeedJob, *, busy: bool):
+    """``take`` with ``first`` queued and ``later`` queued by another thread 50 ms after it began."""
+    feed._queue.put(first)
+    timer = threading.Timer(0.05, feed._queue.put, args=(later,))
+    timer.start()
+    try:
+        return feed.take(busy=busy)
+    finally:
+        timer.join()
+
+
+def test_under_load_a_lone_request_waits_for_a_second_to_share_its_batch(runtime):
+    """Requests waited through the last batch (``busy``): a lone request waits up to
+    ``ingest.group_wait_ms`` for a companion, and the two are served as one batch."""
+    feed = LocationFeed(prepare, render, replay)
+    runtime.settings.ingest.group_wait_ms = 5_000  # far longer than the companion takes to come
+    loop = asyncio.new_event_loop()
+    try:
+        first, later = _jobs(loop, runtime, 2)
+        assert _take_while_one_more_arrives(feed, first, later, busy=True) == [first, later]
+    finally:
+        loop.close()
+
+
+def test_a_request_never_waits_when_the_feed_was_not_busy_or_the_wait_is_off(runtime):
+    feed = LocationFeed(prepare, render, replay)
+    runtime.settings.ingest.group_wait_ms = 5_000
+    loop = asyncio.new_event_loop()
+    try:
+        first, later = _jobs(loop, runtime, 2)
+        assert _take_while_one_more_arrives(feed, first, later, busy=False) == [first]  # it did not wait
+        assert feed.take(busy=False) == [later]
+        runtime.settings.ingest.group_wait_ms = 0  # busy, but the operator turned the wait off
+        first, later = _jobs(loop, runtime, 2)
+        assert _take_while_one_more_arrives(feed, first, later, busy=True) == [first]
+        assert feed.take(busy=True) == [later]  # alone and nothing else comes: served after the wait (0)
+    finally:
+        loop.close()
+
+
+def test_requests_already_waiting_are_taken_together_without_waiting_for_more(runtime):
+    feed = LocationFeed(prepare, render, replay)
+    runtime.settings.ingest.group_wait_ms = 5_000
+    loop = asyncio.new_event_loop()
+    try:
+        waiting = _jobs(loop, runtime, 3)
+        for job in waiting:
+            feed._queue.put(job)
+        assert feed.take(busy=True) == waiting  # at once: two or more need no companion
+    finally:
+        loop.close()
