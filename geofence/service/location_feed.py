@@ -110,18 +110,24 @@ class LocationFeed:
                 log.exception("location feed failed")
                 for job in jobs:
                     job.resolve(error=exc)
-            busy = not self._queue.empty()  # requests waited through this batch: the feed is the bottleneck
+            busy = self.loaded(served=len(jobs))
+
+    def loaded(self, *, served: int) -> bool:
+        """Whether the feed is under load after serving ``served`` requests: they came together, or more
+        waited through their batch. (Waiting only in the second case, two clients' requests alternated
+        between batches of one and of two: 1.6 a batch.)"""
+        return served > 1 or not self._queue.empty()
 
     def take(self, *, busy: bool) -> list[FeedJob]:
-        """The next requests to serve: the first to come and all waiting behind it. ``busy`` (requests
-        waited through the last batch) and alone: wait up to ``ingest.group_wait_ms`` for a second one.
+        """The next requests to serve: the first to come and all waiting behind it. ``busy`` (``loaded``)
+        and alone: wait up to ``ingest.group_wait_ms`` for a second one.
 
         Why: with the feed saturated, the clients whose requests were just answered send their next ones
         a fraction of a millisecond after the following batch started, so batches held one request each
         and alternated (two clients a process: 1.2 requests a batch). A batch's transaction, commit, change
         feed and, on SQLite, write lock cost the same for one request or two; waiting 0.5 ms for the
         second cut the server's CPU per request by ~10 % and lowered the median latency (``bench_ingest``,
-        docs/presence.md). Idle or lightly loaded (nothing waited), a request never waits."""
+        docs/presence.md). Idle or lightly loaded (requests one at a time), a request never waits."""
         jobs = [self._queue.get()]
         self._drain(jobs)
         wait_ms = jobs[0].runtime.settings.ingest.group_wait_ms if busy and len(jobs) == 1 else 0.0

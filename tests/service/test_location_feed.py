@@ -194,3 +194,15 @@ def test_requests_already_waiting_are_taken_together_without_waiting_for_more(ru
         assert feed.take(busy=True) == waiting  # at once: two or more need no companion
     finally:
         loop.close()
+
+
+def test_the_feed_is_loaded_when_requests_came_together_or_waited_through_a_batch(runtime):
+    feed = LocationFeed(prepare, render, replay)
+    assert not feed.loaded(served=1)  # one at a time: the next lone request is served at once
+    assert feed.loaded(served=2)  # two came together: the next lone one waits for its companion
+    loop = asyncio.new_event_loop()
+    try:
+        feed._queue.put(_jobs(loop, runtime, 1)[0])
+        assert feed.loaded(served=1)  # one waited through the batch
+    finally:
+        loop.close()
