@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from campaigns.storage.outbound_events import OutboundCursor, OutboundEvent, OutboundEventRow, read_after
-from geofence.service.event_retention import passed_by_every_cursor, pending_messages
+from geofence.service.event_retention import CHUNK, passed_by_every_cursor, pending_messages
 from geofence.service.tables._types import as_utc, new_id
 from geofence.service.tables.webhooks import WebhookDeliveryRow, WebhookEndpointRow
 from geofence.service.webhooks import STORE_STREAM, wants
@@ -168,23 +168,30 @@ def replay_store_events(
     return added
 
 
-def purge_store_events(session: Session, *, before: datetime) -> int:
+def purge_store_events(session: Session, *, before: datetime, chunk: int = CHUNK) -> int:
     """Delete the store-side events that occurred before ``before``, that every relay cursor has passed
-    (all of them when there is no relay) and that no pending message still needs; how many."""
+    (all of them when there is no relay) and that no pending message still needs, ``chunk`` at a time,
+    each chunk committed (as the zone-event log's purge: writers never wait long behind it); how many."""
     ev = OutboundEventRow.__table__.c  # type: ignore[attr-defined]
     passed = passed_by_every_cursor(ev.seq, OutboundCursor.__table__.c)  # type: ignore[attr-defined]
-    result = session.execute(
-        delete(OutboundEventRow).where(
-            ev.occurred_at < before, passed, ev.id.not_in(pending_messages(STORE_STREAM))
+    total = 0
+    while True:
+        ids = (
+            select(ev.id)
+            .where(ev.occurred_at < before, passed, ev.id.not_in(pending_messages(STORE_STREAM)))
+            .order_by(ev.seq)
+            .limit(chunk)
         )
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+        n = int(session.execute(delete(OutboundEventRow).where(ev.id.in_(ids))).rowcount)  # type: ignore[attr-defined]
+        session.commit()
+        total += n
+        if n < chunk:
+            return total
 
 
 def purge_store_events_job(runtime: Runtime) -> None:
     keep = timedelta(days=runtime.settings.webhooks.store_events_retention_days)
     with Session(runtime.engine) as session:
         n = purge_store_events(session, before=runtime.now() - keep)
-        session.commit()
     if n:
         log.info("purged %d store-side events past retention", n)

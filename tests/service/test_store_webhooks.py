@@ -385,5 +385,12 @@ def test_the_store_side_log_is_purged_past_retention_once_relayed_and_sent_and_t
         assert purge_store_events(s, before=T0 - timedelta(days=30)) == 1
         s.commit()
     assert log_ids() == ["recent"]
+    for i in range(5):
+        add(f"old-{i}", old)
+    StoreEventRelay(sqlite_engine, now=now).run_once()
+    pump(sqlite_engine)
+    with Session(sqlite_engine) as s:  # two at a time, each chunk committed, until a short one
+        assert purge_store_events(s, before=T0 - timedelta(days=30), chunk=2) == 5
+    assert log_ids() == ["recent"]
     (job,) = [j for j in jobs_for(settings) if j.id == "webhooks.purge_store_events"]
     assert job.role == "worker"
