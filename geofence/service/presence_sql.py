@@ -5,15 +5,17 @@ change feed's query. Apart so that the store reads as what it does with them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
 from sqlalchemy import and_, case, or_, select
+from sqlalchemy.engine import Connection
 
 from geofence.presence import Presence, PresenceState
-from geofence.service.driver_sql import BulkSql, DriverSql, UnpreparedSql, recordset, tuples
+from geofence.service.driver_sql import BulkSql, DriverSql, UnpreparedSql, execute, recordset, tuples
 from geofence.service.tables._types import as_utc
 from geofence.service.tables.presence import (
     LocationFixRow,
@@ -177,3 +179,26 @@ TICK_EVENTS_PG = (
     "UPDATE presence_clock SET seq = seq + 1, events = events + %s WHERE id = 1"
     " RETURNING seq, events, pg_notify('" + EVENTS_CHANNEL + "', '')"
 )
+
+
+def read_devices(
+    conn: Connection, chunk: list[str]
+) -> tuple[list[tuple[str, int, int, datetime | None]], list[Presence]]:
+    """Heads (device, version, rows_version, last fix) and presence rows of these devices. On SQLite, raw
+    rows whose times are parsed here: SQLAlchemy's SQLite datetime parsing is most of the cost of a device
+    read in full (measured: ~480 us per device of ~10 rows through it, 55 us for the SQL alone)."""
+    if conn.dialect.name != "sqlite":
+        stmt = HEADS_FULL.where(H.device_id.in_(chunk))
+        heads = [(d, v, rv, as_utc(t)) for d, v, rv, t in conn.execute(stmt)]
+        rows = [to_presence(r) for r in conn.execute(select(PRESENCES).where(P.device_id.in_(chunk)))]
+        return heads, rows
+    ids = (json.dumps(chunk),)
+    time, states = sqlite_time, STATES
+    heads = [(d, v, rv, time(t)) for d, v, rv, t in execute(conn, SQLITE_HEADS, ids)]
+    rows = [
+        Presence(d, z, states[state], time(since), time(last), time(entered),
+                 visit, pending, bool(dwelled), lat, lng, version)
+        for d, z, state, since, last, entered, visit, pending, dwelled, lat, lng, version
+        in execute(conn, SQLITE_PRESENCES, ids)
+    ]
+    return heads, rows

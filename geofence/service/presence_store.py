@@ -13,14 +13,13 @@ wrote, and retry; on PostgreSQL a batch's writes go out together (``versioned_wr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 from msgspec.structs import replace
-from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy import and_, delete, exists, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -119,7 +118,7 @@ class SqlPresenceStore:
                 found[d] = copy
         for chunk in sql.chunks(stale):
             fresh: dict[str, StoredDevice] = {}
-            heads, rows = self._read_whole(chunk)
+            heads, rows = sql.read_devices(self.session.connection(), chunk)
             for d, version, rows_version, last in heads:
                 fresh[d] = StoredDevice({}, version, last, None, rows_version)
             for p in rows:
@@ -138,30 +137,6 @@ class SqlPresenceStore:
             read[d] = stored.version if stored is not None else 0
         self.loaded.update(found)
         return found
-
-    def _read_whole(
-        self, chunk: list[str]
-    ) -> tuple[list[tuple[str, int, int, datetime | None]], list[Presence]]:
-        """Heads and presence rows of these devices. On SQLite, raw rows whose times are parsed here:
-        SQLAlchemy's SQLite datetime parsing is most of the cost of a device read in full (measured:
-        ~480 us per device of ~10 rows through it, 55 us for the SQL alone)."""
-        conn = self.session.connection()
-        if conn.dialect.name != "sqlite":
-            stmt = sql.HEADS_FULL.where(sql.H.device_id.in_(chunk))
-            heads = [(d, v, rv, as_utc(t)) for d, v, rv, t in conn.execute(stmt)]
-            found = conn.execute(select(sql.PRESENCES).where(sql.P.device_id.in_(chunk)))
-            rows = [sql.to_presence(r) for r in found]
-            return heads, rows
-        ids = (json.dumps(chunk),)
-        time, states = sql.sqlite_time, sql.STATES
-        heads = [(d, v, rv, time(t)) for d, v, rv, t in execute(conn, sql.SQLITE_HEADS, ids)]
-        rows = [
-            Presence(d, z, states[state], time(since), time(last), time(entered),
-                     visit, pending, bool(dwelled), lat, lng, version)
-            for d, z, state, since, last, entered, visit, pending, dwelled, lat, lng, version
-            in execute(conn, sql.SQLITE_PRESENCES, ids)
-        ]
-        return heads, rows
 
     def _clock_tick(self) -> int:
         """This unit of work's tick, taken once, before its first row write: on PostgreSQL the clock row
