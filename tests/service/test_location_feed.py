@@ -139,8 +139,14 @@ def test_a_nul_in_a_device_id_rejects_that_fix_alone(runtime):
     assert other["accepted"] == 1
 
 
-def _jobs(loop, runtime, n: int) -> list[FeedJob]:
-    return [FeedJob(loop, loop.create_future(), runtime, None, b"{}") for _ in range(n)]
+@pytest.fixture
+def jobs(runtime):
+    """Makes ``n`` jobs of ``runtime`` (empty bodies: only their order is looked at), on one event loop;
+    the ingest's group wait set to 5 s, far longer than a companion 50 ms later takes to come."""
+    runtime.settings.ingest.group_wait_ms = 5_000
+    loop = asyncio.new_event_loop()
+    yield lambda n: [FeedJob(loop, loop.create_future(), runtime, None, b"{}") for _ in range(n)]
+    loop.close()
 
 
 def _take_while_one_more_arrives(feed: LocationFeed, first: FeedJob, later: FeedJob, *, busy: bool):
@@ -154,55 +160,36 @@ def _take_while_one_more_arrives(feed: LocationFeed, first: FeedJob, later: Feed
         timer.join()
 
 
-def test_under_load_a_lone_request_waits_for_a_second_to_share_its_batch(runtime):
+def test_under_load_a_lone_request_waits_for_a_second_to_share_its_batch(jobs):
     """Requests waited through the last batch (``busy``): a lone request waits up to
     ``ingest.group_wait_ms`` for a companion, and the two are served as one batch."""
     feed = LocationFeed(prepare, render, replay)
-    runtime.settings.ingest.group_wait_ms = 5_000  # far longer than the companion takes to come
-    loop = asyncio.new_event_loop()
-    try:
-        first, later = _jobs(loop, runtime, 2)
-        assert _take_while_one_more_arrives(feed, first, later, busy=True) == [first, later]
-    finally:
-        loop.close()
+    first, later = jobs(2)
+    assert _take_while_one_more_arrives(feed, first, later, busy=True) == [first, later]
 
 
-def test_a_request_never_waits_when_the_feed_was_not_busy_or_the_wait_is_off(runtime):
+def test_a_request_never_waits_when_the_feed_was_not_busy_or_the_wait_is_off(runtime, jobs):
     feed = LocationFeed(prepare, render, replay)
-    runtime.settings.ingest.group_wait_ms = 5_000
-    loop = asyncio.new_event_loop()
-    try:
-        first, later = _jobs(loop, runtime, 2)
-        assert _take_while_one_more_arrives(feed, first, later, busy=False) == [first]  # it did not wait
-        assert feed.take(busy=False) == [later]
-        runtime.settings.ingest.group_wait_ms = 0  # busy, but the operator turned the wait off
-        first, later = _jobs(loop, runtime, 2)
-        assert _take_while_one_more_arrives(feed, first, later, busy=True) == [first]
-        assert feed.take(busy=True) == [later]  # alone and nothing else comes: served after the wait (0)
-    finally:
-        loop.close()
+    first, later = jobs(2)
+    assert _take_while_one_more_arrives(feed, first, later, busy=False) == [first]  # it did not wait
+    assert feed.take(busy=False) == [later]
+    runtime.settings.ingest.group_wait_ms = 0  # busy, but the operator turned the wait off
+    first, later = jobs(2)
+    assert _take_while_one_more_arrives(feed, first, later, busy=True) == [first]
+    assert feed.take(busy=True) == [later]  # alone and nothing else comes: served after the wait (0)
 
 
-def test_requests_already_waiting_are_taken_together_without_waiting_for_more(runtime):
+def test_requests_already_waiting_are_taken_together_without_waiting_for_more(jobs):
     feed = LocationFeed(prepare, render, replay)
-    runtime.settings.ingest.group_wait_ms = 5_000
-    loop = asyncio.new_event_loop()
-    try:
-        waiting = _jobs(loop, runtime, 3)
-        for job in waiting:
-            feed._queue.put(job)
-        assert feed.take(busy=True) == waiting  # at once: two or more need no companion
-    finally:
-        loop.close()
+    waiting = jobs(3)
+    for job in waiting:
+        feed._queue.put(job)
+    assert feed.take(busy=True) == waiting  # at once: two or more need no companion
 
 
-def test_the_feed_is_loaded_when_requests_came_together_or_waited_through_a_batch(runtime):
+def test_the_feed_is_loaded_when_requests_came_together_or_waited_through_a_batch(jobs):
     feed = LocationFeed(prepare, render, replay)
     assert not feed.loaded(served=1)  # one at a time: the next lone request is served at once
     assert feed.loaded(served=2)  # two came together: the next lone one waits for its companion
-    loop = asyncio.new_event_loop()
-    try:
-        feed._queue.put(_jobs(loop, runtime, 1)[0])
-        assert feed.loaded(served=1)  # one waited through the batch
-    finally:
-        loop.close()
+    feed._queue.put(jobs(1)[0])
+    assert feed.loaded(served=1)  # one waited through the batch
