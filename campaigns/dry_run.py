@@ -121,17 +121,7 @@ def dry_run(
                 PastDelivery(campaign.id, zone.id, event.visit_id, decision.channel, decision.at)
             )
             try:
-                message = render_for_event(
-                    as_active,
-                    zone,
-                    channel=decision.channel,
-                    locale=recipient.locale,
-                    first_name=recipient.first_name,
-                    expires_at=decision.expires_at,
-                    event_lat=event.lat,
-                    event_lng=event.lng,
-                    platform=recipient.platform,
-                )
+                message = render_for_event(as_active, zone, event, recipient, decision)
             except ValueError as exc:
                 report.rows.append(row(customer_id, "skip", f"render_error:{exc}", decision.channel))
                 continue

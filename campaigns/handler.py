@@ -97,17 +97,7 @@ def delivery_row(
     decision: Send | Defer,
     at: datetime,
 ) -> Delivery:
-    message = render_for_event(
-        campaign,
-        zone,
-        channel=decision.channel,
-        locale=recipient.locale,
-        first_name=recipient.first_name,
-        expires_at=decision.expires_at,
-        event_lat=event.lat,
-        event_lng=event.lng,
-        platform=recipient.platform,
-    )
+    message = render_for_event(campaign, zone, event, recipient, decision)
     data: dict[str, Any] = dict(message.data)
     data.update({"_near_exit_s": str(campaign.near_exit_s), "_near_m": str(campaign.near_m)})
     if zone.lat is not None and zone.lng is not None:

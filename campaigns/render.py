@@ -11,9 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from campaigns.model import Campaign, ZoneInfo
 from campaigns.windows import zone as tz_zone
+
+if TYPE_CHECKING:
+    from campaigns.decide import Defer, Recipient, Send
+    from geofence.events import ZoneEvent
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -130,29 +135,21 @@ def render(
 
 
 def render_for_event(
-    campaign: Campaign,
-    zone: ZoneInfo,
-    *,
-    channel: str,
-    locale: str | None,
-    first_name: str | None,
-    expires_at: datetime,
-    event_lat: float | None,
-    event_lng: float | None,
-    platform: str | None = None,
+    campaign: Campaign, zone: ZoneInfo, event: ZoneEvent, recipient: Recipient, decision: Send | Defer
 ) -> Rendered:
-    """``render`` for a zone event: the event's rounded position feeds ``{distance}`` when it has one.
+    """``render`` of a decision to send for a zone event, to its recipient: the event's rounded position
+    feeds ``{distance}`` when it has one.
 
     The live path (handler) and the dry run both call this, so a dry run shows exactly what would go out.
     """
-    position = (event_lat, event_lng) if event_lat is not None and event_lng is not None else None
+    position = (event.lat, event.lng) if event.lat is not None and event.lng is not None else None
     return render(
         campaign,
         zone,
-        channel=channel,
-        locale=locale,
-        first_name=first_name,
-        expires_at=expires_at,
+        channel=decision.channel,
+        locale=recipient.locale,
+        first_name=recipient.first_name,
+        expires_at=decision.expires_at,
         position=position,
-        platform=platform,
+        platform=recipient.platform,
     )
