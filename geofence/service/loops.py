@@ -22,13 +22,21 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Loop:
     """``work()`` when ``wakeup`` is set, or every ``fallback_s``; it returns True when more is waiting
-    (then it runs again at once). ``role`` says which process runs it ("api" | "worker" | "any")."""
+    (then it runs again at once). ``role`` says which process runs it ("api" | "worker" | "any").
+
+    ``settle_s``: once woken, wait this long before the pass (``scheduler.side_loops_settle_s``), for
+    the log's consumers that are not on an offer's path (export, webhooks, arrivals, orders). Why: every
+    zone event woke them together with the campaign consumer, in the same worker process; their passes
+    (each a few ms of Python) took the GIL while the offer was being decided and sent, and that path
+    went from p50 38 to 73-86 ms as they were added (``bench.bench_latency``, docs/presence.md). Settled,
+    they pass after it, and one pass takes every event that came meanwhile."""
 
     id: str
     work: Callable[[], bool]
     wakeup: Wakeup
     fallback_s: float
     role: str = "worker"
+    settle_s: float = 0.0
 
 
 class LoopThread(threading.Thread):
@@ -45,7 +53,10 @@ class LoopThread(threading.Thread):
         loop, more = self.loop, True  # a first pass at start: work committed while no one ran
         while not self._halt.is_set():
             if not more:
-                loop.wakeup.wait(loop.fallback_s)
+                woken = loop.wakeup.wait(loop.fallback_s)
+                if woken and loop.settle_s > 0:
+                    self._halt.wait(loop.settle_s)
+                    loop.wakeup.wait(0)  # what was signalled meanwhile, this pass takes
                 if self._halt.is_set():
                     break
             try:

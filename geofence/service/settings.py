@@ -59,6 +59,9 @@ class SchedulerSettings(BaseModel):
     # The zone-event log's consumers and the dispatcher are woken by the commit that gives them work
     # (NOTIFY on PostgreSQL, in-process on SQLite); these polls are only the fallback.
     events_poll_s: float = Field(default=1.0, gt=0)
+    # once woken by a zone event, the log's consumers off an offer's path (export, webhooks, arrivals,
+    # orders) wait this long, so that they pass after the offer is decided and sent (loops.Loop)
+    side_loops_settle_s: float = Field(default=0.1, ge=0, le=5)
     consumer_max_attempts: int = Field(default=5, ge=1)  # a failing event is then parked for an operator
     consumer_retry_s: float = Field(default=2.0, gt=0)  # first retry delay, doubling (at most 10 min)
     # devices decided side by side (each in order), PostgreSQL only (SQLite has one writer)

@@ -65,6 +65,7 @@ def export_intake_loop(runtime: Runtime) -> Loop:
         runtime.wakeups.events.follower(),
         runtime.settings.scheduler.events_poll_s,
         role="worker",
+        settle_s=runtime.settings.scheduler.side_loops_settle_s,  # off an offer's path (``loops.Loop``)
     )
 
 

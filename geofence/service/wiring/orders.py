@@ -61,6 +61,7 @@ def order_loops(runtime: Runtime) -> list[Loop]:
             runtime.wakeups.events.follower(),
             scheduler.events_poll_s,
             role="worker",
+            settle_s=scheduler.side_loops_settle_s,  # off an offer's path (``loops.Loop``)
         ),
         Loop(
             "orders.track", tracker.run_once, Wakeup(), runtime.settings.orders.track_every_s, role="worker"

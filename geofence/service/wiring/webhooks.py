@@ -88,12 +88,14 @@ def webhook_loops(runtime: Runtime) -> list[Loop]:
     writers (dispatcher, API, inbound SMS): the relay follows the outbox signal (most of them are
     delivery status changes) and polls; the arrivals consumer wakes it."""
     poll = runtime.settings.scheduler.events_poll_s
+    settle = runtime.settings.scheduler.side_loops_settle_s  # off an offer's path (``loops.Loop``)
     intake = Loop(
         f"consumer:{WEBHOOK_CONSUMER}",
         webhook_consumer(runtime).run_once,
         runtime.wakeups.events.follower(),
         poll,
         role="worker",
+        settle_s=settle,
     )
     if runtime.nats is not None:  # the bus: a durable JetStream consumer shared by every worker
         from geofence.service.wiring.event_bus import stream_consumer_loop
@@ -110,6 +112,7 @@ def webhook_loops(runtime: Runtime) -> list[Loop]:
             runtime.wakeups.events.follower(),
             poll,
             role="worker",
+            settle_s=settle,
         ),
         Loop(
             "webhooks.store_events",
